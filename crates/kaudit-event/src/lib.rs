@@ -1,0 +1,1 @@
+//! The audit.k8s.io event model: lossless parsing, kube-apiserver-exact encoding, readers.

@@ -1,0 +1,1 @@
+//! Falco- and Sigma-compatible detection rules over audit events.

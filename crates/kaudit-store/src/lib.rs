@@ -1,0 +1,1 @@
+//! Append-only, tamper-evident audit log store: segments, Merkle tree, signed checkpoints.

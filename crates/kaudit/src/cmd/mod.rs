@@ -1,0 +1,8 @@
+//! One module per subcommand family; each owns its clap arguments and a `run`.
+
+pub mod convert;
+pub mod detect;
+pub mod gen;
+pub mod policy;
+pub mod serve;
+pub mod store;

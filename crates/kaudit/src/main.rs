@@ -1,0 +1,79 @@
+//! `kaudit`: the audit-log platform for Kubernetes clusters.
+//!
+//! The binary only wires the library crates together: each subcommand lives in
+//! its own module under `cmd/` and owns its clap arguments.
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+
+/// kaudit: ingest, verify, search and detect over Kubernetes audit logs.
+#[derive(Parser)]
+#[command(name = "kaudit", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate realistic, deterministic kube-apiserver audit traffic.
+    Gen(cmd::gen::Args),
+    /// Parse audit events and re-encode them exactly as kube-apiserver does (v1beta1/v1alpha1 -> v1).
+    Convert(cmd::convert::Args),
+    /// Work with audit.k8s.io/v1 policies: lint, explain, simulate, apply.
+    #[command(subcommand)]
+    Policy(cmd::policy::Command),
+    /// Bulk-load audit events into the store.
+    Import(cmd::store::ImportArgs),
+    /// Verify the whole store: records, Merkle tree, checkpoints.
+    Verify(cmd::store::VerifyArgs),
+    /// Print inclusion or consistency proofs.
+    #[command(subcommand)]
+    Proof(cmd::store::ProofCommand),
+    /// Print the latest signed checkpoint (or the verifier key).
+    Checkpoint(cmd::store::CheckpointArgs),
+    /// Generate an Ed25519 signing key pair for checkpoints.
+    Keygen(cmd::store::KeygenArgs),
+    /// Apply the retention policy: delete whole old segments not under legal hold.
+    Prune(cmd::store::PruneArgs),
+    /// Manage legal holds that block pruning.
+    #[command(subcommand)]
+    Hold(cmd::store::HoldCommand),
+    /// Print store statistics.
+    Stat(cmd::store::StatArgs),
+    /// Run Falco or Sigma rules over audit events.
+    Detect(cmd::detect::Args),
+    /// Test rules against events.
+    #[command(subcommand)]
+    Rules(cmd::detect::RulesCommand),
+    /// Run the server: webhook ingest, API, UI.
+    Serve(cmd::serve::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Gen(a) => cmd::gen::run(a),
+        Command::Convert(a) => cmd::convert::run(a),
+        Command::Policy(c) => cmd::policy::run(c),
+        Command::Import(a) => cmd::store::import(a),
+        Command::Verify(a) => cmd::store::verify(a),
+        Command::Proof(c) => cmd::store::proof(c),
+        Command::Checkpoint(a) => cmd::store::checkpoint(a),
+        Command::Keygen(a) => cmd::store::keygen(a),
+        Command::Prune(a) => cmd::store::prune(a),
+        Command::Hold(c) => cmd::store::hold(c),
+        Command::Stat(a) => cmd::store::stat(a),
+        Command::Detect(a) => cmd::detect::run(a),
+        Command::Rules(c) => cmd::detect::rules(c),
+        Command::Serve(a) => cmd::serve::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
