@@ -1,0 +1,898 @@
+//! The `audit.k8s.io/v1` Event: typed hot fields, lossless nested values,
+//! and the kube-apiserver encoding.
+
+use crate::json::{write_compact, write_str};
+use crate::time::MicroTime;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+/// How much of a request the audit policy asked to record. Ordered, so a
+/// policy can compare levels (`level >= Level::Request`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum Level {
+    /// Not logged at all.
+    #[default]
+    None,
+    /// Metadata only: user, verb, resource, timestamps; no bodies.
+    Metadata,
+    /// Metadata and the request body.
+    Request,
+    /// Metadata, request and response bodies.
+    RequestResponse,
+}
+
+impl Level {
+    /// The wire name (`"RequestResponse"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::None => "None",
+            Level::Metadata => "Metadata",
+            Level::Request => "Request",
+            Level::RequestResponse => "RequestResponse",
+        }
+    }
+    /// All levels, lowest first.
+    pub const ALL: [Level; 4] = [
+        Level::None,
+        Level::Metadata,
+        Level::Request,
+        Level::RequestResponse,
+    ];
+}
+
+impl FromStr for Level {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Level::ALL
+            .into_iter()
+            .find(|l| l.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown level {s:?}: want None, Metadata, Request or RequestResponse")
+            })
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The point in a request's life an event was written at.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Stage {
+    /// As soon as the request arrives, before any handler runs.
+    RequestReceived,
+    /// After response headers are sent (long-running requests: watch, exec).
+    ResponseStarted,
+    /// After the response body is complete.
+    ResponseComplete,
+    /// When a panic occurred while handling the request.
+    Panic,
+}
+
+impl Stage {
+    /// The wire name (`"ResponseComplete"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::RequestReceived => "RequestReceived",
+            Stage::ResponseStarted => "ResponseStarted",
+            Stage::ResponseComplete => "ResponseComplete",
+            Stage::Panic => "Panic",
+        }
+    }
+    /// All stages in the order a request passes them.
+    pub const ALL: [Stage; 4] = [
+        Stage::RequestReceived,
+        Stage::ResponseStarted,
+        Stage::ResponseComplete,
+        Stage::Panic,
+    ];
+}
+
+impl FromStr for Stage {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Stage::ALL
+            .into_iter()
+            .find(|l| l.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown stage {s:?}: want RequestReceived, ResponseStarted, ResponseComplete or Panic")
+            })
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `authentication.k8s.io/v1` UserInfo. Empty fields are omitted on output.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct UserInfo {
+    /// The name that uniquely identifies the user; empty for failed authentication.
+    #[serde(deserialize_with = "null_default")]
+    pub username: String,
+    /// A unique value that survives renames.
+    #[serde(deserialize_with = "null_default")]
+    pub uid: String,
+    /// Groups the user belongs to.
+    #[serde(deserialize_with = "null_default")]
+    pub groups: Vec<String>,
+    /// Extra attributes from the authenticator (kept sorted by key, as Go does).
+    #[serde(deserialize_with = "null_default")]
+    pub extra: BTreeMap<String, Vec<String>>,
+}
+
+impl UserInfo {
+    fn write(&self, out: &mut Vec<u8>) {
+        out.push(b'{');
+        let mut first = true;
+        let mut key = |out: &mut Vec<u8>, k: &[u8]| {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            out.extend_from_slice(k);
+        };
+        if !self.username.is_empty() {
+            key(out, b"\"username\":");
+            write_str(out, &self.username);
+        }
+        if !self.uid.is_empty() {
+            key(out, b"\"uid\":");
+            write_str(out, &self.uid);
+        }
+        if !self.groups.is_empty() {
+            key(out, b"\"groups\":");
+            write_str_array(out, &self.groups);
+        }
+        if !self.extra.is_empty() {
+            key(out, b"\"extra\":");
+            out.push(b'{');
+            for (i, (k, v)) in self.extra.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_str(out, k);
+                out.push(b':');
+                // Go's ExtraValue is a []string: nil encodes as null.
+                write_str_array(out, v);
+            }
+            out.push(b'}');
+        }
+        out.push(b'}');
+    }
+}
+
+/// The object a request was about (`objectRef`). Empty fields are omitted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObjectRef {
+    /// Plural resource name (`pods`).
+    pub resource: String,
+    /// Namespace; empty for cluster-scoped objects.
+    pub namespace: String,
+    /// Object name; empty for list/create-without-name.
+    pub name: String,
+    /// Object UID when known.
+    pub uid: String,
+    /// API group; empty for the core group.
+    pub api_group: String,
+    /// API version (`v1`).
+    pub api_version: String,
+    /// Resource version of the object.
+    pub resource_version: String,
+    /// Subresource (`status`, `exec`, `log`).
+    pub subresource: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct ObjectRefWire {
+    #[serde(deserialize_with = "null_default")]
+    resource: String,
+    #[serde(deserialize_with = "null_default")]
+    namespace: String,
+    #[serde(deserialize_with = "null_default")]
+    name: String,
+    #[serde(deserialize_with = "null_default")]
+    uid: String,
+    #[serde(deserialize_with = "null_default")]
+    api_group: Option<String>,
+    #[serde(deserialize_with = "null_default")]
+    api_version: String,
+    #[serde(deserialize_with = "null_default")]
+    resource_version: String,
+    #[serde(deserialize_with = "null_default")]
+    subresource: String,
+}
+
+impl ObjectRef {
+    fn write(&self, out: &mut Vec<u8>) {
+        out.push(b'{');
+        let mut first = true;
+        for (k, v) in [
+            ("resource", &self.resource),
+            ("namespace", &self.namespace),
+            ("name", &self.name),
+            ("uid", &self.uid),
+            ("apiGroup", &self.api_group),
+            ("apiVersion", &self.api_version),
+            ("resourceVersion", &self.resource_version),
+            ("subresource", &self.subresource),
+        ] {
+            if v.is_empty() {
+                continue;
+            }
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            write_str(out, k);
+            out.push(b':');
+            write_str(out, v);
+        }
+        out.push(b'}');
+    }
+}
+
+/// `responseStatus` (a `metav1.Status`): the code is typed, the rest kept verbatim.
+#[derive(Clone, Debug)]
+pub struct ResponseStatus {
+    /// HTTP status code, when present.
+    pub code: Option<i32>,
+    /// The whole status object as it arrived.
+    pub raw: Box<RawValue>,
+}
+
+impl PartialEq for ResponseStatus {
+    fn eq(&self, other: &Self) -> bool {
+        self.code == other.code && self.raw.get() == other.raw.get()
+    }
+}
+
+impl ResponseStatus {
+    /// Builds the status kube-apiserver writes: `{"metadata":{},...,"code":N}`
+    /// with `status`, `message` and `reason` only when non-empty (Go field order).
+    pub fn new(code: i32, status: &str, message: &str, reason: &str) -> Self {
+        let mut out = Vec::with_capacity(64);
+        out.extend_from_slice(b"{\"metadata\":{}");
+        for (k, v) in [("status", status), ("message", message), ("reason", reason)] {
+            if !v.is_empty() {
+                out.push(b',');
+                write_str(&mut out, k);
+                out.push(b':');
+                write_str(&mut out, v);
+            }
+        }
+        if code != 0 {
+            out.extend_from_slice(b",\"code\":");
+            out.extend_from_slice(code.to_string().as_bytes());
+        }
+        out.push(b'}');
+        let raw = String::from_utf8(out).unwrap_or_default();
+        ResponseStatus {
+            code: (code != 0).then_some(code),
+            raw: RawValue::from_string(raw).unwrap_or_else(|_| empty_object()),
+        }
+    }
+}
+
+fn empty_object() -> Box<RawValue> {
+    // "{}" is valid JSON; from_string only fails on invalid JSON.
+    RawValue::from_string("{}".to_string()).expect("literal is valid JSON")
+}
+
+/// Which `audit.k8s.io` version a document was written in.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum ApiVersion {
+    /// `audit.k8s.io/v1`, what current clusters write.
+    V1,
+    /// `audit.k8s.io/v1beta1` (Kubernetes 1.8 to 1.21).
+    V1beta1,
+    /// `audit.k8s.io/v1alpha1` (Kubernetes 1.7).
+    V1alpha1,
+}
+
+impl ApiVersion {
+    /// Parses an `apiVersion` value.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "audit.k8s.io/v1" => Some(ApiVersion::V1),
+            "audit.k8s.io/v1beta1" => Some(ApiVersion::V1beta1),
+            "audit.k8s.io/v1alpha1" => Some(ApiVersion::V1alpha1),
+            _ => None,
+        }
+    }
+}
+
+/// A whole audit event as `audit.k8s.io/v1`, every field kept.
+///
+/// Scalars and the fields kaudit reasons about are typed; bodies and status
+/// objects stay as the raw JSON they arrived as; unknown top-level fields are
+/// kept in arrival order and written after the known ones.
+#[derive(Clone, Debug, Default)]
+pub struct EventDoc {
+    /// Audit level the policy chose.
+    pub level: Level,
+    /// Unique per request; shared by all stages of that request.
+    pub audit_id: String,
+    /// Stage this event was written at.
+    pub stage: Option<Stage>,
+    /// Request URI as sent by the client.
+    pub request_uri: String,
+    /// Kubernetes verb (`get`, `list`, `watch`, `create`, ...) or HTTP verb for non-resource URLs.
+    pub verb: String,
+    /// The authenticated user.
+    pub user: UserInfo,
+    /// The user impersonated, if any.
+    pub impersonated_user: Option<UserInfo>,
+    /// `authenticationMetadata`, kept verbatim.
+    pub authentication_metadata: Option<Box<RawValue>>,
+    /// Client addresses, the origin first.
+    pub source_ips: Vec<String>,
+    /// The client's User-Agent.
+    pub user_agent: String,
+    /// The object the request was about.
+    pub object_ref: Option<ObjectRef>,
+    /// The response status.
+    pub response_status: Option<ResponseStatus>,
+    /// Request body (levels Request and RequestResponse).
+    pub request_object: Option<Box<RawValue>>,
+    /// Response body (level RequestResponse).
+    pub response_object: Option<Box<RawValue>>,
+    /// When the request arrived; `None` encodes as `null` (Go's zero time).
+    pub request_received_timestamp: Option<MicroTime>,
+    /// When this stage was reached.
+    pub stage_timestamp: Option<MicroTime>,
+    /// Annotations (authorization decision and reason, admission, ...), sorted by key.
+    pub annotations: BTreeMap<String, String>,
+    /// Top-level fields kube-apiserver's v1 Event does not define, in arrival order.
+    pub unknown: Vec<(String, Box<RawValue>)>,
+}
+
+impl EventDoc {
+    /// Appends the kube-apiserver encoding, without a trailing newline.
+    /// `type_meta` writes `kind` and `apiVersion` (a JSON line or a single
+    /// Event); EventList items carry neither.
+    pub fn encode_into(&self, out: &mut Vec<u8>, type_meta: bool) {
+        out.push(b'{');
+        if type_meta {
+            out.extend_from_slice(b"\"kind\":\"Event\",\"apiVersion\":\"audit.k8s.io/v1\",");
+        }
+        out.extend_from_slice(b"\"level\":\"");
+        out.extend_from_slice(self.level.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"auditID\":");
+        write_str(out, &self.audit_id);
+        out.extend_from_slice(b",\"stage\":");
+        write_str(out, self.stage.map(Stage::as_str).unwrap_or(""));
+        out.extend_from_slice(b",\"requestURI\":");
+        write_str(out, &self.request_uri);
+        out.extend_from_slice(b",\"verb\":");
+        write_str(out, &self.verb);
+        out.extend_from_slice(b",\"user\":");
+        self.user.write(out);
+        if let Some(u) = &self.impersonated_user {
+            out.extend_from_slice(b",\"impersonatedUser\":");
+            u.write(out);
+        }
+        if let Some(m) = &self.authentication_metadata {
+            out.extend_from_slice(b",\"authenticationMetadata\":");
+            write_compact(out, m.get().as_bytes());
+        }
+        if !self.source_ips.is_empty() {
+            out.extend_from_slice(b",\"sourceIPs\":");
+            write_str_array(out, &self.source_ips);
+        }
+        if !self.user_agent.is_empty() {
+            out.extend_from_slice(b",\"userAgent\":");
+            write_str(out, &self.user_agent);
+        }
+        if let Some(o) = &self.object_ref {
+            out.extend_from_slice(b",\"objectRef\":");
+            o.write(out);
+        }
+        if let Some(s) = &self.response_status {
+            out.extend_from_slice(b",\"responseStatus\":");
+            write_compact(out, s.raw.get().as_bytes());
+        }
+        if let Some(o) = &self.request_object {
+            out.extend_from_slice(b",\"requestObject\":");
+            write_compact(out, o.get().as_bytes());
+        }
+        if let Some(o) = &self.response_object {
+            out.extend_from_slice(b",\"responseObject\":");
+            write_compact(out, o.get().as_bytes());
+        }
+        out.extend_from_slice(b",\"requestReceivedTimestamp\":");
+        write_time(out, self.request_received_timestamp);
+        out.extend_from_slice(b",\"stageTimestamp\":");
+        write_time(out, self.stage_timestamp);
+        if !self.annotations.is_empty() {
+            out.extend_from_slice(b",\"annotations\":{");
+            for (i, (k, v)) in self.annotations.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_str(out, k);
+                out.push(b':');
+                write_str(out, v);
+            }
+            out.push(b'}');
+        }
+        for (k, v) in &self.unknown {
+            out.push(b',');
+            write_str(out, k);
+            out.push(b':');
+            write_compact(out, v.get().as_bytes());
+        }
+        out.push(b'}');
+    }
+
+    /// The JSON-line encoding (with `kind` and `apiVersion`), no newline.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(1024);
+        self.encode_into(&mut out, true);
+        out
+    }
+
+    /// The HTTP status code of the response, when there was one.
+    pub fn response_code(&self) -> Option<i32> {
+        self.response_status.as_ref().and_then(|s| s.code)
+    }
+}
+
+impl PartialEq for EventDoc {
+    /// Two documents are equal when kube-apiserver would encode them identically.
+    fn eq(&self, other: &Self) -> bool {
+        self.encode() == other.encode()
+    }
+}
+
+fn write_time(out: &mut Vec<u8>, t: Option<MicroTime>) {
+    match t {
+        Some(t) => {
+            out.push(b'"');
+            t.write(out);
+            out.push(b'"');
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+fn write_str_array(out: &mut Vec<u8>, items: &[String]) {
+    out.push(b'[');
+    for (i, s) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(out, s);
+    }
+    out.push(b']');
+}
+
+fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+// ---------------------------------------------------------------------------
+// Decoding
+// ---------------------------------------------------------------------------
+
+/// What one JSON object turned out to be.
+pub(crate) enum Decoded {
+    /// An Event (possibly of an older version, already converted to v1).
+    Event {
+        doc: Box<EventDoc>,
+        version: Option<ApiVersion>,
+        kind_present: bool,
+    },
+    /// An EventList: its items, still raw.
+    List { items: Vec<Box<RawValue>> },
+}
+
+/// Field names an event may carry, resolved once per key.
+#[derive(Clone, Copy)]
+enum Field {
+    Kind,
+    ApiVersion,
+    Level,
+    AuditId,
+    Stage,
+    RequestUri,
+    Verb,
+    User,
+    ImpersonatedUser,
+    AuthenticationMetadata,
+    SourceIps,
+    UserAgent,
+    ObjectRef,
+    ResponseStatus,
+    RequestObject,
+    ResponseObject,
+    RequestReceivedTimestamp,
+    StageTimestamp,
+    Annotations,
+    Items,
+    Metadata,
+    Timestamp,
+}
+
+fn field_of(s: &str) -> Option<Field> {
+    Some(match s {
+        "kind" => Field::Kind,
+        "apiVersion" => Field::ApiVersion,
+        "level" => Field::Level,
+        "auditID" => Field::AuditId,
+        "stage" => Field::Stage,
+        "requestURI" => Field::RequestUri,
+        "verb" => Field::Verb,
+        "user" => Field::User,
+        "impersonatedUser" => Field::ImpersonatedUser,
+        "authenticationMetadata" => Field::AuthenticationMetadata,
+        "sourceIPs" => Field::SourceIps,
+        "userAgent" => Field::UserAgent,
+        "objectRef" => Field::ObjectRef,
+        "responseStatus" => Field::ResponseStatus,
+        "requestObject" => Field::RequestObject,
+        "responseObject" => Field::ResponseObject,
+        "requestReceivedTimestamp" => Field::RequestReceivedTimestamp,
+        "stageTimestamp" => Field::StageTimestamp,
+        "annotations" => Field::Annotations,
+        "items" => Field::Items,
+        "metadata" => Field::Metadata,
+        "timestamp" => Field::Timestamp,
+        _ => return None,
+    })
+}
+
+enum Key {
+    Known(Field),
+    Unknown(String),
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Key, E> {
+                Ok(field_of(s)
+                    .map(Key::Known)
+                    .unwrap_or_else(|| Key::Unknown(s.to_string())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// The raw top-level value of an object before it is known to be an Event
+/// or an EventList; built in one pass over the map.
+#[derive(Default)]
+struct Wire {
+    kind: Option<Result<String, String>>,
+    api_version: Option<String>,
+    doc: EventDoc,
+    stage: Option<String>,
+    level: Option<String>,
+    object_ref: Option<ObjectRefWire>,
+    timestamp: Option<String>,
+    request_received: Option<Option<String>>,
+    stage_ts: Option<Option<String>>,
+    items: Option<Vec<Box<RawValue>>>,
+}
+
+#[derive(Deserialize)]
+struct StatusCode {
+    #[serde(default)]
+    code: Option<serde_json::Value>,
+}
+
+impl<'de> Deserialize<'de> for Wire {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Wire;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object (an audit Event or EventList)")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Wire, A::Error> {
+                use serde::de::Error;
+                let mut w = Wire::default();
+                macro_rules! val {
+                    ($name:expr) => {
+                        map.next_value()
+                            .map_err(|e| A::Error::custom(format_args!(".{}: {}", $name, e)))?
+                    };
+                }
+                while let Some(key) = map.next_key::<Key>()? {
+                    let f = match key {
+                        Key::Known(f) => f,
+                        Key::Unknown(name) => {
+                            let v: Box<RawValue> = val!(name);
+                            w.doc.unknown.push((name, v));
+                            continue;
+                        }
+                    };
+                    match f {
+                        Field::Kind => {
+                            let v: serde_json::Value = val!("kind");
+                            w.kind = Some(match v {
+                                serde_json::Value::String(s) => Ok(s),
+                                other => Err(other.to_string()),
+                            });
+                        }
+                        Field::ApiVersion => {
+                            let v: Option<String> = val!("apiVersion");
+                            w.api_version = v;
+                        }
+                        Field::Level => w.level = val!("level"),
+                        Field::AuditId => {
+                            let v: Option<String> = val!("auditID");
+                            w.doc.audit_id = v.unwrap_or_default();
+                        }
+                        Field::Stage => w.stage = val!("stage"),
+                        Field::RequestUri => {
+                            let v: Option<String> = val!("requestURI");
+                            w.doc.request_uri = v.unwrap_or_default();
+                        }
+                        Field::Verb => {
+                            let v: Option<String> = val!("verb");
+                            w.doc.verb = v.unwrap_or_default();
+                        }
+                        Field::User => {
+                            let v: Option<UserInfo> = val!("user");
+                            w.doc.user = v.unwrap_or_default();
+                        }
+                        Field::ImpersonatedUser => {
+                            w.doc.impersonated_user = val!("impersonatedUser")
+                        }
+                        Field::AuthenticationMetadata => {
+                            w.doc.authentication_metadata = non_null(val!("authenticationMetadata"))
+                        }
+                        Field::SourceIps => {
+                            let v: Option<Vec<String>> = val!("sourceIPs");
+                            w.doc.source_ips = v.unwrap_or_default();
+                        }
+                        Field::UserAgent => {
+                            let v: Option<String> = val!("userAgent");
+                            w.doc.user_agent = v.unwrap_or_default();
+                        }
+                        Field::ObjectRef => w.object_ref = val!("objectRef"),
+                        Field::ResponseStatus => {
+                            let raw: Option<Box<RawValue>> = non_null(val!("responseStatus"));
+                            if let Some(raw) = raw {
+                                let code: StatusCode =
+                                    serde_json::from_str(raw.get()).map_err(|e| {
+                                        A::Error::custom(format_args!(".responseStatus: {e}"))
+                                    })?;
+                                let code = match code.code {
+                                    None | Some(serde_json::Value::Null) => None,
+                                    Some(serde_json::Value::Number(n)) => Some(
+                                        n.as_i64()
+                                            .and_then(|c| i32::try_from(c).ok())
+                                            .ok_or_else(|| {
+                                                A::Error::custom(format_args!(
+                                                    ".responseStatus.code: {n} is not a 32-bit integer"
+                                                ))
+                                            })?,
+                                    ),
+                                    Some(other) => {
+                                        return Err(A::Error::custom(format_args!(
+                                            ".responseStatus.code: want an integer, got {other}"
+                                        )))
+                                    }
+                                };
+                                w.doc.response_status = Some(ResponseStatus { code, raw });
+                            }
+                        }
+                        Field::RequestObject => {
+                            w.doc.request_object = non_null(val!("requestObject"))
+                        }
+                        Field::ResponseObject => {
+                            w.doc.response_object = non_null(val!("responseObject"))
+                        }
+                        Field::RequestReceivedTimestamp => {
+                            w.request_received = Some(val!("requestReceivedTimestamp"))
+                        }
+                        Field::StageTimestamp => w.stage_ts = Some(val!("stageTimestamp")),
+                        Field::Annotations => {
+                            let v: Option<BTreeMap<String, String>> = val!("annotations");
+                            w.doc.annotations = v.unwrap_or_default();
+                        }
+                        Field::Items => w.items = val!("items"),
+                        Field::Metadata => {
+                            // v1beta1/v1alpha1 ObjectMeta: dropped by the conversion to v1.
+                            let v: Box<RawValue> = val!("metadata");
+                            w.doc.unknown.push(("metadata".to_string(), v));
+                        }
+                        Field::Timestamp => {
+                            let v: Option<String> = val!("timestamp");
+                            w.timestamp = v;
+                        }
+                    }
+                }
+                Ok(w)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+fn non_null(v: Option<Box<RawValue>>) -> Option<Box<RawValue>> {
+    v.filter(|r| r.get() != "null")
+}
+
+/// Why a JSON value is not a usable audit event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    /// Not JSON, or JSON of the wrong shape; the message names the JSON path and column.
+    #[error("invalid JSON: {0}")]
+    Json(String),
+    /// Valid JSON, but not a Kubernetes audit event.
+    #[error("not a Kubernetes audit event: {0}")]
+    NotAnEvent(String),
+    /// An event whose field has a value kube-apiserver never writes.
+    #[error("invalid audit event: {field}: {reason}")]
+    Invalid {
+        /// JSON path of the field (`.stage`).
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded, EventError> {
+    let wire: Wire = serde_json::from_slice(bytes).map_err(|e| {
+        if e.classify() == serde_json::error::Category::Data && e.line() == 1 && e.column() <= 1 {
+            EventError::NotAnEvent(format!("the document is not a JSON object ({e})"))
+        } else {
+            EventError::Json(e.to_string())
+        }
+    })?;
+    wire.finish()
+}
+
+impl Wire {
+    fn finish(mut self) -> Result<Decoded, EventError> {
+        let version = match self.api_version.as_deref() {
+            None => None,
+            Some(v) => Some(ApiVersion::parse(v).ok_or_else(|| {
+                EventError::NotAnEvent(format!(
+                    "apiVersion is {v:?}, want audit.k8s.io/v1 (or v1beta1, v1alpha1)"
+                ))
+            })?),
+        };
+        let kind_present = self.kind.is_some();
+        match self.kind.take() {
+            Some(Ok(k)) if k == "EventList" => {
+                let items = self.items.take().unwrap_or_default();
+                return Ok(Decoded::List { items });
+            }
+            Some(Ok(k)) if k == "Event" => {}
+            Some(Ok(k)) => {
+                return Err(EventError::NotAnEvent(format!(
+                    "kind is {k:?}, want \"Event\" or \"EventList\""
+                )))
+            }
+            Some(Err(v)) => {
+                return Err(EventError::NotAnEvent(format!(
+                    "kind is {v}, want \"Event\" or \"EventList\""
+                )))
+            }
+            None => {}
+        }
+        if self.items.is_some() {
+            // An `items` key outside an EventList is not something the apiserver writes.
+            return Err(EventError::NotAnEvent(
+                "has \"items\" but kind is not \"EventList\"".into(),
+            ));
+        }
+        let doc = &mut self.doc;
+        if doc.audit_id.is_empty() {
+            return Err(EventError::NotAnEvent("no auditID".into()));
+        }
+        let stage = self
+            .stage
+            .as_deref()
+            .ok_or_else(|| EventError::NotAnEvent("no stage".into()))?;
+        doc.stage = Some(stage.parse().map_err(|reason| EventError::Invalid {
+            field: ".stage",
+            reason,
+        })?);
+        let level = self
+            .level
+            .as_deref()
+            .ok_or_else(|| EventError::NotAnEvent("no level".into()))?;
+        doc.level = level.parse().map_err(|reason| EventError::Invalid {
+            field: ".level",
+            reason,
+        })?;
+        let legacy = matches!(version, Some(ApiVersion::V1beta1 | ApiVersion::V1alpha1));
+        if legacy {
+            // Conversion to v1 drops ObjectMeta and the second-precision timestamp.
+            doc.unknown.retain(|(k, _)| k != "metadata");
+        } else if let Some(ts) = &self.timestamp {
+            // v1 has no `timestamp`: keep it as an unknown field, losslessly.
+            let mut raw = Vec::new();
+            write_str(&mut raw, ts);
+            if let Ok(raw) = RawValue::from_string(String::from_utf8_lossy(&raw).into_owned()) {
+                doc.unknown.push(("timestamp".into(), raw));
+            }
+        }
+        let parse_ts = |field: &'static str,
+                        v: Option<Option<String>>|
+         -> Result<Option<MicroTime>, EventError> {
+            match v.flatten() {
+                None => Ok(None),
+                Some(s) => MicroTime::parse(&s)
+                    .map(Some)
+                    .map_err(|e| EventError::Invalid {
+                        field,
+                        reason: e.to_string(),
+                    }),
+            }
+        };
+        doc.request_received_timestamp =
+            parse_ts(".requestReceivedTimestamp", self.request_received)?;
+        doc.stage_timestamp = parse_ts(".stageTimestamp", self.stage_ts)?;
+        if legacy {
+            // Events from before Kubernetes 1.10 only carry `timestamp`; use it
+            // for both so that every converted event has a time.
+            if let Some(ts) = self.timestamp.as_deref() {
+                let t = MicroTime::parse(ts).map_err(|e| EventError::Invalid {
+                    field: ".timestamp",
+                    reason: e.to_string(),
+                })?;
+                doc.request_received_timestamp.get_or_insert(t);
+                doc.stage_timestamp.get_or_insert(t);
+            }
+        }
+        if let Some(o) = self.object_ref {
+            let (api_group, api_version) = match (o.api_group, version) {
+                (None, Some(ApiVersion::V1alpha1)) => split_group_version(&o.api_version)?,
+                (g, _) => (g.unwrap_or_default(), o.api_version),
+            };
+            doc.object_ref = Some(ObjectRef {
+                resource: o.resource,
+                namespace: o.namespace,
+                name: o.name,
+                uid: o.uid,
+                api_group,
+                api_version,
+                resource_version: o.resource_version,
+                subresource: o.subresource,
+            });
+        }
+        Ok(Decoded::Event {
+            doc: Box::new(self.doc),
+            version,
+            kind_present,
+        })
+    }
+}
+
+/// v1alpha1 put `group/version` into objectRef.apiVersion; v1 splits it
+/// (as `schema.ParseGroupVersion`: `v1` and `/v1` are the core group).
+fn split_group_version(gv: &str) -> Result<(String, String), EventError> {
+    match gv.split_once('/') {
+        None => Ok((String::new(), gv.to_string())),
+        Some((g, v)) if !v.contains('/') => Ok((g.to_string(), v.to_string())),
+        Some(_) => Err(EventError::Invalid {
+            field: ".objectRef.apiVersion",
+            reason: format!("unexpected GroupVersion string: {gv:?}"),
+        }),
+    }
+}
