@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need on a fresh Debian machine,
+# then runs formatting and lint checks, every unit, property, integration and
+# conformance test of the workspace. Used by .ci/run and by developers alike.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# --- conformance data: must be there, never silently skipped ---------------
+export KAUDIT_CONFORMANCE="${KAUDIT_CONFORMANCE:-$(cd .. && pwd)/shared/conformance}"
+if [ ! -f "$KAUDIT_CONFORMANCE/README.md" ]; then
+  echo "FATAL: conformance data not found at $KAUDIT_CONFORMANCE (expected ../shared/conformance)" >&2
+  exit 1
+fi
+
+# --- system packages the tests use -----------------------------------------
+need=()
+for pkg_cmd in jq:jq zstd:zstd gzip:gzip; do
+  cmd=${pkg_cmd#*:}; pkg=${pkg_cmd%%:*}
+  command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# --- rust checks -------------------------------------------------------------
+export CARGO_TERM_COLOR=never
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test (workspace: unit, property, integration, conformance)"
+cargo test --workspace --locked 2>&1 | tee target/test-output.txt
+# One plain summary line over every test binary.
+awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "kaudit: %d passed, %d failed\n", p, f }' target/test-output.txt
