@@ -12,12 +12,14 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 fn corpus() -> Vec<Vec<u8>> {
-    let path = std::env::var_os("KAUDIT_BENCH_EVENTS").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/conformance/k8s/examples/v1_real_events.jsonl")
-    });
-    let text = std::fs::read(&path)
-        .unwrap_or_else(|e| panic!("bench input {}: {e}", path.display()));
+    let path = std::env::var_os("KAUDIT_BENCH_EVENTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../../shared/conformance/k8s/examples/v1_real_events.jsonl")
+        });
+    let text =
+        std::fs::read(&path).unwrap_or_else(|e| panic!("bench input {}: {e}", path.display()));
     let lines: Vec<Vec<u8>> = text
         .split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
@@ -54,10 +56,20 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(lines.len() as u64));
     g.sample_size(10);
     g.bench_function("kaudit Event::from_json", |b| {
-        b.iter(|| lines.iter().map(|l| kaudit_parse(black_box(l))).sum::<usize>())
+        b.iter(|| {
+            lines
+                .iter()
+                .map(|l| kaudit_parse(black_box(l)))
+                .sum::<usize>()
+        })
     });
     g.bench_function("serde_json::Value baseline", |b| {
-        b.iter(|| lines.iter().map(|l| value_baseline(black_box(l))).sum::<usize>())
+        b.iter(|| {
+            lines
+                .iter()
+                .map(|l| value_baseline(black_box(l)))
+                .sum::<usize>()
+        })
     });
     g.finish();
 
