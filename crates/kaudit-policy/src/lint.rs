@@ -73,26 +73,26 @@ pub fn lint(policy: &Policy) -> Vec<Finding> {
         }
         if rule.level >= Level::Request {
             for (group, resource, sub, label) in SENSITIVE {
-                if rule_can_match_resource(rule, group, resource, sub)
-                    && !(0..i).any(|j| rule_takes_all_of(&rules[j], group, resource, sub))
-                {
+                let Some(probe) = sensitive_probe(rule, group, resource, sub) else {
+                    continue;
+                };
+                if !(0..i).any(|j| rule_covers(&rules[j], &probe)) {
                     out.push(warn(
                         "sensitive-body",
-                        format!("logs {label} at {}: their request/response bodies carry credentials, which end up in the audit log; add a Metadata rule for them before this one", rule.level),
+                        format!("logs {label} at {}{}: their bodies carry credentials, which end up in the audit log; add a Metadata rule for them before this one", rule.level, verbs_note(&probe)),
                     ));
                 }
             }
         }
-        if rule.level == Level::RequestResponse
-            && !rule_is_non_resource_only(rule)
-            && ["list", "watch"]
-                .iter()
-                .any(|v| rule.verbs.is_empty() || rule.verbs.iter().any(|x| x == v))
-        {
-            out.push(warn(
-                "list-watch-response",
-                "list/watch at RequestResponse: list responses hold whole collections and dominate log volume; log them at Request or Metadata".to_string(),
-            ));
+        if rule.level == Level::RequestResponse && !rule_is_non_resource_only(rule) {
+            let mut probe = rule.clone();
+            probe.verbs = restrict_verbs(&rule.verbs, &["list", "watch"]);
+            if !probe.verbs.is_empty() && !(0..i).any(|j| rule_covers(&rules[j], &probe)) {
+                out.push(warn(
+                    "list-watch-response",
+                    format!("{} reach this rule at RequestResponse: list responses hold whole collections and dominate log volume; log them at Request or Metadata", probe.verbs.join("/")),
+                ));
+            }
         }
     }
     if !policy.omit_stages.contains(Stage::RequestReceived) {
@@ -216,22 +216,71 @@ fn rule_can_match_resource(r: &PolicyRule, group: &str, resource: &str, sub: &st
         })
 }
 
-/// Whether the rule catches every request for the resource (any user, verb,
-/// namespace, name), so later rules never see it.
-fn rule_takes_all_of(r: &PolicyRule, group: &str, resource: &str, sub: &str) -> bool {
-    r.users.is_empty()
-        && r.user_groups.is_empty()
-        && r.verbs.is_empty()
-        && r.namespaces.is_empty()
-        && !rule_is_non_resource_only(r)
-        && (r.resources.is_empty()
-            || r.resources.iter().any(|gr| {
-                (gr.group == "*" || gr.group == group)
-                    && gr.resource_names.is_empty()
-                    && (gr.resources.is_empty()
-                        || gr
-                            .resources
-                            .iter()
-                            .any(|p| crate::eval::resource_pattern_matches(p, resource, sub)))
-            }))
+/// Verbs whose request body carries the credential, per sensitive resource
+/// (at Request level; RequestResponse also logs responses, so every verb).
+fn request_body_verbs(resource: &str, sub: &str) -> &'static [&'static str] {
+    match (resource, sub) {
+        ("secrets", "") | ("configmaps", "") => &["create", "update", "patch"],
+        ("tokenreviews", "") => &["create"],
+        _ => &[],
+    }
+}
+
+/// `rule_verbs` (empty = any) restricted to `wanted`.
+fn restrict_verbs(rule_verbs: &[String], wanted: &[&str]) -> Vec<String> {
+    wanted
+        .iter()
+        .filter(|w| rule_verbs.is_empty() || rule_verbs.iter().any(|v| v == *w))
+        .map(|w| w.to_string())
+        .collect()
+}
+
+fn verbs_note(probe: &PolicyRule) -> String {
+    if probe.verbs.is_empty() {
+        String::new()
+    } else {
+        format!(" (verbs {})", probe.verbs.join(", "))
+    }
+}
+
+/// The part of `rule` that would log credentials of the given resource: the
+/// rule narrowed to that resource and to the verbs whose logged bodies hold
+/// them. `None` when the rule cannot log them at all.
+fn sensitive_probe(
+    rule: &PolicyRule,
+    group: &str,
+    resource: &str,
+    sub: &str,
+) -> Option<PolicyRule> {
+    if !rule_can_match_resource(rule, group, resource, sub) {
+        return None;
+    }
+    let mut probe = rule.clone();
+    if rule.level < Level::RequestResponse {
+        probe.verbs = restrict_verbs(&rule.verbs, request_body_verbs(resource, sub));
+        if probe.verbs.is_empty() {
+            return None;
+        }
+    }
+    let names: Vec<String> = rule
+        .resources
+        .iter()
+        .filter(|gr| gr.group == "*" || gr.group == group)
+        .flat_map(|gr| gr.resource_names.iter().cloned())
+        .collect();
+    let all_names = rule.resources.is_empty()
+        || rule
+            .resources
+            .iter()
+            .any(|gr| (gr.group == "*" || gr.group == group) && gr.resource_names.is_empty());
+    probe.resources = vec![GroupResourcesDoc {
+        group: group.to_string(),
+        resources: vec![if sub.is_empty() {
+            resource.to_string()
+        } else {
+            format!("{resource}/{sub}")
+        }],
+        resource_names: if all_names { Vec::new() } else { names },
+    }];
+    Some(probe)
 }

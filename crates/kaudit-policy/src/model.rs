@@ -354,9 +354,11 @@ fn check_type_meta(value: &Value, source_name: &str) -> Result<(), PolicyError> 
             ))
         }
         Some(Value::String(v)) if v == "audit.k8s.io/v1" => {}
-        Some(Value::String(v)) if v.starts_with("audit.k8s.io/") => return Err(err(format!(
+        Some(Value::String(v)) if v.starts_with("audit.k8s.io/") => {
+            return Err(err(format!(
             "apiVersion {v:?} is no longer served by kube-apiserver; change it to audit.k8s.io/v1"
-        ))),
+        )))
+        }
         Some(other) => {
             return Err(err(format!(
                 "unknown group version field: apiVersion {other}; want audit.k8s.io/v1"
