@@ -1,0 +1,499 @@
+//! `kaudit.yaml`: every option of `kaudit serve`, with `KAUDIT_...`
+//! environment overrides.
+//!
+//! Overrides name a path with `__` between levels, upper case:
+//! `KAUDIT_LISTEN=0.0.0.0:8080`, `KAUDIT_INGEST__MAX_BODY=128MiB`,
+//! `KAUDIT_TLS__LISTEN=0.0.0.0:8443`. Values are parsed as YAML scalars, so
+//! numbers and booleans keep their type. See `kaudit.example.yaml`.
+
+use crate::auth::{ClientCertConfig, TokenConfig};
+use serde::{Deserialize, Deserializer};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The whole configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Data directory of the embedded store.
+    pub data: PathBuf,
+    /// Plain HTTP listener (loopback unless `allow_insecure_http`).
+    pub listen: Option<SocketAddr>,
+    /// Allow plain HTTP on a non-loopback address.
+    pub allow_insecure_http: bool,
+    /// The HTTPS listener.
+    pub tls: Option<TlsConfig>,
+    /// Credentials.
+    pub auth: AuthConfig,
+    /// Ingest limits and behaviour.
+    pub ingest: IngestConfig,
+    /// Log files to follow.
+    pub sources: Vec<SourceConfig>,
+    /// Store options.
+    pub store: StoreConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            data: PathBuf::from("./kaudit-data"),
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            allow_insecure_http: false,
+            tls: None,
+            auth: AuthConfig::default(),
+            ingest: IngestConfig::default(),
+            sources: Vec::new(),
+            store: StoreConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// The HTTPS listener.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Certificate chain (PEM); without it a self-signed pair is made in the data dir.
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    /// Private key (PEM).
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    /// CA bundle for client certificates (mTLS).
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// Host names and addresses for the self-signed certificate.
+    #[serde(default = "default_names")]
+    pub names: Vec<String>,
+}
+
+fn default_names() -> Vec<String> {
+    vec!["localhost".into(), "127.0.0.1".into()]
+}
+
+/// Credentials; with none configured, plain HTTP on loopback accepts anyone.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Bearer tokens.
+    pub tokens: Vec<TokenConfig>,
+    /// Client certificates, matched by subject CN.
+    pub client_certs: Vec<ClientCertConfig>,
+}
+
+/// Ingest limits and behaviour.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Cluster name for events whose credential names none.
+    pub default_cluster: String,
+    /// Largest request body, also after gzip inflation.
+    #[serde(deserialize_with = "de_size")]
+    pub max_body: u64,
+    /// Events larger than this are stored truncated.
+    #[serde(deserialize_with = "de_size")]
+    pub max_event: u64,
+    /// Memory all in-flight bodies may hold; beyond it, 429.
+    #[serde(deserialize_with = "de_size")]
+    pub max_inflight: u64,
+    /// How long resends are recognised.
+    #[serde(deserialize_with = "de_duration")]
+    pub dedupe_window: Duration,
+    /// Most keys the dedupe window holds.
+    pub dedupe_max_keys: usize,
+    /// Ingest-time audit policy (YAML or JSON).
+    pub policy: Option<PathBuf>,
+    /// Redact Secret data and tokens (on by default).
+    pub redact: bool,
+    /// Below this much free disk, ingest answers 503 and /readyz fails.
+    #[serde(deserialize_with = "de_size")]
+    pub min_free_disk: u64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            default_cluster: "default".into(),
+            max_body: 64 << 20,
+            max_event: 4 << 20,
+            max_inflight: 512 << 20,
+            dedupe_window: Duration::from_secs(600),
+            dedupe_max_keys: 2_000_000,
+            policy: None,
+            redact: true,
+            min_free_disk: 1 << 30,
+        }
+    }
+}
+
+/// A log file to follow.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// The file source.
+    pub file: FileSourceConfig,
+}
+
+/// A kube-apiserver audit log file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSourceConfig {
+    /// Path of the active log file (`--audit-log-path`).
+    pub path: PathBuf,
+    /// Cluster name for its events.
+    pub cluster: String,
+}
+
+/// Store options.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Checkpoint signing key; generated in the data dir when absent.
+    pub signing_key: Option<PathBuf>,
+    /// Also write every checkpoint to this file.
+    pub publish_checkpoint: Option<PathBuf>,
+    /// Least time between checkpoints while data arrives.
+    #[serde(deserialize_with = "de_duration")]
+    pub checkpoint_interval: Duration,
+    /// Retention.
+    pub retention: Option<RetentionConfig>,
+    /// Encryption at rest.
+    pub encryption: Option<EncryptionConfig>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            signing_key: None,
+            publish_checkpoint: None,
+            checkpoint_interval: Duration::from_secs(1),
+            retention: None,
+            encryption: None,
+        }
+    }
+}
+
+/// Retention limits; whole segments beyond them are pruned.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Keep at most this long (`400d`).
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub max_age: Option<Duration>,
+    /// Keep at most this much (`500GiB`).
+    #[serde(default, deserialize_with = "de_opt_size")]
+    pub max_size: Option<u64>,
+}
+
+/// Encryption at rest.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptionConfig {
+    /// File holding the 32-byte key (hex).
+    pub key_file: PathBuf,
+}
+
+/// Logging.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: String,
+    /// A tracing filter (`info`, `kaudit_server=debug`).
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+/// A configuration that cannot be used, with where.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The YAML is malformed or has wrong fields.
+    #[error("{path}: {reason}")]
+    Invalid {
+        /// The file (or `environment`).
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl ServerConfig {
+    /// Loads a file (None: defaults), then applies `KAUDIT_*` variables from `env`.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<ServerConfig, ConfigError> {
+        let (mut value, name) = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_path_buf(),
+                    source,
+                })?;
+                let v: serde_json::Value = if text.trim().is_empty() {
+                    serde_json::Value::Object(Default::default())
+                } else {
+                    serde_saphyr::from_str(&text).map_err(|e| ConfigError::Invalid {
+                        path: p.display().to_string(),
+                        reason: e.to_string(),
+                    })?
+                };
+                (v, p.display().to_string())
+            }
+            None => (
+                serde_json::Value::Object(Default::default()),
+                "defaults".to_string(),
+            ),
+        };
+        let mut applied = Vec::new();
+        for (k, v) in env {
+            let Some(rest) = k.strip_prefix("KAUDIT_") else {
+                continue;
+            };
+            if rest.is_empty() || rest == "CONFORMANCE" || rest.starts_with("BENCH") {
+                continue;
+            }
+            let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+            let scalar: serde_json::Value =
+                serde_saphyr::from_str(&v).unwrap_or(serde_json::Value::String(v.clone()));
+            set_path(&mut value, &path, scalar);
+            applied.push(k);
+        }
+        serde_json::from_value(value).map_err(|e| ConfigError::Invalid {
+            path: if applied.is_empty() {
+                name
+            } else {
+                format!("{name} (with environment {})", applied.join(", "))
+            },
+            reason: e.to_string(),
+        })
+    }
+
+    /// Checks what serde cannot: listener safety, TLS files, source paths.
+    pub fn check(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Some(l) = self.listen {
+            if !l.ip().is_loopback() && !self.allow_insecure_http {
+                problems.push(format!(
+                    "listen: {l} is not a loopback address; plain HTTP there needs allow_insecure_http: true (use tls.listen instead)"
+                ));
+            }
+        }
+        if self.listen.is_none() && self.tls.is_none() {
+            problems
+                .push("neither listen nor tls.listen is set: nothing would accept events".into());
+        }
+        if let Some(t) = &self.tls {
+            if t.cert.is_some() != t.key.is_some() {
+                problems.push(
+                    "tls: set both cert and key, or neither (a self-signed pair is then made)"
+                        .into(),
+                );
+            }
+            for p in [&t.cert, &t.key, &t.client_ca].into_iter().flatten() {
+                if !p.is_file() {
+                    problems.push(format!("tls: {} does not exist", p.display()));
+                }
+            }
+        }
+        for (i, s) in self.sources.iter().enumerate() {
+            if s.file.cluster.is_empty() {
+                problems.push(format!("sources[{i}].file.cluster is empty"));
+            }
+            if let Some(dir) = s.file.path.parent() {
+                if !dir.as_os_str().is_empty() && !dir.is_dir() {
+                    problems.push(format!(
+                        "sources[{i}].file.path: directory {} does not exist",
+                        dir.display()
+                    ));
+                }
+            }
+        }
+        if let Some(p) = &self.ingest.policy {
+            if !p.is_file() {
+                problems.push(format!("ingest.policy: {} does not exist", p.display()));
+            }
+        }
+        if self.ingest.max_event > self.ingest.max_body {
+            problems.push("ingest.max_event is larger than ingest.max_body".into());
+        }
+        problems
+    }
+}
+
+fn set_path(v: &mut serde_json::Value, path: &[String], leaf: serde_json::Value) {
+    let Some((first, rest)) = path.split_first() else {
+        *v = leaf;
+        return;
+    };
+    if !v.is_object() {
+        *v = serde_json::Value::Object(Default::default());
+    }
+    if let serde_json::Value::Object(m) = v {
+        let child = m.entry(first.clone()).or_insert(serde_json::Value::Null);
+        set_path(child, rest, leaf);
+    }
+}
+
+/// Parses `64MiB`, `1GiB`, `500GB`, `4096`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {s:?}: want e.g. 64MiB"))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "m" | "mb" => 1e6,
+        "g" | "gb" => 1e9,
+        "t" | "tb" => 1e12,
+        "ki" | "kib" => 1024.0,
+        "mi" | "mib" => 1024.0 * 1024.0,
+        "gi" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "ti" | "tib" => 1024.0f64.powi(4),
+        u => return Err(format!("invalid size unit {u:?} in {s:?}")),
+    };
+    Ok((n * mult) as u64)
+}
+
+/// Parses `500ms`, `30s`, `10m`, `2h`, `400d`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: want e.g. 10m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86_400.0,
+        "w" => n * 7.0 * 86_400.0,
+        u => return Err(format!("invalid duration unit {u:?} in {s:?}")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NumOrStr {
+    Num(u64),
+    Str(String),
+}
+
+fn de_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    match NumOrStr::deserialize(d)? {
+        NumOrStr::Num(n) => Ok(n),
+        NumOrStr::Str(s) => parse_size(&s).map_err(serde::de::Error::custom),
+    }
+}
+
+fn de_opt_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    de_size(d).map(Some)
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    match NumOrStr::deserialize(d)? {
+        NumOrStr::Num(n) => Ok(Duration::from_secs(n)),
+        NumOrStr::Str(s) => parse_duration(&s).map_err(serde::de::Error::custom),
+    }
+}
+
+fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    de_duration(d).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_with_env_overrides() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("kaudit.yaml");
+        std::fs::write(
+            &p,
+            "data: /var/lib/kaudit\ningest:\n  max_body: 32MiB\n  dedupe_window: 5m\nauth:\n  tokens:\n    - name: prod\n      token: 0123456789abcdef0123\n      cluster: prod\n",
+        )
+        .unwrap();
+        let env = vec![
+            ("KAUDIT_LISTEN".to_string(), "127.0.0.1:9999".to_string()),
+            ("KAUDIT_INGEST__MAX_EVENT".to_string(), "1MiB".to_string()),
+            ("KAUDIT_INGEST__REDACT".to_string(), "false".to_string()),
+            ("OTHER".to_string(), "x".to_string()),
+        ];
+        let c = ServerConfig::load(Some(&p), env).unwrap();
+        assert_eq!(c.data, PathBuf::from("/var/lib/kaudit"));
+        assert_eq!(c.listen.unwrap().port(), 9999);
+        assert_eq!(c.ingest.max_body, 32 << 20);
+        assert_eq!(c.ingest.max_event, 1 << 20);
+        assert!(!c.ingest.redact);
+        assert_eq!(c.ingest.dedupe_window, Duration::from_secs(300));
+        assert_eq!(c.auth.tokens[0].cluster.as_deref(), Some("prod"));
+        assert!(c.check().is_empty(), "{:?}", c.check());
+    }
+
+    #[test]
+    fn errors_name_the_file_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bad.yaml");
+        std::fs::write(&p, "lisen: 1.2.3.4:80\n").unwrap();
+        let e = ServerConfig::load(Some(&p), Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bad.yaml") && e.contains("lisen"), "{e}");
+        let e = ServerConfig::load(
+            None,
+            vec![("KAUDIT_INGEST__MAX_BODY".into(), "lots".into())],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("KAUDIT_INGEST__MAX_BODY") && e.contains("invalid size"),
+            "{e}"
+        );
+        let c = ServerConfig::load(None, vec![("KAUDIT_LISTEN".into(), "0.0.0.0:8080".into())])
+            .unwrap();
+        assert!(c.check()[0].contains("allow_insecure_http"));
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("64MiB").unwrap(), 64 << 20);
+        assert_eq!(parse_size("500GB").unwrap(), 500_000_000_000);
+        assert_eq!(
+            parse_duration("400d").unwrap(),
+            Duration::from_secs(400 * 86_400)
+        );
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_size("12 parsecs").is_err());
+    }
+}

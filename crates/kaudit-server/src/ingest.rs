@@ -1,0 +1,424 @@
+//! The ingest pipeline every source shares: parse a batch item by item,
+//! quarantine what is not an audit event, truncate what is too large the way
+//! kube-apiserver's truncate backend does, apply the ingest-time transform
+//! (policy, redaction), drop resends, append durably, then acknowledge.
+//!
+//! Transport-neutral: the HTTP handler, the file tailer and tests call
+//! [`Ingestor::ingest_batch`] / [`Ingestor::ingest_events`] and map the
+//! outcome to their own protocol.
+
+use crate::dedupe::{self, DedupeWindow};
+use crate::metrics::{Metrics, BATCH_BUCKETS, LATENCY_BUCKETS};
+use crate::quarantine::{NewEntry, Quarantine};
+use kaudit_event::{parse_batch, Event, MicroTime};
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// One event ready to be stored, with what the store binds to it.
+#[derive(Clone, Debug)]
+pub struct IngestRecord {
+    /// Cluster it came from.
+    pub cluster: String,
+    /// When kaudit received it.
+    pub received: MicroTime,
+    /// The event (its bytes are what is stored).
+    pub event: Event,
+}
+
+/// Where ingested events go: the store. `append` returns only once every
+/// record is durable (fsync), so an acknowledgement never outruns the disk.
+pub trait EventLog: Send + Sync + 'static {
+    /// Appends durably, in order.
+    fn append(&self, records: &[IngestRecord]) -> Result<(), LogError>;
+}
+
+/// The store refused or failed an append.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// Temporarily unable (saturated, disk nearly full): the sender should retry.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The append failed.
+    #[error("store error: {0}")]
+    Failed(String),
+}
+
+/// An ingest-time transform: the policy and redaction. `None` drops the event
+/// (below its rule's level, or an omitted stage).
+pub type Transform = Arc<dyn Fn(Event) -> Option<Event> + Send + Sync>;
+
+/// Limits of one ingest.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Events larger than this are truncated (bodies dropped), never rejected.
+    pub max_event: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_event: 4 << 20 }
+    }
+}
+
+/// Beyond this even a truncated event is not stored (the store's own bound);
+/// it goes to quarantine with its bytes instead.
+pub const HARD_MAX_EVENT: usize = 16 << 20;
+
+/// One refused item of a batch, as reported to the sender.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct QuarantinedItem {
+    /// Index of the item in the batch (document order).
+    pub index: usize,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+/// What happened to a batch.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct IngestOutcome {
+    /// Events stored (or already stored earlier: resends count as accepted).
+    pub accepted: usize,
+    /// Items kept in quarantine instead.
+    pub quarantined: Vec<QuarantinedItem>,
+    /// Of the accepted, how many were resends already stored.
+    pub duplicates: usize,
+    /// Of the accepted, how many were truncated for size.
+    pub truncated: usize,
+    /// Events the ingest policy chose not to keep.
+    pub dropped_by_policy: usize,
+}
+
+/// Why a batch was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The body is not JSON, or not an EventList/Event/array (400; nothing stored).
+    #[error("{0}")]
+    BadBody(String),
+    /// Strict mode and some items are invalid (400; nothing stored).
+    #[error("{} invalid item(s) in strict mode; nothing stored", .0.len())]
+    Strict(Vec<QuarantinedItem>),
+    /// The store or the quarantine could not take it now (503; retry).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// The shared ingest pipeline.
+pub struct Ingestor {
+    log: Arc<dyn EventLog>,
+    quarantine: Arc<Quarantine>,
+    dedupe: DedupeWindow,
+    metrics: Arc<Metrics>,
+    limits: Limits,
+    transform: Option<Transform>,
+}
+
+impl Ingestor {
+    /// Builds the pipeline.
+    pub fn new(
+        log: Arc<dyn EventLog>,
+        quarantine: Arc<Quarantine>,
+        dedupe: DedupeWindow,
+        metrics: Arc<Metrics>,
+        limits: Limits,
+        transform: Option<Transform>,
+    ) -> Self {
+        for (name, kind, help) in [
+            (
+                "kaudit_events_received_total",
+                "counter",
+                "Audit events received, by cluster and source.",
+            ),
+            (
+                "kaudit_events_stored_total",
+                "counter",
+                "Audit events stored durably, by cluster.",
+            ),
+            (
+                "kaudit_events_rejected_total",
+                "counter",
+                "Items not stored, by cluster and reason (quarantined, policy, strict).",
+            ),
+            (
+                "kaudit_dedupe_hits_total",
+                "counter",
+                "Resent events recognised and not stored twice.",
+            ),
+            (
+                "kaudit_events_truncated_total",
+                "counter",
+                "Events stored truncated because they exceeded the per-event limit.",
+            ),
+            (
+                "kaudit_batch_events",
+                "histogram",
+                "Events per ingested batch.",
+            ),
+            (
+                "kaudit_commit_seconds",
+                "histogram",
+                "Time to make a batch durable.",
+            ),
+        ] {
+            metrics.describe(name, kind, help);
+        }
+        Ingestor {
+            log,
+            quarantine,
+            dedupe,
+            metrics,
+            limits,
+            transform,
+        }
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The quarantine area.
+    pub fn quarantine(&self) -> &Arc<Quarantine> {
+        &self.quarantine
+    }
+
+    /// Ingests a webhook-style body (EventList, Event, or array of either).
+    pub fn ingest_batch(
+        &self,
+        body: &[u8],
+        cluster: &str,
+        strict: bool,
+        source: &str,
+    ) -> Result<IngestOutcome, IngestError> {
+        let items = parse_batch(body).map_err(|e| IngestError::BadBody(e.to_string()))?;
+        let mut events = Vec::with_capacity(items.len());
+        let mut bad = Vec::new();
+        for (i, item) in items.into_iter().enumerate() {
+            match item {
+                Ok(ev) => events.push((i, ev)),
+                Err(e) => bad.push((i, e.path.clone(), e.error.to_string(), e.raw)),
+            }
+        }
+        self.metrics.inc(
+            "kaudit_events_received_total",
+            &[("cluster", cluster), ("source", source)],
+            (events.len() + bad.len()) as f64,
+        );
+        if strict && !bad.is_empty() {
+            let items: Vec<_> = bad
+                .iter()
+                .map(|(i, path, reason, _)| QuarantinedItem {
+                    index: *i,
+                    reason: format!("{path}: {reason}"),
+                })
+                .collect();
+            self.metrics.inc(
+                "kaudit_events_rejected_total",
+                &[("cluster", cluster), ("reason", "strict")],
+                items.len() as f64,
+            );
+            return Err(IngestError::Strict(items));
+        }
+        let bad: Vec<BadItem> = bad
+            .into_iter()
+            .map(|(index, path, reason, raw)| BadItem {
+                index,
+                path: Some(path),
+                reason,
+                raw,
+            })
+            .collect();
+        self.store(events, bad, cluster, source)
+    }
+
+    /// Ingests events already parsed (file sources, imports), plus located
+    /// bad items to quarantine.
+    pub fn ingest_events(
+        &self,
+        events: Vec<Event>,
+        bad: Vec<BadItem>,
+        cluster: &str,
+        source: &str,
+    ) -> Result<IngestOutcome, IngestError> {
+        self.metrics.inc(
+            "kaudit_events_received_total",
+            &[("cluster", cluster), ("source", source)],
+            (events.len() + bad.len()) as f64,
+        );
+        let events = events.into_iter().enumerate().collect();
+        self.store(events, bad, cluster, source)
+    }
+
+    fn store(
+        &self,
+        events: Vec<(usize, Event)>,
+        bad: Vec<BadItem>,
+        cluster: &str,
+        source: &str,
+    ) -> Result<IngestOutcome, IngestError> {
+        let mut out = IngestOutcome::default();
+        let received = MicroTime::now();
+        let mut records = Vec::with_capacity(events.len());
+        let mut bad = bad;
+        for (index, ev) in events {
+            let ev = match &self.transform {
+                Some(t) => match t(ev) {
+                    Some(ev) => ev,
+                    None => {
+                        out.dropped_by_policy += 1;
+                        continue;
+                    }
+                },
+                None => ev,
+            };
+            let ev = if ev.bytes().len() > self.limits.max_event {
+                let t = truncate(ev);
+                if t.bytes().len() > HARD_MAX_EVENT {
+                    bad.push(BadItem {
+                        index,
+                        path: None,
+                        reason: format!(
+                            "event is {} bytes even without request/response objects (limit {})",
+                            t.bytes().len(),
+                            self.limits.max_event
+                        ),
+                        raw: t.bytes().to_vec(),
+                    });
+                    continue;
+                }
+                out.truncated += 1;
+                t
+            } else {
+                ev
+            };
+            records.push(IngestRecord {
+                cluster: cluster.to_string(),
+                received,
+                event: ev,
+            });
+        }
+        // Quarantine first: once the batch is acknowledged, every item of it
+        // must be somewhere durable.
+        if !bad.is_empty() {
+            let now = received.to_string();
+            let entries: Vec<NewEntry<'_>> = bad
+                .iter()
+                .map(|b| NewEntry {
+                    cluster,
+                    source,
+                    path: b.path.as_deref(),
+                    reason: &b.reason,
+                    raw: &b.raw,
+                })
+                .collect();
+            self.quarantine
+                .append(&entries, &now)
+                .map_err(|e| IngestError::Unavailable(e.to_string()))?;
+            self.metrics.inc(
+                "kaudit_events_rejected_total",
+                &[("cluster", cluster), ("reason", "quarantined")],
+                bad.len() as f64,
+            );
+            out.quarantined = bad
+                .iter()
+                .map(|b| QuarantinedItem {
+                    index: b.index,
+                    reason: match &b.path {
+                        Some(p) if !p.is_empty() => format!("{p}: {}", b.reason),
+                        _ => b.reason.clone(),
+                    },
+                })
+                .collect();
+        }
+        if out.dropped_by_policy > 0 {
+            self.metrics.inc(
+                "kaudit_events_rejected_total",
+                &[("cluster", cluster), ("reason", "policy")],
+                out.dropped_by_policy as f64,
+            );
+        }
+        let keys: Vec<_> = records
+            .iter()
+            .map(|r| dedupe::key(&r.cluster, r.event.audit_id(), r.event.stage().as_str()))
+            .collect();
+        let fresh = self
+            .dedupe
+            .claim(&keys)
+            .map_err(|e| IngestError::Unavailable(e.to_string()))?;
+        let mut to_store = Vec::with_capacity(records.len());
+        let mut claimed = Vec::with_capacity(records.len());
+        for ((rec, key), new) in records.into_iter().zip(keys).zip(fresh) {
+            if new {
+                to_store.push(rec);
+                claimed.push(key);
+            } else {
+                out.duplicates += 1;
+            }
+        }
+        if !to_store.is_empty() {
+            let t = Instant::now();
+            if let Err(e) = self.log.append(&to_store) {
+                self.dedupe.release(claimed);
+                return Err(IngestError::Unavailable(e.to_string()));
+            }
+            self.metrics.observe(
+                "kaudit_commit_seconds",
+                LATENCY_BUCKETS,
+                &[],
+                t.elapsed().as_secs_f64(),
+            );
+            self.dedupe.commit(claimed);
+        }
+        self.metrics.observe(
+            "kaudit_batch_events",
+            BATCH_BUCKETS,
+            &[],
+            to_store.len() as f64,
+        );
+        self.metrics.inc(
+            "kaudit_events_stored_total",
+            &[("cluster", cluster)],
+            to_store.len() as f64,
+        );
+        if out.duplicates > 0 {
+            self.metrics.inc(
+                "kaudit_dedupe_hits_total",
+                &[("cluster", cluster)],
+                out.duplicates as f64,
+            );
+        }
+        if out.truncated > 0 {
+            self.metrics.inc(
+                "kaudit_events_truncated_total",
+                &[("cluster", cluster)],
+                out.truncated as f64,
+            );
+        }
+        out.accepted = to_store.len() + out.duplicates;
+        Ok(out)
+    }
+}
+
+/// An item that could not be ingested, to quarantine.
+#[derive(Clone, Debug)]
+pub struct BadItem {
+    /// Index in its batch or input.
+    pub index: usize,
+    /// JSON path, or `file:line` for file sources.
+    pub path: Option<String>,
+    /// Why.
+    pub reason: String,
+    /// Its bytes.
+    pub raw: Vec<u8>,
+}
+
+/// What kube-apiserver's truncate backend does to an event over the limit:
+/// drop the request and response objects and say so in an annotation.
+pub fn truncate(ev: Event) -> Event {
+    let mut doc = ev.into_doc();
+    doc.request_object = None;
+    doc.response_object = None;
+    doc.annotations
+        .insert("audit.k8s.io/truncated".to_string(), "true".to_string());
+    Event::from_doc(doc)
+}

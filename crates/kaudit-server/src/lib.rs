@@ -1,0 +1,23 @@
+//! `kaudit serve`: the receiver kube-apiserver deserves.
+//!
+//! * [`http`]: the webhook endpoints (`POST /api/v1/ingest/k8s`, Falco's
+//!   `POST /k8s-audit`), health, readiness and metrics, over HTTP and HTTPS;
+//! * [`ingest`]: the transport-neutral pipeline: per-item parsing,
+//!   quarantine, truncation, ingest policy, retry dedupe, durable append;
+//! * [`auth`] and [`tls`]: bearer tokens and client certificates mapped to
+//!   clusters and roles;
+//! * [`tail`]: rotation-safe following of the log backend's files;
+//! * [`quarantine`], [`dedupe`], [`metrics`]: the parts they share.
+//!
+//! Nothing is acknowledged before it is durable: a 200 is sent only after the
+//! store's append (fsync) and the quarantine's fsync have both returned.
+
+pub mod auth;
+pub mod config;
+pub mod dedupe;
+pub mod http;
+pub mod ingest;
+pub mod metrics;
+pub mod quarantine;
+pub mod tail;
+pub mod tls;

@@ -1,0 +1,244 @@
+//! The quarantine (dead-letter) area: items that arrived but are not valid
+//! audit events are kept verbatim with the reason, durably, before the batch
+//! is acknowledged. Nothing a sender gave us is silently dropped.
+//!
+//! Layout: `<data>/quarantine/quarantine.jsonl`, one JSON object per item:
+//! `{"id","time","cluster","source","path","reason","raw"}` where `raw` holds
+//! the item's bytes as a string when they are UTF-8 (`raw_base64` otherwise).
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// One quarantined item.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct QuarantineEntry {
+    /// Position in the quarantine file, 1-based (what `quarantine show` takes).
+    pub id: u64,
+    /// When it was quarantined (RFC 3339, UTC).
+    pub time: String,
+    /// Cluster of the sender.
+    pub cluster: String,
+    /// Where it came from: `webhook`, `file:/path:LINE`, `import:/path:LINE`.
+    pub source: String,
+    /// JSON path of the item inside its batch (`.items[3]`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Why it was refused.
+    pub reason: String,
+    /// The bytes as they arrived, when valid UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<String>,
+    /// The bytes as they arrived, base64, when not UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_base64: Option<String>,
+}
+
+impl QuarantineEntry {
+    /// The original bytes.
+    pub fn bytes(&self) -> Vec<u8> {
+        match (&self.raw, &self.raw_base64) {
+            (Some(s), _) => s.as_bytes().to_vec(),
+            (None, Some(b)) => base64::engine::general_purpose::STANDARD
+                .decode(b)
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// An item to quarantine.
+pub struct NewEntry<'a> {
+    /// Cluster of the sender.
+    pub cluster: &'a str,
+    /// Where it came from.
+    pub source: &'a str,
+    /// JSON path inside the batch.
+    pub path: Option<&'a str>,
+    /// Why it was refused.
+    pub reason: &'a str,
+    /// Its bytes.
+    pub raw: &'a [u8],
+}
+
+/// Errors of the quarantine area.
+#[derive(Debug, thiserror::Error)]
+pub enum QuarantineError {
+    /// Reading or writing the quarantine file failed.
+    #[error("quarantine {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A line of the quarantine file is not an entry.
+    #[error("quarantine {path}:{line}: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: u64,
+        /// The parse error.
+        reason: String,
+    },
+}
+
+/// The quarantine file, appended durably.
+pub struct Quarantine {
+    path: PathBuf,
+    file: Mutex<(Option<File>, u64)>,
+}
+
+impl Quarantine {
+    /// Opens (creating the directory lazily on first write) `<data>/quarantine`.
+    pub fn open(data_dir: &Path) -> Result<Quarantine, QuarantineError> {
+        let path = data_dir.join("quarantine").join("quarantine.jsonl");
+        let count = if path.exists() {
+            let f = File::open(&path).map_err(|source| QuarantineError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            BufReader::new(f).lines().count() as u64
+        } else {
+            0
+        };
+        Ok(Quarantine {
+            path,
+            file: Mutex::new((None, count)),
+        })
+    }
+
+    /// Appends entries and fsyncs before returning.
+    pub fn append(
+        &self,
+        entries: &[NewEntry<'_>],
+        now_rfc3339: &str,
+    ) -> Result<(), QuarantineError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let io = |source| QuarantineError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let mut g = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        if g.0.is_none() {
+            if let Some(dir) = self.path.parent() {
+                std::fs::create_dir_all(dir).map_err(io)?;
+            }
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+                .map_err(io)?;
+            g.0 = Some(f);
+        }
+        let mut buf = Vec::new();
+        let mut id = g.1;
+        for e in entries {
+            id += 1;
+            let (raw, raw_base64) = match std::str::from_utf8(e.raw) {
+                Ok(s) => (Some(s.to_string()), None),
+                Err(_) => (
+                    None,
+                    Some(base64::engine::general_purpose::STANDARD.encode(e.raw)),
+                ),
+            };
+            let entry = QuarantineEntry {
+                id,
+                time: now_rfc3339.to_string(),
+                cluster: e.cluster.to_string(),
+                source: e.source.to_string(),
+                path: e.path.map(str::to_string),
+                reason: e.reason.to_string(),
+                raw,
+                raw_base64,
+            };
+            serde_json::to_writer(&mut buf, &entry).map_err(|e| io(e.into()))?;
+            buf.push(b'\n');
+        }
+        let f =
+            g.0.as_mut()
+                .ok_or_else(|| io(std::io::Error::other("not open")))?;
+        f.write_all(&buf).map_err(io)?;
+        f.sync_data().map_err(io)?;
+        g.1 = id;
+        Ok(())
+    }
+
+    /// Number of quarantined items.
+    pub fn count(&self) -> u64 {
+        self.file.lock().unwrap_or_else(|p| p.into_inner()).1
+    }
+
+    /// Reads every entry.
+    pub fn list(&self) -> Result<Vec<QuarantineEntry>, QuarantineError> {
+        if !self.path.exists() {
+            return Ok(Vec::new());
+        }
+        let f = File::open(&self.path).map_err(|source| QuarantineError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        let mut out = Vec::new();
+        for (i, line) in BufReader::new(f).lines().enumerate() {
+            let line = line.map_err(|source| QuarantineError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            out.push(
+                serde_json::from_str(&line).map_err(|e| QuarantineError::Corrupt {
+                    path: self.path.clone(),
+                    line: i as u64 + 1,
+                    reason: e.to_string(),
+                })?,
+            );
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_bytes_and_reasons_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Quarantine::open(dir.path()).unwrap();
+        q.append(
+            &[
+                NewEntry {
+                    cluster: "prod",
+                    source: "webhook",
+                    path: Some(".items[1]"),
+                    reason: "not a Kubernetes audit event: no stage",
+                    raw: br#"{"auditID":"x"}"#,
+                },
+                NewEntry {
+                    cluster: "prod",
+                    source: "webhook",
+                    path: None,
+                    reason: "bad",
+                    raw: &[0xff, 0x00, b'{'],
+                },
+            ],
+            "2026-01-01T00:00:00Z",
+        )
+        .unwrap();
+        let q = Quarantine::open(dir.path()).unwrap();
+        assert_eq!(q.count(), 2);
+        let all = q.list().unwrap();
+        assert_eq!(all[0].bytes(), br#"{"auditID":"x"}"#);
+        assert_eq!(all[0].path.as_deref(), Some(".items[1]"));
+        assert_eq!(all[1].bytes(), [0xff, 0x00, b'{']);
+        assert_eq!(all[1].id, 2);
+    }
+}
