@@ -1,0 +1,357 @@
+//! Compiled conditions: a tree of comparisons on field slots, evaluated with
+//! Falco's missing-field semantics (a comparison on a missing field is false,
+//! whatever the operator; only `not` turns it into true).
+
+use crate::fields::{resolve, EventCtx, FieldKind, FieldVal};
+use crate::parse::{Ast, Op, Rhs};
+use std::collections::{HashMap, HashSet};
+
+/// Field slots shared by every rule of an engine: one slot per distinct
+/// (field, argument), so each is extracted at most once per event.
+#[derive(Default, Debug, Clone)]
+pub(crate) struct Slots {
+    pub(crate) kinds: Vec<FieldKind>,
+    index: HashMap<FieldKind, usize>,
+}
+
+impl Slots {
+    pub(crate) fn slot(&mut self, name: &str, arg: Option<&str>) -> Result<usize, String> {
+        let kind = resolve(name, arg)?;
+        if let Some(&i) = self.index.get(&kind) {
+            return Ok(i);
+        }
+        let i = self.kinds.len();
+        self.kinds.push(kind.clone());
+        self.index.insert(kind, i);
+        Ok(i)
+    }
+}
+
+/// A compiled comparison value.
+#[derive(Debug, Clone)]
+pub(crate) enum Value {
+    None,
+    Str(String),
+    Bytes(Vec<u8>),
+    Lower(String),
+    Set(HashSet<String>),
+    Paths(Vec<String>),
+    Regex(regex::Regex),
+    Glob(Vec<GlobTok>),
+}
+
+/// A compiled condition.
+#[derive(Debug, Clone)]
+pub(crate) enum Expr {
+    And(Vec<Expr>),
+    Or(Vec<Expr>),
+    Not(Box<Expr>),
+    Cmp {
+        slot: usize,
+        list: bool,
+        op: Op,
+        value: Value,
+    },
+}
+
+/// Compiles an expanded AST (no macros left; list items already resolved).
+pub(crate) fn compile(ast: &Ast, slots: &mut Slots) -> Result<Expr, String> {
+    Ok(match ast {
+        Ast::And(v) => Expr::And(
+            v.iter()
+                .map(|a| compile(a, slots))
+                .collect::<Result<_, _>>()?,
+        ),
+        Ast::Or(v) => Expr::Or(
+            v.iter()
+                .map(|a| compile(a, slots))
+                .collect::<Result<_, _>>()?,
+        ),
+        Ast::Not(a) => Expr::Not(Box::new(compile(a, slots)?)),
+        Ast::Macro(m) => return Err(format!("undefined macro {m}")),
+        Ast::Check {
+            field,
+            arg,
+            op,
+            rhs,
+        } => {
+            let slot = slots.slot(field, arg.as_deref())?;
+            let list = slots.kinds[slot].is_list();
+            let value =
+                compile_value(*op, rhs).map_err(|e| format!("{field} {}: {e}", op.as_str()))?;
+            Expr::Cmp {
+                slot,
+                list,
+                op: *op,
+                value,
+            }
+        }
+    })
+}
+
+fn compile_value(op: Op, rhs: &Rhs) -> Result<Value, String> {
+    let single = || -> Result<&str, String> {
+        match rhs {
+            Rhs::Single(s) => Ok(s.as_str()),
+            _ => Err("expects a single value".into()),
+        }
+    };
+    Ok(match op {
+        Op::Exists => Value::None,
+        Op::In | Op::Intersects => match rhs {
+            Rhs::List(items) => Value::Set(items.iter().map(|i| i.text.clone()).collect()),
+            Rhs::Single(s) => Value::Set(std::iter::once(s.clone()).collect()),
+            Rhs::None => return Err("expects a list".into()),
+        },
+        Op::PMatch => match rhs {
+            Rhs::List(items) => Value::Paths(items.iter().map(|i| i.text.clone()).collect()),
+            Rhs::Single(s) => Value::Paths(vec![s.clone()]),
+            Rhs::None => return Err("expects a list".into()),
+        },
+        Op::IContains => Value::Lower(single()?.to_lowercase()),
+        Op::BContains | Op::BStartsWith => Value::Bytes(decode_hex(single()?)?),
+        Op::Regex => Value::Regex(
+            regex::RegexBuilder::new(single()?)
+                .size_limit(1 << 20)
+                .build()
+                .map_err(|e| format!("invalid regex: {e}"))?,
+        ),
+        Op::Glob => Value::Glob(compile_glob(single()?)),
+        Op::IGlob => Value::Glob(compile_glob(&single()?.to_lowercase())),
+        _ => Value::Str(single()?.to_string()),
+    })
+}
+
+fn decode_hex(s: &str) -> Result<Vec<u8>, String> {
+    let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    if s.len() % 2 != 0 {
+        return Err(format!("{s:?} is not an even number of hex digits"));
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| {
+            s.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| format!("{s:?} is not hex"))
+        })
+        .collect()
+}
+
+impl Expr {
+    /// Evaluates against one event.
+    pub(crate) fn eval(&self, ctx: &EventCtx<'_>, kinds: &[FieldKind], compat: bool) -> bool {
+        match self {
+            Expr::And(v) => v.iter().all(|e| e.eval(ctx, kinds, compat)),
+            Expr::Or(v) => v.iter().any(|e| e.eval(ctx, kinds, compat)),
+            Expr::Not(e) => !e.eval(ctx, kinds, compat),
+            Expr::Cmp {
+                slot,
+                list,
+                op,
+                value,
+            } => {
+                let Some(kind) = kinds.get(*slot) else {
+                    return false;
+                };
+                ctx.with(*slot, kind, compat, |v| match v {
+                    None => false,
+                    Some(v) => compare(v, *list, *op, value),
+                })
+            }
+        }
+    }
+}
+
+fn compare(v: &FieldVal<'_>, _list: bool, op: Op, value: &Value) -> bool {
+    match (op, v) {
+        (Op::Exists, _) => true,
+        (Op::In, FieldVal::Many(items)) => match value {
+            Value::Set(set) => items.iter().all(|i| set.contains(i.as_ref())),
+            _ => false,
+        },
+        (Op::Intersects, FieldVal::Many(items)) => match value {
+            Value::Set(set) => items.iter().any(|i| set.contains(i.as_ref())),
+            _ => false,
+        },
+        (_, FieldVal::One(s)) => compare_one(s, op, value),
+        (_, FieldVal::Many(items)) => items.iter().any(|s| compare_one(s, op, value)),
+    }
+}
+
+fn compare_one(s: &str, op: Op, value: &Value) -> bool {
+    match (op, value) {
+        (Op::Eq, Value::Str(v)) => s == v,
+        (Op::Ne, Value::Str(v)) => s != v,
+        (Op::Lt | Op::Le | Op::Gt | Op::Ge, Value::Str(v)) => {
+            let ord = match (s.parse::<f64>(), v.parse::<f64>()) {
+                (Ok(a), Ok(b)) => a.partial_cmp(&b),
+                _ => Some(s.cmp(v.as_str())),
+            };
+            let Some(ord) = ord else { return false };
+            match op {
+                Op::Lt => ord.is_lt(),
+                Op::Le => ord.is_le(),
+                Op::Gt => ord.is_gt(),
+                _ => ord.is_ge(),
+            }
+        }
+        (Op::Contains, Value::Str(v)) => s.contains(v.as_str()),
+        (Op::IContains, Value::Lower(v)) => s.to_lowercase().contains(v.as_str()),
+        (Op::StartsWith, Value::Str(v)) => s.starts_with(v.as_str()),
+        (Op::EndsWith, Value::Str(v)) => s.ends_with(v.as_str()),
+        (Op::BContains, Value::Bytes(b)) => {
+            b.is_empty() || memchr::memmem::find(s.as_bytes(), b).is_some()
+        }
+        (Op::BStartsWith, Value::Bytes(b)) => s.as_bytes().starts_with(b),
+        (Op::Regex, Value::Regex(r)) => r.is_match(s),
+        (Op::Glob, Value::Glob(g)) => glob_match(g, s.as_bytes()),
+        (Op::IGlob, Value::Glob(g)) => glob_match(g, s.to_lowercase().as_bytes()),
+        (Op::In | Op::Intersects, Value::Set(set)) => set.contains(s),
+        (Op::PMatch, Value::Paths(paths)) => paths.iter().any(|p| path_prefix(p, s)),
+        _ => false,
+    }
+}
+
+/// Whether `prefix` is `path` or one of its parent directories.
+pub(crate) fn path_prefix(prefix: &str, path: &str) -> bool {
+    let p = prefix.trim_end_matches('/');
+    if p.is_empty() {
+        return path.starts_with('/');
+    }
+    match path.strip_prefix(p) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+/// A piece of a compiled glob pattern.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum GlobTok {
+    Lit(u8),
+    Any,
+    Star,
+    Class(Vec<(u8, u8)>, bool),
+}
+
+pub(crate) fn compile_glob(p: &str) -> Vec<GlobTok> {
+    let b = p.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'*' => {
+                if out.last() != Some(&GlobTok::Star) {
+                    out.push(GlobTok::Star);
+                }
+            }
+            b'?' => out.push(GlobTok::Any),
+            b'\\' if i + 1 < b.len() => {
+                i += 1;
+                out.push(GlobTok::Lit(b[i]));
+            }
+            b'[' => {
+                let mut j = i + 1;
+                let negate = matches!(b.get(j), Some(b'!') | Some(b'^'));
+                if negate {
+                    j += 1;
+                }
+                let mut ranges = Vec::new();
+                let mut first = true;
+                while j < b.len() && (b[j] != b']' || first) {
+                    first = false;
+                    let lo = b[j];
+                    if j + 2 < b.len() && b[j + 1] == b'-' && b[j + 2] != b']' {
+                        ranges.push((lo, b[j + 2]));
+                        j += 3;
+                    } else {
+                        ranges.push((lo, lo));
+                        j += 1;
+                    }
+                }
+                if j < b.len() {
+                    out.push(GlobTok::Class(ranges, negate));
+                    i = j;
+                } else {
+                    out.push(GlobTok::Lit(b'['));
+                }
+            }
+            c => out.push(GlobTok::Lit(c)),
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Iterative glob matching with single-star backtracking (linear-ish, no recursion).
+pub(crate) fn glob_match(p: &[GlobTok], s: &[u8]) -> bool {
+    let (mut pi, mut si) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        let ok = match p.get(pi) {
+            Some(GlobTok::Lit(c)) => *c == s[si],
+            Some(GlobTok::Any) => true,
+            Some(GlobTok::Class(r, neg)) => {
+                r.iter().any(|(lo, hi)| (*lo..=*hi).contains(&s[si])) != *neg
+            }
+            Some(GlobTok::Star) => {
+                star = Some((pi, si));
+                pi += 1;
+                continue;
+            }
+            None => false,
+        };
+        if ok {
+            pi += 1;
+            si += 1;
+        } else if let Some((sp, ss)) = star {
+            pi = sp + 1;
+            si = ss + 1;
+            star = Some((sp, ss + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi.min(p.len())..].iter().all(|t| *t == GlobTok::Star)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn g(p: &str, s: &str) -> bool {
+        glob_match(&compile_glob(p), s.as_bytes())
+    }
+
+    #[test]
+    fn globs() {
+        assert!(g("*.sock", "/var/run/docker.sock"));
+        assert!(g("/etc/*", "/etc/passwd"));
+        assert!(!g("/etc/*", "/var/etc"));
+        assert!(g("a?c", "abc"));
+        assert!(g("[a-c]x", "bx"));
+        assert!(!g("[!a-c]x", "bx"));
+        assert!(g("*", ""));
+        assert!(!g("a", ""));
+    }
+
+    #[test]
+    fn pmatch_is_component_wise() {
+        assert!(path_prefix("/var/run", "/var/run/docker.sock"));
+        assert!(path_prefix("/var/run/", "/var/run"));
+        assert!(!path_prefix("/var/ru", "/var/run"));
+        assert!(path_prefix("/", "/etc"));
+    }
+
+    proptest! {
+        #[test]
+        fn literal_glob_is_equality(a in "[a-z/.]{0,12}", b in "[a-z/.]{0,12}") {
+            prop_assert_eq!(g(&a, &b), a == b);
+        }
+
+        #[test]
+        fn star_suffix_is_prefix(a in "[a-z/.]{0,8}", b in "[a-z/.]{0,12}") {
+            prop_assert_eq!(g(&format!("{a}*"), &b), b.starts_with(&a));
+        }
+    }
+}
