@@ -1,0 +1,386 @@
+//! kaudit's default ruleset: every rule fires on an event built for it and
+//! stays quiet on a close look-alike; loader errors carry file:line.
+
+use kaudit_event::Event;
+use kaudit_rules::{Engine, EngineBuilder, EngineOptions, MatchMode};
+use serde_json::{json, Value};
+
+struct Ev(Value);
+
+fn ev(verb: &str, resource: &str, ns: &str) -> Ev {
+    Ev(json!({
+        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "RequestResponse",
+        "auditID": "5e1c8a3e-0000-4000-8000-000000000001", "stage": "ResponseComplete",
+        "requestURI": format!("/api/v1/namespaces/{ns}/{resource}"), "verb": verb,
+        "user": {"username": "mallory", "groups": ["devs", "system:authenticated"]},
+        "sourceIPs": ["203.0.113.9"], "userAgent": "kubectl/v1.30.0",
+        "objectRef": {"resource": resource, "namespace": ns, "name": "thing", "apiVersion": "v1"},
+        "responseStatus": {"metadata": {}, "code": 201},
+        "requestReceivedTimestamp": "2026-01-02T15:04:05.000000Z",
+        "stageTimestamp": "2026-01-02T15:04:05.100000Z",
+        "annotations": {"authorization.k8s.io/decision": "allow", "authorization.k8s.io/reason": "RBAC"}
+    }))
+}
+
+impl Ev {
+    fn set(mut self, ptr: &str, val: Value) -> Self {
+        let (parent, key) = ptr.rsplit_once('/').expect("pointer");
+        let obj = if parent.is_empty() {
+            &mut self.0
+        } else {
+            self.0.pointer_mut(parent).expect("parent exists")
+        };
+        obj.as_object_mut()
+            .expect("object")
+            .insert(key.to_string(), val);
+        self
+    }
+    fn del(mut self, ptr: &str) -> Self {
+        let (parent, key) = ptr.rsplit_once('/').expect("pointer");
+        let obj = if parent.is_empty() {
+            &mut self.0
+        } else {
+            self.0.pointer_mut(parent).expect("parent exists")
+        };
+        obj.as_object_mut().expect("object").remove(key);
+        self
+    }
+}
+
+fn pod(spec: Value) -> Ev {
+    ev("create", "pods", "default").set(
+        "/requestObject",
+        json!({"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "p"}, "spec": spec}),
+    )
+}
+
+fn engine() -> Engine {
+    Engine::with_default_rules(EngineOptions::default())
+        .expect("default rules compile")
+        .0
+}
+
+fn fired(engine: &Engine, e: &Ev) -> Vec<String> {
+    let event = Event::from_json(e.0.to_string().as_bytes()).expect("valid event");
+    engine
+        .evaluate(&event, MatchMode::All)
+        .into_iter()
+        .map(|a| a.rule)
+        .collect()
+}
+
+fn nginx() -> Value {
+    json!([{"name": "c", "image": "nginx:1.27"}])
+}
+
+fn cases() -> Vec<(&'static str, Ev, Ev)> {
+    vec![
+        (
+            "Exec or Attach into Pod",
+            ev("create", "pods", "default")
+                .set("/stage", json!("ResponseStarted"))
+                .set("/objectRef/subresource", json!("exec"))
+                .set("/requestURI", json!("/api/v1/namespaces/default/pods/thing/exec?command=sh")),
+            ev("get", "pods", "default").set("/objectRef/subresource", json!("log")),
+        ),
+        (
+            "Port-forward to Pod",
+            ev("create", "pods", "default")
+                .set("/stage", json!("ResponseStarted"))
+                .set("/objectRef/subresource", json!("portforward")),
+            ev("create", "pods", "default")
+                .set("/stage", json!("RequestReceived"))
+                .set("/objectRef/subresource", json!("portforward")),
+        ),
+        (
+            "Privileged Container Created",
+            pod(json!({"containers": [{"name": "a", "image": "x"}, {"name": "b", "image": "busybox", "securityContext": {"privileged": true}}]})),
+            pod(json!({"containers": [{"name": "b", "image": "busybox", "securityContext": {"privileged": false}}]})),
+        ),
+        (
+            "Host Namespace Pod Created",
+            pod(json!({"hostPID": true, "containers": nginx()})),
+            pod(json!({"hostPID": false, "containers": nginx()})),
+        ),
+        (
+            "Sensitive Host Path Mounted",
+            pod(json!({"containers": nginx(), "volumes": [
+                {"name": "cfg", "configMap": {"name": "c"}},
+                {"name": "sock", "hostPath": {"path": "/var/run/docker.sock", "type": "Socket"}}]})),
+            pod(json!({"containers": nginx(), "volumes": [{"name": "data", "hostPath": {"path": "/srv/data"}}]})),
+        ),
+        (
+            "HostPath Volume Pod Created",
+            pod(json!({"containers": nginx(), "volumes": [{"name": "data", "hostPath": {"path": "/srv/data"}}]})),
+            pod(json!({"containers": nginx(), "volumes": [{"name": "cfg", "configMap": {"name": "hostPath"}}]})),
+        ),
+        (
+            "Binding to cluster-admin",
+            ev("create", "clusterrolebindings", "").set(
+                "/requestObject",
+                json!({"roleRef": {"kind": "ClusterRole", "name": "cluster-admin"}, "subjects": [{"kind": "User", "name": "mallory"}]}),
+            ),
+            ev("create", "clusterrolebindings", "").set(
+                "/requestObject",
+                json!({"roleRef": {"kind": "ClusterRole", "name": "view"}, "subjects": [{"kind": "User", "name": "mallory"}]}),
+            ),
+        ),
+        (
+            "Role With Wildcard Permissions",
+            ev("create", "clusterroles", "").set(
+                "/requestObject",
+                json!({"rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}, {"apiGroups": ["*"], "resources": ["*"], "verbs": ["get"]}]}),
+            ),
+            ev("create", "clusterroles", "").set(
+                "/requestObject",
+                json!({"rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]}),
+            ),
+        ),
+        (
+            "Secret Read by Unexpected Identity",
+            ev("list", "secrets", "prod"),
+            ev("list", "secrets", "prod").set("/user", json!({"username": "system:serviceaccount:kube-system:generic-garbage-collector"})),
+        ),
+        (
+            "Service Account Token Created",
+            ev("create", "serviceaccounts", "prod").set("/objectRef/subresource", json!("token")),
+            ev("create", "serviceaccounts", "prod"),
+        ),
+        (
+            "Anonymous Request Allowed",
+            ev("get", "pods", "default").set("/user", json!({"username": "system:anonymous", "groups": ["system:unauthenticated"]})),
+            ev("get", "pods", "default")
+                .set("/user", json!({"username": "system:anonymous", "groups": ["system:unauthenticated"]}))
+                .set("/requestURI", json!("/healthz"))
+                .del("/objectRef"),
+        ),
+        (
+            "Kubernetes Events Deleted",
+            ev("delete", "events", "prod"),
+            ev("delete", "events", "prod").set("/user", json!({"username": "system:serviceaccount:kube-system:event-ttl"})),
+        ),
+        (
+            "Admission Webhook Configuration Changed",
+            ev("patch", "mutatingwebhookconfigurations", ""),
+            ev("get", "mutatingwebhookconfigurations", ""),
+        ),
+        (
+            "CronJob in System Namespace",
+            ev("create", "cronjobs", "kube-system"),
+            ev("create", "cronjobs", "prod"),
+        ),
+        (
+            "NodePort Service Created",
+            ev("create", "services", "prod").set("/requestObject", json!({"spec": {"type": "NodePort", "ports": [{"port": 80}]}})),
+            ev("create", "services", "prod").set("/requestObject", json!({"spec": {"type": "ClusterIP", "ports": [{"port": 80}]}})),
+        ),
+        (
+            "Namespace Created by Unusual User",
+            ev("create", "namespaces", ""),
+            ev("create", "namespaces", "").set("/user", json!({"username": "ops", "groups": ["system:masters"]})),
+        ),
+    ]
+}
+
+#[test]
+fn each_rule_fires_on_its_event_and_not_on_the_look_alike() {
+    let engine = engine();
+    let cases = cases();
+    let names: Vec<&str> = engine.rule_names().collect();
+    assert_eq!(names.len(), cases.len(), "a case per rule: {names:?}");
+    for (rule, yes, no) in &cases {
+        assert!(names.contains(rule), "no rule {rule:?}");
+        let y = fired(&engine, yes);
+        assert!(y.iter().any(|r| r == rule), "{rule} should fire, got {y:?}");
+        let n = fired(&engine, no);
+        assert!(
+            !n.iter().any(|r| r == rule),
+            "{rule} should not fire, got {n:?}"
+        );
+    }
+}
+
+#[test]
+fn routine_traffic_is_quiet() {
+    let engine = engine();
+    let quiet = [
+        ev("get", "pods", "default"),
+        ev("list", "configmaps", "prod"),
+        ev("update", "leases", "kube-node-lease")
+            .set("/user", json!({"username": "system:node:n1"})),
+        ev("create", "deployments", "prod").set("/requestObject", json!({"spec": {"replicas": 2}})),
+        pod(json!({"containers": nginx()})),
+    ];
+    for e in &quiet {
+        assert!(
+            fired(&engine, e).is_empty(),
+            "{:?} fired {:?}",
+            e.0["verb"],
+            fired(&engine, e)
+        );
+    }
+}
+
+#[test]
+fn alerts_carry_audit_id_and_cluster_and_render_na() {
+    let (engine, _) = Engine::with_default_rules(EngineOptions {
+        cluster: Some("prod-eu".into()),
+        ..Default::default()
+    })
+    .expect("compile");
+    let e = ev("list", "secrets", "prod").del("/responseStatus");
+    let event = Event::from_json(e.0.to_string().as_bytes()).expect("event");
+    let alerts = engine.evaluate(&event, MatchMode::First);
+    assert_eq!(alerts.len(), 1);
+    let a = &alerts[0];
+    assert!(a.output.contains("resp=<NA>"), "{}", a.output);
+    let json: Value = serde_json::from_str(&a.to_falco_json("host1")).expect("json");
+    assert_eq!(json["rule"], "Secret Read by Unexpected Identity");
+    assert_eq!(json["priority"], "Warning");
+    assert_eq!(json["source"], "k8s_audit");
+    assert_eq!(json["hostname"], "host1");
+    assert_eq!(json["time"], "2026-01-02T15:04:05.100000000Z");
+    assert_eq!(
+        json["output_fields"]["ka.auditid"],
+        "5e1c8a3e-0000-4000-8000-000000000001"
+    );
+    assert_eq!(json["output_fields"]["kaudit.cluster"], "prod-eu");
+    assert_eq!(json["output_fields"]["ka.response.code"], Value::Null);
+    assert!(json["tags"]
+        .as_array()
+        .is_some_and(|t| t.iter().any(|x| x == "kaudit")));
+    assert!(
+        a.to_text()
+            .starts_with("2026-01-02T15:04:05.100000000+0000: Warning Secret accessed"),
+        "{}",
+        a.to_text()
+    );
+}
+
+#[test]
+fn loader_errors_name_file_line_and_reason() {
+    let cases = [
+        ("- rule: r\n  condition: ka.verb=get and (\n  output: o\n  priority: INFO\n  source: k8s_audit\n", 1, "does not parse"),
+        ("- list: l\n  items: [a]\n\n- rule: r\n  condition: ka.nope=1\n  output: o\n  priority: INFO\n  source: k8s_audit\n", 4, "unknown field ka.nope"),
+        ("- macro: m\n  condition: ka.verb=get\n- rule: r\n  condition: m and undefined_macro\n  output: o\n  priority: INFO\n  source: k8s_audit\n", 3, "undefined macro"),
+        ("- rule: r\n  condition: ka.verb=get\n  output: o %ka.bogus\n  priority: INFO\n  source: k8s_audit\n", 1, "unknown field ka.bogus"),
+        ("- rule: r\n  condition: ka.verb=get\n  output: o\n  priority: LOUD\n  source: k8s_audit\n", 1, "unknown priority"),
+        ("- list: l\n  items: [a]\n  append: true\n", 1, "no list of that name"),
+        ("- required_engine_version: 0.99.0\n", 1, "engine version"),
+        ("- required_plugin_versions:\n  - name: k8saudit\n    version: 9.0.0\n", 1, "plugin k8saudit 9.0.0"),
+        ("- macro: a\n  condition: b\n- macro: b\n  condition: a\n- rule: r\n  condition: a\n  output: o\n  priority: INFO\n  source: k8s_audit\n", 5, "refers to itself"),
+        ("- rule: r\n  condition: ka.verb=get\n", 1, "no 'output'"),
+        ("key: [unclosed\n", 1, "invalid YAML"),
+    ];
+    for (text, line, reason) in cases {
+        let mut b = EngineBuilder::new(EngineOptions::default());
+        let err = match b.add_source("custom.yaml", text) {
+            Err(e) => e,
+            Ok(_) => match b.build() {
+                Err(e) => e,
+                Ok(_) => panic!("{text:?} should fail"),
+            },
+        };
+        assert_eq!(err.file, "custom.yaml");
+        assert_eq!(err.line, Some(line), "{text:?}: {err}");
+        assert!(err.reason.contains(reason), "{text:?}: {err}");
+        assert!(
+            err.to_string().starts_with(&format!("custom.yaml:{line}:")),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn append_override_exceptions_and_enabled() {
+    let base = "
+- list: users
+  items: [alice]
+- macro: is_get
+  condition: ka.verb=get
+- rule: Reads
+  desc: d
+  condition: is_get and ka.user.name in (users)
+  output: read by %ka.user.name
+  priority: NOTICE
+  source: k8s_audit
+  exceptions:
+    - name: ns
+      fields: [ka.target.namespace, ka.target.resource]
+      comps: [=, in]
+      values:
+        - [kube-system, [pods, secrets]]
+- rule: Other
+  desc: d
+  condition: ka.verb=delete
+  output: deleted
+  priority: INFO
+  source: k8s_audit
+";
+    let over = "
+- list: users
+  items: [bob]
+  append: true
+- rule: Reads
+  condition: and ka.target.name != skip
+  append: true
+- rule: Reads
+  exceptions:
+    - name: ns
+      values:
+        - [prod, [configmaps]]
+  override:
+    exceptions: append
+- rule: Other
+  enabled: false
+";
+    let mut b = EngineBuilder::new(EngineOptions::default());
+    b.add_source("base.yaml", base).expect("base");
+    b.add_source("over.yaml", over).expect("over");
+    let (engine, _) = b.build().expect("build");
+    assert_eq!(engine.rule_names().collect::<Vec<_>>(), vec!["Reads"]);
+    let fire = |user: &str, ns: &str, res: &str, name: &str| {
+        let e = ev("get", res, ns)
+            .set("/user", json!({"username": user}))
+            .set("/objectRef/name", json!(name));
+        !fired(&engine, &e).is_empty()
+    };
+    assert!(fire("alice", "default", "pods", "x"));
+    assert!(fire("bob", "default", "pods", "x"), "appended list item");
+    assert!(!fire("carol", "default", "pods", "x"));
+    assert!(
+        !fire("alice", "default", "pods", "skip"),
+        "appended condition"
+    );
+    assert!(!fire("alice", "kube-system", "secrets", "x"), "exception");
+    assert!(fire("alice", "kube-system", "configmaps", "x"));
+    assert!(
+        !fire("alice", "prod", "configmaps", "x"),
+        "appended exception value"
+    );
+}
+
+#[test]
+fn missing_fields_only_not_flips() {
+    let rules = "
+- rule: NeUser
+  desc: d
+  condition: ka.impuser.name != someone
+  output: ne
+  priority: INFO
+  source: k8s_audit
+- rule: NotEqUser
+  desc: d
+  condition: not ka.impuser.name = someone
+  output: not
+  priority: INFO
+  source: k8s_audit
+";
+    let mut b = EngineBuilder::new(EngineOptions::default());
+    b.add_source("m.yaml", rules).expect("load");
+    let (engine, _) = b.build().expect("build");
+    let e = ev("get", "pods", "default");
+    assert_eq!(fired(&engine, &e), vec!["NotEqUser"]);
+    let imp = ev("get", "pods", "default").set("/impersonatedUser", json!({"username": "other"}));
+    assert_eq!(fired(&engine, &imp), vec!["NeUser", "NotEqUser"]);
+}
