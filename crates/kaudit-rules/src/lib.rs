@@ -431,7 +431,7 @@ impl Alert {
             .map_or(t.clone(), |s| format!("{s}000Z"));
         let obj = serde_json::json!({
             "hostname": hostname,
-            "output": format!("{} {} {}", time, self.priority, self.output),
+            "output": format!("{}: {} {}", time, self.priority, self.output),
             "output_fields": fields,
             "priority": self.priority.as_str(),
             "rule": self.rule,

@@ -1,18 +1,318 @@
-//! Detection commands: detect, rules test.
-//! SCAFFOLD: owned by the detection work; replace the stub below.
+//! Detection commands: `kaudit detect` runs Falco or Sigma rules over audit
+//! events (files, stdin); `kaudit rules test` checks alert counts for CI;
+//! `kaudit rules check` validates rules files and lists what they hold.
 
+use anyhow::Context;
+use kaudit_event::reader::{EventReader, ReadError, ReaderOptions};
+use kaudit_rules::{Engine, EngineBuilder, EngineOptions, LoadReport, MatchMode};
+use std::collections::BTreeMap;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(clap::Args)]
-pub struct Args {}
-#[derive(clap::Subcommand)]
-pub enum RulesCommand {
-    Test,
+/// How alerts are printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// One line per alert: `<time>: <Priority> <output>` (Falco's text form).
+    Text,
+    /// One Falco JSON object per line (falcosidekick-compatible).
+    Json,
 }
 
-pub fn run(_: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("detect: not built yet")
+/// Arguments of `kaudit detect`.
+#[derive(clap::Args)]
+#[command(after_help = "EXAMPLES:\n  \
+    kaudit detect audit.log                                   # built-in rules\n  \
+    kaudit detect --rules k8s_audit_rules.yaml --rules my_overrides.yaml -o json audit.log.gz\n  \
+    kubectl logs ... | kaudit detect --rules sigma/kubernetes_audit_exec_into_container.yml -\n\n\
+    Rules files are Falco rules files (source k8s_audit; other sources load and are skipped)\n\
+    or Sigma rules (logsource product kubernetes, service audit), loaded in order. Without\n\
+    --rules the built-in kaudit ruleset is used. An input line that is not an audit event is\n\
+    reported on stderr and skipped. A rules file error exits with status 2.")]
+pub struct Args {
+    /// Rules file (Falco or Sigma); repeat to load several, in order.
+    #[arg(short = 'r', long = "rules", value_name = "FILE")]
+    rules: Vec<PathBuf>,
+    /// Input files (`-` for stdin, the default); JSON lines, .gz, EventList documents.
+    inputs: Vec<PathBuf>,
+    /// Run over the store in DIR instead of files (retroactive detection).
+    #[arg(long, value_name = "DIR", conflicts_with = "inputs")]
+    data: Option<PathBuf>,
+    /// With --data: only events newer than this (e.g. 30d, 12h).
+    #[arg(long, value_name = "DURATION", requires = "data")]
+    since: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Raise an alert for every matching rule, not only the first (Falco's default).
+    #[arg(long)]
+    all_matches: bool,
+    /// Cluster name reported in each alert as kaudit.cluster.
+    #[arg(long, value_name = "NAME", env = "KAUDIT_CLUSTER")]
+    cluster: Option<String>,
+    /// Do not reproduce the k8saudit plugin's extraction quirks.
+    #[arg(long)]
+    no_plugin_compat: bool,
 }
-pub fn rules(_: RulesCommand) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("rules: not built yet")
+
+/// `kaudit rules ...` subcommands.
+#[derive(clap::Subcommand)]
+pub enum RulesCommand {
+    /// Run rules over an events file and check alert counts (for CI).
+    #[command(after_help = "EXAMPLE:\n  \
+        kaudit rules test my_rules.yaml testdata/exec.jsonl --expect 'Exec or Attach into Pod=1' --exact\n\n\
+        Exit status 0 when every expectation holds, 1 otherwise, 2 when the rules do not load.")]
+    Test(TestArgs),
+    /// Load rules files, report errors with file:line, and list the rules.
+    Check(CheckArgs),
+}
+
+/// Arguments of `kaudit rules test`.
+#[derive(clap::Args)]
+pub struct TestArgs {
+    /// Rules file (Falco or Sigma).
+    rules: PathBuf,
+    /// Events file (`-` for stdin).
+    input: PathBuf,
+    /// Expected alert count, `Rule Name=N`; repeatable.
+    #[arg(long = "expect", value_name = "RULE=N")]
+    expect: Vec<String>,
+    /// Also fail when a rule not named by --expect raised alerts.
+    #[arg(long)]
+    exact: bool,
+    /// Count every matching rule, not only the first.
+    #[arg(long)]
+    all_matches: bool,
+    /// More rules files loaded after RULES.
+    #[arg(short = 'r', long = "rules", value_name = "FILE")]
+    more_rules: Vec<PathBuf>,
+}
+
+/// Arguments of `kaudit rules check`.
+#[derive(clap::Args)]
+pub struct CheckArgs {
+    /// Rules files, loaded in order (none: the built-in ruleset).
+    files: Vec<PathBuf>,
+}
+
+/// Exit status for a rules file that does not load.
+const RULES_ERROR: u8 = 2;
+
+fn build(files: &[PathBuf], options: EngineOptions) -> Result<(Engine, LoadReport), String> {
+    let mut b = EngineBuilder::new(options);
+    if files.is_empty() {
+        b.add_default_rules().map_err(|e| e.to_string())?;
+    }
+    for f in files {
+        b.add_file(f).map_err(|e| e.to_string())?;
+    }
+    b.build().map_err(|e| e.to_string())
+}
+
+fn report_load(report: &LoadReport) {
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    for (title, why) in &report.unmatchable {
+        eprintln!("warning: sigma rule {title:?} can never match a raw audit event: {why}");
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "kaudit".into())
+}
+
+/// Reads events from inputs, calling `f` for each; non-events are reported and skipped.
+fn for_each_event(
+    inputs: &[PathBuf],
+    mut f: impl FnMut(&kaudit_event::Event) -> anyhow::Result<()>,
+) -> anyhow::Result<(u64, u64)> {
+    let default_input = [PathBuf::from("-")];
+    let inputs = if inputs.is_empty() {
+        &default_input[..]
+    } else {
+        inputs
+    };
+    let (mut events, mut skipped) = (0u64, 0u64);
+    for input in inputs {
+        let reader = EventReader::open(input, ReaderOptions::default())
+            .with_context(|| format!("opening {}", input.display()))?;
+        for item in reader {
+            match item {
+                Ok(ev) => {
+                    events += 1;
+                    f(&ev)?;
+                }
+                Err(ReadError::Event {
+                    location, error, ..
+                }) => {
+                    skipped += 1;
+                    eprintln!("{location}: data not recognized as a k8s audit event: {error}");
+                }
+                Err(e @ ReadError::LineTooLong { .. }) => {
+                    skipped += 1;
+                    eprintln!("{e}: data not recognized as a k8s audit event");
+                }
+                Err(e) => return Err(anyhow::anyhow!(e)),
+            }
+        }
+    }
+    Ok((events, skipped))
+}
+
+/// Runs `kaudit detect`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(dir) = &args.data {
+        anyhow::bail!(
+            "detect --data {}{}: reading the store is not available yet (kaudit-store has no read API in this build); \
+             export the events and pass them as files instead",
+            dir.display(),
+            args.since.as_deref().map(|s| format!(" --since {s}")).unwrap_or_default()
+        );
+    }
+    let options = EngineOptions {
+        plugin_compat: !args.no_plugin_compat,
+        cluster: args.cluster.clone(),
+    };
+    let (engine, report) = match build(&args.rules, options) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(RULES_ERROR));
+        }
+    };
+    report_load(&report);
+    let mode = if args.all_matches {
+        MatchMode::All
+    } else {
+        MatchMode::First
+    };
+    let host = hostname();
+    let mut out = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    let mut alerts = 0u64;
+    let (events, skipped) = for_each_event(&args.inputs, |ev| {
+        for a in engine.evaluate(ev, mode) {
+            alerts += 1;
+            match args.format {
+                Format::Text => writeln!(out, "{}", a.to_text())?,
+                Format::Json => writeln!(out, "{}", a.to_falco_json(&host))?,
+            }
+        }
+        Ok(())
+    })?;
+    out.flush()?;
+    eprintln!(
+        "kaudit detect: {events} events, {alerts} alerts, {} rules{}",
+        engine.rule_count(),
+        if skipped > 0 {
+            format!(", {skipped} inputs not recognized as audit events (skipped)")
+        } else {
+            String::new()
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `kaudit rules ...`.
+pub fn rules(cmd: RulesCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        RulesCommand::Test(a) => test(a),
+        RulesCommand::Check(a) => check(a),
+    }
+}
+
+fn parse_expect(s: &str) -> anyhow::Result<(String, u64)> {
+    let (name, n) = s
+        .rsplit_once('=')
+        .with_context(|| format!("--expect {s:?}: want 'Rule Name=N'"))?;
+    let n = n
+        .trim()
+        .parse()
+        .with_context(|| format!("--expect {s:?}: {n:?} is not a count"))?;
+    Ok((name.trim().to_string(), n))
+}
+
+fn test(a: TestArgs) -> anyhow::Result<ExitCode> {
+    let expects: Vec<(String, u64)> = a
+        .expect
+        .iter()
+        .map(|s| parse_expect(s))
+        .collect::<anyhow::Result<_>>()?;
+    let mut files = vec![a.rules.clone()];
+    files.extend(a.more_rules.iter().cloned());
+    let (engine, report) = match build(&files, EngineOptions::default()) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(RULES_ERROR));
+        }
+    };
+    report_load(&report);
+    let known: std::collections::HashSet<&str> = engine.rule_names().collect();
+    for (name, _) in &expects {
+        if !known.contains(name.as_str()) {
+            eprintln!("error: --expect names rule {name:?}, which the rules do not define (or is disabled)");
+            return Ok(ExitCode::from(RULES_ERROR));
+        }
+    }
+    let mode = if a.all_matches {
+        MatchMode::All
+    } else {
+        MatchMode::First
+    };
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    let (events, _) = for_each_event(std::slice::from_ref(&a.input), |ev| {
+        for al in engine.evaluate(ev, mode) {
+            *counts.entry(al.rule).or_insert(0) += 1;
+        }
+        Ok(())
+    })?;
+    let mut ok = true;
+    for (name, want) in &expects {
+        let got = counts.get(name).copied().unwrap_or(0);
+        let status = if got == *want { "ok" } else { "FAIL" };
+        ok &= got == *want;
+        println!("{status:4} {name}: expected {want}, got {got}");
+    }
+    for (name, got) in &counts {
+        if !expects.iter().any(|(n, _)| n == name) {
+            let status = if a.exact { "FAIL" } else { "info" };
+            ok &= !a.exact;
+            println!("{status:4} {name}: {got} alerts (not expected)");
+        }
+    }
+    println!("{} events; {}", events, if ok { "PASS" } else { "FAIL" });
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
+    let (engine, report) = match build(&a.files, EngineOptions::default()) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(RULES_ERROR));
+        }
+    };
+    report_load(&report);
+    for (name, prio, _) in engine.rules_info() {
+        println!("{prio:<13} {name}");
+    }
+    for (title, why) in &report.unmatchable {
+        println!("{:<13} {title} (never matches: {why})", "unmatchable");
+    }
+    eprintln!(
+        "{} rules compiled, {} fields per event",
+        engine.rule_count(),
+        engine.field_count()
+    );
+    Ok(ExitCode::SUCCESS)
 }
