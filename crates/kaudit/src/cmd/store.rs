@@ -1,53 +1,601 @@
 //! Store commands: import, verify, proof, checkpoint, keygen, prune, hold, stat.
-//! SCAFFOLD: owned by the store work; replace every stub below.
 
+use anyhow::{bail, Context};
+use kaudit_event::reader::{EventReader, ReaderOptions};
+use kaudit_store::import::{import_input, ImportError, ImportOptions};
+use kaudit_store::note::{Signer25519, Verifier25519};
+use kaudit_store::retention::{self, StoreConfig};
+use kaudit_store::verify::{verify as verify_store, VerifyOptions};
+use kaudit_store::{LogReader, Store, StoreError, StoreOptions};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
 
+/// Where the store is and the keys it needs.
+#[derive(clap::Args, Clone, Debug)]
+pub struct StoreArgs {
+    /// Data directory of the store.
+    #[arg(long, env = "KAUDIT_DATA", default_value = "./kaudit-data")]
+    pub data: PathBuf,
+    /// YAML config with `retention`, `encryption: {key_file}`, `checkpoint: {key_file, publish}`.
+    #[arg(long, env = "KAUDIT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Checkpoint signing key (PRIVATE+KEY+... from `kaudit keygen`); default <data>/checkpoint.key, made on first use.
+    #[arg(long)]
+    pub signing_key: Option<PathBuf>,
+    /// Encryption-at-rest key file (64 hex digits, from `kaudit keygen --encryption`).
+    #[arg(long)]
+    pub encryption_key: Option<PathBuf>,
+    /// Also write every new checkpoint to this file.
+    #[arg(long)]
+    pub publish_checkpoint: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    fn config(&self) -> anyhow::Result<StoreConfig> {
+        match &self.config {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+                StoreConfig::from_yaml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
+            }
+            None => Ok(StoreConfig::default()),
+        }
+    }
+
+    fn options(&self, read_only: bool) -> anyhow::Result<StoreOptions> {
+        let cfg = self.config()?;
+        Ok(StoreOptions {
+            read_only,
+            signing_key: self.signing_key.clone().or(cfg.signing_key),
+            encryption_key: self.encryption_key.clone().or(cfg.encryption_key),
+            publish_checkpoint: self.publish_checkpoint.clone().or(cfg.publish_checkpoint),
+            ..StoreOptions::default()
+        })
+    }
+
+    fn open(&self) -> anyhow::Result<Store> {
+        let store = Store::open(&self.data, self.options(false)?)
+            .with_context(|| format!("opening store {}", self.data.display()))?;
+        for line in store.open_report().describe() {
+            eprintln!("{line}");
+        }
+        Ok(store)
+    }
+
+    /// Writable when free (so a fresh checkpoint can be signed), else read-only.
+    fn open_any(&self) -> anyhow::Result<Store> {
+        match Store::open(&self.data, self.options(false)?) {
+            Ok(s) => Ok(s),
+            Err(StoreError::Locked(_)) => Store::open(&self.data, self.options(true)?)
+                .with_context(|| format!("opening store {} read-only", self.data.display())),
+            Err(e) => Err(e).with_context(|| format!("opening store {}", self.data.display())),
+        }
+    }
+}
+
+/// `kaudit import`.
 #[derive(clap::Args)]
-pub struct ImportArgs {}
+pub struct ImportArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Cluster name recorded with every event.
+    #[arg(long, default_value = "default")]
+    cluster: String,
+    /// Ingest audit policy to apply before storing (wired by the policy work; not yet available).
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// Skip invalid lines instead of refusing the whole input.
+    #[arg(long)]
+    skip_invalid: bool,
+    /// Append one line per durably committed input to this file (`<input>\t<first seq>\t<end seq>\t<events>\t<duplicates>`), flushed after the fsync.
+    #[arg(long)]
+    ack_log: Option<PathBuf>,
+    /// Never draw a progress bar.
+    #[arg(long)]
+    no_progress: bool,
+    /// Input files (JSON lines, .gz, EventList documents) or `-` for stdin.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+}
+
+fn human_bytes(n: f64) -> String {
+    if n >= 1e9 {
+        format!("{:.2} GB", n / 1e9)
+    } else if n >= 1e6 {
+        format!("{:.1} MB", n / 1e6)
+    } else if n >= 1e3 {
+        format!("{:.1} kB", n / 1e3)
+    } else {
+        format!("{n} B")
+    }
+}
+
+/// Runs `kaudit import`.
+pub fn import(a: ImportArgs) -> anyhow::Result<ExitCode> {
+    if let Some(p) = &a.policy {
+        bail!(
+            "--policy {}: ingest policy on import is not wired yet (the hook is kaudit_store::import::Transform)",
+            p.display()
+        );
+    }
+    let store = a.store.open()?;
+    let opts = ImportOptions {
+        cluster: a.cluster.clone(),
+        skip_invalid: a.skip_invalid,
+        ..ImportOptions::default()
+    };
+    let mut ack = match &a.ack_log {
+        Some(p) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .with_context(|| format!("opening ack log {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let show = !a.no_progress && std::io::stderr().is_terminal();
+    let started = Instant::now();
+    let (mut events, mut stored, mut dups, mut invalid, mut bytes) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut failed = None;
+    for input in &a.inputs {
+        let total = if input.as_os_str() == "-" {
+            None
+        } else {
+            std::fs::metadata(input).ok().map(|m| m.len())
+        };
+        let bar = if show {
+            let b = match total {
+                Some(t) => indicatif::ProgressBar::new(t),
+                None => indicatif::ProgressBar::new_spinner(),
+            };
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            b.set_message(input.display().to_string());
+            Some(b)
+        } else {
+            None
+        };
+        let reader = match EventReader::open(input, ReaderOptions::default()) {
+            Ok(r) => r,
+            Err(e) => {
+                failed = Some(format!("{}: {e}", input.display()));
+                break;
+            }
+        };
+        let mut seen = 0u64;
+        let mut progress = |_n: u64, b: u64| {
+            seen += b;
+            if let Some(bar) = &bar {
+                bar.set_position(seen);
+            }
+        };
+        let res = import_input(&store, reader, &opts, None, &mut progress);
+        if let Some(bar) = &bar {
+            bar.finish_and_clear();
+        }
+        match res {
+            Ok(o) => {
+                events += o.events;
+                stored += o.seqs.end - o.seqs.start;
+                dups += o.duplicates;
+                invalid += o.invalid;
+                bytes += o.bytes;
+                if let Some(f) = ack.as_mut() {
+                    writeln!(
+                        f,
+                        "{}\t{}\t{}\t{}\t{}",
+                        input.display(),
+                        o.seqs.start,
+                        o.seqs.end,
+                        o.events,
+                        o.duplicates
+                    )
+                    .and_then(|_| f.flush())
+                    .context("writing the ack log")?;
+                }
+                store.maybe_checkpoint().context("writing a checkpoint")?;
+            }
+            Err(ImportError::Store(e)) => return Err(e).context(format!("importing {}", input.display())),
+            Err(e) => {
+                failed = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    let cp = store.close().context("writing the final checkpoint")?;
+    let secs = started.elapsed().as_secs_f64().max(1e-9);
+    let size = cp.as_ref().map(|c| c.size);
+    eprintln!(
+        "imported {stored} new events ({events} read, {dups} duplicates dropped, {invalid} invalid skipped) from {} in {secs:.2}s: {:.0} events/s, {}/s{}",
+        a.inputs.len(),
+        events as f64 / secs,
+        human_bytes(bytes as f64 / secs),
+        size.map(|s| format!("; checkpoint at tree size {s}")).unwrap_or_default()
+    );
+    if let Some(f) = failed {
+        eprintln!("error: {f}");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kaudit verify`.
 #[derive(clap::Args)]
-pub struct VerifyArgs {}
+pub struct VerifyArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The trusted verifier key (`name+hexkeyid+base64`) or a file holding it.
+    #[arg(long)]
+    key: Option<String>,
+    /// A checkpoint saved elsewhere earlier: prove the log still extends it.
+    #[arg(long = "checkpoint")]
+    checkpoints: Vec<PathBuf>,
+}
+
+fn read_key_arg(s: &str) -> anyhow::Result<Verifier25519> {
+    let text = if Path::new(s).is_file() {
+        std::fs::read_to_string(s).with_context(|| format!("reading key file {s}"))?
+    } else {
+        s.to_string()
+    };
+    Verifier25519::from_text(text.trim()).map_err(|e| anyhow::anyhow!("--key: {e}"))
+}
+
+/// Runs `kaudit verify`.
+pub fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let opts = a.store.options(true)?;
+    let mut vo = VerifyOptions::default();
+    if let Some(k) = &a.key {
+        vo.key = Some(read_key_arg(k)?);
+    }
+    for p in &a.checkpoints {
+        let text = std::fs::read_to_string(p).with_context(|| format!("reading checkpoint {}", p.display()))?;
+        vo.external.push((p.display().to_string(), text));
+    }
+    if let Some(k) = &opts.encryption_key {
+        vo.cipher = Some(kaudit_store::crypt::Cipher::load(k)?);
+    }
+    if !a.store.data.is_dir() {
+        bail!("{}: no such store directory", a.store.data.display());
+    }
+    let rep = verify_store(&a.store.data, &vo)?;
+    for n in &rep.notes {
+        eprintln!("note: {n}");
+    }
+    for p in &rep.problems {
+        println!("FAIL: {p}");
+    }
+    let root = rep.root.map(|r| kaudit_store::base64_encode(&r)).unwrap_or_else(|| "-".into());
+    println!(
+        "{}: {} records ({} pruned before), {} event bytes, {} checkpoints checked, tree size {}, root {root}; {:.2} GB/s, {:.0} events/s in {:.2}s",
+        if rep.ok() { "OK" } else { "FAILED" },
+        rep.records,
+        rep.pruned_before,
+        rep.event_bytes,
+        rep.checkpoints_checked,
+        rep.size,
+        rep.bytes_per_sec() / 1e9,
+        rep.records_per_sec(),
+        rep.elapsed.as_secs_f64()
+    );
+    Ok(if rep.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// `kaudit proof`.
 #[derive(clap::Subcommand)]
 pub enum ProofCommand {
-    Inclusion,
-    Consistency,
+    /// Inclusion proof of one record against the latest checkpoint.
+    Inclusion {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The record: its auditID, or its sequence number.
+        record: String,
+    },
+    /// Consistency proof between two tree sizes.
+    Consistency {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The older tree size.
+        old_size: u64,
+        /// The newer tree size (default: the latest checkpoint's).
+        new_size: Option<u64>,
+    },
 }
+
+fn fresh_checkpoint(store: &Store) -> anyhow::Result<kaudit_store::StoredCheckpoint> {
+    // A writable store signs one for everything durable; a read-only one uses the latest kept.
+    let _ = store.checkpoint();
+    store
+        .latest_checkpoint()
+        .context("the store has no checkpoint yet (import something first)")
+}
+
+/// Runs `kaudit proof`.
+pub fn proof(c: ProofCommand) -> anyhow::Result<ExitCode> {
+    match c {
+        ProofCommand::Inclusion { store, record } => {
+            let s = store.open_any()?;
+            let seq = if !record.is_empty() && record.bytes().all(|b| b.is_ascii_digit()) {
+                record.parse::<u64>().context("sequence number")?
+            } else {
+                s.find_audit_id(&record)?
+                    .with_context(|| format!("no record with auditID {record}"))?
+            };
+            let cp = fresh_checkpoint(&s)?;
+            if seq >= cp.size {
+                bail!("record {seq} is not covered by the latest checkpoint (tree size {}); retry once a checkpoint covers it", cp.size);
+            }
+            if seq < s.first_seq() {
+                bail!("record {seq} was pruned (records before {} are gone)", s.first_seq());
+            }
+            let mut leaf = None;
+            s.read(seq..seq + 1, &mut |_, l| {
+                leaf = Some(l.data.to_vec());
+                false
+            })?;
+            let leaf = leaf.with_context(|| format!("record {seq} not found"))?;
+            let proof = s.inclusion_proof(seq, cp.size)?;
+            let out = serde_json::json!({
+                "leaf_index": seq,
+                "tree_size": cp.size,
+                "leaf_data": kaudit_store::base64_encode(&leaf),
+                "leaf_hash": kaudit_store::base64_encode(&kaudit_store::merkle::leaf_hash(&leaf)),
+                "proof": proof.iter().map(|h| kaudit_store::base64_encode(h)).collect::<Vec<_>>(),
+                "checkpoint": cp.note,
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        ProofCommand::Consistency {
+            store,
+            old_size,
+            new_size,
+        } => {
+            let s = store.open_any()?;
+            let cp = fresh_checkpoint(&s)?;
+            let new = new_size.unwrap_or(cp.size);
+            if old_size > new {
+                bail!("old size {old_size} is larger than new size {new}");
+            }
+            let out = serde_json::json!({
+                "old_size": old_size,
+                "new_size": new,
+                "old_root": kaudit_store::base64_encode(&s.root_at(old_size)?),
+                "new_root": kaudit_store::base64_encode(&s.root_at(new)?),
+                "proof": s.consistency_proof(old_size, new)?.iter().map(|h| kaudit_store::base64_encode(h)).collect::<Vec<_>>(),
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kaudit checkpoint`.
 #[derive(clap::Args)]
-pub struct CheckpointArgs {}
+pub struct CheckpointArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Print the verifier key (`name+hexkeyid+base64(0x01||pubkey)`) instead.
+    #[arg(long)]
+    verifier_key: bool,
+}
+
+/// Runs `kaudit checkpoint`.
+pub fn checkpoint(a: CheckpointArgs) -> anyhow::Result<ExitCode> {
+    if a.verifier_key {
+        let v = kaudit_store::load_verifier(&a.store.data, &a.store.options(true)?)?;
+        println!("{}", v.text());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let s = a.store.open_any()?;
+    let cp = fresh_checkpoint(&s)?;
+    print!("{}", cp.note);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kaudit keygen`.
 #[derive(clap::Args)]
-pub struct KeygenArgs {}
+pub struct KeygenArgs {
+    /// Key name, which is also the checkpoint origin (e.g. `audit.example.com/prod`).
+    #[arg(long, default_value = "kaudit.local/log")]
+    name: String,
+    /// Where to write the private key (mode 0600).
+    #[arg(short = 'o', long, default_value = "kaudit-checkpoint.key")]
+    output: PathBuf,
+    /// Make an encryption-at-rest key (64 hex digits) instead of a signing key.
+    #[arg(long)]
+    encryption: bool,
+    /// Replace an existing file.
+    #[arg(long)]
+    force: bool,
+}
+
+fn write_secret(path: &Path, data: &str, force: bool) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).mode(0o600);
+    if force {
+        o.create(true).truncate(true);
+    } else {
+        o.create_new(true);
+    }
+    let mut f = o
+        .open(path)
+        .with_context(|| format!("creating {} (use --force to replace it)", path.display()))?;
+    f.write_all(data.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// Runs `kaudit keygen`.
+pub fn keygen(a: KeygenArgs) -> anyhow::Result<ExitCode> {
+    if a.encryption {
+        let k = kaudit_store::crypt::Cipher::generate_hex()?;
+        write_secret(&a.output, &format!("{k}\n"), a.force)?;
+        eprintln!("wrote encryption key {}", a.output.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let s = Signer25519::generate(&a.name)?;
+    write_secret(&a.output, &format!("{}\n", s.private_text()), a.force)?;
+    eprintln!("wrote private key {}; verifier key:", a.output.display());
+    println!("{}", s.verifier().text());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kaudit prune`.
 #[derive(clap::Args)]
-pub struct PruneArgs {}
+pub struct PruneArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Delete segments whose newest record is older than this (e.g. 400d); overrides the config.
+    #[arg(long)]
+    max_age: Option<String>,
+    /// Delete oldest segments while data exceeds this (e.g. 500GiB); overrides the config.
+    #[arg(long)]
+    max_size: Option<String>,
+    /// Show what would go, delete nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// Runs `kaudit prune`.
+pub fn prune(a: PruneArgs) -> anyhow::Result<ExitCode> {
+    let mut ret = a.store.config()?.retention;
+    if let Some(s) = &a.max_age {
+        ret.max_age_secs = Some(retention::parse_duration(s).map_err(anyhow::Error::msg)?);
+    }
+    if let Some(s) = &a.max_size {
+        ret.max_size = Some(retention::parse_size(s).map_err(anyhow::Error::msg)?);
+    }
+    if ret.max_age_secs.is_none() && ret.max_size.is_none() {
+        bail!("no retention policy: set retention.max_age / max_size in the config or pass --max-age / --max-size");
+    }
+    let store = a.store.open()?;
+    let holds = retention::list_holds(&a.store.data)?;
+    let out = store.prune(&ret, &holds, kaudit_event::MicroTime::now(), a.dry_run)?;
+    for (p, lo, hi, bytes) in &out.removed {
+        println!(
+            "{} {} (records {lo}..{hi}, {bytes} bytes)",
+            if a.dry_run { "would delete" } else { "deleted" },
+            p.display()
+        );
+    }
+    if let Some(why) = &out.stopped {
+        println!("kept from there on: {why}");
+    }
+    println!("records before {} are pruned", out.before);
+    store.close()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kaudit hold`.
 #[derive(clap::Subcommand)]
 pub enum HoldCommand {
-    Add,
-    List,
-    Remove,
+    /// Place a legal hold on a receive-time range.
+    Add {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Why (case, request).
+        #[arg(long)]
+        reason: String,
+        /// Start of the range (RFC 3339); open when absent.
+        #[arg(long)]
+        since: Option<String>,
+        /// End of the range (RFC 3339); open when absent.
+        #[arg(long)]
+        until: Option<String>,
+    },
+    /// List legal holds.
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Remove a legal hold.
+    Remove {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The hold's id.
+        id: u64,
+    },
 }
-#[derive(clap::Args)]
-pub struct StatArgs {}
 
-pub fn import(_: ImportArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("import: not built yet")
+fn fmt_time(t: Option<i64>) -> String {
+    t.map(|m| kaudit_event::MicroTime(m).to_string())
+        .unwrap_or_else(|| "-".into())
 }
-pub fn verify(_: VerifyArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("verify: not built yet")
+
+/// Runs `kaudit hold`.
+pub fn hold(c: HoldCommand) -> anyhow::Result<ExitCode> {
+    match c {
+        HoldCommand::Add {
+            store,
+            reason,
+            since,
+            until,
+        } => {
+            let h = retention::add_hold(&store.data, &reason, since.as_deref(), until.as_deref())?;
+            println!("hold #{} placed: {} .. {} ({})", h.id, fmt_time(h.since), fmt_time(h.until), h.reason);
+        }
+        HoldCommand::List { store } => {
+            for h in retention::list_holds(&store.data)? {
+                println!(
+                    "#{}\t{}\t{}\t{}\tplaced {}",
+                    h.id,
+                    fmt_time(h.since),
+                    fmt_time(h.until),
+                    h.reason,
+                    h.created
+                );
+            }
+        }
+        HoldCommand::Remove { store, id } => {
+            if !retention::remove_hold(&store.data, id)? {
+                bail!("no hold #{id}");
+            }
+            println!("hold #{id} removed");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
-pub fn proof(_: ProofCommand) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("proof: not built yet")
+
+/// `kaudit stat`.
+#[derive(clap::Args)]
+pub struct StatArgs {
+    #[command(flatten)]
+    store: StoreArgs,
 }
-pub fn checkpoint(_: CheckpointArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("checkpoint: not built yet")
-}
-pub fn keygen(_: KeygenArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("keygen: not built yet")
-}
-pub fn prune(_: PruneArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("prune: not built yet")
-}
-pub fn hold(_: HoldCommand) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("hold: not built yet")
-}
-pub fn stat(_: StatArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("stat: not built yet")
+
+/// Runs `kaudit stat`.
+pub fn stat(a: StatArgs) -> anyhow::Result<ExitCode> {
+    let s = a.store.open_any()?;
+    let st = s.stat()?;
+    let total = st.data_bytes + st.tree_bytes + st.checkpoint_bytes;
+    println!("records:      {} (tree size {}, first stored {})", st.records, st.tree_size, st.first_seq);
+    println!("segments:     {} ({} bundles){}", st.segments, st.bundles, if st.encrypted { ", encrypted" } else { "" });
+    println!("data:         {} bytes", st.data_bytes);
+    println!("tree:         {} bytes", st.tree_bytes);
+    println!("checkpoints:  {} bytes ({} kept)", st.checkpoint_bytes, st.checkpoints);
+    println!("index:        {} bytes", st.index_bytes);
+    println!(
+        "compression:  {} raw record bytes -> {} data bytes ({:.1}x; data+tree+checkpoints = {:.2}% of raw)",
+        st.raw_bytes,
+        st.data_bytes,
+        st.raw_bytes as f64 / (st.data_bytes.max(1)) as f64,
+        100.0 * total as f64 / (st.raw_bytes.max(1)) as f64
+    );
+    println!(
+        "received:     {} .. {}",
+        st.first_time.map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
+        st.last_time.map(|t| t.to_string()).unwrap_or_else(|| "-".into())
+    );
+    match &st.latest_checkpoint {
+        Some(c) => print!("checkpoint:   {} records at {}\n{}", c.size, c.time, c.note),
+        None => println!("checkpoint:   none"),
+    }
+    Ok(ExitCode::SUCCESS)
 }

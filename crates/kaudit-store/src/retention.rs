@@ -1,0 +1,240 @@
+//! Retention (`retention: {max_age: 400d, max_size: 500GiB}`), legal holds,
+//! and the store's YAML configuration.
+//!
+//! Pruning deletes whole segments, oldest first, never the one being written
+//! and never one whose receive times overlap a legal hold. The tree stays
+//! verifiable: its persisted levels are kept, the leaf hashes of the group
+//! straddling the boundary are saved, and a signed prune record tells
+//! `verify` the range was pruned on purpose rather than deleted.
+
+use crate::store::{paths, read_small, write_atomic};
+use crate::{StoreError, StoreResult};
+use kaudit_event::MicroTime;
+use std::path::{Path, PathBuf};
+
+/// How long and how much to keep.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Segments whose newest record is older than this go.
+    pub max_age_secs: Option<u64>,
+    /// Oldest segments go while the data exceeds this many bytes.
+    pub max_size: Option<u64>,
+}
+
+/// Parses `400d`, `12h`, `30m`, `90s`, `2w`.
+pub fn parse_duration(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("duration {s:?}: want a number and a unit (s, m, h, d, w), e.g. 400d"))?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return Err(format!("duration {s:?}: unknown unit {unit:?} (s, m, h, d, w)")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("duration {s:?} is too large"))
+}
+
+/// Parses `500GiB`, `10MB`, `1024` (bytes).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("size {s:?}: want a number and a unit, e.g. 500GiB"))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" | "kB" => 1000,
+        "MB" => 1000_000,
+        "GB" => 1000_000_000,
+        "TB" => 1000_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        u => return Err(format!("size {s:?}: unknown unit {u:?}")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+/// The store's part of the configuration file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// Retention policy.
+    pub retention: Retention,
+    /// Encryption key file.
+    pub encryption_key: Option<PathBuf>,
+    /// Signing key file.
+    pub signing_key: Option<PathBuf>,
+    /// Where each checkpoint is published.
+    pub publish_checkpoint: Option<PathBuf>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct RawConfig {
+    #[serde(default)]
+    retention: Option<RawRetention>,
+    #[serde(default)]
+    encryption: Option<RawEncryption>,
+    #[serde(default)]
+    checkpoint: Option<RawCheckpoint>,
+}
+#[derive(serde::Deserialize)]
+struct RawRetention {
+    max_age: Option<String>,
+    max_size: Option<String>,
+}
+#[derive(serde::Deserialize)]
+struct RawEncryption {
+    key_file: PathBuf,
+}
+#[derive(serde::Deserialize)]
+struct RawCheckpoint {
+    key_file: Option<PathBuf>,
+    publish: Option<PathBuf>,
+}
+
+impl StoreConfig {
+    /// Reads `retention`, `encryption` and `checkpoint` from a YAML config
+    /// file (other top-level keys belong to other parts of kaudit and are ignored).
+    pub fn from_yaml(text: &str) -> Result<Self, String> {
+        let v: serde_json::Value = serde_saphyr::from_str(text).map_err(|e| format!("config: {e}"))?;
+        let pick = serde_json::json!({
+            "retention": v.get("retention"),
+            "encryption": v.get("encryption"),
+            "checkpoint": v.get("checkpoint"),
+        });
+        let raw: RawConfig = serde_json::from_value(pick).map_err(|e| format!("config: {e}"))?;
+        let mut c = StoreConfig::default();
+        if let Some(r) = raw.retention {
+            c.retention.max_age_secs = r
+                .max_age
+                .as_deref()
+                .map(parse_duration)
+                .transpose()
+                .map_err(|e| format!("config retention.max_age: {e}"))?;
+            c.retention.max_size = r
+                .max_size
+                .as_deref()
+                .map(parse_size)
+                .transpose()
+                .map_err(|e| format!("config retention.max_size: {e}"))?;
+        }
+        c.encryption_key = raw.encryption.map(|e| e.key_file);
+        if let Some(cp) = raw.checkpoint {
+            c.signing_key = cp.key_file;
+            c.publish_checkpoint = cp.publish;
+        }
+        Ok(c)
+    }
+}
+
+/// A legal hold: records received in `[since, until]` must not be pruned.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Hold {
+    /// Identifier for `hold remove`.
+    pub id: u64,
+    /// Why (case number, request).
+    pub reason: String,
+    /// Start of the held time range (µs), open when absent.
+    pub since: Option<i64>,
+    /// End of the held time range (µs), open when absent.
+    pub until: Option<i64>,
+    /// When it was placed (RFC 3339).
+    pub created: String,
+}
+
+impl Hold {
+    /// Whether records received in `[min, max]` fall under this hold.
+    pub fn overlaps(&self, min: i64, max: i64) -> bool {
+        self.since.is_none_or(|s| max >= s) && self.until.is_none_or(|u| min <= u)
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct HoldFile {
+    next_id: u64,
+    holds: Vec<Hold>,
+}
+
+fn read_holds_file(dir: &Path) -> StoreResult<HoldFile> {
+    let p = paths::holds(dir);
+    if !p.exists() {
+        return Ok(HoldFile {
+            next_id: 1,
+            holds: Vec::new(),
+        });
+    }
+    let data = read_small(&p, 16 << 20)?;
+    serde_json::from_slice(&data).map_err(|e| StoreError::Corrupt(format!("{}: {e}", p.display())))
+}
+
+/// Lists legal holds.
+pub fn list_holds(dir: &Path) -> StoreResult<Vec<Hold>> {
+    Ok(read_holds_file(dir)?.holds)
+}
+
+/// Places a legal hold (times as RFC 3339).
+pub fn add_hold(dir: &Path, reason: &str, since: Option<&str>, until: Option<&str>) -> StoreResult<Hold> {
+    if reason.trim().is_empty() {
+        return Err(StoreError::Input("a hold needs a --reason".into()));
+    }
+    let t = |s: Option<&str>| -> StoreResult<Option<i64>> {
+        s.map(|s| {
+            MicroTime::parse(s)
+                .map(|t| t.micros())
+                .map_err(|e| StoreError::Input(e.to_string()))
+        })
+        .transpose()
+    };
+    let (since, until) = (t(since)?, t(until)?);
+    if let (Some(a), Some(b)) = (since, until) {
+        if a > b {
+            return Err(StoreError::Input("hold --since is after --until".into()));
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(format!("{}: {e}", dir.display())))?;
+    let mut f = read_holds_file(dir)?;
+    let hold = Hold {
+        id: f.next_id.max(1),
+        reason: reason.to_string(),
+        since,
+        until,
+        created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    };
+    f.next_id = hold.id + 1;
+    f.holds.push(hold.clone());
+    let data = serde_json::to_vec_pretty(&f).map_err(|e| StoreError::Io(e.to_string()))?;
+    write_atomic(&paths::holds(dir), &data, 0o644)?;
+    Ok(hold)
+}
+
+/// Removes a hold; false when no hold has that id.
+pub fn remove_hold(dir: &Path, id: u64) -> StoreResult<bool> {
+    let mut f = read_holds_file(dir)?;
+    let before = f.holds.len();
+    f.holds.retain(|h| h.id != id);
+    if f.holds.len() == before {
+        return Ok(false);
+    }
+    let data = serde_json::to_vec_pretty(&f).map_err(|e| StoreError::Io(e.to_string()))?;
+    write_atomic(&paths::holds(dir), &data, 0o644)?;
+    Ok(true)
+}
+
+/// What a prune did (or would do).
+#[derive(Clone, Debug, Default)]
+pub struct PruneOutcome {
+    /// Segments deleted: (path, first seq, end seq, bytes).
+    pub removed: Vec<(PathBuf, u64, u64, u64)>,
+    /// Records below this are now pruned.
+    pub before: u64,
+    /// Why pruning stopped where it did.
+    pub stopped: Option<String>,
+}

@@ -1,0 +1,401 @@
+//! Segment files: a header, then frames. A frame is either a *bundle*
+//! (zstd-compressed records, optionally sealed with ChaCha20-Poly1305) or a
+//! *commit marker* that makes every bundle before it durable and visible.
+//! Bundles after the last commit marker are an uncommitted (torn) tail.
+//!
+//! Layout (integers little-endian):
+//!
+//! * segment header, 32 bytes: `KAUDSEG1`, first seq u64, flags u32 (bit 0:
+//!   encrypted), encryption key id (8 bytes), crc32c of the previous 28 bytes.
+//! * bundle frame, 48-byte header then payload: `KBD1`, first seq u64, count
+//!   u32, raw length u32, stored length u32, min receive time i64, max receive
+//!   time i64, flags u32 (bit 0: encrypted), crc32c u32 over the header's first
+//!   44 bytes and the payload.
+//! * commit frame, 16 bytes: `KCM1`, end seq (exclusive) u64, crc32c u32.
+
+use crate::crypt::{Cipher, CryptError};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+/// Segment header size.
+pub const SEGMENT_HEADER: usize = 32;
+/// Bundle frame header size.
+pub const BUNDLE_HEADER: usize = 48;
+/// Commit frame size.
+pub const COMMIT_FRAME: usize = 16;
+const SEG_MAGIC: &[u8; 8] = b"KAUDSEG1";
+const BUNDLE_MAGIC: &[u8; 4] = b"KBD1";
+const COMMIT_MAGIC: &[u8; 4] = b"KCM1";
+/// Bound on a bundle's decompressed size (a bundle holds at most one oversized event plus change).
+pub const MAX_BUNDLE_RAW: u32 = 64 << 20;
+/// Bound on records per bundle.
+pub const MAX_BUNDLE_COUNT: u32 = 1 << 20;
+
+/// Parsed segment header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentHeader {
+    /// Sequence number of its first record.
+    pub first_seq: u64,
+    /// Key id when its bundles are encrypted.
+    pub key_id: Option<[u8; 8]>,
+}
+
+impl SegmentHeader {
+    /// Serialises the header.
+    pub fn encode(&self) -> [u8; SEGMENT_HEADER] {
+        let mut b = [0u8; SEGMENT_HEADER];
+        b[..8].copy_from_slice(SEG_MAGIC);
+        b[8..16].copy_from_slice(&self.first_seq.to_le_bytes());
+        let flags: u32 = u32::from(self.key_id.is_some());
+        b[16..20].copy_from_slice(&flags.to_le_bytes());
+        b[20..28].copy_from_slice(&self.key_id.unwrap_or_default());
+        let crc = crc32c::crc32c(&b[..28]);
+        b[28..32].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Parses a header.
+    pub fn decode(b: &[u8]) -> Result<Self, String> {
+        if b.len() < SEGMENT_HEADER {
+            return Err("segment is shorter than its 32-byte header".into());
+        }
+        if &b[..8] != SEG_MAGIC {
+            return Err("not a kaudit segment (bad magic)".into());
+        }
+        if crc32c::crc32c(&b[..28]) != le32(&b[28..32]) {
+            return Err("segment header checksum mismatch".into());
+        }
+        let flags = le32(&b[16..20]);
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&b[20..28]);
+        Ok(SegmentHeader {
+            first_seq: le64(&b[8..16]),
+            key_id: (flags & 1 == 1).then_some(id),
+        })
+    }
+}
+
+fn le32(b: &[u8]) -> u32 {
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+fn le64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    u64::from_le_bytes(a)
+}
+
+/// A bundle frame's header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BundleHeader {
+    /// Sequence number of its first record.
+    pub first_seq: u64,
+    /// Number of records.
+    pub count: u32,
+    /// Decompressed size.
+    pub raw_len: u32,
+    /// Payload size on disk.
+    pub stored_len: u32,
+    /// Earliest receive time (µs).
+    pub min_time: i64,
+    /// Latest receive time (µs).
+    pub max_time: i64,
+    /// Bit 0: encrypted.
+    pub flags: u32,
+}
+
+impl BundleHeader {
+    fn encode_without_crc(&self) -> [u8; BUNDLE_HEADER] {
+        let mut b = [0u8; BUNDLE_HEADER];
+        b[..4].copy_from_slice(BUNDLE_MAGIC);
+        b[4..12].copy_from_slice(&self.first_seq.to_le_bytes());
+        b[12..16].copy_from_slice(&self.count.to_le_bytes());
+        b[16..20].copy_from_slice(&self.raw_len.to_le_bytes());
+        b[20..24].copy_from_slice(&self.stored_len.to_le_bytes());
+        b[24..32].copy_from_slice(&self.min_time.to_le_bytes());
+        b[32..40].copy_from_slice(&self.max_time.to_le_bytes());
+        b[40..44].copy_from_slice(&self.flags.to_le_bytes());
+        b
+    }
+
+    /// The bytes an AEAD binds with the payload (first seq, count, raw length).
+    pub fn aad(&self) -> [u8; 16] {
+        let mut a = [0u8; 16];
+        a[..8].copy_from_slice(&self.first_seq.to_le_bytes());
+        a[8..12].copy_from_slice(&self.count.to_le_bytes());
+        a[12..16].copy_from_slice(&self.raw_len.to_le_bytes());
+        a
+    }
+
+    /// One past the last sequence number.
+    pub fn end_seq(&self) -> u64 {
+        self.first_seq + u64::from(self.count)
+    }
+}
+
+/// Builds a complete bundle frame (header and payload) from raw bundle bytes.
+pub fn encode_bundle(
+    first_seq: u64,
+    count: u32,
+    raw: &[u8],
+    min_time: i64,
+    max_time: i64,
+    compressor: &mut zstd::bulk::Compressor<'static>,
+    cipher: Option<&Cipher>,
+) -> Result<Vec<u8>, std::io::Error> {
+    let compressed = compressor.compress(raw)?;
+    let (payload, flags) = match cipher {
+        Some(c) => {
+            let aad = BundleHeader {
+                first_seq,
+                count,
+                raw_len: raw.len() as u32,
+                stored_len: 0,
+                min_time,
+                max_time,
+                flags: 1,
+            }
+            .aad();
+            let sealed = c
+                .seal(&compressed, &aad)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            (sealed, 1)
+        }
+        None => (compressed, 0),
+    };
+    let h = BundleHeader {
+        first_seq,
+        count,
+        raw_len: raw.len() as u32,
+        stored_len: payload.len() as u32,
+        min_time,
+        max_time,
+        flags,
+    };
+    let mut out = Vec::with_capacity(BUNDLE_HEADER + payload.len());
+    out.extend_from_slice(&h.encode_without_crc()[..44]);
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&out), &payload);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&payload);
+    Ok(out)
+}
+
+/// A commit frame for everything before `end_seq`.
+pub fn encode_commit(end_seq: u64) -> [u8; COMMIT_FRAME] {
+    let mut b = [0u8; COMMIT_FRAME];
+    b[..4].copy_from_slice(COMMIT_MAGIC);
+    b[4..12].copy_from_slice(&end_seq.to_le_bytes());
+    let crc = crc32c::crc32c(&b[..12]);
+    b[12..16].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+/// One frame found in a segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// A bundle; its payload is at `offset + BUNDLE_HEADER`.
+    Bundle {
+        /// Frame offset in the file.
+        offset: u64,
+        /// Its header.
+        header: BundleHeader,
+    },
+    /// A commit marker.
+    Commit {
+        /// Frame offset in the file.
+        offset: u64,
+        /// Sequence numbers below this are committed.
+        end_seq: u64,
+    },
+}
+
+/// Why a frame could not be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FrameProblem {
+    /// The frame runs past the end of the file: a torn write.
+    Incomplete,
+    /// Something complete but wrong: checksum, magic, bounds.
+    Corrupt(String),
+}
+
+/// Reads the frame at `offset`; with `check_crc` the payload is read and checksummed.
+pub fn read_frame(file: &File, offset: u64, file_len: u64, check_crc: bool) -> Result<Frame, FrameProblem> {
+    let remaining = file_len.saturating_sub(offset);
+    if remaining < 4 {
+        return Err(FrameProblem::Incomplete);
+    }
+    let mut head = [0u8; BUNDLE_HEADER];
+    let n = (remaining as usize).min(BUNDLE_HEADER);
+    file.read_exact_at(&mut head[..n], offset)
+        .map_err(|e| FrameProblem::Corrupt(format!("read error: {e}")))?;
+    if &head[..4] == COMMIT_MAGIC {
+        if remaining < COMMIT_FRAME as u64 {
+            return Err(FrameProblem::Incomplete);
+        }
+        if crc32c::crc32c(&head[..12]) != le32(&head[12..16]) {
+            return Err(FrameProblem::Corrupt("commit marker checksum mismatch".into()));
+        }
+        return Ok(Frame::Commit {
+            offset,
+            end_seq: le64(&head[4..12]),
+        });
+    }
+    if &head[..4] != BUNDLE_MAGIC {
+        if head[..n].iter().all(|&b| b == 0) {
+            return Err(FrameProblem::Incomplete);
+        }
+        return Err(FrameProblem::Corrupt("no frame magic at this offset".into()));
+    }
+    if remaining < BUNDLE_HEADER as u64 {
+        return Err(FrameProblem::Incomplete);
+    }
+    let header = BundleHeader {
+        first_seq: le64(&head[4..12]),
+        count: le32(&head[12..16]),
+        raw_len: le32(&head[16..20]),
+        stored_len: le32(&head[20..24]),
+        min_time: le64(&head[24..32]) as i64,
+        max_time: le64(&head[32..40]) as i64,
+        flags: le32(&head[40..44]),
+    };
+    if header.raw_len > MAX_BUNDLE_RAW || header.count > MAX_BUNDLE_COUNT || header.count == 0 {
+        return Err(FrameProblem::Corrupt(format!(
+            "bundle header out of bounds (count {}, raw length {})",
+            header.count, header.raw_len
+        )));
+    }
+    if remaining < (BUNDLE_HEADER as u64) + u64::from(header.stored_len) {
+        return Err(FrameProblem::Incomplete);
+    }
+    if check_crc {
+        let payload = read_payload(file, offset, &header)
+            .map_err(|e| FrameProblem::Corrupt(format!("read error: {e}")))?;
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&head[..44]), &payload);
+        if crc != le32(&head[44..48]) {
+            return Err(FrameProblem::Corrupt("bundle checksum mismatch".into()));
+        }
+    }
+    Ok(Frame::Bundle { offset, header })
+}
+
+/// Checks a bundle's checksum against payload bytes already read.
+pub fn bundle_crc_ok(file_head: &[u8; BUNDLE_HEADER], payload: &[u8]) -> bool {
+    crc32c::crc32c_append(crc32c::crc32c(&file_head[..44]), payload) == le32(&file_head[44..48])
+}
+
+/// Reads a bundle's stored payload.
+pub fn read_payload(file: &File, offset: u64, h: &BundleHeader) -> std::io::Result<Vec<u8>> {
+    let mut payload = vec![0u8; h.stored_len as usize];
+    file.read_exact_at(&mut payload, offset + BUNDLE_HEADER as u64)?;
+    Ok(payload)
+}
+
+/// Why a bundle's payload could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum PayloadError {
+    /// Decryption failed or a key is missing.
+    #[error(transparent)]
+    Crypt(#[from] CryptError),
+    /// zstd refused the data.
+    #[error("decompression failed: {0}")]
+    Decompress(String),
+    /// Decompressed size differs from the header.
+    #[error("decompressed to {got} bytes, header says {want}")]
+    Length {
+        /// Actual.
+        got: usize,
+        /// Declared.
+        want: u32,
+    },
+}
+
+/// Decrypts (when needed) and decompresses a bundle payload into raw record bytes.
+pub fn open_payload(h: &BundleHeader, payload: &[u8], cipher: Option<&Cipher>) -> Result<Vec<u8>, PayloadError> {
+    let compressed;
+    let data: &[u8] = if h.flags & 1 == 1 {
+        let c = cipher.ok_or(CryptError::KeyNeeded)?;
+        compressed = c.open(payload, &h.aad())?;
+        &compressed
+    } else {
+        payload
+    };
+    let raw = zstd::bulk::decompress(data, h.raw_len as usize)
+        .map_err(|e| PayloadError::Decompress(e.to_string()))?;
+    if raw.len() != h.raw_len as usize {
+        return Err(PayloadError::Length {
+            got: raw.len(),
+            want: h.raw_len,
+        });
+    }
+    Ok(raw)
+}
+
+/// File name of the segment whose first record is `first_seq`.
+pub fn segment_name(first_seq: u64) -> String {
+    format!("{first_seq:020}.kseg")
+}
+
+/// Parses a segment file name back to its first sequence number.
+pub fn parse_segment_name(name: &str) -> Option<u64> {
+    let stem = name.strip_suffix(".kseg")?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+/// Parses the frame at `offset` of a whole segment held in memory; with
+/// `check_crc` the bundle checksum is checked too.
+pub fn parse_frame_in(buf: &[u8], offset: u64, check_crc: bool) -> Result<Frame, FrameProblem> {
+    let off = offset as usize;
+    let rest = buf.get(off..).unwrap_or_default();
+    if rest.len() < 4 {
+        return Err(FrameProblem::Incomplete);
+    }
+    if &rest[..4] == COMMIT_MAGIC {
+        if rest.len() < COMMIT_FRAME {
+            return Err(FrameProblem::Incomplete);
+        }
+        if crc32c::crc32c(&rest[..12]) != le32(&rest[12..16]) {
+            return Err(FrameProblem::Corrupt("commit marker checksum mismatch".into()));
+        }
+        return Ok(Frame::Commit {
+            offset,
+            end_seq: le64(&rest[4..12]),
+        });
+    }
+    if &rest[..4] != BUNDLE_MAGIC {
+        if rest.iter().take(BUNDLE_HEADER).all(|&b| b == 0) {
+            return Err(FrameProblem::Incomplete);
+        }
+        return Err(FrameProblem::Corrupt("no frame magic at this offset".into()));
+    }
+    if rest.len() < BUNDLE_HEADER {
+        return Err(FrameProblem::Incomplete);
+    }
+    let header = BundleHeader {
+        first_seq: le64(&rest[4..12]),
+        count: le32(&rest[12..16]),
+        raw_len: le32(&rest[16..20]),
+        stored_len: le32(&rest[20..24]),
+        min_time: le64(&rest[24..32]) as i64,
+        max_time: le64(&rest[32..40]) as i64,
+        flags: le32(&rest[40..44]),
+    };
+    if header.raw_len > MAX_BUNDLE_RAW || header.count > MAX_BUNDLE_COUNT || header.count == 0 {
+        return Err(FrameProblem::Corrupt(format!(
+            "bundle header out of bounds (count {}, raw length {})",
+            header.count, header.raw_len
+        )));
+    }
+    let end = BUNDLE_HEADER + header.stored_len as usize;
+    if rest.len() < end {
+        return Err(FrameProblem::Incomplete);
+    }
+    if check_crc {
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&rest[..44]), &rest[BUNDLE_HEADER..end]);
+        if crc != le32(&rest[44..48]) {
+            return Err(FrameProblem::Corrupt("bundle checksum mismatch".into()));
+        }
+    }
+    Ok(Frame::Bundle { offset, header })
+}

@@ -1,0 +1,591 @@
+//! `kaudit verify`: recompute everything from the stored bytes.
+//!
+//! Reads every segment, checks each frame's checksum, opens and decompresses
+//! every bundle (in parallel), checks that record `i` sits at position `i`,
+//! re-hashes every leaf, rebuilds the tree in one pass and compares it with
+//! every kept checkpoint (whose signatures it checks) and with checkpoints
+//! saved elsewhere. It never writes. The first problem names the record, the
+//! segment and the offset.
+
+use crate::crypt::Cipher;
+use crate::merkle::{CompactRange, Hash, NodeSource, TreeError};
+use crate::note::{Checkpoint, Verifier25519};
+use crate::record::iter_leaves;
+use crate::segment::{self, Frame, FrameProblem, SegmentHeader};
+use crate::store::{list_segments, paths, read_checkpoints, read_edge, read_pruned, PruneRecord};
+use crate::tree::{Tree, GROUP, GROUP_LEVEL};
+use crate::{StoreError, StoreResult};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// What to check.
+#[derive(Default)]
+pub struct VerifyOptions {
+    /// Trusted verifier key (else the store's own `checkpoint.key`/`.pub`).
+    pub key: Option<Verifier25519>,
+    /// Checkpoints saved elsewhere earlier: (name for messages, note text).
+    pub external: Vec<(String, String)>,
+    /// Key for encrypted segments.
+    pub cipher: Option<Cipher>,
+    /// Worker threads (0: all cores).
+    pub threads: usize,
+}
+
+/// One problem (or note), located as precisely as known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    /// First record concerned.
+    pub seq: Option<u64>,
+    /// Segment file.
+    pub segment: Option<PathBuf>,
+    /// Byte offset in the segment (of the frame).
+    pub offset: Option<u64>,
+    /// What is wrong.
+    pub what: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(s) = self.seq {
+            write!(f, "record {s}")?;
+        }
+        match (&self.segment, self.offset) {
+            (Some(p), Some(o)) => write!(f, " (segment {}, offset {o})", p.display())?,
+            (Some(p), None) => write!(f, " (segment {})", p.display())?,
+            _ => {}
+        }
+        if self.seq.is_some() || self.segment.is_some() {
+            f.write_str(": ")?;
+        }
+        f.write_str(&self.what)
+    }
+}
+
+/// The verdict.
+#[derive(Debug, Default)]
+pub struct VerifyReport {
+    /// Records checked.
+    pub records: u64,
+    /// Event bytes re-hashed.
+    pub event_bytes: u64,
+    /// Records below this were pruned on purpose (signed prune record).
+    pub pruned_before: u64,
+    /// Problems: tampering, damage, missing data. Empty means all is well.
+    pub problems: Vec<Finding>,
+    /// Informational notes (pruned range, uncommitted tail).
+    pub notes: Vec<String>,
+    /// Checkpoints whose signature and root were checked.
+    pub checkpoints_checked: usize,
+    /// Tree size recomputed.
+    pub size: u64,
+    /// Root recomputed.
+    pub root: Option<Hash>,
+    /// Time taken.
+    pub elapsed: Duration,
+}
+
+impl VerifyReport {
+    /// True when nothing is wrong.
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+    /// Event bytes per second.
+    pub fn bytes_per_sec(&self) -> f64 {
+        self.event_bytes as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+    /// Records per second.
+    pub fn records_per_sec(&self) -> f64 {
+        self.records as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+struct PrunedSource<'a> {
+    tree: &'a Tree,
+    edge: &'a (u64, Vec<Hash>),
+}
+
+impl NodeSource for PrunedSource<'_> {
+    fn node(&self, level: u32, index: u64) -> Result<Hash, TreeError> {
+        if level >= GROUP_LEVEL {
+            if index >= self.tree.stored_len(level) {
+                return Err(TreeError::Storage(format!(
+                    "tree/level-{level:02}.hash lacks entry {index}"
+                )));
+            }
+            return self.tree.stored_node(level, index);
+        }
+        let lo = index << level;
+        let width = 1usize << level;
+        let (first, hashes) = self.edge;
+        if lo >= *first && lo + width as u64 <= first + hashes.len() as u64 {
+            let s = (lo - first) as usize;
+            return Ok(crate::merkle::root_of_leaves(&hashes[s..s + width]));
+        }
+        Err(TreeError::Pruned {
+            lo,
+            hi: lo + width as u64,
+        })
+    }
+}
+
+/// A checkpoint to compare against: where it came from and what it says.
+struct Target {
+    label: String,
+    cp: Checkpoint,
+}
+
+/// Result of opening one bundle in a worker.
+type BundleOutcome = Result<(Vec<Hash>, u64), (u64, String)>;
+
+fn open_bundle(buf: &[u8], off: u64, h: &segment::BundleHeader, cipher: Option<&Cipher>) -> BundleOutcome {
+    let start = off as usize + segment::BUNDLE_HEADER;
+    let payload = &buf[start..start + h.stored_len as usize];
+    let raw = segment::open_payload(h, payload, cipher).map_err(|e| (h.first_seq, e.to_string()))?;
+    let mut hashes = Vec::with_capacity(h.count as usize);
+    let mut bytes = 0u64;
+    for (i, leaf) in iter_leaves(&raw).enumerate() {
+        let pos = h.first_seq + i as u64;
+        let leaf = leaf.map_err(|e| (pos, e.to_string()))?;
+        if leaf.seq != pos {
+            let what = if leaf.seq < pos {
+                format!(
+                    "record at position {pos} carries sequence number {}: a record was duplicated or moved here",
+                    leaf.seq
+                )
+            } else {
+                format!(
+                    "record at position {pos} carries sequence number {}: records were deleted or reordered",
+                    leaf.seq
+                )
+            };
+            return Err((pos, what));
+        }
+        bytes += leaf.event.len() as u64;
+        hashes.push(leaf.hash());
+    }
+    if hashes.len() as u64 != u64::from(h.count) {
+        return Err((
+            h.first_seq + hashes.len() as u64,
+            format!(
+                "bundle declares {} records but holds {}: records were deleted or added",
+                h.count,
+                hashes.len()
+            ),
+        ));
+    }
+    Ok((hashes, bytes))
+}
+
+/// Verifies the store in `dir`.
+pub fn verify(dir: &Path, opts: &VerifyOptions) -> StoreResult<VerifyReport> {
+    let started = Instant::now();
+    let mut rep = VerifyReport::default();
+    let store_key = crate::store::load_verifier(dir, &crate::StoreOptions::default());
+    let verifier = match (&opts.key, store_key) {
+        (Some(k), Ok(sk)) => {
+            if sk.text() != k.text() {
+                rep.problems.push(Finding {
+                    seq: None,
+                    segment: None,
+                    offset: None,
+                    what: format!(
+                        "the store's checkpoint key {} is not the trusted key {}: the key was replaced",
+                        sk.text(),
+                        k.text()
+                    ),
+                });
+            }
+            k.clone()
+        }
+        (Some(k), Err(_)) => k.clone(),
+        (None, Ok(sk)) => {
+            rep.notes.push(
+                "checked against the store's own key; pass --key with the key published earlier to rule out a replaced key"
+                    .into(),
+            );
+            sk
+        }
+        (None, Err(e)) => return Err(e),
+    };
+    let threads = if opts.threads == 0 {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    } else {
+        opts.threads
+    };
+
+    // Checkpoints: signatures first.
+    let (kept, _) = read_checkpoints(dir)?;
+    let mut targets: Vec<Target> = Vec::new();
+    for (i, c) in kept.iter().enumerate() {
+        let label = format!("kept checkpoint #{} ({} records, {})", i + 1, c.size, c.time);
+        match verifier.verify_note(&c.note).and_then(Checkpoint::parse) {
+            Ok(cp) if cp.size == c.size && cp.origin == verifier.name() => targets.push(Target { label, cp }),
+            Ok(cp) => rep.problems.push(Finding {
+                seq: None,
+                segment: None,
+                offset: None,
+                what: format!("{label}: signed body (origin {}, size {}) does not match its record", cp.origin, cp.size),
+            }),
+            Err(e) => rep.problems.push(Finding {
+                seq: None,
+                segment: None,
+                offset: None,
+                what: format!("{label}: {e}"),
+            }),
+        }
+    }
+    for (name, note) in &opts.external {
+        let label = format!("checkpoint {name}");
+        match verifier.verify_note(note).and_then(Checkpoint::parse) {
+            Ok(cp) => targets.push(Target { label, cp }),
+            Err(e) => rep.problems.push(Finding {
+                seq: None,
+                segment: None,
+                offset: None,
+                what: format!("{label}: {e}"),
+            }),
+        }
+    }
+    targets.sort_by_key(|t| t.cp.size);
+
+    // Pruned prefix.
+    let pruned: Option<PruneRecord> = match read_pruned(dir, &verifier) {
+        Ok(p) => p,
+        Err(e) => {
+            rep.problems.push(Finding {
+                seq: None,
+                segment: None,
+                offset: None,
+                what: e.to_string(),
+            });
+            None
+        }
+    };
+    let first = pruned.as_ref().map_or(0, |p| p.before);
+    rep.pruned_before = first;
+    let tree = Tree::open(&paths::tree(dir), false, u64::MAX).map_err(|e| StoreError::Io(format!("tree: {e}")))?;
+    let mut frontier = CompactRange::new();
+    let mut edge = (0u64, Vec::new());
+    if let Some(rec) = &pruned {
+        rep.notes.push(format!(
+            "records [0, {first}) were pruned by retention on {} (signed prune record); the tree hashes kept for them are checked through the checkpoints",
+            rec.time
+        ));
+        match read_edge(dir, rec) {
+            Ok(e) => edge = e,
+            Err(e) => rep.problems.push(Finding {
+                seq: Some(first),
+                segment: None,
+                offset: None,
+                what: e.to_string(),
+            }),
+        }
+        let src = PrunedSource { tree: &tree, edge: &edge };
+        match CompactRange::at(&src, first) {
+            Ok(f) => frontier = f,
+            Err(e) => rep.problems.push(Finding {
+                seq: Some(first),
+                segment: None,
+                offset: None,
+                what: format!("cannot resume after the pruned range: {e}"),
+            }),
+        }
+        // Checkpoints entirely inside the pruned range: check from kept hashes.
+        for t in targets.iter().filter(|t| t.cp.size <= first) {
+            match CompactRange::at(&src, t.cp.size) {
+                Ok(f) if f.root() == t.cp.root => rep.checkpoints_checked += 1,
+                Ok(_) => rep.problems.push(Finding {
+                    seq: None,
+                    segment: None,
+                    offset: None,
+                    what: format!("{}: root differs from the tree hashes kept for the pruned range", t.label),
+                }),
+                Err(_) => rep
+                    .notes
+                    .push(format!("{}: covers only pruned records; not checkable", t.label)),
+            }
+        }
+    }
+    let mut next_target = targets.partition_point(|t| t.cp.size <= first);
+    let mut tree_mismatch_reported = false;
+    let mut first_divergence: Option<(u64, PathBuf, u64)> = None;
+
+    // Segments.
+    let segs = list_segments(dir)?;
+    let mut expect = first;
+    let mut broken = frontier.size() != first;
+    let n_segs = segs.len();
+    'segments: for (si, (name_seq, path)) in segs.iter().enumerate() {
+        if broken {
+            break;
+        }
+        let last = si + 1 == n_segs;
+        if segs.get(si + 1).is_some_and(|(next, _)| *next <= first) {
+            rep.notes.push(format!("{}: wholly pruned, left by an interrupted prune", path.display()));
+            continue;
+        }
+        let buf = std::fs::read(path).map_err(|e| StoreError::Io(format!("{}: {e}", path.display())))?;
+        let problem = |seq: u64, offset: Option<u64>, what: String| Finding {
+            seq: Some(seq),
+            segment: Some(path.clone()),
+            offset,
+            what,
+        };
+        let header = match SegmentHeader::decode(&buf) {
+            Ok(h) => h,
+            Err(e) => {
+                rep.problems.push(problem(expect, Some(0), e));
+                broken = true;
+                break;
+            }
+        };
+        if header.first_seq != *name_seq {
+            rep.problems.push(problem(
+                expect,
+                Some(0),
+                format!("segment header says it starts at record {}, its name says {name_seq}: renamed", header.first_seq),
+            ));
+            broken = true;
+            break;
+        }
+        if header.first_seq != expect {
+            let what = if header.first_seq > expect {
+                format!(
+                    "records [{expect}, {}) are missing: no segment holds them (a segment was deleted)",
+                    header.first_seq
+                )
+            } else {
+                format!("segment starts at record {} but records up to {expect} were already read: duplicated segment", header.first_seq)
+            };
+            rep.problems.push(problem(expect, Some(0), what));
+            broken = true;
+            break;
+        }
+        if let (Some(kid), Some(c)) = (&header.key_id, &opts.cipher) {
+            if let Err(e) = c.check_id(kid) {
+                return Err(e.into());
+            }
+        }
+        if header.key_id.is_some() && opts.cipher.is_none() {
+            return Err(crate::crypt::CryptError::KeyNeeded.into());
+        }
+        let mut off = segment::SEGMENT_HEADER as u64;
+        let mut pending: Vec<(u64, segment::BundleHeader)> = Vec::new();
+        let mut pending_end = expect;
+        loop {
+            if off as usize >= buf.len() {
+                break;
+            }
+            match segment::parse_frame_in(&buf, off, true) {
+                Ok(Frame::Bundle { header: h, .. }) => {
+                    if h.first_seq != pending_end {
+                        let what = if h.first_seq > pending_end {
+                            format!("bundle holds records from {}; records [{pending_end}, {}) are missing (deleted)", h.first_seq, h.first_seq)
+                        } else {
+                            format!("bundle holds records from {}, already read up to {pending_end}: duplicated or reordered", h.first_seq)
+                        };
+                        rep.problems.push(problem(pending_end, Some(off), what));
+                        broken = true;
+                        break 'segments;
+                    }
+                    pending_end = h.end_seq();
+                    pending.push((off, h));
+                    off += (segment::BUNDLE_HEADER as u64) + u64::from(h.stored_len);
+                }
+                Ok(Frame::Commit { end_seq, .. }) => {
+                    if end_seq != pending_end {
+                        rep.problems.push(problem(
+                            expect,
+                            Some(off),
+                            format!("commit marker says {end_seq} records, the bundles before it end at {pending_end}"),
+                        ));
+                        broken = true;
+                        break 'segments;
+                    }
+                    // Open the committed bundles in parallel.
+                    let results = open_parallel(&buf, &pending, opts.cipher.as_ref(), threads);
+                    for ((boff, h), res) in pending.iter().zip(results) {
+                        match res {
+                            Ok((hashes, bytes)) => {
+                                for leaf in hashes {
+                                    let mut mismatch = None;
+                                    frontier.push_with(leaf, |level, index, hash| {
+                                        if level == GROUP_LEVEL && index < tree.stored_len(level) {
+                                            if let Ok(stored) = tree.stored_node(level, index) {
+                                                if &stored != hash {
+                                                    mismatch = Some(index);
+                                                }
+                                            }
+                                        }
+                                    });
+                                    if let Some(g) = mismatch {
+                                        if first_divergence.is_none() {
+                                            first_divergence = Some((g, path.clone(), *boff));
+                                        }
+                                        if !tree_mismatch_reported {
+                                            tree_mismatch_reported = true;
+                                            rep.notes.push(format!(
+                                                "records [{}, {}) hash differently from the tree hashes stored when they were appended (tree/level-08.hash entry {g})",
+                                                g * GROUP,
+                                                (g + 1) * GROUP
+                                            ));
+                                        }
+                                    }
+                                    while let Some(t) = targets.get(next_target) {
+                                        if t.cp.size != frontier.size() {
+                                            break;
+                                        }
+                                        if frontier.root() == t.cp.root {
+                                            rep.checkpoints_checked += 1;
+                                        } else {
+                                            let mut what = format!(
+                                                "{}: recomputed root of the first {} records differs from the signed one: stored records were altered",
+                                                t.label, t.cp.size
+                                            );
+                                            let (seq, seg, o) = match &first_divergence {
+                                                Some((g, p, o)) => {
+                                                    what.push_str(&format!(
+                                                        "; the first altered records are in [{}, {}), which no longer match the tree hashes stored when they were appended",
+                                                        g * GROUP,
+                                                        (g + 1) * GROUP
+                                                    ));
+                                                    (Some(g * GROUP), p.clone(), *o)
+                                                }
+                                                None => (None, path.clone(), *boff),
+                                            };
+                                            rep.problems.push(Finding {
+                                                seq,
+                                                segment: Some(seg),
+                                                offset: Some(o),
+                                                what,
+                                            });
+                                        }
+                                        next_target += 1;
+                                    }
+                                }
+                                rep.records += u64::from(h.count);
+                                rep.event_bytes += bytes;
+                            }
+                            Err((seq, what)) => {
+                                rep.problems.push(problem(seq, Some(*boff), what));
+                                broken = true;
+                                break 'segments;
+                            }
+                        }
+                    }
+                    expect = pending_end;
+                    pending.clear();
+                    off += segment::COMMIT_FRAME as u64;
+                }
+                Err(FrameProblem::Incomplete) if last => {
+                    rep.notes.push(format!(
+                        "{}:{off}: {} bytes of uncommitted tail (an interrupted write; never acknowledged; cut on next open)",
+                        path.display(),
+                        buf.len() as u64 - off
+                    ));
+                    pending.clear();
+                    break;
+                }
+                Err(FrameProblem::Incomplete) => {
+                    rep.problems.push(problem(
+                        expect,
+                        Some(off),
+                        format!("segment ends inside a frame at offset {off} of {}: truncated", buf.len()),
+                    ));
+                    broken = true;
+                    break 'segments;
+                }
+                Err(FrameProblem::Corrupt(why)) => {
+                    let seq = pending.last().map_or(expect, |(_, h)| h.end_seq());
+                    rep.problems.push(problem(seq, Some(off), why));
+                    broken = true;
+                    break 'segments;
+                }
+            }
+        }
+        if !pending.is_empty() {
+            if last {
+                rep.notes.push(format!(
+                    "{}: {} bundle(s) after the last commit marker were never committed (cut on next open)",
+                    path.display(),
+                    pending.len()
+                ));
+            } else {
+                rep.problems.push(problem(
+                    expect,
+                    Some(pending[0].0),
+                    "sealed segment has bundles after its last commit marker".into(),
+                ));
+                broken = true;
+            }
+        }
+    }
+    rep.size = expect;
+    if !broken {
+        rep.root = Some(frontier.root());
+        if frontier.size() != expect {
+            rep.problems.push(Finding {
+                seq: Some(frontier.size()),
+                segment: None,
+                offset: None,
+                what: "tree size and record count disagree".into(),
+            });
+        }
+    }
+    // Checkpoints beyond what the log holds.
+    for t in &targets[next_target.min(targets.len())..] {
+        if broken {
+            rep.notes.push(format!("{}: not checked because of the problem above", t.label));
+            continue;
+        }
+        if t.cp.size > expect {
+            let last_seg = segs.last().map(|(_, p)| p.clone());
+            rep.problems.push(Finding {
+                seq: Some(expect),
+                segment: last_seg,
+                offset: None,
+                what: format!(
+                    "{} signs {} records but the log holds only {expect}: records [{expect}, {}) are missing (truncated or deleted)",
+                    t.label, t.cp.size, t.cp.size
+                ),
+            });
+        }
+    }
+    if !broken && tree_mismatch_reported && rep.problems.is_empty() {
+        rep.problems.push(Finding {
+            seq: None,
+            segment: None,
+            offset: None,
+            what: "tree hash files differ from the records although every checkpoint verifies: tree files were altered".into(),
+        });
+    }
+    rep.elapsed = started.elapsed();
+    Ok(rep)
+}
+
+fn open_parallel(
+    buf: &[u8],
+    bundles: &[(u64, segment::BundleHeader)],
+    cipher: Option<&Cipher>,
+    threads: usize,
+) -> Vec<BundleOutcome> {
+    if threads <= 1 || bundles.len() <= 1 {
+        return bundles.iter().map(|(o, h)| open_bundle(buf, *o, h, cipher)).collect();
+    }
+    let chunk = bundles.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = bundles
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part.iter().map(|(o, h)| open_bundle(buf, *o, h, cipher)).collect::<Vec<_>>()))
+            .collect();
+        let mut out = Vec::with_capacity(bundles.len());
+        for h in handles {
+            match h.join() {
+                Ok(v) => out.extend(v),
+                Err(_) => out.push(Err((0, "verification worker panicked".into()))),
+            }
+        }
+        out
+    })
+}
