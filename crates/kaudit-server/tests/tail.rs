@@ -162,7 +162,11 @@ fn ids(b: &Batch) -> Vec<String> {
 fn drain(t: &mut FileTailer, commit: bool) -> Vec<String> {
     let mut out = Vec::new();
     while let Some(b) = t.poll().unwrap() {
-        assert!(b.bad_lines.is_empty(), "unexpected bad lines: {:?}", b.bad_lines);
+        assert!(
+            b.bad_lines.is_empty(),
+            "unexpected bad lines: {:?}",
+            b.bad_lines
+        );
         out.extend(ids(&b));
         if commit {
             t.commit(&b.position).unwrap();
@@ -329,6 +333,22 @@ fn copytruncate_restarts_from_offset_zero() {
 }
 
 #[test]
+fn copytruncate_to_the_same_size_then_rotation_loses_nothing() {
+    // Found by the property test: the file regrows to exactly the size
+    // already read, then is renamed before the next poll.
+    let d = tempfile::tempdir().unwrap();
+    let mut w = Writer::new(d.path());
+    let mut t = open(d.path(), 1);
+    w.append(1);
+    let mut got = drain(&mut t, true);
+    w.copytruncate();
+    w.append(1);
+    w.rotate();
+    got.extend(drain(&mut t, true));
+    assert_eq!(got, w.written);
+}
+
+#[test]
 fn restart_continues_after_the_committed_position() {
     let d = tempfile::tempdir().unwrap();
     let mut w = Writer::new(d.path());
@@ -383,7 +403,9 @@ fn bad_lines_are_located_with_raw_bytes_and_tailing_goes_on() {
     let mut t = FileTailer::open(cfg).unwrap();
     w.append(1);
     let long = format!("{{\"kind\":\"Event\",\"x\":\"{}\"}}", "y".repeat(5000));
-    w.write_raw(format!("not json\n{{\"kind\":\"Pod\"}}\n{{\"level\":\"Metadata\"}}\n{long}\n").as_bytes());
+    w.write_raw(
+        format!("not json\n{{\"kind\":\"Pod\"}}\n{{\"level\":\"Metadata\"}}\n{long}\n").as_bytes(),
+    );
     w.append(1);
     let b = t.poll().unwrap().unwrap();
     assert_eq!(ids(&b), w.written);
@@ -403,12 +425,16 @@ fn bad_lines_are_located_with_raw_bytes_and_tailing_goes_on() {
         ]
     );
     assert!(matches!(b.bad_lines[0].error, BadLineError::Event(_)));
-    assert!(b.bad_lines[1].to_string().contains("not a Kubernetes audit event"));
+    assert!(b.bad_lines[1]
+        .to_string()
+        .contains("not a Kubernetes audit event"));
     assert!(matches!(
         b.bad_lines[3].error,
         BadLineError::TooLong { len, limit: 1024 } if len == long.len() as u64
     ));
-    assert!(b.bad_lines[0].to_string().starts_with(&format!("{active}:2: ")));
+    assert!(b.bad_lines[0]
+        .to_string()
+        .starts_with(&format!("{active}:2: ")));
 
     // A rotated file's unterminated last line is reported, not lost silently.
     w.write_raw(b"{\"kind\":\"Ev");
@@ -419,7 +445,10 @@ fn bad_lines_are_located_with_raw_bytes_and_tailing_goes_on() {
     assert_eq!(b.bad_lines[0].raw, b"{\"kind\":\"Ev");
     assert_eq!(b.bad_lines[0].location.source, backup.display().to_string());
     assert_eq!(b.bad_lines[0].location.line, 7);
-    assert!(matches!(b.bad_lines[0].error, BadLineError::Unterminated { len: 11 }));
+    assert!(matches!(
+        b.bad_lines[0].error,
+        BadLineError::Unterminated { len: 11 }
+    ));
     let b = t.poll().unwrap().unwrap();
     assert_eq!(ids(&b), w.written[2..].to_vec());
 }
@@ -434,8 +463,14 @@ fn state_files_are_checked() {
     let err = FileTailer::open(other).err().unwrap().to_string();
     assert!(err.contains("cluster \"prod\""), "{err}");
     fs::write(d.path().join("state/tail.json"), b"{garbage").unwrap();
-    let err = FileTailer::open(config(d.path(), 10)).err().unwrap().to_string();
-    assert!(err.contains("tail.json") && err.contains("unreadable"), "{err}");
+    let err = FileTailer::open(config(d.path(), 10))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("tail.json") && err.contains("unreadable"),
+        "{err}"
+    );
     let mut bad = config(d.path(), 10);
     bad.max_batch = 0;
     assert!(FileTailer::open(bad).is_err());
@@ -485,7 +520,10 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(48),
+        ..ProptestConfig::default()
+    })]
 
     /// Whatever the interleaving, the events of committed batches are the
     /// written events exactly: no loss, no duplicates.

@@ -211,8 +211,6 @@ struct Source {
     /// For an active file, set once it has been rotated away: the key after
     /// which the next file is looked for.
     rotated: Option<Option<String>>,
-    /// File size at the last truncation check.
-    seen_len: u64,
 }
 
 impl Source {
@@ -433,7 +431,6 @@ impl FileTailer {
                             rank: Rank::Backup { key: b.key.clone() },
                             lines: Lines::at(0, 0, None),
                             rotated: None,
-                            seen_len: 0,
                         });
                         return Ok(true);
                     }
@@ -485,7 +482,6 @@ impl FileTailer {
     ) -> Source {
         Source {
             name: self.cfg.path.display().to_string(),
-            seen_len: offset,
             stream: Stream::Plain(file),
             file: id,
             rank: Rank::Active { after },
@@ -512,6 +508,37 @@ impl FileTailer {
             Err(e) if e.kind() == io::ErrorKind::NotFound => true,
             Err(e) => return Err(TailError::io(path, "stat", e)),
         };
+        // Truncation is checked even when the file was just renamed: it may
+        // have been truncated before the rename.
+        let len = src
+            .stream
+            .file()
+            .metadata()
+            .map_err(|e| TailError::io(path, "stat", e))?
+            .len();
+        let truncated = len < src.lines.read_pos
+            || match src.lines.last {
+                // One positional read of one line per poll; a line too long
+                // to keep in memory is not re-read (the size check remains).
+                Some(m) if src.lines.boundary > 0 && m.len <= self.cfg.max_line as u64 => {
+                    !lines::verify_plain(src.stream.file(), src.lines.boundary, Some(&m))
+                        .map_err(|e| TailError::io(path, "read", e))?
+                }
+                _ => false,
+            };
+        if truncated {
+            tracing::warn!(
+                file = %path.display(),
+                offset = src.lines.boundary,
+                size = len,
+                "audit log truncated in place (copytruncate): reading it again from offset 0"
+            );
+            if let Stream::Plain(f) = &mut src.stream {
+                f.seek(SeekFrom::Start(0))
+                    .map_err(|e| TailError::io(path, "seek", e))?;
+                src.lines = Lines::at(0, 0, None);
+            }
+        }
         if moved {
             let list = self
                 .naming
@@ -523,43 +550,6 @@ impl FileTailer {
                 src.name = name;
             }
             src.rotated = Some(next_after);
-            return Ok(());
-        }
-        let len = src
-            .stream
-            .file()
-            .metadata()
-            .map_err(|e| TailError::io(path, "stat", e))?
-            .len();
-        let truncated = if len < src.lines.read_pos {
-            true
-        } else if len != src.seen_len && src.lines.boundary > 0 {
-            match src.lines.last {
-                Some(m) if m.len <= self.cfg.max_line as u64 => !lines::verify_plain(
-                    src.stream.file(),
-                    src.lines.boundary,
-                    src.lines.last.as_ref(),
-                )
-                .map_err(|e| TailError::io(path, "read", e))?,
-                _ => false,
-            }
-        } else {
-            false
-        };
-        src.seen_len = len;
-        if truncated {
-            tracing::warn!(
-                file = %path.display(),
-                offset = src.lines.boundary,
-                size = len,
-                "audit log truncated in place (copytruncate): reading it again from offset 0"
-            );
-            let Stream::Plain(f) = &mut src.stream else {
-                return Ok(());
-            };
-            f.seek(SeekFrom::Start(0))
-                .map_err(|e| TailError::io(path, "seek", e))?;
-            src.lines = Lines::at(0, 0, None);
         }
         Ok(())
     }
@@ -724,7 +714,6 @@ impl FileTailer {
             rank: Rank::Backup { key: b.key.clone() },
             lines,
             rotated: None,
-            seen_len: 0,
         });
         Ok(())
     }
