@@ -76,20 +76,23 @@ fn nginx() -> Value {
 fn cases() -> Vec<(&'static str, Ev, Ev)> {
     vec![
         (
-            "Exec or Attach into Pod",
+            "Interactive Exec or Attach into Pod",
             ev("create", "pods", "default")
                 .set("/stage", json!("ResponseStarted"))
                 .set("/objectRef/subresource", json!("exec"))
-                .set("/requestURI", json!("/api/v1/namespaces/default/pods/thing/exec?command=sh")),
-            ev("get", "pods", "default").set("/objectRef/subresource", json!("log")),
+                .set("/requestURI", json!("/api/v1/namespaces/default/pods/thing/exec?command=%2Fbin%2Fsh&stdin=true&tty=true")),
+            ev("create", "pods", "default")
+                .set("/stage", json!("ResponseStarted"))
+                .set("/objectRef/subresource", json!("exec"))
+                .set("/requestURI", json!("/api/v1/namespaces/default/pods/thing/exec?command=date&stdout=true")),
         ),
         (
-            "Port-forward to Pod",
-            ev("create", "pods", "default")
+            "Port-forward by Workload or into System Namespace",
+            ev("create", "pods", "kube-system")
                 .set("/stage", json!("ResponseStarted"))
                 .set("/objectRef/subresource", json!("portforward")),
             ev("create", "pods", "default")
-                .set("/stage", json!("RequestReceived"))
+                .set("/stage", json!("ResponseStarted"))
                 .set("/objectRef/subresource", json!("portforward")),
         ),
         (
@@ -139,7 +142,10 @@ fn cases() -> Vec<(&'static str, Ev, Ev)> {
         (
             "Secret Read by Unexpected Identity",
             ev("list", "secrets", "prod"),
-            ev("list", "secrets", "prod").set("/user", json!({"username": "system:serviceaccount:kube-system:generic-garbage-collector"})),
+            ev("list", "secrets", "prod").set(
+                "/annotations",
+                json!({"authorization.k8s.io/decision": "forbid", "authorization.k8s.io/reason": ""}),
+            ),
         ),
         (
             "Service Account Token Created",
