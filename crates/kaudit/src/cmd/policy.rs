@@ -18,16 +18,24 @@ use std::process::ExitCode;
 #[derive(clap::Subcommand)]
 pub enum Command {
     /// Check a policy: validation errors (exit 1), then warnings with the rule index and why.
-    #[command(after_help = "EXAMPLES:\n  kaudit policy lint /etc/kubernetes/audit-policy.yaml\n  kaudit policy lint -o json policy.yaml | jq .")]
+    #[command(
+        after_help = "EXAMPLES:\n  kaudit policy lint /etc/kubernetes/audit-policy.yaml\n  kaudit policy lint -o json policy.yaml | jq ."
+    )]
     Lint(LintArgs),
     /// Show which rule decides each event (or a request given by flags), and what is kept.
-    #[command(after_help = "EXAMPLES:\n  kaudit policy explain policy.yaml audit.log\n  kaudit policy explain policy.yaml --user alice --verb get --resource secrets --namespace default\n  kaudit policy explain policy.yaml --verb get --path /healthz")]
+    #[command(
+        after_help = "EXAMPLES:\n  kaudit policy explain policy.yaml audit.log\n  kaudit policy explain policy.yaml --user alice --verb get --resource secrets --namespace default\n  kaudit policy explain policy.yaml --verb get --path /healthz"
+    )]
     Explain(ExplainArgs),
     /// Replay recorded events (ideally logged at RequestResponse) through a policy: kept/dropped per rule, noisiest requests, size per day.
-    #[command(after_help = "EXAMPLES:\n  kaudit policy simulate policy.yaml audit.log audit-1.log.gz\n  kaudit policy simulate new.yaml --compare current.yaml audit.log")]
+    #[command(
+        after_help = "EXAMPLES:\n  kaudit policy simulate policy.yaml audit.log audit-1.log.gz\n  kaudit policy simulate new.yaml --compare current.yaml audit.log"
+    )]
     Simulate(SimulateArgs),
     /// Write the events a policy keeps (stripped and redacted) as JSON lines.
-    #[command(after_help = "EXAMPLES:\n  kaudit policy apply policy.yaml audit.log > filtered.jsonl")]
+    #[command(
+        after_help = "EXAMPLES:\n  kaudit policy apply policy.yaml audit.log > filtered.jsonl"
+    )]
     Apply(ApplyArgs),
 }
 
@@ -195,7 +203,9 @@ fn run_lint(a: LintArgs) -> anyhow::Result<ExitCode> {
     };
     for w in &loaded.warnings {
         let rule = rule_of_path(w);
-        rows.push(json!({"severity": "warning", "rule": rule, "check": "unknown-field", "message": w}));
+        rows.push(
+            json!({"severity": "warning", "rule": rule, "check": "unknown-field", "message": w}),
+        );
     }
     for f in lint(&loaded.policy) {
         let sev = match f.severity {
@@ -213,11 +223,7 @@ fn run_lint(a: LintArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn print_findings(
-    policy: &Path,
-    rows: &[serde_json::Value],
-    format: Format,
-) -> anyhow::Result<()> {
+fn print_findings(policy: &Path, rows: &[serde_json::Value], format: Format) -> anyhow::Result<()> {
     let mut out = BufWriter::new(std::io::stdout().lock());
     match format {
         Format::Json => {
@@ -289,7 +295,9 @@ fn run_explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
     let mut rows = Vec::new();
     if a.events.is_empty() {
         let Some(verb) = a.verb.as_deref() else {
-            bail!("give event files, or a request with --verb and --resource or --path (see --help)");
+            bail!(
+                "give event files, or a request with --verb and --resource or --path (see --help)"
+            );
         };
         if a.resource.is_none() && a.path.is_empty() {
             bail!("a request needs --resource (resource request) or --path (non-resource request)");
@@ -310,7 +318,14 @@ fn run_explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         };
         let cfg = compiled.evaluate(&attrs);
         let what = describe_attrs(&attrs);
-        rows.push(explain_row(compiled, "", None, cfg, cfg.level != kaudit_event::Level::None, what));
+        rows.push(explain_row(
+            compiled,
+            "",
+            None,
+            cfg,
+            cfg.level != kaudit_event::Level::None,
+            what,
+        ));
     } else {
         for_each_event(&a.events, a.skip_invalid, |e| {
             let cfg = compiled.evaluate(&RequestAttributes::from_event(&e));
@@ -356,7 +371,11 @@ fn run_explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
                     row["level"].as_str().unwrap_or(""),
                     row["omitStages"],
                     row["omitManagedFields"],
-                    if row["keep"] == true { "kept" } else { "dropped" }
+                    if row["keep"] == true {
+                        "kept"
+                    } else {
+                        "dropped"
+                    }
                 )?;
             }
         }
@@ -554,9 +573,21 @@ fn print_comparison(
     let (an, bn) = (a_path.display().to_string(), b_path.display().to_string());
     writeln!(out, "{:<22} {:>28} {:>28}", "", an, bn)?;
     let rows: [(&str, String, String); 5] = [
-        ("events kept", a.total.events_kept.to_string(), b.total.events_kept.to_string()),
-        ("events dropped", a.total.events_dropped.to_string(), b.total.events_dropped.to_string()),
-        ("bytes kept", a.total.bytes_kept.to_string(), b.total.bytes_kept.to_string()),
+        (
+            "events kept",
+            a.total.events_kept.to_string(),
+            b.total.events_kept.to_string(),
+        ),
+        (
+            "events dropped",
+            a.total.events_dropped.to_string(),
+            b.total.events_dropped.to_string(),
+        ),
+        (
+            "bytes kept",
+            a.total.bytes_kept.to_string(),
+            b.total.bytes_kept.to_string(),
+        ),
         (
             "bytes kept / in",
             percent(a.total.bytes_kept, a.total.bytes_in),
