@@ -767,17 +767,16 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded, EventError> {
 
 impl Wire {
     fn finish(mut self) -> Result<Decoded, EventError> {
-        let version = match self.api_version.as_deref() {
-            None => None,
-            Some(v) => Some(ApiVersion::parse(v).ok_or_else(|| {
-                EventError::NotAnEvent(format!(
-                    "apiVersion is {v:?}, want audit.k8s.io/v1 (or v1beta1, v1alpha1)"
-                ))
-            })?),
-        };
         let kind_present = self.kind.is_some();
         match self.kind.take() {
             Some(Ok(k)) if k == "EventList" => {
+                if let Some(v) = self.api_version.as_deref() {
+                    if ApiVersion::parse(v).is_none() {
+                        return Err(EventError::NotAnEvent(format!(
+                            "apiVersion is {v:?}, want audit.k8s.io/v1 (or v1beta1, v1alpha1)"
+                        )));
+                    }
+                }
                 let items = self.items.take().unwrap_or_default();
                 return Ok(Decoded::List { items });
             }
@@ -794,6 +793,14 @@ impl Wire {
             }
             None => {}
         }
+        let version = match self.api_version.as_deref() {
+            None => None,
+            Some(v) => Some(ApiVersion::parse(v).ok_or_else(|| {
+                EventError::NotAnEvent(format!(
+                    "apiVersion is {v:?}, want audit.k8s.io/v1 (or v1beta1, v1alpha1)"
+                ))
+            })?),
+        };
         if self.items.is_some() {
             // An `items` key outside an EventList is not something the apiserver writes.
             return Err(EventError::NotAnEvent(

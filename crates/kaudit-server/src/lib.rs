@@ -19,5 +19,6 @@ pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod quarantine;
+pub mod serve;
 pub mod tail;
 pub mod tls;

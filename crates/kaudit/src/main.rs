@@ -49,6 +49,14 @@ enum Command {
     Rules(cmd::detect::RulesCommand),
     /// Run the server: webhook ingest, API, UI.
     Serve(cmd::serve::Args),
+    /// Check a serve configuration file.
+    #[command(subcommand)]
+    Config(cmd::serve::ConfigCommand),
+    /// List or show items the server quarantined (not valid audit events).
+    #[command(subcommand)]
+    Quarantine(cmd::serve::QuarantineCommand),
+    /// Print the kubeconfig for kube-apiserver's --audit-webhook-config-file.
+    WebhookKubeconfig(cmd::serve::KubeconfigArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -68,6 +76,9 @@ fn main() -> std::process::ExitCode {
         Command::Detect(a) => cmd::detect::run(a),
         Command::Rules(c) => cmd::detect::rules(c),
         Command::Serve(a) => cmd::serve::run(a),
+        Command::Config(c) => cmd::serve::config(c),
+        Command::Quarantine(c) => cmd::serve::quarantine(c),
+        Command::WebhookKubeconfig(a) => cmd::serve::webhook_kubeconfig(a),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,547 @@
+//! The webhook as kube-apiserver and misbehaving clients meet it: a real
+//! server on 127.0.0.1 over the real store, one test per error path.
+
+use kaudit_event::{
+    encode_event_list, EventDoc, Level, MicroTime, ObjectRef, ResponseStatus, Stage, UserInfo,
+};
+use kaudit_server::config::{ServerConfig, TlsConfig};
+use kaudit_server::serve::{run, RunOptions};
+use kaudit_store::{Store, StoreOptions};
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+struct Server {
+    addrs: Vec<(String, SocketAddr)>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Result<(), kaudit_server::serve::ServeError>>>,
+    data: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    fn start(mut cfg: ServerConfig, dir: Option<tempfile::TempDir>) -> Server {
+        if cfg.listen.is_some() {
+            cfg.listen = Some("127.0.0.1:0".parse().unwrap());
+        }
+        cfg.ingest.min_free_disk = 0;
+        let data = cfg.data.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel();
+        let tx = std::sync::Mutex::new(tx);
+        let opts = RunOptions {
+            on_ready: Some(Arc::new(move |a: &[(String, SocketAddr)]| {
+                let _ = tx.lock().unwrap().send(a.to_vec());
+            })),
+            ..Default::default()
+        };
+        let s2 = stop.clone();
+        let thread = std::thread::spawn(move || run(cfg, opts, s2));
+        let addrs = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("server did not start");
+        Server {
+            addrs,
+            stop,
+            thread: Some(thread),
+            data,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        let (_, a) = self.addrs.iter().find(|(s, _)| s == "http").unwrap();
+        format!("http://{a}{path}")
+    }
+
+    fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap().unwrap();
+        }
+    }
+
+    /// Every stored event as (cluster, bytes), read back from the store.
+    fn stored(&mut self) -> Vec<(String, Vec<u8>)> {
+        self.stop();
+        read_store(&self.data)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn read_store(data: &Path) -> Vec<(String, Vec<u8>)> {
+    let store = Store::open(
+        data,
+        StoreOptions {
+            read_only: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    store
+        .read(0..store.len(), &mut |_, leaf| {
+            out.push((leaf.cluster.to_string(), leaf.event.to_vec()));
+            true
+        })
+        .unwrap();
+    out
+}
+
+fn config() -> (ServerConfig, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = ServerConfig {
+        data: dir.path().join("data"),
+        ..Default::default()
+    };
+    (cfg, dir)
+}
+
+fn doc(id: &str) -> EventDoc {
+    EventDoc {
+        level: Level::Metadata,
+        audit_id: id.into(),
+        stage: Some(Stage::ResponseComplete),
+        request_uri: "/api/v1/namespaces/default/pods/web".into(),
+        verb: "get".into(),
+        user: UserInfo {
+            username: "alice".into(),
+            groups: vec!["system:authenticated".into()],
+            ..Default::default()
+        },
+        source_ips: vec!["10.0.0.1".into()],
+        user_agent: "kubectl/v1.31.0".into(),
+        object_ref: Some(ObjectRef {
+            resource: "pods".into(),
+            namespace: "default".into(),
+            name: "web".into(),
+            api_version: "v1".into(),
+            ..Default::default()
+        }),
+        response_status: Some(ResponseStatus::new(200, "", "", "")),
+        request_received_timestamp: Some(MicroTime(1_767_000_000_000_000)),
+        stage_timestamp: Some(MicroTime(1_767_000_000_002_000)),
+        ..Default::default()
+    }
+}
+
+fn batch(prefix: &str, n: usize) -> Vec<u8> {
+    let docs: Vec<EventDoc> = (0..n).map(|i| doc(&format!("{prefix}-{i}"))).collect();
+    encode_event_list(docs.iter())
+}
+
+fn post(url: &str, body: Vec<u8>) -> (u16, Value) {
+    let c = reqwest::blocking::Client::new();
+    let r = c
+        .post(url)
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .unwrap();
+    let status = r.status().as_u16();
+    let body = r.text().unwrap();
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    )
+}
+
+#[test]
+fn batches_are_stored_once_even_when_resent() {
+    let (cfg, dir) = config();
+    let mut s = Server::start(cfg, Some(dir));
+    let url = s.url("/api/v1/ingest/k8s");
+    let (st, body) = post(&url, batch("a", 400));
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["accepted"], 400);
+    assert_eq!(body["quarantined"].as_array().unwrap().len(), 0);
+    // The apiserver resends the same batch after an error it saw.
+    let (st, body) = post(&url, batch("a", 400));
+    assert_eq!(st, 200);
+    assert_eq!(body["accepted"], 400);
+    assert_eq!(body["duplicates"], 400);
+    // Falco's alias works the same.
+    let (st, _) = post(&s.url("/k8s-audit"), batch("b", 3));
+    assert_eq!(st, 200);
+    let metrics = reqwest::blocking::get(s.url("/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("kaudit_events_stored_total{cluster=\"default\"} 403"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("kaudit_dedupe_hits_total{cluster=\"default\"} 400"),
+        "{metrics}"
+    );
+    let stored = s.stored();
+    assert_eq!(stored.len(), 403);
+    assert_eq!(
+        stored[0].1,
+        doc("a-0").encode(),
+        "stored bytes are the exact v1 line"
+    );
+    assert_eq!(stored[0].0, "default");
+}
+
+#[test]
+fn bad_items_are_quarantined_and_the_good_ones_stored() {
+    let (cfg, dir) = config();
+    let mut s = Server::start(cfg, Some(dir));
+    let good = String::from_utf8(doc("g-1").encode()).unwrap();
+    let body = format!(
+        r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{good},{{"kind":0}},{{"auditID":"x","stage":"Nope","level":"Metadata"}}]}}"#
+    );
+    let (st, resp) = post(&s.url("/api/v1/ingest/k8s"), body.into_bytes());
+    assert_eq!(st, 200, "{resp}");
+    assert_eq!(resp["accepted"], 1);
+    let q = resp["quarantined"].as_array().unwrap();
+    assert_eq!(q.len(), 2);
+    assert_eq!(q[0]["index"], 1);
+    assert!(
+        q[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not a Kubernetes audit event"),
+        "{resp}"
+    );
+    assert_eq!(q[1]["index"], 2);
+    assert!(
+        q[1]["reason"].as_str().unwrap().contains(".stage"),
+        "{resp}"
+    );
+    let data = s.data.clone();
+    assert_eq!(s.stored().len(), 1);
+    let quarantined = kaudit_server::quarantine::Quarantine::open(&data)
+        .unwrap()
+        .list()
+        .unwrap();
+    assert_eq!(quarantined.len(), 2);
+    assert_eq!(quarantined[0].bytes(), br#"{"kind":0}"#);
+}
+
+#[test]
+fn strict_credentials_get_400_for_the_whole_batch() {
+    let (mut cfg, dir) = config();
+    cfg.auth.tokens = serde_json::from_str(
+        r#"[{"name":"ci","token":"strict-token-0123456789","cluster":"ci","strict":true}]"#,
+    )
+    .unwrap();
+    let mut s = Server::start(cfg, Some(dir));
+    let body = format!(
+        r#"[{},{{"kind":"Event"}}]"#,
+        String::from_utf8(doc("s-1").encode()).unwrap()
+    );
+    let r = reqwest::blocking::Client::new()
+        .post(s.url("/api/v1/ingest/k8s"))
+        .bearer_auth("strict-token-0123456789")
+        .body(body)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let v: Value = r.json().unwrap();
+    assert_eq!(v["invalid"][0]["index"], 1, "{v}");
+    assert_eq!(s.stored().len(), 0, "strict mode stores nothing");
+}
+
+#[test]
+fn malformed_bodies_and_protocol_errors_get_json_errors() {
+    let (mut cfg, dir) = config();
+    cfg.ingest.max_body = 64 << 10;
+    cfg.ingest.max_event = 8 << 10;
+    let mut s = Server::start(cfg, Some(dir));
+    let url = s.url("/api/v1/ingest/k8s");
+    let (st, v) = post(&url, b"this is not json".to_vec());
+    assert_eq!(st, 400);
+    assert!(v["error"].as_str().unwrap().contains("invalid JSON"), "{v}");
+    assert_eq!(v["status"], 400);
+    let (st, v) = post(&url, br#"{"kind":"Pod","apiVersion":"v1"}"#.to_vec());
+    assert_eq!(st, 400);
+    assert!(
+        v["error"].as_str().unwrap().contains("kind is \"Pod\""),
+        "{v}"
+    );
+
+    // Over the body limit, declared up front: 413 without reading the body.
+    let (st, v) = post(&url, vec![b' '; 65 << 10]);
+    assert_eq!(st, 413, "{v}");
+    // A gzip body that inflates beyond the limit: 413.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&vec![b' '; 1 << 20]).unwrap();
+    let bomb = gz.finish().unwrap();
+    assert!(bomb.len() < 64 << 10);
+    let r = reqwest::blocking::Client::new()
+        .post(&url)
+        .header("Content-Type", "application/json")
+        .header("Content-Encoding", "gzip")
+        .body(bomb)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    // A good gzip body is accepted.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&batch("z", 5)).unwrap();
+    let r = reqwest::blocking::Client::new()
+        .post(&url)
+        .header("Content-Type", "application/json")
+        .header("Content-Encoding", "gzip")
+        .body(gz.finish().unwrap())
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // Wrong content type: 415.
+    let r = reqwest::blocking::Client::new()
+        .post(&url)
+        .header("Content-Type", "text/plain")
+        .body(batch("t", 1))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 415);
+    let v: Value = r.json().unwrap();
+    assert!(v["error"].as_str().unwrap().contains("text/plain"));
+
+    // An event over the per-event limit is stored truncated, never rejected.
+    let mut big = doc("big-1");
+    big.level = Level::RequestResponse;
+    let filler = "x".repeat(20 << 10);
+    big.request_object =
+        serde_json::value::RawValue::from_string(format!(r#"{{"data":{{"k":"{filler}"}}}}"#)).ok();
+    let (st, v) = post(&url, encode_event_list([&big]));
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["truncated"], 1);
+    let stored = s.stored();
+    let last = String::from_utf8(stored.last().unwrap().1.clone()).unwrap();
+    assert!(
+        last.contains(r#""audit.k8s.io/truncated":"true""#),
+        "{last}"
+    );
+    assert!(!last.contains("requestObject"));
+}
+
+#[test]
+fn tokens_clusters_and_roles() {
+    let (mut cfg, dir) = config();
+    cfg.auth.tokens = serde_json::from_str(
+        r#"[{"name":"prod","token":"prod-token-0123456789","cluster":"prod","clusters":["prod-eu"]},
+            {"name":"ui","token":"read-token-0123456789","role":"reader"}]"#,
+    )
+    .unwrap();
+    let mut s = Server::start(cfg, Some(dir));
+    let send = |url: String, token: Option<&str>| {
+        let mut r = reqwest::blocking::Client::new()
+            .post(url)
+            .header("Content-Type", "application/json")
+            .body(batch("t", 2));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        let r = r.send().unwrap();
+        let st = r.status().as_u16();
+        (st, r.json::<Value>().unwrap())
+    };
+    let base = s.url("/api/v1/ingest/k8s");
+    let (st, v) = send(base.clone(), None);
+    assert_eq!(st, 401, "{v}");
+    let (st, _) = send(base.clone(), Some("wrong-token-0123456789"));
+    assert_eq!(st, 401);
+    let (st, v) = send(base.clone(), Some("read-token-0123456789"));
+    assert_eq!(st, 403, "{v}");
+    let (st, _) = send(base.clone(), Some("prod-token-0123456789"));
+    assert_eq!(st, 200);
+    let (st, _) = send(
+        format!("{base}?cluster=prod-eu"),
+        Some("prod-token-0123456789"),
+    );
+    assert_eq!(st, 200);
+    let (st, v) = send(
+        format!("{base}?cluster=staging"),
+        Some("prod-token-0123456789"),
+    );
+    assert_eq!(st, 403);
+    assert!(v["error"].as_str().unwrap().contains("staging"));
+    let clusters: Vec<String> = s.stored().into_iter().map(|(c, _)| c).collect();
+    assert_eq!(clusters, ["prod", "prod", "prod-eu", "prod-eu"]);
+}
+
+#[test]
+fn a_slow_client_and_a_garbage_client_do_not_stall_others() {
+    let (cfg, dir) = config();
+    let mut s = Server::start(cfg, Some(dir));
+    let (_, addr) = s.addrs[0];
+    // A client that declares a body and trickles it.
+    let mut slow = std::net::TcpStream::connect(addr).unwrap();
+    slow.write_all(b"POST /api/v1/ingest/k8s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{\"kind\":")
+        .unwrap();
+    // A client that sends garbage.
+    let mut garbage = std::net::TcpStream::connect(addr).unwrap();
+    garbage
+        .write_all(&[0u8, 1, 2, 255, 13, 10, 13, 10])
+        .unwrap();
+    let mut sink = Vec::new();
+    garbage
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let _ = garbage.read_to_end(&mut sink);
+    // Everyone else is served meanwhile.
+    let t = std::time::Instant::now();
+    for i in 0..5 {
+        let (st, _) = post(&s.url("/api/v1/ingest/k8s"), batch(&format!("ok{i}"), 50));
+        assert_eq!(st, 200);
+    }
+    assert!(t.elapsed() < Duration::from_secs(10));
+    drop(slow);
+    assert_eq!(s.stored().len(), 250);
+}
+
+#[test]
+fn health_and_readiness() {
+    let (cfg, dir) = config();
+    let s = Server::start(cfg, Some(dir));
+    let r = reqwest::blocking::get(s.url("/healthz")).unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let r = reqwest::blocking::get(s.url("/readyz")).unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}
+
+#[test]
+fn falco_traces_replayed_as_an_apiserver_would_are_stored_exactly_once() {
+    let conf = std::env::var_os("KAUDIT_CONFORMANCE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance")
+        });
+    let traces = conf.join("falco/traces");
+    assert!(
+        traces.is_dir(),
+        "conformance data missing at {}",
+        traces.display()
+    );
+    let mut docs = Vec::new();
+    for entry in std::fs::read_dir(&traces).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        for ev in kaudit_event::reader::EventReader::open(&p, Default::default())
+            .unwrap()
+            .flatten()
+        {
+            docs.push(ev);
+        }
+    }
+    assert!(docs.len() >= 50);
+    let (cfg, dir) = config();
+    let mut s = Server::start(cfg, Some(dir));
+    let url = s.url("/api/v1/ingest/k8s");
+    let mut expected = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for chunk in docs.chunks(7) {
+        let body = encode_event_list(chunk.iter().map(|e| e.doc()));
+        let (st, _) = post(&url, body.clone());
+        assert_eq!(st, 200);
+        // The connection "dropped" before the apiserver saw the answer: it resends.
+        let (st, v) = post(&url, body);
+        assert_eq!(st, 200);
+        assert_eq!(v["duplicates"].as_u64().unwrap() as usize, chunk.len());
+        for e in chunk {
+            // Some traces share an event (same auditID and stage): it is one event, stored once.
+            if seen.insert((e.audit_id().to_string(), e.stage())) {
+                expected.push(e.bytes().to_vec());
+            }
+        }
+    }
+    let stored: Vec<Vec<u8>> = s.stored().into_iter().map(|(_, b)| b).collect();
+    assert_eq!(stored.len(), expected.len());
+    assert_eq!(stored, expected);
+}
+
+#[test]
+fn tls_with_client_certificates_and_tokens() {
+    // A CA, a server certificate and a client certificate, made here.
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "kaudit test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params.clone(), &ca_key);
+    let server_key = rcgen::KeyPair::generate().unwrap();
+    let server_cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&server_key, &issuer)
+        .unwrap();
+    let client_key = rcgen::KeyPair::generate().unwrap();
+    let mut cp = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    cp.distinguished_name
+        .push(rcgen::DnType::CommonName, "apiserver-eu");
+    let client_cert = cp.signed_by(&client_key, &issuer).unwrap();
+
+    let (mut cfg, dir) = config();
+    let pki = dir.path().join("pki");
+    std::fs::create_dir_all(&pki).unwrap();
+    std::fs::write(pki.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(pki.join("server.pem"), server_cert.pem()).unwrap();
+    std::fs::write(pki.join("server-key.pem"), server_key.serialize_pem()).unwrap();
+    cfg.tls = Some(TlsConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        cert: Some(pki.join("server.pem")),
+        key: Some(pki.join("server-key.pem")),
+        client_ca: Some(pki.join("ca.pem")),
+        names: vec![],
+    });
+    cfg.listen = None;
+    cfg.auth.client_certs =
+        serde_json::from_str(r#"[{"common_name":"apiserver-eu","cluster":"eu"}]"#).unwrap();
+    cfg.auth.tokens =
+        serde_json::from_str(r#"[{"name":"us","token":"us-token-0123456789","cluster":"us"}]"#)
+            .unwrap();
+    let mut s = Server::start(cfg, Some(dir));
+    let (_, addr) = s.addrs.iter().find(|(k, _)| k == "https").unwrap().clone();
+    let url = format!("https://localhost:{}/api/v1/ingest/k8s", addr.port());
+    let ca_cert = reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap();
+    let identity_pem = format!("{}{}", client_cert.pem(), client_key.serialize_pem());
+    let with_cert = reqwest::blocking::Client::builder()
+        .add_root_certificate(ca_cert.clone())
+        .identity(reqwest::Identity::from_pem(identity_pem.as_bytes()).unwrap())
+        .resolve("localhost", addr)
+        .build()
+        .unwrap();
+    let r = with_cert.post(&url).body(batch("m", 3)).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{:?}", r.text());
+    let plain = reqwest::blocking::Client::builder()
+        .add_root_certificate(ca_cert)
+        .resolve("localhost", addr)
+        .build()
+        .unwrap();
+    let r = plain.post(&url).body(batch("n", 2)).send().unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let r = plain
+        .post(&url)
+        .bearer_auth("us-token-0123456789")
+        .body(batch("n", 2))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // A client that does not trust our CA cannot talk to us at all.
+    let untrusting = reqwest::blocking::Client::builder()
+        .resolve("localhost", addr)
+        .build()
+        .unwrap();
+    assert!(untrusting.post(&url).body(batch("x", 1)).send().is_err());
+    let clusters: Vec<String> = s.stored().into_iter().map(|(c, _)| c).collect();
+    assert_eq!(clusters, ["eu", "eu", "eu", "us", "us"]);
+}
