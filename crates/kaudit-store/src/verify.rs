@@ -310,6 +310,9 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> StoreResult<VerifyReport> {
     let mut next_target = targets.partition_point(|t| t.cp.size <= first);
     let mut tree_mismatch_reported = false;
     let mut first_divergence: Option<(u64, PathBuf, u64)> = None;
+    // Where each bundle was, to name the place of a divergence: (first seq, segment, offset).
+    let mut located: Vec<(u64, usize, u64)> = Vec::new();
+    let mut last_ok_size = first;
 
     // Segments.
     let segs = list_segments(dir)?;
@@ -380,6 +383,12 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> StoreResult<VerifyReport> {
             match segment::parse_frame_in(&buf, off, true) {
                 Ok(Frame::Bundle { header: h, .. }) => {
                     if h.first_seq != pending_end {
+                        // A bundle before this one may hold the precise cause.
+                        if let Some(f) = first_bad_bundle(&buf, &pending, opts.cipher.as_ref(), threads, path) {
+                            rep.problems.push(f);
+                            broken = true;
+                            break 'segments;
+                        }
                         let what = if h.first_seq > pending_end {
                             format!("bundle holds records from {}; records [{pending_end}, {}) are missing (deleted)", h.first_seq, h.first_seq)
                         } else {
@@ -395,6 +404,11 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> StoreResult<VerifyReport> {
                 }
                 Ok(Frame::Commit { end_seq, .. }) => {
                     if end_seq != pending_end {
+                        if let Some(f) = first_bad_bundle(&buf, &pending, opts.cipher.as_ref(), threads, path) {
+                            rep.problems.push(f);
+                            broken = true;
+                            break 'segments;
+                        }
                         rep.problems.push(problem(
                             expect,
                             Some(off),
@@ -406,6 +420,7 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> StoreResult<VerifyReport> {
                     // Open the committed bundles in parallel.
                     let results = open_parallel(&buf, &pending, opts.cipher.as_ref(), threads);
                     for ((boff, h), res) in pending.iter().zip(results) {
+                        located.push((h.first_seq, si, *boff));
                         match res {
                             Ok((hashes, bytes)) => {
                                 for leaf in hashes {
@@ -438,27 +453,31 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> StoreResult<VerifyReport> {
                                         }
                                         if frontier.root() == t.cp.root {
                                             rep.checkpoints_checked += 1;
+                                            last_ok_size = t.cp.size;
                                         } else {
-                                            let mut what = format!(
-                                                "{}: recomputed root of the first {} records differs from the signed one: stored records were altered",
-                                                t.label, t.cp.size
-                                            );
-                                            let (seq, seg, o) = match &first_divergence {
-                                                Some((g, p, o)) => {
-                                                    what.push_str(&format!(
-                                                        "; the first altered records are in [{}, {}), which no longer match the tree hashes stored when they were appended",
-                                                        g * GROUP,
-                                                        (g + 1) * GROUP
-                                                    ));
-                                                    (Some(g * GROUP), p.clone(), *o)
-                                                }
-                                                None => (None, path.clone(), *boff),
+                                            // Narrow down: the first group that no longer matches the
+                                            // stored tree, else the span since the last good checkpoint.
+                                            let lo = match &first_divergence {
+                                                Some((g, ..)) if g * GROUP >= last_ok_size => g * GROUP,
+                                                _ => last_ok_size,
                                             };
+                                            let hi = match &first_divergence {
+                                                Some((g, ..)) if g * GROUP >= last_ok_size => ((g + 1) * GROUP).min(t.cp.size),
+                                                _ => t.cp.size,
+                                            };
+                                            let at = located.partition_point(|(f, ..)| *f <= lo).saturating_sub(1);
+                                            let (seg_path, o) = located
+                                                .get(at)
+                                                .map(|(_, s, o)| (segs[*s].1.clone(), *o))
+                                                .unwrap_or_else(|| (path.clone(), *boff));
                                             rep.problems.push(Finding {
-                                                seq,
-                                                segment: Some(seg),
+                                                seq: Some(lo),
+                                                segment: Some(seg_path),
                                                 offset: Some(o),
-                                                what,
+                                                what: format!(
+                                                    "{}: recomputed root of the first {} records differs from the signed one: stored records were altered; the first altered record is in [{lo}, {hi})",
+                                                    t.label, t.cp.size
+                                                ),
                                             });
                                         }
                                         next_target += 1;
@@ -587,5 +606,23 @@ fn open_parallel(
             }
         }
         out
+    })
+}
+
+fn first_bad_bundle(
+    buf: &[u8],
+    pending: &[(u64, segment::BundleHeader)],
+    cipher: Option<&Cipher>,
+    threads: usize,
+    path: &Path,
+) -> Option<Finding> {
+    let results = open_parallel(buf, pending, cipher, threads);
+    pending.iter().zip(results).find_map(|((off, _), r)| {
+        r.err().map(|(seq, what)| Finding {
+            seq: Some(seq),
+            segment: Some(path.to_path_buf()),
+            offset: Some(*off),
+            what,
+        })
     })
 }
