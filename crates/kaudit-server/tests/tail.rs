@@ -4,14 +4,15 @@
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use kaudit_event::{EventDoc, Level, MicroTime, Stage};
+use kaudit_event::reader::{EventReader, ReaderOptions};
+use kaudit_event::{Event, EventDoc, Level, MicroTime, Stage};
 use kaudit_server::tail::{BadLineError, Batch, FileTailer, TailConfig};
 use proptest::prelude::*;
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Plays kube-apiserver's log backend: appends event lines, rotates like
 /// lumberjack, truncates like logrotate's copytruncate.
@@ -490,6 +491,271 @@ fn waits_for_a_missing_file() {
     let mut w = Writer::new(d.path());
     w.append(2);
     assert_eq!(drain(&mut t, true), w.written);
+}
+
+#[test]
+fn corrupt_gzip_backup_is_reported_and_skipped() {
+    let d = tempfile::tempdir().unwrap();
+    let mut w = Writer::new(d.path());
+    let mut t = open(d.path(), 100);
+    w.append(1);
+    let mut got = drain(&mut t, true);
+    drop(t);
+    w.append(400);
+    let gz = w.rotate_gz();
+    w.append(2);
+    // Cut the compressed backup in half (a crash during compression).
+    let bytes = fs::read(&gz).unwrap();
+    fs::write(&gz, &bytes[..bytes.len() / 2]).unwrap();
+    let mut t = open(d.path(), 1000);
+    let mut bad = Vec::new();
+    while let Some(b) = t.poll().unwrap() {
+        got.extend(ids(&b));
+        bad.extend(b.bad_lines);
+        t.commit(&b.position).unwrap();
+    }
+    let corrupt: Vec<_> = bad
+        .iter()
+        .filter(|l| matches!(l.error, BadLineError::CorruptFile { .. }))
+        .collect();
+    assert_eq!(corrupt.len(), 1, "{bad:?}");
+    assert_eq!(corrupt[0].location.source, gz.display().to_string());
+    // What decompressed is delivered, the rest of the backup is lost, the
+    // newer file is read whole.
+    let n = got.len();
+    assert!(n > 1 && n < w.written.len(), "{n}");
+    assert_eq!(got[..n - 2], w.written[..n - 2]);
+    assert_eq!(got[n - 2..], w.written[w.written.len() - 2..]);
+}
+
+fn conformance_dir() -> PathBuf {
+    let dir = std::env::var_os("KAUDIT_CONFORMANCE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance")
+        });
+    assert!(
+        dir.join("k8s/examples/v1_real_events.jsonl").is_file(),
+        "conformance data not found at {} (set KAUDIT_CONFORMANCE to the shared/conformance directory)",
+        dir.display()
+    );
+    dir
+}
+
+/// Real audit lines (kube-apiserver v1 lines published by users, Falco's
+/// v1beta1 regression traces, one of which is not an event), written in
+/// odd-sized chunks across rotations and a restart, come out exactly as
+/// `Event::from_json` reads each line: same bytes, same errors.
+#[test]
+fn conformance_lines_come_out_as_the_event_reader_reads_them() {
+    let conf = conformance_dir();
+    let mut inputs = vec![conf.join("k8s/examples/v1_real_events.jsonl")];
+    let mut traces: Vec<PathBuf> = fs::read_dir(conf.join("falco/traces"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    traces.sort();
+    assert!(traces.len() >= 40, "expected Falco's trace files");
+    inputs.extend(traces);
+    let mut lines: Vec<Vec<u8>> = Vec::new();
+    for p in &inputs {
+        for l in fs::read(p).unwrap().split(|&b| b == b'\n') {
+            if !l.iter().all(u8::is_ascii_whitespace) {
+                lines.push(l.to_vec());
+            }
+        }
+    }
+    let expected: Vec<Result<Event, Vec<u8>>> = lines
+        .iter()
+        .map(|l| Event::from_json(l).map_err(|_| l.clone()))
+        .collect();
+    assert!(
+        expected.iter().any(|e| e.is_err()),
+        "fal_01_003 is not an event"
+    );
+
+    let d = tempfile::tempdir().unwrap();
+    let w = Writer::new(d.path());
+    let mut t = open(d.path(), 7);
+    let mut got: Vec<Result<Event, Vec<u8>>> = Vec::new();
+    let collect = |t: &mut FileTailer, got: &mut Vec<Result<Event, Vec<u8>>>| {
+        while let Some(b) = t.poll().unwrap() {
+            // Within a batch, events and bad lines are each in file order;
+            // merge them back by line number.
+            let first = b.position.line() as usize - (b.events.len() + b.bad_lines.len());
+            let mut slots: Vec<Option<Result<Event, Vec<u8>>>> =
+                vec![None; b.events.len() + b.bad_lines.len()];
+            for bl in &b.bad_lines {
+                slots[bl.location.line as usize - 1 - first] = Some(Err(bl.raw.clone()));
+            }
+            let mut evs = b.events.into_iter();
+            for s in slots.iter_mut().filter(|s| s.is_none()) {
+                *s = Some(Ok(evs.next().unwrap()));
+            }
+            got.extend(slots.into_iter().map(Option::unwrap));
+            t.commit(&b.position).unwrap();
+        }
+    };
+    let mut all: Vec<u8> = Vec::new();
+    for l in &lines {
+        all.extend_from_slice(l);
+        all.push(b'\n');
+    }
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut rotations = 0;
+    let mut at = 0;
+    let mut w = w;
+    while at < all.len() {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let n = (seed % 3000) as usize + 1;
+        let mut end = (at + n).min(all.len());
+        let rotate = seed % 4 == 0;
+        if rotate {
+            // The writer rotates between lines: finish the current one.
+            while end < all.len() && all[end - 1] != b'\n' {
+                end += 1;
+            }
+        }
+        w.write_raw(&all[at..end]);
+        at = end;
+        collect(&mut t, &mut got);
+        if rotate {
+            rotations += 1;
+            if rotations % 2 == 0 {
+                w.rotate_gz();
+            } else {
+                w.rotate();
+            }
+        }
+        if seed % 11 == 0 {
+            drop(t);
+            t = open(d.path(), 7);
+        }
+    }
+    collect(&mut t, &mut got);
+    assert!(rotations >= 3, "the test must rotate ({rotations})");
+    assert_eq!(got.len(), expected.len());
+    for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+        assert_eq!(g, e, "line {i}");
+    }
+}
+
+/// The writer runs in its own thread, lumberjack-style (rename, create,
+/// compress the backup), with lines sometimes written in two parts; the
+/// tailer polls, commits, and restarts concurrently.
+#[test]
+fn concurrent_writer_and_tailer_agree() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().to_path_buf();
+    let mut w = Writer::new(&dir);
+    let total = 3000;
+    let writer = std::thread::spawn(move || {
+        for i in 0..total {
+            if i % 7 == 3 {
+                w.start_line(30 + i % 50);
+                std::thread::yield_now();
+                w.finish_line();
+            } else {
+                w.append(1);
+            }
+            if i % 250 == 249 {
+                let backup = w.rotate();
+                if i % 500 == 499 {
+                    gzip(&backup);
+                }
+            }
+            if i % 64 == 0 {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+        w.written
+    });
+    let mut t = open(&dir, 50);
+    let mut got: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut polls = 0u64;
+    while got.len() < total {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {total} events",
+            got.len()
+        );
+        match t.poll().unwrap() {
+            Some(b) => {
+                assert!(b.bad_lines.is_empty(), "{:?}", b.bad_lines);
+                got.extend(ids(&b));
+                t.commit(&b.position).unwrap();
+            }
+            None => std::thread::sleep(Duration::from_micros(300)),
+        }
+        polls += 1;
+        if polls % 97 == 0 {
+            drop(t);
+            t = open(&dir, 50);
+        }
+    }
+    let written = writer.join().unwrap();
+    got.extend(drain(&mut t, true));
+    assert_eq!(got, written);
+}
+
+/// Throughput of following a file against reading it once with
+/// `EventReader` (same parsing, no position tracking), in the same run.
+/// `cargo test --release -p kaudit-server --test tail -- --ignored --nocapture`
+#[test]
+#[ignore = "benchmark: run with --release --ignored --nocapture"]
+fn bench_tail_throughput_against_event_reader() {
+    let d = tempfile::tempdir().unwrap();
+    let mut w = Writer::new(d.path());
+    let n = 200_000;
+    for _ in 0..n / 1000 {
+        w.append(1000);
+    }
+    let bytes = fs::metadata(&w.active).unwrap().len() as f64;
+    let mb = bytes / 1e6;
+    let best = |f: &mut dyn FnMut() -> usize| {
+        (0..3)
+            .map(|_| {
+                let t0 = Instant::now();
+                assert_eq!(f(), n);
+                t0.elapsed().as_secs_f64()
+            })
+            .fold(f64::INFINITY, f64::min)
+    };
+    let reader = best(&mut || {
+        let mut count = 0;
+        for r in EventReader::open(&w.active, ReaderOptions::default()).unwrap() {
+            r.unwrap();
+            count += 1;
+        }
+        count
+    });
+    let run = |commit_each: bool| {
+        let _ = fs::remove_file(d.path().join("state/tail.json"));
+        let mut t = open(d.path(), 1000);
+        let mut count = 0;
+        while let Some(b) = t.poll().unwrap() {
+            count += b.events.len();
+            if commit_each {
+                t.commit(&b.position).unwrap();
+            }
+        }
+        count
+    };
+    let tail = best(&mut || run(false));
+    let tail_commit = best(&mut || run(true));
+    println!(
+        "{n} events, {mb:.1} MB: EventReader {:.0} MB/s; tail {:.0} MB/s ({:.2}x the reader's time); \
+         tail + commit every 1000 events {:.0} MB/s ({:.2}x)",
+        mb / reader,
+        mb / tail,
+        tail / reader,
+        mb / tail_commit,
+        tail_commit / reader
+    );
 }
 
 #[derive(Clone, Debug)]

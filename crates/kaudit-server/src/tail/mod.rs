@@ -125,6 +125,13 @@ pub enum BadLineError {
         /// The limit in force.
         limit: usize,
     },
+    /// A compressed backup is corrupt from this line on; what follows in it
+    /// is lost (`raw` is empty). The tailer goes on with the next file.
+    #[error("corrupt compressed file: {reason}")]
+    CorruptFile {
+        /// The decompressor's error.
+        reason: String,
+    },
     /// The last line of a rotated-away file has no newline (the writer
     /// stopped mid-line); `raw` holds it (at most `max_line` bytes).
     #[error("rotated file ends with an unterminated line of {len} bytes")]
@@ -132,6 +139,21 @@ pub enum BadLineError {
         /// The partial line's length.
         len: u64,
     },
+}
+
+/// A compressed backup that stopped decompressing.
+struct Corrupt {
+    reason: String,
+    /// Whether the [`BadLineError::CorruptFile`] was handed out.
+    reported: bool,
+}
+
+fn is_corrupt_gzip(stream: &Stream, e: &io::Error) -> bool {
+    matches!(stream, Stream::Gz(_))
+        && matches!(
+            e.kind(),
+            io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput | io::ErrorKind::UnexpectedEof
+        )
 }
 
 /// A line that is not a usable event: where it is, why, and its bytes for
@@ -211,6 +233,8 @@ struct Source {
     /// For an active file, set once it has been rotated away: the key after
     /// which the next file is looked for.
     rotated: Option<Option<String>>,
+    /// Set when a compressed backup failed to decompress.
+    corrupt: Option<Corrupt>,
 }
 
 impl Source {
@@ -367,12 +391,48 @@ impl FileTailer {
                 continue;
             };
             let mut out = Collected::default();
-            src.lines
-                .read_batch(&mut src.stream, limits, &src.name, &mut out)
-                .map_err(|e| TailError::io(Path::new(&src.name), "read", e))?;
-            let done = src.is_final() && src.lines.eof;
+            if src.corrupt.is_none() {
+                if let Err(e) = src
+                    .lines
+                    .read_batch(&mut src.stream, limits, &src.name, &mut out)
+                {
+                    if is_corrupt_gzip(&src.stream, &e) {
+                        tracing::error!(file = %src.name, error = %e, "corrupt compressed audit log backup: the rest of it cannot be read");
+                        src.corrupt = Some(Corrupt {
+                            reason: e.to_string(),
+                            reported: false,
+                        });
+                    } else if out.is_empty() {
+                        return Err(TailError::io(Path::new(&src.name), "read", e));
+                    } else {
+                        // Deliver what was read; the error comes again at the next poll.
+                        return Ok(Some(Batch {
+                            events: out.events,
+                            bad_lines: out.bad_lines,
+                            position: src.position(),
+                        }));
+                    }
+                }
+            }
+            let done = src.is_final() && (src.lines.eof || src.corrupt.is_some());
             if done && out.len() < limits.max_items {
                 src.lines.flush_partial(&src.name, &mut out);
+            }
+            if let Some(c) = src.corrupt.as_mut().filter(|c| !c.reported) {
+                if out.len() < limits.max_items {
+                    c.reported = true;
+                    out.bad_lines.push(BadLine {
+                        location: Location {
+                            source: src.name.clone(),
+                            line: src.lines.line_no + 1,
+                            path: None,
+                        },
+                        error: BadLineError::CorruptFile {
+                            reason: c.reason.clone(),
+                        },
+                        raw: Vec::new(),
+                    });
+                }
             }
             self.lag = lag_of(src);
             if !out.is_empty() {
@@ -431,6 +491,7 @@ impl FileTailer {
                             rank: Rank::Backup { key: b.key.clone() },
                             lines: Lines::at(0, 0, None),
                             rotated: None,
+                            corrupt: None,
                         });
                         return Ok(true);
                     }
@@ -487,6 +548,7 @@ impl FileTailer {
             rank: Rank::Active { after },
             lines: Lines::at(offset, line, last),
             rotated: None,
+            corrupt: None,
         }
     }
 
@@ -714,6 +776,7 @@ impl FileTailer {
             rank: Rank::Backup { key: b.key.clone() },
             lines,
             rotated: None,
+            corrupt: None,
         });
         Ok(())
     }
