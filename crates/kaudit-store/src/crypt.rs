@@ -24,7 +24,9 @@ pub enum CryptError {
     #[error("the store is encrypted: give the key (encryption.key_file / --encryption-key)")]
     KeyNeeded,
     /// The data was sealed under another key.
-    #[error("wrong encryption key: data was encrypted with key id {want}, the given key has id {got}")]
+    #[error(
+        "wrong encryption key: data was encrypted with key id {want}, the given key has id {got}"
+    )]
     WrongKey {
         /// Id recorded with the data.
         want: String,

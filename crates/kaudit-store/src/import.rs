@@ -90,7 +90,10 @@ pub fn import_input(
             let fatal = matches!(&item, Err(e) if !e.is_recoverable());
             batch.push(item);
             if batch.len() == BATCH || fatal {
-                if tx.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))).is_err() {
+                if tx
+                    .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
+                    .is_err()
+                {
                     return;
                 }
                 if fatal {

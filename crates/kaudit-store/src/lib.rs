@@ -83,7 +83,11 @@ pub trait LogReader {
     fn first_seq(&self) -> u64;
     /// Calls `f(seq, record)` for each stored record in `range`, in order;
     /// `f` returns false to stop.
-    fn read(&self, range: Range<u64>, f: &mut dyn FnMut(u64, LeafRef<'_>) -> bool) -> StoreResult<()>;
+    fn read(
+        &self,
+        range: Range<u64>,
+        f: &mut dyn FnMut(u64, LeafRef<'_>) -> bool,
+    ) -> StoreResult<()>;
     /// The tree root at `size`.
     fn root(&self, size: u64) -> StoreResult<Hash>;
     /// Audit path of `seq` in the tree of `size`.
@@ -103,7 +107,11 @@ impl LogReader for Store {
     fn first_seq(&self) -> u64 {
         self.shared().map_or(0, |s| s.first_seq)
     }
-    fn read(&self, range: Range<u64>, f: &mut dyn FnMut(u64, LeafRef<'_>) -> bool) -> StoreResult<()> {
+    fn read(
+        &self,
+        range: Range<u64>,
+        f: &mut dyn FnMut(u64, LeafRef<'_>) -> bool,
+    ) -> StoreResult<()> {
         Store::read(self, range, f)
     }
     fn root(&self, size: u64) -> StoreResult<Hash> {

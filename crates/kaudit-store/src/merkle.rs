@@ -117,7 +117,13 @@ pub fn inclusion_proof(src: &dyn NodeSource, m: u64, size: u64) -> Result<Vec<Ha
     Ok(out)
 }
 
-fn path(src: &dyn NodeSource, m: u64, lo: u64, hi: u64, out: &mut Vec<Hash>) -> Result<(), TreeError> {
+fn path(
+    src: &dyn NodeSource,
+    m: u64,
+    lo: u64,
+    hi: u64,
+    out: &mut Vec<Hash>,
+) -> Result<(), TreeError> {
     let n = hi - lo;
     if n <= 1 {
         return Ok(());
@@ -343,4 +349,14 @@ impl NodeSource for MemoryLeaves<'_> {
         }
         Ok(root_of_leaves(&self.0[lo as usize..hi as usize]))
     }
+}
+
+/// Plain SHA-256 over the concatenation of `parts`: the only primitive an
+/// outside verifier of kaudit's proofs needs.
+pub fn sha256(parts: &[&[u8]]) -> Hash {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize().into()
 }

@@ -82,7 +82,9 @@ impl Signer25519 {
             .ok_or_else(|| NoteError::BadKey("private key must start with PRIVATE+KEY+".into()))?;
         let (name, id, key) = split_key(rest)?;
         if key.len() != 33 || key[0] != ALG_ED25519 {
-            return Err(NoteError::BadKey("private key is not an Ed25519 key".into()));
+            return Err(NoteError::BadKey(
+                "private key is not an Ed25519 key".into(),
+            ));
         }
         let mut seed = [0u8; 32];
         seed.copy_from_slice(&key[1..]);
@@ -227,7 +229,9 @@ impl Verifier25519 {
         let mut seen_ours = false;
         for line in sigs.lines() {
             let rest = line.strip_prefix("\u{2014} ").ok_or_else(|| {
-                NoteError::BadNote(format!("signature line {line:?} must start with '\u{2014} '"))
+                NoteError::BadNote(format!(
+                    "signature line {line:?} must start with '\u{2014} '"
+                ))
             })?;
             let (name, b64) = rest
                 .split_once(' ')
@@ -236,7 +240,9 @@ impl Verifier25519 {
                 .decode(b64)
                 .map_err(|_| NoteError::BadNote(format!("signature of {name} is not base64")))?;
             if blob.len() < 4 {
-                return Err(NoteError::BadNote(format!("signature of {name} is too short")));
+                return Err(NoteError::BadNote(format!(
+                    "signature of {name} is too short"
+                )));
             }
             let id = u32::from_be_bytes([blob[0], blob[1], blob[2], blob[3]]);
             if name != self.name || id != self.key_id() {

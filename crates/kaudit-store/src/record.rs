@@ -97,7 +97,11 @@ impl<'a> LeafRef<'a> {
         if data[0] != LEAF_VERSION {
             return Err(RecordError::Malformed("unknown record layout version"));
         }
-        let seq = u64::from_be_bytes(data[1..9].try_into().map_err(|_| RecordError::Malformed("seq"))?);
+        let seq = u64::from_be_bytes(
+            data[1..9]
+                .try_into()
+                .map_err(|_| RecordError::Malformed("seq"))?,
+        );
         let received = i64::from_be_bytes(
             data[9..17]
                 .try_into()

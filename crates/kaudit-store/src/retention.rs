@@ -26,18 +26,23 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("duration {s:?}: want a number and a unit (s, m, h, d, w), e.g. 400d"))?;
+    let n: u64 = num.parse().map_err(|_| {
+        format!("duration {s:?}: want a number and a unit (s, m, h, d, w), e.g. 400d")
+    })?;
     let mult = match unit {
         "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
         "w" => 7 * 86_400,
-        _ => return Err(format!("duration {s:?}: unknown unit {unit:?} (s, m, h, d, w)")),
+        _ => {
+            return Err(format!(
+                "duration {s:?}: unknown unit {unit:?} (s, m, h, d, w)"
+            ))
+        }
     };
-    n.checked_mul(mult).ok_or_else(|| format!("duration {s:?} is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("duration {s:?} is too large"))
 }
 
 /// Parses `500GiB`, `10MB`, `1024` (bytes).
@@ -51,16 +56,17 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let mult: u64 = match unit.trim() {
         "" | "B" => 1,
         "KB" | "kB" => 1000,
-        "MB" => 1000_000,
-        "GB" => 1000_000_000,
-        "TB" => 1000_000_000_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
         "KiB" => 1 << 10,
         "MiB" => 1 << 20,
         "GiB" => 1 << 30,
         "TiB" => 1 << 40,
         u => return Err(format!("size {s:?}: unknown unit {u:?}")),
     };
-    n.checked_mul(mult).ok_or_else(|| format!("size {s:?} is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} is too large"))
 }
 
 /// The store's part of the configuration file.
@@ -104,7 +110,8 @@ impl StoreConfig {
     /// Reads `retention`, `encryption` and `checkpoint` from a YAML config
     /// file (other top-level keys belong to other parts of kaudit and are ignored).
     pub fn from_yaml(text: &str) -> Result<Self, String> {
-        let v: serde_json::Value = serde_saphyr::from_str(text).map_err(|e| format!("config: {e}"))?;
+        let v: serde_json::Value =
+            serde_saphyr::from_str(text).map_err(|e| format!("config: {e}"))?;
         let pick = serde_json::json!({
             "retention": v.get("retention"),
             "encryption": v.get("encryption"),
@@ -181,7 +188,12 @@ pub fn list_holds(dir: &Path) -> StoreResult<Vec<Hold>> {
 }
 
 /// Places a legal hold (times as RFC 3339).
-pub fn add_hold(dir: &Path, reason: &str, since: Option<&str>, until: Option<&str>) -> StoreResult<Hold> {
+pub fn add_hold(
+    dir: &Path,
+    reason: &str,
+    since: Option<&str>,
+    until: Option<&str>,
+) -> StoreResult<Hold> {
     if reason.trim().is_empty() {
         return Err(StoreError::Input("a hold needs a --reason".into()));
     }

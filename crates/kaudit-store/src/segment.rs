@@ -218,7 +218,12 @@ pub enum FrameProblem {
 }
 
 /// Reads the frame at `offset`; with `check_crc` the payload is read and checksummed.
-pub fn read_frame(file: &File, offset: u64, file_len: u64, check_crc: bool) -> Result<Frame, FrameProblem> {
+pub fn read_frame(
+    file: &File,
+    offset: u64,
+    file_len: u64,
+    check_crc: bool,
+) -> Result<Frame, FrameProblem> {
     let remaining = file_len.saturating_sub(offset);
     if remaining < 4 {
         return Err(FrameProblem::Incomplete);
@@ -232,7 +237,9 @@ pub fn read_frame(file: &File, offset: u64, file_len: u64, check_crc: bool) -> R
             return Err(FrameProblem::Incomplete);
         }
         if crc32c::crc32c(&head[..12]) != le32(&head[12..16]) {
-            return Err(FrameProblem::Corrupt("commit marker checksum mismatch".into()));
+            return Err(FrameProblem::Corrupt(
+                "commit marker checksum mismatch".into(),
+            ));
         }
         return Ok(Frame::Commit {
             offset,
@@ -243,7 +250,9 @@ pub fn read_frame(file: &File, offset: u64, file_len: u64, check_crc: bool) -> R
         if head[..n].iter().all(|&b| b == 0) {
             return Err(FrameProblem::Incomplete);
         }
-        return Err(FrameProblem::Corrupt("no frame magic at this offset".into()));
+        return Err(FrameProblem::Corrupt(
+            "no frame magic at this offset".into(),
+        ));
     }
     if remaining < BUNDLE_HEADER as u64 {
         return Err(FrameProblem::Incomplete);
@@ -309,7 +318,11 @@ pub enum PayloadError {
 }
 
 /// Decrypts (when needed) and decompresses a bundle payload into raw record bytes.
-pub fn open_payload(h: &BundleHeader, payload: &[u8], cipher: Option<&Cipher>) -> Result<Vec<u8>, PayloadError> {
+pub fn open_payload(
+    h: &BundleHeader,
+    payload: &[u8],
+    cipher: Option<&Cipher>,
+) -> Result<Vec<u8>, PayloadError> {
     let compressed;
     let data: &[u8] = if h.flags & 1 == 1 {
         let c = cipher.ok_or(CryptError::KeyNeeded)?;
@@ -356,7 +369,9 @@ pub fn parse_frame_in(buf: &[u8], offset: u64, check_crc: bool) -> Result<Frame,
             return Err(FrameProblem::Incomplete);
         }
         if crc32c::crc32c(&rest[..12]) != le32(&rest[12..16]) {
-            return Err(FrameProblem::Corrupt("commit marker checksum mismatch".into()));
+            return Err(FrameProblem::Corrupt(
+                "commit marker checksum mismatch".into(),
+            ));
         }
         return Ok(Frame::Commit {
             offset,
@@ -367,7 +382,9 @@ pub fn parse_frame_in(buf: &[u8], offset: u64, check_crc: bool) -> Result<Frame,
         if rest.iter().take(BUNDLE_HEADER).all(|&b| b == 0) {
             return Err(FrameProblem::Incomplete);
         }
-        return Err(FrameProblem::Corrupt("no frame magic at this offset".into()));
+        return Err(FrameProblem::Corrupt(
+            "no frame magic at this offset".into(),
+        ));
     }
     if rest.len() < BUNDLE_HEADER {
         return Err(FrameProblem::Incomplete);

@@ -283,7 +283,11 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8], mode: u32) -> StoreResult<(
 }
 
 /// Loads (or, when allowed, creates) the signing key of a store.
-pub fn load_signer(dir: &Path, opts: &StoreOptions, create: bool) -> StoreResult<Option<Signer25519>> {
+pub fn load_signer(
+    dir: &Path,
+    opts: &StoreOptions,
+    create: bool,
+) -> StoreResult<Option<Signer25519>> {
     let path = opts
         .signing_key
         .clone()
@@ -314,7 +318,11 @@ pub fn load_signer(dir: &Path, opts: &StoreOptions, create: bool) -> StoreResult
         }
     };
     let signer = Signer25519::generate(&origin).map_err(|e| StoreError::Key(e.to_string()))?;
-    write_atomic(&path, format!("{}\n", signer.private_text()).as_bytes(), 0o600)?;
+    write_atomic(
+        &path,
+        format!("{}\n", signer.private_text()).as_bytes(),
+        0o600,
+    )?;
     Ok(Some(signer))
 }
 
@@ -370,7 +378,10 @@ pub fn read_checkpoints(dir: &Path) -> StoreResult<(Vec<StoredCheckpoint>, u64)>
         line_no += 1;
         let line = &data[pos..pos + nl];
         let cp: StoredCheckpoint = serde_json::from_slice(line).map_err(|e| {
-            StoreError::Corrupt(format!("{}:{line_no}: not a checkpoint record: {e}", p.display()))
+            StoreError::Corrupt(format!(
+                "{}:{line_no}: not a checkpoint record: {e}",
+                p.display()
+            ))
         })?;
         out.push(cp);
         pos += nl + 1;
@@ -399,9 +410,12 @@ pub fn read_pruned(dir: &Path, verifier: &Verifier25519) -> StoreResult<Option<P
     let data = read_small(&p, 1 << 16)?;
     let rec: PruneRecord = serde_json::from_slice(&data)
         .map_err(|e| StoreError::Corrupt(format!("{}: {e}", p.display())))?;
-    let text = verifier
-        .verify_note(&rec.note)
-        .map_err(|e| StoreError::Corrupt(format!("{}: prune record is not authentic: {e}", p.display())))?;
+    let text = verifier.verify_note(&rec.note).map_err(|e| {
+        StoreError::Corrupt(format!(
+            "{}: prune record is not authentic: {e}",
+            p.display()
+        ))
+    })?;
     let want_prefix = format!("kaudit prune\n{}\n{}\n", verifier.name(), rec.before);
     if !text.starts_with(&want_prefix) {
         return Err(StoreError::Corrupt(format!(
@@ -465,7 +479,10 @@ pub(crate) struct SegmentScan {
     pub corrupt: Option<(u64, String)>,
 }
 
-pub(crate) fn scan_segment(file: &File, check_crc: bool) -> std::io::Result<Result<SegmentScan, String>> {
+pub(crate) fn scan_segment(
+    file: &File,
+    check_crc: bool,
+) -> std::io::Result<Result<SegmentScan, String>> {
     let file_len = file.metadata()?.len();
     let mut hb = [0u8; segment::SEGMENT_HEADER];
     if file_len < segment::SEGMENT_HEADER as u64 {
@@ -536,11 +553,19 @@ impl Store {
     pub fn open(dir: &Path, opts: StoreOptions) -> StoreResult<Store> {
         let writable = !opts.read_only;
         if writable {
-            for d in [dir.to_path_buf(), paths::segments(dir), paths::tree(dir), dir.join("index")] {
+            for d in [
+                dir.to_path_buf(),
+                paths::segments(dir),
+                paths::tree(dir),
+                dir.join("index"),
+            ] {
                 std::fs::create_dir_all(&d).map_err(io_err(d.display()))?;
             }
         } else if !dir.is_dir() {
-            return Err(StoreError::Io(format!("{}: no such store directory", dir.display())));
+            return Err(StoreError::Io(format!(
+                "{}: no such store directory",
+                dir.display()
+            )));
         }
         let lock = if writable {
             Some(take_lock(dir)?)
@@ -633,7 +658,8 @@ impl Store {
             if last && scan.committed_end < scan.file_len {
                 let cut = scan.file_len - scan.committed_end;
                 if writable {
-                    file.set_len(scan.committed_end).map_err(io_err(path.display()))?;
+                    file.set_len(scan.committed_end)
+                        .map_err(io_err(path.display()))?;
                     file.sync_all().map_err(io_err(path.display()))?;
                 }
                 report.cut.push((path.clone(), scan.committed_end, cut));
@@ -685,7 +711,10 @@ impl Store {
             let p = paths::checkpoints(dir);
             if let Ok(m) = std::fs::metadata(&p) {
                 if m.len() > good_len {
-                    let f = OpenOptions::new().write(true).open(&p).map_err(io_err(p.display()))?;
+                    let f = OpenOptions::new()
+                        .write(true)
+                        .open(&p)
+                        .map_err(io_err(p.display()))?;
                     f.set_len(good_len).map_err(io_err(p.display()))?;
                 }
             }
@@ -740,7 +769,8 @@ impl Store {
             let keep = have.min(trusted.saturating_sub(first_seq));
             f.set_len(keep * 16).map_err(io_err(dpath.display()))?;
             let mut buf = vec![0u8; (keep * 16) as usize];
-            f.read_exact_at(&mut buf, 0).map_err(io_err(dpath.display()))?;
+            f.read_exact_at(&mut buf, 0)
+                .map_err(io_err(dpath.display()))?;
             (Some(f), buf)
         } else {
             (None, Vec::new())
@@ -883,7 +913,11 @@ impl Store {
                 let seq = b.first_seq + i as u64;
                 let seg = &shared.segments[b.segment];
                 let leaf = leaf.map_err(|e| {
-                    StoreError::Corrupt(format!("{}:{}: record {seq}: {e}", seg.path.display(), b.offset))
+                    StoreError::Corrupt(format!(
+                        "{}:{}: record {seq}: {e}",
+                        seg.path.display(),
+                        b.offset
+                    ))
                 })?;
                 if seq < range.start {
                     continue;
@@ -908,10 +942,16 @@ impl Store {
     }
 
     /// Reads records `range` (clamped to what is stored and durable).
-    pub fn read(&self, range: Range<u64>, f: &mut dyn FnMut(u64, LeafRef<'_>) -> bool) -> StoreResult<()> {
+    pub fn read(
+        &self,
+        range: Range<u64>,
+        f: &mut dyn FnMut(u64, LeafRef<'_>) -> bool,
+    ) -> StoreResult<()> {
         let shared = self.shared()?;
         let range = range.start.max(shared.first_seq)..range.end.min(shared.durable);
-        Self::for_each_leaf(&shared, self.cipher.as_ref(), range, &mut |s, l| Ok(f(s, l)))
+        Self::for_each_leaf(&shared, self.cipher.as_ref(), range, &mut |s, l| {
+            Ok(f(s, l))
+        })
     }
 
     /// Appends records durably: returns once they are fsynced (group commit:
@@ -923,7 +963,9 @@ impl Store {
         let (range, dups) = {
             let mut w = self.writer.lock().map_err(lock_poison)?;
             if let Some(p) = &w.poisoned {
-                return Err(StoreError::Io(format!("store is unusable after an earlier write error: {p}")));
+                return Err(StoreError::Io(format!(
+                    "store is unusable after an earlier write error: {p}"
+                )));
             }
             let res = self.write_records(&mut w, records);
             if let Err(e) = &res {
@@ -968,7 +1010,8 @@ impl Store {
             first_seq,
             key_id: self.cipher.as_ref().map(Cipher::id),
         };
-        file.write_all_at(&header.encode(), 0).map_err(io_err(path.display()))?;
+        file.write_all_at(&header.encode(), 0)
+            .map_err(io_err(path.display()))?;
         file.sync_all().map_err(io_err(path.display()))?;
         if let Ok(d) = File::open(paths::segments(&self.dir)) {
             d.sync_all().map_err(io_err("segments directory"))?;
@@ -991,7 +1034,11 @@ impl Store {
 
     /// Compresses and writes bundles for `records`, publishing them to readers
     /// only up to the durable size.
-    fn write_records(&self, w: &mut Writer, records: Vec<Record>) -> StoreResult<(Range<u64>, u64)> {
+    fn write_records(
+        &self,
+        w: &mut Writer,
+        records: Vec<Record>,
+    ) -> StoreResult<(Range<u64>, u64)> {
         let start = w.next_seq;
         let mut dups = 0u64;
         let mut builder = BundleBuilder::default();
@@ -1017,7 +1064,8 @@ impl Store {
             metas.push(self.flush_bundle(w, &mut builder)?);
         }
         if let Some(f) = &w.dedupe_file {
-            f.write_all_at(&new_keys, w.dedupe_len * 16).map_err(io_err("dedupe index"))?;
+            f.write_all_at(&new_keys, w.dedupe_len * 16)
+                .map_err(io_err("dedupe index"))?;
         }
         w.dedupe_len += new_keys.len() as u64 / 16;
         let mut shared = self.shared.write().map_err(lock_poison)?;
@@ -1043,7 +1091,9 @@ impl Store {
             .active
             .as_mut()
             .ok_or_else(|| StoreError::Io("no active segment".into()))?;
-        a.file.write_all_at(&frame, a.len).map_err(io_err("segment"))?;
+        a.file
+            .write_all_at(&frame, a.len)
+            .map_err(io_err("segment"))?;
         let meta = BundleMeta {
             first_seq: b.first_seq,
             count: b.count,
@@ -1101,7 +1151,10 @@ impl Store {
             };
             let file = a.file.clone();
             if w.marker_seq < target {
-                let a = w.active.as_mut().ok_or_else(|| StoreError::Io("no active segment".into()))?;
+                let a = w
+                    .active
+                    .as_mut()
+                    .ok_or_else(|| StoreError::Io("no active segment".into()))?;
                 a.file
                     .write_all_at(&segment::encode_commit(target), a.len)
                     .map_err(io_err("segment"))?;
@@ -1120,7 +1173,9 @@ impl Store {
     pub fn transaction(&self) -> StoreResult<Transaction<'_>> {
         let mut w = self.writer.lock().map_err(lock_poison)?;
         if let Some(p) = &w.poisoned {
-            return Err(StoreError::Io(format!("store is unusable after an earlier write error: {p}")));
+            return Err(StoreError::Io(format!(
+                "store is unusable after an earlier write error: {p}"
+            )));
         }
         // Make earlier appends durable first so the transaction starts clean.
         if w.marker_seq < w.next_seq {
@@ -1155,7 +1210,10 @@ impl Store {
                 shared.durable
             )));
         }
-        let src = DataGroups { store: self, shared: &shared };
+        let src = DataGroups {
+            store: self,
+            shared: &shared,
+        };
         let view = shared.tree.view(&src);
         merkle::root(&view, size).map_err(StoreError::Tree)
     }
@@ -1169,7 +1227,10 @@ impl Store {
                 shared.durable
             )));
         }
-        let src = DataGroups { store: self, shared: &shared };
+        let src = DataGroups {
+            store: self,
+            shared: &shared,
+        };
         let view = shared.tree.view(&src);
         merkle::inclusion_proof(&view, seq, size).map_err(StoreError::Tree)
     }
@@ -1183,7 +1244,10 @@ impl Store {
                 shared.durable
             )));
         }
-        let src = DataGroups { store: self, shared: &shared };
+        let src = DataGroups {
+            store: self,
+            shared: &shared,
+        };
         let view = shared.tree.view(&src);
         merkle::consistency_proof(&view, old, new).map_err(StoreError::Tree)
     }
@@ -1200,12 +1264,16 @@ impl Store {
 
     /// Kept checkpoints, oldest first.
     pub fn checkpoints(&self) -> Vec<StoredCheckpoint> {
-        self.shared().map(|s| s.checkpoints.clone()).unwrap_or_default()
+        self.shared()
+            .map(|s| s.checkpoints.clone())
+            .unwrap_or_default()
     }
 
     /// The latest kept checkpoint.
     pub fn latest_checkpoint(&self) -> Option<StoredCheckpoint> {
-        self.shared().ok().and_then(|s| s.checkpoints.last().cloned())
+        self.shared()
+            .ok()
+            .and_then(|s| s.checkpoints.last().cloned())
     }
 
     /// Writes a checkpoint if data arrived since the last one and the interval passed.
@@ -1222,7 +1290,9 @@ impl Store {
     /// Writes a checkpoint for the durable tree now, unless it is already checkpointed.
     pub fn checkpoint(&self) -> StoreResult<Option<StoredCheckpoint>> {
         let Some(signer) = &self.signer else {
-            return Err(StoreError::Key("store opened without its signing key".into()));
+            return Err(StoreError::Key(
+                "store opened without its signing key".into(),
+            ));
         };
         let mut w = self.writer.lock().map_err(lock_poison)?;
         let size = self.sync.lock().map_err(lock_poison)?.durable;
@@ -1260,7 +1330,11 @@ impl Store {
             write_atomic(publish, cp.note.as_bytes(), 0o644)?;
         }
         w.last_checkpoint = Instant::now();
-        self.shared.write().map_err(lock_poison)?.checkpoints.push(cp.clone());
+        self.shared
+            .write()
+            .map_err(lock_poison)?
+            .checkpoints
+            .push(cp.clone());
         Ok(Some(cp))
     }
 
@@ -1342,7 +1416,9 @@ impl Store {
         use base64::Engine;
         let mut out = crate::retention::PruneOutcome::default();
         let Some(signer) = &self.signer else {
-            return Err(StoreError::Key("prune needs the store's signing key".into()));
+            return Err(StoreError::Key(
+                "prune needs the store's signing key".into(),
+            ));
         };
         if self.opts.read_only {
             return Err(StoreError::Input("store opened read-only".into()));
@@ -1357,7 +1433,11 @@ impl Store {
             let mut stats = Vec::new();
             for i in 0..n.saturating_sub(1) {
                 let end = shared.segments[i + 1].first_seq;
-                let bytes = shared.segments[i].file.metadata().map(|m| m.len()).unwrap_or(0);
+                let bytes = shared.segments[i]
+                    .file
+                    .metadata()
+                    .map(|m| m.len())
+                    .unwrap_or(0);
                 let (mut lo, mut hi) = (i64::MAX, i64::MIN);
                 for b in shared.bundles.iter().filter(|b| b.segment == i) {
                     lo = lo.min(b.min_time);
@@ -1373,19 +1453,29 @@ impl Store {
             let mut k = 0;
             for (i, (end, bytes, lo, hi)) in stats.iter().enumerate() {
                 let name = shared.segments[i].path.display().to_string();
-                let too_old = retention
-                    .max_age_secs
-                    .is_some_and(|a| *hi < now.micros().saturating_sub((a as i64).saturating_mul(1_000_000)));
+                let too_old = retention.max_age_secs.is_some_and(|a| {
+                    *hi < now
+                        .micros()
+                        .saturating_sub((a as i64).saturating_mul(1_000_000))
+                });
                 let too_big = retention.max_size.is_some_and(|m| total > m);
                 if !too_old && !too_big {
                     out.stopped = Some(format!("{name} is within retention"));
                     break;
                 }
                 if let Some(h) = holds.iter().find(|h| h.overlaps(*lo, *hi)) {
-                    out.stopped = Some(format!("{name} is under legal hold #{} ({})", h.id, h.reason));
+                    out.stopped = Some(format!(
+                        "{name} is under legal hold #{} ({})",
+                        h.id, h.reason
+                    ));
                     break;
                 }
-                out.removed.push((shared.segments[i].path.clone(), shared.segments[i].first_seq, *end, *bytes));
+                out.removed.push((
+                    shared.segments[i].path.clone(),
+                    shared.segments[i].first_seq,
+                    *end,
+                    *bytes,
+                ));
                 total -= bytes;
                 k = i + 1;
             }
@@ -1401,7 +1491,10 @@ impl Store {
         let mut edge_bytes = Vec::new();
         {
             let shared = self.shared()?;
-            let src = DataGroups { store: self, shared: &shared };
+            let src = DataGroups {
+                store: self,
+                shared: &shared,
+            };
             let view = shared.tree.view(&src);
             for i in efirst..before {
                 let h = merkle::NodeSource::node(&view, 0, i)?;
@@ -1426,7 +1519,8 @@ impl Store {
         let new_path = paths::dedupe(&self.dir, before);
         if let Some(f) = w.dedupe_file.take() {
             let mut keys = vec![0u8; (w.dedupe_len * 16) as usize];
-            f.read_exact_at(&mut keys, 0).map_err(io_err("dedupe index"))?;
+            f.read_exact_at(&mut keys, 0)
+                .map_err(io_err("dedupe index"))?;
             let cut = ((drop_n.min(w.dedupe_len)) * 16) as usize;
             for key in keys[..cut].chunks_exact(16) {
                 let mut a = [0u8; 16];
@@ -1434,7 +1528,11 @@ impl Store {
                 w.dedupe.remove(&a);
             }
             write_atomic(&new_path, &keys[cut..], 0o644)?;
-            let nf = OpenOptions::new().read(true).write(true).open(&new_path).map_err(io_err(new_path.display()))?;
+            let nf = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&new_path)
+                .map_err(io_err(new_path.display()))?;
             w.dedupe_len -= cut as u64 / 16;
             w.dedupe_file = Some(nf);
             let _ = std::fs::remove_file(paths::dedupe(&self.dir, old_first));
@@ -1447,11 +1545,17 @@ impl Store {
                 b.segment -= k;
             }
             shared.first_seq = before;
-            shared.tree.set_edge(efirst, edge_bytes.chunks_exact(32).map(|c| {
-                let mut h = [0u8; 32];
-                h.copy_from_slice(c);
-                h
-            }).collect());
+            shared.tree.set_edge(
+                efirst,
+                edge_bytes
+                    .chunks_exact(32)
+                    .map(|c| {
+                        let mut h = [0u8; 32];
+                        h.copy_from_slice(c);
+                        h
+                    })
+                    .collect(),
+            );
         }
         if let Some(a) = w.active.as_mut() {
             a.segment -= k;
@@ -1475,7 +1579,11 @@ impl Store {
         let size_of = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
         let dir_size = |p: &Path| -> u64 {
             std::fs::read_dir(p)
-                .map(|rd| rd.flatten().map(|e| e.metadata().map(|m| m.len()).unwrap_or(0)).sum())
+                .map(|rd| {
+                    rd.flatten()
+                        .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+                        .sum()
+                })
                 .unwrap_or(0)
         };
         let durable = shared.durable;
@@ -1492,7 +1600,11 @@ impl Store {
             first_seq: shared.first_seq,
             segments: shared.segments.len(),
             bundles: shared.bundles.len(),
-            data_bytes: shared.segments.iter().map(|s| s.file.metadata().map(|m| m.len()).unwrap_or(0)).sum(),
+            data_bytes: shared
+                .segments
+                .iter()
+                .map(|s| s.file.metadata().map(|m| m.len()).unwrap_or(0))
+                .sum(),
             raw_bytes: raw,
             tree_bytes: dir_size(&paths::tree(&self.dir)),
             checkpoint_bytes: size_of(&paths::checkpoints(&self.dir)),
@@ -1550,7 +1662,11 @@ impl Drop for Store {
 }
 
 /// Reads and opens one bundle's records.
-pub(crate) fn read_bundle(shared: &Shared, b: &BundleMeta, cipher: Option<&Cipher>) -> StoreResult<Vec<u8>> {
+pub(crate) fn read_bundle(
+    shared: &Shared,
+    b: &BundleMeta,
+    cipher: Option<&Cipher>,
+) -> StoreResult<Vec<u8>> {
     let seg = shared
         .segments
         .get(b.segment)
@@ -1564,7 +1680,8 @@ pub(crate) fn read_bundle(shared: &Shared, b: &BundleMeta, cipher: Option<&Ciphe
         max_time: b.max_time,
         flags: u32::from(seg.key_id.is_some()),
     };
-    let payload = segment::read_payload(&seg.file, b.offset, &h).map_err(io_err(seg.path.display()))?;
+    let payload =
+        segment::read_payload(&seg.file, b.offset, &h).map_err(io_err(seg.path.display()))?;
     if let (Some(kid), Some(c)) = (&seg.key_id, cipher) {
         c.check_id(kid)?;
     }
@@ -1604,7 +1721,8 @@ impl BundleBuilder {
         self.scratch.clear();
         r.leaf_data(seq, &mut self.scratch);
         leaves.push(merkle::leaf_hash(&self.scratch));
-        self.raw.extend_from_slice(&(self.scratch.len() as u32).to_le_bytes());
+        self.raw
+            .extend_from_slice(&(self.scratch.len() as u32).to_le_bytes());
         self.raw.extend_from_slice(&self.scratch);
         self.count += 1;
         self.min_time = self.min_time.min(r.received.micros());

@@ -138,10 +138,16 @@ struct Target {
 /// Result of opening one bundle in a worker.
 type BundleOutcome = Result<(Vec<Hash>, u64), (u64, String)>;
 
-fn open_bundle(buf: &[u8], off: u64, h: &segment::BundleHeader, cipher: Option<&Cipher>) -> BundleOutcome {
+fn open_bundle(
+    buf: &[u8],
+    off: u64,
+    h: &segment::BundleHeader,
+    cipher: Option<&Cipher>,
+) -> BundleOutcome {
     let start = off as usize + segment::BUNDLE_HEADER;
     let payload = &buf[start..start + h.stored_len as usize];
-    let raw = segment::open_payload(h, payload, cipher).map_err(|e| (h.first_seq, e.to_string()))?;
+    let raw =
+        segment::open_payload(h, payload, cipher).map_err(|e| (h.first_seq, e.to_string()))?;
     let mut hashes = Vec::with_capacity(h.count as usize);
     let mut bytes = 0u64;
     for (i, leaf) in iter_leaves(&raw).enumerate() {
@@ -206,7 +212,16 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> StoreResult<VerifyReport> {
             );
             sk
         }
-        (None, Err(e)) => return Err(e),
+        (None, Err(e)) => {
+            // A store interrupted before its first write has nothing to check.
+            if list_segments(dir)?.is_empty() && read_checkpoints(dir)?.0.is_empty() {
+                rep.notes
+                    .push("empty store: no key, no segments, no checkpoints".into());
+                rep.elapsed = started.elapsed();
+                return Ok(rep);
+            }
+            return Err(e);
+        }
     };
     let threads = if opts.threads == 0 {
         std::thread::available_parallelism().map_or(2, |n| n.get())
@@ -218,14 +233,24 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> StoreResult<VerifyReport> {
     let (kept, _) = read_checkpoints(dir)?;
     let mut targets: Vec<Target> = Vec::new();
     for (i, c) in kept.iter().enumerate() {
-        let label = format!("kept checkpoint #{} ({} records, {})", i + 1, c.size, c.time);
+        let label = format!(
+            "kept checkpoint #{} ({} records, {})",
+            i + 1,
+            c.size,
+            c.time
+        );
         match verifier.verify_note(&c.note).and_then(Checkpoint::parse) {
-            Ok(cp) if cp.size == c.size && cp.origin == verifier.name() => targets.push(Target { label, cp }),
+            Ok(cp) if cp.size == c.size && cp.origin == verifier.name() => {
+                targets.push(Target { label, cp })
+            }
             Ok(cp) => rep.problems.push(Finding {
                 seq: None,
                 segment: None,
                 offset: None,
-                what: format!("{label}: signed body (origin {}, size {}) does not match its record", cp.origin, cp.size),
+                what: format!(
+                    "{label}: signed body (origin {}, size {}) does not match its record",
+                    cp.origin, cp.size
+                ),
             }),
             Err(e) => rep.problems.push(Finding {
                 seq: None,
@@ -264,7 +289,8 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> StoreResult<VerifyReport> {
     };
     let first = pruned.as_ref().map_or(0, |p| p.before);
     rep.pruned_before = first;
-    let tree = Tree::open(&paths::tree(dir), false, u64::MAX).map_err(|e| StoreError::Io(format!("tree: {e}")))?;
+    let tree = Tree::open(&paths::tree(dir), false, u64::MAX)
+        .map_err(|e| StoreError::Io(format!("tree: {e}")))?;
     let mut frontier = CompactRange::new();
     let mut edge = (0u64, Vec::new());
     if let Some(rec) = &pruned {
@@ -281,7 +307,10 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> StoreResult<VerifyReport> {
                 what: e.to_string(),
             }),
         }
-        let src = PrunedSource { tree: &tree, edge: &edge };
+        let src = PrunedSource {
+            tree: &tree,
+            edge: &edge,
+        };
         match CompactRange::at(&src, first) {
             Ok(f) => frontier = f,
             Err(e) => rep.problems.push(Finding {
@@ -299,11 +328,15 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> StoreResult<VerifyReport> {
                     seq: None,
                     segment: None,
                     offset: None,
-                    what: format!("{}: root differs from the tree hashes kept for the pruned range", t.label),
+                    what: format!(
+                        "{}: root differs from the tree hashes kept for the pruned range",
+                        t.label
+                    ),
                 }),
-                Err(_) => rep
-                    .notes
-                    .push(format!("{}: covers only pruned records; not checkable", t.label)),
+                Err(_) => rep.notes.push(format!(
+                    "{}: covers only pruned records; not checkable",
+                    t.label
+                )),
             }
         }
     }
@@ -325,10 +358,14 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> StoreResult<VerifyReport> {
         }
         let last = si + 1 == n_segs;
         if segs.get(si + 1).is_some_and(|(next, _)| *next <= first) {
-            rep.notes.push(format!("{}: wholly pruned, left by an interrupted prune", path.display()));
+            rep.notes.push(format!(
+                "{}: wholly pruned, left by an interrupted prune",
+                path.display()
+            ));
             continue;
         }
-        let buf = std::fs::read(path).map_err(|e| StoreError::Io(format!("{}: {e}", path.display())))?;
+        let buf =
+            std::fs::read(path).map_err(|e| StoreError::Io(format!("{}: {e}", path.display())))?;
         let problem = |seq: u64, offset: Option<u64>, what: String| Finding {
             seq: Some(seq),
             segment: Some(path.clone()),
@@ -347,7 +384,10 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> StoreResult<VerifyReport> {
             rep.problems.push(problem(
                 expect,
                 Some(0),
-                format!("segment header says it starts at record {}, its name says {name_seq}: renamed", header.first_seq),
+                format!(
+                    "segment header says it starts at record {}, its name says {name_seq}: renamed",
+                    header.first_seq
+                ),
             ));
             broken = true;
             break;
@@ -384,7 +424,9 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> StoreResult<VerifyReport> {
                 Ok(Frame::Bundle { header: h, .. }) => {
                     if h.first_seq != pending_end {
                         // A bundle before this one may hold the precise cause.
-                        if let Some(f) = first_bad_bundle(&buf, &pending, opts.cipher.as_ref(), threads, path) {
+                        if let Some(f) =
+                            first_bad_bundle(&buf, &pending, opts.cipher.as_ref(), threads, path)
+                        {
                             rep.problems.push(f);
                             broken = true;
                             break 'segments;
@@ -404,7 +446,9 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> StoreResult<VerifyReport> {
                 }
                 Ok(Frame::Commit { end_seq, .. }) => {
                     if end_seq != pending_end {
-                        if let Some(f) = first_bad_bundle(&buf, &pending, opts.cipher.as_ref(), threads, path) {
+                        if let Some(f) =
+                            first_bad_bundle(&buf, &pending, opts.cipher.as_ref(), threads, path)
+                        {
                             rep.problems.push(f);
                             broken = true;
                             break 'segments;
@@ -458,14 +502,20 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> StoreResult<VerifyReport> {
                                             // Narrow down: the first group that no longer matches the
                                             // stored tree, else the span since the last good checkpoint.
                                             let lo = match &first_divergence {
-                                                Some((g, ..)) if g * GROUP >= last_ok_size => g * GROUP,
+                                                Some((g, ..)) if g * GROUP >= last_ok_size => {
+                                                    g * GROUP
+                                                }
                                                 _ => last_ok_size,
                                             };
                                             let hi = match &first_divergence {
-                                                Some((g, ..)) if g * GROUP >= last_ok_size => ((g + 1) * GROUP).min(t.cp.size),
+                                                Some((g, ..)) if g * GROUP >= last_ok_size => {
+                                                    ((g + 1) * GROUP).min(t.cp.size)
+                                                }
                                                 _ => t.cp.size,
                                             };
-                                            let at = located.partition_point(|(f, ..)| *f <= lo).saturating_sub(1);
+                                            let at = located
+                                                .partition_point(|(f, ..)| *f <= lo)
+                                                .saturating_sub(1);
                                             let (seg_path, o) = located
                                                 .get(at)
                                                 .map(|(_, s, o)| (segs[*s].1.clone(), *o))
@@ -510,7 +560,10 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> StoreResult<VerifyReport> {
                     rep.problems.push(problem(
                         expect,
                         Some(off),
-                        format!("segment ends inside a frame at offset {off} of {}: truncated", buf.len()),
+                        format!(
+                            "segment ends inside a frame at offset {off} of {}: truncated",
+                            buf.len()
+                        ),
                     ));
                     broken = true;
                     break 'segments;
@@ -555,7 +608,10 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> StoreResult<VerifyReport> {
     // Checkpoints beyond what the log holds.
     for t in &targets[next_target.min(targets.len())..] {
         if broken {
-            rep.notes.push(format!("{}: not checked because of the problem above", t.label));
+            rep.notes.push(format!(
+                "{}: not checked because of the problem above",
+                t.label
+            ));
             continue;
         }
         if t.cp.size > expect {
@@ -590,13 +646,22 @@ fn open_parallel(
     threads: usize,
 ) -> Vec<BundleOutcome> {
     if threads <= 1 || bundles.len() <= 1 {
-        return bundles.iter().map(|(o, h)| open_bundle(buf, *o, h, cipher)).collect();
+        return bundles
+            .iter()
+            .map(|(o, h)| open_bundle(buf, *o, h, cipher))
+            .collect();
     }
     let chunk = bundles.len().div_ceil(threads);
     std::thread::scope(|s| {
         let handles: Vec<_> = bundles
             .chunks(chunk)
-            .map(|part| s.spawn(move || part.iter().map(|(o, h)| open_bundle(buf, *o, h, cipher)).collect::<Vec<_>>()))
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .map(|(o, h)| open_bundle(buf, *o, h, cipher))
+                        .collect::<Vec<_>>()
+                })
+            })
             .collect();
         let mut out = Vec::with_capacity(bundles.len());
         for h in handles {

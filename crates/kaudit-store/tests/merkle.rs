@@ -18,7 +18,11 @@ fn root_matches_independent_mth_across_group_boundaries() {
             if size == 0 {
                 continue;
             }
-            assert_eq!(store.root_at(size).unwrap(), mth(&leaves[..size as usize]), "n={n} size={size}");
+            assert_eq!(
+                store.root_at(size).unwrap(),
+                mth(&leaves[..size as usize]),
+                "n={n} size={size}"
+            );
         }
     }
 }
@@ -42,7 +46,13 @@ fn proofs_survive_reopen_and_use_persisted_levels() {
         let p = store.inclusion_proof(m as u64, 1300).unwrap();
         assert!(check_inclusion(&leaves[m], m, 1300, &p, &root));
         // A proof for one leaf does not prove another.
-        assert!(!check_inclusion(&leaves[(m + 1) % 1300], m, 1300, &p, &root));
+        assert!(!check_inclusion(
+            &leaves[(m + 1) % 1300],
+            m,
+            1300,
+            &p,
+            &root
+        ));
     }
     let old_root = store.root_at(513).unwrap();
     let p = store.consistency_proof(513, 1300).unwrap();

@@ -51,7 +51,9 @@ fn rewrite_bundle(path: &Path, which: usize, edit: impl FnOnce(&mut Vec<Vec<u8>>
     let (off, h) = bundles(path)[which];
     let start = off as usize + segment::BUNDLE_HEADER;
     let raw = segment::open_payload(&h, &buf[start..start + h.stored_len as usize], None).unwrap();
-    let mut leaves: Vec<Vec<u8>> = iter_leaves(&raw).map(|l| l.unwrap().data.to_vec()).collect();
+    let mut leaves: Vec<Vec<u8>> = iter_leaves(&raw)
+        .map(|l| l.unwrap().data.to_vec())
+        .collect();
     edit(&mut leaves);
     let mut new_raw = Vec::new();
     for l in &leaves {
@@ -59,8 +61,16 @@ fn rewrite_bundle(path: &Path, which: usize, edit: impl FnOnce(&mut Vec<Vec<u8>>
         new_raw.extend_from_slice(l);
     }
     let mut c = zstd::bulk::Compressor::new(3).unwrap();
-    let frame = segment::encode_bundle(h.first_seq, leaves.len() as u32, &new_raw, h.min_time, h.max_time, &mut c, None)
-        .unwrap();
+    let frame = segment::encode_bundle(
+        h.first_seq,
+        leaves.len() as u32,
+        &new_raw,
+        h.min_time,
+        h.max_time,
+        &mut c,
+        None,
+    )
+    .unwrap();
     let mut out = buf[..off as usize].to_vec();
     out.extend_from_slice(&frame);
     out.extend_from_slice(&buf[start + h.stored_len as usize..]);
@@ -85,7 +95,11 @@ fn untouched_store_verifies() {
     let rep = run(dir.path());
     assert!(rep.ok(), "{:?}", rep.problems);
     assert_eq!(rep.records, N);
-    assert!(rep.checkpoints_checked > 10, "checked {}", rep.checkpoints_checked);
+    assert!(
+        rep.checkpoints_checked > 10,
+        "checked {}",
+        rep.checkpoints_checked
+    );
     let store = Store::open(dir.path(), small_opts()).unwrap();
     assert_eq!(rep.root, Some(store.root_at(N).unwrap()));
     assert!(list_segments(dir.path()).unwrap().len() > 3);
@@ -149,7 +163,12 @@ fn truncated_segment_is_found() {
     let p = seg(dir.path(), 1);
     let len = std::fs::metadata(&p).unwrap().len();
     let first = list_segments(dir.path()).unwrap()[1].0;
-    std::fs::OpenOptions::new().write(true).open(&p).unwrap().set_len(len / 2).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
     let f = first_problem(&run(dir.path())).clone();
     assert_eq!(f.segment.as_deref(), Some(p.as_path()), "{f}");
     assert!(f.seq.unwrap() >= first, "{f}");
@@ -184,7 +203,13 @@ fn deleted_segment_is_found() {
     let f = first_problem(&run(dir.path())).clone();
     assert_eq!(f.seq, Some(segs[2].0), "{f}");
     assert_eq!(f.segment.as_deref(), Some(segs[3].1.as_path()), "{f}");
-    assert!(f.what.contains(&format!("records [{}, {}) are missing", segs[2].0, segs[3].0)), "{f}");
+    assert!(
+        f.what.contains(&format!(
+            "records [{}, {}) are missing",
+            segs[2].0, segs[3].0
+        )),
+        "{f}"
+    );
 }
 
 /// The attacker rewrites the log with one event altered, recomputing every
@@ -229,7 +254,10 @@ fn copy_dir(from: &Path, to: &Path) {
 fn rewritten_log_without_the_signing_key_is_found() {
     let dir = fresh();
     let key = kaudit_store::load_verifier(dir.path(), &StoreOptions::default()).unwrap();
-    let saved = Store::open(dir.path(), small_opts()).unwrap().latest_checkpoint().unwrap();
+    let saved = Store::open(dir.path(), small_opts())
+        .unwrap()
+        .latest_checkpoint()
+        .unwrap();
 
     // a) the store's own key left in place: forged checkpoints do not verify.
     forge(dir.path(), false);
@@ -240,7 +268,10 @@ fn rewritten_log_without_the_signing_key_is_found() {
     // b) the attacker also swapped the key files: the key published earlier
     //    and a checkpoint saved earlier both expose it.
     forge(dir.path(), true);
-    assert!(run(dir.path()).ok(), "self-consistent forgery passes without outside knowledge");
+    assert!(
+        run(dir.path()).ok(),
+        "self-consistent forgery passes without outside knowledge"
+    );
     let rep = verify(
         dir.path(),
         &VerifyOptions {
@@ -259,7 +290,11 @@ fn rewritten_log_without_the_signing_key_is_found() {
         },
     )
     .unwrap();
-    assert!(rep.problems.iter().any(|p| p.what.contains("saved.note")), "{:?}", rep.problems);
+    assert!(
+        rep.problems.iter().any(|p| p.what.contains("saved.note")),
+        "{:?}",
+        rep.problems
+    );
 }
 
 #[test]
@@ -267,10 +302,15 @@ fn saved_checkpoint_proves_extension_and_catches_rewrites() {
     let dir = tempfile::tempdir().unwrap();
     fill(dir.path(), 1000, 100, small_opts());
     let key = kaudit_store::load_verifier(dir.path(), &StoreOptions::default()).unwrap();
-    let saved = Store::open(dir.path(), small_opts()).unwrap().latest_checkpoint().unwrap();
+    let saved = Store::open(dir.path(), small_opts())
+        .unwrap()
+        .latest_checkpoint()
+        .unwrap();
     {
         let store = Store::open(dir.path(), small_opts()).unwrap();
-        store.append_batch((1000..1500).map(record).collect()).unwrap();
+        store
+            .append_batch((1000..1500).map(record).collect())
+            .unwrap();
         store.close().unwrap();
     }
     let opts = VerifyOptions {
@@ -304,7 +344,9 @@ fn pruned_range_is_reported_as_pruned_not_tampering() {
             max_age_secs: None,
             max_size: Some(40 << 10),
         };
-        let out = store.prune(&ret, &[], kaudit_event::MicroTime::now(), false).unwrap();
+        let out = store
+            .prune(&ret, &[], kaudit_event::MicroTime::now(), false)
+            .unwrap();
         assert!(!out.removed.is_empty());
         assert!(out.before > 0 && out.before < N);
         // Proofs for what remains still work against the full tree.
@@ -312,7 +354,13 @@ fn pruned_range_is_reported_as_pruned_not_tampering() {
         let root = store.root_at(N).unwrap();
         let m = N - 5;
         let p = store.inclusion_proof(m, N).unwrap();
-        assert!(check_inclusion(&leaves[leaves.len() - 5], m as usize, N as usize, &p, &root));
+        assert!(check_inclusion(
+            &leaves[leaves.len() - 5],
+            m as usize,
+            N as usize,
+            &p,
+            &root
+        ));
         store.close().unwrap();
         out.before
     };
@@ -324,7 +372,9 @@ fn pruned_range_is_reported_as_pruned_not_tampering() {
     // The store reopens and keeps appending.
     {
         let store = Store::open(dir.path(), small_opts()).unwrap();
-        store.append_batch((N..N + 300).map(record).collect()).unwrap();
+        store
+            .append_batch((N..N + 300).map(record).collect())
+            .unwrap();
         store.close().unwrap();
     }
     assert!(run(dir.path()).ok());
@@ -350,12 +400,20 @@ fn legal_hold_blocks_pruning() {
         max_age_secs: Some(0),
         max_size: None,
     };
-    let out = store.prune(&ret, &[hold], kaudit_event::MicroTime::now(), false).unwrap();
+    let out = store
+        .prune(&ret, &[hold], kaudit_event::MicroTime::now(), false)
+        .unwrap();
     assert!(out.removed.is_empty());
     assert!(out.stopped.unwrap().contains("case 42"));
-    let out = store.prune(&ret, &[], kaudit_event::MicroTime::now(), true).unwrap();
+    let out = store
+        .prune(&ret, &[], kaudit_event::MicroTime::now(), true)
+        .unwrap();
     assert!(!out.removed.is_empty(), "dry run lists old segments");
-    assert_eq!(list_segments(dir.path()).unwrap().len(), out.removed.len() + 1, "dry run deletes nothing");
+    assert_eq!(
+        list_segments(dir.path()).unwrap().len(),
+        out.removed.len() + 1,
+        "dry run deletes nothing"
+    );
 }
 
 #[test]
@@ -383,7 +441,9 @@ fn encrypted_store_verifies_only_with_its_key() {
     .unwrap();
     assert!(rep.ok(), "{:?}", rep.problems);
     assert_eq!(rep.records, 800);
-    let err = verify(&data, &VerifyOptions::default()).unwrap_err().to_string();
+    let err = verify(&data, &VerifyOptions::default())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("encrypted"), "{err}");
     let other = dir.path().join("other.key");
     std::fs::write(&other, kaudit_store::crypt::Cipher::generate_hex().unwrap()).unwrap();

@@ -10,16 +10,25 @@ use std::path::Path;
 
 /// A deterministic synthetic v1 event line, encoded as kube-apiserver does.
 pub fn event(i: u64) -> Vec<u8> {
-    let verbs = ["get", "list", "watch", "create", "update", "delete", "patch"];
+    let verbs = [
+        "get", "list", "watch", "create", "update", "delete", "patch",
+    ];
     let doc = EventDoc {
         level: Level::Metadata,
-        audit_id: format!("{:08x}-0000-4000-8000-{:012x}", i.wrapping_mul(2654435761) as u32, i),
+        audit_id: format!(
+            "{:08x}-0000-4000-8000-{:012x}",
+            i.wrapping_mul(2654435761) as u32,
+            i
+        ),
         stage: Some(Stage::ResponseComplete),
         request_uri: format!("/api/v1/namespaces/ns-{}/pods/pod-{}", i % 17, i % 101),
         verb: verbs[(i % 7) as usize].to_string(),
         user: UserInfo {
             username: format!("system:serviceaccount:kube-system:ctrl-{}", i % 13),
-            groups: vec!["system:serviceaccounts".into(), "system:authenticated".into()],
+            groups: vec![
+                "system:serviceaccounts".into(),
+                "system:authenticated".into(),
+            ],
             ..Default::default()
         },
         source_ips: vec![format!("10.0.{}.{}", i % 7, i % 251)],

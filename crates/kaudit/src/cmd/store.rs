@@ -36,7 +36,8 @@ impl StoreArgs {
     fn config(&self) -> anyhow::Result<StoreConfig> {
         match &self.config {
             Some(p) => {
-                let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading {}", p.display()))?;
                 StoreConfig::from_yaml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
             }
             None => Ok(StoreConfig::default()),
@@ -201,7 +202,9 @@ pub fn import(a: ImportArgs) -> anyhow::Result<ExitCode> {
                 }
                 store.maybe_checkpoint().context("writing a checkpoint")?;
             }
-            Err(ImportError::Store(e)) => return Err(e).context(format!("importing {}", input.display())),
+            Err(ImportError::Store(e)) => {
+                return Err(e).context(format!("importing {}", input.display()))
+            }
             Err(e) => {
                 failed = Some(e.to_string());
                 break;
@@ -255,7 +258,8 @@ pub fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
         vo.key = Some(read_key_arg(k)?);
     }
     for p in &a.checkpoints {
-        let text = std::fs::read_to_string(p).with_context(|| format!("reading checkpoint {}", p.display()))?;
+        let text = std::fs::read_to_string(p)
+            .with_context(|| format!("reading checkpoint {}", p.display()))?;
         vo.external.push((p.display().to_string(), text));
     }
     if let Some(k) = &opts.encryption_key {
@@ -271,7 +275,10 @@ pub fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     for p in &rep.problems {
         println!("FAIL: {p}");
     }
-    let root = rep.root.map(|r| kaudit_store::base64_encode(&r)).unwrap_or_else(|| "-".into());
+    let root = rep
+        .root
+        .map(|r| kaudit_store::base64_encode(&r))
+        .unwrap_or_else(|| "-".into());
     println!(
         "{}: {} records ({} pruned before), {} event bytes, {} checkpoints checked, tree size {}, root {root}; {:.2} GB/s, {:.0} events/s in {:.2}s",
         if rep.ok() { "OK" } else { "FAILED" },
@@ -284,7 +291,11 @@ pub fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
         rep.records_per_sec(),
         rep.elapsed.as_secs_f64()
     );
-    Ok(if rep.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if rep.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// `kaudit proof`.
@@ -332,7 +343,10 @@ pub fn proof(c: ProofCommand) -> anyhow::Result<ExitCode> {
                 bail!("record {seq} is not covered by the latest checkpoint (tree size {}); retry once a checkpoint covers it", cp.size);
             }
             if seq < s.first_seq() {
-                bail!("record {seq} was pruned (records before {} are gone)", s.first_seq());
+                bail!(
+                    "record {seq} was pruned (records before {} are gone)",
+                    s.first_seq()
+                );
             }
             let mut leaf = None;
             s.read(seq..seq + 1, &mut |_, l| {
@@ -539,7 +553,13 @@ pub fn hold(c: HoldCommand) -> anyhow::Result<ExitCode> {
             until,
         } => {
             let h = retention::add_hold(&store.data, &reason, since.as_deref(), until.as_deref())?;
-            println!("hold #{} placed: {} .. {} ({})", h.id, fmt_time(h.since), fmt_time(h.until), h.reason);
+            println!(
+                "hold #{} placed: {} .. {} ({})",
+                h.id,
+                fmt_time(h.since),
+                fmt_time(h.until),
+                h.reason
+            );
         }
         HoldCommand::List { store } => {
             for h in retention::list_holds(&store.data)? {
@@ -575,11 +595,22 @@ pub fn stat(a: StatArgs) -> anyhow::Result<ExitCode> {
     let s = a.store.open_any()?;
     let st = s.stat()?;
     let total = st.data_bytes + st.tree_bytes + st.checkpoint_bytes;
-    println!("records:      {} (tree size {}, first stored {})", st.records, st.tree_size, st.first_seq);
-    println!("segments:     {} ({} bundles){}", st.segments, st.bundles, if st.encrypted { ", encrypted" } else { "" });
+    println!(
+        "records:      {} (tree size {}, first stored {})",
+        st.records, st.tree_size, st.first_seq
+    );
+    println!(
+        "segments:     {} ({} bundles){}",
+        st.segments,
+        st.bundles,
+        if st.encrypted { ", encrypted" } else { "" }
+    );
     println!("data:         {} bytes", st.data_bytes);
     println!("tree:         {} bytes", st.tree_bytes);
-    println!("checkpoints:  {} bytes ({} kept)", st.checkpoint_bytes, st.checkpoints);
+    println!(
+        "checkpoints:  {} bytes ({} kept)",
+        st.checkpoint_bytes, st.checkpoints
+    );
     println!("index:        {} bytes", st.index_bytes);
     println!(
         "compression:  {} raw record bytes -> {} data bytes ({:.1}x; data+tree+checkpoints = {:.2}% of raw)",
@@ -590,8 +621,12 @@ pub fn stat(a: StatArgs) -> anyhow::Result<ExitCode> {
     );
     println!(
         "received:     {} .. {}",
-        st.first_time.map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
-        st.last_time.map(|t| t.to_string()).unwrap_or_else(|| "-".into())
+        st.first_time
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| "-".into()),
+        st.last_time
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| "-".into())
     );
     match &st.latest_checkpoint {
         Some(c) => print!("checkpoint:   {} records at {}\n{}", c.size, c.time, c.note),
