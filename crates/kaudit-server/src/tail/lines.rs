@@ -91,6 +91,9 @@ pub(crate) struct Lines {
     start: usize,
     scanned: usize,
     overlong: Option<Overlong>,
+    /// Span in `buf` of the last complete line, whose mark is computed only
+    /// when the buffer is about to move (once per read, not once per line).
+    unhashed_last: Option<(usize, usize)>,
 }
 
 impl Lines {
@@ -106,6 +109,7 @@ impl Lines {
             start: 0,
             scanned: 0,
             overlong: None,
+            unhashed_last: None,
         }
     }
 
@@ -204,12 +208,20 @@ impl Lines {
         });
         self.boundary = self.read_pos;
         self.last = Some(LineMark { len, sha256 });
+        self.unhashed_last = None;
         self.buf.clear();
         self.start = 0;
         self.scanned = 0;
     }
 
     fn compact(&mut self) {
+        if let Some((start, end)) = self.unhashed_last.take() {
+            let bytes = &self.buf[start..end];
+            self.last = Some(LineMark {
+                len: bytes.len() as u64,
+                sha256: Sha256::digest(bytes).into(),
+            });
+        }
         if self.start > 0 {
             self.buf.drain(..self.start);
             self.scanned -= self.start;
@@ -228,7 +240,8 @@ impl Lines {
         let bytes = &self.buf[start..end];
         self.line_no += 1;
         let loc = || location(source, self.line_no);
-        let (len, sha256) = match self.overlong.take() {
+        self.unhashed_last = None;
+        match self.overlong.take() {
             Some(mut o) => {
                 o.hasher.update(bytes);
                 let len = o.len + bytes.len() as u64;
@@ -240,7 +253,11 @@ impl Lines {
                     },
                     raw: o.prefix,
                 });
-                (len, o.hasher.finalize().into())
+                self.boundary += len + 1;
+                self.last = Some(LineMark {
+                    len,
+                    sha256: o.hasher.finalize().into(),
+                });
             }
             None => {
                 let len = bytes.len() as u64;
@@ -263,11 +280,10 @@ impl Lines {
                         }),
                     }
                 }
-                (len, Sha256::digest(bytes).into())
+                self.boundary += len + 1;
+                self.unhashed_last = Some((start, end));
             }
-        };
-        self.boundary += len + 1;
-        self.last = Some(LineMark { len, sha256 });
+        }
     }
 }
 
@@ -402,6 +418,9 @@ mod tests {
         let (lines, out) = collect(content, 100, 3);
         assert_eq!(out.len(), 3);
         assert_eq!(lines.boundary, 6);
+        assert_eq!(lines.line_no, 3);
+        let mark = lines.last.unwrap();
+        assert_eq!((mark.len, mark.sha256), (1, Sha256::digest(b"c").into()));
     }
 
     #[test]

@@ -47,6 +47,12 @@
 //! most `max_batch` items; at most [`backups::MAX_BACKUPS`] backups are
 //! considered.
 //!
+//! Backups are recognised by lumberjack's naming only. logrotate's
+//! rename-and-create mode (`audit.log.1`) is followed while kaudit runs (the
+//! renamed file is read to its end through the open descriptor), but its
+//! unread remainder is not found again after a restart; prefer lumberjack or
+//! copytruncate.
+//!
 //! Known limit: backups deleted (`--audit-log-maxbackup`, `--audit-log-maxage`)
 //! before kaudit reads them are lost to it; so is a compressed backup that
 //! is deleted before the next poll after its rotation.
@@ -75,6 +81,9 @@ pub const MAX_BATCH_LIMIT: usize = 1 << 20;
 /// File switches one poll may make before returning (a long run of empty
 /// backups is worked through over several polls).
 const MAX_SWITCHES_PER_POLL: usize = 64;
+/// Lines up to this length are re-read on every poll to detect an in-place
+/// truncation; longer ones only when the file's size or mtime changed.
+const VERIFY_EVERY_POLL_MAX: u64 = 64 << 10;
 /// Attempts at listing-opening-listing before accepting a racing rotation.
 const OPEN_ATTEMPTS: usize = 8;
 
@@ -235,6 +244,8 @@ struct Source {
     rotated: Option<Option<String>>,
     /// Set when a compressed backup failed to decompress.
     corrupt: Option<Corrupt>,
+    /// Size and mtime of the active file at the last truncation check.
+    seen: Option<(u64, i64, i64)>,
 }
 
 impl Source {
@@ -492,6 +503,7 @@ impl FileTailer {
                             lines: Lines::at(0, 0, None),
                             rotated: None,
                             corrupt: None,
+                            seen: None,
                         });
                         return Ok(true);
                     }
@@ -549,6 +561,7 @@ impl FileTailer {
             lines: Lines::at(offset, line, last),
             rotated: None,
             corrupt: None,
+            seen: None,
         }
     }
 
@@ -572,22 +585,28 @@ impl FileTailer {
         };
         // Truncation is checked even when the file was just renamed: it may
         // have been truncated before the rename.
-        let len = src
+        let meta = src
             .stream
             .file()
             .metadata()
-            .map_err(|e| TailError::io(path, "stat", e))?
-            .len();
+            .map_err(|e| TailError::io(path, "stat", e))?;
+        let len = meta.len();
+        let stamp = (len, meta.mtime(), meta.mtime_nsec());
         let truncated = len < src.lines.read_pos
             || match src.lines.last {
-                // One positional read of one line per poll; a line too long
-                // to keep in memory is not re-read (the size check remains).
-                Some(m) if src.lines.boundary > 0 && m.len <= self.cfg.max_line as u64 => {
+                // One positional read of the last line per poll. A long line
+                // is re-read only when size or mtime changed (a truncation
+                // and regrowth within one mtime tick would go unnoticed).
+                Some(m)
+                    if src.lines.boundary > 0
+                        && (m.len <= VERIFY_EVERY_POLL_MAX || src.seen != Some(stamp)) =>
+                {
                     !lines::verify_plain(src.stream.file(), src.lines.boundary, Some(&m))
                         .map_err(|e| TailError::io(path, "read", e))?
                 }
                 _ => false,
             };
+        src.seen = Some(stamp);
         if truncated {
             tracing::warn!(
                 file = %path.display(),
@@ -777,6 +796,7 @@ impl FileTailer {
             lines,
             rotated: None,
             corrupt: None,
+            seen: None,
         });
         Ok(())
     }
