@@ -279,6 +279,7 @@ impl ServerConfig {
             set_path(&mut value, &path, scalar);
             applied.push(k);
         }
+        drop_nulls(&mut value);
         serde_json::from_value(value).map_err(|e| ConfigError::Invalid {
             path: if applied.is_empty() {
                 name
@@ -299,7 +300,7 @@ impl ServerConfig {
                 ));
             }
         }
-        if self.listen.is_none() && self.tls.is_none() {
+        if self.listen.is_none() && self.tls.is_none() && self.sources.is_empty() {
             problems
                 .push("neither listen nor tls.listen is set: nothing would accept events".into());
         }
@@ -338,6 +339,14 @@ impl ServerConfig {
             problems.push("ingest.max_event is larger than ingest.max_body".into());
         }
         problems
+    }
+}
+
+/// `key:` with nothing after it is YAML null: treat it as not set.
+fn drop_nulls(v: &mut serde_json::Value) {
+    if let serde_json::Value::Object(m) = v {
+        m.retain(|_, c| !c.is_null());
+        m.values_mut().for_each(drop_nulls);
     }
 }
 
@@ -483,6 +492,16 @@ mod tests {
         let c = ServerConfig::load(None, vec![("KAUDIT_LISTEN".into(), "0.0.0.0:8080".into())])
             .unwrap();
         assert!(c.check()[0].contains("allow_insecure_http"));
+    }
+
+    #[test]
+    fn the_example_config_loads() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../kaudit.example.yaml");
+        let c = ServerConfig::load(Some(&p), Vec::new()).unwrap();
+        assert_eq!(c.tls.as_ref().unwrap().listen.port(), 8443);
+        assert_eq!(c.auth.tokens[0].clusters, ["prod-eu"]);
+        assert_eq!(c.ingest.max_inflight, 512 << 20);
+        assert!(c.check().is_empty(), "{:?}", c.check());
     }
 
     #[test]

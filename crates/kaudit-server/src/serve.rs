@@ -140,6 +140,21 @@ pub fn run(cfg: ServerConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result
         tracing::info!(target: "kaudit::store", "{line}");
     }
     let metrics = Arc::new(Metrics::default());
+    metrics.describe(
+        "kaudit_store_tree_size",
+        "gauge",
+        "Records in the store (Merkle tree size).",
+    );
+    metrics.describe(
+        "kaudit_checkpoint_age_seconds",
+        "gauge",
+        "Age of the latest signed checkpoint.",
+    );
+    metrics.describe(
+        "kaudit_source_lag_bytes",
+        "gauge",
+        "Bytes of a followed file not yet read.",
+    );
     let quarantine =
         Arc::new(Quarantine::open(&cfg.data).map_err(|e| ServeError::Store(e.to_string()))?);
     let transform = build_transform(cfg.ingest.policy.as_deref(), cfg.ingest.redact)?;
@@ -204,6 +219,11 @@ pub fn run(cfg: ServerConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result
                 std::thread::sleep(every);
             }
         }));
+    }
+    if !cfg.sources.is_empty() {
+        let dir = source_state_dir(&cfg.data);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| ServeError::Store(format!("{}: {e}", dir.display())))?;
     }
     for (i, src) in cfg.sources.iter().enumerate() {
         let state_path = cfg

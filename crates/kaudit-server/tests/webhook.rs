@@ -545,3 +545,67 @@ fn tls_with_client_certificates_and_tokens() {
     let clusters: Vec<String> = s.stored().into_iter().map(|(c, _)| c).collect();
     assert_eq!(clusters, ["eu", "eu", "eu", "us", "us"]);
 }
+
+#[test]
+fn file_sources_are_followed_through_rotation() {
+    let (mut cfg, dir) = config();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let active = logs.join("audit.log");
+    let write = |path: &Path, ids: std::ops::Range<usize>| {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        for i in ids {
+            f.write_all(&doc(&format!("file-{i}")).encode()).unwrap();
+            f.write_all(b"\n").unwrap();
+        }
+    };
+    write(&active, 0..100);
+    cfg.sources = vec![kaudit_server::config::SourceConfig {
+        file: kaudit_server::config::FileSourceConfig {
+            path: active.clone(),
+            cluster: "filec".into(),
+        },
+    }];
+    let mut s = Server::start(cfg, Some(dir));
+    let wait_for = |n: usize| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let m = reqwest::blocking::get(s.url("/metrics"))
+                .unwrap()
+                .text()
+                .unwrap();
+            if m.contains(&format!(
+                "kaudit_events_stored_total{{cluster=\"filec\"}} {n}\n"
+            )) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never reached {n}:\n{m}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for(100);
+    // lumberjack: rename the active file, start a new one.
+    write(&active, 100..120);
+    std::fs::rename(&active, logs.join("audit-2026-01-02T15-04-05.000.log")).unwrap();
+    write(&active, 120..150);
+    wait_for(150);
+    let stored = s.stored();
+    let ids: Vec<String> = stored
+        .iter()
+        .map(|(_, b)| {
+            kaudit_event::Event::from_json(b)
+                .unwrap()
+                .audit_id()
+                .to_string()
+        })
+        .collect();
+    let want: Vec<String> = (0..150).map(|i| format!("file-{i}")).collect();
+    assert_eq!(ids, want);
+}

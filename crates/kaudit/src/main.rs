@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 
 /// kaudit: ingest, verify, search and detect over Kubernetes audit logs.
 #[derive(Parser)]
-#[command(name = "kaudit", version, about, long_about = None, propagate_version = true)]
+#[command(name = "kaudit", version, propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -57,6 +57,8 @@ enum Command {
     Quarantine(cmd::serve::QuarantineCommand),
     /// Print the kubeconfig for kube-apiserver's --audit-webhook-config-file.
     WebhookKubeconfig(cmd::serve::KubeconfigArgs),
+    /// Follow an audit log file through rotations and store its events.
+    Tail(cmd::serve::TailArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -79,6 +81,7 @@ fn main() -> std::process::ExitCode {
         Command::Config(c) => cmd::serve::config(c),
         Command::Quarantine(c) => cmd::serve::quarantine(c),
         Command::WebhookKubeconfig(a) => cmd::serve::webhook_kubeconfig(a),
+        Command::Tail(a) => cmd::serve::tail(a),
     };
     match result {
         Ok(code) => code,

@@ -53,7 +53,10 @@ pub struct Args {
 }
 
 fn load_config(path: Option<&PathBuf>) -> anyhow::Result<ServerConfig> {
-    Ok(ServerConfig::load(path.map(|p| p.as_path()), std::env::vars())?)
+    Ok(ServerConfig::load(
+        path.map(|p| p.as_path()),
+        std::env::vars(),
+    )?)
 }
 
 /// Runs `kaudit serve`.
@@ -103,7 +106,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 fn init_logging(json: bool, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KAUDIT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
     if json {
         let _ = builder.json().try_init();
     } else {
@@ -179,13 +186,19 @@ pub fn quarantine(c: QuarantineCommand) -> anyhow::Result<ExitCode> {
                     println!("{}", serde_json::to_string(e)?);
                 }
             } else {
-                println!("{:<6} {:<28} {:<16} {:<24} REASON", "ID", "TIME", "CLUSTER", "SOURCE");
+                println!(
+                    "{:<6} {:<28} {:<16} {:<24} REASON",
+                    "ID", "TIME", "CLUSTER", "SOURCE"
+                );
                 for e in &items {
                     let reason = match &e.path {
                         Some(p) => format!("{p}: {}", e.reason),
                         None => e.reason.clone(),
                     };
-                    println!("{:<6} {:<28} {:<16} {:<24} {}", e.id, e.time, e.cluster, e.source, reason);
+                    println!(
+                        "{:<6} {:<28} {:<16} {:<24} {}",
+                        e.id, e.time, e.cluster, e.source, reason
+                    );
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -236,7 +249,10 @@ pub struct KubeconfigArgs {
 
 /// Prints the kubeconfig for `--audit-webhook-config-file`.
 pub fn webhook_kubeconfig(a: KubeconfigArgs) -> anyhow::Result<ExitCode> {
-    if !a.server.starts_with("https://") && !a.server.starts_with("http://127.") && !a.server.starts_with("http://localhost") {
+    if !a.server.starts_with("https://")
+        && !a.server.starts_with("http://127.")
+        && !a.server.starts_with("http://localhost")
+    {
         bail!("--server must be https:// (plain http only to loopback)");
     }
     let mut url = format!("{}/api/v1/ingest/k8s", a.server.trim_end_matches('/'));
@@ -248,18 +264,72 @@ pub fn webhook_kubeconfig(a: KubeconfigArgs) -> anyhow::Result<ExitCode> {
     y.push_str("apiVersion: v1\nkind: Config\nclusters:\n- name: kaudit\n  cluster:\n");
     y.push_str(&format!("    server: {}\n", q(&url)));
     if let Some(ca) = &a.certificate_authority {
-        y.push_str(&format!("    certificate-authority: {}\n", q(&ca.display().to_string())));
+        y.push_str(&format!(
+            "    certificate-authority: {}\n",
+            q(&ca.display().to_string())
+        ));
     }
     y.push_str("users:\n- name: kube-apiserver\n  user:\n");
     match (&a.token, &a.client_cert, &a.client_key) {
         (Some(t), _, _) => y.push_str(&format!("    token: {}\n", q(t))),
         (None, Some(c), Some(k)) => {
-            y.push_str(&format!("    client-certificate: {}\n", q(&c.display().to_string())));
-            y.push_str(&format!("    client-key: {}\n", q(&k.display().to_string())));
+            y.push_str(&format!(
+                "    client-certificate: {}\n",
+                q(&c.display().to_string())
+            ));
+            y.push_str(&format!(
+                "    client-key: {}\n",
+                q(&k.display().to_string())
+            ));
         }
         _ => bail!("give --token or --client-cert with --client-key"),
     }
     y.push_str("contexts:\n- name: kaudit\n  context:\n    cluster: kaudit\n    user: kube-apiserver\ncurrent-context: kaudit\n");
     print!("{y}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Arguments of `kaudit tail`.
+#[derive(clap::Args)]
+#[command(
+    after_help = "Follows the file as kube-apiserver's log backend writes it, through\n\
+    lumberjack rotation (rename + new file, .gz backups), copytruncate and restarts, and\n\
+    stores every event durably. The position is saved only after the events are durable,\n\
+    so a restart neither loses nor repeats a line. Stop it with Ctrl-C or SIGTERM."
+)]
+pub struct TailArgs {
+    /// The active audit log (kube-apiserver's --audit-log-path).
+    path: PathBuf,
+    /// Cluster name for its events.
+    #[arg(long, default_value = "default")]
+    cluster: String,
+    /// Data directory.
+    #[arg(long, env = "KAUDIT_DATA", default_value = "./kaudit-data")]
+    data: PathBuf,
+    /// Ingest-time audit policy.
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// Do not redact Secret data and tokens.
+    #[arg(long)]
+    no_redact: bool,
+}
+
+/// Runs `kaudit tail`: `serve` with one file source and no listener.
+pub fn tail(a: TailArgs) -> anyhow::Result<ExitCode> {
+    let mut cfg = ServerConfig {
+        data: a.data,
+        listen: None,
+        ..Default::default()
+    };
+    cfg.ingest.policy = a.policy;
+    cfg.ingest.redact = !a.no_redact;
+    cfg.sources = vec![kaudit_server::config::SourceConfig {
+        file: kaudit_server::config::FileSourceConfig {
+            path: a.path,
+            cluster: a.cluster,
+        },
+    }];
+    init_logging(false, "info");
+    kaudit_server::serve::run(cfg, Default::default(), Arc::new(AtomicBool::new(false)))?;
     Ok(ExitCode::SUCCESS)
 }

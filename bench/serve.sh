@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Webhook ingest over loopback, as kube-apiserver sends it: EventList batches
+# of 400 from `kaudit gen` output, 8 concurrent senders, durable acks.
+# Baseline in the same run: `kaudit import` of the same events (the offline
+# durable path, no HTTP), so the ratio shows what the HTTP path costs.
+# Usage: bench/serve.sh [EVENTS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N="${1:-400000}"
+mkdir -p bench/out
+cargo build --release --locked -p kaudit -p kaudit-server --example loadgen
+K=./target/release/kaudit
+LOADGEN=./target/release/examples/loadgen
+events=bench/out/events-$N.jsonl
+[ -s "$events" ] || $K gen --events "$N" --seed 1 -o "$events"
+work=$(mktemp -d); trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
+port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+KAUDIT_INGEST__MIN_FREE_DISK=0 $K serve --data "$work/serve" --listen 127.0.0.1:$port 2>"$work/serve.log" &
+pid=$!
+for _ in $(seq 100); do curl -sf http://127.0.0.1:$port/readyz >/dev/null && break; sleep 0.1; done
+
+echo "== throughput: 8 senders, batches of 400, all $N events"
+$LOADGEN http://127.0.0.1:$port/api/v1/ingest/k8s "$events" --senders 8 --batch 400 | tee bench/out/serve-throughput.txt
+rss=$(ps -o rss= -p $pid); echo "server RSS after the run: $((rss/1024)) MiB"
+
+echo "== latency: paced at 20,000 events/s for 15 s"
+$LOADGEN http://127.0.0.1:$port/api/v1/ingest/k8s "$events" --senders 8 --batch 400 --rate 20000 --seconds 15 | tee bench/out/serve-latency.txt
+
+echo "== baseline: kaudit import of the same file (durable, no HTTP)"
+start=$(date +%s.%N)
+$K import --data "$work/import" "$events" >/dev/null 2>&1
+end=$(date +%s.%N)
+python3 - "$N" "$start" "$end" bench/out/serve-throughput.txt <<'PY'
+import sys, re
+n, s, e = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+imp = n / (e - s)
+txt = open(sys.argv[4]).read()
+m = re.search(r"= (\d+) events/s", txt)
+web = float(m.group(1)) if m else 0
+print(f"import: {imp:,.0f} events/s; webhook: {web:,.0f} events/s; webhook/import = {web/imp:.2f}")
+PY
+kill -TERM $pid; wait $pid || true
+$K verify --data "$work/serve" | tail -1
