@@ -54,6 +54,7 @@ pub struct AppState {
     /// Readiness (store open and writable, disk not full).
     pub ready: ReadyCheck,
     inflight: Arc<Semaphore>,
+    inflight_permits: u32,
 }
 
 impl AppState {
@@ -64,13 +65,14 @@ impl AppState {
         limits: HttpLimits,
         ready: ReadyCheck,
     ) -> Self {
-        let permits = (limits.max_inflight_bytes / 1024).clamp(1, Semaphore::MAX_PERMITS);
+        let permits = (limits.max_inflight_bytes / 1024).clamp(1, u32::MAX as usize);
         AppState {
             ingestor,
             auth,
             limits,
             ready,
             inflight: Arc::new(Semaphore::new(permits)),
+            inflight_permits: permits as u32,
         }
     }
 }
@@ -170,7 +172,10 @@ async fn ingest(
     }
     // Reserve memory for the body before reading it: overload gets 429, not OOM.
     let want_kib = declared.map_or(64, |n| (n as usize).div_ceil(1024)).max(1);
-    let want = u32::try_from(want_kib).unwrap_or(u32::MAX);
+    // A body larger than the whole budget may still pass when nothing else is in flight.
+    let want = u32::try_from(want_kib)
+        .unwrap_or(u32::MAX)
+        .min(st.inflight_permits);
     let Ok(_permit) = st.inflight.clone().try_acquire_many_owned(want) else {
         return with_retry_after(
             error(

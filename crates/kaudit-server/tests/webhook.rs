@@ -609,3 +609,91 @@ fn file_sources_are_followed_through_rotation() {
     let want: Vec<String> = (0..150).map(|i| format!("file-{i}")).collect();
     assert_eq!(ids, want);
 }
+
+#[test]
+fn overload_gets_429_and_a_full_disk_503_never_a_silent_loss() {
+    // A tiny in-flight budget: concurrent batches beyond it are refused with Retry-After.
+    let (mut cfg, dir) = config();
+    cfg.ingest.max_inflight = 64 << 10;
+    let mut s = Server::start(cfg, Some(dir));
+    let url = s.url("/api/v1/ingest/k8s");
+    let stored_ok = Arc::new(std::sync::Mutex::new(0usize));
+    let saw_429 = Arc::new(AtomicBool::new(false));
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let (url, stored_ok, saw_429) = (url.clone(), stored_ok.clone(), saw_429.clone());
+            std::thread::spawn(move || {
+                let c = reqwest::blocking::Client::new();
+                for i in 0..10 {
+                    let r = c
+                        .post(&url)
+                        .header("Content-Type", "application/json")
+                        .body(batch(&format!("o{t}-{i}"), 200))
+                        .send()
+                        .unwrap();
+                    match r.status().as_u16() {
+                        200 => *stored_ok.lock().unwrap() += 200,
+                        429 => {
+                            assert!(r.headers().get("retry-after").is_some());
+                            saw_429.store(true, Ordering::Relaxed);
+                        }
+                        other => panic!("unexpected {other}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert!(
+        saw_429.load(Ordering::Relaxed),
+        "8 concurrent senders over a 64 KiB budget must see 429"
+    );
+    let acked = *stored_ok.lock().unwrap();
+    assert_eq!(
+        s.stored().len(),
+        acked,
+        "exactly the acknowledged batches are stored"
+    );
+
+    // A disk below the free-space minimum: 503 with Retry-After, and not ready.
+    let (mut cfg, dir) = config();
+    let mut s = Server::start(cfg.clone(), Some(dir));
+    s.stop();
+    cfg.data = s.data.clone();
+    let mut s = {
+        let mut c = cfg;
+        c.listen = Some("127.0.0.1:0".parse().unwrap());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel();
+        let tx = std::sync::Mutex::new(tx);
+        c.ingest.min_free_disk = u64::MAX;
+        let data = c.data.clone();
+        let s2 = stop.clone();
+        let opts = RunOptions {
+            on_ready: Some(Arc::new(move |a: &[(String, SocketAddr)]| {
+                let _ = tx.lock().unwrap().send(a.to_vec());
+            })),
+            ..Default::default()
+        };
+        let thread = std::thread::spawn(move || run(c, opts, s2));
+        let addrs = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        Server {
+            addrs,
+            stop,
+            thread: Some(thread),
+            data,
+            _dir: None,
+        }
+    };
+    let (st, v) = post(&s.url("/api/v1/ingest/k8s"), batch("full", 3));
+    assert_eq!(st, 503, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("disk nearly full"),
+        "{v}"
+    );
+    let r = reqwest::blocking::get(s.url("/readyz")).unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    assert_eq!(s.stored().len(), 0);
+}
