@@ -65,6 +65,20 @@ pub enum Outcome {
     Drop(DropReason),
 }
 
+/// What applying would do to an event, decided without consuming it: an
+/// ingest pipeline that already owns the event keeps it as is (no copy),
+/// stores the replacement, or drops it.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq)]
+pub enum Verdict {
+    /// Keep the event exactly as it is.
+    KeepAsIs,
+    /// Keep this stripped or redacted version instead.
+    Replace(Event),
+    /// Drop the event.
+    Drop(DropReason),
+}
+
 /// Applies a compiled policy and redaction to a stream of events.
 pub struct PolicyApplier {
     policy: CompiledPolicy,
@@ -91,19 +105,34 @@ impl PolicyApplier {
         self.apply_config(event, cfg)
     }
 
+    /// Decides what applying the policy does to `event` without consuming it.
+    pub fn check(&self, event: &Event) -> Verdict {
+        let cfg = self.policy.evaluate(&RequestAttributes::from_event(event));
+        self.check_config(event, cfg)
+    }
+
+    /// Applies an already-evaluated decision (see [`PolicyApplier::check_config`]).
+    pub fn apply_config(&self, event: Event, cfg: AuditConfig) -> Outcome {
+        match self.check_config(&event, cfg) {
+            Verdict::KeepAsIs => Outcome::Keep(event),
+            Verdict::Replace(e) => Outcome::Keep(e),
+            Verdict::Drop(r) => Outcome::Drop(r),
+        }
+    }
+
     /// Applies an already-evaluated decision: drops the event at level None
     /// or in an omitted stage; otherwise lowers its level to the policy's
     /// when the policy's is lower (so the level always says what the event
     /// holds), strips bodies the level does not cover, strips managedFields
     /// when asked, and redacts. The event is re-encoded only if one of these
     /// changed something; otherwise its exact bytes are kept.
-    pub fn apply_config(&self, event: Event, cfg: AuditConfig) -> Outcome {
+    pub fn check_config(&self, event: &Event, cfg: AuditConfig) -> Verdict {
         if cfg.level == Level::None {
-            return Outcome::Drop(DropReason::LevelNone { rule: cfg.rule });
+            return Verdict::Drop(DropReason::LevelNone { rule: cfg.rule });
         }
         let stage = event.stage();
         if cfg.omit_stages.contains(stage) {
-            return Outcome::Drop(DropReason::OmittedStage {
+            return Verdict::Drop(DropReason::OmittedStage {
                 stage,
                 rule: cfg.rule,
             });
@@ -128,7 +157,7 @@ impl PolicyApplier {
             && !work_request
             && !work_response
         {
-            return Outcome::Keep(event);
+            return Verdict::KeepAsIs;
         }
         let mut new = doc.clone();
         let mut changed = level != doc.level || strip_request || strip_response;
@@ -168,9 +197,9 @@ impl PolicyApplier {
                 .insert(REDACTED_ANNOTATION.to_string(), value);
         }
         if changed {
-            Outcome::Keep(Event::from_doc(new))
+            Verdict::Replace(Event::from_doc(new))
         } else {
-            Outcome::Keep(event)
+            Verdict::KeepAsIs
         }
     }
 

@@ -235,6 +235,30 @@ impl BitIndex {
         idx
     }
 
+    /// Index of the API groups a rule's `resources` name: rules without
+    /// `resources`, or with a `*` group, accept every group.
+    fn build_api_groups(words: usize, rules: &[PolicyRule]) -> BitIndex {
+        let mut idx = BitIndex {
+            unconstrained: vec![0; words],
+            by_value: FastMap::default(),
+        };
+        for (i, rule) in rules.iter().enumerate() {
+            let bit = 1u64 << (i % 64);
+            if rule.resources.is_empty() || rule.resources.iter().any(|gr| gr.group == "*") {
+                idx.unconstrained[i / 64] |= bit;
+                continue;
+            }
+            for gr in &rule.resources {
+                let bits = idx
+                    .by_value
+                    .entry(gr.group.as_str().into())
+                    .or_insert_with(|| vec![0; words]);
+                bits[i / 64] |= bit;
+            }
+        }
+        idx
+    }
+
     fn lookup(&self, value: &str) -> Option<&[u64]> {
         self.by_value.get(value).map(Vec::as_slice)
     }
@@ -269,6 +293,7 @@ pub struct CompiledPolicy {
     users: BitIndex,
     verbs: BitIndex,
     namespaces: BitIndex,
+    api_groups: BitIndex,
     /// Rules that can match a resource request (all but nonResourceURLs-only rules).
     resource_ok: Vec<u64>,
     /// Rules that can match a non-resource request (no namespaces or resources).
@@ -332,6 +357,7 @@ impl CompiledPolicy {
             users: BitIndex::build(words, &policy.rules, |r| &r.users),
             verbs: BitIndex::build(words, &policy.rules, |r| &r.verbs),
             namespaces: BitIndex::build(words, &policy.rules, |r| &r.namespaces),
+            api_groups: BitIndex::build_api_groups(words, &policy.rules),
             unmatched: AuditConfig {
                 rule: None,
                 level: Level::None,
@@ -357,10 +383,13 @@ impl CompiledPolicy {
     pub fn evaluate(&self, a: &RequestAttributes<'_>) -> AuditConfig {
         let user_bits = a.user.and_then(|u| self.users.lookup(u.name));
         let verb_bits = self.verbs.lookup(a.verb);
-        let ns_bits = if a.resource_request {
-            self.namespaces.lookup(a.namespace)
+        let (ns_bits, group_bits) = if a.resource_request {
+            (
+                self.namespaces.lookup(a.namespace),
+                self.api_groups.lookup(a.api_group),
+            )
         } else {
-            None
+            (None, None)
         };
         for w in 0..self.words {
             let mut m = self.users.unconstrained[w] | user_bits.map_or(0, |b| b[w]);
@@ -368,6 +397,7 @@ impl CompiledPolicy {
             if a.resource_request {
                 m &= self.resource_ok[w];
                 m &= self.namespaces.unconstrained[w] | ns_bits.map_or(0, |b| b[w]);
+                m &= self.api_groups.unconstrained[w] | group_bits.map_or(0, |b| b[w]);
             } else {
                 m &= self.non_resource_ok[w];
             }

@@ -19,7 +19,7 @@ mod rawjson;
 mod redact;
 pub mod simulate;
 
-pub use apply::{ApplyOptions, DropReason, Outcome, PolicyApplier};
+pub use apply::{ApplyOptions, DropReason, Outcome, PolicyApplier, Verdict};
 pub use eval::{AuditConfig, CompiledPolicy, RequestAttributes, StageSet, UserAttrs};
 pub use lint::{lint, Finding, Severity};
 pub use model::{

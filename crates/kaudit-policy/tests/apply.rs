@@ -266,3 +266,32 @@ fn metadata_events_keep_their_bytes_with_redaction_on() {
     let before = e.bytes().to_vec();
     assert_eq!(keep(a.apply(e)).bytes(), &before[..]);
 }
+
+#[test]
+fn check_decides_without_consuming() {
+    use kaudit_policy::Verdict;
+    let a = applier(
+        json!([
+            {"level": "None", "verbs": ["watch"]},
+            {"level": "Metadata", "verbs": ["delete"]},
+            {"level": "RequestResponse"}
+        ]),
+        true,
+    );
+    let req = r#"{"kind":"Pod","apiVersion":"v1"}"#;
+    assert_eq!(
+        a.check(&event("pods", "", "get", Some(req), None)),
+        Verdict::KeepAsIs
+    );
+    assert_eq!(
+        a.check(&event("pods", "", "watch", None, None)),
+        Verdict::Drop(DropReason::LevelNone { rule: Some(0) })
+    );
+    match a.check(&event("pods", "", "delete", Some(req), None)) {
+        Verdict::Replace(e) => {
+            assert_eq!(e.level(), Level::Metadata);
+            assert!(e.doc().request_object.is_none());
+        }
+        other => panic!("{other:?}"),
+    }
+}
