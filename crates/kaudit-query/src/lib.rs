@@ -23,5 +23,5 @@ mod matcher;
 mod parse;
 
 pub use field::{Field, JsonPath, LazyJson};
-pub use matcher::{parse_time_bound, Query};
+pub use matcher::{parse_time_bound, CompareTest, Query};
 pub use parse::{parse, Expr, Op, QueryError, MAX_DEPTH, MAX_QUERY_LEN};

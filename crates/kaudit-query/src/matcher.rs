@@ -255,3 +255,53 @@ pub fn parse_time_bound(
         "invalid time {s:?}: use a duration (2h, 30m, 7d), an RFC 3339 time or a date (2026-01-02)"
     ))
 }
+
+/// One `field OP values` comparison compiled on its own, so an index can
+/// decide it once per distinct stored value list (a dictionary entry)
+/// instead of once per event, with exactly the matcher's semantics.
+#[derive(Debug, Clone)]
+pub struct CompareTest {
+    test: Test,
+    negated: bool,
+}
+
+impl CompareTest {
+    /// Compiles the comparison the way [`Query::compile`] does for a leaf.
+    pub fn new(field: &Field, op: Op, values: &[String]) -> Result<CompareTest, QueryError> {
+        let expr = Expr::Compare {
+            field: field.clone(),
+            op,
+            values: values.to_vec(),
+        };
+        let mut needs_json = false;
+        match build(&expr, &mut needs_json)? {
+            Node::Cmp { test, .. } => Ok(CompareTest {
+                test,
+                negated: false,
+            }),
+            Node::Not(inner) => match *inner {
+                Node::Cmp { test, .. } => Ok(CompareTest {
+                    test,
+                    negated: true,
+                }),
+                _ => Err(QueryError {
+                    message: "not a comparison".into(),
+                    column: 1,
+                    hint: None,
+                }),
+            },
+            _ => Err(QueryError {
+                message: "not a comparison".into(),
+                column: 1,
+                hint: None,
+            }),
+        }
+    }
+
+    /// Whether an event whose field has exactly these values (none for a
+    /// missing field) satisfies the comparison, negation included.
+    pub fn matches_values<'a>(&self, values: impl IntoIterator<Item = &'a str>) -> bool {
+        let hit = values.into_iter().any(|v| test_value(&self.test, v));
+        hit != self.negated
+    }
+}

@@ -1,0 +1,804 @@
+//! The on-disk index: dictionary-encoded key-field columns, event time and
+//! latency, rebuilt from the store at any time.
+//!
+//! Layout under `<data>/search/`: `meta.json` (rows committed, first seq,
+//! column widths), per key field `<field>.col` (row -> id of the row's value
+//! list, 1, 2 or 4 bytes wide) and `<field>.dict` (the value lists, each
+//! `u32 length + bytes`, id = position + 1), `h.<field>.u32` (32-bit hashes
+//! of high-cardinality fields, candidates only), `time.i64`, `lat.u32`.
+//! Id 0 means "not indexed" and always counts as a possible match, so a
+//! bounded dictionary never costs correctness. A commit appends the new rows,
+//! fsyncs, then replaces `meta.json`; bytes past the committed rows are
+//! ignored on open, so a crash loses at most the uncommitted rows.
+
+use crate::{io_err, IndexError, IndexResult};
+use kaudit_event::{Event, MicroTime};
+use kaudit_query::{Field, LazyJson};
+use kaudit_store::{LeafRef, LogReader};
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Directory of the index inside the store's data directory.
+pub const INDEX_DIR: &str = "search";
+/// Key fields kept as dictionary columns (exact answers from the index).
+pub const DICT_FIELDS: [Field; 18] = [
+    Field::User,
+    Field::Group,
+    Field::Impersonated,
+    Field::Verb,
+    Field::Resource,
+    Field::Subresource,
+    Field::Namespace,
+    Field::Name,
+    Field::ApiGroup,
+    Field::ApiVersion,
+    Field::Code,
+    Field::Ip,
+    Field::UserAgent,
+    Field::Stage,
+    Field::Level,
+    Field::Cluster,
+    Field::Decision,
+    Field::Reason,
+];
+/// High-cardinality fields kept as 32-bit hashes (candidates, confirmed later).
+pub const HASH_FIELDS: [Field; 2] = [Field::AuditId, Field::Uid];
+/// Largest encoded value list a dictionary stores; longer ones get id 0.
+pub const MAX_DICT_KEY: usize = 16 << 10;
+/// Most entries one dictionary holds; later new values get id 0.
+pub const MAX_DICT_ENTRIES: usize = 50_000_000;
+/// Latency value meaning "unknown" (no timestamps, negative, or too long).
+pub const NO_LATENCY: u32 = u32::MAX;
+const META: &str = "meta.json";
+const VERSION: u32 = 1;
+
+/// Whether the index is opened to be written (all columns in memory, lock
+/// held) or read (columns loaded on demand).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum IndexMode {
+    /// Query only.
+    Read,
+    /// Catch up with the store and commit; takes `search/LOCK`.
+    Write,
+}
+
+/// A column of ids whose width grows with the largest id.
+#[derive(Clone, Debug)]
+pub enum Column {
+    /// Up to 255 ids.
+    U8(Vec<u8>),
+    /// Up to 65535 ids.
+    U16(Vec<u16>),
+    /// Anything larger.
+    U32(Vec<u32>),
+}
+
+impl Column {
+    fn new() -> Column {
+        Column::U8(Vec::new())
+    }
+
+    /// Bytes per row.
+    pub fn width(&self) -> u8 {
+        match self {
+            Column::U8(_) => 1,
+            Column::U16(_) => 2,
+            Column::U32(_) => 4,
+        }
+    }
+
+    /// Rows held.
+    pub fn len(&self) -> usize {
+        match self {
+            Column::U8(v) => v.len(),
+            Column::U16(v) => v.len(),
+            Column::U32(v) => v.len(),
+        }
+    }
+
+    /// Whether no rows are held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The id at `row` (0 when out of range).
+    #[inline]
+    pub fn get(&self, row: usize) -> u32 {
+        match self {
+            Column::U8(v) => v.get(row).map_or(0, |&x| u32::from(x)),
+            Column::U16(v) => v.get(row).map_or(0, |&x| u32::from(x)),
+            Column::U32(v) => v.get(row).copied().unwrap_or(0),
+        }
+    }
+
+    fn push(&mut self, id: u32) {
+        if id > 0xFFFF {
+            if let Column::U8(v) = self {
+                *self = Column::U32(v.iter().map(|&x| u32::from(x)).collect());
+            } else if let Column::U16(v) = self {
+                *self = Column::U32(v.iter().map(|&x| u32::from(x)).collect());
+            }
+        } else if id > 0xFF {
+            if let Column::U8(v) = self {
+                *self = Column::U16(v.iter().map(|&x| u16::from(x)).collect());
+            }
+        }
+        match self {
+            Column::U8(v) => v.push(id as u8),
+            Column::U16(v) => v.push(id as u16),
+            Column::U32(v) => v.push(id),
+        }
+    }
+
+    fn truncate(&mut self, n: usize) {
+        match self {
+            Column::U8(v) => v.truncate(n),
+            Column::U16(v) => v.truncate(n),
+            Column::U32(v) => v.truncate(n),
+        }
+    }
+
+    fn bytes(&self, from: usize, out: &mut Vec<u8>) {
+        match self {
+            Column::U8(v) => out.extend_from_slice(&v[from.min(v.len())..]),
+            Column::U16(v) => v[from.min(v.len())..]
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            Column::U32(v) => v[from.min(v.len())..]
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        }
+    }
+
+    fn from_bytes(width: u8, b: &[u8]) -> Option<Column> {
+        Some(match width {
+            1 => Column::U8(b.to_vec()),
+            2 => Column::U16(
+                b.chunks_exact(2)
+                    .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                    .collect(),
+            ),
+            4 => Column::U32(
+                b.chunks_exact(4)
+                    .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+            ),
+            _ => return None,
+        })
+    }
+}
+
+/// The distinct value lists of one field; id = position + 1.
+#[derive(Clone, Debug, Default)]
+pub struct Dict {
+    keys: Vec<Box<[u8]>>,
+    map: Option<HashMap<Box<[u8]>, u32>>,
+    persisted: usize,
+    persisted_bytes: usize,
+}
+
+impl Dict {
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether the dictionary is empty.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The values of entry `id` (None for id 0 or an unknown id).
+    pub fn values(&self, id: u32) -> Option<Vec<&str>> {
+        let key = self.keys.get((id as usize).checked_sub(1)?)?;
+        decode_list(key)
+    }
+
+    /// Every entry with its id.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, Vec<&str>)> {
+        self.keys
+            .iter()
+            .enumerate()
+            .filter_map(|(i, k)| decode_list(k).map(|v| (i as u32 + 1, v)))
+    }
+
+    fn intern(&mut self, key: &[u8]) -> u32 {
+        if key.len() > MAX_DICT_KEY {
+            return 0;
+        }
+        let map = self.map.get_or_insert_with(HashMap::new);
+        if let Some(&id) = map.get(key) {
+            return id;
+        }
+        if self.keys.len() >= MAX_DICT_ENTRIES {
+            return 0;
+        }
+        let boxed: Box<[u8]> = key.into();
+        self.keys.push(boxed.clone());
+        let id = self.keys.len() as u32;
+        map.insert(boxed, id);
+        id
+    }
+
+    fn load(bytes: &[u8], count: usize, with_map: bool) -> Dict {
+        let mut keys = Vec::with_capacity(count);
+        let mut at = 0;
+        while keys.len() < count && at + 4 <= bytes.len() {
+            let len =
+                u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+                    as usize;
+            let Some(key) = bytes.get(at + 4..at + 4 + len) else {
+                break;
+            };
+            keys.push(Box::from(key));
+            at += 4 + len;
+        }
+        let map = with_map.then(|| {
+            keys.iter()
+                .enumerate()
+                .map(|(i, k): (usize, &Box<[u8]>)| (k.clone(), i as u32 + 1))
+                .collect()
+        });
+        let persisted = keys.len();
+        Dict {
+            keys,
+            map,
+            persisted,
+            persisted_bytes: at,
+        }
+    }
+}
+
+/// Encodes a value list: each value as `u32 length + bytes`.
+fn encode_list(values: &[&str], out: &mut Vec<u8>) {
+    out.clear();
+    for v in values {
+        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        out.extend_from_slice(v.as_bytes());
+    }
+}
+
+fn decode_list(mut b: &[u8]) -> Option<Vec<&str>> {
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        let len = u32::from_le_bytes(b.get(..4)?.try_into().ok()?) as usize;
+        let v = b.get(4..4 + len)?;
+        out.push(std::str::from_utf8(v).ok()?);
+        b = &b[4 + len..];
+    }
+    Some(out)
+}
+
+/// 32-bit FNV-1a hash of a value; 0 is kept for "no value".
+pub fn value_hash(v: &str) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for &b in v.as_bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h.max(1)
+}
+
+/// The time an event is ordered and bucketed by: its stage timestamp, else
+/// when the request was received, else when kaudit received the record.
+pub fn event_time(ev: &Event, received: MicroTime) -> i64 {
+    let d = ev.doc();
+    d.stage_timestamp
+        .or(d.request_received_timestamp)
+        .unwrap_or(received)
+        .micros()
+}
+
+/// stageTimestamp - requestReceivedTimestamp in microseconds, when both are
+/// present and the difference fits.
+pub fn event_latency(ev: &Event) -> Option<u32> {
+    let d = ev.doc();
+    let l = d.stage_timestamp?.micros() - d.request_received_timestamp?.micros();
+    u32::try_from(l).ok().filter(|&l| l != NO_LATENCY)
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct Meta {
+    version: u32,
+    base: u64,
+    rows: u64,
+    widths: Vec<u8>,
+    dict_counts: Vec<u64>,
+}
+
+/// The search index of one store.
+#[derive(Debug)]
+pub struct Index {
+    dir: PathBuf,
+    mode: IndexMode,
+    base: u64,
+    rows: usize,
+    persisted_rows: usize,
+    time: Option<Vec<i64>>,
+    lat: Option<Vec<u32>>,
+    cols: Vec<Option<Column>>,
+    dicts: Vec<Option<Dict>>,
+    hashes: Vec<Option<Vec<u32>>>,
+    persisted_widths: Vec<u8>,
+    meta_widths: Vec<u8>,
+    meta_dict_counts: Vec<u64>,
+    _lock: Option<File>,
+}
+
+/// Which parts of the index a request reads (readers load only those).
+#[derive(Clone, Debug, Default)]
+pub struct Needs {
+    /// Dictionary field slots.
+    pub dict: Vec<usize>,
+    /// Hash field slots.
+    pub hash: Vec<usize>,
+    /// The latency column.
+    pub latency: bool,
+}
+
+impl Index {
+    /// Opens the index of the store in `data_dir` (creating it in write
+    /// mode). Read mode loads only the time column until [`Index::load`]
+    /// asks for more; a missing index reads as empty.
+    pub fn open(data_dir: &Path, mode: IndexMode) -> IndexResult<Index> {
+        let dir = data_dir.join(INDEX_DIR);
+        let lock = if mode == IndexMode::Write {
+            fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+            Some(take_lock(&dir)?)
+        } else {
+            None
+        };
+        let meta_path = dir.join(META);
+        let meta: Meta = match fs::read(&meta_path) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| IndexError::Corrupt(meta_path.display().to_string(), e.to_string()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Meta {
+                version: VERSION,
+                ..Meta::default()
+            },
+            Err(e) => return Err(io_err(&meta_path)(e)),
+        };
+        let n = DICT_FIELDS.len();
+        let bad = |m: &str| IndexError::Corrupt(dir.display().to_string(), m.to_string());
+        if meta.version != VERSION {
+            return Err(bad("unknown index version"));
+        }
+        if meta.rows > 0 && (meta.widths.len() != n || meta.dict_counts.len() != n) {
+            return Err(bad("meta.json lists the wrong number of columns"));
+        }
+        let rows = usize::try_from(meta.rows).map_err(|_| bad("row count out of range"))?;
+        let mut ix = Index {
+            dir,
+            mode,
+            base: meta.base,
+            rows,
+            persisted_rows: rows,
+            time: None,
+            lat: None,
+            cols: vec![None; n],
+            dicts: vec![None; n],
+            hashes: vec![None; HASH_FIELDS.len()],
+            persisted_widths: if meta.widths.len() == n {
+                meta.widths.clone()
+            } else {
+                vec![0; n]
+            },
+            meta_widths: meta.widths,
+            meta_dict_counts: meta.dict_counts,
+            _lock: lock,
+        };
+        ix.time = Some(ix.load_fixed::<8, i64>("time.i64", i64::from_le_bytes)?);
+        if mode == IndexMode::Write {
+            let all = Needs {
+                dict: (0..n).collect(),
+                hash: (0..HASH_FIELDS.len()).collect(),
+                latency: true,
+            };
+            ix.load(&all)?;
+        }
+        Ok(ix)
+    }
+
+    /// Loads the columns `needs` names that are not loaded yet.
+    pub fn load(&mut self, needs: &Needs) -> IndexResult<()> {
+        let with_map = self.mode == IndexMode::Write;
+        for &slot in &needs.dict {
+            if self.cols.get(slot).is_none_or(|c| c.is_some()) {
+                continue;
+            }
+            let name = DICT_FIELDS[slot].name();
+            let width = self.meta_widths.get(slot).copied().unwrap_or(1);
+            let path = self.dir.join(format!("{name}.col"));
+            let bytes = self.read_prefix(&path, self.rows * usize::from(width))?;
+            let col = Column::from_bytes(width, &bytes).ok_or_else(|| {
+                IndexError::Corrupt(path.display().to_string(), "bad column width".into())
+            })?;
+            let dpath = self.dir.join(format!("{name}.dict"));
+            let count = self.meta_dict_counts.get(slot).copied().unwrap_or(0) as usize;
+            let dbytes = match fs::read(&dpath) {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && count == 0 => Vec::new(),
+                Err(e) => return Err(io_err(&dpath)(e)),
+            };
+            let dict = Dict::load(&dbytes, count, with_map);
+            if dict.len() < count {
+                return Err(IndexError::Corrupt(
+                    dpath.display().to_string(),
+                    format!("{} entries where meta.json says {count}", dict.len()),
+                ));
+            }
+            self.cols[slot] = Some(col);
+            self.dicts[slot] = Some(dict);
+        }
+        for &slot in &needs.hash {
+            if self.hashes.get(slot).is_none_or(|c| c.is_some()) {
+                continue;
+            }
+            let file = format!("h.{}.u32", HASH_FIELDS[slot].name());
+            self.hashes[slot] = Some(self.load_fixed::<4, u32>(&file, u32::from_le_bytes)?);
+        }
+        if needs.latency && self.lat.is_none() {
+            self.lat = Some(self.load_fixed::<4, u32>("lat.u32", u32::from_le_bytes)?);
+        }
+        Ok(())
+    }
+
+    fn read_prefix(&self, path: &Path, len: usize) -> IndexResult<Vec<u8>> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let mut b = fs::read(path).map_err(io_err(path))?;
+        if b.len() < len {
+            return Err(IndexError::Corrupt(
+                path.display().to_string(),
+                format!("{} bytes where {len} are committed", b.len()),
+            ));
+        }
+        b.truncate(len);
+        Ok(b)
+    }
+
+    fn load_fixed<const W: usize, T>(
+        &self,
+        file: &str,
+        conv: fn([u8; W]) -> T,
+    ) -> IndexResult<Vec<T>> {
+        let b = self.read_prefix(&self.dir.join(file), self.rows * W)?;
+        Ok(b.chunks_exact(W)
+            .map(|c| {
+                let mut a = [0u8; W];
+                a.copy_from_slice(c);
+                conv(a)
+            })
+            .collect())
+    }
+
+    /// Sequence number of row 0.
+    pub fn base(&self) -> u64 {
+        self.base
+    }
+
+    /// Rows indexed (committed or pending).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// First sequence number not indexed yet.
+    pub fn next_seq(&self) -> u64 {
+        self.base + self.rows as u64
+    }
+
+    /// Event time of each row (microseconds).
+    pub fn times(&self) -> &[i64] {
+        self.time.as_deref().unwrap_or(&[])
+    }
+
+    /// Latency of each row, if loaded ([`NO_LATENCY`] when unknown).
+    pub fn latencies(&self) -> Option<&[u32]> {
+        self.lat.as_deref()
+    }
+
+    /// The column and dictionary of a dictionary field slot, if loaded.
+    pub fn column(&self, slot: usize) -> Option<(&Column, &Dict)> {
+        Some((self.cols.get(slot)?.as_ref()?, self.dicts.get(slot)?.as_ref()?))
+    }
+
+    /// The hash column of a hash field slot, if loaded.
+    pub fn hash_column(&self, slot: usize) -> Option<&[u32]> {
+        self.hashes.get(slot)?.as_deref()
+    }
+
+    /// The dictionary slot of a field, if it has one.
+    pub fn dict_slot(field: &Field) -> Option<usize> {
+        DICT_FIELDS.iter().position(|f| f == field)
+    }
+
+    /// The hash slot of a field, if it has one.
+    pub fn hash_slot(field: &Field) -> Option<usize> {
+        HASH_FIELDS.iter().position(|f| f == field)
+    }
+
+    /// Indexes the store's records from [`Index::next_seq`] on, at most
+    /// `max` of them; returns how many rows were added. An index ahead of the
+    /// store (a different or rolled-back store) is emptied and rebuilt.
+    pub fn catch_up(&mut self, store: &dyn LogReader, max: u64) -> IndexResult<u64> {
+        if self.mode != IndexMode::Write {
+            return Err(IndexError::Input("index opened read-only".into()));
+        }
+        let size = store.size();
+        if self.next_seq() > size {
+            self.reset()?;
+        }
+        if self.rows == 0 {
+            self.base = store.first_seq().min(size);
+        }
+        let start = self.next_seq();
+        let end = size.min(start.saturating_add(max));
+        let mut expect = start;
+        let mut scratch = Vec::new();
+        store.read(start..end, &mut |seq, leaf| {
+            while expect < seq {
+                self.push_placeholder();
+                expect += 1;
+            }
+            self.push_leaf(leaf, &mut scratch);
+            expect += 1;
+            true
+        })?;
+        while expect < end {
+            self.push_placeholder();
+            expect += 1;
+        }
+        Ok(end - start)
+    }
+
+    fn push_placeholder(&mut self) {
+        for c in self.cols.iter_mut().flatten() {
+            c.push(0);
+        }
+        for h in self.hashes.iter_mut().flatten() {
+            h.push(0);
+        }
+        if let Some(t) = &mut self.time {
+            t.push(i64::MIN);
+        }
+        if let Some(l) = &mut self.lat {
+            l.push(NO_LATENCY);
+        }
+        self.rows += 1;
+    }
+
+    fn push_leaf(&mut self, leaf: LeafRef<'_>, scratch: &mut Vec<u8>) {
+        let Ok(ev) = Event::from_json(leaf.event) else {
+            // Not parseable: every column says "unknown", so the record is
+            // always a candidate and the confirming matcher decides.
+            self.push_placeholder();
+            if let Some(t) = &mut self.time {
+                if let Some(last) = t.last_mut() {
+                    *last = leaf.received.micros();
+                }
+            }
+            return;
+        };
+        let mut json = LazyJson::default();
+        for (slot, field) in DICT_FIELDS.iter().enumerate() {
+            let mut vals: Vec<String> = Vec::new();
+            field.values(&ev, leaf.cluster, &mut json, &mut |v| vals.push(v.to_string()));
+            let refs: Vec<&str> = vals.iter().map(String::as_str).collect();
+            encode_list(&refs, scratch);
+            let id = match &mut self.dicts[slot] {
+                Some(d) => d.intern(scratch),
+                None => 0,
+            };
+            if let Some(c) = &mut self.cols[slot] {
+                c.push(id);
+            }
+        }
+        for (slot, field) in HASH_FIELDS.iter().enumerate() {
+            let mut h = 0u32;
+            field.values(&ev, leaf.cluster, &mut json, &mut |v| {
+                if h == 0 {
+                    h = value_hash(v)
+                }
+            });
+            if let Some(c) = &mut self.hashes[slot] {
+                c.push(h);
+            }
+        }
+        if let Some(t) = &mut self.time {
+            t.push(event_time(&ev, leaf.received));
+        }
+        if let Some(l) = &mut self.lat {
+            l.push(event_latency(&ev).unwrap_or(NO_LATENCY));
+        }
+        self.rows += 1;
+    }
+
+    /// Drops every row (memory and disk), keeping the lock.
+    pub fn reset(&mut self) -> IndexResult<()> {
+        if self.mode != IndexMode::Write {
+            return Err(IndexError::Input("index opened read-only".into()));
+        }
+        let n = DICT_FIELDS.len();
+        self.rows = 0;
+        self.persisted_rows = 0;
+        self.base = 0;
+        self.time = Some(Vec::new());
+        self.lat = Some(Vec::new());
+        self.cols = (0..n).map(|_| Some(Column::new())).collect();
+        self.dicts = (0..n)
+            .map(|_| {
+                Some(Dict {
+                    map: Some(HashMap::new()),
+                    ..Dict::default()
+                })
+            })
+            .collect();
+        self.hashes = (0..HASH_FIELDS.len()).map(|_| Some(Vec::new())).collect();
+        self.persisted_widths = vec![0; n];
+        let meta = self.dir.join(META);
+        match fs::remove_file(&meta) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&meta)(e)),
+        }
+        for entry in fs::read_dir(&self.dir).map_err(io_err(&self.dir))? {
+            let path = entry.map_err(io_err(&self.dir))?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name != "LOCK" && path.is_file() {
+                fs::remove_file(&path).map_err(io_err(&path))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the pending rows durable: appends them to the column files,
+    /// fsyncs, then replaces `meta.json`.
+    pub fn commit(&mut self) -> IndexResult<()> {
+        if self.mode != IndexMode::Write {
+            return Err(IndexError::Input("index opened read-only".into()));
+        }
+        let from = self.persisted_rows;
+        let mut buf = Vec::new();
+        let mut widths = Vec::new();
+        let mut counts = Vec::new();
+        for slot in 0..DICT_FIELDS.len() {
+            let name = DICT_FIELDS[slot].name();
+            let (Some(col), Some(dict)) = (&self.cols[slot], &mut self.dicts[slot]) else {
+                return Err(IndexError::Input("index columns not loaded".into()));
+            };
+            buf.clear();
+            for k in &dict.keys[dict.persisted..] {
+                buf.extend_from_slice(&(k.len() as u32).to_le_bytes());
+                buf.extend_from_slice(k);
+            }
+            append_at(
+                &self.dir.join(format!("{name}.dict")),
+                &buf,
+                dict.persisted_bytes,
+            )?;
+            dict.persisted = dict.keys.len();
+            dict.persisted_bytes += buf.len();
+            counts.push(dict.keys.len() as u64);
+            buf.clear();
+            let path = self.dir.join(format!("{name}.col"));
+            if col.width() != self.persisted_widths[slot] {
+                col.bytes(0, &mut buf);
+                replace(&path, &buf)?;
+                self.persisted_widths[slot] = col.width();
+            } else {
+                col.bytes(from, &mut buf);
+                append_at(&path, &buf, from * usize::from(col.width()))?;
+            }
+            widths.push(col.width());
+        }
+        for (slot, field) in HASH_FIELDS.iter().enumerate() {
+            let h = self.hashes[slot].as_deref().unwrap_or(&[]);
+            buf.clear();
+            h[from.min(h.len())..]
+                .iter()
+                .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
+            append_at(&self.dir.join(format!("h.{}.u32", field.name())), &buf, from * 4)?;
+        }
+        buf.clear();
+        self.times()[from.min(self.rows)..]
+            .iter()
+            .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
+        append_at(&self.dir.join("time.i64"), &buf, from * 8)?;
+        buf.clear();
+        self.lat.as_deref().unwrap_or(&[])[from.min(self.rows)..]
+            .iter()
+            .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
+        append_at(&self.dir.join("lat.u32"), &buf, from * 4)?;
+        let meta = Meta {
+            version: VERSION,
+            base: self.base,
+            rows: self.rows as u64,
+            widths: widths.clone(),
+            dict_counts: counts.clone(),
+        };
+        let bytes = serde_json::to_vec(&meta)
+            .map_err(|e| IndexError::Io(format!("encoding index meta: {e}")))?;
+        replace(&self.dir.join(META), &bytes)?;
+        self.meta_widths = widths;
+        self.meta_dict_counts = counts;
+        self.persisted_rows = self.rows;
+        Ok(())
+    }
+
+    /// Bytes the committed index occupies on disk.
+    pub fn disk_bytes(&self) -> IndexResult<u64> {
+        let mut total = 0;
+        for entry in fs::read_dir(&self.dir).map_err(io_err(&self.dir))? {
+            let entry = entry.map_err(io_err(&self.dir))?;
+            total += entry.metadata().map_err(io_err(&self.dir))?.len();
+        }
+        Ok(total)
+    }
+
+    /// Keeps only the first `rows` rows in memory (used by tests to model a
+    /// lagging index).
+    pub fn truncate_rows(&mut self, rows: usize) {
+        if rows >= self.rows {
+            return;
+        }
+        for c in self.cols.iter_mut().flatten() {
+            c.truncate(rows);
+        }
+        for h in self.hashes.iter_mut().flatten() {
+            h.truncate(rows);
+        }
+        if let Some(t) = &mut self.time {
+            t.truncate(rows);
+        }
+        if let Some(l) = &mut self.lat {
+            l.truncate(rows);
+        }
+        self.rows = rows;
+        self.persisted_rows = self.persisted_rows.min(rows);
+    }
+}
+
+fn take_lock(dir: &Path) -> IndexResult<File> {
+    use std::os::unix::io::AsRawFd;
+    let path = dir.join("LOCK");
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_err(&path))?;
+    // SAFETY: flock on a descriptor we own; no memory is shared.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(IndexError::Locked(dir.display().to_string()));
+    }
+    Ok(f)
+}
+
+/// Writes `bytes` at `offset`, cutting anything after it (uncommitted bytes
+/// a crash left behind).
+fn append_at(path: &Path, bytes: &[u8], offset: usize) -> IndexResult<()> {
+    use std::os::unix::fs::FileExt;
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(io_err(path))?;
+    f.set_len(offset as u64).map_err(io_err(path))?;
+    f.write_all_at(bytes, offset as u64).map_err(io_err(path))?;
+    f.sync_data().map_err(io_err(path))
+}
+
+fn replace(path: &Path, bytes: &[u8]) -> IndexResult<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+        f.write_all(bytes).map_err(io_err(&tmp))?;
+        f.sync_data().map_err(io_err(&tmp))?;
+    }
+    fs::rename(&tmp, path).map_err(io_err(path))
+}

@@ -1,0 +1,260 @@
+//! Translating a query into bounds over index rows: the one place that knows
+//! how [`Expr`] maps onto the index, so another backend (ClickHouse) mirrors
+//! this module and nothing else.
+//!
+//! Each sub-expression becomes a pair of row sets: `lower` (rows that surely
+//! match) and `upper` (rows that may match). Dictionary fields are decided
+//! once per distinct value list with the matcher's own comparison
+//! ([`CompareTest`]), so they are exact; hashed fields give candidates; full
+//! text, JSON paths and other fields give "anything" and are left to the
+//! confirming matcher. `not` swaps the bounds.
+
+use crate::index::{value_hash, Index, Needs};
+use crate::{IndexError, IndexResult};
+use kaudit_query::{CompareTest, Expr, Field, Op};
+
+/// A set of rows as a bitmap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bits {
+    words: Vec<u64>,
+    len: usize,
+}
+
+impl Bits {
+    /// No rows of `len`.
+    pub fn empty(len: usize) -> Bits {
+        Bits {
+            words: vec![0; len.div_ceil(64)],
+            len,
+        }
+    }
+
+    /// All rows of `len`.
+    pub fn full(len: usize) -> Bits {
+        let mut b = Bits {
+            words: vec![!0; len.div_ceil(64)],
+            len,
+        };
+        b.trim();
+        b
+    }
+
+    fn trim(&mut self) {
+        let rem = self.len % 64;
+        if rem != 0 {
+            if let Some(last) = self.words.last_mut() {
+                *last &= (1u64 << rem) - 1;
+            }
+        }
+    }
+
+    /// Marks `row`.
+    #[inline]
+    pub fn set(&mut self, row: usize) {
+        if row < self.len {
+            self.words[row / 64] |= 1 << (row % 64);
+        }
+    }
+
+    /// Whether `row` is in the set.
+    #[inline]
+    pub fn get(&self, row: usize) -> bool {
+        row < self.len && self.words[row / 64] & (1 << (row % 64)) != 0
+    }
+
+    /// Rows in the set.
+    pub fn count(&self) -> usize {
+        self.words.iter().map(|w| w.count_ones() as usize).sum()
+    }
+
+    fn and(&mut self, o: &Bits) {
+        self.words.iter_mut().zip(&o.words).for_each(|(a, b)| *a &= b);
+    }
+
+    fn or(&mut self, o: &Bits) {
+        self.words.iter_mut().zip(&o.words).for_each(|(a, b)| *a |= b);
+    }
+
+    fn not(&mut self) {
+        self.words.iter_mut().for_each(|w| *w = !*w);
+        self.trim();
+    }
+
+    /// Calls `f` for each row in the set, ascending.
+    pub fn for_each(&self, mut f: impl FnMut(usize)) {
+        for (i, &w) in self.words.iter().enumerate() {
+            let mut w = w;
+            while w != 0 {
+                let b = w.trailing_zeros() as usize;
+                f(i * 64 + b);
+                w &= w - 1;
+            }
+        }
+    }
+}
+
+/// Rows that surely match and rows that may match.
+#[derive(Clone, Debug)]
+pub struct Bounds {
+    /// Surely matching rows.
+    pub lower: Bits,
+    /// Possibly matching rows (a superset of the true answer).
+    pub upper: Bits,
+    /// Whether `lower == upper` by construction (no confirmation needed to
+    /// know the set, only to show the events).
+    pub exact: bool,
+}
+
+/// The index parts a query reads, so a reader loads just those.
+pub fn needs(expr: &Expr) -> Needs {
+    let mut n = Needs::default();
+    walk_needs(expr, &mut n);
+    n
+}
+
+fn walk_needs(e: &Expr, n: &mut Needs) {
+    match e {
+        Expr::And(a, b) | Expr::Or(a, b) => {
+            walk_needs(a, n);
+            walk_needs(b, n);
+        }
+        Expr::Not(a) => walk_needs(a, n),
+        Expr::Compare { field, .. } => {
+            if let Some(s) = Index::dict_slot(field) {
+                if !n.dict.contains(&s) {
+                    n.dict.push(s);
+                }
+            } else if let Some(s) = Index::hash_slot(field) {
+                if !n.hash.contains(&s) {
+                    n.hash.push(s);
+                }
+            }
+        }
+        Expr::All | Expr::Text(_) => {}
+    }
+}
+
+/// Computes the bounds of `expr` over the index's rows.
+pub fn bounds(ix: &Index, expr: &Expr) -> IndexResult<Bounds> {
+    let n = ix.rows();
+    Ok(match expr {
+        Expr::All => Bounds {
+            lower: Bits::full(n),
+            upper: Bits::full(n),
+            exact: true,
+        },
+        Expr::And(a, b) => {
+            let mut x = bounds(ix, a)?;
+            let y = bounds(ix, b)?;
+            x.lower.and(&y.lower);
+            x.upper.and(&y.upper);
+            x.exact &= y.exact;
+            x
+        }
+        Expr::Or(a, b) => {
+            let mut x = bounds(ix, a)?;
+            let y = bounds(ix, b)?;
+            x.lower.or(&y.lower);
+            x.upper.or(&y.upper);
+            x.exact &= y.exact;
+            x
+        }
+        Expr::Not(a) => {
+            let x = bounds(ix, a)?;
+            let (mut lower, mut upper) = (x.upper, x.lower);
+            lower.not();
+            upper.not();
+            Bounds {
+                lower,
+                upper,
+                exact: x.exact,
+            }
+        }
+        Expr::Text(_) => unknown(n),
+        Expr::Compare { field, op, values } => compare(ix, field, *op, values)?,
+    })
+}
+
+fn unknown(n: usize) -> Bounds {
+    Bounds {
+        lower: Bits::empty(n),
+        upper: Bits::full(n),
+        exact: false,
+    }
+}
+
+fn compare(ix: &Index, field: &Field, op: Op, values: &[String]) -> IndexResult<Bounds> {
+    let n = ix.rows();
+    if let Some(slot) = Index::dict_slot(field) {
+        let Some((col, dict)) = ix.column(slot) else {
+            return Ok(unknown(n));
+        };
+        let test = CompareTest::new(field, op, values)
+            .map_err(|e| IndexError::Input(e.to_string()))?;
+        // table[id]: Some(result) for known ids; id 0 and ids the dictionary
+        // does not hold are unknown.
+        let mut table: Vec<Option<bool>> = vec![None; dict.len() + 1];
+        for (id, vals) in dict.iter() {
+            table[id as usize] = Some(test.matches_values(vals));
+        }
+        let mut lower = Bits::empty(n);
+        let mut upper = Bits::empty(n);
+        let mut exact = true;
+        for row in 0..n.min(col.len()) {
+            match table.get(col.get(row) as usize).copied().flatten() {
+                Some(true) => {
+                    lower.set(row);
+                    upper.set(row);
+                }
+                Some(false) => {}
+                None => {
+                    exact = false;
+                    upper.set(row);
+                }
+            }
+        }
+        for row in col.len()..n {
+            exact = false;
+            upper.set(row);
+        }
+        return Ok(Bounds {
+            lower,
+            upper,
+            exact,
+        });
+    }
+    if let Some(slot) = Index::hash_slot(field) {
+        let plain = values.iter().all(|v| !v.contains('*'));
+        if let (Some(col), true, Op::Eq | Op::Ne) = (ix.hash_column(slot), plain, op) {
+            let wanted: Vec<u32> = values.iter().map(|v| value_hash(v)).collect();
+            // Candidates for `=`: rows whose hash is one of the wanted ones.
+            let mut cand = Bits::empty(n);
+            for (row, h) in col.iter().enumerate().take(n) {
+                if wanted.contains(h) {
+                    cand.set(row);
+                }
+            }
+            for row in col.len()..n {
+                cand.set(row);
+            }
+            let eq = Bounds {
+                lower: Bits::empty(n),
+                upper: cand,
+                exact: false,
+            };
+            return Ok(if op == Op::Eq {
+                eq
+            } else {
+                let (mut lower, mut upper) = (eq.upper, eq.lower);
+                lower.not();
+                upper.not();
+                Bounds {
+                    lower,
+                    upper,
+                    exact: false,
+                }
+            });
+        }
+    }
+    Ok(unknown(n))
+}

@@ -1,0 +1,381 @@
+//! Answering a query: index candidates in output order, confirmed against
+//! the stored events, plus a direct scan of the records the index has not
+//! reached yet.
+//!
+//! Order is newest first by (event time, sequence number); a cursor is that
+//! pair for the last row shown, so the next page starts strictly after it and
+//! records appended meanwhile (newer, higher seq) never shift a page.
+
+use crate::index::{event_time, Index};
+use crate::plan::{bounds, Bits};
+use crate::{IndexError, IndexResult};
+use kaudit_event::{Event, MicroTime};
+use kaudit_query::Query;
+use kaudit_store::LogReader;
+use std::collections::{BinaryHeap, HashSet};
+
+/// Most hits one page returns.
+pub const MAX_LIMIT: usize = 100_000;
+/// Records closer than this are read in one range (one bundle decompression
+/// serves them all).
+const READ_GAP: u64 = 2048;
+
+/// Where a page ends: the (time, seq) of its last row.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Cursor {
+    /// Event time, microseconds.
+    pub time: i64,
+    /// Sequence number.
+    pub seq: u64,
+}
+
+impl Cursor {
+    /// The opaque text form used by the CLI and the API: `<time>.<seq>`.
+    pub fn encode(&self) -> String {
+        format!("{}.{}", self.time, self.seq)
+    }
+
+    /// Parses [`Cursor::encode`]'s form.
+    pub fn parse(s: &str) -> IndexResult<Cursor> {
+        let bad = || IndexError::Input(format!("invalid cursor {s:?}: expected TIME.SEQ from a previous page"));
+        let (t, q) = s.split_once('.').ok_or_else(bad)?;
+        Ok(Cursor {
+            time: t.parse().map_err(|_| bad())?,
+            seq: q.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// A search.
+#[derive(Clone, Debug)]
+pub struct SearchRequest {
+    /// The compiled query.
+    pub query: Query,
+    /// Earliest event time, inclusive (microseconds).
+    pub since: Option<i64>,
+    /// Latest event time, exclusive (microseconds).
+    pub until: Option<i64>,
+    /// Most hits to return (capped at [`MAX_LIMIT`]).
+    pub limit: usize,
+    /// Continue after this row.
+    pub cursor: Option<Cursor>,
+    /// Oldest first instead of newest first.
+    pub reverse: bool,
+}
+
+impl SearchRequest {
+    /// A newest-first request with no time bounds.
+    pub fn new(query: Query, limit: usize) -> SearchRequest {
+        SearchRequest {
+            query,
+            since: None,
+            until: None,
+            limit,
+            cursor: None,
+            reverse: false,
+        }
+    }
+
+    fn in_range(&self, t: i64) -> bool {
+        self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t < u)
+    }
+
+    /// Position in output order: smaller comes first.
+    fn rank(&self, time: i64, seq: u64) -> i128 {
+        let r = (i128::from(time) << 64) + i128::from(seq);
+        if self.reverse {
+            r
+        } else {
+            -r
+        }
+    }
+}
+
+/// One matching record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hit {
+    /// Sequence number in the store.
+    pub seq: u64,
+    /// Event time, microseconds.
+    pub time: i64,
+    /// When kaudit received the record.
+    pub received: MicroTime,
+    /// Cluster the record came from.
+    pub cluster: String,
+    /// The exact stored event bytes.
+    pub event: Vec<u8>,
+}
+
+impl Hit {
+    /// This row as a cursor.
+    pub fn cursor(&self) -> Cursor {
+        Cursor {
+            time: self.time,
+            seq: self.seq,
+        }
+    }
+}
+
+/// A page of hits.
+#[derive(Clone, Debug, Default)]
+pub struct Page {
+    /// Hits in output order.
+    pub hits: Vec<Hit>,
+    /// Cursor for the next page, when this one is full.
+    pub next: Option<Cursor>,
+    /// Index rows that were candidates.
+    pub candidates: u64,
+    /// Records read past the index (not yet indexed).
+    pub tail_scanned: u64,
+}
+
+/// Runs a search over the index and the unindexed tail of `store`.
+pub fn search(ix: &Index, store: &dyn LogReader, req: &SearchRequest) -> IndexResult<Page> {
+    let limit = req.limit.clamp(1, MAX_LIMIT);
+    let after0 = req.cursor.map(|c| req.rank(c.time, c.seq));
+    let b = bounds(ix, req.query.expr())?;
+    let cand = b.upper;
+    let times = ix.times();
+    let base = ix.base();
+    let mut hits: Vec<(i128, Hit)> = Vec::new();
+    let mut after = after0;
+    let mut batch = (limit + limit / 2).max(32);
+    loop {
+        let mut heap: BinaryHeap<(i128, u64)> = BinaryHeap::new();
+        cand.for_each(|row| {
+            let t = times.get(row).copied().unwrap_or(i64::MIN);
+            if !req.in_range(t) {
+                return;
+            }
+            let seq = base + row as u64;
+            let r = req.rank(t, seq);
+            if after.is_some_and(|a| r <= a) {
+                return;
+            }
+            if heap.len() < batch {
+                heap.push((r, seq));
+            } else if heap.peek().is_some_and(|&(top, _)| r < top) {
+                heap.pop();
+                heap.push((r, seq));
+            }
+        });
+        if heap.is_empty() {
+            break;
+        }
+        let full = heap.len() == batch;
+        let ordered = heap.into_sorted_vec();
+        after = ordered.last().map(|&(r, _)| r);
+        let seqs: Vec<u64> = ordered.iter().map(|&(_, s)| s).collect();
+        let mut found = fetch(store, &seqs, &mut |_, t, ev, (_, cluster)| {
+            req.in_range(t) && req.query.matches(ev, cluster)
+        })?;
+        found.sort_by_key(|h| req.rank(h.time, h.seq));
+        hits.extend(found.into_iter().map(|h| (req.rank(h.time, h.seq), h)));
+        if hits.len() >= limit || !full {
+            break;
+        }
+        batch = batch.saturating_mul(4).min(1 << 20);
+    }
+    hits.truncate(limit);
+    let mut page = Page {
+        candidates: cand.count() as u64,
+        ..Page::default()
+    };
+    // The tail: records the index has not reached.
+    let start = ix.next_seq().max(store.first_seq());
+    let end = store.size();
+    if start < end {
+        let mut tail: Vec<(i128, Hit)> = Vec::new();
+        let mut err = None;
+        store.read(start..end, &mut |seq, leaf| {
+            page.tail_scanned += 1;
+            let ev = match Event::from_json(leaf.event) {
+                Ok(ev) => ev,
+                Err(e) => {
+                    err = Some(IndexError::Record {
+                        seq,
+                        message: e.to_string(),
+                    });
+                    return false;
+                }
+            };
+            let t = event_time(&ev, leaf.received);
+            let r = req.rank(t, seq);
+            if !req.in_range(t) || after0.is_some_and(|a| r <= a) {
+                return true;
+            }
+            if req.query.matches(&ev, leaf.cluster) {
+                tail.push((
+                    r,
+                    Hit {
+                        seq,
+                        time: t,
+                        received: leaf.received,
+                        cluster: leaf.cluster.to_string(),
+                        event: leaf.event.to_vec(),
+                    },
+                ));
+                if tail.len() >= 2 * limit {
+                    tail.sort_by_key(|h| h.0);
+                    tail.truncate(limit);
+                }
+            }
+            true
+        })?;
+        if let Some(e) = err {
+            return Err(e);
+        }
+        hits.extend(tail);
+        hits.sort_by_key(|h| h.0);
+        hits.truncate(limit);
+    }
+    page.hits = hits.into_iter().map(|(_, h)| h).collect();
+    if page.hits.len() == limit {
+        page.next = page.hits.last().map(Hit::cursor);
+    }
+    Ok(page)
+}
+
+/// Reads the records `seqs` (any order) and keeps those `keep` accepts;
+/// `keep` gets (seq, cluster), the event time and the parsed event.
+fn fetch(
+    store: &dyn LogReader,
+    seqs: &[u64],
+    keep: &mut dyn FnMut(u64, i64, &Event, (u64, &str)) -> bool,
+) -> IndexResult<Vec<Hit>> {
+    let mut sorted = seqs.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let wanted: HashSet<u64> = sorted.iter().copied().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let mut j = i;
+        while j + 1 < sorted.len() && sorted[j + 1] - sorted[j] < READ_GAP {
+            j += 1;
+        }
+        let mut err = None;
+        store.read(sorted[i]..sorted[j] + 1, &mut |seq, leaf| {
+            if !wanted.contains(&seq) {
+                return true;
+            }
+            match Event::from_json(leaf.event) {
+                Ok(ev) => {
+                    let t = event_time(&ev, leaf.received);
+                    if keep(seq, t, &ev, (seq, leaf.cluster)) {
+                        out.push(Hit {
+                            seq,
+                            time: t,
+                            received: leaf.received,
+                            cluster: leaf.cluster.to_string(),
+                            event: leaf.event.to_vec(),
+                        });
+                    }
+                    true
+                }
+                Err(e) => {
+                    err = Some(IndexError::Record {
+                        seq,
+                        message: e.to_string(),
+                    });
+                    false
+                }
+            }
+        })?;
+        if let Some(e) = err {
+            return Err(e);
+        }
+        i = j + 1;
+    }
+    Ok(out)
+}
+
+/// Calls `f(seq, time, event, cluster)` for every record matching the query
+/// within the time bounds, index part first (in seq order), then the tail;
+/// `f` returns false to stop. Used by stats, history and rbac, which need
+/// every match rather than a page.
+pub fn for_each_match(
+    ix: &Index,
+    store: &dyn LogReader,
+    query: &Query,
+    since: Option<i64>,
+    until: Option<i64>,
+    f: &mut dyn FnMut(u64, i64, &Event, &str) -> bool,
+) -> IndexResult<()> {
+    let req = SearchRequest {
+        since,
+        until,
+        ..SearchRequest::new(query.clone(), 1)
+    };
+    let b = bounds(ix, query.expr())?;
+    let times = ix.times();
+    let mut cand = Bits::empty(ix.rows());
+    b.upper.for_each(|row| {
+        if req.in_range(times.get(row).copied().unwrap_or(i64::MIN)) {
+            cand.set(row)
+        }
+    });
+    let base = ix.base();
+    let mut rows = Vec::new();
+    cand.for_each(|r| rows.push(base + r as u64));
+    let mut stopped = false;
+    for chunk in rows.chunks(4096) {
+        let mut err = None;
+        let mut i = 0;
+        while i < chunk.len() && !stopped {
+            let mut j = i;
+            while j + 1 < chunk.len() && chunk[j + 1] - chunk[j] < READ_GAP {
+                j += 1;
+            }
+            let wanted = &chunk[i..=j];
+            store.read(chunk[i]..chunk[j] + 1, &mut |seq, leaf| {
+                if wanted.binary_search(&seq).is_err() {
+                    return true;
+                }
+                match Event::from_json(leaf.event) {
+                    Ok(ev) => {
+                        let t = event_time(&ev, leaf.received);
+                        if req.in_range(t) && query.matches(&ev, leaf.cluster) && !f(seq, t, &ev, leaf.cluster) {
+                            stopped = true;
+                            return false;
+                        }
+                        true
+                    }
+                    Err(e) => {
+                        err = Some(IndexError::Record {
+                            seq,
+                            message: e.to_string(),
+                        });
+                        false
+                    }
+                }
+            })?;
+            if let Some(e) = err.take() {
+                return Err(e);
+            }
+            i = j + 1;
+        }
+        if stopped {
+            return Ok(());
+        }
+    }
+    let start = ix.next_seq().max(store.first_seq());
+    let mut err = None;
+    store.read(start..store.size(), &mut |seq, leaf| match Event::from_json(leaf.event) {
+        Ok(ev) => {
+            let t = event_time(&ev, leaf.received);
+            !(req.in_range(t) && query.matches(&ev, leaf.cluster) && !f(seq, t, &ev, leaf.cluster))
+        }
+        Err(e) => {
+            err = Some(IndexError::Record {
+                seq,
+                message: e.to_string(),
+            });
+            false
+        }
+    })?;
+    match err {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
