@@ -346,3 +346,69 @@ fn apply_writes_the_kept_events() {
         .unwrap()
         .contains("kept 4 event(s), dropped 3"));
 }
+
+#[test]
+fn commands_work_on_kaudit_gen_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("gen.jsonl");
+    let events = events.to_str().unwrap();
+    ok(&kaudit(&["gen", "-n", "2000", "--seed", "7", "-o", events]));
+    for p in policies() {
+        let out = kaudit(&["policy", "simulate", "-o", "json", &p, events]);
+        ok(&out);
+        let report = &json_lines(&out)[0]["report"];
+        assert_eq!(report["total"]["events_in"], 2000, "{p}");
+        let kept = report["total"]["events_kept"].as_u64().unwrap();
+        let per_rule: u64 = report["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["events_kept"].as_u64().unwrap())
+            .sum();
+        assert_eq!(per_rule, kept, "{p}");
+
+        let explained = kaudit(&["policy", "explain", "-o", "json", &p, events]);
+        ok(&explained);
+        let rows = json_lines(&explained);
+        assert_eq!(rows.len(), 2000);
+        let keep_count = rows.iter().filter(|r| r["keep"] == true).count() as u64;
+        assert_eq!(keep_count, kept, "{p}: explain and simulate agree");
+
+        let applied = dir.path().join("applied.jsonl");
+        ok(&kaudit(&[
+            "policy",
+            "apply",
+            &p,
+            events,
+            "-o",
+            applied.to_str().unwrap(),
+        ]));
+        let text = std::fs::read_to_string(&applied).unwrap();
+        assert_eq!(
+            text.lines().count() as u64,
+            kept,
+            "{p}: apply and simulate agree"
+        );
+        let bytes: u64 = text.lines().map(|l| l.len() as u64 + 1).sum();
+        assert_eq!(
+            bytes,
+            report["total"]["bytes_kept"].as_u64().unwrap(),
+            "{p}"
+        );
+    }
+    // omitManagedFields strips every managedFields the generator wrote.
+    let strip = dir.path().join("strip.yaml");
+    std::fs::write(
+        &strip,
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitManagedFields: true\nrules:\n- level: RequestResponse\n",
+    )
+    .unwrap();
+    assert!(std::fs::read_to_string(events)
+        .unwrap()
+        .contains("\"managedFields\""));
+    let out = kaudit(&["policy", "apply", strip.to_str().unwrap(), events]);
+    ok(&out);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 2000);
+    assert!(!text.contains("\"managedFields\""));
+}
