@@ -10,6 +10,8 @@
 //!   ([`PolicyApplier`]),
 //! * lint it ([`lint()`]) and simulate it over recorded traffic ([`simulate`]).
 
+#![warn(missing_docs)]
+
 mod apply;
 mod eval;
 pub mod lint;
