@@ -12,9 +12,22 @@ use std::collections::{HashMap, HashSet};
 pub(crate) struct Slots {
     pub(crate) kinds: Vec<FieldKind>,
     index: HashMap<FieldKind, usize>,
+    /// Distinct comparisons (field, operator, value), so that one repeated in
+    /// many rules (`kevt`, `kcreate`, ...) is evaluated once per event.
+    cmps: HashMap<String, usize>,
 }
 
 impl Slots {
+    /// Number of distinct comparisons compiled.
+    pub(crate) fn cmp_count(&self) -> usize {
+        self.cmps.len()
+    }
+
+    fn cmp_id(&mut self, key: String) -> usize {
+        let n = self.cmps.len();
+        *self.cmps.entry(key).or_insert(n)
+    }
+
     pub(crate) fn slot(&mut self, name: &str, arg: Option<&str>) -> Result<usize, String> {
         let kind = resolve(name, arg)?;
         if let Some(&i) = self.index.get(&kind) {
@@ -34,10 +47,35 @@ pub(crate) enum Value {
     Str(String),
     Bytes(Vec<u8>),
     Lower(String),
-    Set(HashSet<String>),
+    Set(StrSet),
     Paths(Vec<String>),
     Regex(regex::Regex),
     Glob(Vec<GlobTok>),
+}
+
+/// A set of strings for `in`/`intersects`: a linear scan when small (faster
+/// than hashing), a hash set when large.
+#[derive(Debug, Clone)]
+pub(crate) enum StrSet {
+    Small(Vec<String>),
+    Large(HashSet<String>),
+}
+
+impl StrSet {
+    fn new(items: Vec<String>) -> StrSet {
+        if items.len() <= 12 {
+            StrSet::Small(items)
+        } else {
+            StrSet::Large(items.into_iter().collect())
+        }
+    }
+
+    fn contains(&self, s: &str) -> bool {
+        match self {
+            StrSet::Small(v) => v.iter().any(|x| x == s),
+            StrSet::Large(h) => h.contains(s),
+        }
+    }
 }
 
 /// A compiled condition.
@@ -47,6 +85,7 @@ pub(crate) enum Expr {
     Or(Vec<Expr>),
     Not(Box<Expr>),
     Cmp {
+        id: usize,
         slot: usize,
         list: bool,
         op: Op,
@@ -79,7 +118,9 @@ pub(crate) fn compile(ast: &Ast, slots: &mut Slots) -> Result<Expr, String> {
             let list = slots.kinds[slot].is_list();
             let value =
                 compile_value(*op, rhs).map_err(|e| format!("{field} {}: {e}", op.as_str()))?;
+            let id = slots.cmp_id(format!("{slot}\u{1}{}\u{1}{rhs:?}", op.as_str()));
             Expr::Cmp {
+                id,
                 slot,
                 list,
                 op: *op,
@@ -99,8 +140,10 @@ fn compile_value(op: Op, rhs: &Rhs) -> Result<Value, String> {
     Ok(match op {
         Op::Exists => Value::None,
         Op::In | Op::Intersects => match rhs {
-            Rhs::List(items) => Value::Set(items.iter().map(|i| i.text.clone()).collect()),
-            Rhs::Single(s) => Value::Set(std::iter::once(s.clone()).collect()),
+            Rhs::List(items) => {
+                Value::Set(StrSet::new(items.iter().map(|i| i.text.clone()).collect()))
+            }
+            Rhs::Single(s) => Value::Set(StrSet::new(vec![s.clone()])),
             Rhs::None => return Err("expects a list".into()),
         },
         Op::PMatch => match rhs {
@@ -145,18 +188,29 @@ impl Expr {
             Expr::Or(v) => v.iter().any(|e| e.eval(ctx, kinds, compat)),
             Expr::Not(e) => !e.eval(ctx, kinds, compat),
             Expr::Cmp {
+                id,
                 slot,
                 list,
                 op,
                 value,
             } => {
+                let cached = ctx.verdicts.get(*id);
+                match cached.map(std::cell::Cell::get) {
+                    Some(1) => return false,
+                    Some(2) => return true,
+                    _ => {}
+                }
                 let Some(kind) = kinds.get(*slot) else {
                     return false;
                 };
-                ctx.with(*slot, kind, compat, |v| match v {
+                let r = ctx.with(*slot, kind, compat, |v| match v {
                     None => false,
                     Some(v) => compare(v, *list, *op, value),
-                })
+                });
+                if let Some(c) = cached {
+                    c.set(if r { 2 } else { 1 });
+                }
+                r
             }
         }
     }

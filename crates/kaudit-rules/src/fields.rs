@@ -13,7 +13,7 @@
 use kaudit_event::{Event, MicroTime};
 use serde_json::Value;
 use std::borrow::Cow;
-use std::cell::{OnceCell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 
 /// An extracted value: one string or a list of strings (list fields).
 #[derive(Clone, Debug, PartialEq)]
@@ -306,6 +306,8 @@ pub struct EventCtx<'e> {
     status: OnceCell<Option<Value>>,
     whole: OnceCell<Option<Value>>,
     slots: RefCell<Vec<Slot<'e>>>,
+    /// Results of the distinct comparisons: 0 not yet evaluated, 1 false, 2 true.
+    pub(crate) verdicts: Box<[Cell<u8>]>,
 }
 
 #[derive(Clone)]
@@ -316,8 +318,9 @@ enum Slot<'e> {
 }
 
 impl<'e> EventCtx<'e> {
-    /// Starts evaluating one event with room for `nslots` cached fields.
-    pub fn new(event: &'e Event, cluster: Option<&'e str>, nslots: usize) -> Self {
+    /// Starts evaluating one event with room for `nslots` cached fields and
+    /// `ncmp` cached comparison results.
+    pub fn new(event: &'e Event, cluster: Option<&'e str>, nslots: usize, ncmp: usize) -> Self {
         EventCtx {
             event,
             cluster,
@@ -326,6 +329,7 @@ impl<'e> EventCtx<'e> {
             status: OnceCell::new(),
             whole: OnceCell::new(),
             slots: RefCell::new(vec![Slot::Unset; nslots]),
+            verdicts: (0..ncmp).map(|_| Cell::new(0)).collect(),
         }
     }
 
@@ -364,8 +368,21 @@ impl<'e> EventCtx<'e> {
                 _ => {}
             }
         }
-        let v = self.get(slot, kind, compat);
-        f(v.as_ref())
+        let v = self.extract(kind, compat);
+        let mut slots = self.slots.borrow_mut();
+        match slots.get_mut(slot) {
+            Some(s) => {
+                *s = match v {
+                    None => Slot::Missing,
+                    Some(v) => Slot::Present(v),
+                };
+                match &*s {
+                    Slot::Present(v) => f(Some(v)),
+                    _ => f(None),
+                }
+            }
+            None => f(v.as_ref()),
+        }
     }
 
     fn request_object(&self) -> Option<&Value> {
@@ -609,7 +626,7 @@ impl<'e> EventCtx<'e> {
                 ))
             }
             FieldKind::ClusterName => self.cluster.map(|c| FieldVal::One(Cow::Borrowed(c))),
-            FieldKind::JsonValue(path) => self.json_value(path).map(|s| FieldVal::One(s.into())),
+            FieldKind::JsonValue(path) => self.json_value(path).map(FieldVal::One),
             FieldKind::JsonObj => {
                 let v = self.whole()?;
                 serde_json::to_string_pretty(v)
@@ -634,23 +651,28 @@ impl<'e> EventCtx<'e> {
     }
 
     /// `jevt.value[/a/b]` with fast paths for the typed top-level fields.
-    fn json_value(&self, path: &[String]) -> Option<String> {
+    fn json_value(&self, path: &[String]) -> Option<Cow<'e, str>> {
         let doc = self.event.doc();
         let first = path.first()?.as_str();
         if path.len() == 1 {
             match first {
-                "stage" => return Some(self.event.stage().as_str().to_string()),
-                "verb" => return Some(doc.verb.clone()),
-                "auditID" => return Some(doc.audit_id.clone()),
-                "requestURI" => return Some(doc.request_uri.clone()),
-                "level" => return Some(doc.level.as_str().to_string()),
+                "stage" => return Some(Cow::Borrowed(self.event.stage().as_str())),
+                "verb" => return Some(Cow::Borrowed(&doc.verb)),
+                "auditID" => return Some(Cow::Borrowed(&doc.audit_id)),
+                "requestURI" => return Some(Cow::Borrowed(&doc.request_uri)),
+                "level" => return Some(Cow::Borrowed(doc.level.as_str())),
                 _ => {}
             }
         }
         let (root, rest) = match first {
             "requestObject" => (self.request_object()?, &path[1..]),
             "responseObject" => (self.response_object()?, &path[1..]),
-            "annotations" if path.len() == 2 => return doc.annotations.get(&path[1]).cloned(),
+            "annotations" if path.len() == 2 => {
+                return doc
+                    .annotations
+                    .get(&path[1])
+                    .map(|s| Cow::Borrowed(s.as_str()))
+            }
             _ => (self.whole()?, path),
         };
         let mut v = root;
@@ -661,7 +683,7 @@ impl<'e> EventCtx<'e> {
                 _ => return None,
             };
         }
-        Some(json_string(v))
+        Some(Cow::Owned(json_string(v)))
     }
 
     fn container_prop(
@@ -766,7 +788,7 @@ fn many<'e>(it: impl Iterator<Item = String>) -> FieldVal<'e> {
 fn indexed<T>(arr: &[T], idx: Option<usize>) -> Option<&[T]> {
     match idx {
         None => Some(arr),
-        Some(i) => arr.get(i..i + 1),
+        Some(i) => arr.get(i..i.checked_add(1)?),
     }
 }
 

@@ -495,6 +495,7 @@ impl Engine {
             event,
             self.options.cluster.as_deref(),
             self.slots.kinds.len(),
+            self.slots.cmp_count(),
         );
         self.match_ctx(&ctx, mode, out);
     }
@@ -517,10 +518,22 @@ impl Engine {
 
     /// Evaluates the rules on one event and renders an alert per match.
     pub fn evaluate(&self, event: &Event, mode: MatchMode) -> Vec<Alert> {
+        self.evaluate_in(event, self.options.cluster.as_deref(), mode)
+    }
+
+    /// Like [`Engine::evaluate`] for an event whose cluster is known (events
+    /// read back from the store carry it), overriding [`EngineOptions::cluster`].
+    pub fn evaluate_in<'a>(
+        &self,
+        event: &'a Event,
+        cluster: Option<&'a str>,
+        mode: MatchMode,
+    ) -> Vec<Alert> {
         let ctx = EventCtx::new(
             event,
-            self.options.cluster.as_deref(),
+            cluster,
             self.slots.kinds.len(),
+            self.slots.cmp_count(),
         );
         let mut hits = Vec::new();
         self.match_ctx(&ctx, mode, &mut hits);

@@ -563,6 +563,20 @@ mod tests {
         assert_eq!(ast, check("ka.user.name", Op::Eq, "system:anonymous"));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_any_input(s in "\\PC{0,80}") {
+            let _ = parse_condition(&s);
+        }
+
+        #[test]
+        fn never_panics_on_condition_like_input(
+            s in "[a-z._\\[\\]/()\"' =!<>,]{0,60}"
+        ) {
+            let _ = parse_condition(&s);
+        }
+    }
+
     #[test]
     fn errors_have_offsets() {
         let e = parse_condition("a and (b").unwrap_err();

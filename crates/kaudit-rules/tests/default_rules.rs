@@ -5,6 +5,7 @@ use kaudit_event::Event;
 use kaudit_rules::{Engine, EngineBuilder, EngineOptions, MatchMode};
 use serde_json::{json, Value};
 
+#[derive(Debug, Clone)]
 struct Ev(Value);
 
 fn ev(verb: &str, resource: &str, ns: &str) -> Ev {
@@ -389,4 +390,50 @@ fn missing_fields_only_not_flips() {
     assert_eq!(fired(&engine, &e), vec!["NotEqUser"]);
     let imp = ev("get", "pods", "default").set("/impersonatedUser", json!({"username": "other"}));
     assert_eq!(fired(&engine, &imp), vec!["NeUser", "NotEqUser"]);
+}
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arb_event() -> impl Strategy<Value = Ev> {
+        (
+            prop::sample::select(vec!["get", "list", "create", "update", "patch", "delete"]),
+            prop::sample::select(vec!["pods", "secrets", "namespaces", "services", "events", "clusterrolebindings", "cronjobs"]),
+            prop::sample::select(vec!["", "exec", "portforward", "token"]),
+            prop::sample::select(vec!["default", "kube-system", "prod"]),
+            prop::sample::select(vec!["mallory", "system:anonymous", "system:node:n1", "system:serviceaccount:prod:app"]),
+            prop::sample::select(vec!["ResponseStarted", "ResponseComplete", "RequestReceived"]),
+            any::<bool>(),
+        )
+            .prop_map(|(verb, res, sub, ns, user, stage, privileged)| {
+                let mut e = ev(verb, res, ns)
+                    .set("/user", json!({"username": user}))
+                    .set("/stage", json!(stage))
+                    .set(
+                        "/requestObject",
+                        json!({"spec": {"type": "NodePort", "containers": [{"name": "c", "image": "x", "securityContext": {"privileged": privileged}}]}, "roleRef": {"name": "cluster-admin"}}),
+                    );
+                if !sub.is_empty() {
+                    e = e
+                        .set("/objectRef/subresource", json!(sub))
+                        .set("/requestURI", json!("/api/v1/namespaces/x/pods/y/exec?command=sh&tty=true"));
+                }
+                e
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn first_match_is_the_head_of_all_matches(e in arb_event()) {
+            let engine = engine();
+            let event = Event::from_json(e.0.to_string().as_bytes()).expect("event");
+            let first = engine.evaluate(&event, MatchMode::First);
+            let all = engine.evaluate(&event, MatchMode::All);
+            prop_assert!(first.len() <= 1);
+            prop_assert_eq!(first.first(), all.first());
+            let again = engine.evaluate(&event, MatchMode::All);
+            prop_assert_eq!(all, again);
+        }
+    }
 }
