@@ -1,1 +1,277 @@
-//! backend
+//! The backend-neutral search surface and the embedded (local index) backend.
+//!
+//! A ClickHouse backend implements [`SearchBackend`] by translating the same
+//! [`kaudit_query::Expr`] (see [`crate::plan`]) and confirming with the same
+//! matcher; the CLI and the HTTP API only talk to this trait.
+
+use crate::index::{Index, IndexMode};
+use crate::plan;
+use crate::search::{self, Page, SearchRequest};
+use crate::stats::{self, StatsReport, StatsRequest};
+use crate::{IndexError, IndexResult};
+use kaudit_query::{Field, Query};
+use kaudit_store::LogReader;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+/// Most values `field_values` returns.
+pub const MAX_FIELD_VALUES: usize = 1000;
+/// Records indexed per write-lock hold, so queries never wait long.
+const CATCH_UP_CHUNK: u64 = 20_000;
+
+/// What every search backend answers.
+pub trait SearchBackend: Send + Sync {
+    /// A page of matching events, newest first unless `reverse`.
+    fn search(&self, req: &SearchRequest) -> IndexResult<Page>;
+    /// Counts, top-N, histograms and latency percentiles.
+    fn stats(&self, req: &StatsRequest) -> IndexResult<StatsReport>;
+    /// Values of a key field starting with `prefix`, most frequent first,
+    /// with their event counts (for autocomplete).
+    fn field_values(
+        &self,
+        field: &Field,
+        prefix: &str,
+        limit: usize,
+    ) -> IndexResult<Vec<(String, u64)>>;
+    /// Calls `f` for every match (seq order), for history and rbac.
+    fn for_each_match(
+        &self,
+        query: &Query,
+        since: Option<i64>,
+        until: Option<i64>,
+        f: &mut dyn FnMut(u64, i64, &kaudit_event::Event, &str) -> bool,
+    ) -> IndexResult<()>;
+}
+
+/// The local index over a store, shareable between an indexer thread and
+/// query handlers.
+pub struct EmbeddedBackend {
+    index: RwLock<Index>,
+    store: Arc<dyn LogReader + Send + Sync>,
+    writable: bool,
+}
+
+impl EmbeddedBackend {
+    /// Opens the index of the store in `data_dir`. Tries write mode (so this
+    /// process keeps the index up to date) and falls back to read mode when
+    /// another process holds it; either way answers stay complete because
+    /// the unindexed tail is scanned.
+    pub fn open(data_dir: &Path, store: Arc<dyn LogReader + Send + Sync>) -> IndexResult<Self> {
+        let (index, writable) = match Index::open(data_dir, IndexMode::Write) {
+            Ok(ix) => (ix, true),
+            Err(IndexError::Locked(_)) => {
+                let mut ix = Index::open(data_dir, IndexMode::Read)?;
+                ix.load(&all_needs())?;
+                (ix, false)
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(EmbeddedBackend {
+            index: RwLock::new(index),
+            store,
+            writable,
+        })
+    }
+
+    /// Wraps an index already opened (e.g. by [`open_for_query`]) for
+    /// read-only use.
+    pub fn from_index(index: Index, store: Arc<dyn LogReader + Send + Sync>) -> Self {
+        EmbeddedBackend {
+            index: RwLock::new(index),
+            store,
+            writable: false,
+        }
+    }
+
+    /// Whether this process maintains the index.
+    pub fn writable(&self) -> bool {
+        self.writable
+    }
+
+    fn read(&self) -> IndexResult<std::sync::RwLockReadGuard<'_, Index>> {
+        self.index
+            .read()
+            .map_err(|_| IndexError::Io("search index lock poisoned".into()))
+    }
+
+    /// Indexes what the store holds beyond the index, in chunks, and commits.
+    /// Returns the rows added.
+    pub fn catch_up(&self) -> IndexResult<u64> {
+        if !self.writable {
+            return Ok(0);
+        }
+        let mut added = 0;
+        loop {
+            let n = {
+                let mut ix = self
+                    .index
+                    .write()
+                    .map_err(|_| IndexError::Io("search index lock poisoned".into()))?;
+                ix.catch_up(self.store.as_ref(), CATCH_UP_CHUNK)?
+            };
+            added += n;
+            if n < CATCH_UP_CHUNK {
+                break;
+            }
+        }
+        if added > 0 {
+            let mut ix = self
+                .index
+                .write()
+                .map_err(|_| IndexError::Io("search index lock poisoned".into()))?;
+            ix.commit()?;
+        }
+        Ok(added)
+    }
+
+    /// Runs [`EmbeddedBackend::catch_up`] about every `period` until `stop`
+    /// is set; errors are passed to `on_error` and retried next period.
+    pub fn run_indexer(
+        &self,
+        period: Duration,
+        stop: &AtomicBool,
+        on_error: &mut dyn FnMut(&IndexError),
+    ) {
+        while !stop.load(Ordering::Relaxed) {
+            let t = Instant::now();
+            if let Err(e) = self.catch_up() {
+                on_error(&e);
+            }
+            let spent = t.elapsed();
+            let mut left = period.saturating_sub(spent);
+            while left > Duration::ZERO && !stop.load(Ordering::Relaxed) {
+                let step = left.min(Duration::from_millis(100));
+                std::thread::sleep(step);
+                left = left.saturating_sub(step);
+            }
+        }
+    }
+
+    /// Rows indexed and the store size.
+    pub fn progress(&self) -> IndexResult<(u64, u64)> {
+        Ok((self.read()?.next_seq(), self.store.size()))
+    }
+
+    /// The store this backend reads.
+    pub fn store(&self) -> &(dyn LogReader + Send + Sync) {
+        self.store.as_ref()
+    }
+}
+
+fn all_needs() -> crate::index::Needs {
+    crate::index::Needs {
+        dict: (0..crate::index::DICT_FIELDS.len()).collect(),
+        hash: (0..crate::index::HASH_FIELDS.len()).collect(),
+        latency: true,
+    }
+}
+
+impl SearchBackend for EmbeddedBackend {
+    fn search(&self, req: &SearchRequest) -> IndexResult<Page> {
+        search::search(&*self.read()?, self.store.as_ref(), req)
+    }
+
+    fn stats(&self, req: &StatsRequest) -> IndexResult<StatsReport> {
+        stats::stats(&*self.read()?, self.store.as_ref(), req)
+    }
+
+    fn field_values(
+        &self,
+        field: &Field,
+        prefix: &str,
+        limit: usize,
+    ) -> IndexResult<Vec<(String, u64)>> {
+        field_values(&*self.read()?, field, prefix, limit)
+    }
+
+    fn for_each_match(
+        &self,
+        query: &Query,
+        since: Option<i64>,
+        until: Option<i64>,
+        f: &mut dyn FnMut(u64, i64, &kaudit_event::Event, &str) -> bool,
+    ) -> IndexResult<()> {
+        search::for_each_match(&*self.read()?, self.store.as_ref(), query, since, until, f)
+    }
+}
+
+/// Values of a dictionary field starting with `prefix`, with how many
+/// indexed events carry each, most frequent first.
+pub fn field_values(
+    ix: &Index,
+    field: &Field,
+    prefix: &str,
+    limit: usize,
+) -> IndexResult<Vec<(String, u64)>> {
+    let slot = Index::dict_slot(field).ok_or_else(|| {
+        IndexError::Input(format!(
+            "field {:?} has no value list; use one of: {}",
+            field.name(),
+            crate::index::DICT_FIELDS
+                .iter()
+                .map(Field::name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })?;
+    let Some((col, dict)) = ix.column(slot) else {
+        return Ok(Vec::new());
+    };
+    let mut per_id = vec![0u64; dict.len() + 1];
+    for row in 0..col.len() {
+        if let Some(c) = per_id.get_mut(col.get(row) as usize) {
+            *c += 1;
+        }
+    }
+    let mut counts: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    for (id, vals) in dict.iter() {
+        let n = per_id[id as usize];
+        if n == 0 {
+            continue;
+        }
+        for v in vals {
+            if v.starts_with(prefix) {
+                *counts.entry(v).or_default() += n;
+            }
+        }
+    }
+    let mut out: Vec<(String, u64)> = counts
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    out.truncate(limit.clamp(1, MAX_FIELD_VALUES));
+    Ok(out)
+}
+
+/// Opens the index for one query from the CLI: catches it up first when the
+/// tail is large and no other process maintains it, then loads only what
+/// `query` reads.
+pub fn open_for_query(
+    data_dir: &Path,
+    store: &dyn LogReader,
+    query: &Query,
+    extra: &crate::index::Needs,
+) -> IndexResult<Index> {
+    let probe = Index::open(data_dir, IndexMode::Read)?;
+    if store.size().saturating_sub(probe.next_seq()) > 50_000 {
+        match Index::open(data_dir, IndexMode::Write) {
+            Ok(mut w) => {
+                w.catch_up(store, u64::MAX)?;
+                w.commit()?;
+            }
+            Err(IndexError::Locked(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    drop(probe);
+    let mut ix = Index::open(data_dir, IndexMode::Read)?;
+    let mut needs = plan::needs(query.expr());
+    needs.dict.extend(&extra.dict);
+    needs.hash.extend(&extra.hash);
+    needs.latency |= extra.latency;
+    ix.load(&needs)?;
+    Ok(ix)
+}

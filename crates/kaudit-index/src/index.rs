@@ -226,9 +226,8 @@ impl Dict {
         let mut keys = Vec::with_capacity(count);
         let mut at = 0;
         while keys.len() < count && at + 4 <= bytes.len() {
-            let len =
-                u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
-                    as usize;
+            let len = u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+                as usize;
             let Some(key) = bytes.get(at + 4..at + 4 + len) else {
                 break;
             };
@@ -401,6 +400,28 @@ impl Index {
         Ok(ix)
     }
 
+    /// An empty in-memory index whose first unindexed record is `seq`, for
+    /// scanning only the part of the store past a real index.
+    pub fn empty_at(seq: u64) -> Index {
+        let n = DICT_FIELDS.len();
+        Index {
+            dir: PathBuf::new(),
+            mode: IndexMode::Read,
+            base: seq,
+            rows: 0,
+            persisted_rows: 0,
+            time: Some(Vec::new()),
+            lat: None,
+            cols: vec![None; n],
+            dicts: vec![None; n],
+            hashes: vec![None; HASH_FIELDS.len()],
+            persisted_widths: vec![0; n],
+            meta_widths: Vec::new(),
+            meta_dict_counts: Vec::new(),
+            _lock: None,
+        }
+    }
+
     /// Loads the columns `needs` names that are not loaded yet.
     pub fn load(&mut self, needs: &Needs) -> IndexResult<()> {
         let with_map = self.mode == IndexMode::Write;
@@ -502,7 +523,10 @@ impl Index {
 
     /// The column and dictionary of a dictionary field slot, if loaded.
     pub fn column(&self, slot: usize) -> Option<(&Column, &Dict)> {
-        Some((self.cols.get(slot)?.as_ref()?, self.dicts.get(slot)?.as_ref()?))
+        Some((
+            self.cols.get(slot)?.as_ref()?,
+            self.dicts.get(slot)?.as_ref()?,
+        ))
     }
 
     /// The hash column of a hash field slot, if loaded.
@@ -585,7 +609,9 @@ impl Index {
         let mut json = LazyJson::default();
         for (slot, field) in DICT_FIELDS.iter().enumerate() {
             let mut vals: Vec<String> = Vec::new();
-            field.values(&ev, leaf.cluster, &mut json, &mut |v| vals.push(v.to_string()));
+            field.values(&ev, leaf.cluster, &mut json, &mut |v| {
+                vals.push(v.to_string())
+            });
             let refs: Vec<&str> = vals.iter().map(String::as_str).collect();
             encode_list(&refs, scratch);
             let id = match &mut self.dicts[slot] {
@@ -700,7 +726,11 @@ impl Index {
             h[from.min(h.len())..]
                 .iter()
                 .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
-            append_at(&self.dir.join(format!("h.{}.u32", field.name())), &buf, from * 4)?;
+            append_at(
+                &self.dir.join(format!("h.{}.u32", field.name())),
+                &buf,
+                from * 4,
+            )?;
         }
         buf.clear();
         self.times()[from.min(self.rows)..]

@@ -22,10 +22,10 @@ pub mod rbac;
 pub mod search;
 pub mod stats;
 
-
+pub use backend::{EmbeddedBackend, SearchBackend};
 pub use index::{event_time, Index, IndexMode, INDEX_DIR};
 pub use search::{Cursor, Hit, Page, SearchRequest};
-
+pub use stats::{StatsReport, StatsRequest};
 
 /// Everything searching can fail with.
 #[derive(Debug, thiserror::Error)]

@@ -68,11 +68,17 @@ impl Bits {
     }
 
     fn and(&mut self, o: &Bits) {
-        self.words.iter_mut().zip(&o.words).for_each(|(a, b)| *a &= b);
+        self.words
+            .iter_mut()
+            .zip(&o.words)
+            .for_each(|(a, b)| *a &= b);
     }
 
     fn or(&mut self, o: &Bits) {
-        self.words.iter_mut().zip(&o.words).for_each(|(a, b)| *a |= b);
+        self.words
+            .iter_mut()
+            .zip(&o.words)
+            .for_each(|(a, b)| *a |= b);
     }
 
     fn not(&mut self) {
@@ -189,8 +195,8 @@ fn compare(ix: &Index, field: &Field, op: Op, values: &[String]) -> IndexResult<
         let Some((col, dict)) = ix.column(slot) else {
             return Ok(unknown(n));
         };
-        let test = CompareTest::new(field, op, values)
-            .map_err(|e| IndexError::Input(e.to_string()))?;
+        let test =
+            CompareTest::new(field, op, values).map_err(|e| IndexError::Input(e.to_string()))?;
         // table[id]: Some(result) for known ids; id 0 and ids the dictionary
         // does not hold are unknown.
         let mut table: Vec<Option<bool>> = vec![None; dict.len() + 1];

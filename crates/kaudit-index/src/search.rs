@@ -37,7 +37,11 @@ impl Cursor {
 
     /// Parses [`Cursor::encode`]'s form.
     pub fn parse(s: &str) -> IndexResult<Cursor> {
-        let bad = || IndexError::Input(format!("invalid cursor {s:?}: expected TIME.SEQ from a previous page"));
+        let bad = || {
+            IndexError::Input(format!(
+                "invalid cursor {s:?}: expected TIME.SEQ from a previous page"
+            ))
+        };
         let (t, q) = s.split_once('.').ok_or_else(bad)?;
         Ok(Cursor {
             time: t.parse().map_err(|_| bad())?,
@@ -238,7 +242,7 @@ pub fn search(ix: &Index, store: &dyn LogReader, req: &SearchRequest) -> IndexRe
 
 /// Reads the records `seqs` (any order) and keeps those `keep` accepts;
 /// `keep` gets (seq, cluster), the event time and the parsed event.
-fn fetch(
+pub(crate) fn fetch(
     store: &dyn LogReader,
     seqs: &[u64],
     keep: &mut dyn FnMut(u64, i64, &Event, (u64, &str)) -> bool,
@@ -335,7 +339,10 @@ pub fn for_each_match(
                 match Event::from_json(leaf.event) {
                     Ok(ev) => {
                         let t = event_time(&ev, leaf.received);
-                        if req.in_range(t) && query.matches(&ev, leaf.cluster) && !f(seq, t, &ev, leaf.cluster) {
+                        if req.in_range(t)
+                            && query.matches(&ev, leaf.cluster)
+                            && !f(seq, t, &ev, leaf.cluster)
+                        {
                             stopped = true;
                             return false;
                         }
@@ -361,19 +368,24 @@ pub fn for_each_match(
     }
     let start = ix.next_seq().max(store.first_seq());
     let mut err = None;
-    store.read(start..store.size(), &mut |seq, leaf| match Event::from_json(leaf.event) {
-        Ok(ev) => {
-            let t = event_time(&ev, leaf.received);
-            !(req.in_range(t) && query.matches(&ev, leaf.cluster) && !f(seq, t, &ev, leaf.cluster))
-        }
-        Err(e) => {
-            err = Some(IndexError::Record {
-                seq,
-                message: e.to_string(),
-            });
-            false
-        }
-    })?;
+    store.read(
+        start..store.size(),
+        &mut |seq, leaf| match Event::from_json(leaf.event) {
+            Ok(ev) => {
+                let t = event_time(&ev, leaf.received);
+                !(req.in_range(t)
+                    && query.matches(&ev, leaf.cluster)
+                    && !f(seq, t, &ev, leaf.cluster))
+            }
+            Err(e) => {
+                err = Some(IndexError::Record {
+                    seq,
+                    message: e.to_string(),
+                });
+                false
+            }
+        },
+    )?;
     match err {
         Some(e) => Err(e),
         None => Ok(()),

@@ -1,1 +1,365 @@
-//! stats
+//! Counts, top-N, time histograms and latency percentiles per group.
+//!
+//! When the query is decided exactly by the index and every `--by` field is
+//! a dictionary column, counting runs over the columns alone (ids first,
+//! values at the end, multi-valued fields counted once per value); otherwise
+//! each candidate is confirmed against the stored event. Records past the
+//! index are always read from the store.
+
+use crate::index::{Index, NO_LATENCY};
+use crate::plan::bounds;
+use crate::search::{fetch, for_each_match};
+use crate::{IndexError, IndexResult};
+use kaudit_event::Event;
+use kaudit_query::{Field, LazyJson, Query};
+use kaudit_store::LogReader;
+use std::collections::HashMap;
+
+/// Most `--by` fields.
+pub const MAX_BY: usize = 4;
+/// Most groups kept before top-N (bounds memory on high-cardinality fields).
+pub const MAX_GROUPS: usize = 5_000_000;
+/// Most histogram buckets.
+pub const MAX_BUCKETS: i64 = 1_000_000;
+
+/// What to count.
+#[derive(Clone, Debug)]
+pub struct StatsRequest {
+    /// Which events.
+    pub query: Query,
+    /// Earliest event time, inclusive (microseconds).
+    pub since: Option<i64>,
+    /// Latest event time, exclusive (microseconds).
+    pub until: Option<i64>,
+    /// Group by these fields (empty: one group).
+    pub by: Vec<Field>,
+    /// Keep the N largest groups (0: all).
+    pub top: usize,
+    /// Bucket width in microseconds for a histogram.
+    pub every: Option<i64>,
+    /// Also compute latency percentiles.
+    pub latency: bool,
+}
+
+/// Latency percentiles in microseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Latency {
+    /// Median.
+    pub p50: u32,
+    /// 90th percentile.
+    pub p90: u32,
+    /// 99th percentile.
+    pub p99: u32,
+    /// Events with a known latency.
+    pub samples: u64,
+}
+
+/// One output row.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct StatsRow {
+    /// Bucket start (microseconds) for histograms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<i64>,
+    /// One value per `by` field ("" when the event has none).
+    pub key: Vec<String>,
+    /// Events in the group (and bucket).
+    pub count: u64,
+    /// Latency percentiles when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency: Option<Latency>,
+}
+
+/// The answer.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct StatsReport {
+    /// Field names of `key`.
+    pub by: Vec<String>,
+    /// Matching events.
+    pub total: u64,
+    /// Rows: groups by count (largest first), or per bucket in time order.
+    pub rows: Vec<StatsRow>,
+    /// Whether counting ran on the index columns alone.
+    pub from_index: bool,
+}
+
+#[derive(Default)]
+struct Acc {
+    count: u64,
+    lat: Vec<u32>,
+}
+
+impl Acc {
+    fn add(&mut self, n: u64, lat: Option<u32>) {
+        self.count += n;
+        if let Some(l) = lat.filter(|&l| l != NO_LATENCY) {
+            self.lat.push(l);
+        }
+    }
+}
+
+type Groups = HashMap<(Option<i64>, Vec<String>), Acc>;
+
+/// Runs a stats request over the index and the tail of `store`.
+pub fn stats(ix: &Index, store: &dyn LogReader, req: &StatsRequest) -> IndexResult<StatsReport> {
+    if req.by.len() > MAX_BY {
+        return Err(IndexError::Input(format!(
+            "at most {MAX_BY} --by fields, got {}",
+            req.by.len()
+        )));
+    }
+    if let Some(e) = req.every {
+        if e <= 0 {
+            return Err(IndexError::Input("--every must be positive".into()));
+        }
+        if let (Some(s), Some(u)) = (req.since, req.until) {
+            if (u - s) / e > MAX_BUCKETS {
+                return Err(IndexError::Input(format!(
+                    "--every is too small for the time range: more than {MAX_BUCKETS} buckets"
+                )));
+            }
+        }
+    }
+    let bucket = |t: i64| req.every.map(|e| t.div_euclid(e) * e);
+    let b = bounds(ix, req.query.expr())?;
+    let slots: Option<Vec<usize>> = req
+        .by
+        .iter()
+        .map(|f| Index::dict_slot(f).filter(|&s| ix.column(s).is_some()))
+        .collect();
+    let lat_col = ix.latencies();
+    let fast = b.exact && slots.is_some() && (!req.latency || lat_col.is_some());
+    let mut groups: Groups = HashMap::new();
+    let mut total = 0u64;
+    if let (true, Some(slots)) = (fast, &slots) {
+        let times = ix.times();
+        let in_range = |t: i64| req.since.is_none_or(|s| t >= s) && req.until.is_none_or(|u| t < u);
+        let cols: Vec<_> = slots.iter().filter_map(|&s| ix.column(s)).collect();
+        let mut by_ids: HashMap<(Option<i64>, [u32; MAX_BY]), Acc> = HashMap::new();
+        let mut dense: Vec<Acc> = Vec::new();
+        let dense_ok = req.every.is_none() && cols.len() == 1;
+        // Rows whose group value the index does not hold: read from the store.
+        let mut unknown: Vec<u64> = Vec::new();
+        if dense_ok {
+            dense.resize_with(cols[0].1.len() + 1, Acc::default);
+        }
+        b.lower.for_each(|row| {
+            let t = times.get(row).copied().unwrap_or(i64::MIN);
+            if !in_range(t) {
+                return;
+            }
+            total += 1;
+            let lat = if req.latency {
+                lat_col.and_then(|l| l.get(row).copied())
+            } else {
+                None
+            };
+            if cols.iter().any(|(c, _)| c.get(row) == 0) {
+                unknown.push(ix.base() + row as u64);
+                total -= 1;
+                return;
+            }
+            if dense_ok {
+                let id = cols[0].0.get(row) as usize;
+                if let Some(a) = dense.get_mut(id) {
+                    a.add(1, lat);
+                }
+                return;
+            }
+            let mut key = [0u32; MAX_BY];
+            for (k, (c, _)) in key.iter_mut().zip(&cols) {
+                *k = c.get(row);
+            }
+            if by_ids.len() < MAX_GROUPS || by_ids.contains_key(&(bucket(t), key)) {
+                by_ids.entry((bucket(t), key)).or_default().add(1, lat);
+            }
+        });
+        let dense_iter = dense
+            .into_iter()
+            .enumerate()
+            .filter(|(_, a)| a.count > 0)
+            .map(|(id, a)| {
+                let mut key = [0u32; MAX_BY];
+                key[0] = id as u32;
+                ((None, key), a)
+            });
+        for ((bk, ids), acc) in by_ids.into_iter().chain(dense_iter) {
+            // Expand id lists into values: one group per value combination.
+            let mut combos: Vec<Vec<String>> = vec![Vec::new()];
+            for (i, (_, dict)) in cols.iter().enumerate() {
+                let vals: Vec<String> = match dict.values(ids[i]) {
+                    Some(v) if !v.is_empty() => v.into_iter().map(str::to_string).collect(),
+                    _ => vec![String::new()],
+                };
+                combos = combos
+                    .into_iter()
+                    .flat_map(|c| {
+                        vals.iter().map(move |v| {
+                            let mut c = c.clone();
+                            c.push(v.clone());
+                            c
+                        })
+                    })
+                    .collect();
+            }
+            for key in combos {
+                let e = groups.entry((bk, key)).or_default();
+                e.count += acc.count;
+                e.lat.extend_from_slice(&acc.lat);
+            }
+        }
+        for h in fetch(store, &unknown, &mut |_, t, ev, (_, c)| {
+            in_range(t) && req.query.matches(ev, c)
+        })? {
+            let Ok(ev) = Event::from_json(&h.event) else {
+                continue;
+            };
+            total += 1;
+            let lat = if req.latency {
+                crate::index::event_latency(&ev)
+            } else {
+                None
+            };
+            for key in keys(&req.by, &ev, &h.cluster) {
+                groups.entry((bucket(h.time), key)).or_default().add(1, lat);
+            }
+        }
+        tail(ix, store, req, &mut groups, &mut total, true)?;
+    } else {
+        tail(ix, store, req, &mut groups, &mut total, false)?;
+    }
+    Ok(finish(req, groups, total, fast))
+}
+
+/// Adds store-read events to `groups`: only the unindexed tail when
+/// `tail_only`, else every match.
+fn tail(
+    ix: &Index,
+    store: &dyn LogReader,
+    req: &StatsRequest,
+    groups: &mut Groups,
+    total: &mut u64,
+    tail_only: bool,
+) -> IndexResult<()> {
+    let empty;
+    let ix = if tail_only {
+        empty = Index::empty_at(ix.next_seq());
+        &empty
+    } else {
+        ix
+    };
+    let mut err = None;
+    for_each_match(
+        ix,
+        store,
+        &req.query,
+        req.since,
+        req.until,
+        &mut |_, t, ev, cluster| {
+            *total += 1;
+            let bk = req.every.map(|e| t.div_euclid(e) * e);
+            let lat = if req.latency {
+                crate::index::event_latency(ev)
+            } else {
+                None
+            };
+            for key in keys(&req.by, ev, cluster) {
+                if groups.len() >= MAX_GROUPS && !groups.contains_key(&(bk, key.clone())) {
+                    err = Some(IndexError::Input(format!(
+                        "more than {MAX_GROUPS} groups: narrow the query or use fewer --by fields"
+                    )));
+                    return false;
+                }
+                groups.entry((bk, key)).or_default().add(1, lat);
+            }
+            true
+        },
+    )?;
+    match err {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn keys(by: &[Field], ev: &Event, cluster: &str) -> Vec<Vec<String>> {
+    let mut combos: Vec<Vec<String>> = vec![Vec::new()];
+    let mut json = LazyJson::default();
+    for f in by {
+        let mut vals = Vec::new();
+        f.values(ev, cluster, &mut json, &mut |v| vals.push(v.to_string()));
+        if vals.is_empty() {
+            vals.push(String::new());
+        }
+        combos = combos
+            .into_iter()
+            .flat_map(|c| {
+                vals.iter().map(move |v| {
+                    let mut c = c.clone();
+                    c.push(v.clone());
+                    c
+                })
+            })
+            .collect();
+    }
+    combos
+}
+
+fn percentiles(mut lat: Vec<u32>) -> Option<Latency> {
+    if lat.is_empty() {
+        return None;
+    }
+    let n = lat.len();
+    let mut pick = |q: f64| {
+        let i = ((q * n as f64).ceil() as usize).clamp(1, n) - 1;
+        *lat.select_nth_unstable(i).1
+    };
+    Some(Latency {
+        p50: pick(0.50),
+        p90: pick(0.90),
+        p99: pick(0.99),
+        samples: n as u64,
+    })
+}
+
+fn finish(req: &StatsRequest, groups: Groups, total: u64, from_index: bool) -> StatsReport {
+    let mut totals: HashMap<Vec<String>, u64> = HashMap::new();
+    for ((_, k), a) in &groups {
+        *totals.entry(k.clone()).or_default() += a.count;
+    }
+    let mut ranked: Vec<(Vec<String>, u64)> = totals.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    if req.top > 0 {
+        ranked.truncate(req.top);
+    }
+    let rank: HashMap<Vec<String>, usize> = ranked
+        .iter()
+        .enumerate()
+        .map(|(i, (k, _))| (k.clone(), i))
+        .collect();
+    let mut rows: Vec<(Option<i64>, usize, StatsRow)> = groups
+        .into_iter()
+        .filter_map(|((bk, key), acc)| {
+            let r = *rank.get(&key)?;
+            Some((
+                bk,
+                r,
+                StatsRow {
+                    bucket: bk,
+                    key,
+                    count: acc.count,
+                    latency: if req.latency {
+                        percentiles(acc.lat)
+                    } else {
+                        None
+                    },
+                },
+            ))
+        })
+        .collect();
+    rows.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+    StatsReport {
+        by: req.by.iter().map(Field::name).collect(),
+        total,
+        rows: rows.into_iter().map(|r| r.2).collect(),
+        from_index,
+    }
+}

@@ -28,13 +28,28 @@ fn world() -> &'static World {
         fx.store
             .read(0..fx.store.len(), &mut |seq, leaf| {
                 let ev = Event::from_json(leaf.event).expect("event");
-                all.push((event_time(&ev, leaf.received), seq, ev, leaf.cluster.to_string()));
+                all.push((
+                    event_time(&ev, leaf.received),
+                    seq,
+                    ev,
+                    leaf.cluster.to_string(),
+                ));
                 true
             })
             .expect("read");
         let fields: [&'static str; 12] = [
-            "user", "group", "verb", "resource", "subresource", "ns", "name", "code", "ip",
-            "useragent", "stage", "decision",
+            "user",
+            "group",
+            "verb",
+            "resource",
+            "subresource",
+            "ns",
+            "name",
+            "code",
+            "ip",
+            "useragent",
+            "stage",
+            "decision",
         ];
         let mut vocab = Vec::new();
         for name in fields {
@@ -94,7 +109,13 @@ fn leaf() -> impl Strategy<Value = String> {
 
 fn regex_escape(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == ' ' || c == '-' || c == ':' { c.to_string() } else { format!("\\{c}") })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == ' ' || c == '-' || c == ':' {
+                c.to_string()
+            } else {
+                format!("\\{c}")
+            }
+        })
         .collect()
 }
 
@@ -125,7 +146,14 @@ fn brute(w: &World, q: &Query, since: Option<i64>, until: Option<i64>, reverse: 
     v.into_iter().map(|(_, s)| s).collect()
 }
 
-fn paged(w: &World, q: &Query, since: Option<i64>, until: Option<i64>, reverse: bool, limit: usize) -> Vec<u64> {
+fn paged(
+    w: &World,
+    q: &Query,
+    since: Option<i64>,
+    until: Option<i64>,
+    reverse: bool,
+    limit: usize,
+) -> Vec<u64> {
     let ix = {
         let mut ix = Index::open(w.fx.dir.path(), IndexMode::Read).expect("open read");
         ix.load(&kaudit_index::plan::needs(q.expr())).expect("load");
@@ -186,7 +214,16 @@ fn index_is_used_and_tail_is_scanned() {
     let page = search(&ix, &w.fx.store, &SearchRequest::new(q.clone(), 100_000)).expect("search");
     assert_eq!(page.tail_scanned, 1000);
     // The index narrowed the candidates to exactly the gets among the indexed rows.
-    let gets = w.all[..2000].iter().filter(|(_, _, ev, _)| ev.verb() == "get").count();
+    let gets = w.all[..2000]
+        .iter()
+        .filter(|(_, _, ev, _)| ev.verb() == "get")
+        .count();
     assert_eq!(page.candidates as usize, gets);
-    assert_eq!(page.hits.len(), w.all.iter().filter(|(_, _, ev, _)| ev.verb() == "get").count());
+    assert_eq!(
+        page.hits.len(),
+        w.all
+            .iter()
+            .filter(|(_, _, ev, _)| ev.verb() == "get")
+            .count()
+    );
 }

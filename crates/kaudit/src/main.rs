@@ -59,6 +59,16 @@ enum Command {
     WebhookKubeconfig(cmd::serve::KubeconfigArgs),
     /// Follow an audit log file through rotations and store its events.
     Tail(cmd::serve::TailArgs),
+    /// Search stored events: `kaudit query 'verb=delete resource=secrets ns=prod'`.
+    Query(cmd::query::QueryArgs),
+    /// Counts, top-N, time histograms and latency percentiles of stored events.
+    Stats(cmd::query::StatsArgs),
+    /// Every event on one object (with diffs), or a user's sessions.
+    History(cmd::query::HistoryArgs),
+    /// RBAC roles and bindings granting exactly what a user was seen doing.
+    Rbac(cmd::query::RbacArgs),
+    /// Rebuild the search index from the store.
+    Reindex(cmd::query::ReindexArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -82,6 +92,11 @@ fn main() -> std::process::ExitCode {
         Command::Quarantine(c) => cmd::serve::quarantine(c),
         Command::WebhookKubeconfig(a) => cmd::serve::webhook_kubeconfig(a),
         Command::Tail(a) => cmd::serve::tail(a),
+        Command::Query(a) => cmd::query::query(a),
+        Command::Stats(a) => cmd::query::stats(a),
+        Command::History(a) => cmd::query::history(a),
+        Command::Rbac(a) => cmd::query::rbac(a),
+        Command::Reindex(a) => cmd::query::reindex(a),
     };
     match result {
         Ok(code) => code,

@@ -4,5 +4,6 @@ pub mod convert;
 pub mod detect;
 pub mod gen;
 pub mod policy;
+pub mod query;
 pub mod serve;
 pub mod store;
