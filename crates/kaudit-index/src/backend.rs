@@ -59,7 +59,17 @@ impl EmbeddedBackend {
     /// another process holds it; either way answers stay complete because
     /// the unindexed tail is scanned.
     pub fn open(data_dir: &Path, store: Arc<dyn LogReader + Send + Sync>) -> IndexResult<Self> {
-        let (index, writable) = match Index::open(data_dir, IndexMode::Write) {
+        let opened = match Index::open(data_dir, IndexMode::Write) {
+            // The index is derived: a damaged one is dropped and rebuilt.
+            Err(IndexError::Corrupt(..)) => {
+                let meta = data_dir.join(crate::INDEX_DIR).join("meta.json");
+                std::fs::remove_file(&meta)
+                    .map_err(|e| IndexError::Io(format!("{}: {e}", meta.display())))?;
+                Index::open(data_dir, IndexMode::Write)
+            }
+            other => other,
+        };
+        let (index, writable) = match opened {
             Ok(ix) => (ix, true),
             Err(IndexError::Locked(_)) => {
                 let mut ix = Index::open(data_dir, IndexMode::Read)?;

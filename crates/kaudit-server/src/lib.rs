@@ -12,6 +12,7 @@
 //! Nothing is acknowledged before it is durable: a 200 is sent only after the
 //! store's append (fsync) and the quarantine's fsync have both returned.
 
+pub mod api;
 pub mod auth;
 pub mod config;
 pub mod dedupe;

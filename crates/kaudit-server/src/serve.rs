@@ -194,7 +194,16 @@ pub fn run(cfg: ServerConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result
         },
         ready,
     );
-    let app = http::router(state);
+    let api_auth = state.auth.clone();
+    let search = Arc::new(
+        kaudit_index::EmbeddedBackend::open(&cfg.data, store.clone())
+            .map_err(|e| ServeError::Store(format!("search index: {e}")))?,
+    );
+    let app = http::router(state).merge(crate::api::routes(crate::api::ApiContext {
+        store: store.clone(),
+        backend: search.clone(),
+        auth: api_auth,
+    }));
 
     // Background work: checkpoints and metrics gauges, file sources, demo.
     let mut threads = Vec::new();
@@ -218,6 +227,15 @@ pub fn run(cfg: ServerConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result
                 }
                 std::thread::sleep(every);
             }
+        }));
+    }
+    {
+        // Search indexer: catches up with the store about every second.
+        let stop = stop.clone();
+        threads.push(std::thread::spawn(move || {
+            search.run_indexer(Duration::from_secs(1), &stop, &mut |e| {
+                tracing::error!(error = %e, "search index update failed")
+            })
         }));
     }
     if !cfg.sources.is_empty() {

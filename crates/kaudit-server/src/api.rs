@@ -1,0 +1,466 @@
+//! The query API (JSON, role reader): events with cursor pagination, one
+//! request's stages with inclusion proofs, stats, histories, field values
+//! for autocomplete, and the OpenAPI document that describes them (the
+//! tests hold these handlers to it).
+
+use crate::auth::{Authenticator, Denied, PeerIdentity, Role};
+use crate::http::error;
+use axum::extract::{Path, Query as QueryParams, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Router};
+use kaudit_event::MicroTime;
+use kaudit_index::history::{object_history, user_sessions, Target};
+use kaudit_index::search::{Cursor, SearchRequest};
+use kaudit_index::stats::StatsRequest;
+use kaudit_index::{EmbeddedBackend, IndexError, SearchBackend};
+use kaudit_query::{parse_time_bound, Field, Query};
+use kaudit_store::{base64_encode, LogReader, Store};
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+
+/// The OpenAPI 3 document of these routes.
+pub const OPENAPI_YAML: &str = include_str!("../../../openapi.yaml");
+/// Default page size.
+pub const DEFAULT_LIMIT: usize = 100;
+/// Largest page size.
+pub const MAX_LIMIT: usize = 10_000;
+/// Most stages returned for one auditID.
+const MAX_STAGES: usize = 64;
+
+/// What the API handlers share.
+#[derive(Clone)]
+pub struct ApiContext {
+    /// The store (proofs, checkpoints).
+    pub store: Arc<Store>,
+    /// The search backend over it.
+    pub backend: Arc<EmbeddedBackend>,
+    /// Credentials; reads need role reader.
+    pub auth: Arc<Authenticator>,
+}
+
+/// The API routes, to merge into the server's router.
+pub fn routes(ctx: ApiContext) -> Router {
+    Router::new()
+        .route("/api/v1/events", get(events))
+        .route("/api/v1/events/{audit_id}", get(event_stages))
+        .route("/api/v1/stats", get(stats))
+        .route("/api/v1/history", get(sessions))
+        .route("/api/v1/history/{*object}", get(history))
+        .route("/api/v1/fields/{field}/values", get(field_values))
+        .route("/api/v1/openapi.yaml", get(openapi))
+        .with_state(ctx)
+}
+
+type Peer = Option<Extension<PeerIdentity>>;
+
+fn check(ctx: &ApiContext, headers: &HeaderMap, peer: &Peer) -> Result<(), Response> {
+    let authz = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match ctx
+        .auth
+        .authenticate(authz, peer.as_ref().map(|p| &p.0), Role::Reader)
+    {
+        Ok(_) => Ok(()),
+        Err(Denied::Unauthenticated(m)) => {
+            let mut r = error(StatusCode::UNAUTHORIZED, m);
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            Err(r)
+        }
+        Err(Denied::Forbidden(m)) => Err(error(StatusCode::FORBIDDEN, m)),
+    }
+}
+
+fn bad(m: impl Into<String>) -> Response {
+    error(StatusCode::BAD_REQUEST, m)
+}
+
+fn index_error(e: IndexError) -> Response {
+    match e {
+        IndexError::Input(m) => bad(m),
+        other => error(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+    }
+}
+
+fn time_bounds(
+    since: &Option<String>,
+    until: &Option<String>,
+) -> Result<(Option<i64>, Option<i64>), Response> {
+    let now = MicroTime::now();
+    let one = |s: &Option<String>, what: &str| {
+        s.as_deref()
+            .filter(|s| !s.is_empty())
+            .map(|s| parse_time_bound(s, now).map(|t| t.micros()))
+            .transpose()
+            .map_err(|e| bad(format!("{what}: {e}")))
+    };
+    Ok((one(since, "since")?, one(until, "until")?))
+}
+
+fn compile(q: &str) -> Result<Query, Response> {
+    Query::parse(q).map_err(|e| {
+        let body = json!({
+            "error": e.to_string(),
+            "status": 400,
+            "column": e.column,
+            "hint": e.hint,
+        });
+        (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+    })
+}
+
+async fn blocking<F>(f: F) -> Response
+where
+    F: FnOnce() -> Result<Response, Response> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(r)) | Ok(Err(r)) => r,
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("query task failed: {e}"),
+        ),
+    }
+}
+
+fn json_bytes(body: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn push_str(out: &mut Vec<u8>, s: &str) {
+    kaudit_event::json::write_str(out, s);
+}
+
+#[derive(Deserialize)]
+struct EventsParams {
+    q: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+    reverse: Option<bool>,
+}
+
+/// `GET /api/v1/events`: a page of matching events, newest first; each item
+/// carries the exact stored event.
+async fn events(
+    State(ctx): State<ApiContext>,
+    peer: Peer,
+    headers: HeaderMap,
+    QueryParams(p): QueryParams<EventsParams>,
+) -> Response {
+    if let Err(r) = check(&ctx, &headers, &peer) {
+        return r;
+    }
+    blocking(move || {
+        let query = compile(p.q.as_deref().unwrap_or(""))?;
+        let (since, until) = time_bounds(&p.since, &p.until)?;
+        let cursor = p
+            .cursor
+            .as_deref()
+            .filter(|c| !c.is_empty())
+            .map(Cursor::parse)
+            .transpose()
+            .map_err(index_error)?;
+        let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
+        if limit == 0 || limit > MAX_LIMIT {
+            return Err(bad(format!("limit must be between 1 and {MAX_LIMIT}")));
+        }
+        let req = SearchRequest {
+            query,
+            since,
+            until,
+            limit,
+            cursor,
+            reverse: p.reverse.unwrap_or(false),
+        };
+        let page = ctx.backend.search(&req).map_err(index_error)?;
+        let mut out = Vec::with_capacity(page.hits.iter().map(|h| h.event.len() + 128).sum());
+        out.extend_from_slice(b"{\"events\":[");
+        for (i, h) in page.hits.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(format!("{{\"seq\":{},\"time\":", h.seq).as_bytes());
+            push_str(&mut out, &MicroTime(h.time).to_string());
+            out.extend_from_slice(b",\"cluster\":");
+            push_str(&mut out, &h.cluster);
+            out.extend_from_slice(b",\"event\":");
+            out.extend_from_slice(&h.event);
+            out.push(b'}');
+        }
+        out.extend_from_slice(b"],\"next_cursor\":");
+        match page.next {
+            Some(c) => push_str(&mut out, &c.encode()),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(format!(",\"count\":{}}}", page.hits.len()).as_bytes());
+        Ok(json_bytes(out))
+    })
+    .await
+}
+
+/// `GET /api/v1/events/{auditID}`: every stored stage of one request, each
+/// with its inclusion proof against the latest checkpoint covering it.
+async fn event_stages(
+    State(ctx): State<ApiContext>,
+    peer: Peer,
+    headers: HeaderMap,
+    Path(audit_id): Path<String>,
+) -> Response {
+    if let Err(r) = check(&ctx, &headers, &peer) {
+        return r;
+    }
+    blocking(move || {
+        if audit_id.is_empty() || audit_id.len() > 256 {
+            return Err(bad("auditID must be 1 to 256 characters"));
+        }
+        let mut q = Vec::new();
+        push_str(&mut q, &audit_id);
+        let query = compile(&format!("auditid={}", String::from_utf8_lossy(&q)))?;
+        let mut req = SearchRequest::new(query, MAX_STAGES);
+        req.reverse = true;
+        let page = ctx.backend.search(&req).map_err(index_error)?;
+        if page.hits.is_empty() {
+            return Err(error(
+                StatusCode::NOT_FOUND,
+                format!("no event with auditID {audit_id:?}"),
+            ));
+        }
+        let checkpoint = ctx.store.latest_checkpoint();
+        let store_size = ctx.store.size();
+        let mut stages = Vec::new();
+        for h in &page.hits {
+            let (tree_size, note) = match &checkpoint {
+                Some(cp) if cp.size > h.seq => (cp.size, Some(cp.note.clone())),
+                _ => (store_size, None),
+            };
+            let mut leaf = None;
+            ctx.store
+                .read(h.seq..h.seq + 1, &mut |_, l| {
+                    leaf = Some((l.hash(), l.data.to_vec()));
+                    false
+                })
+                .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            let Some((leaf_hash, leaf_data)) = leaf else {
+                return Err(error(
+                    StatusCode::NOT_FOUND,
+                    format!("record {} is no longer stored", h.seq),
+                ));
+            };
+            let proof = LogReader::inclusion_proof(ctx.store.as_ref(), h.seq, tree_size)
+                .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            let root = LogReader::root(ctx.store.as_ref(), tree_size)
+                .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            let event: serde_json::Value = serde_json::from_slice(&h.event)
+                .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            stages.push(json!({
+                "seq": h.seq,
+                "time": MicroTime(h.time).to_string(),
+                "cluster": h.cluster,
+                "event": event,
+                "proof": {
+                    "leaf_index": h.seq,
+                    "tree_size": tree_size,
+                    "leaf_hash": base64_encode(&leaf_hash),
+                    "leaf_data": base64_encode(&leaf_data),
+                    "hashes": proof.iter().map(|p| base64_encode(p)).collect::<Vec<_>>(),
+                    "root": base64_encode(&root),
+                    "checkpoint": note,
+                },
+            }));
+        }
+        Ok(axum::Json(json!({"auditID": audit_id, "stages": stages})).into_response())
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct StatsParams {
+    q: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    by: Option<String>,
+    top: Option<usize>,
+    every: Option<String>,
+    latency: Option<bool>,
+}
+
+/// `GET /api/v1/stats`.
+async fn stats(
+    State(ctx): State<ApiContext>,
+    peer: Peer,
+    headers: HeaderMap,
+    QueryParams(p): QueryParams<StatsParams>,
+) -> Response {
+    if let Err(r) = check(&ctx, &headers, &peer) {
+        return r;
+    }
+    blocking(move || {
+        let query = compile(p.q.as_deref().unwrap_or(""))?;
+        let (since, until) = time_bounds(&p.since, &p.until)?;
+        let mut by = Vec::new();
+        for name in
+            p.by.as_deref()
+                .unwrap_or("")
+                .split(',')
+                .filter(|s| !s.trim().is_empty())
+        {
+            let f = Field::parse(name.trim()).ok_or_else(|| {
+                bad(format!(
+                    "unknown field {name:?}{}",
+                    Field::suggest(name.trim())
+                        .map(|s| format!("; did you mean {s:?}?"))
+                        .unwrap_or_default()
+                ))
+            })?;
+            by.push(f);
+        }
+        let every = match p.every.as_deref().filter(|s| !s.is_empty()) {
+            Some(s) => {
+                let t =
+                    parse_time_bound(s, MicroTime(0)).map_err(|e| bad(format!("every: {e}")))?;
+                if t.micros() >= 0 {
+                    return Err(bad("every must be a positive duration such as 1m or 5m"));
+                }
+                Some(-t.micros())
+            }
+            None => None,
+        };
+        let req = StatsRequest {
+            query,
+            since,
+            until,
+            by,
+            top: p.top.unwrap_or(10),
+            every,
+            latency: p.latency.unwrap_or(false),
+        };
+        let report = ctx.backend.stats(&req).map_err(index_error)?;
+        Ok(axum::Json(report).into_response())
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct HistoryParams {
+    since: Option<String>,
+    until: Option<String>,
+    user: Option<String>,
+}
+
+/// `GET /api/v1/history/{resource}/{namespace}/{name}` or `.../{resource}/{name}`.
+async fn history(
+    State(ctx): State<ApiContext>,
+    peer: Peer,
+    headers: HeaderMap,
+    Path(object): Path<String>,
+    QueryParams(p): QueryParams<HistoryParams>,
+) -> Response {
+    if let Err(r) = check(&ctx, &headers, &peer) {
+        return r;
+    }
+    blocking(move || {
+        let (since, until) = time_bounds(&p.since, &p.until)?;
+        let target = Target::parse(object.trim_start_matches('/')).map_err(index_error)?;
+        let entries =
+            object_history(ctx.backend.as_ref(), &target, since, until).map_err(index_error)?;
+        let entries: Vec<serde_json::Value> = entries
+            .into_iter()
+            .map(|e| {
+                let mut v = serde_json::to_value(&e).unwrap_or_default();
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("time".into(), json!(MicroTime(e.time).to_string()));
+                }
+                v
+            })
+            .collect();
+        Ok(axum::Json(json!({"object": target, "entries": entries})).into_response())
+    })
+    .await
+}
+
+/// `GET /api/v1/history?user=U`: the user's sessions.
+async fn sessions(
+    State(ctx): State<ApiContext>,
+    peer: Peer,
+    headers: HeaderMap,
+    QueryParams(p): QueryParams<HistoryParams>,
+) -> Response {
+    if let Err(r) = check(&ctx, &headers, &peer) {
+        return r;
+    }
+    blocking(move || {
+        let (since, until) = time_bounds(&p.since, &p.until)?;
+        let Some(user) = p.user.filter(|u| !u.is_empty()) else {
+            return Err(bad(
+                "user is required (or ask /api/v1/history/RESOURCE/NAMESPACE/NAME)",
+            ));
+        };
+        let sessions =
+            user_sessions(ctx.backend.as_ref(), &user, since, until).map_err(index_error)?;
+        let sessions: Vec<serde_json::Value> = sessions
+            .iter()
+            .map(|s| {
+                let mut v = serde_json::to_value(s).unwrap_or_default();
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("start".into(), json!(MicroTime(s.start).to_string()));
+                    o.insert("end".into(), json!(MicroTime(s.end).to_string()));
+                }
+                v
+            })
+            .collect();
+        Ok(axum::Json(json!({"user": user, "sessions": sessions})).into_response())
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct ValuesParams {
+    prefix: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/fields/{field}/values?prefix=`: for autocomplete.
+async fn field_values(
+    State(ctx): State<ApiContext>,
+    peer: Peer,
+    headers: HeaderMap,
+    Path(field): Path<String>,
+    QueryParams(p): QueryParams<ValuesParams>,
+) -> Response {
+    if let Err(r) = check(&ctx, &headers, &peer) {
+        return r;
+    }
+    blocking(move || {
+        let f = Field::parse(&field).ok_or_else(|| {
+            error(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "unknown field {field:?}{}",
+                    Field::suggest(&field)
+                        .map(|s| format!("; did you mean {s:?}?"))
+                        .unwrap_or_default()
+                ),
+            )
+        })?;
+        let values = ctx
+            .backend
+            .field_values(&f, p.prefix.as_deref().unwrap_or(""), p.limit.unwrap_or(50))
+            .map_err(index_error)?;
+        let values: Vec<serde_json::Value> = values
+            .into_iter()
+            .map(|(v, n)| json!({"value": v, "count": n}))
+            .collect();
+        Ok(axum::Json(json!({"field": f.name(), "values": values})).into_response())
+    })
+    .await
+}
+
+/// `GET /api/v1/openapi.yaml`.
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI_YAML).into_response()
+}
