@@ -1,5 +1,6 @@
-//! Prints generated events as JSON lines: `cargo run -p kaudit-gen --example sample -- [events] [seed]`.
-//! Handy for looking at the traffic without building the whole CLI.
+//! Writes generated events as JSON lines to stdout, the way `kaudit gen`
+//! does (fast path, large buffered writes), without building the whole CLI:
+//! `cargo run -p kaudit-gen --example sample -- [events] [seed]`.
 
 use std::io::Write;
 
@@ -10,7 +11,7 @@ fn main() {
     let mut config = kaudit_gen::GenConfig::new(seed);
     config.events = Some(events);
     config.spread_incidents();
-    let generator = match kaudit_gen::Generator::new(config) {
+    let mut generator = match kaudit_gen::Generator::new(config) {
         Ok(g) => g,
         Err(e) => {
             eprintln!("error: {e}");
@@ -19,13 +20,15 @@ fn main() {
     };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    for e in generator {
-        if out
-            .write_all(&e.bytes)
-            .and_then(|_| out.write_all(b"\n"))
-            .is_err()
-        {
-            return;
+    let mut buf = Vec::with_capacity(1 << 21);
+    while generator.next_into(&mut buf).is_some() {
+        buf.push(b'\n');
+        if buf.len() >= 1 << 20 {
+            if out.write_all(&buf).is_err() {
+                return;
+            }
+            buf.clear();
         }
     }
+    let _ = out.write_all(&buf);
 }

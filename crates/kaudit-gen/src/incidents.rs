@@ -102,6 +102,8 @@ impl Builder {
     }
 }
 
+// One argument per event field, so call sites read like the event.
+#[allow(clippy::too_many_arguments)]
 fn call<'a>(
     id: [u8; 36],
     level: Level,

@@ -2,8 +2,8 @@
 //! that talk to the apiserver. Built once per cluster from the seed; events
 //! then only pick from it, so generation does no string formatting of names.
 
+use crate::write::write_str;
 use crate::write::J;
-use kaudit_event::json::write_str;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -508,7 +508,7 @@ impl Cluster {
         }
         let mut ci = Vec::new();
         {
-            let pod = format!("argocd-application-controller-0");
+            let pod = "argocd-application-controller-0".to_string();
             let reason = rbac_reason(
                 "argocd-application-controller",
                 "argocd-application-controller",

@@ -8,8 +8,113 @@
 //! `EventDoc::encode` writes for the same document; the round-trip tests
 //! check exactly that.
 
-use kaudit_event::json::write_str;
 use kaudit_event::{Level, Stage};
+
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// True when some byte of `x` is zero (the classic SWAR test).
+#[inline(always)]
+fn has_zero(x: u64) -> bool {
+    x.wrapping_sub(LO) & !x & HI != 0
+}
+
+/// True when any byte of the word is one Go's encoder escapes, or non-ASCII.
+#[inline(always)]
+fn word_needs_escape(x: u64) -> bool {
+    // Bytes below 0x20: subtracting 0x20 borrows into the high bit.
+    let ctl = x.wrapping_sub(0x20 * LO) & !x & HI != 0;
+    ctl | (x & HI != 0)
+        | has_zero(x ^ (u64::from(b'"') * LO))
+        | has_zero(x ^ (u64::from(b'\\') * LO))
+        | has_zero(x ^ (u64::from(b'<') * LO))
+        | has_zero(x ^ (u64::from(b'>') * LO))
+        | has_zero(x ^ (u64::from(b'&') * LO))
+}
+
+/// True when `s` holds nothing that Go's encoder would escape (and no
+/// non-ASCII, which could hold U+2028/U+2029).
+#[cfg(test)]
+pub(crate) fn is_plain(s: &[u8]) -> bool {
+    let mut chunks = s.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        if word_needs_escape(u64::from_le_bytes(w)) {
+            return false;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .all(|&b| (0x20..0x80).contains(&b) && !matches!(b, b'"' | b'\\' | b'<' | b'>' | b'&'))
+}
+
+/// Appends `s` as a JSON string exactly as [`kaudit_event::json::write_str`]
+/// does (Go's encoder with HTML escaping), skipping plain runs eight bytes
+/// at a time; the property tests hold the two byte-identical.
+#[inline]
+pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let b = s.as_bytes();
+    out.reserve(b.len() + 2);
+    out.push(b'"');
+    let mut start = 0;
+    let mut i = 0;
+    while i < b.len() {
+        while i + 8 <= b.len() {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&b[i..i + 8]);
+            if word_needs_escape(u64::from_le_bytes(w)) {
+                break;
+            }
+            i += 8;
+        }
+        let Some(&c) = b.get(i) else { break };
+        if c < 0x80 {
+            let esc: Option<&[u8]> = match c {
+                b'"' => Some(b"\\\""),
+                b'\\' => Some(b"\\\\"),
+                b'\n' => Some(b"\\n"),
+                b'\r' => Some(b"\\r"),
+                b'\t' => Some(b"\\t"),
+                0x08 => Some(b"\\b"),
+                0x0c => Some(b"\\f"),
+                _ => None,
+            };
+            if let Some(e) = esc {
+                out.extend_from_slice(&b[start..i]);
+                out.extend_from_slice(e);
+                start = i + 1;
+            } else if c < 0x20 || matches!(c, b'<' | b'>' | b'&') {
+                out.extend_from_slice(&b[start..i]);
+                out.extend_from_slice(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[usize::from(c >> 4)],
+                    HEX[usize::from(c & 0xf)],
+                ]);
+                start = i + 1;
+            }
+            i += 1;
+        } else if c == 0xE2 && i + 2 < b.len() && b[i + 1] == 0x80 && (b[i + 2] & 0xFE) == 0xA8 {
+            out.extend_from_slice(&b[start..i]);
+            out.extend_from_slice(if b[i + 2] == 0xA8 {
+                b"\\u2028"
+            } else {
+                b"\\u2029"
+            });
+            i += 3;
+            start = i;
+        } else {
+            i += 1;
+        }
+    }
+    out.extend_from_slice(&b[start..]);
+    out.push(b'"');
+}
 
 /// Appends the decimal form of `v` without going through `fmt`.
 pub(crate) fn push_u64(out: &mut Vec<u8>, mut v: u64) {
@@ -171,9 +276,11 @@ impl<'a> J<'a> {
     /// Writes a key; the next call writes its value.
     pub(crate) fn k(&mut self, key: &str) -> &mut Self {
         self.pre();
+        self.out.reserve(key.len() + 3);
         self.out.push(b'"');
         self.out.extend_from_slice(key.as_bytes());
-        self.out.extend_from_slice(b"\":");
+        self.out.push(b'"');
+        self.out.push(b':');
         self.comma = false;
         self
     }
@@ -449,6 +556,30 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn fast_write_str_equals_kaudit_event(s in "(.|[<>&\"\\\\\u{2028}\u{7f}])*") {
+            let mut a = Vec::new();
+            let mut b = Vec::new();
+            write_str(&mut a, &s);
+            kaudit_event::json::write_str(&mut b, &s);
+            proptest::prop_assert_eq!(a, b);
+        }
+
+        #[test]
+        fn fast_write_str_equals_kaudit_event_on_ascii(s in "[ -~\t\n]{0,64}") {
+            let mut a = Vec::new();
+            let mut b = Vec::new();
+            write_str(&mut a, &s);
+            kaudit_event::json::write_str(&mut b, &s);
+            proptest::prop_assert_eq!(a, b);
+        }
+
+        #[test]
+        fn plain_detection_is_exact(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..40)) {
+            let want = bytes.iter().all(|&b| (0x20..0x80).contains(&b) && !matches!(b, b'"' | b'\\' | b'<' | b'>' | b'&'));
+            proptest::prop_assert_eq!(is_plain(&bytes), want);
+        }
+
         #[test]
         fn timestamp_format_agrees_with_kaudit_event(m in 0i64..253_402_300_799_000_000) {
             let mut tf = TimeFmt::new();

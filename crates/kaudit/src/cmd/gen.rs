@@ -224,3 +224,87 @@ fn generate(a: Args) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn args(dir: &Path) -> Args {
+        Args {
+            events: 3000,
+            seed: 5,
+            clusters: 2,
+            cluster_names: Vec::new(),
+            start: DEFAULT_START.into(),
+            rate: DEFAULT_RATE,
+            realtime: false,
+            output: dir.join("all.jsonl.gz"),
+            incidents: Some(dir.join("incidents.json")),
+            incident_every: None,
+            split_clusters: Some(dir.join("split")),
+        }
+    }
+
+    #[test]
+    fn writes_gzip_split_files_and_incidents_that_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(run(args(dir.path())).unwrap(), ExitCode::SUCCESS);
+        let mut all = String::new();
+        flate2::read::GzDecoder::new(File::open(dir.path().join("all.jsonl.gz")).unwrap())
+            .read_to_string(&mut all)
+            .unwrap();
+        let lines: Vec<&str> = all.lines().collect();
+        assert_eq!(lines.len(), 3000);
+        let a = std::fs::read_to_string(dir.path().join("split/prod-eu-west-1.jsonl")).unwrap();
+        let b = std::fs::read_to_string(dir.path().join("split/prod-us-east-1.jsonl")).unwrap();
+        assert_eq!(a.lines().count() + b.lines().count(), 3000);
+        assert!(a.lines().count() > 1000 && b.lines().count() > 1000);
+        // Same bytes as the library writes for the same settings.
+        let mut config = GenConfig::new(5);
+        config.events = Some(3000);
+        config.clusters = kaudit_gen::default_cluster_names(2);
+        config.spread_incidents();
+        let lib: Vec<Vec<u8>> = Generator::new(config).unwrap().map(|e| e.bytes).collect();
+        assert!(lines.iter().zip(&lib).all(|(l, e)| l.as_bytes() == &e[..]));
+        let incidents: Vec<kaudit_gen::Incident> =
+            serde_json::from_slice(&std::fs::read(dir.path().join("incidents.json")).unwrap())
+                .unwrap();
+        assert!(incidents.len() >= 8);
+        for inc in &incidents {
+            let file = if inc.cluster == "prod-eu-west-1" {
+                &a
+            } else {
+                &b
+            };
+            for id in &inc.audit_ids {
+                assert!(
+                    file.contains(&format!("\"auditID\":\"{id}\"")),
+                    "{id} not in {}",
+                    inc.cluster
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn bad_flags_fail_with_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = args(dir.path());
+        a.start = "yesterday".into();
+        let err = run(a).unwrap_err().to_string();
+        assert!(err.contains("--start"), "{err}");
+        let mut a = args(dir.path());
+        a.rate = 0.0;
+        let err = format!("{:#}", run(a).unwrap_err());
+        assert!(err.contains("rate"), "{err}");
+        let mut a = args(dir.path());
+        a.cluster_names = vec!["ok".into(), "../escape".into()];
+        let err = format!("{:#}", run(a).unwrap_err());
+        assert!(err.contains("cluster name"), "{err}");
+        let mut a = args(dir.path());
+        a.output = dir.path().join("no/such/dir/out.jsonl");
+        let err = format!("{:#}", run(a).unwrap_err());
+        assert!(err.contains("out.jsonl"), "{err}");
+    }
+}
