@@ -470,7 +470,16 @@ impl Index {
         if len == 0 {
             return Ok(Vec::new());
         }
-        let mut b = fs::read(path).map_err(io_err(path))?;
+        let mut b = match fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(IndexError::Corrupt(
+                    path.display().to_string(),
+                    "file missing".into(),
+                ))
+            }
+            Err(e) => return Err(io_err(path)(e)),
+        };
         if b.len() < len {
             return Err(IndexError::Corrupt(
                 path.display().to_string(),
