@@ -3,6 +3,10 @@
 //! for autocomplete, and the OpenAPI document that describes them (the
 //! tests hold these handlers to it).
 
+// Handlers return ready-made error responses (`Result<_, Response>`), built
+// at most once per request, so their size does not matter.
+#![allow(clippy::result_large_err)]
+
 use crate::auth::{Authenticator, Denied, PeerIdentity, Role};
 use crate::http::error;
 use axum::extract::{Path, Query as QueryParams, State};
