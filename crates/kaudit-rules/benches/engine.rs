@@ -171,6 +171,22 @@ fn benches(c: &mut Criterion) {
 criterion_group!(group, benches);
 
 fn main() {
+    // KAUDIT_PROFILE_ENGINE=SECS: only run the compiled engine for that long (for perf).
+    if let Some(secs) = std::env::var("KAUDIT_PROFILE_ENGINE")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        let s = setup();
+        let t = Instant::now();
+        let mut passes = 0u64;
+        while t.elapsed().as_secs() < secs {
+            black_box(engine_pass(&s));
+            passes += 1;
+        }
+        let rate = (passes * s.events.len() as u64) as f64 / t.elapsed().as_secs_f64();
+        println!("engine only: {rate:.0} ev/s");
+        return;
+    }
     group();
     Criterion::default().configure_from_args().final_summary();
 }

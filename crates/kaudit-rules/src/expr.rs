@@ -15,6 +15,36 @@ pub(crate) struct Slots {
     /// Distinct comparisons (field, operator, value), so that one repeated in
     /// many rules (`kevt`, `kcreate`, ...) is evaluated once per event.
     cmps: HashMap<String, usize>,
+    /// The comparisons themselves, indexed by id.
+    pub(crate) defs: Vec<CmpDef>,
+}
+
+/// One distinct comparison.
+#[derive(Debug, Clone)]
+pub(crate) struct CmpDef {
+    slot: usize,
+    list: bool,
+    op: Op,
+    value: Value,
+}
+
+/// One node of a flattened condition: rules are stored as contiguous node
+/// runs (pre-order, each node knowing its subtree length) for cache locality.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Node {
+    kind: NodeKind,
+    /// Nodes in this subtree, itself included.
+    len: u32,
+    /// Comparison id for `Cmp` nodes.
+    id: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NodeKind {
+    And,
+    Or,
+    Not,
+    Cmp,
 }
 
 impl Slots {
@@ -23,9 +53,14 @@ impl Slots {
         self.cmps.len()
     }
 
-    fn cmp_id(&mut self, key: String) -> usize {
-        let n = self.cmps.len();
-        *self.cmps.entry(key).or_insert(n)
+    fn cmp_id(&mut self, key: String, def: CmpDef) -> usize {
+        if let Some(&i) = self.cmps.get(&key) {
+            return i;
+        }
+        let n = self.defs.len();
+        self.defs.push(def);
+        self.cmps.insert(key, n);
+        n
     }
 
     pub(crate) fn slot(&mut self, name: &str, arg: Option<&str>) -> Result<usize, String> {
@@ -84,13 +119,88 @@ pub(crate) enum Expr {
     And(Vec<Expr>),
     Or(Vec<Expr>),
     Not(Box<Expr>),
-    Cmp {
-        id: usize,
-        slot: usize,
-        list: bool,
-        op: Op,
-        value: Value,
-    },
+    Cmp(usize),
+}
+
+/// Appends `e` to `out` in pre-order; returns the index of its root.
+pub(crate) fn flatten(e: &Expr, out: &mut Vec<Node>) -> usize {
+    let at = out.len();
+    let (kind, children): (NodeKind, &[Expr]) = match e {
+        Expr::And(v) => (NodeKind::And, v),
+        Expr::Or(v) => (NodeKind::Or, v),
+        Expr::Not(x) => (NodeKind::Not, std::slice::from_ref(&**x)),
+        Expr::Cmp(id) => {
+            out.push(Node {
+                kind: NodeKind::Cmp,
+                len: 1,
+                id: u32::try_from(*id).unwrap_or(u32::MAX),
+            });
+            return at;
+        }
+    };
+    out.push(Node {
+        kind,
+        len: 1,
+        id: 0,
+    });
+    for c in children {
+        flatten(c, out);
+    }
+    let len = u32::try_from(out.len() - at).unwrap_or(u32::MAX);
+    if let Some(n) = out.get_mut(at) {
+        n.len = len;
+    }
+    at
+}
+
+/// Evaluates the flattened condition rooted at `i`.
+pub(crate) fn eval_flat(
+    nodes: &[Node],
+    i: usize,
+    ctx: &EventCtx<'_>,
+    slots: &Slots,
+    compat: bool,
+) -> bool {
+    let Some(n) = nodes.get(i) else { return false };
+    match n.kind {
+        NodeKind::Cmp => eval_cmp(n.id as usize, ctx, slots, compat),
+        NodeKind::Not => !eval_flat(nodes, i + 1, ctx, slots, compat),
+        NodeKind::And | NodeKind::Or => {
+            let want = n.kind == NodeKind::Or;
+            let end = i + n.len as usize;
+            let mut j = i + 1;
+            while j < end {
+                if eval_flat(nodes, j, ctx, slots, compat) == want {
+                    return want;
+                }
+                j += nodes.get(j).map_or(1, |c| c.len as usize);
+            }
+            !want
+        }
+    }
+}
+
+fn eval_cmp(id: usize, ctx: &EventCtx<'_>, slots: &Slots, compat: bool) -> bool {
+    let cached = ctx.verdicts.get(id);
+    match cached.map(std::cell::Cell::get) {
+        Some(1) => return false,
+        Some(2) => return true,
+        _ => {}
+    }
+    let Some(def) = slots.defs.get(id) else {
+        return false;
+    };
+    let Some(kind) = slots.kinds.get(def.slot) else {
+        return false;
+    };
+    let r = ctx.with(def.slot, kind, compat, |v| match v {
+        None => false,
+        Some(v) => compare(v, def.list, def.op, &def.value),
+    });
+    if let Some(c) = cached {
+        c.set(if r { 2 } else { 1 });
+    }
+    r
 }
 
 /// Compiles an expanded AST (no macros left; list items already resolved).
@@ -118,14 +228,16 @@ pub(crate) fn compile(ast: &Ast, slots: &mut Slots) -> Result<Expr, String> {
             let list = slots.kinds[slot].is_list();
             let value =
                 compile_value(*op, rhs).map_err(|e| format!("{field} {}: {e}", op.as_str()))?;
-            let id = slots.cmp_id(format!("{slot}\u{1}{}\u{1}{rhs:?}", op.as_str()));
-            Expr::Cmp {
-                id,
-                slot,
-                list,
-                op: *op,
-                value,
-            }
+            let id = slots.cmp_id(
+                format!("{slot}\u{1}{}\u{1}{rhs:?}", op.as_str()),
+                CmpDef {
+                    slot,
+                    list,
+                    op: *op,
+                    value,
+                },
+            );
+            Expr::Cmp(id)
         }
     })
 }
@@ -178,42 +290,6 @@ fn decode_hex(s: &str) -> Result<Vec<u8>, String> {
                 .ok_or_else(|| format!("{s:?} is not hex"))
         })
         .collect()
-}
-
-impl Expr {
-    /// Evaluates against one event.
-    pub(crate) fn eval(&self, ctx: &EventCtx<'_>, kinds: &[FieldKind], compat: bool) -> bool {
-        match self {
-            Expr::And(v) => v.iter().all(|e| e.eval(ctx, kinds, compat)),
-            Expr::Or(v) => v.iter().any(|e| e.eval(ctx, kinds, compat)),
-            Expr::Not(e) => !e.eval(ctx, kinds, compat),
-            Expr::Cmp {
-                id,
-                slot,
-                list,
-                op,
-                value,
-            } => {
-                let cached = ctx.verdicts.get(*id);
-                match cached.map(std::cell::Cell::get) {
-                    Some(1) => return false,
-                    Some(2) => return true,
-                    _ => {}
-                }
-                let Some(kind) = kinds.get(*slot) else {
-                    return false;
-                };
-                let r = ctx.with(*slot, kind, compat, |v| match v {
-                    None => false,
-                    Some(v) => compare(v, *list, *op, value),
-                });
-                if let Some(c) = cached {
-                    c.set(if r { 2 } else { 1 });
-                }
-                r
-            }
-        }
-    }
 }
 
 fn compare(v: &FieldVal<'_>, _list: bool, op: Op, value: &Value) -> bool {

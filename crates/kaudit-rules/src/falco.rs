@@ -6,7 +6,7 @@
 //! happens once at the end, so a macro or list redefined by a later file
 //! (the usual way to customise a ruleset) applies to every rule.
 
-use crate::expr::{compile, Expr, Slots};
+use crate::expr::{compile, flatten, Node, Slots};
 use crate::output::Template;
 use crate::parse::{parse_condition, Ast, ListItem, Op, Rhs};
 use crate::{LoadError, Priority};
@@ -102,7 +102,8 @@ pub(crate) struct CompiledFalco {
     pub(crate) desc: String,
     pub(crate) priority: Priority,
     pub(crate) tags: Vec<String>,
-    pub(crate) expr: Expr,
+    /// Index of the condition's root in the engine's node array.
+    pub(crate) start: usize,
     pub(crate) ast: Ast,
     pub(crate) output: Template,
 }
@@ -670,7 +671,11 @@ impl Defs {
     }
 
     /// Compiles every enabled `k8s_audit` rule, in load order.
-    pub(crate) fn compile(&mut self, slots: &mut Slots) -> Result<Vec<CompiledFalco>, LoadError> {
+    pub(crate) fn compile(
+        &mut self,
+        slots: &mut Slots,
+        nodes: &mut Vec<Node>,
+    ) -> Result<Vec<CompiledFalco>, LoadError> {
         let mut parsed = HashMap::new();
         let mut out = Vec::new();
         let mut skipped_sources: HashSet<String> = HashSet::new();
@@ -715,7 +720,7 @@ impl Defs {
                 desc: rule.desc.clone(),
                 priority: rule.priority,
                 tags: rule.tags.clone(),
-                expr,
+                start: flatten(&expr, nodes),
                 ast,
                 output,
             });

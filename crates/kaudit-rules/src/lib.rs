@@ -311,7 +311,8 @@ impl EngineBuilder {
     /// Compiles everything loaded into an engine.
     pub fn build(mut self) -> Result<(Engine, LoadReport), LoadError> {
         let mut slots = expr::Slots::default();
-        let compiled = self.defs.compile(&mut slots)?;
+        let mut nodes = Vec::new();
+        let compiled = self.defs.compile(&mut slots, &mut nodes)?;
         let mut rules = Vec::new();
         for f in compiled {
             let output = f.output.clone();
@@ -349,6 +350,7 @@ impl EngineBuilder {
             Engine {
                 rules,
                 slots,
+                nodes,
                 options: self.options,
                 auditid_slot: auditid,
                 cluster_slot: cluster,
@@ -376,6 +378,7 @@ fn looks_like_sigma(text: &str) -> bool {
 pub struct Engine {
     rules: Vec<Rule>,
     slots: expr::Slots,
+    nodes: Vec<expr::Node>,
     options: EngineOptions,
     auditid_slot: usize,
     cluster_slot: usize,
@@ -504,7 +507,9 @@ impl Engine {
         let compat = self.options.plugin_compat;
         for (i, r) in self.rules.iter().enumerate() {
             let hit = match &r.matcher {
-                Matcher::Falco(f) => f.expr.eval(ctx, &self.slots.kinds, compat),
+                Matcher::Falco(f) => {
+                    expr::eval_flat(&self.nodes, f.start, ctx, &self.slots, compat)
+                }
                 Matcher::Sigma(s) => s.matches(ctx),
             };
             if hit {
