@@ -725,21 +725,14 @@ impl<'e> EventCtx<'e> {
                 };
                 // The plugin reads spec.<key> and container.<key> (not
                 // securityContext); with compat off the securityContext is used.
-                let (pod_default, per_container): (
-                    Option<&Value>,
-                    Box<dyn Fn(&Value) -> Option<&Value>>,
-                ) = if compat {
-                    (spec.get(key), Box::new(move |c: &Value| c.get(key)))
-                } else {
-                    (
-                        get_path(spec, &["securityContext", key]),
-                        Box::new(move |c: &Value| get_path(c, &["securityContext", key])),
-                    )
-                };
-                let default = pod_default.map(json_string).unwrap_or_else(|| "0".into());
+                let sc_key = ["securityContext", key];
+                let at: &[&str] = if compat { &sc_key[1..] } else { &sc_key };
+                let default = get_path(spec, at)
+                    .map(json_string)
+                    .unwrap_or_else(|| "0".into());
                 arr.iter()
                     .map(|c| {
-                        per_container(c)
+                        get_path(c, at)
                             .map(json_string)
                             .unwrap_or_else(|| default.clone())
                     })

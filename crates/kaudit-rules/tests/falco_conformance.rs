@@ -185,7 +185,7 @@ fn rules_testing_repo_overrides() {
     assert!(count(&e, &pod, MatchMode::First).is_empty());
     let (priv_pod, _) = read_trace(&dir.join("create_nginx_pod_privileged.json"));
     let current = dir.join("../k8s_audit_rules.yaml");
-    let e = engine(&[current.clone()]);
+    let e = engine(std::slice::from_ref(&current));
     assert_eq!(
         count(&e, &priv_pod, MatchMode::First).get("Create Privileged Pod"),
         Some(&1)
