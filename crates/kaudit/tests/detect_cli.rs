@@ -113,7 +113,16 @@ fn rule_file_errors_exit_non_zero_with_file_line() {
         stderr.contains("bad.yaml:3: rule r: unknown field ka.nope"),
         "{stderr}"
     );
-    let out = kaudit(&["detect", "--data", "/nonexistent", "--since", "30d"]);
+    let out = kaudit(&[
+        "detect",
+        "--data",
+        "/nonexistent/kaudit-store",
+        "--since",
+        "30d",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/kaudit-store"));
+    let out = kaudit(&["detect", "--data", "/tmp", "--since", "30 parsecs"]);
     assert!(!out.status.success());
 }
 
@@ -162,4 +171,50 @@ fn rules_test_for_ci() {
     ]);
     assert!(check.status.success());
     assert!(String::from_utf8_lossy(&check.stdout).contains("never matches"));
+}
+
+#[test]
+fn retroactive_detection_over_the_store() {
+    let c = conformance().join("falco/traces");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let data_s = s(&data);
+    let imported = kaudit(&[
+        "import",
+        "--data",
+        &data_s,
+        "--cluster",
+        "prod-eu",
+        "--no-progress",
+        &s(&c.join("exec_pod.json")),
+        &s(&c.join("create_nginx_pod_privileged.json")),
+    ]);
+    assert!(
+        imported.status.success(),
+        "import: {}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    let out = kaudit(&["detect", "--data", &data_s, "--since", "30d", "-o", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json alert"))
+        .collect();
+    let rules: Vec<&str> = lines.iter().filter_map(|v| v["rule"].as_str()).collect();
+    assert!(
+        rules.contains(&"Interactive Exec or Attach into Pod"),
+        "{rules:?}"
+    );
+    assert!(rules.contains(&"Privileged Container Created"), "{rules:?}");
+    assert!(lines
+        .iter()
+        .all(|v| v["output_fields"]["kaudit.cluster"] == "prod-eu"));
+    // A window that excludes the (just imported) events.
+    let none = kaudit(&["detect", "--data", &data_s, "--since", "0s"]);
+    assert!(none.status.success());
+    assert!(String::from_utf8_lossy(&none.stdout).trim().is_empty());
 }

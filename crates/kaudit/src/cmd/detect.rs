@@ -38,9 +38,12 @@ pub struct Args {
     /// Run over the store in DIR instead of files (retroactive detection).
     #[arg(long, value_name = "DIR", conflicts_with = "inputs")]
     data: Option<PathBuf>,
-    /// With --data: only events newer than this (e.g. 30d, 12h).
+    /// With --data: only events received in this last span (e.g. 30d, 12h, 45m).
     #[arg(long, value_name = "DURATION", requires = "data")]
     since: Option<String>,
+    /// With --data: key to read sealed (encrypted) segments.
+    #[arg(long, value_name = "FILE", requires = "data")]
+    encryption_key: Option<PathBuf>,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Text)]
     format: Format,
@@ -165,16 +168,81 @@ fn for_each_event(
     Ok((events, skipped))
 }
 
+/// Parses `30d`, `12h`, `45m`, `90s`, `2w` into microseconds.
+fn parse_duration(s: &str) -> anyhow::Result<i64> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .with_context(|| format!("duration {s:?} has no unit: use s, m, h, d or w (e.g. 30d)"))?;
+    let (n, unit) = s.split_at(split);
+    let n: i64 = n
+        .parse()
+        .with_context(|| format!("duration {s:?}: {n:?} is not a number"))?;
+    let secs: i64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => anyhow::bail!("duration {s:?}: unknown unit {unit:?}, want s, m, h, d or w"),
+    };
+    n.checked_mul(secs)
+        .and_then(|x| x.checked_mul(1_000_000))
+        .with_context(|| format!("duration {s:?} is too large"))
+}
+
+/// Runs the rules over events read back from the store (retroactive
+/// detection), each with the cluster it was stored under.
+fn from_store(
+    dir: &std::path::Path,
+    since_micros: Option<i64>,
+    encryption_key: Option<PathBuf>,
+    mut f: impl FnMut(&kaudit_event::Event, &str) -> anyhow::Result<()>,
+) -> anyhow::Result<(u64, u64)> {
+    let store = kaudit_store::Store::open(
+        dir,
+        kaudit_store::StoreOptions {
+            read_only: true,
+            encryption_key,
+            ..Default::default()
+        },
+    )
+    .with_context(|| format!("opening the store in {}", dir.display()))?;
+    let cutoff = since_micros.map(|d| kaudit_event::MicroTime::now().micros().saturating_sub(d));
+    let (mut events, mut skipped) = (0u64, 0u64);
+    let mut failure: Option<anyhow::Error> = None;
+    store
+        .read(0..store.len(), &mut |seq, leaf| {
+            if cutoff.is_some_and(|c| leaf.received.micros() < c) {
+                return true;
+            }
+            match kaudit_event::Event::from_json(leaf.event) {
+                Ok(ev) => {
+                    events += 1;
+                    if let Err(e) = f(&ev, leaf.cluster) {
+                        failure = Some(e);
+                        return false;
+                    }
+                }
+                Err(e) => {
+                    skipped += 1;
+                    eprintln!(
+                        "{}: record {seq}: data not recognized as a k8s audit event: {e}",
+                        dir.display()
+                    );
+                }
+            }
+            true
+        })
+        .with_context(|| format!("reading the store in {}", dir.display()))?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    Ok((events, skipped))
+}
+
 /// Runs `kaudit detect`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if let Some(dir) = &args.data {
-        anyhow::bail!(
-            "detect --data {}{}: reading the store is not available yet (kaudit-store has no read API in this build); \
-             export the events and pass them as files instead",
-            dir.display(),
-            args.since.as_deref().map(|s| format!(" --since {s}")).unwrap_or_default()
-        );
-    }
     let options = EngineOptions {
         plugin_compat: !args.no_plugin_compat,
         cluster: args.cluster.clone(),
@@ -195,8 +263,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let host = hostname();
     let mut out = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let mut alerts = 0u64;
-    let (events, skipped) = for_each_event(&args.inputs, |ev| {
-        for a in engine.evaluate(ev, mode) {
+    let mut emit = |list: Vec<kaudit_rules::Alert>| -> anyhow::Result<()> {
+        for a in list {
             alerts += 1;
             match args.format {
                 Format::Text => writeln!(out, "{}", a.to_text())?,
@@ -204,7 +272,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
         Ok(())
-    })?;
+    };
+    let (events, skipped) = match &args.data {
+        Some(dir) => {
+            let since = args.since.as_deref().map(parse_duration).transpose()?;
+            from_store(dir, since, args.encryption_key.clone(), |ev, cluster| {
+                emit(engine.evaluate_in(ev, Some(cluster), mode))
+            })?
+        }
+        None => for_each_event(&args.inputs, |ev| emit(engine.evaluate(ev, mode)))?,
+    };
     out.flush()?;
     eprintln!(
         "kaudit detect: {events} events, {alerts} alerts, {} rules{}",
