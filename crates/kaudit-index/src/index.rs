@@ -43,8 +43,10 @@ pub const DICT_FIELDS: [Field; 18] = [
     Field::Decision,
     Field::Reason,
 ];
-/// High-cardinality fields kept as 32-bit hashes (candidates, confirmed later).
-pub const HASH_FIELDS: [Field; 2] = [Field::AuditId, Field::Uid];
+/// High-cardinality fields kept as 32-bit hashes (candidates, confirmed
+/// later). Only auditID: it is the needle people paste; objectRef.uid would
+/// cost 4 more bytes per event for a rare question, answered by scanning.
+pub const HASH_FIELDS: [Field; 1] = [Field::AuditId];
 /// Largest encoded value list a dictionary stores; longer ones get id 0.
 pub const MAX_DICT_KEY: usize = 16 << 10;
 /// Most entries one dictionary holds; later new values get id 0.
@@ -101,6 +103,16 @@ impl Column {
     /// Whether no rows are held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Calls `f(row, id)` for every row, with the width dispatched once.
+    #[inline]
+    pub fn for_each_id(&self, mut f: impl FnMut(usize, u32)) {
+        match self {
+            Column::U8(v) => v.iter().enumerate().for_each(|(i, &x)| f(i, u32::from(x))),
+            Column::U16(v) => v.iter().enumerate().for_each(|(i, &x)| f(i, u32::from(x))),
+            Column::U32(v) => v.iter().enumerate().for_each(|(i, &x)| f(i, x)),
+        }
     }
 
     /// The id at `row` (0 when out of range).
@@ -223,7 +235,7 @@ impl Dict {
     }
 
     fn load(bytes: &[u8], count: usize, with_map: bool) -> Dict {
-        let mut keys = Vec::with_capacity(count);
+        let mut keys: Vec<Box<[u8]>> = Vec::with_capacity(count);
         let mut at = 0;
         while keys.len() < count && at + 4 <= bytes.len() {
             let len = u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
@@ -237,7 +249,7 @@ impl Dict {
         let map = with_map.then(|| {
             keys.iter()
                 .enumerate()
-                .map(|(i, k): (usize, &Box<[u8]>)| (k.clone(), i as u32 + 1))
+                .map(|(i, k)| (k.clone(), i as u32 + 1))
                 .collect()
         });
         let persisted = keys.len();
@@ -699,8 +711,8 @@ impl Index {
         let mut buf = Vec::new();
         let mut widths = Vec::new();
         let mut counts = Vec::new();
-        for slot in 0..DICT_FIELDS.len() {
-            let name = DICT_FIELDS[slot].name();
+        for (slot, field) in DICT_FIELDS.iter().enumerate() {
+            let name = field.name();
             let (Some(col), Some(dict)) = (&self.cols[slot], &mut self.dicts[slot]) else {
                 return Err(IndexError::Input("index columns not loaded".into()));
             };

@@ -197,28 +197,32 @@ fn compare(ix: &Index, field: &Field, op: Op, values: &[String]) -> IndexResult<
         };
         let test =
             CompareTest::new(field, op, values).map_err(|e| IndexError::Input(e.to_string()))?;
-        // table[id]: Some(result) for known ids; id 0 and ids the dictionary
-        // does not hold are unknown.
-        let mut table: Vec<Option<bool>> = vec![None; dict.len() + 1];
+        // table[id]: 1 = matches, 0 = does not, 2 = unknown (id 0 and ids
+        // the dictionary does not hold).
+        let mut table: Vec<u8> = vec![2; dict.len() + 1];
         for (id, vals) in dict.iter() {
-            table[id as usize] = Some(test.matches_values(vals));
+            table[id as usize] = u8::from(test.matches_values(vals));
         }
         let mut lower = Bits::empty(n);
         let mut upper = Bits::empty(n);
-        let mut exact = true;
-        for row in 0..n.min(col.len()) {
-            match table.get(col.get(row) as usize).copied().flatten() {
-                Some(true) => {
+        let mut unknown = false;
+        col.for_each_id(|row, id| {
+            if row >= n {
+                return;
+            }
+            match table.get(id as usize).copied().unwrap_or(2) {
+                1 => {
                     lower.set(row);
                     upper.set(row);
                 }
-                Some(false) => {}
-                None => {
-                    exact = false;
+                0 => {}
+                _ => {
+                    unknown = true;
                     upper.set(row);
                 }
             }
-        }
+        });
+        let mut exact = !unknown;
         for row in col.len()..n {
             exact = false;
             upper.set(row);

@@ -41,6 +41,9 @@ pub struct RbacReport {
 /// (apiGroup, resource incl. subresource, verb) -> names, None = any name.
 type Grants = BTreeMap<(String, String, String), Option<BTreeSet<String>>>;
 
+/// (apiGroup, resourceNames) of a rule.
+type RuleKey = (String, Option<BTreeSet<String>>);
+
 #[derive(Default)]
 struct Scope {
     grants: Grants,
@@ -189,8 +192,7 @@ fn list(items: &BTreeSet<String>) -> String {
 
 fn rules(scope: &Scope, resource_names: bool) -> String {
     // (apiGroup, names) -> resource -> verbs; then resources with equal verbs merge.
-    let mut by: BTreeMap<(String, Option<BTreeSet<String>>), BTreeMap<String, BTreeSet<String>>> =
-        BTreeMap::new();
+    let mut by: BTreeMap<RuleKey, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
     for ((group, res, verb), names) in &scope.grants {
         let names = if resource_names { names.clone() } else { None };
         by.entry((group.clone(), names))

@@ -240,12 +240,15 @@ pub fn search(ix: &Index, store: &dyn LogReader, req: &SearchRequest) -> IndexRe
     Ok(page)
 }
 
+/// Decides whether a fetched record is kept: (seq, time, event, (seq, cluster)).
+pub(crate) type KeepFn<'a> = dyn FnMut(u64, i64, &Event, (u64, &str)) -> bool + 'a;
+
 /// Reads the records `seqs` (any order) and keeps those `keep` accepts;
 /// `keep` gets (seq, cluster), the event time and the parsed event.
 pub(crate) fn fetch(
     store: &dyn LogReader,
     seqs: &[u64],
-    keep: &mut dyn FnMut(u64, i64, &Event, (u64, &str)) -> bool,
+    keep: &mut KeepFn<'_>,
 ) -> IndexResult<Vec<Hit>> {
     let mut sorted = seqs.to_vec();
     sorted.sort_unstable();
