@@ -5,7 +5,6 @@
 //! default the first bad line aborts the input and nothing from it is kept;
 //! with `skip_invalid` bad lines are counted and skipped.
 
-use crate::record::Record;
 use crate::{Store, StoreError};
 use kaudit_event::reader::{EventReader, ReadError};
 use kaudit_event::{Event, MicroTime};
@@ -109,11 +108,6 @@ pub fn import_input(
         let mut txn = store.transaction()?;
         let mut out = InputOutcome::default();
         let received = MicroTime::now();
-        let mut record = Record {
-            cluster: opts.cluster.clone(),
-            received,
-            event: Vec::new(),
-        };
         for batch in rx.iter() {
             let (mut n, mut b) = (0u64, 0u64);
             for item in batch {
@@ -132,9 +126,7 @@ pub fn import_input(
                             },
                             None => ev,
                         };
-                        record.event.clear();
-                        record.event.extend_from_slice(ev.bytes());
-                        if !txn.push(&record)? {
+                        if !txn.push_parts(&opts.cluster, ev.bytes(), received)? {
                             out.duplicates += 1;
                         }
                     }

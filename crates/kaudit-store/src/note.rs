@@ -351,7 +351,7 @@ mod tests {
         // Recompute the ID by hand from the verifier text.
         let s = Signer25519::generate("kaudit.test").unwrap();
         let text = s.verifier().text();
-        let parts: Vec<&str> = text.split('+').collect();
+        let parts: Vec<&str> = text.splitn(3, '+').collect();
         let key = B64.decode(parts[2]).unwrap();
         let mut h = Sha256::new();
         h.update(b"kaudit.test\n");

@@ -5,23 +5,28 @@
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 1 | layout version, `0x01` |
-//! | 1 | 8 | sequence number (= leaf index), u64 |
-//! | 9 | 8 | receive time, i64 microseconds since the Unix epoch (UTC) |
-//! | 17 | 2 | cluster name length `c`, u16 |
-//! | 19 | c | cluster name, UTF-8 |
-//! | 19 + c | rest | the event's stored bytes: its v1 JSON line exactly as `kaudit query -o jsonl` prints it, no newline |
+//! | 1 | 2 | cluster name length `c`, u16 |
+//! | 3 | c | cluster name, UTF-8 |
+//! | 3 + c | e | the event's stored bytes: its v1 JSON line exactly as `kaudit query -o jsonl` prints it, no newline |
+//! | 3 + c + e | 8 | sequence number (= leaf index), u64 |
+//! | 11 + c + e | 8 | receive time, i64 microseconds since the Unix epoch (UTC) |
 //!
+//! The event is everything between the cluster name and the last 16 bytes.
 //! The leaf hash is `SHA-256(0x00 || leaf_data)` (RFC 6962). Binding the
 //! sequence number makes a moved, dropped or duplicated record visible on its
-//! own, not only through the tree.
+//! own, not only through the tree. Putting the fixed fields last lets one
+//! SHA-256 pass give both the leaf hash and the dedupe key (the hash of the
+//! same prefix up to the end of the event).
 
 use crate::merkle::{leaf_hash, Hash};
 use kaudit_event::MicroTime;
 
 /// The leaf_data layout version written by this crate.
 pub const LEAF_VERSION: u8 = 1;
-/// Fixed part of leaf_data before the cluster name.
-pub const LEAF_HEADER: usize = 19;
+/// Bytes of leaf_data before the cluster name.
+pub const LEAF_HEADER: usize = 3;
+/// Bytes of leaf_data after the event (seq, receive time).
+pub const LEAF_TRAILER: usize = 16;
 /// Longest accepted cluster name.
 pub const MAX_CLUSTER: usize = 253;
 /// Longest accepted event.
@@ -47,30 +52,54 @@ pub enum RecordError {
 }
 
 impl Record {
-    /// Builds the leaf_data for this record at sequence number `seq`.
+    /// Appends the leaf_data for this record at sequence number `seq`.
     pub fn leaf_data(&self, seq: u64, out: &mut Vec<u8>) {
-        out.push(LEAF_VERSION);
-        out.extend_from_slice(&seq.to_be_bytes());
-        out.extend_from_slice(&self.received.micros().to_be_bytes());
-        let c = &self.cluster.as_bytes()[..self.cluster.len().min(MAX_CLUSTER)];
-        out.extend_from_slice(&(c.len() as u16).to_be_bytes());
-        out.extend_from_slice(c);
-        out.extend_from_slice(&self.event);
+        write_leaf(&self.cluster, &self.event, self.received, seq, out);
     }
 
     /// Checks the bounds a record must respect before it is appended.
     pub fn validate(&self) -> Result<(), RecordError> {
-        if self.cluster.len() > MAX_CLUSTER {
-            return Err(RecordError::Malformed("cluster name longer than 253 bytes"));
-        }
-        if self.event.len() > MAX_EVENT {
-            return Err(RecordError::Malformed("event larger than 16 MiB"));
-        }
-        if self.event.is_empty() {
-            return Err(RecordError::Malformed("empty event"));
-        }
-        Ok(())
+        validate_parts(&self.cluster, &self.event)
     }
+}
+
+/// Checks a record's parts.
+pub fn validate_parts(cluster: &str, event: &[u8]) -> Result<(), RecordError> {
+    if cluster.len() > MAX_CLUSTER {
+        return Err(RecordError::Malformed("cluster name longer than 253 bytes"));
+    }
+    if event.len() > MAX_EVENT {
+        return Err(RecordError::Malformed("event larger than 16 MiB"));
+    }
+    if event.is_empty() {
+        return Err(RecordError::Malformed("empty event"));
+    }
+    Ok(())
+}
+
+/// Appends leaf_data built from parts (the cluster must be at most 253 bytes).
+pub fn write_leaf(cluster: &str, event: &[u8], received: MicroTime, seq: u64, out: &mut Vec<u8>) {
+    let c = &cluster.as_bytes()[..cluster.len().min(MAX_CLUSTER)];
+    out.push(LEAF_VERSION);
+    out.extend_from_slice(&(c.len() as u16).to_be_bytes());
+    out.extend_from_slice(c);
+    out.extend_from_slice(event);
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.extend_from_slice(&received.micros().to_be_bytes());
+}
+
+/// Leaf hash and dedupe key of a leaf_data blob in one SHA-256 pass.
+pub fn hash_leaf_and_key(leaf_data: &[u8]) -> (Hash, [u8; 16]) {
+    use sha2::{Digest, Sha256};
+    let split = leaf_data.len().saturating_sub(LEAF_TRAILER);
+    let mut h = Sha256::new();
+    h.update([0u8]);
+    h.update(&leaf_data[..split]);
+    let prefix = h.clone().finalize();
+    h.update(&leaf_data[split..]);
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&prefix[..16]);
+    (h.finalize().into(), key)
 }
 
 /// A record read back, borrowing its leaf_data.
@@ -91,34 +120,31 @@ pub struct LeafRef<'a> {
 impl<'a> LeafRef<'a> {
     /// Parses leaf_data.
     pub fn parse(data: &'a [u8]) -> Result<Self, RecordError> {
-        if data.len() < LEAF_HEADER {
-            return Err(RecordError::Malformed("record shorter than its header"));
+        if data.len() < LEAF_HEADER + LEAF_TRAILER {
+            return Err(RecordError::Malformed(
+                "record shorter than its fixed fields",
+            ));
         }
         if data[0] != LEAF_VERSION {
             return Err(RecordError::Malformed("unknown record layout version"));
         }
-        let seq = u64::from_be_bytes(
-            data[1..9]
-                .try_into()
-                .map_err(|_| RecordError::Malformed("seq"))?,
-        );
-        let received = i64::from_be_bytes(
-            data[9..17]
-                .try_into()
-                .map_err(|_| RecordError::Malformed("time"))?,
-        );
-        let clen = u16::from_be_bytes([data[17], data[18]]) as usize;
-        if data.len() < LEAF_HEADER + clen {
+        let clen = u16::from_be_bytes([data[1], data[2]]) as usize;
+        if data.len() < LEAF_HEADER + clen + LEAF_TRAILER {
             return Err(RecordError::Malformed("cluster name runs past the record"));
         }
         let cluster = std::str::from_utf8(&data[LEAF_HEADER..LEAF_HEADER + clen])
             .map_err(|_| RecordError::Malformed("cluster name is not UTF-8"))?;
+        let t = data.len() - LEAF_TRAILER;
+        let mut seq = [0u8; 8];
+        seq.copy_from_slice(&data[t..t + 8]);
+        let mut time = [0u8; 8];
+        time.copy_from_slice(&data[t + 8..]);
         Ok(LeafRef {
             data,
-            seq,
-            received: MicroTime(received),
+            seq: u64::from_be_bytes(seq),
+            received: MicroTime(i64::from_be_bytes(time)),
             cluster,
-            event: &data[LEAF_HEADER + clen..],
+            event: &data[LEAF_HEADER + clen..t],
         })
     }
 
@@ -138,12 +164,16 @@ impl<'a> LeafRef<'a> {
 }
 
 /// Key for dropping exact duplicates: same cluster and same bytes (which
-/// include auditID and stage). 16 bytes of SHA-256 keep collisions out of reach.
+/// include auditID and stage): the first 16 bytes of SHA-256 over the
+/// leaf-hash preimage up to the end of the event (`0x00 || 0x01 || len ||
+/// cluster || event`), so computing it costs no second pass.
 pub fn dedupe_key(cluster: &str, event: &[u8]) -> [u8; 16] {
     use sha2::{Digest, Sha256};
+    let c = &cluster.as_bytes()[..cluster.len().min(MAX_CLUSTER)];
     let mut h = Sha256::new();
-    h.update((cluster.len() as u32).to_be_bytes());
-    h.update(cluster.as_bytes());
+    h.update([0u8, LEAF_VERSION]);
+    h.update((c.len() as u16).to_be_bytes());
+    h.update(c);
     h.update(event);
     let d = h.finalize();
     let mut k = [0u8; 16];
@@ -201,7 +231,9 @@ mod tests {
         assert_eq!(l.cluster, "prod-eu");
         assert_eq!(l.event, r.event.as_slice());
         assert_eq!(l.received, r.received);
-        assert_eq!(&d[d.len() - r.event.len()..], r.event.as_slice());
         assert!(LeafRef::parse(&d[..10]).is_err());
+        let (h, k) = hash_leaf_and_key(&d);
+        assert_eq!(h, l.hash());
+        assert_eq!(k, dedupe_key("prod-eu", &r.event));
     }
 }

@@ -53,7 +53,7 @@ impl Default for StoreOptions {
             bundle_max_records: 4096,
             bundle_max_bytes: 1 << 20,
             segment_target_bytes: 64 << 20,
-            zstd_level: 3,
+            zstd_level: 1,
             checkpoint_interval: Duration::from_secs(1),
         }
     }
@@ -1055,7 +1055,7 @@ impl Store {
             new_keys.extend_from_slice(&key);
             let seq = w.next_seq;
             w.next_seq += 1;
-            builder.add(&r, seq, &mut leaves);
+            builder.add_parts(&r.cluster, &r.event, r.received, seq, &mut leaves);
             if builder.full(&self.opts) {
                 metas.push(self.flush_bundle(w, &mut builder)?);
             }
@@ -1708,25 +1708,35 @@ struct BundleBuilder {
     first_seq: u64,
     min_time: i64,
     max_time: i64,
-    scratch: Vec<u8>,
 }
 
 impl BundleBuilder {
-    fn add(&mut self, r: &Record, seq: u64, leaves: &mut Vec<Hash>) {
+    /// Adds a record; returns its dedupe key (computed in the same hash pass).
+    fn add_parts(
+        &mut self,
+        cluster: &str,
+        event: &[u8],
+        received: kaudit_event::MicroTime,
+        seq: u64,
+        leaves: &mut Vec<Hash>,
+    ) -> [u8; 16] {
+        let t = received.micros();
         if self.count == 0 {
             self.first_seq = seq;
-            self.min_time = r.received.micros();
-            self.max_time = r.received.micros();
+            self.min_time = t;
+            self.max_time = t;
         }
-        self.scratch.clear();
-        r.leaf_data(seq, &mut self.scratch);
-        leaves.push(merkle::leaf_hash(&self.scratch));
-        self.raw
-            .extend_from_slice(&(self.scratch.len() as u32).to_le_bytes());
-        self.raw.extend_from_slice(&self.scratch);
+        let len_at = self.raw.len();
+        self.raw.extend_from_slice(&[0u8; 4]);
+        crate::record::write_leaf(cluster, event, received, seq, &mut self.raw);
+        let n = (self.raw.len() - len_at - 4) as u32;
+        self.raw[len_at..len_at + 4].copy_from_slice(&n.to_le_bytes());
+        let (leaf, key) = crate::record::hash_leaf_and_key(&self.raw[len_at + 4..]);
+        leaves.push(leaf);
         self.count += 1;
-        self.min_time = self.min_time.min(r.received.micros());
-        self.max_time = self.max_time.max(r.received.micros());
+        self.min_time = self.min_time.min(t);
+        self.max_time = self.max_time.max(t);
+        key
     }
     fn full(&self, o: &StoreOptions) -> bool {
         self.count as usize >= o.bundle_max_records || self.raw.len() >= o.bundle_max_bytes
@@ -1755,16 +1765,41 @@ pub struct Transaction<'a> {
 impl Transaction<'_> {
     /// Stages one record; returns false when it is an exact duplicate (dropped).
     pub fn push(&mut self, r: &Record) -> StoreResult<bool> {
-        r.validate().map_err(|e| StoreError::Input(e.to_string()))?;
-        let key = dedupe_key(&r.cluster, &r.event);
+        self.push_parts(&r.cluster, &r.event, r.received)
+    }
+
+    /// Stages one record given by parts (no copy of the event first).
+    pub fn push_parts(
+        &mut self,
+        cluster: &str,
+        event: &[u8],
+        received: kaudit_event::MicroTime,
+    ) -> StoreResult<bool> {
+        crate::record::validate_parts(cluster, event)
+            .map_err(|e| StoreError::Input(e.to_string()))?;
+        // The key comes out of the same hash pass as the leaf; a duplicate is
+        // taken back out of the bundle.
+        let seq = self.w.next_seq;
+        let mark = (
+            self.builder.raw.len(),
+            self.builder.count,
+            self.builder.min_time,
+            self.builder.max_time,
+        );
+        let key = self
+            .builder
+            .add_parts(cluster, event, received, seq, &mut self.leaves);
         if self.w.dedupe.contains(&key) || !self.keys.insert(key) {
+            self.builder.raw.truncate(mark.0);
+            self.builder.count = mark.1;
+            self.builder.min_time = mark.2;
+            self.builder.max_time = mark.3;
+            self.leaves.pop();
             self.duplicates += 1;
             return Ok(false);
         }
         self.key_list.extend_from_slice(&key);
-        let seq = self.w.next_seq;
         self.w.next_seq += 1;
-        self.builder.add(r, seq, &mut self.leaves);
         if self.builder.full(&self.store.opts) {
             let m = self.store.flush_bundle(&mut self.w, &mut self.builder)?;
             self.metas.push(m);

@@ -154,9 +154,15 @@ fn cli_proofs_verify_with_an_independent_rfc6962_verifier() {
             Some(root),
             "inclusion of {target}"
         );
-        // leaf_data ends with the event's bytes exactly as imported.
+        // leaf_data holds the event's bytes exactly as imported, after the
+        // cluster name and before the 16 bytes of seq and receive time.
         let line = text.lines().nth(idx as usize).unwrap();
-        assert!(leaf_data.ends_with(line.as_bytes()));
+        let n = leaf_data.len();
+        assert_eq!(&leaf_data[n - 16 - line.len()..n - 16], line.as_bytes());
+        assert_eq!(
+            u64::from_be_bytes(leaf_data[n - 16..n - 8].try_into().unwrap()),
+            idx
+        );
         if target.contains('-') {
             assert_eq!(idx, 0x1f4);
         }
