@@ -11,6 +11,7 @@
 //! when a field first needs them.
 
 use kaudit_event::{Event, MicroTime};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use std::borrow::Cow;
 use std::cell::{Cell, OnceCell, RefCell};
@@ -303,7 +304,6 @@ pub struct EventCtx<'e> {
     pub(crate) cluster: Option<&'e str>,
     request: OnceCell<Option<Value>>,
     response: OnceCell<Option<Value>>,
-    status: OnceCell<Option<Value>>,
     whole: OnceCell<Option<Value>>,
     slots: RefCell<Vec<Slot<'e>>>,
     /// Results of the distinct comparisons: 0 not yet evaluated, 1 false, 2 true.
@@ -326,7 +326,6 @@ impl<'e> EventCtx<'e> {
             cluster,
             request: OnceCell::new(),
             response: OnceCell::new(),
-            status: OnceCell::new(),
             whole: OnceCell::new(),
             slots: RefCell::new(vec![Slot::Unset; nslots]),
             verdicts: (0..ncmp).map(|_| Cell::new(0)).collect(),
@@ -403,15 +402,6 @@ impl<'e> EventCtx<'e> {
             .as_ref()
     }
 
-    fn response_status(&self) -> Option<&Value> {
-        self.status
-            .get_or_init(|| {
-                let raw = self.event.doc().response_status.as_ref()?;
-                serde_json::from_str(raw.raw.get()).ok()
-            })
-            .as_ref()
-    }
-
     /// The whole event as JSON, parsed once when a generic field needs it.
     pub(crate) fn whole(&self) -> Option<&Value> {
         self.whole
@@ -425,6 +415,11 @@ impl<'e> EventCtx<'e> {
         d.stage_timestamp
             .or(d.request_received_timestamp)
             .unwrap_or(MicroTime(0))
+    }
+
+    fn request_raw(&self, path: &[&str]) -> Option<String> {
+        let raw = self.event.doc().request_object.as_ref()?;
+        raw_path(raw.get(), path).map(raw_string)
     }
 
     fn pod_spec(&self) -> Option<&Value> {
@@ -509,15 +504,11 @@ impl<'e> EventCtx<'e> {
                     Some(format!("{ns}:{name}"))
                 })))
             }
-            FieldKind::BindingRole => {
-                let v = self.request_object()?.get("roleRef")?.get("name")?;
-                Some(FieldVal::One(json_string(v).into()))
-            }
+            FieldKind::BindingRole => Some(FieldVal::One(
+                self.request_raw(&["roleRef", "name"])?.into(),
+            )),
             FieldKind::BindingSubjectHasName => Some(FieldVal::One("true".into())),
-            FieldKind::ConfigmapObj => {
-                let v = self.request_object()?.get("data")?;
-                Some(FieldVal::One(json_string(v).into()))
-            }
+            FieldKind::ConfigmapObj => Some(FieldVal::One(self.request_raw(&["data"])?.into())),
             FieldKind::Pod(set, prop, idx) => self.container_prop(*set, *prop, *idx, compat),
             FieldKind::FirstContainerImage | FieldKind::FirstContainerRepository => {
                 let repo = matches!(kind, FieldKind::FirstContainerRepository);
@@ -539,6 +530,11 @@ impl<'e> EventCtx<'e> {
                         .unwrap_or(false)
                 });
                 Some(FieldVal::One(if any { "true" } else { "false" }.into()))
+            }
+            FieldKind::PodSpec(path) if !kind.is_list() => {
+                let mut full = vec!["spec"];
+                full.extend_from_slice(path);
+                Some(FieldVal::One(self.request_raw(&full)?.into()))
             }
             FieldKind::PodSpec(path) => {
                 let mut v = self.pod_spec()?;
@@ -566,8 +562,7 @@ impl<'e> EventCtx<'e> {
                 Some(many(out.into_iter()))
             }
             FieldKind::ServiceType => {
-                let v = self.pod_spec()?.get("type")?;
-                Some(FieldVal::One(json_string(v).into()))
+                Some(FieldVal::One(self.request_raw(&["spec", "type"])?.into()))
             }
             FieldKind::ServicePorts(idx) => {
                 let arr = indexed(self.pod_spec()?.get("ports")?.as_array()?, *idx)?;
@@ -604,16 +599,18 @@ impl<'e> EventCtx<'e> {
                 Some(many(out.into_iter()))
             }
             FieldKind::RespName => {
-                let v = self.response_object()?.get("metadata")?.get("name")?;
-                Some(FieldVal::One(json_string(v).into()))
+                let raw = self.event.doc().response_object.as_ref()?;
+                let v = raw_path(raw.get(), &["metadata", "name"])?;
+                Some(FieldVal::One(raw_string(v).into()))
             }
             FieldKind::ResponseCode => {
                 let code = doc.response_status.as_ref()?.code?;
                 Some(FieldVal::One(code.to_string().into()))
             }
             FieldKind::ResponseReason => {
-                let v = self.response_status()?.get("reason")?;
-                Some(FieldVal::One(json_string(v).into()))
+                let st = self.event.doc().response_status.as_ref()?;
+                let v = raw_path(st.raw.get(), &["reason"])?;
+                Some(FieldVal::One(raw_string(v).into()))
             }
             FieldKind::UserAgent => nonempty(&doc.user_agent),
             FieldKind::SourceIps(idx) => {
@@ -663,6 +660,19 @@ impl<'e> EventCtx<'e> {
                 "level" => return Some(Cow::Borrowed(doc.level.as_str())),
                 _ => {}
             }
+        }
+        let objects_only = path.iter().all(|p| p.parse::<usize>().is_err());
+        if objects_only && (first == "requestObject" || first == "responseObject") {
+            let raw = if first == "requestObject" {
+                doc.request_object.as_ref()?
+            } else {
+                doc.response_object.as_ref()?
+            };
+            let keys: Vec<&str> = path[1..].iter().map(String::as_str).collect();
+            if keys.is_empty() {
+                return Some(Cow::Owned(raw_string(raw)));
+            }
+            return raw_path(raw.get(), &keys).map(|v| Cow::Owned(raw_string(v)));
         }
         let (root, rest) = match first {
             "requestObject" => (self.request_object()?, &path[1..]),
@@ -854,6 +864,95 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// Finds `path` (object keys only) inside raw JSON without building a tree:
+/// other members are skipped unparsed, so a lookup allocates nothing.
+pub(crate) fn raw_path<'a>(raw: &'a str, path: &[&str]) -> Option<&'a RawValue> {
+    let mut cur: &'a str = raw;
+    let mut found: Option<&'a RawValue> = None;
+    for key in path {
+        let mut de = serde_json::Deserializer::from_str(cur);
+        let v = serde::Deserializer::deserialize_any(&mut de, KeyLookup(key)).ok()??;
+        cur = v.get();
+        found = Some(v);
+    }
+    found
+}
+
+struct KeyLookup<'k>(&'k str);
+
+struct KeyIs<'k>(&'k str);
+
+impl<'de> serde::de::DeserializeSeed<'de> for KeyIs<'_> {
+    type Value = bool;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl serde::de::Visitor<'_> for KeyIs<'_> {
+    type Value = bool;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object key")
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<bool, E> {
+        Ok(v == self.0)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for KeyLookup<'_> {
+    type Value = Option<&'de RawValue>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(hit) = m.next_key_seed(KeyIs(self.0))? {
+            if hit && found.is_none() {
+                found = Some(m.next_value::<&'de RawValue>()?);
+            } else {
+                m.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut s: A) -> Result<Self::Value, A::Error> {
+        while s.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+/// A raw JSON value as the plugins print it: strings unescaped, anything
+/// else as compact JSON.
+pub(crate) fn raw_string(v: &RawValue) -> String {
+    let t = v.get();
+    if t.starts_with('"') {
+        if let Ok(s) = serde_json::from_str::<String>(t) {
+            return s;
+        }
+    }
+    let mut out = Vec::with_capacity(t.len());
+    kaudit_event::json::write_compact(&mut out, t.as_bytes());
+    String::from_utf8(out).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -888,6 +987,33 @@ mod tests {
             vec!["annotations", "authorization.k8s.io/decision"]
         );
         assert_eq!(parse_pointer("/a~1~0b"), vec!["a/~b"]);
+    }
+
+    #[test]
+    fn raw_lookup_skips_without_parsing() {
+        let raw = r#"{"a":[1,{"b":2}],"spec":{"x":{"y":"v\u0041"},"type":"NodePort","n":true},"data":{"k":"v"}}"#;
+        assert_eq!(
+            raw_path(raw, &["spec", "type"]).map(raw_string).as_deref(),
+            Some("NodePort")
+        );
+        assert_eq!(
+            raw_path(raw, &["spec", "x", "y"])
+                .map(raw_string)
+                .as_deref(),
+            Some("vA")
+        );
+        assert_eq!(
+            raw_path(raw, &["spec", "n"]).map(raw_string).as_deref(),
+            Some("true")
+        );
+        assert_eq!(
+            raw_path(raw, &["data"]).map(raw_string).as_deref(),
+            Some(r#"{"k":"v"}"#)
+        );
+        assert!(raw_path(raw, &["a", "b"]).is_none());
+        assert!(raw_path(raw, &["spec", "type", "z"]).is_none());
+        assert!(raw_path(raw, &["missing"]).is_none());
+        assert!(raw_path("not json", &["a"]).is_none());
     }
 
     #[test]
