@@ -6,7 +6,7 @@
 //! into ordered `(key, raw value)` pairs; untouched values are written back
 //! verbatim.
 
-use kaudit_event::json::{write_compact, write_str};
+use kaudit_event::json::write_str;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use std::fmt;
@@ -68,7 +68,8 @@ impl RawObject {
         before != self.0.len()
     }
 
-    /// Encodes the object compactly, as Go's encoder would.
+    /// Encodes the object. Values are copied verbatim: the event encoder
+    /// compacts and escapes whole bodies as Go does when the event is written.
     pub fn to_raw(&self) -> Box<RawValue> {
         let mut out = Vec::with_capacity(256);
         out.push(b'{');
@@ -78,7 +79,7 @@ impl RawObject {
             }
             write_str(&mut out, k);
             out.push(b':');
-            write_compact(&mut out, v.get().as_bytes());
+            out.extend_from_slice(v.get().as_bytes());
         }
         out.push(b'}');
         raw_from_bytes(out)
@@ -93,7 +94,7 @@ pub(crate) fn parse_array(raw: &RawValue) -> Option<Vec<Box<RawValue>>> {
     serde_json::from_str(raw.get()).ok()
 }
 
-/// Encodes raw items as a compact JSON array.
+/// Encodes raw items as a JSON array (values verbatim, see [`RawObject::to_raw`]).
 pub(crate) fn array_to_raw(items: &[Box<RawValue>]) -> Box<RawValue> {
     let mut out = Vec::with_capacity(256);
     out.push(b'[');
@@ -101,7 +102,7 @@ pub(crate) fn array_to_raw(items: &[Box<RawValue>]) -> Box<RawValue> {
         if i > 0 {
             out.push(b',');
         }
-        write_compact(&mut out, v.get().as_bytes());
+        out.extend_from_slice(v.get().as_bytes());
     }
     out.push(b']');
     raw_from_bytes(out)

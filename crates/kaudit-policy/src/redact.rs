@@ -18,8 +18,15 @@ const MAX_ITEMS: usize = 100_000;
 
 /// `"sha256:<hex>"` of `value`: the replacement for a redacted value.
 pub fn redact_value_hash(value: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(value);
-    format!("sha256:{}", hex::encode(digest))
+    let mut out = String::with_capacity(71);
+    out.push_str("sha256:");
+    for b in digest {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    out
 }
 
 fn is_redacted(s: &str) -> bool {
