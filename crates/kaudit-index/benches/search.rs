@@ -191,8 +191,9 @@ fn main() {
             format!("\"name\":\"{}\"", regex_escape(&name)),
         ),
     ];
-    let jq = have("jq");
-    let rg = have("rg");
+    let baselines = std::env::var("BENCH_BASELINES").map_or(true, |v| v != "0");
+    let jq = baselines && have("jq");
+    let rg = baselines && have("rg");
     println!("\nneedle queries (limit 100, newest first, every hit confirmed against the stored event; 30 runs):");
     for (label, q, jq_filter, rg_pat) in &needles {
         let query = Query::parse(q).expect("query");

@@ -98,6 +98,19 @@ impl Acc {
 }
 
 type Groups = HashMap<(Option<i64>, Vec<String>), Acc>;
+/// (bucket, dictionary ids of the `by` fields).
+type IdKey = (Option<i64>, [u32; MAX_BY]);
+
+/// Adds a run to the map; false when that would exceed [`MAX_GROUPS`].
+fn merge_into(map: &mut HashMap<IdKey, Acc>, key: IdKey, acc: Acc) -> bool {
+    if map.len() >= MAX_GROUPS && !map.contains_key(&key) {
+        return false;
+    }
+    let e = map.entry(key).or_default();
+    e.count += acc.count;
+    e.lat.extend(acc.lat);
+    true
+}
 
 /// Runs a stats request over the index and the tail of `store`.
 pub fn stats(ix: &Index, store: &dyn LogReader, req: &StatsRequest) -> IndexResult<StatsReport> {
@@ -134,9 +147,11 @@ pub fn stats(ix: &Index, store: &dyn LogReader, req: &StatsRequest) -> IndexResu
         let times = ix.times();
         let in_range = |t: i64| req.since.is_none_or(|s| t >= s) && req.until.is_none_or(|u| t < u);
         let cols: Vec<_> = slots.iter().filter_map(|&s| ix.column(s)).collect();
-        let mut by_ids: HashMap<(Option<i64>, [u32; MAX_BY]), Acc> = HashMap::new();
+        let mut by_ids: HashMap<IdKey, Acc> = HashMap::new();
         let mut dense: Vec<Acc> = Vec::new();
         let dense_ok = req.every.is_none() && cols.len() == 1;
+        let mut run: Option<(IdKey, Acc)> = None;
+        let mut overflow = false;
         // Rows whose group value the index does not hold: read from the store.
         let mut unknown: Vec<u64> = Vec::new();
         if dense_ok {
@@ -169,10 +184,30 @@ pub fn stats(ix: &Index, store: &dyn LogReader, req: &StatsRequest) -> IndexResu
             for (k, (c, _)) in key.iter_mut().zip(&cols) {
                 *k = c.get(row);
             }
-            if by_ids.len() < MAX_GROUPS || by_ids.contains_key(&(bucket(t), key)) {
-                by_ids.entry((bucket(t), key)).or_default().add(1, lat);
+            let full = (bucket(t), key);
+            // Rows come in storage order, which is nearly time order: runs
+            // of one key (a histogram bucket) are counted without hashing.
+            if run.as_ref().is_some_and(|(k, _)| *k == full) {
+                if let Some((_, acc)) = run.as_mut() {
+                    acc.add(1, lat);
+                }
+                return;
             }
+            if let Some((k, acc)) = run.take() {
+                overflow |= !merge_into(&mut by_ids, k, acc);
+            }
+            let mut acc = Acc::default();
+            acc.add(1, lat);
+            run = Some((full, acc));
         });
+        if let Some((k, acc)) = run.take() {
+            overflow |= !merge_into(&mut by_ids, k, acc);
+        }
+        if overflow {
+            return Err(IndexError::Input(format!(
+                "more than {MAX_GROUPS} groups: narrow the query or use fewer --by fields"
+            )));
+        }
         let dense_iter = dense
             .into_iter()
             .enumerate()
