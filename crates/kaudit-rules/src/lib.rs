@@ -35,9 +35,21 @@
 //!   compare lexicographically).
 //! * `regex` is a search (match anywhere), like Sigma's `|re`.
 //! * `x in name` without parentheses is read as `x in (name)`.
-//! * `ka.uri.param[k]` decodes the query as Go's url.ParseQuery does. The
-//!   k8saudit plugin before 0.7 never returned it (a reversed error check);
-//!   later versions do, which kaudit follows.
+//! * `ka.uri.param[k]` decodes the query as Go's url.ParseQuery does. Older
+//!   k8saudit versions never returned it (a reversed error check, so
+//!   `command=<NA>` in their exec alerts); current versions do, and kaudit
+//!   follows them.
+//! * `in`/`intersects` values and `exists` are matched against the same
+//!   string forms the plugin produces (`true`, `200`, compact JSON); objects
+//!   found through `jevt.value` keep the escapes of the event's own bytes.
+//! * In `-o json` output a field the event lacks is `null` in
+//!   `output_fields` (and `<NA>` in the `output` text).
+//! * Sigma rules run in the same engine after the Falco rules; their alert is
+//!   the rule `title`, `level` maps to a priority (critical → Critical, high →
+//!   Error, medium → Warning, low → Notice, else Informational) and the output
+//!   lists user, verb, resource, namespace, name, URI and response code.
+//!   Aggregations (`| count()`), `base64`/`wide`/`windash`/`expand` modifiers
+//!   and multi-condition lists are refused at load time with the reason.
 //! * `jevt.obj` is the event re-indented by serde_json (two spaces), not by
 //!   Go's json.Indent; `jevt.time` is ISO 8601 with nanoseconds.
 //! * `ka.cluster.name` / `kaudit.cluster` are the cluster name given to the
