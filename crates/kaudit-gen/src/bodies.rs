@@ -364,14 +364,14 @@ pub(crate) fn deployment(
     j.c();
 }
 
-/// A ConfigMap whose `data` holds `text` (a dashboard, a config file).
+/// A ConfigMap whose `data` holds `escaped_text` (already JSON-escaped) (a dashboard, a config file).
 pub(crate) fn configmap(
     out: &mut Vec<u8>,
     tf: &mut TimeFmt,
     namespace: &str,
     name: &str,
     key: &str,
-    text: &str,
+    escaped_text: &[u8],
     stored: Option<&Stored<'_>>,
 ) {
     let mut j = J::new(out);
@@ -384,7 +384,7 @@ pub(crate) fn configmap(
         .ks("app.kubernetes.io/managed-by", "argocd")
         .c();
     j.c();
-    j.ko("data").ks(key, text).c();
+    j.ko("data").k(key).escaped(escaped_text).c();
     j.c();
 }
 

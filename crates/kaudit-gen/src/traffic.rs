@@ -18,14 +18,18 @@ pub(crate) struct Scratch {
     pub resp: Vec<u8>,
     pub status: Vec<u8>,
     pub msg: String,
-    /// Text for large ConfigMaps (dashboards, configs), sliced per event.
-    pub text: String,
+    /// Text for large ConfigMaps (dashboards, configs), already escaped as
+    /// JSON string content, sliced per event at line boundaries.
+    pub text: Vec<u8>,
+    /// Offset in `text` where each line starts (plus the end).
+    pub text_lines: Vec<usize>,
     pub discovery_reason: Vec<u8>,
 }
 
 impl Scratch {
     pub(crate) fn new(rng: &mut ChaCha8Rng) -> Scratch {
-        let mut text = String::with_capacity(100_000);
+        let mut text = Vec::with_capacity(128 * 1024);
+        let mut text_lines = vec![0];
         let metrics = [
             "http_requests_total",
             "http_request_duration_seconds_bucket",
@@ -34,14 +38,20 @@ impl Scratch {
             "grpc_server_handled_total",
         ];
         let mut panel = 1;
-        while text.len() < 96_000 {
+        while text.len() < 110_000 {
             let m = metrics[rng.gen_range(0..metrics.len())];
             let q = rng.gen_range(50..100);
-            text.push_str(&format!(
+            let line = format!(
                 "{{\"id\":{panel},\"type\":\"timeseries\",\"title\":\"{m} p{q}\",\"datasource\":{{\"type\":\"prometheus\",\"uid\":\"prometheus\"}},\"targets\":[{{\"expr\":\"histogram_quantile(0.{q}, sum(rate({m}{{namespace=~\\\"$namespace\\\",code!~\\\"2..\\\"}}[5m])) by (le, pod)) > 0 && on() vector(1)\",\"legendFormat\":\"{{{{pod}}}}\",\"refId\":\"A\"}}],\"gridPos\":{{\"h\":8,\"w\":12,\"x\":{},\"y\":{}}}}},\n",
                 (panel % 2) * 12,
                 panel * 8
-            ));
+            );
+            // Escaping is per character, so escaped whole lines concatenate
+            // to the escaping of the concatenated lines.
+            let mut quoted = Vec::with_capacity(line.len() * 2);
+            write_str(&mut quoted, &line);
+            text.extend_from_slice(&quoted[1..quoted.len() - 1]);
+            text_lines.push(text.len());
             panel += 1;
         }
         let mut discovery_reason = Vec::new();
@@ -60,8 +70,23 @@ impl Scratch {
             status: Vec::with_capacity(512),
             msg: String::with_capacity(256),
             text,
+            text_lines,
             discovery_reason,
         }
+    }
+}
+
+impl Scratch {
+    /// The range of `text` holding whole lines, about `len` bytes.
+    pub(crate) fn text_range(&self, rng: &mut ChaCha8Rng, len: usize) -> std::ops::Range<usize> {
+        let lines = self.text_lines.len() - 1;
+        let first = rng.gen_range(0..lines);
+        let start = self.text_lines[first];
+        let mut end = first + 1;
+        while end < lines && self.text_lines[end] - start < len {
+            end += 1;
+        }
+        start..self.text_lines[end]
     }
 }
 
@@ -1566,8 +1591,8 @@ fn human(p: &mut Parts<'_>, c: &mut Cluster, now: i64) {
             let (resource, group) = match p.rng.gen_range(0..4) {
                 0 => {
                     let len = p.rng.gen_range(200..2_000);
-                    let start = p.rng.gen_range(0..p.s.text.len() - len);
-                    let text = &p.s.text[start..start + len];
+                    let range = p.s.text_range(p.rng, len);
+                    let text = &p.s.text[range];
                     bodies::configmap(&mut p.s.body, tf, ns, name, "settings.json", text, None);
                     let stored = Stored {
                         uid: "",
@@ -1909,8 +1934,8 @@ fn ci(p: &mut Parts<'_>, c: &mut Cluster, now: i64) {
             } else {
                 p.rng.gen_range(300..3_000)
             };
-            let start = p.rng.gen_range(0..p.s.text.len() - len);
-            let text = &p.s.text[start..start + len];
+            let range = p.s.text_range(p.rng, len);
+            let text = &p.s.text[range];
             p.s.msg.clear();
             p.s.msg.push_str(&wl.name);
             p.s.msg.push_str("-dashboards");

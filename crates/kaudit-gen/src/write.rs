@@ -310,6 +310,16 @@ impl<'a> J<'a> {
         self.comma = true;
         self
     }
+    /// A string value given already escaped (its content, without quotes).
+    pub(crate) fn escaped(&mut self, v: &[u8]) -> &mut Self {
+        self.pre();
+        self.out.reserve(v.len() + 2);
+        self.out.push(b'"');
+        self.out.extend_from_slice(v);
+        self.out.push(b'"');
+        self.comma = true;
+        self
+    }
     /// Already-encoded compact JSON.
     pub(crate) fn raw(&mut self, v: &[u8]) -> &mut Self {
         self.pre();
