@@ -330,7 +330,12 @@ fn parse_value(bytes: &[u8], source_name: &str) -> Result<Value, PolicyError> {
         message,
     };
     if text.trim_start().starts_with('{') {
-        serde_json::from_str(text).map_err(|e| syntax(format!("JSON: {e}")))
+        // JSON first (better messages); a YAML flow mapping also starts with '{'.
+        match serde_json::from_str(text) {
+            Ok(v) => Ok(v),
+            Err(json_err) => serde_saphyr::from_str::<Value>(text)
+                .map_err(|_| syntax(format!("JSON: {json_err}"))),
+        }
     } else {
         serde_saphyr::from_str::<Value>(text).map_err(|e| syntax(format!("YAML: {e}")))
     }

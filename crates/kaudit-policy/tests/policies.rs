@@ -261,6 +261,32 @@ fn loader_refuses_bad_headers_and_types() {
 }
 
 #[test]
+fn json_and_yaml_flow_documents_load() {
+    let json = load_policy(
+        br#"{"apiVersion":"audit.k8s.io/v1","rules":[{"level":"Metadata","verbs":["get"]}]}"#,
+        "p.json",
+    )
+    .unwrap();
+    let flow = load_policy(
+        b"{apiVersion: audit.k8s.io/v1, rules: [{level: Metadata, verbs: [get]}]}",
+        "p.yaml",
+    )
+    .unwrap();
+    assert_eq!(json.policy, flow.policy);
+    assert_eq!(json.policy.rules[0].verbs, vec!["get".to_string()]);
+    let err = load_policy(
+        br#"{"apiVersion": "audit.k8s.io/v1", "rules": [}"#,
+        "p.json",
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("p.json: failed decoding policy: JSON: "),
+        "{err}"
+    );
+}
+
+#[test]
 fn unknown_fields_are_warned_with_paths() {
     let p = load_policy(
         b"apiVersion: audit.k8s.io/v1\nkind: Policy\nmetadata: {name: x}\nextra: 1\nrules:\n- level: None\n  verb: [get]\n",
