@@ -8,7 +8,25 @@ use crate::record::{dedupe_key, iter_leaves, LeafRef, Record};
 use crate::segment::{self, Frame, FrameProblem, SegmentHeader};
 use crate::tree::{GroupLeaves, Tree, GROUP};
 use crate::{StoreError, StoreResult};
-use std::collections::HashSet;
+use std::collections::HashSet as StdHashSet;
+
+/// Dedupe keys are already SHA-256 output: hashing them again is wasted work,
+/// so the set uses their first 8 bytes as the hash.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KeyHash(u64);
+
+impl std::hash::Hasher for KeyHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for (i, b) in bytes.iter().take(8).enumerate() {
+            self.0 ^= u64::from(*b) << (8 * i);
+        }
+    }
+}
+
+type HashSet<T> = StdHashSet<T, std::hash::BuildHasherDefault<KeyHash>>;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::ops::Range;
@@ -680,7 +698,7 @@ impl Store {
                     segment: seg_index,
                     offset: *off,
                     raw_len: h.raw_len,
-                    stored_len: h.stored_len + segment::BUNDLE_HEADER as u32,
+                    stored_len: h.stored_len.saturating_add(segment::BUNDLE_HEADER as u32),
                     min_time: h.min_time,
                     max_time: h.max_time,
                 });
@@ -819,7 +837,7 @@ impl Store {
                 shared.tree.size()
             )));
         }
-        let mut dedupe = HashSet::with_capacity(keys.len() / 16);
+        let mut dedupe = HashSet::with_capacity_and_hasher(keys.len() / 16, Default::default());
         for k in keys.chunks_exact(16) {
             let mut a = [0u8; 16];
             a.copy_from_slice(k);
@@ -1193,7 +1211,7 @@ impl Store {
             seg_len,
             builder: BundleBuilder::default(),
             leaves: Vec::new(),
-            keys: HashSet::new(),
+            keys: HashSet::default(),
             key_list: Vec::new(),
             metas: Vec::new(),
             duplicates: 0,

@@ -12,6 +12,19 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+/// println! that does not panic when stdout is closed early (`| head`).
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+/// print! that does not panic when stdout is closed early.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        let _ = write!(std::io::stdout(), $($t)*);
+    }};
+}
+
 /// Where the store is and the keys it needs.
 #[derive(clap::Args, Clone, Debug)]
 pub struct StoreArgs {
@@ -273,13 +286,13 @@ pub fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
         eprintln!("note: {n}");
     }
     for p in &rep.problems {
-        println!("FAIL: {p}");
+        outln!("FAIL: {p}");
     }
     let root = rep
         .root
         .map(|r| kaudit_store::base64_encode(&r))
         .unwrap_or_else(|| "-".into());
-    println!(
+    outln!(
         "{}: {} records ({} pruned before), {} event bytes, {} checkpoints checked, tree size {}, root {root}; {:.2} GB/s, {:.0} events/s in {:.2}s",
         if rep.ok() { "OK" } else { "FAILED" },
         rep.records,
@@ -363,7 +376,7 @@ pub fn proof(c: ProofCommand) -> anyhow::Result<ExitCode> {
                 "proof": proof.iter().map(|h| kaudit_store::base64_encode(h)).collect::<Vec<_>>(),
                 "checkpoint": cp.note,
             });
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            outln!("{}", serde_json::to_string_pretty(&out)?);
         }
         ProofCommand::Consistency {
             store,
@@ -383,7 +396,7 @@ pub fn proof(c: ProofCommand) -> anyhow::Result<ExitCode> {
                 "new_root": kaudit_store::base64_encode(&s.root_at(new)?),
                 "proof": s.consistency_proof(old_size, new)?.iter().map(|h| kaudit_store::base64_encode(h)).collect::<Vec<_>>(),
             });
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            outln!("{}", serde_json::to_string_pretty(&out)?);
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -403,12 +416,12 @@ pub struct CheckpointArgs {
 pub fn checkpoint(a: CheckpointArgs) -> anyhow::Result<ExitCode> {
     if a.verifier_key {
         let v = kaudit_store::load_verifier(&a.store.data, &a.store.options(true)?)?;
-        println!("{}", v.text());
+        outln!("{}", v.text());
         return Ok(ExitCode::SUCCESS);
     }
     let s = a.store.open_any()?;
     let cp = fresh_checkpoint(&s)?;
-    print!("{}", cp.note);
+    out!("{}", cp.note);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -457,7 +470,7 @@ pub fn keygen(a: KeygenArgs) -> anyhow::Result<ExitCode> {
     let s = Signer25519::generate(&a.name)?;
     write_secret(&a.output, &format!("{}\n", s.private_text()), a.force)?;
     eprintln!("wrote private key {}; verifier key:", a.output.display());
-    println!("{}", s.verifier().text());
+    outln!("{}", s.verifier().text());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -493,16 +506,16 @@ pub fn prune(a: PruneArgs) -> anyhow::Result<ExitCode> {
     let holds = retention::list_holds(&a.store.data)?;
     let out = store.prune(&ret, &holds, kaudit_event::MicroTime::now(), a.dry_run)?;
     for (p, lo, hi, bytes) in &out.removed {
-        println!(
+        outln!(
             "{} {} (records {lo}..{hi}, {bytes} bytes)",
             if a.dry_run { "would delete" } else { "deleted" },
             p.display()
         );
     }
     if let Some(why) = &out.stopped {
-        println!("kept from there on: {why}");
+        outln!("kept from there on: {why}");
     }
-    println!("records before {} are pruned", out.before);
+    outln!("records before {} are pruned", out.before);
     store.close()?;
     Ok(ExitCode::SUCCESS)
 }
@@ -553,7 +566,7 @@ pub fn hold(c: HoldCommand) -> anyhow::Result<ExitCode> {
             until,
         } => {
             let h = retention::add_hold(&store.data, &reason, since.as_deref(), until.as_deref())?;
-            println!(
+            outln!(
                 "hold #{} placed: {} .. {} ({})",
                 h.id,
                 fmt_time(h.since),
@@ -563,7 +576,7 @@ pub fn hold(c: HoldCommand) -> anyhow::Result<ExitCode> {
         }
         HoldCommand::List { store } => {
             for h in retention::list_holds(&store.data)? {
-                println!(
+                outln!(
                     "#{}\t{}\t{}\t{}\tplaced {}",
                     h.id,
                     fmt_time(h.since),
@@ -577,7 +590,7 @@ pub fn hold(c: HoldCommand) -> anyhow::Result<ExitCode> {
             if !retention::remove_hold(&store.data, id)? {
                 bail!("no hold #{id}");
             }
-            println!("hold #{id} removed");
+            outln!("hold #{id} removed");
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -595,31 +608,34 @@ pub fn stat(a: StatArgs) -> anyhow::Result<ExitCode> {
     let s = a.store.open_any()?;
     let st = s.stat()?;
     let total = st.data_bytes + st.tree_bytes + st.checkpoint_bytes;
-    println!(
+    outln!(
         "records:      {} (tree size {}, first stored {})",
-        st.records, st.tree_size, st.first_seq
+        st.records,
+        st.tree_size,
+        st.first_seq
     );
-    println!(
+    outln!(
         "segments:     {} ({} bundles){}",
         st.segments,
         st.bundles,
         if st.encrypted { ", encrypted" } else { "" }
     );
-    println!("data:         {} bytes", st.data_bytes);
-    println!("tree:         {} bytes", st.tree_bytes);
-    println!(
+    outln!("data:         {} bytes", st.data_bytes);
+    outln!("tree:         {} bytes", st.tree_bytes);
+    outln!(
         "checkpoints:  {} bytes ({} kept)",
-        st.checkpoint_bytes, st.checkpoints
+        st.checkpoint_bytes,
+        st.checkpoints
     );
-    println!("index:        {} bytes", st.index_bytes);
-    println!(
+    outln!("index:        {} bytes", st.index_bytes);
+    outln!(
         "compression:  {} raw record bytes -> {} data bytes ({:.1}x; data+tree+checkpoints = {:.2}% of raw)",
         st.raw_bytes,
         st.data_bytes,
         st.raw_bytes as f64 / (st.data_bytes.max(1)) as f64,
         100.0 * total as f64 / (st.raw_bytes.max(1)) as f64
     );
-    println!(
+    outln!(
         "received:     {} .. {}",
         st.first_time
             .map(|t| t.to_string())
@@ -629,8 +645,8 @@ pub fn stat(a: StatArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|| "-".into())
     );
     match &st.latest_checkpoint {
-        Some(c) => print!("checkpoint:   {} records at {}\n{}", c.size, c.time, c.note),
-        None => println!("checkpoint:   none"),
+        Some(c) => out!("checkpoint:   {} records at {}\n{}", c.size, c.time, c.note),
+        None => outln!("checkpoint:   none"),
     }
     Ok(ExitCode::SUCCESS)
 }
