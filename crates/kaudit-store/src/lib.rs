@@ -14,9 +14,10 @@
 //!
 //! # What the Merkle leaf covers
 //!
-//! Leaf `i` is `SHA-256(0x00 || leaf_data)` where `leaf_data` is the record's
-//! sequence number `i`, receive time, cluster name and then the event's stored
-//! bytes byte for byte (see [`record`] for the exact layout). Proofs carry
+//! Leaf `i` is `SHA-256(0x00 || leaf_data)` where `leaf_data` is a version
+//! byte, the cluster name, the event's stored bytes byte for byte, then the
+//! sequence number `i` and the receive time (see [`record`] for the exact
+//! layout). Proofs carry
 //! `leaf_data` so an outside verifier needs nothing but SHA-256.
 //!
 //! # Reading

@@ -217,6 +217,23 @@ impl<'a> Iterator for LeafIter<'a> {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        #[test]
+        fn any_record_round_trips(cluster in "[a-z0-9-]{0,40}", event in proptest::collection::vec(proptest::num::u8::ANY, 1..300), seq in proptest::num::u64::ANY, t in proptest::num::i64::ANY) {
+            let r = Record { cluster: cluster.clone(), received: MicroTime(t), event: event.clone() };
+            let mut d = Vec::new();
+            r.leaf_data(seq, &mut d);
+            let l = LeafRef::parse(&d).unwrap();
+            proptest::prop_assert_eq!(l.seq, seq);
+            proptest::prop_assert_eq!(l.cluster, cluster.as_str());
+            proptest::prop_assert_eq!(l.event, event.as_slice());
+            proptest::prop_assert_eq!(l.received, MicroTime(t));
+            let (h, k) = hash_leaf_and_key(&d);
+            proptest::prop_assert_eq!(h, crate::merkle::leaf_hash(&d));
+            proptest::prop_assert_eq!(k, dedupe_key(&cluster, &event));
+        }
+    }
+
     #[test]
     fn leaf_data_round_trips() {
         let r = Record {

@@ -1065,15 +1065,22 @@ impl Store {
         let mut leaves = Vec::new();
         self.ensure_segment(w)?;
         for r in records {
-            let key = dedupe_key(&r.cluster, &r.event);
+            let seq = w.next_seq;
+            let mark = (
+                builder.raw.len(),
+                builder.count,
+                builder.min_time,
+                builder.max_time,
+            );
+            let key = builder.add_parts(&r.cluster, &r.event, r.received, seq, &mut leaves);
             if !w.dedupe.insert(key) {
+                builder.undo(mark);
+                leaves.pop();
                 dups += 1;
                 continue;
             }
             new_keys.extend_from_slice(&key);
-            let seq = w.next_seq;
             w.next_seq += 1;
-            builder.add_parts(&r.cluster, &r.event, r.received, seq, &mut leaves);
             if builder.full(&self.opts) {
                 metas.push(self.flush_bundle(w, &mut builder)?);
             }
@@ -1756,6 +1763,14 @@ impl BundleBuilder {
         self.max_time = self.max_time.max(t);
         key
     }
+    /// Takes back the last record (a duplicate): state saved before adding it.
+    fn undo(&mut self, mark: (usize, u32, i64, i64)) {
+        self.raw.truncate(mark.0);
+        self.count = mark.1;
+        self.min_time = mark.2;
+        self.max_time = mark.3;
+    }
+
     fn full(&self, o: &StoreOptions) -> bool {
         self.count as usize >= o.bundle_max_records || self.raw.len() >= o.bundle_max_bytes
     }
@@ -1808,10 +1823,7 @@ impl Transaction<'_> {
             .builder
             .add_parts(cluster, event, received, seq, &mut self.leaves);
         if self.w.dedupe.contains(&key) || !self.keys.insert(key) {
-            self.builder.raw.truncate(mark.0);
-            self.builder.count = mark.1;
-            self.builder.min_time = mark.2;
-            self.builder.max_time = mark.3;
+            self.builder.undo(mark);
             self.leaves.pop();
             self.duplicates += 1;
             return Ok(false);
