@@ -134,7 +134,11 @@ pub struct Page {
 }
 
 /// Runs a search over the index and the unindexed tail of `store`.
-pub fn search(ix: &Index, store: &dyn LogReader, req: &SearchRequest) -> IndexResult<Page> {
+pub fn search(
+    ix: &Index,
+    store: &(dyn LogReader + Sync),
+    req: &SearchRequest,
+) -> IndexResult<Page> {
     let limit = req.limit.clamp(1, MAX_LIMIT);
     let after0 = req.cursor.map(|c| req.rank(c.time, c.seq));
     let b = bounds(ix, req.query.expr())?;
@@ -143,7 +147,12 @@ pub fn search(ix: &Index, store: &dyn LogReader, req: &SearchRequest) -> IndexRe
     let base = ix.base();
     let mut hits: Vec<(i128, Hit)> = Vec::new();
     let mut after = after0;
-    let mut batch = (limit + limit / 2).max(32);
+    // Exact bounds: every candidate is a hit, so fetch exactly a page.
+    let mut batch = if b.exact {
+        limit
+    } else {
+        (limit + limit / 2).max(32)
+    };
     loop {
         let mut heap: BinaryHeap<(i128, u64)> = BinaryHeap::new();
         cand.for_each(|row| {
@@ -170,7 +179,7 @@ pub fn search(ix: &Index, store: &dyn LogReader, req: &SearchRequest) -> IndexRe
         let ordered = heap.into_sorted_vec();
         after = ordered.last().map(|&(r, _)| r);
         let seqs: Vec<u64> = ordered.iter().map(|&(_, s)| s).collect();
-        let mut found = fetch(store, &seqs, &mut |_, t, ev, (_, cluster)| {
+        let mut found = fetch(store, &seqs, &|_, t, ev, (_, cluster)| {
             req.in_range(t) && req.query.matches(ev, cluster)
         })?;
         found.sort_by_key(|h| req.rank(h.time, h.seq));
@@ -241,59 +250,79 @@ pub fn search(ix: &Index, store: &dyn LogReader, req: &SearchRequest) -> IndexRe
 }
 
 /// Decides whether a fetched record is kept: (seq, time, event, (seq, cluster)).
-pub(crate) type KeepFn<'a> = dyn FnMut(u64, i64, &Event, (u64, &str)) -> bool + 'a;
+pub(crate) type KeepFn<'a> = dyn Fn(u64, i64, &Event, (u64, &str)) -> bool + Sync + 'a;
 
 /// Reads the records `seqs` (any order) and keeps those `keep` accepts;
 /// `keep` gets (seq, cluster), the event time and the parsed event.
 pub(crate) fn fetch(
-    store: &dyn LogReader,
+    store: &(dyn LogReader + Sync),
     seqs: &[u64],
-    keep: &mut KeepFn<'_>,
+    keep: &KeepFn<'_>,
 ) -> IndexResult<Vec<Hit>> {
     let mut sorted = seqs.to_vec();
     sorted.sort_unstable();
     sorted.dedup();
     let wanted: HashSet<u64> = sorted.iter().copied().collect();
-    let mut out = Vec::new();
+    // Nearby records share a read (one bundle decompression).
+    let mut ranges = Vec::new();
     let mut i = 0;
     while i < sorted.len() {
         let mut j = i;
         while j + 1 < sorted.len() && sorted[j + 1] - sorted[j] < READ_GAP {
             j += 1;
         }
-        let mut err = None;
-        store.read(sorted[i]..sorted[j] + 1, &mut |seq, leaf| {
-            if !wanted.contains(&seq) {
-                return true;
-            }
-            match Event::from_json(leaf.event) {
-                Ok(ev) => {
-                    let t = event_time(&ev, leaf.received);
-                    if keep(seq, t, &ev, (seq, leaf.cluster)) {
-                        out.push(Hit {
-                            seq,
-                            time: t,
-                            received: leaf.received,
-                            cluster: leaf.cluster.to_string(),
-                            event: leaf.event.to_vec(),
-                        });
-                    }
-                    true
-                }
-                Err(e) => {
-                    err = Some(IndexError::Record {
-                        seq,
-                        message: e.to_string(),
-                    });
-                    false
-                }
-            }
-        })?;
-        if let Some(e) = err {
-            return Err(e);
-        }
+        ranges.push(sorted[i]..sorted[j] + 1);
         i = j + 1;
     }
+    let read = |ranges: &[std::ops::Range<u64>]| -> IndexResult<Vec<Hit>> {
+        let mut out = Vec::new();
+        for r in ranges {
+            let mut err = None;
+            store.read(r.clone(), &mut |seq, leaf| {
+                if !wanted.contains(&seq) {
+                    return true;
+                }
+                match Event::from_json(leaf.event) {
+                    Ok(ev) => {
+                        let t = event_time(&ev, leaf.received);
+                        if keep(seq, t, &ev, (seq, leaf.cluster)) {
+                            out.push(Hit {
+                                seq,
+                                time: t,
+                                received: leaf.received,
+                                cluster: leaf.cluster.to_string(),
+                                event: leaf.event.to_vec(),
+                            });
+                        }
+                        true
+                    }
+                    Err(e) => {
+                        err = Some(IndexError::Record {
+                            seq,
+                            message: e.to_string(),
+                        });
+                        false
+                    }
+                }
+            })?;
+            if let Some(e) = err {
+                return Err(e);
+            }
+        }
+        Ok(out)
+    };
+    if ranges.len() < 4 {
+        return read(&ranges);
+    }
+    // Many scattered reads: decompress on two threads.
+    let (a, b) = ranges.split_at(ranges.len() / 2);
+    let (ra, rb) = std::thread::scope(|s| {
+        let h = s.spawn(|| read(a));
+        let rb = read(b);
+        (h.join(), rb)
+    });
+    let mut out = ra.map_err(|_| IndexError::Io("record reader thread panicked".into()))??;
+    out.extend(rb?);
     Ok(out)
 }
 

@@ -113,7 +113,11 @@ fn merge_into(map: &mut HashMap<IdKey, Acc>, key: IdKey, acc: Acc) -> bool {
 }
 
 /// Runs a stats request over the index and the tail of `store`.
-pub fn stats(ix: &Index, store: &dyn LogReader, req: &StatsRequest) -> IndexResult<StatsReport> {
+pub fn stats(
+    ix: &Index,
+    store: &(dyn LogReader + Sync),
+    req: &StatsRequest,
+) -> IndexResult<StatsReport> {
     if req.by.len() > MAX_BY {
         return Err(IndexError::Input(format!(
             "at most {MAX_BY} --by fields, got {}",
@@ -242,7 +246,7 @@ pub fn stats(ix: &Index, store: &dyn LogReader, req: &StatsRequest) -> IndexResu
                 e.lat.extend_from_slice(&acc.lat);
             }
         }
-        for h in fetch(store, &unknown, &mut |_, t, ev, (_, c)| {
+        for h in fetch(store, &unknown, &|_, t, ev, (_, c)| {
             in_range(t) && req.query.matches(ev, c)
         })? {
             let Ok(ev) = Event::from_json(&h.event) else {
