@@ -250,3 +250,54 @@ pub struct PruneOutcome {
     /// Why pruning stopped where it did.
     pub stopped: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_reads_store_keys_and_ignores_the_rest() {
+        let c = StoreConfig::from_yaml(
+            "server: {listen: ':8443'}\nretention:\n  max_age: 400d\n  max_size: 500GiB\nencryption: {key_file: /etc/kaudit/data.key}\ncheckpoint: {publish: /srv/cp.txt}\n",
+        )
+        .unwrap();
+        assert_eq!(c.retention.max_age_secs, Some(400 * 86_400));
+        assert_eq!(c.retention.max_size, Some(500 << 30));
+        assert_eq!(
+            c.encryption_key,
+            Some(PathBuf::from("/etc/kaudit/data.key"))
+        );
+        assert_eq!(c.publish_checkpoint, Some(PathBuf::from("/srv/cp.txt")));
+        assert!(StoreConfig::from_yaml("retention: {max_age: forever}")
+            .unwrap_err()
+            .contains("max_age"));
+        assert_eq!(
+            StoreConfig::from_yaml("{}").unwrap(),
+            StoreConfig::default()
+        );
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_duration("12h"), Ok(12 * 3600));
+        assert_eq!(parse_size("10MB"), Ok(10_000_000));
+        assert_eq!(parse_size("1KiB"), Ok(1024));
+        assert!(parse_size("5 parsecs").is_err());
+        assert!(parse_duration("99999999999999999999d").is_err());
+    }
+
+    #[test]
+    fn holds_overlap_by_receive_time() {
+        let h = Hold {
+            id: 1,
+            reason: "r".into(),
+            since: Some(100),
+            until: Some(200),
+            created: String::new(),
+        };
+        assert!(h.overlaps(150, 300));
+        assert!(h.overlaps(0, 100));
+        assert!(!h.overlaps(201, 300));
+        assert!(!h.overlaps(0, 99));
+    }
+}
