@@ -191,9 +191,10 @@ fn main() {
             format!("\"name\":\"{}\"", regex_escape(&name)),
         ),
     ];
-    let baselines = std::env::var("BENCH_BASELINES").map_or(true, |v| v != "0");
-    let jq = baselines && have("jq");
-    let rg = baselines && have("rg");
+    // BENCH_BASELINES: "0" none, "rg" ripgrep only (jq takes minutes at 10M), else both.
+    let baselines = std::env::var("BENCH_BASELINES").unwrap_or_default();
+    let jq = baselines != "0" && baselines != "rg" && have("jq");
+    let rg = baselines != "0" && have("rg");
     println!("\nneedle queries (limit 100, newest first, every hit confirmed against the stored event; 30 runs):");
     for (label, q, jq_filter, rg_pat) in &needles {
         let query = Query::parse(q).expect("query");

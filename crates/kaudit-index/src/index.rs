@@ -262,13 +262,10 @@ impl Dict {
     }
 }
 
-/// Encodes a value list: each value as `u32 length + bytes`.
-fn encode_list(values: &[&str], out: &mut Vec<u8>) {
-    out.clear();
-    for v in values {
-        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-        out.extend_from_slice(v.as_bytes());
-    }
+/// Appends one value to an encoded value list (`u32 length + bytes` each).
+fn push_value(out: &mut Vec<u8>, v: &str) {
+    out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+    out.extend_from_slice(v.as_bytes());
 }
 
 fn decode_list(mut b: &[u8]) -> Option<Vec<&str>> {
@@ -629,12 +626,10 @@ impl Index {
         };
         let mut json = LazyJson::default();
         for (slot, field) in DICT_FIELDS.iter().enumerate() {
-            let mut vals: Vec<String> = Vec::new();
+            scratch.clear();
             field.values(&ev, leaf.cluster, &mut json, &mut |v| {
-                vals.push(v.to_string())
+                push_value(scratch, v)
             });
-            let refs: Vec<&str> = vals.iter().map(String::as_str).collect();
-            encode_list(&refs, scratch);
             let id = match &mut self.dicts[slot] {
                 Some(d) => d.intern(scratch),
                 None => 0,
