@@ -233,9 +233,11 @@ pub fn run(cfg: ServerConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result
         // Search indexer: catches up with the store about every second.
         let stop = stop.clone();
         threads.push(std::thread::spawn(move || {
-            search.run_indexer(Duration::from_secs(1), &stop, &mut |e| {
-                tracing::error!(error = %e, "search index update failed")
-            })
+            search.run_indexer(
+                Duration::from_secs(1),
+                &stop,
+                &mut |e| tracing::error!(error = %e, "search index update failed"),
+            )
         }));
     }
     if !cfg.sources.is_empty() {
