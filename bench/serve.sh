@@ -8,7 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-400000}"
 mkdir -p bench/out
-cargo build --release --locked -p kaudit -p kaudit-server --example loadgen
+if [ -z "${KAUDIT_BENCH_NO_BUILD:-}" ]; then
+  cargo build --release --locked -p kaudit
+  cargo build --release --locked -p kaudit-server --example loadgen
+fi
 K=./target/release/kaudit
 LOADGEN=./target/release/examples/loadgen
 events=bench/out/events-$N.jsonl

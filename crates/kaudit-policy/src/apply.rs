@@ -94,6 +94,28 @@ impl PolicyApplier {
         }
     }
 
+    /// The applier used at ingest (`import`, `serve`, `tail`): the given
+    /// policy file, or with none a keep-everything policy so redaction alone
+    /// still runs; `None` when there is neither a policy nor redaction.
+    /// Returns the loader's warnings alongside.
+    pub fn for_ingest(
+        policy: Option<&std::path::Path>,
+        redact: bool,
+    ) -> Result<Option<(PolicyApplier, Vec<String>)>, crate::PolicyError> {
+        let loaded = match policy {
+            Some(p) => crate::load_policy_file(p)?,
+            None if redact => crate::load_policy(
+                b"apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: RequestResponse\n",
+                "built-in keep-everything policy",
+            )?,
+            None => return Ok(None),
+        };
+        Ok(Some((
+            PolicyApplier::new(loaded.policy, ApplyOptions { redact }),
+            loaded.warnings,
+        )))
+    }
+
     /// The compiled policy (for evaluating without applying).
     pub fn compiled(&self) -> &CompiledPolicy {
         &self.policy

@@ -11,7 +11,7 @@ use crate::ingest::{BadItem, EventLog, IngestRecord, Ingestor, Limits, LogError,
 use crate::metrics::Metrics;
 use crate::quarantine::Quarantine;
 use crate::tail::{FileTailer, TailConfig};
-use kaudit_policy::{ApplyOptions, Outcome, PolicyApplier};
+use kaudit_policy::{Outcome, PolicyApplier};
 use kaudit_store::{Record, Store, StoreOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -83,21 +83,14 @@ pub fn build_transform(
     policy: Option<&Path>,
     redact: bool,
 ) -> Result<Option<Transform>, ServeError> {
-    let loaded = match policy {
-        Some(p) => {
-            kaudit_policy::load_policy_file(p).map_err(|e| ServeError::Config(e.to_string()))?
-        }
-        None if redact => kaudit_policy::load_policy(
-            b"apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: RequestResponse\n",
-            "built-in keep-everything policy",
-        )
-        .map_err(|e| ServeError::Config(e.to_string()))?,
-        None => return Ok(None),
+    let Some((applier, warnings)) =
+        PolicyApplier::for_ingest(policy, redact).map_err(|e| ServeError::Config(e.to_string()))?
+    else {
+        return Ok(None);
     };
-    for w in &loaded.warnings {
+    for w in &warnings {
         tracing::warn!(policy = ?policy, "{w}");
     }
-    let applier = PolicyApplier::new(loaded.policy, ApplyOptions { redact });
     Ok(Some(Arc::new(move |ev| match applier.apply(ev) {
         Outcome::Keep(ev) => Some(ev),
         Outcome::Drop(_) => None,

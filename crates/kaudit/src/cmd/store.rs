@@ -96,9 +96,14 @@ pub struct ImportArgs {
     /// Cluster name recorded with every event.
     #[arg(long, default_value = "default")]
     cluster: String,
-    /// Ingest audit policy to apply before storing (wired by the policy work; not yet available).
+    /// Ingest audit policy (audit.k8s.io/v1) applied before storing: events below
+    /// their rule's level or in omitted stages are dropped, bodies the level does
+    /// not cover are stripped.
     #[arg(long)]
     policy: Option<PathBuf>,
+    /// Keep Secret data and token values as they are (by default they become sha256:<hex>).
+    #[arg(long)]
+    no_redact: bool,
     /// Skip invalid lines instead of refusing the whole input.
     #[arg(long)]
     skip_invalid: bool,
@@ -127,12 +132,25 @@ fn human_bytes(n: f64) -> String {
 
 /// Runs `kaudit import`.
 pub fn import(a: ImportArgs) -> anyhow::Result<ExitCode> {
-    if let Some(p) = &a.policy {
-        bail!(
-            "--policy {}: ingest policy on import is not wired yet (the hook is kaudit_store::import::Transform)",
-            p.display()
-        );
-    }
+    let applier = match kaudit_policy::PolicyApplier::for_ingest(a.policy.as_deref(), !a.no_redact)?
+    {
+        Some((applier, warnings)) => {
+            for w in warnings {
+                eprintln!("warning: {w}");
+            }
+            Some(applier)
+        }
+        None => None,
+    };
+    let mut dropped_by_policy = 0u64;
+    let mut transform = |ev: kaudit_event::Event| match applier.as_ref().map(|ap| ap.check(&ev)) {
+        None | Some(kaudit_policy::Verdict::KeepAsIs) => Some(ev),
+        Some(kaudit_policy::Verdict::Replace(e)) => Some(e),
+        Some(kaudit_policy::Verdict::Drop(_)) => {
+            dropped_by_policy += 1;
+            None
+        }
+    };
     let store = a.store.open()?;
     let opts = ImportOptions {
         cluster: a.cluster.clone(),
@@ -189,7 +207,7 @@ pub fn import(a: ImportArgs) -> anyhow::Result<ExitCode> {
                 bar.set_position(seen);
             }
         };
-        let res = import_input(&store, reader, &opts, None, &mut progress);
+        let res = import_input(&store, reader, &opts, Some(&mut transform), &mut progress);
         if let Some(bar) = &bar {
             bar.finish_and_clear();
         }
@@ -228,7 +246,7 @@ pub fn import(a: ImportArgs) -> anyhow::Result<ExitCode> {
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     let size = cp.as_ref().map(|c| c.size);
     eprintln!(
-        "imported {stored} new events ({events} read, {dups} duplicates dropped, {invalid} invalid skipped) from {} in {secs:.2}s: {:.0} events/s, {}/s{}",
+        "imported {stored} new events ({events} read, {dups} duplicates dropped, {invalid} invalid skipped, {dropped_by_policy} dropped by policy) from {} in {secs:.2}s: {:.0} events/s, {}/s{}",
         a.inputs.len(),
         events as f64 / secs,
         human_bytes(bytes as f64 / secs),
