@@ -1,32 +1,34 @@
 #!/usr/bin/env bash
-# Benchmark runner: builds release once, generates input with `kaudit gen`,
-# and runs each benchmark, each against a baseline in the same run.
-# Usage: bench/run.sh [parse|gen|all] ; results go to bench/out/.
+# Benchmark runner: each area's benchmark compares against a baseline in the
+# same run and prints the ratio. Results and the commands go into BENCHMARKS.md.
+#   bench/run.sh parse   # Event::from_json vs serde_json::Value (criterion)
+#   bench/run.sh gen     # bench/gen.sh: kaudit gen vs cat / gzip, fast path vs EventDoc
+#   bench/run.sh policy  # GCE policy compiled vs naive evaluator (criterion)
+#   bench/run.sh store   # bench/store/run.sh: import, size vs zstd/gzip, verify vs sha256sum
+#   bench/run.sh rules   # full k8s_audit_rules.yaml vs a naive interpreter (criterion)
+#   bench/run.sh serve   # bench/serve.sh: webhook load over loopback vs import
+#   bench/run.sh search  # bench/search.sh: index vs jq, ripgrep, ClickHouse (chdb)
+#   bench/run.sh all
+# Benchmarks are not part of CI (scripts/test.sh); they need a quiet machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-all}"
 N="${KAUDIT_BENCH_N:-200000}"
 mkdir -p bench/out
-cargo build --release --locked -p kaudit
-K=./target/release/kaudit
-events=bench/out/events-$N.jsonl
-[ -s "$events" ] || $K gen --events "$N" --seed 1 -o "$events"
+run() { [ "$what" = all ] || [ "$what" = "$1" ]; }
 
-if [ "$what" = all ] || [ "$what" = gen ]; then
-  echo "== gen: events/s to /dev/null (baseline: cat of the same bytes from page cache)"
-  command -v hyperfine >/dev/null || { echo "apt-get install hyperfine" >&2; exit 1; }
-  hyperfine -w 1 -r 5 -N --export-json bench/out/gen.json \
-    "$K gen --events $N --seed 1 -o /dev/null" "cat $events" | tee bench/out/gen.txt
-  python3 - "$N" bench/out/gen.json <<'PY'
-import json, sys
-n = int(sys.argv[1]); r = json.load(open(sys.argv[2]))["results"]
-g, c = r[0]["median"], r[1]["median"]
-print(f"gen: {n/g:,.0f} events/s ({n} events in {g*1000:.0f} ms); cat of the output {c*1000:.0f} ms; ratio gen/cat {g/c:.1f}x")
-PY
-fi
-
-if [ "$what" = all ] || [ "$what" = parse ]; then
+if run parse; then
+  cargo build --release --locked -p kaudit
+  events=bench/out/events-$N.jsonl
+  [ -s "$events" ] || ./target/release/kaudit gen --events "$N" --seed 1 -o "$events"
   echo "== parse: kaudit Event::from_json vs serde_json::Value"
   KAUDIT_BENCH_EVENTS="$PWD/$events" cargo bench --locked -p kaudit-event --bench parse -- --noplot 2>&1 \
     | grep -E '^parse|time:|thrpt:' | tee bench/out/parse.txt
 fi
+run gen && bash bench/gen.sh "${KAUDIT_BENCH_N:-1000000}"
+run policy && cargo bench --locked -p kaudit-policy --bench policy
+run store && bash bench/store/run.sh "${KAUDIT_BENCH_N:-1000000}"
+run rules && cargo bench --locked -p kaudit-rules --bench engine
+run serve && bash bench/serve.sh "$N"
+run search && bash bench/search.sh "${KAUDIT_BENCH_N:-1000000}"
+exit 0
