@@ -32,6 +32,8 @@ pub struct ServerConfig {
     pub sources: Vec<SourceConfig>,
     /// Store options.
     pub store: StoreConfig,
+    /// Live detection.
+    pub detect: crate::detect::DetectConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -47,6 +49,7 @@ impl Default for ServerConfig {
             ingest: IngestConfig::default(),
             sources: Vec::new(),
             store: StoreConfig::default(),
+            detect: Default::default(),
             log: LogConfig::default(),
         }
     }
@@ -429,7 +432,7 @@ fn de_opt_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error>
     de_size(d).map(Some)
 }
 
-fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+pub(crate) fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     match NumOrStr::deserialize(d)? {
         NumOrStr::Num(n) => Ok(Duration::from_secs(n)),
         NumOrStr::Str(s) => parse_duration(&s).map_err(serde::de::Error::custom),

@@ -16,6 +16,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod dedupe;
+pub mod detect;
 pub mod http;
 pub mod ingest;
 pub mod metrics;

@@ -192,11 +192,13 @@ pub fn run(cfg: ServerConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result
         kaudit_index::EmbeddedBackend::open(&cfg.data, store.clone())
             .map_err(|e| ServeError::Store(format!("search index: {e}")))?,
     );
-    let app = http::router(state).merge(crate::api::routes(crate::api::ApiContext {
-        store: store.clone(),
-        backend: search.clone(),
-        auth: api_auth,
-    }));
+    let app = http::router(state)
+        .merge(crate::api::routes(crate::api::ApiContext {
+            store: store.clone(),
+            backend: search.clone(),
+            auth: api_auth.clone(),
+        }))
+        .merge(crate::detect::routes(cfg.data.clone(), api_auth));
 
     // Background work: checkpoints and metrics gauges, file sources, demo.
     let mut threads = Vec::new();
@@ -231,6 +233,21 @@ pub fn run(cfg: ServerConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result
                 &stop,
                 &mut |e| tracing::error!(error = %e, "search index update failed"),
             )
+        }));
+    }
+    if cfg.detect.enabled {
+        let engine = crate::detect::build_engine(&cfg.detect)
+            .map_err(|e| ServeError::Config(e.to_string()))?;
+        tracing::info!(rules = engine.rule_count(), "live detection on");
+        let (store, dcfg, data, metrics, stop) = (
+            store.clone(),
+            cfg.detect.clone(),
+            cfg.data.clone(),
+            metrics.clone(),
+            stop.clone(),
+        );
+        threads.push(std::thread::spawn(move || {
+            crate::detect::run_detector(store, engine, dcfg, data, metrics, stop)
         }));
     }
     if !cfg.sources.is_empty() {

@@ -44,6 +44,8 @@ enum Command {
     Stat(cmd::store::StatArgs),
     /// Run Falco or Sigma rules over audit events.
     Detect(cmd::detect::Args),
+    /// List the alerts live detection raised (kaudit serve).
+    Alerts(cmd::detect::AlertsArgs),
     /// Test rules against events.
     #[command(subcommand)]
     Rules(cmd::detect::RulesCommand),
@@ -87,6 +89,7 @@ fn main() -> std::process::ExitCode {
         Command::Stat(a) => cmd::store::stat(a),
         Command::Detect(a) => cmd::detect::run(a),
         Command::Rules(c) => cmd::detect::rules(c),
+        Command::Alerts(a) => cmd::detect::alerts(a),
         Command::Serve(a) => cmd::serve::run(a),
         Command::Config(c) => cmd::serve::config(c),
         Command::Quarantine(c) => cmd::serve::quarantine(c),

@@ -23,7 +23,7 @@ fn free_port() -> u16 {
 }
 
 fn start(data: &std::path::Path, port: u16) -> Child {
-    let child = kaudit()
+    let mut child = kaudit()
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--data")
         .arg(data)
@@ -41,6 +41,8 @@ fn start(data: &std::path::Path, port: u16) -> Child {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("kaudit serve did not become ready");
 }
 

@@ -393,3 +393,83 @@ fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     );
     Ok(ExitCode::SUCCESS)
 }
+
+/// `kaudit alerts`: the alerts live detection kept (newest first).
+#[derive(clap::Args)]
+#[command(
+    after_help = "EXAMPLES:\n  kaudit alerts --since 1h\n  kaudit alerts --rule 'Attach/Exec Pod' -o json | jq .output_fields"
+)]
+pub struct AlertsArgs {
+    /// Data directory of the server.
+    #[arg(long, env = "KAUDIT_DATA", default_value = "./kaudit-data")]
+    data: PathBuf,
+    /// Only alerts for events at or after this time (2h, 7d, RFC 3339).
+    #[arg(long)]
+    since: Option<String>,
+    /// Only this rule.
+    #[arg(long)]
+    rule: Option<String>,
+    /// At most this many.
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    /// Output: table, json (one object per line; the default when piped) or text.
+    #[arg(short = 'o', long)]
+    output: Option<String>,
+}
+
+/// Runs `kaudit alerts`.
+pub fn alerts(a: AlertsArgs) -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal;
+    let since = a
+        .since
+        .as_deref()
+        .map(|s| kaudit_query::parse_time_bound(s, kaudit_event::MicroTime::now()))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--since: {e}"))?;
+    let all = kaudit_server::detect::AlertLog::new(&a.data).list()?;
+    let out = a.output.unwrap_or_else(|| {
+        if std::io::stdout().is_terminal() {
+            "table".into()
+        } else {
+            "json".into()
+        }
+    });
+    let picked = all
+        .into_iter()
+        .rev()
+        .filter(|x| a.rule.as_ref().is_none_or(|r| &x.rule == r))
+        .filter(|x| {
+            since.is_none_or(|s| {
+                kaudit_event::MicroTime::parse(&x.time)
+                    .map(|t| t >= s)
+                    .unwrap_or(true)
+            })
+        })
+        .take(a.limit);
+    match out.as_str() {
+        "json" | "jsonl" => {
+            for x in picked {
+                println!("{}", serde_json::to_string(&x)?);
+            }
+        }
+        "text" => {
+            for x in picked {
+                println!("{}: {} {}", x.time, x.priority, x.output);
+            }
+        }
+        "table" => {
+            println!(
+                "{:<28} {:<10} {:<16} {:<40} AUDIT ID",
+                "TIME", "PRIORITY", "CLUSTER", "RULE"
+            );
+            for x in picked {
+                println!(
+                    "{:<28} {:<10} {:<16} {:<40} {}",
+                    x.time, x.priority, x.cluster, x.rule, x.audit_id
+                );
+            }
+        }
+        other => anyhow::bail!("-o {other}: want table, json or text"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
