@@ -105,6 +105,29 @@ impl Column {
         self.len() == 0
     }
 
+    /// Builds, 64 rows per word, the rows whose id `state` maps to 1 (`hit`)
+    /// and to 2 (`unknown`); `state` must have an entry for every id
+    /// (missing ones count as unknown). Branch-free, width dispatched once.
+    pub fn classify(&self, state: &[u8], hit: &mut [u64], unknown: &mut [u64]) {
+        fn run<T: Copy + Into<u32>>(v: &[T], state: &[u8], hit: &mut [u64], unknown: &mut [u64]) {
+            for ((chunk, h), u) in v.chunks(64).zip(hit.iter_mut()).zip(unknown.iter_mut()) {
+                let (mut hw, mut uw) = (0u64, 0u64);
+                for (i, &x) in chunk.iter().enumerate() {
+                    let st = state.get(x.into() as usize).copied().unwrap_or(2);
+                    hw |= u64::from(st == 1) << i;
+                    uw |= u64::from(st == 2) << i;
+                }
+                *h = hw;
+                *u = uw;
+            }
+        }
+        match self {
+            Column::U8(v) => run(v, state, hit, unknown),
+            Column::U16(v) => run(v, state, hit, unknown),
+            Column::U32(v) => run(v, state, hit, unknown),
+        }
+    }
+
     /// Calls `f(row, id)` for every row, with the width dispatched once.
     #[inline]
     pub fn for_each_id(&self, mut f: impl FnMut(usize, u32)) {

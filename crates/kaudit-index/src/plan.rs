@@ -204,24 +204,13 @@ fn compare(ix: &Index, field: &Field, op: Op, values: &[String]) -> IndexResult<
             table[id as usize] = u8::from(test.matches_values(vals));
         }
         let mut lower = Bits::empty(n);
-        let mut upper = Bits::empty(n);
-        let mut unknown = false;
-        col.for_each_id(|row, id| {
-            if row >= n {
-                return;
-            }
-            match table.get(id as usize).copied().unwrap_or(2) {
-                1 => {
-                    lower.set(row);
-                    upper.set(row);
-                }
-                0 => {}
-                _ => {
-                    unknown = true;
-                    upper.set(row);
-                }
-            }
-        });
+        let mut unknown_rows = Bits::empty(n);
+        col.classify(&table, &mut lower.words, &mut unknown_rows.words);
+        lower.trim();
+        unknown_rows.trim();
+        let unknown = unknown_rows.words.iter().any(|&w| w != 0);
+        let mut upper = lower.clone();
+        upper.or(&unknown_rows);
         let mut exact = !unknown;
         for row in col.len()..n {
             exact = false;
@@ -239,11 +228,14 @@ fn compare(ix: &Index, field: &Field, op: Op, values: &[String]) -> IndexResult<
             let wanted: Vec<u32> = values.iter().map(|v| value_hash(v)).collect();
             // Candidates for `=`: rows whose hash is one of the wanted ones.
             let mut cand = Bits::empty(n);
-            for (row, h) in col.iter().enumerate().take(n) {
-                if wanted.contains(h) {
-                    cand.set(row);
+            for (chunk, w) in col.chunks(64).zip(cand.words.iter_mut()) {
+                let mut word = 0u64;
+                for (i, h) in chunk.iter().enumerate() {
+                    word |= u64::from(wanted.contains(h)) << i;
                 }
+                *w = word;
             }
+            cand.trim();
             for row in col.len()..n {
                 cand.set(row);
             }
