@@ -73,6 +73,29 @@ impl Event {
         Event { bytes, doc }
     }
 
+    /// An EventList item: kube-apiserver writes items as the JSON line without
+    /// `kind` and `apiVersion`, so a v1 item on one line that starts with
+    /// `level` becomes the line by putting them back, byte for byte, without
+    /// re-encoding; anything else is encoded.
+    fn assemble_item(
+        bytes: &[u8],
+        doc: EventDoc,
+        version: Option<ApiVersion>,
+        kind_present: bool,
+    ) -> Event {
+        if !kind_present
+            && version == Some(ApiVersion::V1)
+            && bytes.starts_with(b"{\"level\":")
+            && memchr::memchr2(b'\n', b'\r', bytes).is_none()
+        {
+            let mut line = Vec::with_capacity(V1_LINE_PREFIX.len() + bytes.len());
+            line.extend_from_slice(V1_LINE_PREFIX);
+            line.extend_from_slice(&bytes[1..]);
+            return Event { bytes: line, doc };
+        }
+        Self::assemble(bytes, doc, version, kind_present)
+    }
+
     /// Builds an event from a document, encoding it as kube-apiserver would.
     pub fn from_doc(doc: EventDoc) -> Event {
         Event {
@@ -188,7 +211,9 @@ pub fn parse_batch(body: &[u8]) -> Result<Vec<Result<Event, ItemError>>, EventEr
         for (i, item) in items.iter().enumerate() {
             let path = format!("[{i}]");
             match decode(item.get().as_bytes()) {
-                Ok(Decoded::List { items, .. }) => push_items(&mut out, &path, &items),
+                Ok(Decoded::List { items, version }) => {
+                    push_items(&mut out, &path, &items, version)
+                }
                 Ok(Decoded::Event {
                     doc,
                     version,
@@ -213,7 +238,7 @@ pub fn parse_batch(body: &[u8]) -> Result<Vec<Result<Event, ItemError>>, EventEr
         return Ok(out);
     }
     match decode(body)? {
-        Decoded::List { items, .. } => push_items(&mut out, "", &items),
+        Decoded::List { items, version } => push_items(&mut out, "", &items, version),
         Decoded::Event {
             doc,
             version,
@@ -223,7 +248,12 @@ pub fn parse_batch(body: &[u8]) -> Result<Vec<Result<Event, ItemError>>, EventEr
     Ok(out)
 }
 
-fn push_items(out: &mut Vec<Result<Event, ItemError>>, prefix: &str, items: &[Box<RawValue>]) {
+fn push_items(
+    out: &mut Vec<Result<Event, ItemError>>,
+    prefix: &str,
+    items: &[Box<RawValue>],
+    list_version: Option<ApiVersion>,
+) {
     for (i, item) in items.iter().enumerate() {
         let bytes = item.get().as_bytes();
         let index = out.len();
@@ -232,7 +262,12 @@ fn push_items(out: &mut Vec<Result<Event, ItemError>>, prefix: &str, items: &[Bo
                 doc,
                 version,
                 kind_present,
-            }) => Ok(Event::assemble(bytes, *doc, version, kind_present)),
+            }) => Ok(Event::assemble_item(
+                bytes,
+                *doc,
+                version.or(list_version),
+                kind_present,
+            )),
             Ok(Decoded::List { .. }) => Err(EventError::NotAnEvent(
                 "an EventList nested inside an EventList".into(),
             )),

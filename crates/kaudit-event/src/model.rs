@@ -497,7 +497,11 @@ pub(crate) enum Decoded {
         kind_present: bool,
     },
     /// An EventList: its items, still raw.
-    List { items: Vec<Box<RawValue>> },
+    List {
+        items: Vec<Box<RawValue>>,
+        /// The list's `apiVersion`, which its items (carrying none) share.
+        version: Option<ApiVersion>,
+    },
 }
 
 /// Field names an event may carry, resolved once per key.
@@ -778,7 +782,8 @@ impl Wire {
                     }
                 }
                 let items = self.items.take().unwrap_or_default();
-                return Ok(Decoded::List { items });
+                let version = self.api_version.as_deref().and_then(ApiVersion::parse);
+                return Ok(Decoded::List { items, version });
             }
             Some(Ok(k)) if k == "Event" => {}
             Some(Ok(k)) => {

@@ -216,3 +216,29 @@ proptest! {
         let _ = Event::from_json(&bytes);
     }
 }
+
+#[test]
+fn event_list_items_become_lines_byte_for_byte() {
+    let item = String::from_utf8(doc("k1").encode()).unwrap().replacen(
+        r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","#,
+        "{",
+        1,
+    );
+    // An unknown field (a newer apiserver's) survives: the item is not re-encoded.
+    let item = item.replacen('}', r#","futureField":{"b":1,"a":2}}"#, 1);
+    let body = format!(
+        r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{{}},"items":[{item}]}}"#
+    );
+    let ev = parse_batch(body.as_bytes()).unwrap().remove(0).unwrap();
+    let want = format!(
+        r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1",{}"#,
+        &item[1..]
+    );
+    assert_eq!(String::from_utf8(ev.bytes().to_vec()).unwrap(), want);
+    // A v1beta1 list's items are converted instead.
+    let old = body.replace("audit.k8s.io/v1\"", "audit.k8s.io/v1beta1\"");
+    let ev = parse_batch(old.as_bytes()).unwrap().remove(0).unwrap();
+    assert!(ev
+        .bytes()
+        .starts_with(br#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","level""#));
+}
