@@ -793,7 +793,13 @@ impl Store {
         } else {
             (None, Vec::new())
         };
-        let keys_from = first_seq + keys.len() as u64 / 16;
+        // Read-only openers never append, so they need no dedupe keys: replaying
+        // every record to rebuild them made each `query`/`stat` open cost a full read.
+        let keys_from = if writable {
+            first_seq + keys.len() as u64 / 16
+        } else {
+            size
+        };
 
         // Replay what derived files lack: leaves after the restored tree,
         // dedupe keys after the trusted ones.
