@@ -115,6 +115,12 @@ impl Event {
         &self.doc
     }
 
+    /// Gives up the document and keeps the bytes (to hand them to the store
+    /// without a copy).
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+
     /// Gives up the bytes and keeps the document (for edits and re-encoding).
     pub fn into_doc(self) -> EventDoc {
         self.doc

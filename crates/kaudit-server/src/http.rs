@@ -201,16 +201,18 @@ async fn ingest(
     let strict = principal.strict;
     let ready = st.ready.clone();
     let result = tokio::task::spawn_blocking(move || {
-        let body = if gzip {
-            inflate_limited(&raw, max)?
+        let inflated;
+        let body: &[u8] = if gzip {
+            inflated = inflate_limited(&raw, max)?;
+            &inflated
         } else {
-            raw.to_vec()
+            &raw
         };
         if let Err(why) = ready() {
             return Err(BlockingError::Unavailable(why));
         }
         ingestor
-            .ingest_batch(&body, &cluster, strict, "webhook")
+            .ingest_batch(body, &cluster, strict, "webhook")
             .map_err(BlockingError::Ingest)
     })
     .await;

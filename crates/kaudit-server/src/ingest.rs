@@ -29,8 +29,9 @@ pub struct IngestRecord {
 /// Where ingested events go: the store. `append` returns only once every
 /// record is durable (fsync), so an acknowledgement never outruns the disk.
 pub trait EventLog: Send + Sync + 'static {
-    /// Appends durably, in order.
-    fn append(&self, records: &[IngestRecord]) -> Result<(), LogError>;
+    /// Appends durably, in order (taking the records, so their bytes move
+    /// into the store without a copy).
+    fn append(&self, records: Vec<IngestRecord>) -> Result<(), LogError>;
 }
 
 /// The store refused or failed an append.
@@ -355,9 +356,10 @@ impl Ingestor {
                 out.duplicates += 1;
             }
         }
+        let stored = to_store.len();
         if !to_store.is_empty() {
             let t = Instant::now();
-            if let Err(e) = self.log.append(&to_store) {
+            if let Err(e) = self.log.append(to_store) {
                 self.dedupe.release(claimed);
                 return Err(IngestError::Unavailable(e.to_string()));
             }
@@ -369,16 +371,12 @@ impl Ingestor {
             );
             self.dedupe.commit(claimed);
         }
-        self.metrics.observe(
-            "kaudit_batch_events",
-            BATCH_BUCKETS,
-            &[],
-            to_store.len() as f64,
-        );
+        self.metrics
+            .observe("kaudit_batch_events", BATCH_BUCKETS, &[], stored as f64);
         self.metrics.inc(
             "kaudit_events_stored_total",
             &[("cluster", cluster)],
-            to_store.len() as f64,
+            stored as f64,
         );
         if out.duplicates > 0 {
             self.metrics.inc(
@@ -394,7 +392,7 @@ impl Ingestor {
                 out.truncated as f64,
             );
         }
-        out.accepted = to_store.len() + out.duplicates;
+        out.accepted = stored + out.duplicates;
         Ok(out)
     }
 }

@@ -62,13 +62,13 @@ pub struct RunOptions {
 struct StoreLog(Arc<Store>);
 
 impl EventLog for StoreLog {
-    fn append(&self, records: &[IngestRecord]) -> Result<(), LogError> {
+    fn append(&self, records: Vec<IngestRecord>) -> Result<(), LogError> {
         let batch = records
-            .iter()
+            .into_iter()
             .map(|r| Record {
-                cluster: r.cluster.clone(),
+                cluster: r.cluster,
                 received: r.received,
-                event: r.event.bytes().to_vec(),
+                event: r.event.into_bytes(),
             })
             .collect();
         self.0
