@@ -177,6 +177,9 @@ async fn ingest(
         .unwrap_or(u32::MAX)
         .min(st.inflight_permits);
     let Ok(_permit) = st.inflight.clone().try_acquire_many_owned(want) else {
+        // Read and discard the body (no memory held) so the client gets the
+        // 429 instead of a connection reset mid-upload.
+        drain(body, max).await;
         return with_retry_after(
             error(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -259,6 +262,18 @@ enum BlockingError {
 enum ReadBodyError {
     TooLarge,
     Io(String),
+}
+
+async fn drain(body: Body, max: usize) {
+    let mut body = body;
+    let mut seen = 0usize;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while seen <= max {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(f))) => seen += f.data_ref().map_or(0, |d| d.len()),
+            _ => break,
+        }
+    }
 }
 
 async fn read_limited(body: Body, max: usize) -> Result<Bytes, ReadBodyError> {

@@ -417,7 +417,7 @@ fn health_and_readiness() {
 }
 
 #[test]
-fn falco_traces_replayed_as_an_apiserver_would_are_stored_exactly_once() {
+fn falco_traces_and_a_generated_stream_replayed_as_an_apiserver_would_are_stored_exactly_once() {
     let conf = std::env::var_os("KAUDIT_CONFORMANCE")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
@@ -443,12 +443,20 @@ fn falco_traces_replayed_as_an_apiserver_would_are_stored_exactly_once() {
         }
     }
     assert!(docs.len() >= 50);
+    // And a generated stream, as a busy cluster's apiserver would send it.
+    let mut gc = kaudit_gen::GenConfig::new(5);
+    gc.events = Some(3000);
+    docs.extend(
+        kaudit_gen::Generator::new(gc)
+            .unwrap()
+            .map(|g| g.event().unwrap()),
+    );
     let (cfg, dir) = config();
     let mut s = Server::start(cfg, Some(dir));
     let url = s.url("/api/v1/ingest/k8s");
     let mut expected = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    for chunk in docs.chunks(7) {
+    for chunk in docs.chunks(50) {
         let body = encode_event_list(chunk.iter().map(|e| e.doc()));
         let (st, _) = post(&url, body.clone());
         assert_eq!(st, 200);
@@ -702,7 +710,19 @@ fn overload_gets_429_and_a_full_disk_503_never_a_silent_loss() {
 fn live_detection_alerts_on_every_injected_incident() {
     let (mut cfg, dir) = config();
     let out = dir.path().join("alerts-out.jsonl");
-    cfg.detect.outputs = vec![kaudit_server::detect::OutputConfig::File { path: out.clone() }];
+    let (falco_url, falco_bodies) = capture_server();
+    let (slack_url, slack_bodies) = capture_server();
+    cfg.detect.outputs = vec![
+        kaudit_server::detect::OutputConfig::File { path: out.clone() },
+        kaudit_server::detect::OutputConfig::Webhook {
+            url: falco_url,
+            format: "falco".into(),
+        },
+        kaudit_server::detect::OutputConfig::Webhook {
+            url: slack_url,
+            format: "slack".into(),
+        },
+    ];
     let mut gc = kaudit_gen::GenConfig::new(11);
     gc.events = Some(6000);
     gc.clusters = kaudit_gen::default_cluster_names(2);
@@ -751,7 +771,29 @@ fn live_detection_alerts_on_every_injected_incident() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    // Notifications went to the file output in Falco's JSON shape.
+    // Notifications went to the file output in Falco's JSON shape, and to both webhooks;
+    // wait for the detector to finish notifying (counts equal and stable).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut last = (usize::MAX, 0, 0);
+    loop {
+        let n = std::fs::read_to_string(&out)
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
+        let now = (
+            n,
+            falco_bodies.lock().unwrap().len(),
+            slack_bodies.lock().unwrap().len(),
+        );
+        if now.0 > 0 && now.0 == now.1 && now.1 == now.2 && now == last {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "notifications did not settle: {now:?}"
+        );
+        last = now;
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let text = std::fs::read_to_string(&out).unwrap();
     let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
     for k in [
@@ -768,5 +810,66 @@ fn live_detection_alerts_on_every_injected_incident() {
     }
     assert!(first["output_fields"]["ka.auditid"].is_string());
     assert!(first["output_fields"]["kaudit.cluster"].is_string());
+    // The same notifications reached both webhooks, in their formats.
+    let falco = falco_bodies.lock().unwrap().clone();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(falco.len(), lines.len(), "one POST per notification");
+    let posted: Value = serde_json::from_str(&falco[0]).unwrap();
+    assert_eq!(posted["rule"], first["rule"]);
+    let slack = slack_bodies.lock().unwrap().clone();
+    assert_eq!(slack.len(), lines.len());
+    let msg: Value = serde_json::from_str(&slack[0]).unwrap();
+    assert!(
+        msg["text"]
+            .as_str()
+            .unwrap()
+            .contains(first["rule"].as_str().unwrap()),
+        "{msg}"
+    );
     // Reader role is enforced like the rest of the API when auth is on: covered by auth tests.
+}
+
+/// A minimal HTTP/1.1 server on 127.0.0.1 that answers 200 to every POST and
+/// keeps the bodies, for checking what kaudit sends.
+fn capture_server() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let bodies: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let b2 = bodies.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            let bodies = b2.clone();
+            std::thread::spawn(move || {
+                let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+                let mut conn = conn;
+                loop {
+                    let mut len = 0usize;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if std::io::BufRead::read_line(&mut reader, &mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let l = line.trim_end();
+                        if l.is_empty() {
+                            break;
+                        }
+                        if let Some(v) = l.to_ascii_lowercase().strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap();
+                        }
+                    }
+                    let mut body = vec![0u8; len];
+                    reader.read_exact(&mut body).unwrap();
+                    bodies
+                        .lock()
+                        .unwrap()
+                        .push(String::from_utf8(body).unwrap());
+                    conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                        .unwrap();
+                }
+            });
+        }
+    });
+    (url, bodies)
 }
