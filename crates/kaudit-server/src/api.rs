@@ -7,10 +7,10 @@
 // at most once per request, so their size does not matter.
 #![allow(clippy::result_large_err)]
 
-use crate::auth::{Authenticator, Denied, PeerIdentity, Role};
+use crate::auth::{Authenticator, PeerIdentity, Role};
 use crate::http::error;
 use axum::extract::{Path, Query as QueryParams, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
@@ -61,22 +61,13 @@ pub fn routes(ctx: ApiContext) -> Router {
 type Peer = Option<Extension<PeerIdentity>>;
 
 fn check(ctx: &ApiContext, headers: &HeaderMap, peer: &Peer) -> Result<(), Response> {
-    let authz = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    match ctx
-        .auth
-        .authenticate(authz, peer.as_ref().map(|p| &p.0), Role::Reader)
-    {
-        Ok(_) => Ok(()),
-        Err(Denied::Unauthenticated(m)) => {
-            let mut r = error(StatusCode::UNAUTHORIZED, m);
-            r.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            Err(r)
-        }
-        Err(Denied::Forbidden(m)) => Err(error(StatusCode::FORBIDDEN, m)),
-    }
+    crate::http::authorize(
+        &ctx.auth,
+        headers,
+        peer.as_ref().map(|p| &p.0),
+        Role::Reader,
+    )
+    .map(|_| ())
 }
 
 fn bad(m: impl Into<String>) -> Response {

@@ -486,7 +486,7 @@ struct AlertParams {
 /// first (role reader).
 pub fn routes(data: PathBuf, auth: Arc<crate::auth::Authenticator>) -> axum::Router {
     use axum::extract::Query;
-    use axum::http::{header, HeaderMap, StatusCode};
+    use axum::http::{HeaderMap, StatusCode};
     use axum::response::IntoResponse;
     let log = Arc::new(AlertLog::new(&data));
     axum::Router::new().route(
@@ -497,21 +497,13 @@ pub fn routes(data: PathBuf, auth: Arc<crate::auth::Authenticator>) -> axum::Rou
                   Query(p): Query<AlertParams>| {
                 let (log, auth) = (log.clone(), auth.clone());
                 async move {
-                    let authz = headers
-                        .get(header::AUTHORIZATION)
-                        .and_then(|v| v.to_str().ok());
-                    match auth.authenticate(
-                        authz,
+                    if let Err(r) = crate::http::authorize(
+                        &auth,
+                        &headers,
                         peer.as_ref().map(|p| &p.0),
                         crate::auth::Role::Reader,
                     ) {
-                        Ok(_) => {}
-                        Err(crate::auth::Denied::Unauthenticated(m)) => {
-                            return crate::http::error(StatusCode::UNAUTHORIZED, m)
-                        }
-                        Err(crate::auth::Denied::Forbidden(m)) => {
-                            return crate::http::error(StatusCode::FORBIDDEN, m)
-                        }
+                        return r;
                     }
                     let since = match p
                         .since

@@ -94,6 +94,30 @@ pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+/// Authenticates a request for `role`, or gives the 401/403 answer to send.
+// The error is the response itself, built only for refused requests.
+#[allow(clippy::result_large_err)]
+pub fn authorize(
+    auth: &Authenticator,
+    headers: &HeaderMap,
+    peer: Option<&PeerIdentity>,
+    role: Role,
+) -> Result<crate::auth::Principal, Response> {
+    let authz = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match auth.authenticate(authz, peer, role) {
+        Ok(p) => Ok(p),
+        Err(Denied::Unauthenticated(m)) => {
+            let mut r = error(StatusCode::UNAUTHORIZED, m);
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            Err(r)
+        }
+        Err(Denied::Forbidden(m)) => Err(error(StatusCode::FORBIDDEN, m)),
+    }
+}
+
 fn with_retry_after(mut r: Response, secs: u32) -> Response {
     r.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(secs));
@@ -112,21 +136,14 @@ async fn ingest(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let authz = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let principal = match st
-        .auth
-        .authenticate(authz, peer.as_ref().map(|p| &p.0), Role::Ingest)
-    {
+    let principal = match authorize(
+        &st.auth,
+        &headers,
+        peer.as_ref().map(|p| &p.0),
+        Role::Ingest,
+    ) {
         Ok(p) => p,
-        Err(Denied::Unauthenticated(m)) => {
-            let mut r = error(StatusCode::UNAUTHORIZED, m);
-            r.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return r;
-        }
-        Err(Denied::Forbidden(m)) => return error(StatusCode::FORBIDDEN, m),
+        Err(r) => return r,
     };
     let cluster = match principal.cluster_for(params.cluster.as_deref()) {
         Ok(c) => c,
