@@ -31,6 +31,6 @@ cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test (workspace: unit, property, integration, conformance)"
-cargo test --workspace --locked 2>&1 | tee target/test-output.txt
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee target/test-output.txt
 # One plain summary line over every test binary.
 awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "kaudit: %d passed, %d failed\n", p, f }' target/test-output.txt

@@ -571,12 +571,11 @@ impl Store {
     pub fn open(dir: &Path, opts: StoreOptions) -> StoreResult<Store> {
         let writable = !opts.read_only;
         if writable {
-            for d in [
-                dir.to_path_buf(),
-                paths::segments(dir),
-                paths::tree(dir),
-                dir.join("index"),
-            ] {
+            // The signing key comes first: a crash before it exists then
+            // leaves an empty directory, never data without a key.
+            std::fs::create_dir_all(dir).map_err(io_err(dir.display()))?;
+            load_signer(dir, &opts, true)?;
+            for d in [paths::segments(dir), paths::tree(dir), dir.join("index")] {
                 std::fs::create_dir_all(&d).map_err(io_err(d.display()))?;
             }
         } else if !dir.is_dir() {
