@@ -1231,8 +1231,12 @@ impl Store {
         })
     }
 
-    /// Root of the tree at `size` (<= durable size).
-    pub fn root_at(&self, size: u64) -> StoreResult<Hash> {
+    /// Runs `f` over the tree view once `size` is known to be durable.
+    fn with_tree<T>(
+        &self,
+        size: u64,
+        f: impl FnOnce(&dyn merkle::NodeSource) -> Result<T, merkle::TreeError>,
+    ) -> StoreResult<T> {
         let shared = self.shared()?;
         if size > shared.durable {
             return Err(StoreError::Input(format!(
@@ -1245,41 +1249,22 @@ impl Store {
             shared: &shared,
         };
         let view = shared.tree.view(&src);
-        merkle::root(&view, size).map_err(StoreError::Tree)
+        f(&view).map_err(StoreError::Tree)
+    }
+
+    /// Root of the tree at `size` (<= durable size).
+    pub fn root_at(&self, size: u64) -> StoreResult<Hash> {
+        self.with_tree(size, |view| merkle::root(view, size))
     }
 
     /// RFC 6962 inclusion proof of `seq` in the tree of `size`.
     pub fn inclusion_proof(&self, seq: u64, size: u64) -> StoreResult<Vec<Hash>> {
-        let shared = self.shared()?;
-        if size > shared.durable {
-            return Err(StoreError::Input(format!(
-                "tree size {size} is beyond the log's {} records",
-                shared.durable
-            )));
-        }
-        let src = DataGroups {
-            store: self,
-            shared: &shared,
-        };
-        let view = shared.tree.view(&src);
-        merkle::inclusion_proof(&view, seq, size).map_err(StoreError::Tree)
+        self.with_tree(size, |view| merkle::inclusion_proof(view, seq, size))
     }
 
     /// RFC 6962 consistency proof between two sizes.
     pub fn consistency_proof(&self, old: u64, new: u64) -> StoreResult<Vec<Hash>> {
-        let shared = self.shared()?;
-        if new > shared.durable {
-            return Err(StoreError::Input(format!(
-                "tree size {new} is beyond the log's {} records",
-                shared.durable
-            )));
-        }
-        let src = DataGroups {
-            store: self,
-            shared: &shared,
-        };
-        let view = shared.tree.view(&src);
-        merkle::consistency_proof(&view, old, new).map_err(StoreError::Tree)
+        self.with_tree(new, |view| merkle::consistency_proof(view, old, new))
     }
 
     /// Durable record count (= tree size).
