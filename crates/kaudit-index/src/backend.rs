@@ -10,7 +10,7 @@ use crate::search::{self, Page, SearchRequest};
 use crate::stats::{self, StatsReport, StatsRequest};
 use crate::{IndexError, IndexResult};
 use kaudit_query::{Field, Query};
-use kaudit_store::LogReader;
+use kaudit_store::{LiveFeed, LogReader};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -51,6 +51,7 @@ pub struct EmbeddedBackend {
     index: RwLock<Index>,
     store: Arc<dyn LogReader + Send + Sync>,
     writable: bool,
+    feed: Option<Arc<LiveFeed>>,
 }
 
 impl EmbeddedBackend {
@@ -82,6 +83,7 @@ impl EmbeddedBackend {
             index: RwLock::new(index),
             store,
             writable,
+            feed: None,
         })
     }
 
@@ -92,7 +94,15 @@ impl EmbeddedBackend {
             index: RwLock::new(index),
             store,
             writable: false,
+            feed: None,
         }
+    }
+
+    /// Takes newly appended records parsed from `feed` while the indexer
+    /// keeps up with it (see [`LiveFeed`]).
+    pub fn with_feed(mut self, feed: Arc<LiveFeed>) -> Self {
+        self.feed = Some(feed);
+        self
     }
 
     /// Whether this process maintains the index.
@@ -109,6 +119,16 @@ impl EmbeddedBackend {
     /// Indexes what the store holds beyond the index, in chunks, and commits.
     /// Returns the rows added.
     pub fn catch_up(&self) -> IndexResult<u64> {
+        let added = self.index_new()?;
+        if added > 0 {
+            self.commit()?;
+        }
+        Ok(added)
+    }
+
+    /// Indexes what the store holds beyond the index, in memory only
+    /// (queries see it at once; [`EmbeddedBackend::commit`] persists it).
+    fn index_new(&self) -> IndexResult<u64> {
         if !self.writable {
             return Ok(0);
         }
@@ -119,43 +139,51 @@ impl EmbeddedBackend {
                     .index
                     .write()
                     .map_err(|_| IndexError::Io("search index lock poisoned".into()))?;
-                ix.catch_up(self.store.as_ref(), CATCH_UP_CHUNK)?
+                ix.catch_up(self.store.as_ref(), self.feed.as_deref(), CATCH_UP_CHUNK)?
             };
             added += n;
             if n < CATCH_UP_CHUNK {
-                break;
+                return Ok(added);
             }
         }
-        if added > 0 {
-            let mut ix = self
-                .index
-                .write()
-                .map_err(|_| IndexError::Io("search index lock poisoned".into()))?;
-            ix.commit()?;
-        }
-        Ok(added)
     }
 
-    /// Runs [`EmbeddedBackend::catch_up`] about every `period` until `stop`
-    /// is set; errors are passed to `on_error` and retried next period.
+    fn commit(&self) -> IndexResult<()> {
+        self.index
+            .write()
+            .map_err(|_| IndexError::Io("search index lock poisoned".into()))?
+            .commit()
+    }
+
+    /// Indexes new records every few milliseconds (so it stays within the
+    /// live feed and queries see them) and commits about every `period`,
+    /// until `stop` is set; errors are passed to `on_error` and retried.
     pub fn run_indexer(
         &self,
         period: Duration,
         stop: &AtomicBool,
         on_error: &mut dyn FnMut(&IndexError),
     ) {
-        while !stop.load(Ordering::Relaxed) {
-            let t = Instant::now();
-            if let Err(e) = self.catch_up() {
-                on_error(&e);
+        const POLL: Duration = Duration::from_millis(50);
+        let mut last_commit = Instant::now();
+        let mut dirty = false;
+        loop {
+            let stopping = stop.load(Ordering::Relaxed);
+            match self.index_new() {
+                Ok(n) => dirty |= n > 0,
+                Err(e) => on_error(&e),
             }
-            let spent = t.elapsed();
-            let mut left = period.saturating_sub(spent);
-            while left > Duration::ZERO && !stop.load(Ordering::Relaxed) {
-                let step = left.min(Duration::from_millis(100));
-                std::thread::sleep(step);
-                left = left.saturating_sub(step);
+            if dirty && (stopping || last_commit.elapsed() >= period) {
+                match self.commit() {
+                    Ok(()) => dirty = false,
+                    Err(e) => on_error(&e),
+                }
+                last_commit = Instant::now();
             }
+            if stopping {
+                return;
+            }
+            std::thread::sleep(POLL);
         }
     }
 
@@ -269,7 +297,7 @@ pub fn open_for_query(
     if store.size().saturating_sub(probe.next_seq()) > 50_000 {
         match Index::open(data_dir, IndexMode::Write) {
             Ok(mut w) => {
-                w.catch_up(store, u64::MAX)?;
+                w.catch_up(store, None, u64::MAX)?;
                 w.commit()?;
             }
             Err(IndexError::Locked(_)) => {}

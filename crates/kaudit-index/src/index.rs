@@ -14,7 +14,7 @@
 use crate::{io_err, IndexError, IndexResult};
 use kaudit_event::{Event, MicroTime};
 use kaudit_query::{Field, LazyJson};
-use kaudit_store::{LeafRef, LogReader};
+use kaudit_store::{FollowedRecord, LiveFeed, LogReader};
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -588,7 +588,14 @@ impl Index {
     /// Indexes the store's records from [`Index::next_seq`] on, at most
     /// `max` of them; returns how many rows were added. An index ahead of the
     /// store (a different or rolled-back store) is emptied and rebuilt.
-    pub fn catch_up(&mut self, store: &dyn LogReader, max: u64) -> IndexResult<u64> {
+    /// Records still in `feed` are taken parsed from it instead of being
+    /// read back and parsed again.
+    pub fn catch_up(
+        &mut self,
+        store: &dyn LogReader,
+        feed: Option<&LiveFeed>,
+        max: u64,
+    ) -> IndexResult<u64> {
         if self.mode != IndexMode::Write {
             return Err(IndexError::Input("index opened read-only".into()));
         }
@@ -603,15 +610,29 @@ impl Index {
         let end = size.min(start.saturating_add(max));
         let mut expect = start;
         let mut scratch = Vec::new();
-        store.read(start..end, &mut |seq, leaf| {
+        let mut push = |seq: u64, rec: FollowedRecord<'_>| {
             while expect < seq {
                 self.push_placeholder();
                 expect += 1;
             }
-            self.push_leaf(leaf, &mut scratch);
+            self.push_record(rec, &mut scratch);
             expect += 1;
             true
-        })?;
+        };
+        match feed {
+            Some(feed) => feed.follow(store, start..end, &mut push)?,
+            None => store.read(start..end, &mut |seq, leaf| {
+                let ev = Event::from_json(leaf.event).ok();
+                push(
+                    seq,
+                    FollowedRecord {
+                        cluster: leaf.cluster,
+                        received: leaf.received,
+                        event: ev.as_ref(),
+                    },
+                )
+            })?,
+        }
         while expect < end {
             self.push_placeholder();
             expect += 1;
@@ -635,14 +656,14 @@ impl Index {
         self.rows += 1;
     }
 
-    fn push_leaf(&mut self, leaf: LeafRef<'_>, scratch: &mut Vec<u8>) {
-        let Ok(ev) = Event::from_json(leaf.event) else {
+    fn push_record(&mut self, rec: FollowedRecord<'_>, scratch: &mut Vec<u8>) {
+        let Some(ev) = rec.event else {
             // Not parseable: every column says "unknown", so the record is
             // always a candidate and the confirming matcher decides.
             self.push_placeholder();
             if let Some(t) = &mut self.time {
                 if let Some(last) = t.last_mut() {
-                    *last = leaf.received.micros();
+                    *last = rec.received.micros();
                 }
             }
             return;
@@ -650,9 +671,7 @@ impl Index {
         let mut json = LazyJson::default();
         for (slot, field) in DICT_FIELDS.iter().enumerate() {
             scratch.clear();
-            field.values(&ev, leaf.cluster, &mut json, &mut |v| {
-                push_value(scratch, v)
-            });
+            field.values(ev, rec.cluster, &mut json, &mut |v| push_value(scratch, v));
             let id = match &mut self.dicts[slot] {
                 Some(d) => d.intern(scratch),
                 None => 0,
@@ -663,7 +682,7 @@ impl Index {
         }
         for (slot, field) in HASH_FIELDS.iter().enumerate() {
             let mut h = 0u32;
-            field.values(&ev, leaf.cluster, &mut json, &mut |v| {
+            field.values(ev, rec.cluster, &mut json, &mut |v| {
                 if h == 0 {
                     h = value_hash(v)
                 }
@@ -673,10 +692,10 @@ impl Index {
             }
         }
         if let Some(t) = &mut self.time {
-            t.push(event_time(&ev, leaf.received));
+            t.push(event_time(ev, rec.received));
         }
         if let Some(l) = &mut self.lat {
-            l.push(event_latency(&ev).unwrap_or(NO_LATENCY));
+            l.push(event_latency(ev).unwrap_or(NO_LATENCY));
         }
         self.rows += 1;
     }

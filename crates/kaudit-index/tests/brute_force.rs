@@ -67,7 +67,7 @@ fn world() -> &'static World {
         }
         // Index the first 2/3 only: the rest is the unindexed tail.
         let mut ix = Index::open(fx.dir.path(), IndexMode::Write).expect("index");
-        ix.catch_up(&fx.store, 2000).expect("catch up");
+        ix.catch_up(&fx.store, None, 2000).expect("catch up");
         ix.commit().expect("commit");
         World { fx, vocab, all }
     })

@@ -87,7 +87,7 @@ fn index_agrees_with_the_matcher_on_real_events() {
         v
     };
     let mut ix = Index::open(dir.path(), IndexMode::Write).expect("index");
-    ix.catch_up(&store, u64::MAX).expect("catch up");
+    ix.catch_up(&store, None, u64::MAX).expect("catch up");
     ix.commit().expect("commit");
     let names = [
         "user",

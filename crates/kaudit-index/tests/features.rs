@@ -36,7 +36,7 @@ fn world() -> &'static World {
             })
             .expect("read");
         let mut ix = Index::open(fx.dir.path(), IndexMode::Write).expect("index");
-        ix.catch_up(&fx.store, 3000).expect("catch up");
+        ix.catch_up(&fx.store, None, 3000).expect("catch up");
         ix.commit().expect("commit");
         World { fx, all }
     })
@@ -496,7 +496,7 @@ fn index_survives_torn_writes_and_rebuilds_when_ahead_of_the_store() {
     let dir = fx.dir.path();
     {
         let mut ix = Index::open(dir, IndexMode::Write).expect("index");
-        ix.catch_up(&fx.store, 1000).expect("catch up");
+        ix.catch_up(&fx.store, None, 1000).expect("catch up");
         ix.commit().expect("commit");
         // A second process cannot write it meanwhile.
         assert!(matches!(
@@ -543,7 +543,7 @@ fn index_survives_torn_writes_and_rebuilds_when_ahead_of_the_store() {
     let mut ix = Index::open(dir, IndexMode::Write).expect("reopen");
     assert_eq!(ix.rows(), 1000);
     assert_eq!(got(&ix), want);
-    ix.catch_up(&fx.store, u64::MAX).expect("catch up");
+    ix.catch_up(&fx.store, None, u64::MAX).expect("catch up");
     ix.commit().expect("commit");
     assert_eq!(ix.rows(), 1500);
     assert_eq!(got(&ix), want);

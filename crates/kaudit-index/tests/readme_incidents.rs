@@ -30,7 +30,7 @@ fn every_incident_kind_has_a_readme_query_that_finds_it() {
     let queries = readme_queries();
     let fx = common::store_with(40_000, 21);
     let mut ix = Index::open(fx.dir.path(), IndexMode::Write).expect("index");
-    ix.catch_up(&fx.store, u64::MAX).expect("catch up");
+    ix.catch_up(&fx.store, None, u64::MAX).expect("catch up");
     ix.commit().expect("commit");
     assert!(
         fx.incidents.len() >= 8,

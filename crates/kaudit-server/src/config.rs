@@ -167,6 +167,11 @@ pub struct StoreConfig {
     pub retention: Option<RetentionConfig>,
     /// Encryption at rest.
     pub encryption: Option<EncryptionConfig>,
+    /// Memory for the live feed: recently stored events kept parsed so the
+    /// indexer, detection and sinks need not read them back (`0` turns it
+    /// off; followers then read everything from disk).
+    #[serde(deserialize_with = "de_size")]
+    pub feed_memory: u64,
 }
 
 impl Default for StoreConfig {
@@ -177,6 +182,7 @@ impl Default for StoreConfig {
             checkpoint_interval: Duration::from_secs(1),
             retention: None,
             encryption: None,
+            feed_memory: kaudit_store::feed::DEFAULT_FEED_BYTES as u64,
         }
     }
 }

@@ -11,9 +11,9 @@
 //! the user) per window, the next one carrying the count of those held back.
 
 use crate::metrics::Metrics;
-use kaudit_event::{Event, MicroTime};
+use kaudit_event::MicroTime;
 use kaudit_rules::{Alert, Engine, EngineBuilder, EngineOptions, MatchMode};
-use kaudit_store::Store;
+use kaudit_store::{LiveFeed, Store};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -386,9 +386,11 @@ fn notify(
     }
 }
 
-/// Follows the store and evaluates every new event until `stop`.
+/// Follows the store (through the live feed while it keeps up) and
+/// evaluates every new event until `stop`.
 pub fn run_detector(
     store: Arc<Store>,
+    feed: Arc<LiveFeed>,
     engine: Engine,
     cfg: DetectConfig,
     data: PathBuf,
@@ -430,14 +432,14 @@ pub fn run_detector(
             if stopping {
                 return;
             }
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(50));
             continue;
         }
         let mut found = Vec::new();
-        let res = store.read(next..end, &mut |seq, leaf| {
-            if let Ok(ev) = Event::from_json(leaf.event) {
-                for a in engine.evaluate_in(&ev, Some(leaf.cluster), mode) {
-                    found.push(StoredAlert::new(seq, leaf.cluster, &a));
+        let res = feed.follow(store.as_ref(), next..end, &mut |seq, rec| {
+            if let Some(ev) = rec.event {
+                for a in engine.evaluate_in(ev, Some(rec.cluster), mode) {
+                    found.push(StoredAlert::new(seq, rec.cluster, &a));
                 }
             }
             true

@@ -12,7 +12,7 @@ use crate::metrics::Metrics;
 use crate::quarantine::Quarantine;
 use crate::tail::{FileTailer, TailConfig};
 use kaudit_policy::{Outcome, PolicyApplier};
-use kaudit_store::{Record, Store, StoreOptions};
+use kaudit_store::{FedRecord, LiveFeed, Record, Store, StoreOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -58,23 +58,43 @@ pub struct RunOptions {
     pub on_ready: Option<OnReady>,
 }
 
-/// The store as the ingest pipeline sees it.
-struct StoreLog(Arc<Store>);
+/// The store as the ingest pipeline sees it. Appended events are also
+/// offered, parsed, to the followers through the live feed.
+struct StoreLog {
+    store: Arc<Store>,
+    feed: Arc<LiveFeed>,
+}
 
 impl EventLog for StoreLog {
     fn append(&self, records: Vec<IngestRecord>) -> Result<(), LogError> {
         let batch = records
-            .into_iter()
+            .iter()
             .map(|r| Record {
-                cluster: r.cluster,
+                cluster: r.cluster.clone(),
                 received: r.received,
-                event: r.event.into_bytes(),
+                event: r.event.bytes().to_vec(),
             })
             .collect();
-        self.0
+        let appended = self
+            .store
             .append_batch(batch)
-            .map(|_| ())
-            .map_err(|e| LogError::Failed(e.to_string()))
+            .map_err(|e| LogError::Failed(e.to_string()))?;
+        // With duplicates dropped, which record got which number is the
+        // store's business: followers read that batch from the store.
+        if appended.duplicates == 0
+            && appended.seqs.end - appended.seqs.start == records.len() as u64
+        {
+            let fed = records
+                .into_iter()
+                .map(|r| FedRecord {
+                    cluster: r.cluster,
+                    received: r.received,
+                    event: r.event,
+                })
+                .collect();
+            self.feed.publish(appended.seqs.start, fed);
+        }
+        Ok(())
     }
 }
 
@@ -144,6 +164,11 @@ pub fn run(cfg: ServerConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result
         "Age of the latest signed checkpoint.",
     );
     metrics.describe(
+        "kaudit_feed_records_total",
+        "counter",
+        "Records followers (indexer, detection, sinks) took from the in-memory live feed (from=memory) or read back from the store (from=store).",
+    );
+    metrics.describe(
         "kaudit_source_lag_bytes",
         "gauge",
         "Bytes of a followed file not yet read.",
@@ -151,8 +176,12 @@ pub fn run(cfg: ServerConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result
     let quarantine =
         Arc::new(Quarantine::open(&cfg.data).map_err(|e| ServeError::Store(e.to_string()))?);
     let transform = build_transform(cfg.ingest.policy.as_deref(), cfg.ingest.redact)?;
+    let feed = Arc::new(LiveFeed::new(cfg.store.feed_memory as usize));
     let ingestor = Arc::new(Ingestor::new(
-        Arc::new(StoreLog(store.clone())),
+        Arc::new(StoreLog {
+            store: store.clone(),
+            feed: feed.clone(),
+        }),
         quarantine,
         DedupeWindow::new(cfg.ingest.dedupe_window, cfg.ingest.dedupe_max_keys),
         metrics.clone(),
@@ -190,7 +219,8 @@ pub fn run(cfg: ServerConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result
     let api_auth = state.auth.clone();
     let search = Arc::new(
         kaudit_index::EmbeddedBackend::open(&cfg.data, store.clone())
-            .map_err(|e| ServeError::Store(format!("search index: {e}")))?,
+            .map_err(|e| ServeError::Store(format!("search index: {e}")))?
+            .with_feed(feed.clone()),
     );
     let app = http::router(state)
         .merge(crate::api::routes(crate::api::ApiContext {
@@ -207,12 +237,24 @@ pub fn run(cfg: ServerConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result
         let metrics = metrics.clone();
         let stop = stop.clone();
         let every = cfg.store.checkpoint_interval.min(Duration::from_secs(1));
+        let feed = feed.clone();
         threads.push(std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 if let Err(e) = store.maybe_checkpoint() {
                     tracing::error!(error = %e, "checkpoint failed");
                 }
                 metrics.set("kaudit_store_tree_size", &[], store.len() as f64);
+                let (memory, read_back) = feed.served();
+                metrics.set(
+                    "kaudit_feed_records_total",
+                    &[("from", "memory")],
+                    memory as f64,
+                );
+                metrics.set(
+                    "kaudit_feed_records_total",
+                    &[("from", "store")],
+                    read_back as f64,
+                );
                 if let Some(t) = store
                     .latest_checkpoint()
                     .and_then(|cp| kaudit_event::MicroTime::parse(&cp.time).ok())
@@ -239,15 +281,16 @@ pub fn run(cfg: ServerConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result
         let engine = crate::detect::build_engine(&cfg.detect)
             .map_err(|e| ServeError::Config(e.to_string()))?;
         tracing::info!(rules = engine.rule_count(), "live detection on");
-        let (store, dcfg, data, metrics, stop) = (
+        let (store, feed, dcfg, data, metrics, stop) = (
             store.clone(),
+            feed.clone(),
             cfg.detect.clone(),
             cfg.data.clone(),
             metrics.clone(),
             stop.clone(),
         );
         threads.push(std::thread::spawn(move || {
-            crate::detect::run_detector(store, engine, dcfg, data, metrics, stop)
+            crate::detect::run_detector(store, feed, engine, dcfg, data, metrics, stop)
         }));
     }
     if !cfg.sources.is_empty() {

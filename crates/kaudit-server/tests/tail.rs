@@ -647,8 +647,6 @@ fn conformance_lines_come_out_as_the_event_reader_reads_them() {
 /// compress the backup), with lines sometimes written in two parts; the
 /// tailer polls, commits, and restarts concurrently.
 #[test]
-#[ignore = "known race: a restart right after committing a backup's last line, while that backup is \
-            being gzipped, re-reads the backup (duplicates, never loss); run with --ignored"]
 fn concurrent_writer_and_tailer_agree() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path().to_path_buf();

@@ -826,6 +826,25 @@ fn live_detection_alerts_on_every_injected_incident() {
             .contains(first["rule"].as_str().unwrap()),
         "{msg}"
     );
+    // Detection (and the indexer) took the events parsed from the live feed
+    // rather than reading them back from disk.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = reqwest::blocking::get(s.url("/metrics"))
+            .unwrap()
+            .text()
+            .unwrap();
+        let from_memory = m
+            .lines()
+            .find_map(|l| l.strip_prefix("kaudit_feed_records_total{from=\"memory\"} "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if from_memory >= 6000.0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{m}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     // Reader role is enforced like the rest of the API when auth is on: covered by auth tests.
 }
 

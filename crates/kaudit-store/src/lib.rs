@@ -26,6 +26,7 @@
 //! second backend (ClickHouse) can serve the same calls.
 
 pub mod crypt;
+pub mod feed;
 pub mod import;
 pub mod merkle;
 pub mod note;
@@ -36,6 +37,7 @@ mod store;
 pub mod tree;
 pub mod verify;
 
+pub use feed::{FedRecord, FollowedRecord, LiveFeed};
 pub use record::{LeafRef, Record};
 pub use store::{
     list_segments, load_signer, load_verifier, paths, read_checkpoints, read_pruned, Appended,

@@ -621,11 +621,8 @@ impl FileTailer {
             }
         }
         if moved {
-            let list = self
-                .naming
-                .list()
+            let (name, next_after) = locate_rotated(&self.naming, after, src.file)
                 .map_err(|e| TailError::io(self.naming.dir(), "list backups", e))?;
-            let (name, next_after) = locate_rotated(&list, after, src.file);
             tracing::info!(file = %path.display(), renamed_to = ?name, "audit log rotated");
             if let Some(name) = name {
                 src.name = name;
@@ -639,15 +636,19 @@ impl FileTailer {
     fn resume(&mut self, pos: Position) -> Result<(), TailError> {
         match &pos.rank {
             Rank::Backup { key } => {
-                let list = self.list()?;
-                match list.iter().find(|b| &b.key == key) {
-                    Some(b) => self.resume_in_backup(b, &pos, true),
-                    None => {
-                        tracing::warn!(backup = %key, "committed audit log backup is gone; continuing with newer files");
-                        self.after = Some(key.clone());
-                        Ok(())
+                for _ in 0..OPEN_ATTEMPTS {
+                    let list = self.list()?;
+                    let Some(b) = list.iter().find(|b| &b.key == key) else {
+                        break;
+                    };
+                    // Vanished: compressed between listing and opening; list again.
+                    if !matches!(self.resume_in_backup(b, &pos, true)?, Found::Vanished) {
+                        return Ok(());
                     }
                 }
+                tracing::warn!(backup = %key, "committed audit log backup is gone; continuing with newer files");
+                self.after = Some(key.clone());
+                Ok(())
             }
             Rank::Active { after } => {
                 for _ in 0..OPEN_ATTEMPTS {
@@ -697,47 +698,60 @@ impl FileTailer {
     /// The committed active file was rotated while kaudit was down: its
     /// backup is the oldest one newer than `after` unless backups were deleted or the
     /// writer's clock went back, so that one is tried first, then all
-    /// backups newest first.
+    /// backups newest first. A backup that vanishes while it is tried (the
+    /// writer compressing it: `x.log` removed once `x.log.gz` is complete)
+    /// makes the search start again from a fresh listing, so a race with
+    /// compression never sends the tailer back to the start of the file.
     fn resume_rotated(
         &mut self,
         list: &[Backup],
         after: &Option<String>,
         pos: &Position,
     ) -> Result<(), TailError> {
-        let newer = list.iter().filter(|b| Some(&b.key) > after.as_ref());
-        let Some(first) = newer.clone().next() else {
-            return Ok(());
-        };
-        if pos.offset > 0 {
-            // Nothing read from it (offset 0) means it is read whole, like the
-            // newer ones: no need to find which backup it is.
+        let mut list = list.to_vec();
+        for _ in 0..OPEN_ATTEMPTS {
+            let newer = list.iter().filter(|b| Some(&b.key) > after.as_ref());
+            let Some(first) = newer.clone().next() else {
+                return Ok(());
+            };
+            if pos.offset == 0 {
+                // Nothing read from it means it is read whole, like the
+                // newer ones: no need to find which backup it is.
+                break;
+            }
             let rest = list.iter().rev().filter(|b| b.key != first.key);
+            let mut vanished = false;
             for b in std::iter::once(first).chain(rest) {
-                if self.try_resume_in(b, pos)? {
-                    return Ok(());
+                match self.try_resume_in(b, pos)? {
+                    Found::Yes => return Ok(()),
+                    Found::No => {}
+                    Found::Vanished => vanished = true,
                 }
             }
-            tracing::warn!(
-                file = %pos.source,
-                "the committed audit log file is no longer among the backups (deleted?): continuing with the newer ones"
-            );
+            if !vanished {
+                tracing::warn!(
+                    file = %pos.source,
+                    "the committed audit log file is no longer among the backups (deleted?): continuing with the newer ones"
+                );
+                break;
+            }
+            list = self.list()?;
         }
         self.after = after.clone();
         Ok(())
     }
 
-    /// Resumes in `b` if it is the committed file. `false` if it is not.
-    fn try_resume_in(&mut self, b: &Backup, pos: &Position) -> Result<bool, TailError> {
+    /// Resumes in `b` if it is the committed file.
+    fn try_resume_in(&mut self, b: &Backup, pos: &Position) -> Result<Found, TailError> {
         if !b.gz {
             match fs::metadata(&b.path) {
                 Ok(m) if file_id(&m) == pos.file => {}
-                Ok(_) => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+                Ok(_) => return Ok(Found::No),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Found::Vanished),
                 Err(e) => return Err(TailError::io(&b.path, "stat", e)),
             }
         }
-        self.resume_in_backup(b, pos, false)?;
-        Ok(self.source.is_some())
+        self.resume_in_backup(b, pos, false)
     }
 
     /// Opens backup `b` at the committed offset if its content matches.
@@ -747,10 +761,10 @@ impl FileTailer {
         b: &Backup,
         pos: &Position,
         fallback: bool,
-    ) -> Result<(), TailError> {
+    ) -> Result<Found, TailError> {
         let (mut stream, id) = match open_backup(b) {
             Ok(s) => s,
-            Err(e) if e.kind() == io::ErrorKind::NotFound && !fallback => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Found::Vanished),
             Err(e) => return Err(TailError::io(&b.path, "open backup", e)),
         };
         let matches = match &mut stream {
@@ -783,10 +797,11 @@ impl FileTailer {
             tracing::warn!(file = %b.path.display(), offset = pos.offset, "committed backup does not match the committed position: reading it from offset 0");
             match open_backup(b) {
                 Ok((s, _)) => (s, Lines::at(0, 0, None)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Found::Vanished),
                 Err(e) => return Err(TailError::io(&b.path, "open backup", e)),
             }
         } else {
-            return Ok(());
+            return Ok(Found::No);
         };
         self.source = Some(Source {
             name: b.path.display().to_string(),
@@ -798,8 +813,16 @@ impl FileTailer {
             corrupt: None,
             seen: None,
         });
-        Ok(())
+        Ok(Found::Yes)
     }
+}
+
+/// Whether a backup is the committed file.
+enum Found {
+    Yes,
+    No,
+    /// It disappeared while being looked at (compressed meanwhile).
+    Vanished,
 }
 
 enum ActiveOpen {
@@ -813,25 +836,41 @@ enum ActiveOpen {
 /// next file is. The backup is the oldest one newer than `after`; an
 /// uncompressed one is confirmed by inode, a compressed one is taken on
 /// the ordering (its content is being read through the open descriptor).
+/// An uncompressed backup that vanishes while it is looked at was just
+/// compressed: the directory is listed again to find the `.gz`.
 fn locate_rotated(
-    list: &[Backup],
+    naming: &Naming,
     after: &Option<String>,
     id: FileId,
-) -> (Option<String>, Option<String>) {
-    let newer: Vec<&Backup> = list
-        .iter()
-        .filter(|b| Some(&b.key) > after.as_ref())
-        .collect();
-    let same_inode = |b: &&&Backup| !b.gz && fs::metadata(&b.path).is_ok_and(|m| file_id(&m) == id);
-    if let Some(b) = newer.iter().find(same_inode) {
-        return (Some(b.path.display().to_string()), Some(b.key.clone()));
+) -> io::Result<(Option<String>, Option<String>)> {
+    for _ in 0..OPEN_ATTEMPTS {
+        let list = naming.list()?;
+        let newer: Vec<&Backup> = list
+            .iter()
+            .filter(|b| Some(&b.key) > after.as_ref())
+            .collect();
+        let mut vanished = false;
+        for b in newer.iter().filter(|b| !b.gz) {
+            match fs::metadata(&b.path) {
+                Ok(m) if file_id(&m) == id => {
+                    return Ok((Some(b.path.display().to_string()), Some(b.key.clone())))
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => vanished = true,
+                Err(e) => return Err(e),
+            }
+        }
+        match newer.first() {
+            Some(b) if b.gz => {
+                return Ok((Some(b.path.display().to_string()), Some(b.key.clone())))
+            }
+            _ if vanished => continue,
+            // Renamed to a name lumberjack does not use, or its backup is gone:
+            // every newer backup is read next.
+            _ => break,
+        }
     }
-    match newer.first() {
-        Some(b) if b.gz => (Some(b.path.display().to_string()), Some(b.key.clone())),
-        // Renamed to a name lumberjack does not use, or its backup is gone:
-        // every newer backup is read next.
-        _ => (None, after.clone()),
-    }
+    Ok((None, after.clone()))
 }
 
 fn open_backup(b: &Backup) -> io::Result<(Stream, FileId)> {

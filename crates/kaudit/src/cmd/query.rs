@@ -495,7 +495,7 @@ pub fn reindex(a: ReindexArgs) -> anyhow::Result<ExitCode> {
         "the index is being maintained by another kaudit process (stop `kaudit serve` first)"
     })?;
     ix.reset()?;
-    let n = ix.catch_up(&store, u64::MAX)?;
+    let n = ix.catch_up(&store, None, u64::MAX)?;
     ix.commit()?;
     let secs = t.elapsed().as_secs_f64();
     let bytes = ix.disk_bytes()?;
