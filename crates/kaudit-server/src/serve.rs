@@ -12,7 +12,7 @@ use crate::metrics::Metrics;
 use crate::quarantine::Quarantine;
 use crate::tail::{FileTailer, TailConfig};
 use kaudit_policy::{Outcome, PolicyApplier};
-use kaudit_store::{FedRecord, LiveFeed, Record, Store, StoreOptions};
+use kaudit_store::{FedRecord, LiveFeed, RecordRef, Store, StoreOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -67,18 +67,19 @@ struct StoreLog {
 
 impl EventLog for StoreLog {
     fn append(&self, records: Vec<IngestRecord>) -> Result<(), LogError> {
-        let batch = records
+        let refs: Vec<RecordRef<'_>> = records
             .iter()
-            .map(|r| Record {
-                cluster: r.cluster.clone(),
+            .map(|r| RecordRef {
+                cluster: &r.cluster,
                 received: r.received,
-                event: r.event.bytes().to_vec(),
+                event: r.event.bytes(),
             })
             .collect();
         let appended = self
             .store
-            .append_batch(batch)
+            .append_refs(&refs)
             .map_err(|e| LogError::Failed(e.to_string()))?;
+        drop(refs);
         // With duplicates dropped, which record got which number is the
         // store's business: followers read that batch from the store.
         if appended.duplicates == 0

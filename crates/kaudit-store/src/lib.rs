@@ -38,7 +38,7 @@ pub mod tree;
 pub mod verify;
 
 pub use feed::{FedRecord, FollowedRecord, LiveFeed};
-pub use record::{LeafRef, Record};
+pub use record::{LeafRef, Record, RecordRef};
 pub use store::{
     list_segments, load_signer, load_verifier, paths, read_checkpoints, read_pruned, Appended,
     BundleMeta, OpenReport, PruneRecord, Shared, Stat, Store, StoreOptions, StoredCheckpoint,

@@ -61,6 +61,26 @@ impl Record {
     pub fn validate(&self) -> Result<(), RecordError> {
         validate_parts(&self.cluster, &self.event)
     }
+
+    /// The record borrowed.
+    pub fn as_ref(&self) -> RecordRef<'_> {
+        RecordRef {
+            cluster: &self.cluster,
+            received: self.received,
+            event: &self.event,
+        }
+    }
+}
+
+/// A record to append whose parts live elsewhere ([`Store::append_refs`](crate::Store::append_refs)).
+#[derive(Clone, Copy, Debug)]
+pub struct RecordRef<'a> {
+    /// Cluster the event came from.
+    pub cluster: &'a str,
+    /// When kaudit received it.
+    pub received: MicroTime,
+    /// The event's exact v1 JSON line.
+    pub event: &'a [u8],
 }
 
 /// Checks a record's parts.

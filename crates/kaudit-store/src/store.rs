@@ -4,7 +4,7 @@
 use crate::crypt::Cipher;
 use crate::merkle::{self, Hash, TreeError};
 use crate::note::{Signer25519, Verifier25519};
-use crate::record::{dedupe_key, iter_leaves, LeafRef, Record};
+use crate::record::{dedupe_key, iter_leaves, validate_parts, LeafRef, Record, RecordRef};
 use crate::segment::{self, Frame, FrameProblem, SegmentHeader};
 use crate::tree::{GroupLeaves, Tree, GROUP};
 use crate::{StoreError, StoreResult};
@@ -172,6 +172,9 @@ struct Writer {
     compressor: zstd::bulk::Compressor<'static>,
     last_checkpoint: Instant,
     poisoned: Option<String>,
+    /// Reused between appends so that each batch does not grow (and fault
+    /// in) a fresh megabyte-sized buffer.
+    builder: BundleBuilder,
 }
 
 struct Active {
@@ -874,6 +877,7 @@ impl Store {
                 compressor,
                 last_checkpoint: Instant::now(),
                 poisoned: None,
+                builder: BundleBuilder::default(),
             }),
             shared: RwLock::new(shared),
             sync: Mutex::new(SyncState {
@@ -980,8 +984,16 @@ impl Store {
     /// Appends records durably: returns once they are fsynced (group commit:
     /// concurrent callers share one fdatasync). Exact duplicates are dropped.
     pub fn append_batch(&self, records: Vec<Record>) -> StoreResult<Appended> {
-        for r in &records {
-            r.validate().map_err(|e| StoreError::Input(e.to_string()))?;
+        let refs: Vec<RecordRef<'_>> = records.iter().map(Record::as_ref).collect();
+        self.append_refs(&refs)
+    }
+
+    /// [`Store::append_batch`] for records whose bytes live elsewhere (the
+    /// ingest path keeps its parsed events for the live feed and lends their
+    /// bytes here, so nothing is copied twice).
+    pub fn append_refs(&self, records: &[RecordRef<'_>]) -> StoreResult<Appended> {
+        for r in records {
+            validate_parts(r.cluster, r.event).map_err(|e| StoreError::Input(e.to_string()))?;
         }
         let (range, dups) = {
             let mut w = self.writer.lock().map_err(lock_poison)?;
@@ -1060,11 +1072,12 @@ impl Store {
     fn write_records(
         &self,
         w: &mut Writer,
-        records: Vec<Record>,
+        records: &[RecordRef<'_>],
     ) -> StoreResult<(Range<u64>, u64)> {
         let start = w.next_seq;
         let mut dups = 0u64;
-        let mut builder = BundleBuilder::default();
+        let mut builder = std::mem::take(&mut w.builder);
+        builder.clear();
         let mut new_keys = Vec::new();
         let mut metas = Vec::new();
         let mut leaves = Vec::new();
@@ -1077,7 +1090,7 @@ impl Store {
                 builder.min_time,
                 builder.max_time,
             );
-            let key = builder.add_parts(&r.cluster, &r.event, r.received, seq, &mut leaves);
+            let key = builder.add_parts(r.cluster, r.event, r.received, seq, &mut leaves);
             if !w.dedupe.insert(key) {
                 builder.undo(mark);
                 leaves.pop();
@@ -1093,6 +1106,7 @@ impl Store {
         if builder.count > 0 {
             metas.push(self.flush_bundle(w, &mut builder)?);
         }
+        w.builder = builder;
         if let Some(f) = &w.dedupe_file {
             f.write_all_at(&new_keys, w.dedupe_len * 16)
                 .map_err(io_err("dedupe index"))?;
