@@ -678,11 +678,19 @@ fn concurrent_writer_and_tailer_agree() {
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut polls = 0u64;
     while got.len() < total {
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {total} events",
-            got.len()
-        );
+        if Instant::now() >= deadline {
+            let mut files: Vec<String> = fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            files.sort();
+            let state = fs::read_to_string(dir.join("state/tail.json")).unwrap_or_default();
+            panic!(
+                "only {} of {total} events (last {:?}); files {files:?}; state {state}",
+                got.len(),
+                got.last()
+            );
+        }
         match t.poll().unwrap() {
             Some(b) => {
                 assert!(b.bad_lines.is_empty(), "{:?}", b.bad_lines);

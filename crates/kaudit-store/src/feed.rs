@@ -84,10 +84,7 @@ impl LiveFeed {
         if records.is_empty() || self.max_bytes == 0 {
             return;
         }
-        let bytes = records
-            .iter()
-            .map(cost)
-            .sum();
+        let bytes = records.iter().map(cost).sum();
         let Ok(mut q) = self.batches.lock() else {
             return;
         };

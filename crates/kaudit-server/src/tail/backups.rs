@@ -82,7 +82,24 @@ impl Naming {
     /// exist (compression in progress: the `.gz` is incomplete until the
     /// `.log` is removed), only the uncompressed one is listed. A missing
     /// directory lists as empty: the writer may not have created it yet.
+    ///
+    /// The directory is read twice and the two readings merged: reading a
+    /// directory is not atomic, and one reading can miss a backup compressed
+    /// meanwhile altogether (its `.gz` created where the reading had already
+    /// passed, its `.log` removed before the reading got there). The `.log`
+    /// is removed only once the `.gz` is complete, so the second reading,
+    /// started after the first ended, sees the `.gz`. A `.log` seen only by
+    /// the first reading may be gone when opened: callers list again then.
     pub fn list(&self) -> io::Result<Vec<Backup>> {
+        let mut out = self.read_once()?;
+        out.extend(self.read_once()?);
+        // Uncompressed first among equal keys, so that dedup keeps it.
+        out.sort_by(|a, b| a.key.cmp(&b.key).then(a.gz.cmp(&b.gz)));
+        out.dedup_by(|later, earlier| later.key == earlier.key);
+        Ok(out)
+    }
+
+    fn read_once(&self) -> io::Result<Vec<Backup>> {
         let entries = match fs::read_dir(&self.dir) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -108,9 +125,6 @@ impl Naming {
                 gz,
             });
         }
-        // Uncompressed first among equal keys, so that dedup keeps it.
-        out.sort_by(|a, b| a.key.cmp(&b.key).then(a.gz.cmp(&b.gz)));
-        out.dedup_by(|later, earlier| later.key == earlier.key);
         Ok(out)
     }
 }
