@@ -245,6 +245,7 @@ impl Sink {
             self.update_lag(store, None);
             return Ok(0);
         }
+        self.update_lag(store, batch.first().map(|o| o.received));
         let mut dead = dead;
         let mut sent = batch.len() as u64;
         if !batch.is_empty() {
@@ -275,9 +276,9 @@ impl Sink {
         self.state.failed += failed;
         self.stats.sent.store(self.state.sent, Ordering::Relaxed);
         self.stats.failed.store(self.state.failed, Ordering::Relaxed);
+        self.update_lag(store, next_received);
         self.stats.cursor.store(scanned, Ordering::Relaxed);
         self.save();
-        self.update_lag(store, next_received);
         Ok(scanned - start)
     }
 
