@@ -49,6 +49,7 @@ input(type="imudp" address="127.0.0.1" port="{udp}" ruleset="audit")
         let pid = dir.join("rsyslogd.pid");
         let mut cmd = std::process::Command::new(bin);
         cmd.arg("-n").arg("-f").arg(&conf).arg("-i").arg(&pid);
+        cmd.stderr(std::fs::File::create(dir.join("rsyslogd.log")).unwrap());
         let daemon = Daemon::spawn(cmd, "rsyslogd", tcp);
         Rsyslog { daemon, conf, pid, tcp }
     }
