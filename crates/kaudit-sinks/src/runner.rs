@@ -110,6 +110,35 @@ impl SinkStats {
     }
 }
 
+impl SinkStatus {
+    /// The status as of a saved cursor (offline: `kaudit sinks status`),
+    /// measured against a store of `store_len` events whose oldest unsent
+    /// event was received at `oldest_unsent` (if known).
+    pub fn from_saved(
+        name: &str,
+        st: &CursorState,
+        store_len: u64,
+        oldest_unsent: Option<MicroTime>,
+    ) -> SinkStatus {
+        let lag = store_len.saturating_sub(st.next);
+        SinkStatus {
+            name: name.to_string(),
+            kind: st.kind.clone(),
+            cursor: st.next,
+            lag_events: lag,
+            lag_seconds: match oldest_unsent {
+                Some(t) if lag > 0 => (MicroTime::now().micros() - t.micros()).max(0) as f64 / 1e6,
+                _ => 0.0,
+            },
+            sent: st.sent,
+            failed: st.failed,
+            retries: st.retries,
+            up: st.last_error.is_none(),
+            last_error: st.last_error.clone(),
+        }
+    }
+}
+
 /// Builds the destination a config names.
 pub fn open_destination(cfg: &SinkConfig) -> Result<Box<dyn Destination>, SinkError> {
     Ok(match &cfg.kind {
@@ -286,6 +315,7 @@ impl Sink {
         self.state.retries = self.stats.retries.load(Ordering::Relaxed);
         self.state.last_error = self.stats.snapshot().last_error;
         self.state.updated = MicroTime::now().to_string();
+        self.state.kind = self.dest.kind().to_string();
         if let Err(e) = self.dir.save(&self.cfg.name, &self.state) {
             // The destination has the events; the worst case is sending them
             // again after a restart.

@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CursorState {
+    /// The sink's type (`webhook`, ...), for status reports.
+    pub kind: String,
     /// The next sequence number to send; everything before it was delivered,
     /// dead-lettered or filtered out.
     pub next: u64,
