@@ -33,12 +33,36 @@ pub fn spawn(
         return;
     }
     for (name, kind, help) in [
-        ("kaudit_sink_lag_events", "gauge", "Stored events a sink has not sent yet."),
-        ("kaudit_sink_lag_seconds", "gauge", "Age of the oldest event a sink has not sent yet."),
-        ("kaudit_sink_sent_total", "counter", "Events a sink's destination acknowledged."),
-        ("kaudit_sink_failed_total", "counter", "Events a sink's destination refused for good (dead-lettered)."),
-        ("kaudit_sink_retries_total", "counter", "Failed delivery attempts a sink retried."),
-        ("kaudit_sink_up", "gauge", "1 when a sink's last delivery attempt succeeded."),
+        (
+            "kaudit_sink_lag_events",
+            "gauge",
+            "Stored events a sink has not sent yet.",
+        ),
+        (
+            "kaudit_sink_lag_seconds",
+            "gauge",
+            "Age of the oldest event a sink has not sent yet.",
+        ),
+        (
+            "kaudit_sink_sent_total",
+            "counter",
+            "Events a sink's destination acknowledged.",
+        ),
+        (
+            "kaudit_sink_failed_total",
+            "counter",
+            "Events a sink's destination refused for good (dead-lettered).",
+        ),
+        (
+            "kaudit_sink_retries_total",
+            "counter",
+            "Failed delivery attempts a sink retried.",
+        ),
+        (
+            "kaudit_sink_up",
+            "gauge",
+            "1 when a sink's last delivery attempt succeeded.",
+        ),
     ] {
         metrics.describe(name, kind, help);
     }
@@ -57,9 +81,21 @@ pub fn spawn(
                 metrics.set("kaudit_sink_lag_events", &l, st.lag_events as f64);
                 metrics.set("kaudit_sink_lag_seconds", &l, st.lag_seconds);
                 metrics.set("kaudit_sink_up", &l, if st.up { 1.0 } else { 0.0 });
-                metrics.inc("kaudit_sink_sent_total", &l, st.sent.saturating_sub(prev.0) as f64);
-                metrics.inc("kaudit_sink_failed_total", &l, st.failed.saturating_sub(prev.1) as f64);
-                metrics.inc("kaudit_sink_retries_total", &l, st.retries.saturating_sub(prev.2) as f64);
+                metrics.inc(
+                    "kaudit_sink_sent_total",
+                    &l,
+                    st.sent.saturating_sub(prev.0) as f64,
+                );
+                metrics.inc(
+                    "kaudit_sink_failed_total",
+                    &l,
+                    st.failed.saturating_sub(prev.1) as f64,
+                );
+                metrics.inc(
+                    "kaudit_sink_retries_total",
+                    &l,
+                    st.retries.saturating_sub(prev.2) as f64,
+                );
                 *prev = (st.sent, st.failed, st.retries);
             }
             if stopping {

@@ -37,7 +37,9 @@ impl Server {
         };
         let s2 = stop.clone();
         let thread = std::thread::spawn(move || run(cfg, opts, s2));
-        let addrs = rx.recv_timeout(Duration::from_secs(30)).expect("server started");
+        let addrs = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("server started");
         Server {
             url: format!("http://{}", addrs[0].1),
             stop,
@@ -85,7 +87,10 @@ fn stored(data: &Path) -> Vec<Vec<u8>> {
 fn a_kaudit_sink_forwards_to_another_kaudit_and_reports_status() {
     let downstream_dir = tempfile::tempdir().unwrap();
     let mut downstream = Server::start(
-        &format!("data: {}\ndetect:\n  enabled: false\n", downstream_dir.path().join("data").display()),
+        &format!(
+            "data: {}\ndetect:\n  enabled: false\n",
+            downstream_dir.path().join("data").display()
+        ),
         downstream_dir.path(),
     );
     let upstream_dir = tempfile::tempdir().unwrap();
@@ -100,8 +105,12 @@ fn a_kaudit_sink_forwards_to_another_kaudit_and_reports_status() {
     );
     let mut cfg = kaudit_gen::GenConfig::new(3);
     cfg.events = Some(400);
-    let events: Vec<Vec<u8>> = kaudit_gen::Generator::new(cfg).unwrap().map(|g| g.bytes).collect();
-    let mut body = b"{\"kind\":\"EventList\",\"apiVersion\":\"audit.k8s.io/v1\",\"items\":[".to_vec();
+    let events: Vec<Vec<u8>> = kaudit_gen::Generator::new(cfg)
+        .unwrap()
+        .map(|g| g.bytes)
+        .collect();
+    let mut body =
+        b"{\"kind\":\"EventList\",\"apiVersion\":\"audit.k8s.io/v1\",\"items\":[".to_vec();
     body.extend(events.join(&b","[..]));
     body.extend_from_slice(b"]}");
     let client = reqwest::blocking::Client::new();
@@ -139,13 +148,26 @@ fn a_kaudit_sink_forwards_to_another_kaudit_and_reports_status() {
     assert_eq!(status["lag_events"], 0);
     assert!(status["last_error"].is_null());
     std::thread::sleep(Duration::from_millis(1200));
-    let metrics = client.get(format!("{}/metrics", upstream.url)).send().unwrap().text().unwrap();
+    let metrics = client
+        .get(format!("{}/metrics", upstream.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
     assert!(
-        metrics.contains(&format!("kaudit_sink_sent_total{{sink=\"downstream\"}} {expected_count}")),
+        metrics.contains(&format!(
+            "kaudit_sink_sent_total{{sink=\"downstream\"}} {expected_count}"
+        )),
         "{metrics}"
     );
-    assert!(metrics.contains("kaudit_sink_up{sink=\"downstream\"} 1"), "{metrics}");
-    assert!(metrics.contains("kaudit_sink_lag_events{sink=\"downstream\"} 0"), "{metrics}");
+    assert!(
+        metrics.contains("kaudit_sink_up{sink=\"downstream\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("kaudit_sink_lag_events{sink=\"downstream\"} 0"),
+        "{metrics}"
+    );
     upstream.stop();
     downstream.stop();
     // The downstream kaudit stored exactly the forwarded events, byte for byte.
@@ -155,7 +177,10 @@ fn a_kaudit_sink_forwards_to_another_kaudit_and_reports_status() {
         .collect();
     let got = stored(&downstream_dir.path().join("data"));
     assert_eq!(got.len(), want.len());
-    assert!(got == want, "downstream holds the same bytes in the same order");
+    assert!(
+        got == want,
+        "downstream holds the same bytes in the same order"
+    );
 }
 
 #[test]
@@ -170,9 +195,18 @@ fn bad_sink_configs_are_refused_naming_the_sink() {
     let cfg = ServerConfig::load(Some(&conf), Vec::new()).unwrap();
     let p = cfg.check().join("\n");
     assert!(p.contains("the name \"a\" is used twice"), "{p}");
-    assert!(p.contains("sink \"a\": url \"ftp://x\" must start with http://"), "{p}");
+    assert!(
+        p.contains("sink \"a\": url \"ftp://x\" must start with http://"),
+        "{p}"
+    );
     assert!(p.contains("splunk_hec needs a token"), "{p}");
-    std::fs::write(&conf, "sinks:\n- name: a\n  type: webhook\n  urll: http://x/\n").unwrap();
-    let e = ServerConfig::load(Some(&conf), Vec::new()).unwrap_err().to_string();
+    std::fs::write(
+        &conf,
+        "sinks:\n- name: a\n  type: webhook\n  urll: http://x/\n",
+    )
+    .unwrap();
+    let e = ServerConfig::load(Some(&conf), Vec::new())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("sink \"a\"") && e.contains("urll"), "{e}");
 }

@@ -309,7 +309,11 @@ impl SinkConfig {
         let at = |e: String| format!("sink {name:?}: {e}");
         let ty = match map.remove("type") {
             Some(serde_json::Value::String(s)) => s,
-            _ => return Err(at("needs a type (webhook, elasticsearch, splunk_hec, syslog, ocsf, nats)".into())),
+            _ => {
+                return Err(at(
+                    "needs a type (webhook, elasticsearch, splunk_hec, syslog, ocsf, nats)".into(),
+                ))
+            }
         };
         let mut common = serde_json::Map::new();
         for k in COMMON_KEYS {
@@ -407,7 +411,10 @@ impl SinkConfig {
         }
         if let Some(pol) = &self.policy {
             if !pol.is_file() {
-                p.push(format!("sink {n:?}: policy {} does not exist", pol.display()));
+                p.push(format!(
+                    "sink {n:?}: policy {} does not exist",
+                    pol.display()
+                ));
             }
         }
         let url_ok = |u: &str| u.starts_with("http://") || u.starts_with("https://");
@@ -416,15 +423,21 @@ impl SinkConfig {
             SinkKind::Webhook(w) => {
                 match (&w.url, &w.kubeconfig) {
                     (None, None) => p.push(format!("sink {n:?}: webhook needs url or kubeconfig")),
-                    (Some(u), _) if !url_ok(u) => {
-                        p.push(format!("sink {n:?}: url {u:?} must start with http:// or https://"))
-                    }
+                    (Some(u), _) if !url_ok(u) => p.push(format!(
+                        "sink {n:?}: url {u:?} must start with http:// or https://"
+                    )),
                     _ => {}
                 }
                 files.extend(
-                    [&w.bearer_token_file, &w.ca_file, &w.client_cert, &w.client_key, &w.kubeconfig]
-                        .into_iter()
-                        .flatten(),
+                    [
+                        &w.bearer_token_file,
+                        &w.ca_file,
+                        &w.client_cert,
+                        &w.client_key,
+                        &w.kubeconfig,
+                    ]
+                    .into_iter()
+                    .flatten(),
                 );
                 if w.client_cert.is_some() != w.client_key.is_some() {
                     p.push(format!("sink {n:?}: set both client_cert and client_key"));
@@ -432,19 +445,35 @@ impl SinkConfig {
             }
             SinkKind::Elasticsearch(e) => {
                 if !url_ok(&e.url) {
-                    p.push(format!("sink {n:?}: url {:?} must start with http:// or https://", e.url));
+                    p.push(format!(
+                        "sink {n:?}: url {:?} must start with http:// or https://",
+                        e.url
+                    ));
                 }
-                if e.index.is_empty() || e.index.contains(['/', '\\', '*', '?', '"', '<', '>', '|', ' ', ',', '#']) {
-                    p.push(format!("sink {n:?}: index {:?} is not a valid index or data stream name", e.index));
+                if e.index.is_empty()
+                    || e.index
+                        .contains(['/', '\\', '*', '?', '"', '<', '>', '|', ' ', ',', '#'])
+                {
+                    p.push(format!(
+                        "sink {n:?}: index {:?} is not a valid index or data stream name",
+                        e.index
+                    ));
                 }
-                files.extend([&e.ca_file, &e.client_cert, &e.client_key].into_iter().flatten());
+                files.extend(
+                    [&e.ca_file, &e.client_cert, &e.client_key]
+                        .into_iter()
+                        .flatten(),
+                );
                 if e.client_cert.is_some() != e.client_key.is_some() {
                     p.push(format!("sink {n:?}: set both client_cert and client_key"));
                 }
             }
             SinkKind::SplunkHec(s) => {
                 if !url_ok(&s.url) {
-                    p.push(format!("sink {n:?}: url {:?} must start with http:// or https://", s.url));
+                    p.push(format!(
+                        "sink {n:?}: url {:?} must start with http:// or https://",
+                        s.url
+                    ));
                 }
                 if s.token.is_empty() {
                     p.push(format!("sink {n:?}: splunk_hec needs a token"));
@@ -453,15 +482,27 @@ impl SinkConfig {
             }
             SinkKind::Syslog(s) => {
                 if crate::syslog::split_host_port(&s.address).is_none() {
-                    p.push(format!("sink {n:?}: address {:?} must be host:port", s.address));
+                    p.push(format!(
+                        "sink {n:?}: address {:?} must be host:port",
+                        s.address
+                    ));
                 }
                 if s.facility > 23 {
                     p.push(format!("sink {n:?}: facility must be 0-23"));
                 }
-                if s.app_name.is_empty() || s.app_name.len() > 48 || !s.app_name.bytes().all(|b| (33..=126).contains(&b)) {
-                    p.push(format!("sink {n:?}: app_name must be 1-48 printable ASCII characters"));
+                if s.app_name.is_empty()
+                    || s.app_name.len() > 48
+                    || !s.app_name.bytes().all(|b| (33..=126).contains(&b))
+                {
+                    p.push(format!(
+                        "sink {n:?}: app_name must be 1-48 printable ASCII characters"
+                    ));
                 }
-                files.extend([&s.ca_file, &s.client_cert, &s.client_key].into_iter().flatten());
+                files.extend(
+                    [&s.ca_file, &s.client_cert, &s.client_key]
+                        .into_iter()
+                        .flatten(),
+                );
             }
             SinkKind::Ocsf(o) => {
                 if o.path.is_none() && o.url.is_none() {
@@ -469,7 +510,9 @@ impl SinkConfig {
                 }
                 if let Some(u) = &o.url {
                     if !url_ok(u) {
-                        p.push(format!("sink {n:?}: url {u:?} must start with http:// or https://"));
+                        p.push(format!(
+                            "sink {n:?}: url {u:?} must start with http:// or https://"
+                        ));
                     }
                 }
                 if o.max_file_bytes < 4096 {
@@ -479,10 +522,16 @@ impl SinkConfig {
             }
             SinkKind::Nats(nc) => {
                 if crate::nats::parse_url(&nc.url).is_none() {
-                    p.push(format!("sink {n:?}: url {:?} must be nats://host:port", nc.url));
+                    p.push(format!(
+                        "sink {n:?}: url {:?} must be nats://host:port",
+                        nc.url
+                    ));
                 }
                 if nc.subject.is_empty() || nc.subject.contains([' ', '\t', '\r', '\n', '*', '>']) {
-                    p.push(format!("sink {n:?}: subject {:?} must be a plain NATS subject", nc.subject));
+                    p.push(format!(
+                        "sink {n:?}: subject {:?} must be a plain NATS subject",
+                        nc.subject
+                    ));
                 }
             }
         }
@@ -571,7 +620,10 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_types_are_errors_naming_the_sink() {
-        let e = parse("- name: es\n  type: elasticsearch\n  url: http://x:9200\n  index: a\n  indx: b\n").unwrap_err();
+        let e = parse(
+            "- name: es\n  type: elasticsearch\n  url: http://x:9200\n  index: a\n  indx: b\n",
+        )
+        .unwrap_err();
         assert!(e.contains("sink \"es\"") && e.contains("indx"), "{e}");
         let e = parse("- name: q\n  type: kafka\n").unwrap_err();
         assert!(e.contains("unknown type \"kafka\""), "{e}");

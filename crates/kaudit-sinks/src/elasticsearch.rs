@@ -34,8 +34,9 @@ pub fn outcome(decision: Option<&str>) -> &'static str {
 
 /// The ECS document of one event.
 pub fn ecs_document(o: &Outgoing) -> Result<Value, SinkError> {
-    let mut raw: Map<String, Value> = serde_json::from_slice(o.event.bytes())
-        .map_err(|e| SinkError::Config(format!("seq {}: event is not a JSON object: {e}", o.seq)))?;
+    let mut raw: Map<String, Value> = serde_json::from_slice(o.event.bytes()).map_err(|e| {
+        SinkError::Config(format!("seq {}: event is not a JSON object: {e}", o.seq))
+    })?;
     if let Some(Value::Object(ann)) = raw.get_mut("annotations") {
         let renamed: Map<String, Value> = std::mem::take(ann)
             .into_iter()
@@ -125,7 +126,8 @@ pub fn parse_bulk_response(body: &[u8], items: usize) -> Result<Delivery, SinkEr
                     .and_then(|e| e.get("reason"))
                     .and_then(Value::as_str)
                     .unwrap_or("");
-                d.rejected.push((i, format!("HTTP {status}: {ty}: {reason}")));
+                d.rejected
+                    .push((i, format!("HTTP {status}: {ty}: {reason}")));
             }
         }
     }
@@ -143,15 +145,17 @@ pub struct Elasticsearch {
 impl Elasticsearch {
     /// Builds it from its config.
     pub fn new(cfg: &ElasticsearchConfig, timeout: Duration) -> Result<Elasticsearch, SinkError> {
-        let tls = ClientTls::from_files(cfg.ca_file.as_deref(), cfg.client_cert.as_deref(), cfg.client_key.as_deref())?;
+        let tls = ClientTls::from_files(
+            cfg.ca_file.as_deref(),
+            cfg.client_cert.as_deref(),
+            cfg.client_key.as_deref(),
+        )?;
         let auth = match (&cfg.api_key, &cfg.username) {
             (Some(k), _) => Some(format!("ApiKey {k}")),
             (None, Some(u)) => Some(format!(
                 "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(format!(
-                    "{u}:{}",
-                    cfg.password.as_deref().unwrap_or("")
-                ))
+                base64::engine::general_purpose::STANDARD
+                    .encode(format!("{u}:{}", cfg.password.as_deref().unwrap_or("")))
             )),
             _ => None,
         };
@@ -191,7 +195,8 @@ impl Destination for Elasticsearch {
 
     fn send_checkpoint(&mut self, cp: &Checkpoint) -> Result<(), SinkError> {
         let mut body = Vec::new();
-        let action = json!({"create": {"_index": self.index, "_id": format!("checkpoint-{}", cp.size)}});
+        let action =
+            json!({"create": {"_index": self.index, "_id": format!("checkpoint-{}", cp.size)}});
         let doc = json!({
             "@timestamp": cp.time,
             "event": {"kind": "state", "module": "kaudit", "dataset": "kaudit.checkpoint"},
@@ -207,7 +212,9 @@ impl Destination for Elasticsearch {
             return Err(SinkError::Rejected(format!("checkpoint refused: {r}")));
         }
         if !d.retry.is_empty() {
-            return Err(SinkError::Rejected("checkpoint: Elasticsearch asked to retry".into()));
+            return Err(SinkError::Rejected(
+                "checkpoint: Elasticsearch asked to retry".into(),
+            ));
         }
         Ok(())
     }
@@ -229,9 +236,15 @@ mod tests {
         assert_eq!(d.retry, vec![2, 4]);
         assert_eq!(
             d.rejected,
-            vec![(3, "HTTP 400: mapper_parsing_exception: failed to parse field [x]".to_string())]
+            vec![(
+                3,
+                "HTTP 400: mapper_parsing_exception: failed to parse field [x]".to_string()
+            )]
         );
-        assert!(parse_bulk_response(body, 4).is_err(), "count mismatch must not pass");
+        assert!(
+            parse_bulk_response(body, 4).is_err(),
+            "count mismatch must not pass"
+        );
         assert!(parse_bulk_response(b"<html>", 1).is_err());
     }
 

@@ -25,7 +25,9 @@ impl ClientTls {
     ) -> Result<ClientTls, SinkError> {
         Ok(ClientTls {
             ca_pem: ca.map(|p| read_file(p, "CA file")).transpose()?,
-            cert_pem: cert.map(|p| read_file(p, "client certificate")).transpose()?,
+            cert_pem: cert
+                .map(|p| read_file(p, "client certificate"))
+                .transpose()?,
             key_pem: key.map(|p| read_file(p, "client key")).transpose()?,
         })
     }

@@ -141,7 +141,11 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         "s" => n,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        _ => return Err(format!("invalid duration unit in {s:?}: want ms, s, m or h")),
+        _ => {
+            return Err(format!(
+                "invalid duration unit in {s:?}: want ms, s, m or h"
+            ))
+        }
     };
     if !secs.is_finite() || !(0.0..=86_400.0 * 365.0).contains(&secs) {
         return Err(format!("duration {s:?} is out of range"));

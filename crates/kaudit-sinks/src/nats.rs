@@ -31,6 +31,9 @@ pub fn parse_url(url: &str) -> Option<String> {
     crate::syslog::split_host_port(rest).map(|_| rest.to_string())
 }
 
+/// A message to publish: its headers and payload.
+pub type Outbound<'a> = (Vec<(&'a str, String)>, &'a [u8]);
+
 /// One message read from the server.
 #[derive(Debug)]
 pub struct Message {
@@ -58,11 +61,15 @@ fn terr(e: impl std::fmt::Display) -> SinkError {
 impl NatsClient {
     /// Connects, authenticates and subscribes to a private inbox.
     pub fn connect(cfg: &NatsConfig, timeout: Duration) -> Result<NatsClient, SinkError> {
-        let addr = parse_url(&cfg.url)
-            .ok_or_else(|| SinkError::Config(format!("nats url {:?} must be nats://host:port", cfg.url)))?;
+        let addr = parse_url(&cfg.url).ok_or_else(|| {
+            SinkError::Config(format!("nats url {:?} must be nats://host:port", cfg.url))
+        })?;
         let mut last = String::from("no address");
         let mut sock = None;
-        for a in addr.to_socket_addrs().map_err(|e| terr(format!("{addr}: {e}")))? {
+        for a in addr
+            .to_socket_addrs()
+            .map_err(|e| terr(format!("{addr}: {e}")))?
+        {
             match TcpStream::connect_timeout(&a, timeout) {
                 Ok(s) => {
                     sock = Some(s);
@@ -79,11 +86,16 @@ impl NatsClient {
         let mut line = String::new();
         reader.read_line(&mut line).map_err(terr)?;
         if !line.starts_with("INFO ") {
-            return Err(terr(format!("{addr}: not a NATS server (got {:?})", line.trim_end())));
+            return Err(terr(format!(
+                "{addr}: not a NATS server (got {:?})",
+                line.trim_end()
+            )));
         }
         let info: Value = serde_json::from_str(line[5..].trim()).map_err(terr)?;
         if info.get("headers").and_then(Value::as_bool) == Some(false) {
-            return Err(SinkError::Config(format!("nats {addr}: the server does not support headers (needed for Nats-Msg-Id)")));
+            return Err(SinkError::Config(format!(
+                "nats {addr}: the server does not support headers (needed for Nats-Msg-Id)"
+            )));
         }
         let mut connect = json!({
             "verbose": false, "pedantic": false, "headers": true, "no_responders": true,
@@ -131,8 +143,10 @@ impl NatsClient {
                 Ok(0) => return Err(terr("the server closed the connection")),
                 Ok(_) => return Ok(()),
                 Err(e)
-                    if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
-                        && Instant::now() < deadline => {}
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) && Instant::now() < deadline => {}
                 Err(e) => return Err(terr(e)),
             }
         }
@@ -149,11 +163,14 @@ impl NatsClient {
             match parts.next() {
                 Some("PING") => self.writer.write_all(b"PONG\r\n").map_err(terr)?,
                 Some("PONG") | Some("+OK") | Some("INFO") | Some("") => {}
-                Some("-ERR") => return Err(SinkError::Rejected(format!("nats: {}", l[4..].trim()))),
+                Some("-ERR") => {
+                    return Err(SinkError::Rejected(format!("nats: {}", l[4..].trim())))
+                }
                 Some(op @ ("MSG" | "HMSG")) => {
                     let args: Vec<&str> = parts.collect();
                     let subject = args.first().copied().unwrap_or_default().to_string();
-                    let nums: Vec<usize> = args.iter().rev().map_while(|a| a.parse().ok()).collect();
+                    let nums: Vec<usize> =
+                        args.iter().rev().map_while(|a| a.parse().ok()).collect();
                     let (hdr, total) = match (op, nums.as_slice()) {
                         ("MSG", [t, ..]) => (0, *t),
                         ("HMSG", [t, h, ..]) => (*h, *t),
@@ -191,7 +208,9 @@ impl NatsClient {
             let m = self.next_message(deadline)?;
             if m.subject == reply {
                 if m.headers.contains(" 503") {
-                    return Err(SinkError::Rejected(format!("nats: no responders for {subject} (is JetStream on?)")));
+                    return Err(SinkError::Rejected(format!(
+                        "nats: no responders for {subject} (is JetStream on?)"
+                    )));
                 }
                 return serde_json::from_slice(&m.payload)
                     .map_err(|e| terr(format!("reply to {subject} is not JSON: {e}")));
@@ -205,7 +224,7 @@ impl NatsClient {
     pub fn publish_all(
         &mut self,
         subject: &str,
-        msgs: &[(Vec<(&str, String)>, &[u8])],
+        msgs: &[Outbound<'_>],
     ) -> Result<Vec<Result<Value, String>>, SinkError> {
         let base = self.next_request + 1;
         self.next_request += msgs.len() as u64;
@@ -239,7 +258,11 @@ impl NatsClient {
         let prefix = format!("{}.r", self.inbox);
         while answers.len() < msgs.len() {
             let m = self.next_message(deadline)?;
-            let Some(n) = m.subject.strip_prefix(&prefix).and_then(|n| n.parse::<u64>().ok()) else {
+            let Some(n) = m
+                .subject
+                .strip_prefix(&prefix)
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
                 continue;
             };
             if n < base || n >= base + msgs.len() as u64 {
@@ -248,12 +271,17 @@ impl NatsClient {
             let r = if m.headers.contains(" 503") {
                 Err("no responders (is there a JetStream stream on this subject?)".to_string())
             } else {
-                serde_json::from_slice::<Value>(&m.payload).map_err(|e| format!("ack is not JSON: {e}"))
+                serde_json::from_slice::<Value>(&m.payload)
+                    .map_err(|e| format!("ack is not JSON: {e}"))
             };
             answers.insert((n - base) as usize, r);
         }
         Ok((0..msgs.len())
-            .map(|i| answers.remove(&i).unwrap_or_else(|| Err("no answer".into())))
+            .map(|i| {
+                answers
+                    .remove(&i)
+                    .unwrap_or_else(|| Err("no answer".into()))
+            })
             .collect())
     }
 }
@@ -268,8 +296,9 @@ pub struct Nats {
 impl Nats {
     /// Builds it from its config (connects lazily).
     pub fn new(cfg: &NatsConfig, timeout: Duration) -> Result<Nats, SinkError> {
-        parse_url(&cfg.url)
-            .ok_or_else(|| SinkError::Config(format!("nats url {:?} must be nats://host:port", cfg.url)))?;
+        parse_url(&cfg.url).ok_or_else(|| {
+            SinkError::Config(format!("nats url {:?} must be nats://host:port", cfg.url))
+        })?;
         Ok(Nats {
             cfg: cfg.clone(),
             timeout,
@@ -285,12 +314,10 @@ impl Nats {
             }
             self.client = Some(c);
         }
-        self.client
-            .as_mut()
-            .ok_or_else(|| terr("not connected"))
+        self.client.as_mut().ok_or_else(|| terr("not connected"))
     }
 
-    fn publish(&mut self, msgs: &[(Vec<(&str, String)>, &[u8])]) -> Result<Delivery, SinkError> {
+    fn publish(&mut self, msgs: &[Outbound<'_>]) -> Result<Delivery, SinkError> {
         let subject = self.cfg.subject.clone();
         let res = self.client()?.publish_all(&subject, msgs);
         let answers = match res {
@@ -306,7 +333,10 @@ impl Nats {
             match a {
                 Ok(v) if v.get("error").is_none() && v.get("seq").is_some() => {}
                 Ok(v) => {
-                    first_err.get_or_insert_with(|| v.get("error").map_or_else(|| v.to_string(), Value::to_string));
+                    first_err.get_or_insert_with(|| {
+                        v.get("error")
+                            .map_or_else(|| v.to_string(), Value::to_string)
+                    });
                     d.retry.push(i);
                 }
                 Err(e) => {
@@ -332,13 +362,21 @@ pub fn ensure_stream(c: &mut NatsClient, stream: &str, subject: &str) -> Result<
         None => Ok(()),
         Some(404) => {
             let cfg = json!({"name": stream, "subjects": [subject], "storage": "file", "duplicate_window": 120_000_000_000u64});
-            let r = c.request(&format!("$JS.API.STREAM.CREATE.{stream}"), cfg.to_string().as_bytes())?;
+            let r = c.request(
+                &format!("$JS.API.STREAM.CREATE.{stream}"),
+                cfg.to_string().as_bytes(),
+            )?;
             match r.get("error") {
                 None => Ok(()),
-                Some(e) => Err(SinkError::Rejected(format!("nats: creating stream {stream}: {e}"))),
+                Some(e) => Err(SinkError::Rejected(format!(
+                    "nats: creating stream {stream}: {e}"
+                ))),
             }
         }
-        Some(_) => Err(SinkError::Rejected(format!("nats: stream {stream}: {}", info["error"]))),
+        Some(_) => Err(SinkError::Rejected(format!(
+            "nats: stream {stream}: {}",
+            info["error"]
+        ))),
     }
 }
 
@@ -348,7 +386,7 @@ impl Destination for Nats {
     }
 
     fn send(&mut self, batch: &[Outgoing]) -> Result<Delivery, SinkError> {
-        let msgs: Vec<(Vec<(&str, String)>, &[u8])> = batch
+        let msgs: Vec<Outbound<'_>> = batch
             .iter()
             .map(|o| (vec![("Nats-Msg-Id", o.dedupe_id())], o.event.bytes()))
             .collect();
@@ -367,7 +405,9 @@ impl Destination for Nats {
         if d.retry.is_empty() {
             Ok(())
         } else {
-            Err(SinkError::Rejected("nats: checkpoint not acknowledged".into()))
+            Err(SinkError::Rejected(
+                "nats: checkpoint not acknowledged".into(),
+            ))
         }
     }
 }
@@ -378,8 +418,14 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert_eq!(parse_url("nats://127.0.0.1:4222").as_deref(), Some("127.0.0.1:4222"));
-        assert_eq!(parse_url("localhost:4222").as_deref(), Some("localhost:4222"));
+        assert_eq!(
+            parse_url("nats://127.0.0.1:4222").as_deref(),
+            Some("127.0.0.1:4222")
+        );
+        assert_eq!(
+            parse_url("localhost:4222").as_deref(),
+            Some("localhost:4222")
+        );
         assert_eq!(parse_url("nats://nohost"), None);
     }
 }

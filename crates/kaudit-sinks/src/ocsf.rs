@@ -87,7 +87,10 @@ pub fn record(o: &Outgoing) -> Result<Value, SinkError> {
         "api".into(),
         json!({"operation": ev.verb(), "request": {"uid": ev.audit_id()}, "service": {"name": "kube-apiserver"}}),
     );
-    rec.insert("cloud".into(), json!({"provider": "Kubernetes", "region": o.cluster}));
+    rec.insert(
+        "cloud".into(),
+        json!({"provider": "Kubernetes", "region": o.cluster}),
+    );
     if let Some(ip) = ev.source_ips().first() {
         rec.insert("src_endpoint".into(), json!({"ip": ip}));
     }
@@ -135,7 +138,10 @@ impl Ocsf {
         let http = match &cfg.url {
             Some(u) => Some((
                 u.clone(),
-                client(&ClientTls::from_files(cfg.ca_file.as_deref(), None, None)?, timeout)?,
+                client(
+                    &ClientTls::from_files(cfg.ca_file.as_deref(), None, None)?,
+                    timeout,
+                )?,
             )),
             None => None,
         };
@@ -178,7 +184,11 @@ impl Ocsf {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(at)?;
             }
-            let f = OpenOptions::new().create(true).append(true).open(&path).map_err(at)?;
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(at)?;
             let size = f.metadata().map_err(at)?.len();
             self.file = Some((path.clone(), f, size));
         }
@@ -198,7 +208,10 @@ impl Ocsf {
         let Some((url, c)) = &self.http else {
             return Ok(());
         };
-        let mut req = c.post(url).header("Content-Type", "application/json").body(body);
+        let mut req = c
+            .post(url)
+            .header("Content-Type", "application/json")
+            .body(body);
         if let Some(t) = &self.cfg.bearer_token {
             req = req.header("Authorization", format!("Bearer {t}"));
         }

@@ -304,7 +304,9 @@ impl Sink {
         self.state.sent += sent;
         self.state.failed += failed;
         self.stats.sent.store(self.state.sent, Ordering::Relaxed);
-        self.stats.failed.store(self.state.failed, Ordering::Relaxed);
+        self.stats
+            .failed
+            .store(self.state.failed, Ordering::Relaxed);
         self.update_lag(store, next_received);
         self.stats.cursor.store(scanned, Ordering::Relaxed);
         self.save();
@@ -410,7 +412,8 @@ impl Sink {
                 });
                 if let Err(e) = res {
                     tracing::warn!(sink = %self.cfg.name, error = %e, "cannot read the store; retrying");
-                    self.stats.set_error(Some(format!("reading the store: {e}")));
+                    self.stats
+                        .set_error(Some(format!("reading the store: {e}")));
                     std::thread::sleep(Duration::from_millis(500));
                     break;
                 }
@@ -468,7 +471,10 @@ impl Sink {
                             });
                         }
                     }
-                    let next: Vec<usize> = retry.iter().filter_map(|&i| pending.get(i).copied()).collect();
+                    let next: Vec<usize> = retry
+                        .iter()
+                        .filter_map(|&i| pending.get(i).copied())
+                        .collect();
                     pending = next;
                     if !pending.is_empty() {
                         self.stats.retries.fetch_add(1, Ordering::Relaxed);
@@ -493,7 +499,11 @@ impl Sink {
         Ok(dead)
     }
 
-    fn deliver_checkpoint(&mut self, cp: &Checkpoint, stop: &AtomicBool) -> Result<(), Undelivered> {
+    fn deliver_checkpoint(
+        &mut self,
+        cp: &Checkpoint,
+        stop: &AtomicBool,
+    ) -> Result<(), Undelivered> {
         let mut backoff = BACKOFF_START;
         let mut stop_seen = None;
         loop {
@@ -516,7 +526,12 @@ impl Sink {
 
     /// Sleeps the backoff (with jitter) and doubles it; `false` once a stop
     /// has been asked for longer than the grace period.
-    fn wait(&self, backoff: &mut Duration, stop_seen: &mut Option<Instant>, stop: &AtomicBool) -> bool {
+    fn wait(
+        &self,
+        backoff: &mut Duration,
+        stop_seen: &mut Option<Instant>,
+        stop: &AtomicBool,
+    ) -> bool {
         let d = jittered(*backoff);
         *backoff = (*backoff * 2).min(self.cfg.backoff_max);
         let until = Instant::now() + d;

@@ -82,7 +82,14 @@ fn random_channel() -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 impl SplunkHec {
@@ -129,7 +136,12 @@ impl SplunkHec {
         let id = v
             .get("ackId")
             .and_then(serde_json::Value::as_u64)
-            .ok_or_else(|| SinkError::Rejected(format!("{}: no ackId in the answer (is indexer acknowledgement on for the token?)", self.url)))?;
+            .ok_or_else(|| {
+                SinkError::Rejected(format!(
+                    "{}: no ackId in the answer (is indexer acknowledgement on for the token?)",
+                    self.url
+                ))
+            })?;
         self.wait_ack(id)
     }
 
@@ -151,7 +163,10 @@ impl SplunkHec {
             let v: serde_json::Value = serde_json::from_slice(&answer).map_err(|e| {
                 SinkError::Rejected(format!("{}: answer is not JSON: {e}", self.ack_url))
             })?;
-            if v.pointer(&format!("/acks/{id}")).and_then(serde_json::Value::as_bool) == Some(true) {
+            if v.pointer(&format!("/acks/{id}"))
+                .and_then(serde_json::Value::as_bool)
+                == Some(true)
+            {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -193,7 +208,10 @@ mod tests {
 
     #[test]
     fn epoch_seconds_keeps_microseconds() {
-        assert_eq!(epoch_seconds(MicroTime(1_700_000_000_123_456)), "1700000000.123456");
+        assert_eq!(
+            epoch_seconds(MicroTime(1_700_000_000_123_456)),
+            "1700000000.123456"
+        );
         assert_eq!(epoch_seconds(MicroTime(5)), "0.000005");
     }
 

@@ -75,7 +75,9 @@ impl SinkDir {
     pub fn load(&self, name: &str) -> Result<CursorState, SinkError> {
         let p = self.cursor_path(name);
         match std::fs::read(&p) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| io(&p, format!("bad cursor file: {e}"))),
+            Ok(b) => {
+                serde_json::from_slice(&b).map_err(|e| io(&p, format!("bad cursor file: {e}")))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(CursorState::default()),
             Err(e) => Err(io(&p, e)),
         }
@@ -128,7 +130,11 @@ impl SinkDir {
         let mut out = Vec::new();
         for ent in rd {
             let ent = ent.map_err(|e| io(&self.dir, e))?;
-            if let Some(n) = ent.file_name().to_str().and_then(|n| n.strip_suffix(".cursor")) {
+            if let Some(n) = ent
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".cursor"))
+            {
                 out.push(n.to_string());
             }
         }
@@ -157,6 +163,9 @@ mod tests {
         assert_eq!(s.names().unwrap(), vec!["a".to_string()]);
         std::fs::write(s.cursor_path("b"), b"{not json").unwrap();
         let e = s.load("b").unwrap_err().to_string();
-        assert!(e.contains("b.cursor") && e.contains("bad cursor file"), "{e}");
+        assert!(
+            e.contains("b.cursor") && e.contains("bad cursor file"),
+            "{e}"
+        );
     }
 }

@@ -218,7 +218,10 @@ fn tls_config(cfg: &SyslogConfig) -> Result<Arc<rustls::ClientConfig>, SinkError
             .map_err(|e| SinkError::Config(format!("CA file {}: {e}", ca.display())))?;
     }
     if roots.is_empty() {
-        return Err(SinkError::Config(format!("CA file {} holds no certificate", ca.display())));
+        return Err(SinkError::Config(format!(
+            "CA file {} holds no certificate",
+            ca.display()
+        )));
     }
     let b = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
@@ -247,8 +250,9 @@ fn tls_config(cfg: &SyslogConfig) -> Result<Arc<rustls::ClientConfig>, SinkError
 impl Syslog {
     /// Builds it from its config (connects lazily).
     pub fn new(cfg: &SyslogConfig, timeout: Duration) -> Result<Syslog, SinkError> {
-        split_host_port(&cfg.address)
-            .ok_or_else(|| SinkError::Config(format!("address {:?} must be host:port", cfg.address)))?;
+        split_host_port(&cfg.address).ok_or_else(|| {
+            SinkError::Config(format!("address {:?} must be host:port", cfg.address))
+        })?;
         let tls = match cfg.protocol {
             SyslogProtocol::Tls => Some(tls_config(cfg)?),
             _ => None,
@@ -291,7 +295,9 @@ impl Syslog {
             None => Ok(Conn::Tcp(sock)),
             Some(cfg) => {
                 let name = self.cfg.server_name.clone().unwrap_or_else(|| {
-                    split_host_port(&self.cfg.address).map(|(h, _)| h).unwrap_or_default()
+                    split_host_port(&self.cfg.address)
+                        .map(|(h, _)| h)
+                        .unwrap_or_default()
                 });
                 let sn = rustls::pki_types::ServerName::try_from(name.clone())
                     .map_err(|e| at(format!("server name {name:?}: {e}")))?;
@@ -318,8 +324,9 @@ impl Syslog {
             if had && !self.recent.is_empty() {
                 tracing::warn!(address = %self.cfg.address, batches = self.recent.len(), "syslog connection was closed; writing the last batches again");
                 for b in &self.recent {
-                    c.write_all(b)
-                        .map_err(|e| SinkError::Transport(format!("syslog {}: {e}", self.cfg.address)))?;
+                    c.write_all(b).map_err(|e| {
+                        SinkError::Transport(format!("syslog {}: {e}", self.cfg.address))
+                    })?;
                 }
             }
             self.conn = Some(c);
@@ -329,10 +336,15 @@ impl Syslog {
         };
         if let Err(e) = c.write_all(&payload) {
             self.conn = None;
-            return Err(SinkError::Transport(format!("syslog {}: {e}", self.cfg.address)));
+            return Err(SinkError::Transport(format!(
+                "syslog {}: {e}",
+                self.cfg.address
+            )));
         }
         self.recent.push_back(payload);
-        while self.recent.len() > 2 || self.recent.iter().map(Vec::len).sum::<usize>() > REPLAY_BYTES {
+        while self.recent.len() > 2
+            || self.recent.iter().map(Vec::len).sum::<usize>() > REPLAY_BYTES
+        {
             self.recent.pop_front();
         }
         Ok(())
@@ -340,11 +352,23 @@ impl Syslog {
 
     fn send_udp(&mut self, msgs: &[Vec<u8>]) -> Result<(), SinkError> {
         if self.udp.is_none() {
-            let at = |e: std::io::Error| SinkError::Transport(format!("syslog {}: {e}", self.cfg.address));
-            let target = self.cfg.address.to_socket_addrs().map_err(at)?.next().ok_or_else(|| {
-                SinkError::Transport(format!("syslog {}: no address", self.cfg.address))
-            })?;
-            let bind = if target.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+            let at = |e: std::io::Error| {
+                SinkError::Transport(format!("syslog {}: {e}", self.cfg.address))
+            };
+            let target = self
+                .cfg
+                .address
+                .to_socket_addrs()
+                .map_err(at)?
+                .next()
+                .ok_or_else(|| {
+                    SinkError::Transport(format!("syslog {}: no address", self.cfg.address))
+                })?;
+            let bind = if target.is_ipv4() {
+                "0.0.0.0:0"
+            } else {
+                "[::]:0"
+            };
             let s = UdpSocket::bind(bind).map_err(at)?;
             s.connect(target).map_err(at)?;
             self.udp = Some(s);
@@ -355,7 +379,10 @@ impl Syslog {
         for m in msgs {
             if let Err(e) = s.send(m) {
                 self.udp = None;
-                return Err(SinkError::Transport(format!("syslog {}: {e}", self.cfg.address)));
+                return Err(SinkError::Transport(format!(
+                    "syslog {}: {e}",
+                    self.cfg.address
+                )));
             }
         }
         Ok(())

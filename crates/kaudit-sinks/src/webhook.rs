@@ -51,7 +51,11 @@ pub struct Webhook {
 impl Webhook {
     /// Builds it from its config (reading the kubeconfig, token and TLS files).
     pub fn new(cfg: &WebhookConfig, timeout: Duration) -> Result<Webhook, SinkError> {
-        let (mut url, mut token, mut tls) = (cfg.url.clone(), cfg.bearer_token.clone(), ClientTls::default());
+        let (mut url, mut token, mut tls) = (
+            cfg.url.clone(),
+            cfg.bearer_token.clone(),
+            ClientTls::default(),
+        );
         if let Some(kc) = &cfg.kubeconfig {
             let k = Kubeconfig::load(kc)?;
             url = url.or(Some(k.server));
@@ -62,7 +66,11 @@ impl Webhook {
             let t = read_file(f, "bearer token file")?;
             token = Some(String::from_utf8_lossy(&t).trim().to_string());
         }
-        let files = ClientTls::from_files(cfg.ca_file.as_deref(), cfg.client_cert.as_deref(), cfg.client_key.as_deref())?;
+        let files = ClientTls::from_files(
+            cfg.ca_file.as_deref(),
+            cfg.client_cert.as_deref(),
+            cfg.client_key.as_deref(),
+        )?;
         tls.ca_pem = files.ca_pem.or(tls.ca_pem);
         tls.cert_pem = files.cert_pem.or(tls.cert_pem);
         tls.key_pem = files.key_pem.or(tls.key_pem);
@@ -75,7 +83,12 @@ impl Webhook {
         })
     }
 
-    fn post(&self, content_type: &str, body: Vec<u8>, extra: Option<(&str, String)>) -> Result<(), SinkError> {
+    fn post(
+        &self,
+        content_type: &str,
+        body: Vec<u8>,
+        extra: Option<(&str, String)>,
+    ) -> Result<(), SinkError> {
         let mut req = self
             .client
             .post(&self.url)
@@ -204,7 +217,10 @@ impl Kubeconfig {
             None => f.users.first().map(|u| &u.user),
         };
         let dir = path.parent().unwrap_or(Path::new("."));
-        let data = |inline: &Option<String>, file: &Option<String>, what: &str| -> Result<Option<Vec<u8>>, SinkError> {
+        let data = |inline: &Option<String>,
+                    file: &Option<String>,
+                    what: &str|
+         -> Result<Option<Vec<u8>>, SinkError> {
             if let Some(d) = inline {
                 return base64::engine::general_purpose::STANDARD
                     .decode(d.trim())
@@ -217,7 +233,11 @@ impl Kubeconfig {
             }
         };
         let mut tls = ClientTls {
-            ca_pem: data(&cluster.inner.ca_data, &cluster.inner.ca, "certificate-authority")?,
+            ca_pem: data(
+                &cluster.inner.ca_data,
+                &cluster.inner.ca,
+                "certificate-authority",
+            )?,
             ..Default::default()
         };
         let mut token = None;

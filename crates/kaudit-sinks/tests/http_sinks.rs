@@ -55,7 +55,10 @@ fn webhook_posts_the_event_list_kube_apiserver_sends_and_checkpoints() {
     let reqs = fake.requests();
     let cp_req = &reqs[0];
     assert_eq!(cp_req.path, "/k8s-audit");
-    assert_eq!(cp_req.header("content-type"), Some("text/plain; charset=utf-8"));
+    assert_eq!(
+        cp_req.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
     assert_eq!(cp_req.header("x-kaudit-checkpoint"), Some("1"));
     assert_eq!(cp_req.body, cp.note.as_bytes());
     let ev_req = &reqs[1];
@@ -67,7 +70,9 @@ fn webhook_posts_the_event_list_kube_apiserver_sends_and_checkpoints() {
     );
     assert_eq!(String::from_utf8_lossy(&ev_req.body), expected);
     // The same bytes kaudit-event's kube-apiserver encoder writes for it.
-    let doc = kaudit_event::Event::from_json(EVENT.as_bytes()).unwrap().into_doc();
+    let doc = kaudit_event::Event::from_json(EVENT.as_bytes())
+        .unwrap()
+        .into_doc();
     assert_eq!(ev_req.body, kaudit_event::encode_event_list([&doc]));
     assert_eq!(run.stop(), 1);
     let st = kaudit_sinks::SinkDir::new(dir.path()).load("siem").unwrap();
@@ -116,7 +121,12 @@ impl FakeEs {
                 }
                 items.push(serde_json::json!({ "create": item }));
             }
-            (200, serde_json::json!({"took": 1, "errors": true, "items": items}).to_string().into_bytes())
+            (
+                200,
+                serde_json::json!({"took": 1, "errors": true, "items": items})
+                    .to_string()
+                    .into_bytes(),
+            )
         })
     }
 }
@@ -141,7 +151,11 @@ fn elasticsearch_bulk_is_ecs_and_item_errors_retry_or_dead_letter() {
     append(
         &store,
         "prod-eu",
-        &[EVENT.into(), mallory.clone().into_bytes(), throttled.into_bytes()],
+        &[
+            EVENT.into(),
+            mallory.clone().into_bytes(),
+            throttled.into_bytes(),
+        ],
     );
     let es = Arc::new(FakeEs {
         docs: Mutex::default(),
@@ -151,14 +165,22 @@ fn elasticsearch_bulk_is_ecs_and_item_errors_retry_or_dead_letter() {
         ])),
     });
     let fake = FakeHttp::start(es.handler());
-    let run = run_sink(SinkConfig::new("es", es_kind(&fake.url())), dir.path(), store.clone());
-    wait_until(20, "all three answered", || run.stats.snapshot().cursor == 3);
+    let run = run_sink(
+        SinkConfig::new("es", es_kind(&fake.url())),
+        dir.path(),
+        store.clone(),
+    );
+    wait_until(20, "all three answered", || {
+        run.stats.snapshot().cursor == 3
+    });
     let reqs = fake.requests();
     let first = String::from_utf8(reqs[0].body.clone()).unwrap();
     let first_pair: Vec<&str> = first.split('\n').take(2).collect();
     assert_eq!(
         first_pair[0],
-        format!(r#"{{"create":{{"_index":"logs-kubernetes.audit_logs-default","_id":"{EVENT_ID}"}}}}"#)
+        format!(
+            r#"{{"create":{{"_index":"logs-kubernetes.audit_logs-default","_id":"{EVENT_ID}"}}}}"#
+        )
     );
     let audit = EVENT.replace(
         r#""annotations":{"authorization.k8s.io/decision":"allow","authorization.k8s.io/reason""#,
@@ -171,7 +193,11 @@ fn elasticsearch_bulk_is_ecs_and_item_errors_retry_or_dead_letter() {
         )
     );
     // The throttled item was sent again alone; the refused one was not.
-    assert_eq!(reqs.len(), 2, "one bulk, then one retry of the throttled item");
+    assert_eq!(
+        reqs.len(),
+        2,
+        "one bulk, then one retry of the throttled item"
+    );
     assert_eq!(reqs[1].body.iter().filter(|&&b| b == b'\n').count(), 2);
     assert_eq!(es.docs.lock().unwrap().len(), 2);
     let s = run.stats.snapshot();
@@ -181,7 +207,10 @@ fn elasticsearch_bulk_is_ecs_and_item_errors_retry_or_dead_letter() {
     let dead = std::fs::read_to_string(dir.path().join("sinks/es.dead")).unwrap();
     let letter: serde_json::Value = serde_json::from_str(dead.trim()).unwrap();
     assert_eq!(letter["seq"], 1);
-    assert_eq!(letter["reason"], "HTTP 400: mapper_parsing_exception: failed to parse field [user.name]");
+    assert_eq!(
+        letter["reason"],
+        "HTTP 400: mapper_parsing_exception: failed to parse field [user.name]"
+    );
     assert_eq!(letter["event"], mallory);
 }
 
@@ -189,14 +218,29 @@ fn elasticsearch_bulk_is_ecs_and_item_errors_retry_or_dead_letter() {
 fn splunk_hec_concatenates_events_and_waits_for_the_indexer_ack() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(dir.path());
-    append(&store, "prod-eu", &[EVENT.into(), EVENT.replace("000000000001", "000000000002").into_bytes()]);
+    append(
+        &store,
+        "prod-eu",
+        &[
+            EVENT.into(),
+            EVENT.replace("000000000001", "000000000002").into_bytes(),
+        ],
+    );
     let polls = Arc::new(Mutex::new(0usize));
     let polls2 = polls.clone();
     let fake = FakeHttp::start(Arc::new(move |r: &Req| {
-        assert_eq!(r.header("authorization"), Some("Splunk 00000000-aaaa-bbbb-cccc-000000000000"));
-        assert_eq!(r.header("x-splunk-request-channel"), Some("11111111-2222-4333-8444-555555555555"));
+        assert_eq!(
+            r.header("authorization"),
+            Some("Splunk 00000000-aaaa-bbbb-cccc-000000000000")
+        );
+        assert_eq!(
+            r.header("x-splunk-request-channel"),
+            Some("11111111-2222-4333-8444-555555555555")
+        );
         match r.path.as_str() {
-            "/services/collector/event" => (200, br#"{"text":"Success","code":0,"ackId":7}"#.to_vec()),
+            "/services/collector/event" => {
+                (200, br#"{"text":"Success","code":0,"ackId":7}"#.to_vec())
+            }
             "/services/collector/ack" => {
                 assert_eq!(r.body, br#"{"acks":[7]}"#);
                 let mut p = polls2.lock().unwrap();
@@ -220,7 +264,9 @@ fn splunk_hec_concatenates_events_and_waits_for_the_indexer_ack() {
         }),
     );
     let run = run_sink(cfg, dir.path(), store.clone());
-    wait_until(20, "the batch acknowledged", || run.stats.snapshot().cursor == 2);
+    wait_until(20, "the batch acknowledged", || {
+        run.stats.snapshot().cursor == 2
+    });
     let reqs = fake.requests();
     assert_eq!(reqs[0].path, "/services/collector/event");
     assert_eq!(reqs[0].header("content-type"), Some("application/json"));
@@ -230,7 +276,11 @@ fn splunk_hec_concatenates_events_and_waits_for_the_indexer_ack() {
         EVENT.replace("000000000001", "000000000002")
     );
     assert_eq!(String::from_utf8_lossy(&reqs[0].body), expected);
-    assert_eq!(*polls.lock().unwrap(), 2, "the cursor moved only after the ack");
+    assert_eq!(
+        *polls.lock().unwrap(),
+        2,
+        "the cursor moved only after the ack"
+    );
     assert_eq!(run.stop(), 2);
 }
 
@@ -266,11 +316,23 @@ fn ocsf_writes_api_activity_records_to_rotated_files_and_http() {
     assert_eq!(r["status_code"], "200");
     assert_eq!(r["actor"]["user"]["name"], "alice");
     assert_eq!(r["api"]["operation"], "get");
-    assert_eq!(r["api"]["request"]["uid"], "0b5c7a2e-1111-4c7e-9a7e-000000000001");
+    assert_eq!(
+        r["api"]["request"]["uid"],
+        "0b5c7a2e-1111-4c7e-9a7e-000000000001"
+    );
     assert_eq!(r["src_endpoint"]["ip"], "10.0.0.7");
-    assert_eq!(r["resources"][0], serde_json::json!({"type": "secrets", "name": "db", "namespace": "prod"}));
-    assert_eq!(r["http_request"]["url"]["path"], "/api/v1/namespaces/prod/secrets/db");
-    assert_eq!(r["unmapped"]["k8s_audit"]["auditID"], "0b5c7a2e-1111-4c7e-9a7e-000000000001");
+    assert_eq!(
+        r["resources"][0],
+        serde_json::json!({"type": "secrets", "name": "db", "namespace": "prod"})
+    );
+    assert_eq!(
+        r["http_request"]["url"]["path"],
+        "/api/v1/namespaces/prod/secrets/db"
+    );
+    assert_eq!(
+        r["unmapped"]["k8s_audit"]["auditID"],
+        "0b5c7a2e-1111-4c7e-9a7e-000000000001"
+    );
     // Every record is in exactly one of the rotated files, in order.
     let mut files = vec![out.clone()];
     for i in 1..100 {
@@ -294,7 +356,11 @@ fn ocsf_writes_api_activity_records_to_rotated_files_and_http() {
     let http_total: usize = fake
         .requests()
         .iter()
-        .map(|r| serde_json::from_slice::<Vec<serde_json::Value>>(&r.body).unwrap().len())
+        .map(|r| {
+            serde_json::from_slice::<Vec<serde_json::Value>>(&r.body)
+                .unwrap()
+                .len()
+        })
         .sum();
     assert_eq!(http_total, 301);
 }
@@ -317,7 +383,9 @@ fn outage(kind: fn(&str) -> SinkKind, es: Option<Arc<FakeEs>>) -> (HashSet<Strin
     cfg.backoff_max = Duration::from_millis(400);
     cfg.timeout = Duration::from_secs(2);
     let run = run_sink(cfg, dir.path(), store.clone());
-    wait_until(30, "some batches through", || run.stats.snapshot().sent >= 500);
+    wait_until(30, "some batches through", || {
+        run.stats.snapshot().sent >= 500
+    });
     fake.down();
     append(&store, "c1", &second);
     wait_until(30, "the outage noticed", || {
@@ -336,7 +404,10 @@ fn outage(kind: fn(&str) -> SinkKind, es: Option<Arc<FakeEs>>) -> (HashSet<Strin
     let (got, deliveries) = match &es {
         Some(es) => {
             let docs = es.docs.lock().unwrap();
-            (docs.keys().cloned().collect(), es.creates.lock().unwrap().values().sum())
+            (
+                docs.keys().cloned().collect(),
+                es.creates.lock().unwrap().values().sum(),
+            )
         }
         None => {
             let ids = webhook_ids(&fake.requests());
@@ -363,7 +434,11 @@ fn elasticsearch_outage_loses_nothing_and_stores_each_event_once() {
     });
     let (got, _, unique) = outage(es_kind, Some(es.clone()));
     assert_eq!(got.len(), unique);
-    assert_eq!(es.docs.lock().unwrap().len(), unique, "no duplicate documents");
+    assert_eq!(
+        es.docs.lock().unwrap().len(),
+        unique,
+        "no duplicate documents"
+    );
 }
 
 #[test]
@@ -372,7 +447,9 @@ fn splunk_outage_loses_nothing() {
     let store = open_store(dir.path());
     let events = generated(2000, 21);
     append(&store, "c1", &events[..1000]);
-    let mut fake = FakeHttp::start(Arc::new(|_| (200, br#"{"text":"Success","code":0}"#.to_vec())));
+    let mut fake = FakeHttp::start(Arc::new(|_| {
+        (200, br#"{"text":"Success","code":0}"#.to_vec())
+    }));
     let mut cfg = SinkConfig::new(
         "splunk",
         SinkKind::SplunkHec(SplunkConfig {
@@ -387,7 +464,9 @@ fn splunk_outage_loses_nothing() {
     wait_until(30, "first half", || run.stats.snapshot().sent >= 300);
     fake.down();
     append(&store, "c1", &events[1000..]);
-    wait_until(30, "the outage noticed", || run.stats.snapshot().retries >= 2);
+    wait_until(30, "the outage noticed", || {
+        run.stats.snapshot().retries >= 2
+    });
     fake.up();
     wait_until(60, "catching up", || run.stats.snapshot().cursor == 2000);
     run.stop();
@@ -397,7 +476,11 @@ fn splunk_outage_loses_nothing() {
         for v in serde_json::Deserializer::from_slice(&r.body).into_iter::<serde_json::Value>() {
             let v = v.expect("each HEC object parses");
             assert_eq!(v["sourcetype"], "kube:apiserver-audit");
-            seen.insert(format!("{}-{}", v["event"]["auditID"].as_str().unwrap(), v["event"]["stage"].as_str().unwrap()));
+            seen.insert(format!(
+                "{}-{}",
+                v["event"]["auditID"].as_str().unwrap(),
+                v["event"]["stage"].as_str().unwrap()
+            ));
         }
     }
     let want: HashSet<String> = events.iter().map(|l| dedupe_id(l)).collect();
@@ -412,20 +495,35 @@ fn a_restarted_sink_resumes_from_its_cursor() {
     append(&store, "c1", &events[..1000]);
     let fake = FakeHttp::start(ok_handler());
     let url = fake.url();
-    let run = run_sink(SinkConfig::new("r", webhook(&url)), dir.path(), store.clone());
+    let run = run_sink(
+        SinkConfig::new("r", webhook(&url)),
+        dir.path(),
+        store.clone(),
+    );
     wait_until(30, "first 1000", || run.stats.snapshot().cursor == 1000);
     assert_eq!(run.stop(), 1000);
     let saved = kaudit_sinks::SinkDir::new(dir.path()).load("r").unwrap();
     assert_eq!((saved.next, saved.sent), (1000, 1000));
     append(&store, "c1", &events[1000..]);
     // A new process: a new sink instance over the same data directory.
-    let run = run_sink(SinkConfig::new("r", webhook(&url)), dir.path(), store.clone());
+    let run = run_sink(
+        SinkConfig::new("r", webhook(&url)),
+        dir.path(),
+        store.clone(),
+    );
     wait_until(30, "the rest", || run.stats.snapshot().cursor == 1500);
-    assert_eq!(run.stats.snapshot().sent, 1500, "counters survive the restart");
+    assert_eq!(
+        run.stats.snapshot().sent,
+        1500,
+        "counters survive the restart"
+    );
     run.stop();
     let ids = webhook_ids(&fake.requests());
     assert_eq!(ids.len(), 1500);
-    assert!(ids.values().all(|&n| n == 1), "a clean restart sends nothing twice");
+    assert!(
+        ids.values().all(|&n| n == 1),
+        "a clean restart sends nothing twice"
+    );
 }
 
 #[test]
@@ -452,7 +550,9 @@ fn filter_and_policy_send_less_and_the_cursor_moves_past_the_rest() {
     let mut want = HashSet::new();
     for l in &events {
         let ev = kaudit_event::Event::from_json(l).unwrap();
-        let configmap = ev.object_ref().is_some_and(|r| r.resource == "configmaps" && r.api_group.is_empty());
+        let configmap = ev
+            .object_ref()
+            .is_some_and(|r| r.resource == "configmaps" && r.api_group.is_empty());
         let received_stage = ev.doc().stage.map(|s| s.as_str()) == Some("RequestReceived");
         if q.matches(&ev, "c1") && !configmap && !received_stage {
             want.insert(dedupe_id(l));
@@ -463,9 +563,16 @@ fn filter_and_policy_send_less_and_the_cursor_moves_past_the_rest() {
     for r in fake.requests() {
         for item in kaudit_event::parse_batch(&r.body).unwrap() {
             let ev = item.unwrap();
-            assert!(ev.doc().request_object.is_none() && ev.doc().response_object.is_none(), "Metadata level strips bodies");
+            assert!(
+                ev.doc().request_object.is_none() && ev.doc().response_object.is_none(),
+                "Metadata level strips bodies"
+            );
             assert!(!["get", "list", "watch"].contains(&ev.verb()));
-            got.insert(format!("{}-{}", ev.audit_id(), ev.doc().stage.unwrap().as_str()));
+            got.insert(format!(
+                "{}-{}",
+                ev.audit_id(),
+                ev.doc().stage.unwrap().as_str()
+            ));
         }
     }
     assert_eq!(got, want);
@@ -478,23 +585,44 @@ fn an_unreachable_destination_holds_back_only_its_own_sink() {
     let store = open_store(dir.path());
     append(&store, "c1", &generated(500, 51));
     // A port nothing listens on.
-    let dead_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut bad = SinkConfig::new("bad", webhook(&format!("http://127.0.0.1:{dead_port}/")));
     bad.backoff_max = Duration::from_millis(300);
     let fake = FakeHttp::start(ok_handler());
     let bad_run = run_sink(bad, dir.path(), store.clone());
-    let good_run = run_sink(SinkConfig::new("good", webhook(&fake.url())), dir.path(), store.clone());
-    wait_until(30, "the good sink done", || good_run.stats.snapshot().cursor == 500);
-    wait_until(30, "the bad sink retrying", || bad_run.stats.snapshot().retries >= 3);
+    let good_run = run_sink(
+        SinkConfig::new("good", webhook(&fake.url())),
+        dir.path(),
+        store.clone(),
+    );
+    wait_until(30, "the good sink done", || {
+        good_run.stats.snapshot().cursor == 500
+    });
+    wait_until(30, "the bad sink retrying", || {
+        bad_run.stats.snapshot().retries >= 3
+    });
     let s = bad_run.stats.snapshot();
     assert!(!s.up);
     assert_eq!(s.cursor, 0, "nothing skipped");
     assert_eq!(s.lag_events, 500);
     let err = s.last_error.unwrap();
-    assert!(err.contains(&format!("127.0.0.1:{dead_port}")) && err.to_lowercase().contains("refused"), "{err}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{dead_port}")) && err.to_lowercase().contains("refused"),
+        "{err}"
+    );
     good_run.stop();
     // Stopping a sink whose batch cannot be delivered gives up after the
     // grace period and keeps its cursor where it was.
     assert_eq!(bad_run.stop(), 0);
-    assert_eq!(kaudit_sinks::SinkDir::new(dir.path()).load("bad").unwrap().next, 0);
+    assert_eq!(
+        kaudit_sinks::SinkDir::new(dir.path())
+            .load("bad")
+            .unwrap()
+            .next,
+        0
+    );
 }

@@ -45,7 +45,10 @@ fn stream_messages(port: u16) -> Vec<(String, Vec<u8>)> {
     (first..first + n)
         .map(|seq| {
             let r = c
-                .request("$JS.API.STREAM.MSG.GET.AUDIT", format!("{{\"seq\":{seq}}}").as_bytes())
+                .request(
+                    "$JS.API.STREAM.MSG.GET.AUDIT",
+                    format!("{{\"seq\":{seq}}}").as_bytes(),
+                )
                 .unwrap();
             let m = &r["message"];
             let hdrs = String::from_utf8(b64.decode(m["hdrs"].as_str().unwrap()).unwrap()).unwrap();
@@ -66,11 +69,18 @@ fn jetstream_gets_each_event_with_its_message_id() {
     let _nats = start_nats(dir.path(), port);
     let store = open_store(dir.path());
     append(&store, "prod-eu", &[EVENT.into()]);
-    let run = run_sink(SinkConfig::new("js", SinkKind::Nats(nats_cfg(port))), dir.path(), store.clone());
+    let run = run_sink(
+        SinkConfig::new("js", SinkKind::Nats(nats_cfg(port))),
+        dir.path(),
+        store.clone(),
+    );
     wait_until(20, "acknowledged", || run.stats.snapshot().cursor == 1);
     run.stop();
     let msgs = stream_messages(port);
-    assert_eq!(msgs, vec![(EVENT_ID.to_string(), EVENT.as_bytes().to_vec())]);
+    assert_eq!(
+        msgs,
+        vec![(EVENT_ID.to_string(), EVENT.as_bytes().to_vec())]
+    );
 }
 
 #[test]
@@ -94,13 +104,19 @@ fn nats_restarted_mid_stream_stores_every_event_exactly_once() {
         s.retries >= 2 && !s.up
     });
     nats = start_nats(dir.path(), port);
-    wait_until(60, "all acknowledged", || run.stats.snapshot().cursor == 3000);
+    wait_until(60, "all acknowledged", || {
+        run.stats.snapshot().cursor == 3000
+    });
     run.stop();
     let msgs = stream_messages(port);
     drop(nats);
     let want: HashSet<String> = events.iter().map(|l| dedupe_id(l)).collect();
     let ids: Vec<&String> = msgs.iter().map(|(id, _)| id).collect();
-    assert_eq!(ids.len(), want.len(), "exactly once: no duplicates, nothing missing");
+    assert_eq!(
+        ids.len(),
+        want.len(),
+        "exactly once: no duplicates, nothing missing"
+    );
     assert_eq!(ids.into_iter().cloned().collect::<HashSet<_>>(), want);
     for (id, data) in &msgs {
         assert_eq!(&dedupe_id(data), id, "payload is the event with that ID");

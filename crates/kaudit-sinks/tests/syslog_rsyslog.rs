@@ -51,14 +51,23 @@ input(type="imudp" address="127.0.0.1" port="{udp}" ruleset="audit")
         cmd.arg("-n").arg("-f").arg(&conf).arg("-i").arg(&pid);
         cmd.stderr(std::fs::File::create(dir.join("rsyslogd.log")).unwrap());
         let daemon = Daemon::spawn(cmd, "rsyslogd", tcp);
-        Rsyslog { daemon, conf, pid, tcp }
+        Rsyslog {
+            daemon,
+            conf,
+            pid,
+            tcp,
+        }
     }
 
     fn restart(&mut self) {
         self.daemon.stop();
         let _ = std::fs::remove_file(&self.pid);
         let mut cmd = std::process::Command::new(require("rsyslogd", "rsyslog"));
-        cmd.arg("-n").arg("-f").arg(&self.conf).arg("-i").arg(&self.pid);
+        cmd.arg("-n")
+            .arg("-f")
+            .arg(&self.conf)
+            .arg("-i")
+            .arg(&self.pid);
         self.daemon = Daemon::spawn(cmd, "rsyslogd", self.tcp);
     }
 }
@@ -93,16 +102,31 @@ fn rfc5424_over_tcp_and_udp_reaches_rsyslog_byte_for_byte() {
     let mut tcp_cfg = SinkConfig::new("tcp", syslog(tcp, SyslogProtocol::Tcp));
     tcp_cfg.checkpoints = true;
     let t = run_sink(tcp_cfg, dir.path(), store.clone());
-    let u = run_sink(SinkConfig::new("udp", syslog(udp, SyslogProtocol::Udp)), dir.path(), store.clone());
-    wait_until(20, "both sinks done", || t.stats.snapshot().cursor == 1 && u.stats.snapshot().cursor == 1);
+    let u = run_sink(
+        SinkConfig::new("udp", syslog(udp, SyslogProtocol::Udp)),
+        dir.path(),
+        store.clone(),
+    );
+    wait_until(20, "both sinks done", || {
+        t.stats.snapshot().cursor == 1 && u.stats.snapshot().cursor == 1
+    });
     let raw = dir.path().join("raw.log");
-    wait_until(20, "rsyslog wrote three messages", || lines(&raw).len() >= 3);
+    wait_until(20, "rsyslog wrote three messages", || {
+        lines(&raw).len() >= 3
+    });
     t.stop();
     u.stop();
     let got = lines(&raw);
     let expected = format!("{EXPECTED_MSG_HEAD}{EVENT}");
-    assert_eq!(got.iter().filter(|l| **l == expected).count(), 2, "one over TCP, one over UDP: {got:#?}");
-    let cp_line = got.iter().find(|l| l.contains(" checkpoint ")).expect("checkpoint message");
+    assert_eq!(
+        got.iter().filter(|l| **l == expected).count(),
+        2,
+        "one over TCP, one over UDP: {got:#?}"
+    );
+    let cp_line = got
+        .iter()
+        .find(|l| l.contains(" checkpoint "))
+        .expect("checkpoint message");
     // rsyslog shows the note's line feeds as #012 (its control-character escape).
     let note = cp.note.trim_end().replace('\n', "#012");
     assert!(
@@ -111,9 +135,20 @@ fn rfc5424_over_tcp_and_udp_reaches_rsyslog_byte_for_byte() {
     );
     // rsyslog's own RFC 5424 parser read every field.
     let fields = lines(&dir.path().join("fields.log"));
-    let ev_fields = fields.iter().find(|l| l.contains("|audit|")).expect("parsed event");
-    assert!(ev_fields.starts_with("110|2026-01-05T09:00:00.123456"), "{ev_fields}");
-    assert!(ev_fields.contains("|testhost|kaudit|audit|[kaudit@32473 auditID=\"0b5c7a2e-1111-4c7e-9a7e-000000000001\""), "{ev_fields}");
+    let ev_fields = fields
+        .iter()
+        .find(|l| l.contains("|audit|"))
+        .expect("parsed event");
+    assert!(
+        ev_fields.starts_with("110|2026-01-05T09:00:00.123456"),
+        "{ev_fields}"
+    );
+    assert!(
+        ev_fields.contains(
+            "|testhost|kaudit|audit|[kaudit@32473 auditID=\"0b5c7a2e-1111-4c7e-9a7e-000000000001\""
+        ),
+        "{ev_fields}"
+    );
 }
 
 #[test]
@@ -144,10 +179,16 @@ fn rsyslog_restarted_mid_stream_gets_every_event() {
     wait_until(30, "rsyslog wrote them all", || {
         seen.clear();
         for l in lines(&raw) {
-            let json = &l[l.find("{\"kind\":\"Event\"").expect("event JSON in the message")..];
+            let json = &l[l
+                .find("{\"kind\":\"Event\"")
+                .expect("event JSON in the message")..];
             *seen.entry(dedupe_id(json.as_bytes())).or_insert(0) += 1;
         }
         seen.len() == want.len()
     });
-    assert_eq!(seen.keys().cloned().collect::<HashSet<_>>(), want, "at least once");
+    assert_eq!(
+        seen.keys().cloned().collect::<HashSet<_>>(),
+        want,
+        "at least once"
+    );
 }

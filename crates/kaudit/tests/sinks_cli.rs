@@ -78,13 +78,26 @@ fn status_reports_cursor_lag_and_counters_per_sink() {
     assert_eq!(s["cursor"], 200);
     assert_eq!(s["lag_events"], 50);
     let lag = s["lag_seconds"].as_f64().unwrap();
-    assert!((3599.0..3700.0).contains(&lag), "the oldest unsent event is an hour old: {lag}");
-    assert_eq!((s["sent"].as_u64(), s["failed"].as_u64(), s["retries"].as_u64()), (Some(190), Some(3), Some(7)));
+    assert!(
+        (3599.0..3700.0).contains(&lag),
+        "the oldest unsent event is an hour old: {lag}"
+    );
+    assert_eq!(
+        (
+            s["sent"].as_u64(),
+            s["failed"].as_u64(),
+            s["retries"].as_u64()
+        ),
+        (Some(190), Some(3), Some(7))
+    );
     assert_eq!(s["up"], false);
     assert_eq!(s["last_error"], "http://es:9200/_bulk: HTTP 503");
     let (ok, out, _) = kaudit(&["sinks", "status", "--data", d]);
     assert!(ok);
-    let row = out.lines().find(|l| l.starts_with("siem")).expect("a row per sink");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("siem"))
+        .expect("a row per sink");
     for col in ["elasticsearch", "200", "50", "190", "no", "HTTP 503"] {
         assert!(row.contains(col), "{col} in {row}");
     }

@@ -69,7 +69,11 @@ impl Running {
     /// Asks the sink to stop and returns its cursor.
     pub fn stop(mut self) -> u64 {
         self.stop.store(true, Ordering::Relaxed);
-        self.thread.take().expect("running").join().expect("sink thread")
+        self.thread
+            .take()
+            .expect("running")
+            .join()
+            .expect("sink thread")
     }
 }
 
@@ -110,7 +114,9 @@ pub struct Req {
 
 impl Req {
     pub fn header(&self, k: &str) -> Option<&str> {
-        self.headers.get(&k.to_ascii_lowercase()).map(String::as_str)
+        self.headers
+            .get(&k.to_ascii_lowercase())
+            .map(String::as_str)
     }
 }
 
@@ -171,7 +177,10 @@ impl FakeHttp {
                     let (reqs, handler) = (reqs.clone(), handler.clone());
                     async move {
                         let (parts, body) = req.into_parts();
-                        let body = axum::body::to_bytes(body, 512 << 20).await.unwrap().to_vec();
+                        let body = axum::body::to_bytes(body, 512 << 20)
+                            .await
+                            .unwrap()
+                            .to_vec();
                         let r = Req {
                             method: parts.method.to_string(),
                             path: parts.uri.path().to_string(),
@@ -179,7 +188,9 @@ impl FakeHttp {
                             headers: parts
                                 .headers
                                 .iter()
-                                .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+                                .map(|(k, v)| {
+                                    (k.as_str().to_string(), v.to_str().unwrap_or("").to_string())
+                                })
                                 .collect(),
                             body,
                         };
@@ -203,7 +214,9 @@ impl FakeHttp {
             // graceful shutdown.
             rt.shutdown_background();
         });
-        self.addr = ready_rx.recv_timeout(Duration::from_secs(10)).expect("fake server up");
+        self.addr = ready_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("fake server up");
         self.kill = Some(kill_tx);
         self.thread = Some(thread);
     }
@@ -249,7 +262,14 @@ pub fn free_udp_port() -> u16 {
 
 /// Finds a program the test needs; fails (never skips) with what to install.
 pub fn require(program: &str, package: &str) -> std::path::PathBuf {
-    for dir in ["/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/bin", "/usr/local/sbin"] {
+    for dir in [
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+        "/usr/local/bin",
+        "/usr/local/sbin",
+    ] {
         let p = Path::new(dir).join(program);
         if p.is_file() {
             return p;
