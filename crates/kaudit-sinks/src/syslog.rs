@@ -166,16 +166,34 @@ impl Conn {
         }
     }
 
-    /// Whether the server still holds the connection: a syslog server never
-    /// writes, so readable data or end-of-file both mean it is gone.
-    fn alive(&self) -> bool {
-        let s = self.tcp();
-        if s.set_nonblocking(true).is_err() {
+    /// Whether the server still holds the connection. A syslog server never
+    /// writes application data, so on plain TCP anything readable (or
+    /// end-of-file) means it is gone; over TLS, records the server may send
+    /// (TLS 1.3 session tickets) are processed and only a close or an error
+    /// counts.
+    fn alive(&mut self) -> bool {
+        if self.tcp().set_nonblocking(true).is_err() {
             return false;
         }
-        let mut b = [0u8; 1];
-        let alive = matches!(s.peek(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
-        alive && s.set_nonblocking(false).is_ok()
+        let alive = match self {
+            Conn::Tcp(s) => {
+                let mut b = [0u8; 1];
+                matches!(s.peek(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+            }
+            Conn::Tls(s) => loop {
+                match s.conn.read_tls(&mut s.sock) {
+                    Ok(0) => break false,
+                    Ok(_) => match s.conn.process_new_packets() {
+                        Ok(st) if st.peer_has_closed() => break false,
+                        Ok(_) => {}
+                        Err(_) => break false,
+                    },
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break true,
+                    Err(_) => break false,
+                }
+            },
+        };
+        alive && self.tcp().set_nonblocking(false).is_ok()
     }
 
     fn write_all(&mut self, b: &[u8]) -> std::io::Result<()> {
@@ -317,7 +335,7 @@ impl Syslog {
     }
 
     fn write_stream(&mut self, payload: Vec<u8>) -> Result<(), SinkError> {
-        let alive = self.conn.as_ref().is_some_and(Conn::alive);
+        let alive = self.conn.as_mut().is_some_and(Conn::alive);
         if !alive {
             let had = self.conn.take().is_some();
             let mut c = self.connect()?;

@@ -118,7 +118,9 @@ fn tls_with_the_right_ca_delivers_exact_frames() {
         frames(&server.received.lock().unwrap()).len() == 201
     });
     run.stop();
+    std::thread::sleep(Duration::from_millis(300));
     let got = frames(&server.received.lock().unwrap());
+    assert_eq!(got.len(), 201, "a healthy connection writes nothing twice");
     assert_eq!(
         got[0],
         format!(
