@@ -33,7 +33,9 @@ pub struct SinkConfig {
     pub batch_max_bytes: usize,
     /// How long a partial batch waits for more events.
     pub batch_timeout: Duration,
-    /// Longest wait between retries (backoff starts at 200 ms and doubles).
+    /// First wait after a failure (200 ms); it doubles on every further failure.
+    pub backoff_start: Duration,
+    /// Longest wait between retries.
     pub backoff_max: Duration,
     /// Timeout of one request or connection attempt.
     pub timeout: Duration,
@@ -285,6 +287,7 @@ const COMMON_KEYS: &[&str] = &[
     "batch_max_events",
     "batch_max_bytes",
     "batch_timeout",
+    "backoff_start",
     "backoff_max",
     "timeout",
 ];
@@ -349,6 +352,7 @@ impl SinkConfig {
             batch_max_events: c.batch_max_events,
             batch_max_bytes: c.batch_max_bytes,
             batch_timeout: c.batch_timeout,
+            backoff_start: c.backoff_start,
             backoff_max: c.backoff_max,
             timeout: c.timeout,
             kind,
@@ -367,6 +371,7 @@ impl SinkConfig {
             batch_max_events: c.batch_max_events,
             batch_max_bytes: c.batch_max_bytes,
             batch_timeout: c.batch_timeout,
+            backoff_start: c.backoff_start,
             backoff_max: c.backoff_max,
             timeout: c.timeout,
             kind,
@@ -398,8 +403,10 @@ impl SinkConfig {
                 "sink {n:?}: batch_max_bytes must be between 1024 and {MAX_BATCH_BYTES}"
             ));
         }
-        if self.backoff_max < Duration::from_millis(200) {
-            p.push(format!("sink {n:?}: backoff_max must be at least 200ms"));
+        if self.backoff_start < Duration::from_millis(1) || self.backoff_start > self.backoff_max {
+            p.push(format!(
+                "sink {n:?}: backoff_start must be at least 1ms and at most backoff_max"
+            ));
         }
         if self.timeout.is_zero() {
             p.push(format!("sink {n:?}: timeout must be above 0"));
@@ -556,6 +563,8 @@ struct Common {
     #[serde(deserialize_with = "de_duration")]
     batch_timeout: Duration,
     #[serde(deserialize_with = "de_duration")]
+    backoff_start: Duration,
+    #[serde(deserialize_with = "de_duration")]
     backoff_max: Duration,
     #[serde(deserialize_with = "de_duration")]
     timeout: Duration,
@@ -571,6 +580,7 @@ impl Default for Common {
             batch_max_events: 500,
             batch_max_bytes: 4 << 20,
             batch_timeout: Duration::from_secs(1),
+            backoff_start: Duration::from_millis(200),
             backoff_max: Duration::from_secs(30),
             timeout: Duration::from_secs(30),
         }

@@ -14,8 +14,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// First wait after a failure; it doubles up to the sink's `backoff_max`.
-pub const BACKOFF_START: Duration = Duration::from_millis(200);
 /// After a stop is asked for, how long an in-flight batch keeps being retried
 /// before the sink gives up on it (its cursor stays put, so it is sent again
 /// after the restart: nothing is lost, it may arrive twice).
@@ -456,7 +454,7 @@ impl Sink {
     ) -> Result<Vec<DeadLetter>, Undelivered> {
         let mut pending: Vec<usize> = (0..batch.len()).collect();
         let mut dead = Vec::new();
-        let mut backoff = BACKOFF_START;
+        let mut backoff = self.cfg.backoff_start;
         let mut stop_seen: Option<Instant> = None;
         while !pending.is_empty() {
             let res = if pending.len() == batch.len() {
@@ -491,7 +489,7 @@ impl Sink {
                             return Err(Undelivered::Stopped);
                         }
                     } else {
-                        backoff = BACKOFF_START;
+                        backoff = self.cfg.backoff_start;
                     }
                 }
                 Err(e) => {
@@ -512,7 +510,7 @@ impl Sink {
         cp: &Checkpoint,
         stop: &AtomicBool,
     ) -> Result<(), Undelivered> {
-        let mut backoff = BACKOFF_START;
+        let mut backoff = self.cfg.backoff_start;
         let mut stop_seen = None;
         loop {
             match self.dest.send_checkpoint(cp) {
