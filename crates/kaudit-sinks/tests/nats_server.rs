@@ -69,17 +69,19 @@ fn jetstream_gets_each_event_with_its_message_id() {
     let _nats = start_nats(dir.path(), port);
     let store = open_store(dir.path());
     append(&store, "prod-eu", &[EVENT.into()]);
-    let run = run_sink(
-        SinkConfig::new("js", SinkKind::Nats(nats_cfg(port))),
-        dir.path(),
-        store.clone(),
-    );
+    let cp = store.checkpoint().unwrap().expect("a checkpoint");
+    let mut cfg = SinkConfig::new("js", SinkKind::Nats(nats_cfg(port)));
+    cfg.checkpoints = true;
+    let run = run_sink(cfg, dir.path(), store.clone());
     wait_until(20, "acknowledged", || run.stats.snapshot().cursor == 1);
     run.stop();
     let msgs = stream_messages(port);
     assert_eq!(
         msgs,
-        vec![(EVENT_ID.to_string(), EVENT.as_bytes().to_vec())]
+        vec![
+            ("checkpoint-1".to_string(), cp.note.into_bytes()),
+            (EVENT_ID.to_string(), EVENT.as_bytes().to_vec())
+        ]
     );
 }
 
