@@ -210,3 +210,53 @@ fn bad_sink_configs_are_refused_naming_the_sink() {
         .to_string();
     assert!(e.contains("sink \"a\"") && e.contains("urll"), "{e}");
 }
+
+#[test]
+fn sink_status_needs_a_reader_credential() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Server::start(
+        &format!(
+            "data: {}\ndetect:\n  enabled: false\nauth:\n  tokens:\n  - name: api\n    token: ingest-token-0123456789\n    cluster: c1\n    role: ingest\n  - name: ui\n    token: reader-token-0123456789\n    role: reader\nsinks:\n- name: nowhere\n  type: webhook\n  url: http://127.0.0.1:9/\n",
+            dir.path().join("data").display()
+        ),
+        dir.path(),
+    );
+    let client = reqwest::blocking::Client::new();
+    let url = format!("{}/api/v1/sinks", s.url);
+    assert_eq!(client.get(&url).send().unwrap().status(), 401);
+    let r = client
+        .get(&url)
+        .bearer_auth("ingest-token-0123456789")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = client
+        .get(&url)
+        .bearer_auth("reader-token-0123456789")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().unwrap();
+    let keys: Vec<&str> = v["sinks"][0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "name",
+            "type",
+            "cursor",
+            "lag_events",
+            "lag_seconds",
+            "sent",
+            "failed",
+            "retries",
+            "up",
+            "last_error"
+        ]
+    );
+    s.stop();
+}
