@@ -18,6 +18,8 @@
 //! UDP), [`ocsf`] (API Activity records to files or HTTP) and [`nats`]
 //! (JetStream with de-duplication by message ID).
 
+#![warn(missing_docs)]
+
 pub mod config;
 pub mod elasticsearch;
 mod http;
