@@ -236,12 +236,9 @@ impl Sink {
         tracing::info!(sink = %self.cfg.name, kind = self.dest.kind(), cursor = self.state.next, "sink started");
         loop {
             match self.step(store, stop) {
-                Ok(0) => {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(50));
-                }
+                // Stopping ends after the batch in flight, not after the backlog.
+                Ok(_) if stop.load(Ordering::Relaxed) => break,
+                Ok(0) => std::thread::sleep(Duration::from_millis(50)),
                 Ok(_) => {}
                 Err(()) => break,
             }

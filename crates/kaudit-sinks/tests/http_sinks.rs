@@ -626,3 +626,32 @@ fn an_unreachable_destination_holds_back_only_its_own_sink() {
         0
     );
 }
+
+#[test]
+fn stopping_finishes_the_batch_in_flight_not_the_backlog() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path());
+    let events = generated(3000, 91);
+    append(&store, "c1", &events);
+    // A slow destination: each batch takes 200 ms.
+    let fake = FakeHttp::start(Arc::new(|_| {
+        std::thread::sleep(Duration::from_millis(200));
+        (200, b"{}".to_vec())
+    }));
+    let mut cfg = SinkConfig::new("slow", webhook(&fake.url()));
+    cfg.batch_max_events = 100;
+    let run = run_sink(cfg, dir.path(), store.clone());
+    wait_until(30, "a first batch", || run.stats.snapshot().cursor >= 100);
+    let cursor = run.stop();
+    assert!(cursor < 3000, "stopped early, not after the whole backlog");
+    assert_eq!(cursor % 100, 0, "whole batches only");
+    let saved = kaudit_sinks::SinkDir::new(dir.path()).load("slow").unwrap();
+    assert_eq!(saved.next, cursor);
+    // Everything before the cursor was delivered, nothing after it.
+    let ids = webhook_ids(&fake.requests());
+    let want: HashSet<String> = events[..cursor as usize]
+        .iter()
+        .map(|l| dedupe_id(l))
+        .collect();
+    assert_eq!(ids.keys().cloned().collect::<HashSet<_>>(), want);
+}
