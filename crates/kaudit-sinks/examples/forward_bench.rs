@@ -13,6 +13,10 @@ use kaudit_store::{Store, StoreOptions};
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
+// The allocator the kaudit binary uses, so the sink runs as in `kaudit serve`.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<(), String> {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 4 {

@@ -9,6 +9,7 @@ use kaudit_policy::{Outcome, PolicyApplier};
 use kaudit_query::Query;
 use kaudit_store::Store;
 use serde::Serialize;
+use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -161,6 +162,21 @@ pub struct Sink {
     state: CursorState,
     stats: Arc<SinkStats>,
     last_save: Instant,
+    /// Events read past the cursor, not yet in a batch, in order.
+    ahead: VecDeque<Ahead>,
+    /// The sequence number after the last event read into `ahead`.
+    examined: u64,
+}
+
+/// Most events read from the store at once ahead of the cursor.
+const READ_AHEAD: u64 = 4096;
+
+/// An event read ahead of the cursor.
+enum Ahead {
+    /// To send.
+    Out(Outgoing),
+    /// Cannot be sent at all.
+    Dead(DeadLetter),
 }
 
 /// Why a delivery ended without the destination taking the batch.
@@ -206,6 +222,7 @@ impl Sink {
         };
         let dir = SinkDir::new(data);
         let mut state = dir.load(&cfg.name)?;
+        let examined = state.next;
         state.last_error = None;
         let stats = Arc::new(SinkStats::new(&cfg.name, cfg.kind.name(), &state));
         Ok(Sink {
@@ -217,6 +234,8 @@ impl Sink {
             state,
             stats,
             last_save: Instant::now(),
+            ahead: VecDeque::new(),
+            examined,
         })
     }
 
@@ -281,7 +300,10 @@ impl Sink {
                     sent -= refused.len() as u64;
                     dead.append(&mut refused);
                 }
-                Err(Undelivered::Stopped) => return Err(()),
+                Err(Undelivered::Stopped) => {
+                    self.forget_read_ahead();
+                    return Err(());
+                }
             }
         }
         let failed = dead.len() as u64;
@@ -292,6 +314,7 @@ impl Sink {
                     tracing::error!(sink = %self.cfg.name, error = %e, "cannot keep dead letters; retrying");
                     self.stats.set_error(Some(e.to_string()));
                     if stop.load(Ordering::Relaxed) {
+                        self.forget_read_ahead();
                         return Err(());
                     }
                     std::thread::sleep(Duration::from_secs(1));
@@ -313,6 +336,13 @@ impl Sink {
             self.save();
         }
         Ok(scanned - start)
+    }
+
+    /// Drops what was read past the cursor (after an undelivered batch), so
+    /// the next step reads it again from the cursor.
+    fn forget_read_ahead(&mut self) {
+        self.ahead.clear();
+        self.examined = self.state.next;
     }
 
     fn save(&mut self) {
@@ -350,96 +380,126 @@ impl Sink {
         self.stats.lag_millis.store(millis, Ordering::Relaxed);
     }
 
-    /// Reads from the cursor until a batch is full, the store has no more
-    /// and `batch_timeout` passed, or stop. Returns the batch, the sequence
-    /// number after the last event examined, events that cannot be sent at
-    /// all (unreadable), and the receive time of the first event left out.
+    /// Reads ahead of the cursor into `ahead` (one store read per up to
+    /// [`READ_AHEAD`] events, so a compressed bundle is decoded once rather
+    /// than once per batch): events parsed, filtered and reduced, unreadable
+    /// ones turned into dead letters.
+    fn read_ahead(&mut self, store: &Store) -> Result<(), String> {
+        let len = store.len();
+        if self.examined >= len {
+            return Ok(());
+        }
+        let end = len.min(self.examined + READ_AHEAD);
+        let (filter, applier) = (&self.filter, &self.applier);
+        let (ahead, examined) = (&mut self.ahead, &mut self.examined);
+        store
+            .read(*examined..end, &mut |seq, leaf| {
+                *examined = seq + 1;
+                let ev = match Event::from_json(leaf.event) {
+                    Ok(ev) => ev,
+                    Err(e) => {
+                        ahead.push_back(Ahead::Dead(DeadLetter {
+                            seq,
+                            reason: format!("the stored event does not parse: {e}"),
+                            event: String::from_utf8_lossy(leaf.event).into_owned(),
+                        }));
+                        return true;
+                    }
+                };
+                if let Some(q) = filter {
+                    if !q.matches(&ev, leaf.cluster) {
+                        return true;
+                    }
+                }
+                let ev = match applier {
+                    Some(a) => match a.apply(ev) {
+                        Outcome::Keep(ev) => ev,
+                        Outcome::Drop(_) => return true,
+                    },
+                    None => ev,
+                };
+                ahead.push_back(Ahead::Out(Outgoing {
+                    seq,
+                    cluster: leaf.cluster.to_string(),
+                    received: leaf.received,
+                    event: ev,
+                }));
+                true
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    /// Takes the next batch from the cursor: until it is full, the store
+    /// has no more and `batch_timeout` passed, or stop. Returns the batch,
+    /// the sequence number the cursor moves to once it is delivered, events
+    /// that cannot be sent at all (unreadable), and the receive time of the
+    /// first event left for later.
     fn collect(
-        &self,
+        &mut self,
         store: &Store,
         stop: &AtomicBool,
     ) -> (Vec<Outgoing>, u64, Vec<DeadLetter>, Option<MicroTime>) {
         let mut batch: Vec<Outgoing> = Vec::new();
         let mut dead = Vec::new();
         let mut bytes = 0usize;
-        let mut scanned = self.state.next;
         let mut next_received = None;
         let started = Instant::now();
         let max_events = self.cfg.batch_max_events;
         let max_bytes = self.cfg.batch_max_bytes;
         loop {
-            let len = store.len();
             let mut full = false;
-            if scanned < len {
-                let end = len.min(scanned + (max_events as u64).max(1) * 4);
-                let res = store.read(scanned..end, &mut |seq, leaf| {
-                    if batch.len() >= max_events
-                        || (!batch.is_empty() && bytes + leaf.event.len() > max_bytes)
-                    {
+            while let Some(item) = self.ahead.front() {
+                if let Ahead::Out(o) = item {
+                    let n = o.event.bytes().len();
+                    if batch.len() >= max_events || (!batch.is_empty() && bytes + n > max_bytes) {
                         full = true;
-                        next_received = Some(leaf.received);
-                        return false;
+                        next_received = Some(o.received);
+                        break;
                     }
-                    scanned = seq + 1;
-                    let ev = match Event::from_json(leaf.event) {
-                        Ok(ev) => ev,
-                        Err(e) => {
-                            dead.push(DeadLetter {
-                                seq,
-                                reason: format!("the stored event does not parse: {e}"),
-                                event: String::from_utf8_lossy(leaf.event).into_owned(),
-                            });
-                            return true;
-                        }
-                    };
-                    if let Some(q) = &self.filter {
-                        if !q.matches(&ev, leaf.cluster) {
-                            return true;
-                        }
-                    }
-                    let ev = match &self.applier {
-                        Some(a) => match a.apply(ev) {
-                            Outcome::Keep(ev) => ev,
-                            Outcome::Drop(_) => return true,
-                        },
-                        None => ev,
-                    };
-                    bytes += ev.bytes().len();
-                    batch.push(Outgoing {
-                        seq,
-                        cluster: leaf.cluster.to_string(),
-                        received: leaf.received,
-                        event: ev,
-                    });
-                    true
-                });
-                if let Err(e) = res {
-                    tracing::warn!(sink = %self.cfg.name, error = %e, "cannot read the store; retrying");
-                    self.stats
-                        .set_error(Some(format!("reading the store: {e}")));
-                    std::thread::sleep(Duration::from_millis(500));
-                    break;
+                    bytes += n;
+                }
+                match self.ahead.pop_front() {
+                    Some(Ahead::Out(o)) => batch.push(o),
+                    Some(Ahead::Dead(d)) => dead.push(d),
+                    None => {}
                 }
             }
-            if full
-                || batch.len() >= max_events
-                || stop.load(Ordering::Relaxed)
-                || started.elapsed() >= self.cfg.batch_timeout
-            {
+            if full || batch.len() >= max_events || stop.load(Ordering::Relaxed) {
                 break;
             }
-            if scanned >= store.len() {
-                if batch.is_empty() && dead.is_empty() && scanned > self.state.next {
-                    // Only filtered-out events so far: move past them now.
-                    break;
-                }
-                if batch.is_empty() && dead.is_empty() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20).min(self.cfg.batch_timeout));
+            let before = self.examined;
+            if let Err(e) = self.read_ahead(store) {
+                tracing::warn!(sink = %self.cfg.name, error = %e, "cannot read the store; retrying");
+                self.stats
+                    .set_error(Some(format!("reading the store: {e}")));
+                std::thread::sleep(Duration::from_millis(500));
+                break;
             }
+            if !self.ahead.is_empty() {
+                continue;
+            }
+            if self.examined > before {
+                // Everything read was filtered out; read on (a while).
+                if started.elapsed() >= self.cfg.batch_timeout {
+                    break;
+                }
+                continue;
+            }
+            // Caught up with the store.
+            if batch.is_empty() && dead.is_empty() {
+                break;
+            }
+            if started.elapsed() >= self.cfg.batch_timeout {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20).min(self.cfg.batch_timeout));
         }
-        (batch, scanned, dead, next_received)
+        let moved_to = match self.ahead.front() {
+            Some(Ahead::Out(o)) => o.seq,
+            Some(Ahead::Dead(d)) => d.seq,
+            None => self.examined,
+        };
+        (batch, moved_to, dead, next_received)
     }
 
     /// Sends a batch until the destination takes it; returns the items it

@@ -9,9 +9,12 @@
 //!
 //! Syslog over TCP has no acknowledgement: a batch counts as delivered once
 //! written. To still lose nothing when a server goes away, the connection is
-//! checked before every batch and, when it turns out closed, the last
-//! batches written on it are written again on the new connection (at least
-//! once, duplicates possible). UDP gives no guarantee at all; a message too
+//! checked before every batch and, once it turned out closed or a write
+//! failed, the last 16 MiB written (more than the socket buffers of both
+//! ends hold unread) are written again on the next connection (at least
+//! once, duplicates possible). A server that crashes with messages read but
+//! not yet written out can still lose them: syslog has no acknowledgement
+//! to wait for. UDP gives no guarantee at all; a message too
 //! large for a datagram is dead-lettered rather than cut.
 
 use crate::config::{SyslogConfig, SyslogProtocol};
@@ -29,7 +32,9 @@ use std::time::Duration;
 pub const SD_ID: &str = "kaudit@32473";
 /// Largest message sent over UDP (IPv4 datagram payload limit, with room).
 pub const MAX_UDP_MESSAGE: usize = 65_000;
-/// Most bytes of recent batches kept for writing again after a lost connection.
+/// Most bytes of recent batches kept for writing again after a lost
+/// connection: more than can sit unread in the socket buffers of both ends
+/// (Linux lets each grow to a few MiB).
 const REPLAY_BYTES: usize = 16 << 20;
 
 /// `host:port` split; `[v6]:port` accepted.
@@ -218,8 +223,12 @@ pub struct Syslog {
     tls: Option<Arc<rustls::ClientConfig>>,
     conn: Option<Conn>,
     udp: Option<UdpSocket>,
-    /// Framed batches written on the current connection, newest last.
+    /// Framed batches written lately, newest last (bounded by [`REPLAY_BYTES`]).
     recent: VecDeque<Vec<u8>>,
+    /// Their total size.
+    recent_bytes: usize,
+    /// A connection was lost since: write `recent` again on the next one.
+    replay_due: bool,
 }
 
 fn tls_config(cfg: &SyslogConfig) -> Result<Arc<rustls::ClientConfig>, SinkError> {
@@ -283,6 +292,8 @@ impl Syslog {
             conn: None,
             udp: None,
             recent: VecDeque::new(),
+            recent_bytes: 0,
+            replay_due: false,
         })
     }
 
@@ -337,16 +348,19 @@ impl Syslog {
     fn write_stream(&mut self, payload: Vec<u8>) -> Result<(), SinkError> {
         let alive = self.conn.as_mut().is_some_and(Conn::alive);
         if !alive {
-            let had = self.conn.take().is_some();
+            if self.conn.take().is_some() {
+                self.replay_due = true;
+            }
             let mut c = self.connect()?;
-            if had && !self.recent.is_empty() {
-                tracing::warn!(address = %self.cfg.address, batches = self.recent.len(), "syslog connection was closed; writing the last batches again");
+            if self.replay_due && !self.recent.is_empty() {
+                tracing::warn!(address = %self.cfg.address, batches = self.recent.len(), "syslog connection was lost; writing the last batches again");
                 for b in &self.recent {
                     c.write_all(b).map_err(|e| {
                         SinkError::Transport(format!("syslog {}: {e}", self.cfg.address))
                     })?;
                 }
             }
+            self.replay_due = false;
             self.conn = Some(c);
         }
         let Some(c) = self.conn.as_mut() else {
@@ -354,16 +368,18 @@ impl Syslog {
         };
         if let Err(e) = c.write_all(&payload) {
             self.conn = None;
+            self.replay_due = true;
             return Err(SinkError::Transport(format!(
                 "syslog {}: {e}",
                 self.cfg.address
             )));
         }
+        self.recent_bytes += payload.len();
         self.recent.push_back(payload);
-        while self.recent.len() > 2
-            || self.recent.iter().map(Vec::len).sum::<usize>() > REPLAY_BYTES
-        {
-            self.recent.pop_front();
+        while self.recent.len() > 1 && self.recent_bytes > REPLAY_BYTES {
+            if let Some(b) = self.recent.pop_front() {
+                self.recent_bytes -= b.len();
+            }
         }
         Ok(())
     }
