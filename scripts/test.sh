@@ -14,7 +14,7 @@ fi
 
 # --- system packages the tests use -----------------------------------------
 need=()
-for pkg_cmd in jq:jq zstd:zstd gzip:gzip; do
+for pkg_cmd in jq:jq zstd:zstd gzip:gzip rsyslog:rsyslogd nats-server:nats-server; do
   cmd=${pkg_cmd#*:}; pkg=${pkg_cmd%%:*}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

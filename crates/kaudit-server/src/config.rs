@@ -34,6 +34,8 @@ pub struct ServerConfig {
     pub store: StoreConfig,
     /// Live detection.
     pub detect: crate::detect::DetectConfig,
+    /// Forwarding sinks (SIEMs, webhooks, syslog, ...), each from its own cursor.
+    pub sinks: Vec<kaudit_sinks::SinkConfig>,
     /// Logging.
     pub log: LogConfig,
 }
@@ -50,6 +52,7 @@ impl Default for ServerConfig {
             sources: Vec::new(),
             store: StoreConfig::default(),
             detect: Default::default(),
+            sinks: Vec::new(),
             log: LogConfig::default(),
         }
     }
@@ -325,6 +328,13 @@ impl ServerConfig {
                     problems.push(format!("tls: {} does not exist", p.display()));
                 }
             }
+        }
+        let mut sink_names = std::collections::HashSet::new();
+        for s in &self.sinks {
+            if !sink_names.insert(s.name.as_str()) {
+                problems.push(format!("sinks: the name {:?} is used twice", s.name));
+            }
+            problems.extend(s.check());
         }
         for (i, s) in self.sources.iter().enumerate() {
             if s.file.cluster.is_empty() {

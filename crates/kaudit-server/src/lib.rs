@@ -7,6 +7,7 @@
 //! * [`auth`] and [`tls`]: bearer tokens and client certificates mapped to
 //!   clusters and roles;
 //! * [`tail`]: rotation-safe following of the log backend's files;
+//! * [`sinks`]: forwarding to SIEMs (`kaudit-sinks`), with metrics and status;
 //! * [`quarantine`], [`dedupe`], [`metrics`]: the parts they share.
 //!
 //! Nothing is acknowledged before it is durable: a 200 is sent only after the
@@ -22,5 +23,6 @@ pub mod ingest;
 pub mod metrics;
 pub mod quarantine;
 pub mod serve;
+pub mod sinks;
 pub mod tail;
 pub mod tls;

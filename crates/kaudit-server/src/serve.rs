@@ -218,6 +218,8 @@ pub fn run(cfg: ServerConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result
         ready,
     );
     let api_auth = state.auth.clone();
+    let sinks = crate::sinks::open(&cfg.sinks, &cfg.data).map_err(ServeError::Config)?;
+    let sink_stats = sinks.iter().map(kaudit_sinks::Sink::stats).collect();
     let search = Arc::new(
         kaudit_index::EmbeddedBackend::open(&cfg.data, store.clone())
             .map_err(|e| ServeError::Store(format!("search index: {e}")))?
@@ -229,7 +231,8 @@ pub fn run(cfg: ServerConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result
             backend: search.clone(),
             auth: api_auth.clone(),
         }))
-        .merge(crate::detect::routes(cfg.data.clone(), api_auth));
+        .merge(crate::detect::routes(cfg.data.clone(), api_auth.clone()))
+        .merge(crate::sinks::routes(sink_stats, api_auth));
 
     // Background work: checkpoints and metrics gauges, file sources, demo.
     let mut threads = Vec::new();
@@ -294,6 +297,13 @@ pub fn run(cfg: ServerConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result
             crate::detect::run_detector(store, feed, engine, dcfg, data, metrics, stop)
         }));
     }
+    crate::sinks::spawn(
+        sinks,
+        store.clone(),
+        metrics.clone(),
+        stop.clone(),
+        &mut threads,
+    );
     if !cfg.sources.is_empty() {
         let dir = source_state_dir(&cfg.data);
         std::fs::create_dir_all(&dir)

@@ -77,6 +77,9 @@ enum Command {
     Rbac(cmd::query::RbacArgs),
     /// Rebuild the search index from the store.
     Reindex(cmd::query::ReindexArgs),
+    /// Forwarding sinks: `kaudit sinks status`.
+    #[command(subcommand)]
+    Sinks(cmd::sinks::SinksCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -106,6 +109,7 @@ fn main() -> std::process::ExitCode {
         Command::History(a) => cmd::query::history(a),
         Command::Rbac(a) => cmd::query::rbac(a),
         Command::Reindex(a) => cmd::query::reindex(a),
+        Command::Sinks(c) => cmd::sinks::run(c),
     };
     match result {
         Ok(code) => code,

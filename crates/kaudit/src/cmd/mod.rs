@@ -6,4 +6,5 @@ pub mod gen;
 pub mod policy;
 pub mod query;
 pub mod serve;
+pub mod sinks;
 pub mod store;

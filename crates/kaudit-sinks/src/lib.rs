@@ -1,0 +1,156 @@
+//! Forwarding: every stored event, filtered and reduced per sink, to SIEMs and
+//! other consumers, at least once.
+//!
+//! A sink follows the store by sequence number from its own persisted cursor
+//! (`<data>/sinks/<name>.cursor`), exactly like live detection: it reads a
+//! batch, drops what its filter or policy does not want, hands the rest to a
+//! [`Destination`], and only moves the cursor once the destination has
+//! acknowledged the batch. A failing destination is retried forever with
+//! exponential backoff and jitter; nothing is ever skipped, and a slow or dead
+//! destination only holds back its own sink, never ingest or other sinks.
+//! Items a destination rejects for good (an Elasticsearch mapping error) are
+//! written to `<data>/sinks/<name>.dead` with the reason before the cursor
+//! moves, so they are counted and kept, not lost.
+//!
+//! Destinations (one module each): [`webhook`] (kube-apiserver's webhook
+//! EventList), [`elasticsearch`] (`_bulk` with an ECS document), [`splunk`]
+//! (HEC with indexer acknowledgement), [`syslog`] (RFC 5424 over TCP, TLS or
+//! UDP), [`ocsf`] (API Activity records to files or HTTP) and [`nats`]
+//! (JetStream with de-duplication by message ID).
+
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod elasticsearch;
+mod http;
+pub mod nats;
+pub mod ocsf;
+pub mod runner;
+pub mod splunk;
+pub mod state;
+pub mod syslog;
+pub mod webhook;
+
+pub use config::{SinkConfig, SinkKind};
+pub use runner::{open_destination, Sink, SinkStats, SinkStatus};
+pub use state::{CursorState, SinkDir};
+
+use kaudit_event::{Event, MicroTime};
+
+/// One event on its way to a destination, after the sink's filter and policy.
+#[derive(Clone, Debug)]
+pub struct Outgoing {
+    /// Sequence number in the store (what the cursor counts).
+    pub seq: u64,
+    /// Cluster the event was received from.
+    pub cluster: String,
+    /// When kaudit received it.
+    pub received: MicroTime,
+    /// The event as this sink sends it (policy and redaction applied).
+    pub event: Event,
+}
+
+impl Outgoing {
+    /// `auditID-Stage`: unique per stored event, used as the document or
+    /// message ID where a destination de-duplicates retries.
+    pub fn dedupe_id(&self) -> String {
+        let stage = self.event.doc().stage.map_or("Unknown", |s| s.as_str());
+        format!("{}-{stage}", self.event.audit_id())
+    }
+
+    /// The event time a destination files it under: the stage timestamp, else
+    /// the receive timestamp, else when kaudit received it.
+    pub fn time(&self) -> MicroTime {
+        self.event
+            .stage_timestamp()
+            .or_else(|| self.event.request_received_timestamp())
+            .unwrap_or(self.received)
+    }
+}
+
+/// What a destination did with a batch it answered for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Delivery {
+    /// Items (indexes into the batch) refused for good, with the reason; they
+    /// are dead-lettered, never retried.
+    pub rejected: Vec<(usize, String)>,
+    /// Items (indexes into the batch) to send again (throttled or failed on
+    /// the destination's side while the others were taken).
+    pub retry: Vec<usize>,
+}
+
+impl Delivery {
+    /// Every item was taken.
+    pub fn all() -> Delivery {
+        Delivery::default()
+    }
+}
+
+/// Why a destination could not take a batch. Every error is retried (with
+/// backoff); the message ends up in logs, metrics and `sinks status`.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// Connecting, writing or reading failed (unreachable, reset, TLS).
+    #[error("{0}")]
+    Transport(String),
+    /// The destination answered with an error for the whole batch.
+    #[error("{0}")]
+    Rejected(String),
+    /// The sink is misconfigured (bad file, bad URL).
+    #[error("{0}")]
+    Config(String),
+    /// Local files of the sink (cursor, dead letters) could not be written.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// A place batches go to. Implementations are synchronous: each sink runs on
+/// its own thread, so a blocking destination only blocks its own sink.
+pub trait Destination: Send {
+    /// The type name (`webhook`, `elasticsearch`, ...).
+    fn kind(&self) -> &'static str;
+    /// Delivers a batch; `Ok` means the destination acknowledged it (durably,
+    /// as far as its protocol can say) except for the items listed.
+    fn send(&mut self, batch: &[Outgoing]) -> Result<Delivery, SinkError>;
+    /// Delivers a signed checkpoint (the C2SP note text) in the type's
+    /// natural form, so proof of the log's state lives off the machine.
+    fn send_checkpoint(&mut self, checkpoint: &Checkpoint) -> Result<(), SinkError>;
+}
+
+/// A signed checkpoint as forwarded.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Checkpoint {
+    /// Tree size it signs.
+    pub size: u64,
+    /// When it was made (RFC 3339).
+    pub time: String,
+    /// The signed note (C2SP tlog-checkpoint text).
+    pub note: String,
+}
+
+/// Parses `200ms`, `30s`, `5m`, `1h` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: want e.g. 200ms, 30s, 5m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => {
+            return Err(format!(
+                "invalid duration unit in {s:?}: want ms, s, m or h"
+            ))
+        }
+    };
+    if !secs.is_finite() || !(0.0..=86_400.0 * 365.0).contains(&secs) {
+        return Err(format!("duration {s:?} is out of range"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
