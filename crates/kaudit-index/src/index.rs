@@ -629,6 +629,7 @@ impl Index {
                         cluster: leaf.cluster,
                         received: leaf.received,
                         event: ev.as_ref(),
+                        raw: leaf.event,
                     },
                 )
             })?,

@@ -298,7 +298,10 @@ pub fn run(cfg: ServerConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result
         }));
     }
     crate::sinks::spawn(
-        sinks,
+        sinks
+            .into_iter()
+            .map(|s| s.with_feed(feed.clone()))
+            .collect(),
         store.clone(),
         metrics.clone(),
         stop.clone(),

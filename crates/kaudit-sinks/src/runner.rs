@@ -7,7 +7,7 @@ use crate::{Checkpoint, Delivery, Destination, Outgoing, SinkError};
 use kaudit_event::{Event, MicroTime};
 use kaudit_policy::{Outcome, PolicyApplier};
 use kaudit_query::Query;
-use kaudit_store::Store;
+use kaudit_store::{FollowedRecord, LiveFeed, Store};
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::path::Path;
@@ -166,6 +166,8 @@ pub struct Sink {
     ahead: VecDeque<Ahead>,
     /// The sequence number after the last event read into `ahead`.
     examined: u64,
+    /// Recently stored events, already parsed (see [`LiveFeed`]).
+    feed: Option<Arc<LiveFeed>>,
 }
 
 /// Most events read from the store at once ahead of the cursor.
@@ -237,11 +239,19 @@ impl Sink {
             stats,
             last_save: Instant::now(),
             ahead: VecDeque::new(),
+            feed: None,
             examined,
         })
     }
 
-    /// The live counters.
+    /// Takes recently stored events parsed from `feed` while the sink keeps
+    /// up with it, instead of reading them back from the store.
+    pub fn with_feed(mut self, feed: Arc<LiveFeed>) -> Self {
+        self.feed = Some(feed);
+        self
+    }
+
+    /// The sink's counters, shared with whoever reports them.
     pub fn stats(&self) -> Arc<SinkStats> {
         self.stats.clone()
     }
@@ -391,44 +401,49 @@ impl Sink {
         if self.examined >= len {
             return Ok(());
         }
-        let end = len.min(self.examined + READ_AHEAD);
+        let start = self.examined;
+        let end = len.min(start + READ_AHEAD);
         let (filter, applier) = (&self.filter, &self.applier);
         let (ahead, examined) = (&mut self.ahead, &mut self.examined);
-        store
-            .read(*examined..end, &mut |seq, leaf| {
-                *examined = seq + 1;
-                let ev = match Event::from_json(leaf.event) {
-                    Ok(ev) => ev,
-                    Err(e) => {
-                        ahead.push_back(Ahead::Dead(DeadLetter {
-                            seq,
-                            reason: format!("the stored event does not parse: {e}"),
-                            event: String::from_utf8_lossy(leaf.event).into_owned(),
-                        }));
-                        return true;
-                    }
+        let mut take = |seq: u64, rec: FollowedRecord<'_>| {
+            *examined = seq + 1;
+            let Some(ev) = rec.event else {
+                let reason = match Event::from_json(rec.raw) {
+                    Err(e) => format!("the stored event does not parse: {e}"),
+                    Ok(_) => "the stored event does not parse".to_string(),
                 };
-                if let Some(q) = filter {
-                    if !q.matches(&ev, leaf.cluster) {
-                        return true;
-                    }
-                }
-                let ev = match applier {
-                    Some(a) => match a.apply(ev) {
-                        Outcome::Keep(ev) => ev,
-                        Outcome::Drop(_) => return true,
-                    },
-                    None => ev,
-                };
-                ahead.push_back(Ahead::Out(Outgoing {
+                ahead.push_back(Ahead::Dead(DeadLetter {
                     seq,
-                    cluster: leaf.cluster.to_string(),
-                    received: leaf.received,
-                    event: ev,
+                    reason,
+                    event: String::from_utf8_lossy(rec.raw).into_owned(),
                 }));
-                true
-            })
-            .map_err(|e| e.to_string())
+                return true;
+            };
+            if let Some(q) = filter {
+                if !q.matches(ev, rec.cluster) {
+                    return true;
+                }
+            }
+            let ev = match applier {
+                Some(a) => match a.apply(ev.clone()) {
+                    Outcome::Keep(ev) => ev,
+                    Outcome::Drop(_) => return true,
+                },
+                None => ev.clone(),
+            };
+            ahead.push_back(Ahead::Out(Outgoing {
+                seq,
+                cluster: rec.cluster.to_string(),
+                received: rec.received,
+                event: ev,
+            }));
+            true
+        };
+        match &self.feed {
+            Some(feed) => feed.follow(store, start..end, &mut take),
+            None => LiveFeed::new(0).follow(store, start..end, &mut take),
+        }
+        .map_err(|e| e.to_string())
     }
 
     /// Takes the next batch from the cursor: until it is full, the store

@@ -38,6 +38,8 @@ pub struct FollowedRecord<'a> {
     /// The event, or `None` when its stored bytes do not parse (only
     /// possible for records written by something other than ingest).
     pub event: Option<&'a Event>,
+    /// The stored bytes of the event.
+    pub raw: &'a [u8],
 }
 
 struct Batch {
@@ -133,6 +135,7 @@ impl LiveFeed {
                         cluster: &r.cluster,
                         received: r.received,
                         event: Some(&r.event),
+                        raw: r.event.bytes(),
                     };
                     if !f(seq, rec) {
                         return Ok(());
@@ -156,6 +159,7 @@ impl LiveFeed {
                     cluster: leaf.cluster,
                     received: leaf.received,
                     event: ev.as_ref(),
+                    raw: leaf.event,
                 };
                 stopped = !f(seq, rec);
                 !stopped
