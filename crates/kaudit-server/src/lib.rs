@@ -7,7 +7,8 @@
 //! * [`auth`] and [`tls`]: bearer tokens and client certificates mapped to
 //!   clusters and roles;
 //! * [`tail`]: rotation-safe following of the log backend's files;
-//! * [`quarantine`], [`dedupe`], [`metrics`]: the parts they share.
+//! * [`quarantine`], [`dedupe`], [`metrics`]: the parts they share;
+//! * [`ui`] and [`console`]: the embedded web console and the API routes it adds.
 //!
 //! Nothing is acknowledged before it is durable: a 200 is sent only after the
 //! store's append (fsync) and the quarantine's fsync have both returned.
@@ -15,6 +16,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod dedupe;
 pub mod detect;
 pub mod http;
@@ -24,3 +26,4 @@ pub mod quarantine;
 pub mod serve;
 pub mod tail;
 pub mod tls;
+pub mod ui;
