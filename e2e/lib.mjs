@@ -32,13 +32,14 @@ export function freePort() {
 /**
  * Starts `kaudit serve` with a config holding `tokens` ({name, token, role}),
  * waits for /readyz, and returns {url, stop}. The server's log goes to
- * `<workdir>/serve.log`.
+ * `<workdir>/serve.log`. `detect: false` turns live detection off.
  */
-export async function startServer(bin, { data, tokens = [], workdir, extraEnv = {} }) {
+export async function startServer(bin, { data, tokens = [], workdir, extraEnv = {}, detect = true }) {
   const dir = workdir || mkdtempSync(join(tmpdir(), 'kaudit-e2e-'));
   const port = await freePort();
   const cfg = join(dir, 'kaudit.yaml');
   const lines = [`data: ${JSON.stringify(data)}`, `listen: 127.0.0.1:${port}`, 'ingest:', '  min_free_disk: 0'];
+  if (!detect) lines.push('detect:', '  enabled: false');
   if (tokens.length) {
     lines.push('auth:', '  tokens:');
     for (const t of tokens) lines.push(`    - {name: ${t.name}, token: ${JSON.stringify(t.token)}, role: ${t.role}}`);

@@ -42,6 +42,8 @@ function eq(actual, expected, what) {
   if (a !== e) throw new Error(`${what}: expected ${e}, got ${a}`);
 }
 
+let onFailure = async () => {};
+
 async function test(name, f) {
   const t0 = Date.now();
   try {
@@ -50,6 +52,7 @@ async function test(name, f) {
     results.push(`ok   ${name} (${Date.now() - t0} ms)`);
   } catch (e) {
     failed++;
+    await onFailure(name).catch(() => {});
     results.push(`FAIL ${name}: ${e.stack || e}`);
   }
   console.log(results[results.length - 1]);
@@ -71,7 +74,7 @@ function groundTruth(jsonl) {
       idsByUser.get(u).add(e.auditID);
     }
     const o = e.objectRef;
-    if (o && o.resource && o.name && !o.subresource) {
+    if (o && o.resource && o.name) {
       const k = objKey(o);
       if (!byObject.has(k)) byObject.set(k, []);
       byObject.get(k).push(e);
@@ -129,7 +132,8 @@ async function main() {
     if (!EXPECTED_CONSOLE.some((re) => re.test(text))) consoleErrors.push(text);
   });
   page.on('pageerror', (e) => consoleErrors.push(`page error: ${e.message}`));
-  const shot = (name) => page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: false });
+  const shot = (name, fullPage = false) => page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage });
+  onFailure = (name) => page.screenshot({ path: join(SHOTS, `FAILED-${name.replace(/[^a-z0-9]+/gi, '-').slice(0, 40)}.png`) });
   const go = async (hash) => {
     await page.goto(`${server.url}/${hash}`);
   };
@@ -288,7 +292,7 @@ async function main() {
       const tops = [...truth.byUser.entries()].filter(([, n]) => n === max).map(([u]) => u);
       assert(tops.includes(top), `top user ${top}, expected one of ${tops}`);
       eq(await page.textContent('#kpi-total'), truth.events.length.toLocaleString('en-US'), 'events in range');
-      await shot('dashboard');
+      await shot('dashboard', true);
     });
 
     await test('integrity: a reader may not verify; an admin runs it and it is OK', async () => {

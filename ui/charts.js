@@ -14,10 +14,16 @@ function s(tag, attrs = {}, ...kids) {
 }
 
 function niceMax(v) {
-  if (v <= 0) return 1;
+  if (v <= 4) return 4;
   const p = 10 ** Math.floor(Math.log10(v));
   for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
   return 10 * p;
+}
+
+/** The drawing width: the page's content width, so text is not stretched. */
+function drawWidth() {
+  const main = document.getElementById('main');
+  return Math.max(480, Math.round((main ? main.clientWidth : 1200) - 60));
 }
 
 function timeLabel(us, spanUs) {
@@ -46,7 +52,7 @@ function axes(svg, W, H, pad, x0, x1, yMax, fmtY = fmtNum) {
  * over [x0, x1). Dragging selects a range: onZoom(fromUs, toUs).
  */
 export function histogram(buckets, { x0, x1, width, onZoom, height = 110 }) {
-  const W = 1000, H = height, pad = { l: 44, r: 8, t: 6, b: 16 };
+  const W = drawWidth(), H = height, pad = { l: 44, r: 8, t: 6, b: 16 };
   const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, class: 'hist', preserveAspectRatio: 'none', role: 'img' });
   const max = niceMax(Math.max(1, ...buckets.map((b) => b.n)));
   axes(svg, W, H, pad, x0, x1, max);
@@ -88,7 +94,7 @@ export function histogram(buckets, { x0, x1, width, onZoom, height = 110 }) {
 
 /** Lines per series ({name, points: [{t, v}]}) over [x0, x1). */
 export function lineChart(series, { x0, x1, height = 200, fmtY = fmtNum }) {
-  const W = 1000, H = height, pad = { l: 50, r: 10, t: 8, b: 16 };
+  const W = drawWidth(), H = height, pad = { l: 50, r: 10, t: 8, b: 16 };
   const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, class: 'chart', preserveAspectRatio: 'none', role: 'img' });
   const max = niceMax(Math.max(0, ...series.flatMap((x) => x.points.map((p) => p.v))));
   axes(svg, W, H, pad, x0, x1, max, fmtY);
@@ -108,7 +114,7 @@ export function lineChart(series, { x0, x1, height = 200, fmtY = fmtNum }) {
 
 /** Points on a time axis ({t, cls, title}), with optional spans ({t0, t1, title}). */
 export function timeline(points, { x0, x1, spans = [], onClick }) {
-  const W = 1000, H = 64, pad = { l: 10, r: 10 };
+  const W = drawWidth(), H = 64, pad = { l: 10, r: 10 };
   const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, class: 'timeline', preserveAspectRatio: 'none', role: 'img' });
   const span = Math.max(1, x1 - x0);
   const px = (t) => pad.l + ((t - x0) / span) * (W - pad.l - pad.r);

@@ -61,7 +61,7 @@ export async function render(main, r, ctx) {
       h('div', { class: 'row' },
         h('button', { type: 'button', id: 'dl-checkpoint', onclick: () => download(`checkpoint-${cp.size}.txt`, cp.note) }, 'Download checkpoint'),
         h('button', { type: 'button', id: 'dl-key', onclick: async () => download('checkpoint.pub', await api('/api/v1/checkpoint/public-key', { raw: true })) }, 'Download public key'),
-        h('span', { class: 'muted' }, 'Check offline: kaudit verify --key checkpoint.pub --checkpoint checkpoint.txt')));
+        h('span', { class: 'muted' }, 'Check a copy of the store elsewhere: kaudit verify --data DIR --key checkpoint.pub --checkpoint checkpoint.txt')));
   mount(main,
     h('h1', {}, 'Integrity'),
     cpCard,

@@ -42,7 +42,7 @@ export async function render(main, r) {
   const head = h('div', { class: 'card' },
     h('h1', {}, `Activity of ${user}`),
     h('p', { class: 'muted', id: 'user-summary' },
-      `${fmtNum(requests)} requests in ${sessions.length} sessions · ${fmtNum(deniedN)} denied · `,
+      `${fmtNum(requests)} requests in ${sessions.length} session${sessions.length === 1 ? '' : 's'} · ${fmtNum(deniedN)} denied · `,
       h('a', { href: href('search', { q }) }, 'search all')));
   if (sessions.length) {
     const spans = sessions.map((s) => ({ t0: parseMicros(s.start), t1: parseMicros(s.end), title: `${fmtTime(s.start)} – ${fmtTime(s.end)}: ${s.requests} requests` }));
