@@ -143,12 +143,7 @@ fn authorize(
     peer: &Peer,
     role: Role,
 ) -> Result<crate::auth::Principal, Response> {
-    crate::http::authorize(
-        &st.ctx.api.auth,
-        headers,
-        peer.as_ref().map(|p| &p.0),
-        role,
-    )
+    crate::http::authorize(&st.ctx.api.auth, headers, peer.as_ref().map(|p| &p.0), role)
 }
 
 fn role_name(r: Role) -> &'static str {
@@ -362,10 +357,7 @@ async fn run_verify(State(st): St, peer: Peer, headers: HeaderMap) -> Response {
         }
     };
     if !result.ok {
-        tracing::error!(
-            problems = result.problem_count,
-            "store verification FAILED"
-        );
+        tracing::error!(problems = result.problem_count, "store verification FAILED");
     }
     if let Err(e) = save_last(&st.ctx, &result) {
         tracing::warn!(error = %e, "cannot keep the verification result on disk");

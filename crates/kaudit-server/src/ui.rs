@@ -27,7 +27,7 @@ struct Asset {
 }
 
 macro_rules! asset {
-    ($path:literal, $ct:literal) => {
+    ($path:literal, $ct:expr) => {
         Asset {
             path: $path,
             content_type: $ct,
@@ -69,7 +69,10 @@ fn etags() -> &'static [String] {
 /// The console routes: `/` and `/ui/{*path}`.
 pub fn routes() -> Router {
     Router::new()
-        .route("/", get(|h: HeaderMap| async move { serve("index.html", &h) }))
+        .route(
+            "/",
+            get(|h: HeaderMap| async move { serve("index.html", &h) }),
+        )
         .route(
             "/ui/{*path}",
             get(|Path(p): Path<String>, h: HeaderMap| async move { serve(&p, &h) }),
@@ -171,7 +174,10 @@ mod tests {
             assert_eq!(&body[..], a.body);
         }
         let root = get("/", None).await;
-        assert_eq!(header_of(&root, header::CONTENT_TYPE), "text/html; charset=utf-8");
+        assert_eq!(
+            header_of(&root, header::CONTENT_TYPE),
+            "text/html; charset=utf-8"
+        );
     }
 
     #[tokio::test]
