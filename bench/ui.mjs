@@ -38,7 +38,7 @@ async function pages(url) {
   const user = human.events[0].event.user.username;
   return [
     ['search (all events)', '#/search', ['#results tbody tr', '#match-total']],
-    ['search (query)', `#/search?q=${q('verb=delete resource=secrets')}`, ['#results tbody tr', '#match-total']],
+    ['search (query)', `#/search?q=${q('verb=delete resource=pods ns=payments')}`, ['#results tbody tr', '#match-total']],
     ['event detail', `#/event/${q(del.events[0].event.auditID)}`, ['.stage .proof-verdict']],
     ['object history', `#/object/${[o.resource, o.namespace, o.name].map(q).join('/')}`, ['#history tbody tr']],
     ['user activity', `#/user/${q(user)}`, ['#user-summary', '#rbac']],
@@ -68,7 +68,12 @@ async function measureStore(data, label) {
         await page.goto('about:blank');
         const t0 = performance.now();
         await page.goto(`${server.url}/${hash}`, { waitUntil: 'commit' });
-        await Promise.all(ready.map((sel) => page.waitForSelector(sel, { timeout: 120_000 })));
+        try {
+          await Promise.all(ready.map((sel) => page.waitForSelector(sel, { timeout: 60_000 })));
+        } catch (e) {
+          const text = await page.textContent('#main').catch(() => '?');
+          throw new Error(`${name} (run ${run}) not usable: ${e.message}\npage shows: ${text.slice(0, 400)}`);
+        }
         const ms = performance.now() - t0;
         page.off('request', onReq);
         if (run > 0) times.push(ms); // run 0 warms caches
