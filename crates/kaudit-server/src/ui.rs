@@ -56,13 +56,46 @@ static ASSETS: &[Asset] = &[
     asset!("pages/integrity.js", JS),
 ];
 
-fn etags() -> &'static [String] {
-    static TAGS: OnceLock<Vec<String>> = OnceLock::new();
-    TAGS.get_or_init(|| {
-        ASSETS
+/// The files as served: `index.html` names every asset under
+/// `/ui/<version>/`, where the version is a hash of all of them, so those
+/// URLs can be cached for good (an upgrade changes the version) while
+/// `index.html` itself is always revalidated.
+struct Served {
+    version: String,
+    bodies: Vec<Vec<u8>>,
+    tags: Vec<String>,
+}
+
+fn served() -> &'static Served {
+    static SERVED: OnceLock<Served> = OnceLock::new();
+    SERVED.get_or_init(|| {
+        let mut all = Sha256::new();
+        for a in ASSETS {
+            all.update(a.path.as_bytes());
+            all.update(a.body);
+        }
+        let version = hex::encode(&all.finalize()[..6]);
+        let bodies: Vec<Vec<u8>> = ASSETS
             .iter()
-            .map(|a| format!("\"{}\"", hex::encode(&Sha256::digest(a.body)[..12])))
-            .collect()
+            .map(|a| {
+                if a.path == "index.html" {
+                    String::from_utf8_lossy(a.body)
+                        .replace("\"/ui/", &format!("\"/ui/{version}/"))
+                        .into_bytes()
+                } else {
+                    a.body.to_vec()
+                }
+            })
+            .collect();
+        let tags = bodies
+            .iter()
+            .map(|b| format!("\"{}\"", hex::encode(&Sha256::digest(b)[..12])))
+            .collect();
+        Served {
+            version,
+            bodies,
+            tags,
+        }
     })
 }
 
@@ -75,7 +108,13 @@ pub fn routes() -> Router {
         )
         .route(
             "/ui/{*path}",
-            get(|Path(p): Path<String>, h: HeaderMap| async move { serve(&p, &h) }),
+            get(|Path(p): Path<String>, h: HeaderMap| async move {
+                let v = &served().version;
+                match p.strip_prefix(v.as_str()).and_then(|r| r.strip_prefix('/')) {
+                    Some(rest) => serve_cached(rest, &h, true),
+                    None => serve(&p, &h),
+                }
+            }),
         )
 }
 
@@ -99,6 +138,11 @@ pub fn secure(mut r: Response) -> Response {
 }
 
 fn serve(path: &str, headers: &HeaderMap) -> Response {
+    serve_cached(path, headers, false)
+}
+
+/// Serves one file; `immutable` for versioned URLs, else revalidated by ETag.
+fn serve_cached(path: &str, headers: &HeaderMap, immutable: bool) -> Response {
     let Some(i) = ASSETS.iter().position(|a| a.path == path) else {
         return secure(
             (
@@ -110,15 +154,17 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
         );
     };
     let asset = &ASSETS[i];
-    let tag = &etags()[i];
+    let tag = &served().tags[i];
     let fresh = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == tag));
-    let common = [
-        (header::ETAG, tag.as_str()),
-        (header::CACHE_CONTROL, "no-cache"),
-    ];
+    let cache = if immutable {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    let common = [(header::ETAG, tag.as_str()), (header::CACHE_CONTROL, cache)];
     if fresh {
         return secure((StatusCode::NOT_MODIFIED, common).into_response());
     }
@@ -126,7 +172,7 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
         (
             common,
             [(header::CONTENT_TYPE, asset.content_type)],
-            asset.body,
+            served().bodies[i].clone(),
         )
             .into_response(),
     )
@@ -171,9 +217,19 @@ mod tests {
             assert_eq!(header_of(&r, header::X_CONTENT_TYPE_OPTIONS), "nosniff");
             assert_eq!(header_of(&r, header::X_FRAME_OPTIONS), "DENY");
             let body = r.into_body().collect().await.expect("body").to_bytes();
-            assert_eq!(&body[..], a.body);
+            if a.path != "index.html" {
+                assert_eq!(&body[..], a.body);
+            }
+            // The versioned URL of the same file may be cached for good.
+            let v = get(&format!("/ui/{}/{}", served().version, a.path), None).await;
+            assert_eq!(v.status(), StatusCode::OK, "{}", a.path);
+            assert_eq!(
+                header_of(&v, header::CACHE_CONTROL),
+                "public, max-age=31536000, immutable"
+            );
         }
         let root = get("/", None).await;
+        assert_eq!(header_of(&root, header::CACHE_CONTROL), "no-cache");
         assert_eq!(
             header_of(&root, header::CONTENT_TYPE),
             "text/html; charset=utf-8"
@@ -195,6 +251,22 @@ mod tests {
             header_of(&missing, header::CONTENT_SECURITY_POLICY),
             CONTENT_SECURITY_POLICY
         );
+    }
+
+    /// The page names its files by versioned URL, and every module is preloaded.
+    #[test]
+    fn index_refers_to_versioned_assets() {
+        let html = std::str::from_utf8(&served().bodies[0]).expect("utf-8");
+        let v = &served().version;
+        assert!(html.contains(&format!("\"/ui/{v}/app.js\"")), "{html}");
+        assert!(!html.contains("\"/ui/app.js\""));
+        for a in ASSETS.iter().filter(|a| a.path.ends_with(".js")) {
+            assert!(
+                html.contains(&format!("/ui/{v}/{}\"", a.path)),
+                "{} is not preloaded",
+                a.path
+            );
+        }
     }
 
     /// The CSP forbids inline code: the page must not contain any.
