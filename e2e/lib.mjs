@@ -4,7 +4,7 @@
 
 import { spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:net';
-import { mkdtempSync, writeFileSync, openSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, openSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -77,7 +77,7 @@ export async function startServer(bin, { data, tokens = [], workdir, extraEnv = 
   return { url, stop, child, dir };
 }
 
-/** Launches headless Chromium with a fresh profile. */
+/** Launches headless Chromium with a fresh profile (removed again on close). */
 export async function launchBrowser() {
   const profile = mkdtempSync(join(tmpdir(), 'kaudit-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
@@ -87,5 +87,11 @@ export async function launchBrowser() {
       '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     viewport: { width: 1440, height: 900 },
   });
+  // Closing the browser also removes its throw-away profile.
+  const close = context.close.bind(context);
+  context.close = async () => {
+    await close();
+    rmSync(profile, { recursive: true, force: true });
+  };
   return context;
 }
