@@ -9,6 +9,7 @@
 #   bench/run.sh serve   # bench/serve.sh: webhook load over loopback vs import
 #   bench/run.sh search  # bench/search.sh: index vs jq, ripgrep, ClickHouse (chdb)
 #   bench/run.sh sinks   # bench/sinks.sh: webhook sink forwarding vs a naive re-encoding forwarder
+#   bench/run.sh ui      # bench/ui.sh: console pages in headless Chromium over 10M events vs API floor, 1M store
 #   bench/run.sh all
 # Benchmarks are not part of CI (scripts/test.sh); they need a quiet machine.
 set -euo pipefail
@@ -33,4 +34,5 @@ run rules && cargo bench --locked -p kaudit-rules --bench engine
 run serve && bash bench/serve.sh "$N"
 run search && bash bench/search.sh "${KAUDIT_BENCH_N:-1000000}"
 run sinks && bash bench/sinks.sh "${KAUDIT_BENCH_N:-1000000}"
+run ui && bash bench/ui.sh
 exit 0

@@ -14,7 +14,7 @@ fi
 
 # --- system packages the tests use -----------------------------------------
 need=()
-for pkg_cmd in jq:jq zstd:zstd gzip:gzip rsyslog:rsyslogd nats-server:nats-server; do
+for pkg_cmd in jq:jq zstd:zstd gzip:gzip rsyslog:rsyslogd nats-server:nats-server chromium:chromium nodejs:node npm:npm; do
   cmd=${pkg_cmd#*:}; pkg=${pkg_cmd%%:*}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done
@@ -32,5 +32,16 @@ echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test (workspace: unit, property, integration, conformance)"
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee target/test-output.txt
-# One plain summary line over every test binary.
-awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "kaudit: %d passed, %d failed\n", p, f }' target/test-output.txt
+
+# --- web console end to end: headless Chromium against `kaudit serve` --------
+echo "== e2e (web console in headless Chromium)"
+cargo build --locked -p kaudit
+npm ci --prefix e2e --no-audit --no-fund --loglevel=error
+e2e_rc=0
+node e2e/run.mjs --bin target/debug/kaudit 2>&1 | tee target/e2e-output.txt || e2e_rc=$?
+grep -q '^e2e: ' target/e2e-output.txt || { echo "e2e: 0 passed, 1 failed" >> target/e2e-output.txt; e2e_rc=1; }
+
+# One plain summary line over every test binary and the e2e run.
+awk '/^test result:/ { p += $4; f += $6 } /^e2e: / { p += $2; f += $4 } END { printf "kaudit: %d passed, %d failed\n", p, f }' \
+  target/test-output.txt target/e2e-output.txt
+exit "$e2e_rc"

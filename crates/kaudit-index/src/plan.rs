@@ -97,6 +97,20 @@ impl Bits {
             }
         }
     }
+
+    /// Calls `f` with every set row, highest first (newest-first searches
+    /// meet their best candidates first this way, so most rows cost one
+    /// comparison).
+    pub fn for_each_rev(&self, mut f: impl FnMut(usize)) {
+        for (i, &w) in self.words.iter().enumerate().rev() {
+            let mut w = w;
+            while w != 0 {
+                let b = 63 - w.leading_zeros() as usize;
+                f(i * 64 + b);
+                w &= !(1u64 << b);
+            }
+        }
+    }
 }
 
 /// Rows that surely match and rows that may match.
@@ -259,4 +273,26 @@ fn compare(ix: &Index, field: &Field, op: Op, values: &[String]) -> IndexResult<
         }
     }
     Ok(unknown(n))
+}
+
+#[cfg(test)]
+mod bits_tests {
+    use super::Bits;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn for_each_rev_visits_the_same_rows_highest_first(len in 0usize..400, rows in prop::collection::vec(0usize..400, 0..120)) {
+            let mut b = Bits::empty(len);
+            for r in &rows {
+                b.set(*r);
+            }
+            let mut fwd = Vec::new();
+            b.for_each(|r| fwd.push(r));
+            let mut rev = Vec::new();
+            b.for_each_rev(|r| rev.push(r));
+            fwd.reverse();
+            prop_assert_eq!(rev, fwd);
+        }
+    }
 }

@@ -155,7 +155,10 @@ pub fn search(
     };
     loop {
         let mut heap: BinaryHeap<(i128, u64)> = BinaryHeap::new();
-        cand.for_each(|row| {
+        // Rows are stored in about time order: visiting them in output order
+        // fills the heap with the best ranks first. The answer is the same
+        // either way; only the work differs.
+        let visit = |row: usize| {
             let t = times.get(row).copied().unwrap_or(i64::MIN);
             if !req.in_range(t) {
                 return;
@@ -171,7 +174,12 @@ pub fn search(
                 heap.pop();
                 heap.push((r, seq));
             }
-        });
+        };
+        if req.reverse {
+            cand.for_each(visit);
+        } else {
+            cand.for_each_rev(visit);
+        }
         if heap.is_empty() {
             break;
         }

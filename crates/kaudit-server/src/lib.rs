@@ -8,7 +8,8 @@
 //!   clusters and roles;
 //! * [`tail`]: rotation-safe following of the log backend's files;
 //! * [`sinks`]: forwarding to SIEMs (`kaudit-sinks`), with metrics and status;
-//! * [`quarantine`], [`dedupe`], [`metrics`]: the parts they share.
+//! * [`quarantine`], [`dedupe`], [`metrics`]: the parts they share;
+//! * [`ui`] and [`console`]: the embedded web console and the API routes it adds.
 //!
 //! Nothing is acknowledged before it is durable: a 200 is sent only after the
 //! store's append (fsync) and the quarantine's fsync have both returned.
@@ -16,6 +17,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod dedupe;
 pub mod detect;
 pub mod http;
@@ -26,3 +28,4 @@ pub mod serve;
 pub mod sinks;
 pub mod tail;
 pub mod tls;
+pub mod ui;

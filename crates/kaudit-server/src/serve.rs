@@ -231,6 +231,15 @@ pub fn run(cfg: ServerConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result
             backend: search.clone(),
             auth: api_auth.clone(),
         }))
+        .merge(crate::console::routes(crate::console::ConsoleContext {
+            api: crate::api::ApiContext {
+                store: store.clone(),
+                backend: search.clone(),
+                auth: api_auth.clone(),
+            },
+            encryption_key: cfg.store.encryption.as_ref().map(|e| e.key_file.clone()),
+        }))
+        .merge(crate::ui::routes())
         .merge(crate::detect::routes(cfg.data.clone(), api_auth.clone()))
         .merge(crate::sinks::routes(sink_stats, api_auth));
 

@@ -66,11 +66,17 @@ fn env(events: usize) -> Env {
 }
 
 fn app(e: &Env, auth: Authenticator) -> axum::Router {
-    routes(ApiContext {
+    let ctx = ApiContext {
         store: e.store.clone(),
         backend: e.backend.clone(),
         auth: Arc::new(auth),
-    })
+    };
+    routes(ctx.clone()).merge(kaudit_server::console::routes(
+        kaudit_server::console::ConsoleContext {
+            api: ctx,
+            encryption_key: None,
+        },
+    ))
 }
 
 fn open_auth() -> Authenticator {
@@ -78,7 +84,14 @@ fn open_auth() -> Authenticator {
 }
 
 async fn get(app: &axum::Router, uri: &str, token: Option<&str>) -> (StatusCode, String, Vec<u8>) {
-    let mut req = Request::get(uri);
+    call(app, Request::get(uri), token).await
+}
+
+async fn call(
+    app: &axum::Router,
+    mut req: axum::http::request::Builder,
+    token: Option<&str>,
+) -> (StatusCode, String, Vec<u8>) {
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
     }
@@ -254,6 +267,9 @@ async fn every_documented_route_answers_with_the_documented_shape() {
                 .filter_map(|k| v.get(*k))
                 .all(|a| a.as_array().is_some_and(|a| !a.is_empty()));
             assert!(nonempty, "{uri}: empty answer {v}");
+        } else if path.ends_with("public-key") {
+            let key = String::from_utf8(body).expect("utf-8 key");
+            assert_eq!(key.trim(), e.store.verifier().text());
         } else {
             assert_eq!(body, OPENAPI_YAML.as_bytes());
         }
@@ -453,4 +469,79 @@ async fn reads_need_role_reader() {
         .0,
         StatusCode::UNAUTHORIZED
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_routes_respect_roles_and_verification_reports_ok() {
+    let e = env(1500);
+    let tokens = [
+        ("reader-token-0123456789", Role::Reader),
+        ("admin-token-0123456789a", Role::Admin),
+    ];
+    let cfgs: Vec<TokenConfig> = tokens
+        .iter()
+        .map(|(t, role)| TokenConfig {
+            name: format!("{role:?}").to_lowercase(),
+            token: Some(t.to_string()),
+            token_file: None,
+            cluster: Some("c".into()),
+            clusters: vec![],
+            role: *role,
+            strict: false,
+        })
+        .collect();
+    let app = app(&e, Authenticator::new(&cfgs, &[], "default").expect("auth"));
+    let (reader, admin) = (Some(tokens[0].0), Some(tokens[1].0));
+    let (status, _, _) = get(&app, "/api/v1/whoami", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    for (tok, role) in [(reader, "reader"), (admin, "admin")] {
+        let (status, _, body) = get(&app, "/api/v1/whoami", tok).await;
+        assert_eq!(status, StatusCode::OK);
+        let v: Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(v["role"], role);
+        assert_eq!(v["auth"], true);
+    }
+    // Nothing verified yet; a reader may look but not run it.
+    let (_, _, body) = get(&app, "/api/v1/verify", reader).await;
+    let v: Value = serde_json::from_slice(&body).expect("json");
+    assert!(v["last"].is_null(), "{v}");
+    let (status, _, _) = call(&app, Request::post("/api/v1/verify"), reader).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, body) = call(&app, Request::post("/api/v1/verify"), admin).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let v: Value = serde_json::from_slice(&body).expect("json");
+    let last = &v["last"];
+    assert_eq!(last["ok"], true, "{v}");
+    assert_eq!(last["records"], 1500);
+    assert_eq!(last["tree_size"], 1500);
+    assert_eq!(last["by"], "admin");
+    // The checkpoint's root is the one verification recomputed.
+    let (_, _, body) = get(&app, "/api/v1/checkpoint", reader).await;
+    let cp: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(cp["size"], 1500);
+    assert_eq!(cp["root"], last["root"]);
+    // The result is kept on disk: a fresh router (a restart) still shows it.
+    let again = app_with_open_auth(&e);
+    let (_, _, body) = get(&again, "/api/v1/verify", None).await;
+    let kept: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(kept["last"], *last);
+    // A damaged segment is reported as a failure, naming where.
+    let seg = std::fs::read_dir(e.store.dir().join("segments"))
+        .expect("segments")
+        .filter_map(|d| d.ok().map(|d| d.path()))
+        .find(|p| p.is_file())
+        .expect("a segment");
+    let mut bytes = std::fs::read(&seg).expect("read");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&seg, bytes).expect("write");
+    let (status, _, body) = call(&app, Request::post("/api/v1/verify"), admin).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let v: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(v["last"]["ok"], false, "{v}");
+    assert!(v["last"]["problem_count"].as_u64().unwrap_or(0) >= 1, "{v}");
+}
+
+fn app_with_open_auth(e: &Env) -> axum::Router {
+    app(e, open_auth())
 }

@@ -1,0 +1,108 @@
+// SHA-256 (FIPS 180-4) and RFC 6962/9162 inclusion-proof checking, so the
+// browser itself confirms that an event is in the signed tree (it does not
+// need a secure context, unlike crypto.subtle).
+
+const K = new Uint32Array([
+  0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+  0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+  0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+  0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+  0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+  0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+  0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+  0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+]);
+
+const rotr = (x, n) => (x >>> n) | (x << (32 - n));
+
+/** SHA-256 of a Uint8Array, as a Uint8Array of 32 bytes. */
+export function sha256(data) {
+  const bitLen = data.length * 8;
+  const padded = new Uint8Array(((data.length + 9 + 63) >> 6) << 6);
+  padded.set(data);
+  padded[data.length] = 0x80;
+  const view = new DataView(padded.buffer);
+  view.setUint32(padded.length - 8, Math.floor(bitLen / 0x100000000));
+  view.setUint32(padded.length - 4, bitLen >>> 0);
+  const hs = new Uint32Array([
+    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+  ]);
+  const w = new Uint32Array(64);
+  for (let off = 0; off < padded.length; off += 64) {
+    for (let i = 0; i < 16; i++) w[i] = view.getUint32(off + i * 4);
+    for (let i = 16; i < 64; i++) {
+      const s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >>> 3);
+      const s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >>> 10);
+      w[i] = (w[i - 16] + s0 + w[i - 7] + s1) >>> 0;
+    }
+    let [a, b, c, d, e, f, g, hh] = hs;
+    for (let i = 0; i < 64; i++) {
+      const t1 = (hh + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + K[i] + w[i]) >>> 0;
+      const t2 = ((rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c))) >>> 0;
+      hh = g; g = f; f = e; e = (d + t1) >>> 0; d = c; c = b; b = a; a = (t1 + t2) >>> 0;
+    }
+    hs[0] += a; hs[1] += b; hs[2] += c; hs[3] += d; hs[4] += e; hs[5] += f; hs[6] += g; hs[7] += hh;
+  }
+  const out = new Uint8Array(32);
+  const ov = new DataView(out.buffer);
+  for (let i = 0; i < 8; i++) ov.setUint32(i * 4, hs[i]);
+  return out;
+}
+
+export function fromBase64(s) {
+  const bin = atob(s);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+export function toBase64(bytes) {
+  let s = '';
+  for (const b of bytes) s += String.fromCharCode(b);
+  return btoa(s);
+}
+
+function node(prefix, a, b) {
+  const buf = new Uint8Array(1 + a.length + (b ? b.length : 0));
+  buf[0] = prefix;
+  buf.set(a, 1);
+  if (b) buf.set(b, 1 + a.length);
+  return sha256(buf);
+}
+
+/**
+ * Checks a proof as the API serves it ({leaf_index, tree_size, leaf_hash,
+ * leaf_data, hashes, root}, base64): the leaf hash is SHA-256(0x00 || data)
+ * and the audit path leads to the root. Returns {ok, reason}.
+ */
+export function verifyInclusion(p) {
+  const leaf = node(0x00, fromBase64(p.leaf_data));
+  if (toBase64(leaf) !== p.leaf_hash) return { ok: false, reason: 'leaf hash does not match the leaf data' };
+  if (p.leaf_index >= p.tree_size) return { ok: false, reason: 'leaf index beyond tree size' };
+  let fn = p.leaf_index;
+  let sn = p.tree_size - 1;
+  let r = leaf;
+  for (const b64 of p.hashes) {
+    if (sn === 0) return { ok: false, reason: 'audit path too long' };
+    const h = fromBase64(b64);
+    if (fn % 2 === 1 || fn === sn) {
+      r = node(0x01, h, r);
+      if (fn % 2 === 0) {
+        while (fn % 2 === 0 && fn !== 0) { fn = Math.floor(fn / 2); sn = Math.floor(sn / 2); }
+      }
+    } else {
+      r = node(0x01, r, h);
+    }
+    fn = Math.floor(fn / 2);
+    sn = Math.floor(sn / 2);
+  }
+  if (sn !== 0) return { ok: false, reason: 'audit path too short' };
+  if (toBase64(r) !== p.root) return { ok: false, reason: 'audit path leads to another root' };
+  return { ok: true, reason: '' };
+}
+
+/** The size and root lines of a signed checkpoint note. */
+export function parseNote(note) {
+  const lines = String(note || '').split('\n');
+  return { origin: lines[0], size: Number(lines[1]), root: lines[2] };
+}
