@@ -29,6 +29,20 @@ rss=$(ps -o rss= -p $pid); echo "server RSS after the run: $((rss/1024)) MiB"
 echo "== latency: paced at 20,000 events/s for 15 s"
 $LOADGEN http://127.0.0.1:$port/api/v1/ingest/k8s "$events" --senders 8 --batch 400 --rate 20000 --seconds 15 | tee bench/out/serve-latency.txt
 
+echo "== baseline: the same throughput run with the live feed off (followers re-read and re-parse the store)"
+port2=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+KAUDIT_STORE__FEED_MEMORY=0 KAUDIT_INGEST__MIN_FREE_DISK=0 $K serve --data "$work/nofeed" --listen 127.0.0.1:$port2 2>"$work/nofeed.log" &
+pid2=$!
+for _ in $(seq 100); do curl -sf http://127.0.0.1:$port2/readyz >/dev/null && break; sleep 0.1; done
+$LOADGEN http://127.0.0.1:$port2/api/v1/ingest/k8s "$events" --senders 8 --batch 400 | tee bench/out/serve-nofeed.txt
+kill -TERM $pid2; wait $pid2 || true
+python3 - bench/out/serve-throughput.txt bench/out/serve-nofeed.txt <<'PY'
+import sys, re
+rate = lambda f: float(re.search(r"= (\d+) events/s", open(f).read()).group(1))
+a, b = rate(sys.argv[1]), rate(sys.argv[2])
+print(f"live feed on: {a:,.0f} events/s; off: {b:,.0f} events/s; on/off = {a/b:.2f}")
+PY
+
 echo "== baseline: kaudit import of the same file (durable, no HTTP)"
 start=$(date +%s.%N)
 $K import --data "$work/import" "$events" >/dev/null 2>&1
