@@ -14,7 +14,7 @@ use std::sync::Arc;
 use tower::ServiceExt;
 
 struct Env {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     store: Arc<Store>,
     backend: Arc<kaudit_index::EmbeddedBackend>,
     gen: kaudit_gen::Generator,
@@ -52,7 +52,7 @@ fn env(events: usize) -> Env {
     let backend =
         Arc::new(kaudit_index::EmbeddedBackend::open(dir.path(), store.clone()).expect("backend"));
     let mut e = Env {
-        _dir: dir,
+        dir,
         store,
         backend,
         gen,
@@ -66,17 +66,24 @@ fn env(events: usize) -> Env {
 }
 
 fn app(e: &Env, auth: Authenticator) -> axum::Router {
+    let auth = Arc::new(auth);
     let ctx = ApiContext {
         store: e.store.clone(),
         backend: e.backend.clone(),
-        auth: Arc::new(auth),
+        auth: auth.clone(),
     };
-    routes(ctx.clone()).merge(kaudit_server::console::routes(
-        kaudit_server::console::ConsoleContext {
-            api: ctx,
-            encryption_key: None,
-        },
-    ))
+    routes(ctx.clone())
+        .merge(kaudit_server::console::routes(
+            kaudit_server::console::ConsoleContext {
+                api: ctx,
+                encryption_key: None,
+            },
+        ))
+        .merge(kaudit_server::detect::routes(
+            e.dir.path().to_path_buf(),
+            auth.clone(),
+        ))
+        .merge(kaudit_server::sinks::routes(Vec::new(), auth))
 }
 
 fn open_auth() -> Authenticator {
