@@ -619,21 +619,7 @@ impl Index {
             expect += 1;
             true
         };
-        match feed {
-            Some(feed) => feed.follow(store, start..end, &mut push)?,
-            None => store.read(start..end, &mut |seq, leaf| {
-                let ev = Event::from_json(leaf.event).ok();
-                push(
-                    seq,
-                    FollowedRecord {
-                        cluster: leaf.cluster,
-                        received: leaf.received,
-                        event: ev.as_ref(),
-                        raw: leaf.event,
-                    },
-                )
-            })?,
-        }
+        kaudit_store::feed::follow(feed, store, start..end, &mut push)?;
         while expect < end {
             self.push_placeholder();
             expect += 1;

@@ -7,13 +7,13 @@
 // at most once per request, so their size does not matter.
 #![allow(clippy::result_large_err)]
 
-use crate::auth::{Authenticator, PeerIdentity, Role};
+use crate::auth::{Authenticator, Role};
 use crate::http::error;
 use axum::extract::{Path, Query as QueryParams, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Extension, Router};
+use axum::Router;
 use kaudit_event::MicroTime;
 use kaudit_index::history::{object_history, user_sessions, Target};
 use kaudit_index::search::{Cursor, SearchRequest};
@@ -58,16 +58,10 @@ pub fn routes(ctx: ApiContext) -> Router {
         .with_state(ctx)
 }
 
-type Peer = Option<Extension<PeerIdentity>>;
+use crate::http::Peer;
 
 fn check(ctx: &ApiContext, headers: &HeaderMap, peer: &Peer) -> Result<(), Response> {
-    crate::http::authorize(
-        &ctx.auth,
-        headers,
-        peer.as_ref().map(|p| &p.0),
-        Role::Reader,
-    )
-    .map(|_| ())
+    crate::http::authorize_peer(&ctx.auth, headers, peer, Role::Reader).map(|_| ())
 }
 
 fn bad(m: impl Into<String>) -> Response {

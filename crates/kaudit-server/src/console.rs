@@ -12,13 +12,13 @@
 #![allow(clippy::result_large_err)]
 
 use crate::api::ApiContext;
-use crate::auth::{PeerIdentity, Role};
+use crate::auth::Role;
 use crate::http::error;
 use axum::extract::{Path, Query as QueryParams, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Extension, Router};
+use axum::Router;
 use kaudit_event::MicroTime;
 use kaudit_index::rbac::{generate, RbacRequest};
 use kaudit_query::{parse_time_bound, Field};
@@ -83,7 +83,7 @@ struct Shared {
 }
 
 type St = State<Arc<Shared>>;
-type Peer = Option<Extension<PeerIdentity>>;
+use crate::http::Peer;
 
 fn last_path(ctx: &ConsoleContext) -> PathBuf {
     ctx.api.store.dir().join("verify").join("last.json")
@@ -143,7 +143,7 @@ fn authorize(
     peer: &Peer,
     role: Role,
 ) -> Result<crate::auth::Principal, Response> {
-    crate::http::authorize(&st.ctx.api.auth, headers, peer.as_ref().map(|p| &p.0), role)
+    crate::http::authorize_peer(&st.ctx.api.auth, headers, peer, role)
 }
 
 fn role_name(r: Role) -> &'static str {

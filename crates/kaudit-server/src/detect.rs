@@ -495,17 +495,11 @@ pub fn routes(data: PathBuf, auth: Arc<crate::auth::Authenticator>) -> axum::Rou
     axum::Router::new().route(
         "/api/v1/alerts",
         axum::routing::get(
-            move |peer: Option<axum::Extension<crate::auth::PeerIdentity>>,
-                  headers: HeaderMap,
-                  Query(p): Query<AlertParams>| {
+            move |peer: crate::http::Peer, headers: HeaderMap, Query(p): Query<AlertParams>| {
                 let (log, auth) = (log.clone(), auth.clone());
                 async move {
-                    if let Err(r) = crate::http::authorize(
-                        &auth,
-                        &headers,
-                        peer.as_ref().map(|p| &p.0),
-                        crate::auth::Role::Reader,
-                    ) {
+                    let role = crate::auth::Role::Reader;
+                    if let Err(r) = crate::http::authorize_peer(&auth, &headers, &peer, role) {
                         return r;
                     }
                     let since = match p

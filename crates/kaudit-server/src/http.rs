@@ -94,6 +94,21 @@ pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+/// The client certificate's identity as handlers extract it (absent on
+/// plain HTTP).
+pub type Peer = Option<axum::Extension<PeerIdentity>>;
+
+/// [`authorize`] for a handler's extracted [`Peer`].
+#[allow(clippy::result_large_err)]
+pub fn authorize_peer(
+    auth: &Authenticator,
+    headers: &HeaderMap,
+    peer: &Peer,
+    role: Role,
+) -> Result<crate::auth::Principal, Response> {
+    authorize(auth, headers, peer.as_ref().map(|p| &p.0), role)
+}
+
 /// Authenticates a request for `role`, or gives the 401/403 answer to send.
 // The error is the response itself, built only for refused requests.
 #[allow(clippy::result_large_err)]

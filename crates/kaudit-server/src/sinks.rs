@@ -114,22 +114,16 @@ pub fn routes(stats: Vec<Arc<SinkStats>>, auth: Arc<crate::auth::Authenticator>)
     let stats = Arc::new(stats);
     axum::Router::new().route(
         "/api/v1/sinks",
-        axum::routing::get(
-            move |peer: Option<axum::Extension<crate::auth::PeerIdentity>>, headers: HeaderMap| {
-                let (stats, auth) = (stats.clone(), auth.clone());
-                async move {
-                    if let Err(r) = crate::http::authorize(
-                        &auth,
-                        &headers,
-                        peer.as_ref().map(|p| &p.0),
-                        crate::auth::Role::Reader,
-                    ) {
-                        return r;
-                    }
-                    let sinks: Vec<SinkStatus> = stats.iter().map(|s| s.snapshot()).collect();
-                    axum::Json(serde_json::json!({ "sinks": sinks })).into_response()
+        axum::routing::get(move |peer: crate::http::Peer, headers: HeaderMap| {
+            let (stats, auth) = (stats.clone(), auth.clone());
+            async move {
+                let role = crate::auth::Role::Reader;
+                if let Err(r) = crate::http::authorize_peer(&auth, &headers, &peer, role) {
+                    return r;
                 }
-            },
-        ),
+                let sinks: Vec<SinkStatus> = stats.iter().map(|s| s.snapshot()).collect();
+                axum::Json(serde_json::json!({ "sinks": sinks })).into_response()
+            }
+        }),
     )
 }

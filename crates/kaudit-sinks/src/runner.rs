@@ -439,11 +439,8 @@ impl Sink {
             }));
             true
         };
-        match &self.feed {
-            Some(feed) => feed.follow(store, start..end, &mut take),
-            None => LiveFeed::new(0).follow(store, start..end, &mut take),
-        }
-        .map_err(|e| e.to_string())
+        kaudit_store::feed::follow(self.feed.as_deref(), store, start..end, &mut take)
+            .map_err(|e| e.to_string())
     }
 
     /// Takes the next batch from the cursor: until it is full, the store

@@ -196,6 +196,31 @@ impl LiveFeed {
     }
 }
 
+/// [`LiveFeed::follow`] when there may be no feed: without one, every
+/// record is read from `store` and parsed.
+pub fn follow(
+    feed: Option<&LiveFeed>,
+    store: &dyn LogReader,
+    range: Range<u64>,
+    f: &mut dyn FnMut(u64, FollowedRecord<'_>) -> bool,
+) -> StoreResult<()> {
+    match feed {
+        Some(feed) => feed.follow(store, range, f),
+        None => store.read(range, &mut |seq, leaf| {
+            let ev = Event::from_json(leaf.event).ok();
+            f(
+                seq,
+                FollowedRecord {
+                    cluster: leaf.cluster,
+                    received: leaf.received,
+                    event: ev.as_ref(),
+                    raw: leaf.event,
+                },
+            )
+        }),
+    }
+}
+
 impl Default for LiveFeed {
     fn default() -> Self {
         LiveFeed::new(DEFAULT_FEED_BYTES)
