@@ -47,21 +47,19 @@ async function render() {
     a.classList.toggle('active', a.dataset.page === (NAV_OF[r.page] || r.page));
   }
   const main = document.getElementById('main');
-  if (!session.role) {
-    try {
-      await whoami();
-    } catch (e) {
-      if (!(e instanceof AuthError)) mount(main, h('p', { class: 'error' }, String(e.message || e)));
-      return;
-    }
-  }
+  // Who is signed in is asked alongside the page's own requests, not before
+  // them (one round trip less on every full load); a page that needs the
+  // role waits for `ctx.ready`. Without a valid token both get a 401 and
+  // the sign-in form shows.
+  const who = session.role ? Promise.resolve() : whoami();
   const ctx = {
     session,
+    ready: who,
     onCleanup: (f) => cleanup.push(f),
     current: () => id === renderId,
   };
   try {
-    await page.render(main, r, ctx);
+    await Promise.all([who, page.render(main, r, ctx)]);
   } catch (e) {
     if (e instanceof AuthError || id !== renderId) return;
     console.warn(e);

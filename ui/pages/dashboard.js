@@ -4,9 +4,9 @@
 
 import { api, ApiError } from '../api.js';
 import { lineChart, PALETTE } from '../charts.js';
-import { span, bounds } from './search.js';
+import { histogramStats, bounds } from './search.js';
 import {
-  h, mount, href, fmtNum, fmtLatency, fmtDuration, bucketFor, isoMicros, RANGES, userHref,
+  h, mount, href, fmtNum, fmtLatency, fmtDuration, RANGES, userHref,
 } from '../util.js';
 
 function topCard(id, title, rep, link) {
@@ -99,11 +99,9 @@ export async function render(main, r, ctx) {
             h('td', { class: 'num' }, fmtLatency(l.p99)), h('td', { class: 'bar' }, bar));
         })))));
   });
-  const verbs = span('', b).then(async (sp) => {
-    if (!sp) { mount(slots.verbs, h('div', { class: 'card' }, h('p', { class: 'muted' }, 'No events in this range.'))); return; }
-    const { every, us } = bucketFor(sp.x1 - sp.x0, 60);
-    const x0 = Math.floor(sp.x0 / us) * us, x1 = Math.ceil(sp.x1 / us) * us;
-    const rep = await api('/api/v1/stats', { params: { since: isoMicros(x0), until: isoMicros(x1), every, by: 'verb', top: 1000 } });
+  const verbs = histogramStats('', b, 60, { by: 'verb', top: 1000 }).then((hs) => {
+    if (!hs) { mount(slots.verbs, h('div', { class: 'card' }, h('p', { class: 'muted' }, 'No events in this range.'))); return; }
+    const { st: rep, x0, x1, every, us } = hs;
     if (!ctx.current()) return;
     const byVerb = new Map();
     for (const row of rep.rows) {

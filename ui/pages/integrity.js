@@ -26,6 +26,7 @@ export async function render(main, r, ctx) {
     api('/api/v1/checkpoint').catch((e) => ({ error: e.message })),
     api('/api/v1/verify'),
   ]);
+  await ctx.ready;
   const admin = ctx.session.role === 'admin';
   const resultSlot = h('div', {}, verifyCard(v));
   const status = h('span', { class: 'muted', id: 'verify-status' });

@@ -7,7 +7,7 @@ import { api } from '../api.js';
 import { histogram } from '../charts.js';
 import {
   h, mount, href, fmtTime, fmtNum, userHref, objectHref, objectLabel, codeClass, RANGES,
-  bucketFor, parseMicros, isoMicros,
+  bucketFor, isoMicros,
 } from '../util.js';
 
 const PAGE = 100;
@@ -26,32 +26,32 @@ function stateHref(params, changes) {
   return href('search', { ...o, ...changes });
 }
 
-/** The time span to draw: from the presets, the custom range, or the matches themselves. */
-export async function span(q, b) {
-  const now = Date.now() * 1000;
+/**
+ * A histogram of about `n` buckets of the matches of `q` in the range `b`,
+ * with `extra` stats parameters (e.g. `by`): {st, x0, x1, every, us}, or
+ * null when nothing matches. A preset range is bucketed here; an open range
+ * is bucketed by the server over the matches' own span (one request either way).
+ */
+export async function histogramStats(q, b, n, extra = {}) {
   const dur = String(b.since).match(/^(\d+)([smhdw])$/);
-  if (dur) return { x0: now - Number(dur[1]) * UNITS[dur[2]], x1: now };
-  let x0 = b.since ? parseMicros(b.since) : null;
-  let x1 = b.until ? parseMicros(b.until) : null;
-  if (x0 === null || x1 === null) {
-    const [newest, oldest] = await Promise.all([
-      x1 === null ? api('/api/v1/events', { params: { q, ...b, limit: 1 } }) : null,
-      x0 === null ? api('/api/v1/events', { params: { q, ...b, limit: 1, reverse: true } }) : null,
-    ]);
-    if (newest) x1 = newest.events.length ? parseMicros(newest.events[0].time) + 1 : null;
-    if (oldest) x0 = oldest.events.length ? parseMicros(oldest.events[0].time) : null;
+  if (dur) {
+    const now = Date.now() * 1000;
+    const { every, us } = bucketFor(Number(dur[1]) * UNITS[dur[2]], n);
+    const x0 = Math.floor((now - Number(dur[1]) * UNITS[dur[2]]) / us) * us;
+    const x1 = Math.ceil(now / us) * us;
+    const st = await api('/api/v1/stats', { params: { q, since: isoMicros(x0), until: isoMicros(x1), every, ...extra } });
+    return st.total ? { st, x0, x1, every, us } : null;
   }
-  if (x0 === null || x1 === null) return null;
-  return { x0, x1: Math.max(x1, x0 + 1e6) };
+  const st = await api('/api/v1/stats', { params: { q, ...b, buckets: n, ...extra } });
+  const hg = st.histogram;
+  if (!hg || !st.total) return null;
+  return { st, x0: hg.since_us, x1: hg.until_us, every: hg.every, us: hg.every_us };
 }
 
 async function drawHistogram(el, q, b, params) {
-  const sp = await span(q, b);
-  if (!sp) return mount(el, h('p', { class: 'muted' }, 'No matching events in this range.'));
-  const { every, us } = bucketFor(sp.x1 - sp.x0, 80);
-  const x0 = Math.floor(sp.x0 / us) * us;
-  const x1 = Math.ceil(sp.x1 / us) * us;
-  const st = await api('/api/v1/stats', { params: { q, since: isoMicros(x0), until: isoMicros(x1), every } });
+  const hs = await histogramStats(q, b, 80);
+  if (!hs) return mount(el, h('p', { class: 'muted' }, 'No matching events in this range.'));
+  const { st, x0, x1, every, us } = hs;
   const buckets = st.rows.filter((r) => r.bucket !== undefined).map((r) => ({ t: r.bucket, n: r.count }));
   mount(el,
     h('div', { class: 'row' },

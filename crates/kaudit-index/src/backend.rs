@@ -35,6 +35,14 @@ pub trait SearchBackend: Send + Sync {
         prefix: &str,
         limit: usize,
     ) -> IndexResult<Vec<(String, u64)>>;
+    /// The times of the oldest and newest match (microseconds), None when
+    /// nothing matches: where an automatic histogram starts and ends.
+    fn time_span(
+        &self,
+        query: &Query,
+        since: Option<i64>,
+        until: Option<i64>,
+    ) -> IndexResult<Option<(i64, i64)>>;
     /// Calls `f` for every match (seq order), for history and rbac.
     fn for_each_match(
         &self,
@@ -222,6 +230,15 @@ impl SearchBackend for EmbeddedBackend {
         limit: usize,
     ) -> IndexResult<Vec<(String, u64)>> {
         field_values(&*self.read()?, field, prefix, limit)
+    }
+
+    fn time_span(
+        &self,
+        query: &Query,
+        since: Option<i64>,
+        until: Option<i64>,
+    ) -> IndexResult<Option<(i64, i64)>> {
+        search::time_span(&*self.read()?, self.store.as_ref(), query, since, until)
     }
 
     fn for_each_match(

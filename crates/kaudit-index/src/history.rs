@@ -2,12 +2,13 @@
 //! writes, and a user's activity grouped into sessions.
 
 use crate::diff::{diff, Change};
+use crate::search::{Cursor, Hit, SearchRequest};
 use crate::{IndexError, IndexResult, SearchBackend};
 use kaudit_event::Event;
 use kaudit_query::Query;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-/// Most events one history returns (oldest kept).
+/// Most events one history page returns.
 pub const MAX_HISTORY: usize = 100_000;
 /// A pause longer than this starts a new session (30 minutes).
 pub const SESSION_GAP: i64 = 30 * 60 * 1_000_000;
@@ -52,6 +53,20 @@ impl Target {
 
     /// The query selecting every event on the object (subresources included).
     pub fn query(&self) -> IndexResult<Query> {
+        Query::parse(&self.query_text()).map_err(|e| IndexError::Input(e.to_string()))
+    }
+
+    /// The object's writes that can carry a version or end the object:
+    /// where the diff of a page's oldest write starts from.
+    fn writes_query(&self) -> IndexResult<Query> {
+        let text = format!(
+            "{} stage=ResponseComplete verb=create,update,patch,delete",
+            self.query_text()
+        );
+        Query::parse(&text).map_err(|e| IndexError::Input(e.to_string()))
+    }
+
+    fn query_text(&self) -> String {
         let q = |v: &str| format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""));
         let mut text = format!("resource={} name={}", q(&self.resource), q(&self.name));
         // RESOURCE/NAME does not restrict the namespace: cluster-scoped
@@ -59,7 +74,7 @@ impl Target {
         if let Some(ns) = &self.namespace {
             text.push_str(&format!(" ns={}", q(ns)));
         }
-        Query::parse(&text).map_err(|e| IndexError::Input(e.to_string()))
+        text
     }
 }
 
@@ -94,65 +109,179 @@ pub struct Entry {
     pub body: bool,
 }
 
-/// Every event on `target`, oldest first, with diffs.
+/// Which part of an object's history to return.
+#[derive(Clone, Debug)]
+pub struct HistoryRequest {
+    /// Earliest event time, inclusive (microseconds).
+    pub since: Option<i64>,
+    /// Latest event time, exclusive (microseconds).
+    pub until: Option<i64>,
+    /// Continue with events older than this one (a previous page's `next`).
+    pub before: Option<Cursor>,
+    /// Most entries (capped at [`MAX_HISTORY`]).
+    pub limit: usize,
+}
+
+impl Default for HistoryRequest {
+    fn default() -> Self {
+        HistoryRequest {
+            since: None,
+            until: None,
+            before: None,
+            limit: MAX_HISTORY,
+        }
+    }
+}
+
+/// A page of an object's history, newest first.
+#[derive(Clone, Debug, Default)]
+pub struct HistoryPage {
+    /// Entries, newest first.
+    pub entries: Vec<Entry>,
+    /// Where the next (older) page starts, when there may be one.
+    pub next: Option<Cursor>,
+}
+
+/// Most earlier writes read to find the version a page's oldest write is
+/// diffed against; past that its diff is left out (`body` still says it
+/// carried the object).
+pub const MAX_SEED_WRITES: usize = 1024;
+const SEED_BATCH: usize = 128;
+
+/// A page of the events on `target`, newest first, each write carrying the
+/// object diffed against the version before it (found in earlier pages if
+/// need be). Paging keeps a busy object's history (tens of thousands of
+/// events) as cheap to open as its newest events.
 pub fn object_history(
     backend: &dyn SearchBackend,
     target: &Target,
-    since: Option<i64>,
-    until: Option<i64>,
-) -> IndexResult<Vec<Entry>> {
-    let q = target.query()?;
-    let mut evs: Vec<(i64, u64, String, Vec<u8>)> = Vec::new();
-    backend.for_each_match(&q, since, until, &mut |seq, t, ev, cluster| {
-        evs.push((t, seq, cluster.to_string(), ev.bytes().to_vec()));
-        evs.len() < MAX_HISTORY
+    req: &HistoryRequest,
+) -> IndexResult<HistoryPage> {
+    let page = backend.search(&SearchRequest {
+        since: req.since,
+        until: req.until,
+        cursor: req.before,
+        ..SearchRequest::new(target.query()?, req.limit.clamp(1, MAX_HISTORY))
     })?;
-    evs.sort_by_key(|e| (e.0, e.1));
-    let mut out = Vec::with_capacity(evs.len());
-    // Last known version per cluster (the same name in two clusters is two objects).
+    let mut parsed: Vec<(Hit, Event)> = Vec::with_capacity(page.hits.len());
+    for hit in page.hits {
+        if let Ok(ev) = Event::from_json(&hit.event) {
+            parsed.push((hit, ev));
+        }
+    }
+    // Clusters whose writes in this page need the version before the page.
+    let mut need: BTreeSet<String> = parsed
+        .iter()
+        .filter(|(_, ev)| {
+            matches!(write_kind(ev), Some(Write::Version)) && version_of(ev).is_some()
+        })
+        .map(|(h, _)| h.cluster.clone())
+        .collect();
     let mut last: BTreeMap<String, serde_json::Value> = BTreeMap::new();
-    for (t, seq, cluster, bytes) in evs {
-        let Ok(ev) = Event::from_json(&bytes) else {
-            continue;
-        };
+    if let Some((oldest, _)) = parsed.last() {
+        let mut cursor = Some(oldest.cursor());
+        let mut read = 0;
+        while !need.is_empty() && read < MAX_SEED_WRITES {
+            let Some(c) = cursor else { break };
+            let earlier = backend.search(&SearchRequest {
+                since: None,
+                until: None,
+                cursor: Some(c),
+                ..SearchRequest::new(target.writes_query()?, SEED_BATCH)
+            })?;
+            read += earlier.hits.len();
+            cursor = earlier.next;
+            for hit in earlier.hits {
+                if !need.contains(&hit.cluster) {
+                    continue;
+                }
+                let Ok(ev) = Event::from_json(&hit.event) else {
+                    continue;
+                };
+                match write_kind(&ev) {
+                    Some(Write::Delete) => {
+                        need.remove(&hit.cluster);
+                    }
+                    Some(Write::Version) => {
+                        if let Some(body) = version_of(&ev) {
+                            need.remove(&hit.cluster);
+                            last.insert(hit.cluster, body);
+                        }
+                    }
+                    None => {}
+                }
+            }
+        }
+    }
+    let mut entries = Vec::with_capacity(parsed.len());
+    for (hit, ev) in parsed.into_iter().rev() {
         let d = ev.doc();
-        let sub = d
-            .object_ref
-            .as_ref()
-            .map(|o| o.subresource.clone())
-            .unwrap_or_default();
         let mut entry = Entry {
-            seq,
-            time: t,
-            cluster: cluster.clone(),
+            seq: hit.seq,
+            time: hit.time,
+            cluster: hit.cluster.clone(),
             audit_id: d.audit_id.clone(),
             stage: ev.stage().as_str().to_string(),
             verb: d.verb.clone(),
             user: d.user.username.clone(),
-            subresource: sub.clone(),
+            subresource: d
+                .object_ref
+                .as_ref()
+                .map(|o| o.subresource.clone())
+                .unwrap_or_default(),
             code: ev.response_code(),
             changes: None,
             body: false,
         };
-        let ok = ev.response_code().is_none_or(|c| c < 400);
-        if ok && ev.stage().as_str() == "ResponseComplete" {
-            if d.verb == "delete" && sub.is_empty() {
-                last.remove(&cluster);
-            } else if matches!(d.verb.as_str(), "create" | "update" | "patch")
-                && (sub.is_empty() || sub == "status")
-            {
+        match write_kind(&ev) {
+            Some(Write::Delete) => {
+                last.remove(&hit.cluster);
+            }
+            Some(Write::Version) => {
                 if let Some(body) = version_of(&ev) {
                     entry.body = true;
-                    if let Some(prev) = last.get(&cluster) {
+                    if let Some(prev) = last.get(&hit.cluster) {
                         entry.changes = Some(diff(prev, &body));
                     }
-                    last.insert(cluster.clone(), body);
+                    last.insert(hit.cluster, body);
                 }
             }
+            None => {}
         }
-        out.push(entry);
+        entries.push(entry);
     }
-    Ok(out)
+    entries.reverse();
+    Ok(HistoryPage {
+        entries,
+        next: page.next,
+    })
+}
+
+/// What a successful, completed request did to the object's versions.
+enum Write {
+    /// A delete of the object itself: no version after it.
+    Delete,
+    /// A create, update or patch of the object or its status: may carry
+    /// the new version.
+    Version,
+}
+
+fn write_kind(ev: &Event) -> Option<Write> {
+    let d = ev.doc();
+    let ok = ev.response_code().is_none_or(|c| c < 400);
+    if !ok || ev.stage().as_str() != "ResponseComplete" {
+        return None;
+    }
+    let sub = d.object_ref.as_ref().map_or("", |o| o.subresource.as_str());
+    if d.verb == "delete" && sub.is_empty() {
+        Some(Write::Delete)
+    } else if matches!(d.verb.as_str(), "create" | "update" | "patch")
+        && (sub.is_empty() || sub == "status")
+    {
+        Some(Write::Version)
+    } else {
+        None
+    }
 }
 
 /// The object as it was after a write: the response body if it is the

@@ -138,6 +138,22 @@ impl Column {
         }
     }
 
+    /// Writes the ids of `rows` into `out` (cleared first; rows past the
+    /// end are left out), with the width dispatched once for the range.
+    pub fn ids_into(&self, rows: std::ops::Range<usize>, out: &mut Vec<u32>) {
+        fn copy<T: Copy + Into<u32>>(v: &[T], rows: std::ops::Range<usize>, out: &mut Vec<u32>) {
+            let end = rows.end.min(v.len());
+            let start = rows.start.min(end);
+            out.extend(v[start..end].iter().map(|&x| x.into()));
+        }
+        out.clear();
+        match self {
+            Column::U8(v) => copy(v, rows, out),
+            Column::U16(v) => copy(v, rows, out),
+            Column::U32(v) => copy(v, rows, out),
+        }
+    }
+
     /// The id at `row` (0 when out of range).
     #[inline]
     pub fn get(&self, row: usize) -> u32 {

@@ -98,6 +98,18 @@ impl Bits {
         }
     }
 
+    /// Calls `f(start, words)` for each block of `64 * block_words` rows
+    /// that has a set row: `words` are the block's bit words (row
+    /// `start + 64 * i + b` is bit `b` of `words[i]`). Lets a caller
+    /// prepare per-block data (column ids) once and skip empty blocks.
+    pub fn for_each_block(&self, block_words: usize, mut f: impl FnMut(usize, &[u64])) {
+        for (i, words) in self.words.chunks(block_words.max(1)).enumerate() {
+            if words.iter().any(|&w| w != 0) {
+                f(i * 64 * block_words.max(1), words);
+            }
+        }
+    }
+
     /// Calls `f` with every set row, highest first (newest-first searches
     /// meet their best candidates first this way, so most rows cost one
     /// comparison).

@@ -257,6 +257,58 @@ pub fn search(
     Ok(page)
 }
 
+/// The times of the oldest and newest match. Exact index bounds are read
+/// off the time column in one pass; otherwise the newest and the oldest
+/// match are searched for (one-hit pages, confirmed against the events).
+pub fn time_span(
+    ix: &Index,
+    store: &(dyn LogReader + Sync),
+    query: &Query,
+    since: Option<i64>,
+    until: Option<i64>,
+) -> IndexResult<Option<(i64, i64)>> {
+    let b = bounds(ix, query.expr())?;
+    if !b.exact {
+        let one = |reverse| -> IndexResult<Option<i64>> {
+            let req = SearchRequest {
+                since,
+                until,
+                reverse,
+                ..SearchRequest::new(query.clone(), 1)
+            };
+            Ok(search(ix, store, &req)?.hits.first().map(|h| h.time))
+        };
+        return Ok(one(true)?.zip(one(false)?));
+    }
+    let (lo, hi) = (since.unwrap_or(i64::MIN), until.unwrap_or(i64::MAX));
+    let times = ix.times();
+    let mut span: Option<(i64, i64)> = None;
+    let mut widen = |t: i64| {
+        if t >= lo && t < hi {
+            span = Some(span.map_or((t, t), |(a, z)| (a.min(t), z.max(t))));
+        }
+    };
+    b.lower.for_each_block(64, |start, words| {
+        for (wi, &w) in words.iter().enumerate() {
+            let mut w = w;
+            while w != 0 {
+                let row = start + wi * 64 + w.trailing_zeros() as usize;
+                w &= w - 1;
+                if let Some(&t) = times.get(row) {
+                    widen(t);
+                }
+            }
+        }
+    });
+    // The tail the index has not reached.
+    let tail = Index::empty_at(ix.next_seq());
+    for_each_match(&tail, store, query, since, until, &mut |_, t, _, _| {
+        widen(t);
+        true
+    })?;
+    Ok(span)
+}
+
 /// Decides whether a fetched record is kept: (seq, time, event, (seq, cluster)).
 pub(crate) type KeepFn<'a> = dyn Fn(u64, i64, &Event, (u64, &str)) -> bool + Sync + 'a;
 

@@ -4,7 +4,7 @@
 mod common;
 
 use kaudit_event::{Event, MicroTime};
-use kaudit_index::history::{object_history, user_sessions, Target};
+use kaudit_index::history::{object_history, user_sessions, HistoryRequest, Target};
 use kaudit_index::rbac::{generate, RbacRequest};
 use kaudit_index::stats::{stats, StatsRequest};
 use kaudit_index::{EmbeddedBackend, Index, IndexMode};
@@ -253,13 +253,14 @@ fn object_history_diffs_consecutive_writes() {
         ),
     ];
     let (_dir, b) = write_events(&lines);
-    let h = object_history(
+    let mut h = object_history(
         &b,
         &Target::parse("deployments/prod/web").expect("target"),
-        None,
-        None,
+        &HistoryRequest::default(),
     )
-    .expect("history");
+    .expect("history")
+    .entries;
+    h.reverse();
     assert_eq!(
         h.iter().map(|e| e.audit_id.as_str()).collect::<Vec<_>>(),
         ["a1", "a2", "a3"]

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use kaudit_event::MicroTime;
-use kaudit_index::history::{object_history, user_sessions, Target};
+use kaudit_index::history::{object_history, user_sessions, HistoryRequest, Target, MAX_HISTORY};
 use kaudit_index::search::{Cursor, SearchRequest};
 use kaudit_index::stats::StatsRequest;
 use kaudit_index::{EmbeddedBackend, IndexError, SearchBackend};
@@ -29,6 +29,8 @@ use std::sync::Arc;
 pub const OPENAPI_YAML: &str = include_str!("../../../openapi.yaml");
 /// Default page size.
 pub const DEFAULT_LIMIT: usize = 100;
+/// History entries per page when the request names no `limit`.
+pub const DEFAULT_HISTORY_LIMIT: usize = 100;
 /// Largest page size.
 pub const MAX_LIMIT: usize = 10_000;
 /// Most stages returned for one auditID.
@@ -275,7 +277,40 @@ struct StatsParams {
     by: Option<String>,
     top: Option<usize>,
     every: Option<String>,
+    buckets: Option<usize>,
     latency: Option<bool>,
+}
+
+/// Most buckets `buckets=` asks for.
+pub const MAX_AUTO_BUCKETS: usize = 1000;
+
+/// Bucket widths an automatic histogram picks from (seconds), so bucket
+/// edges fall on round times: the same steps as the console's charts.
+const NICE_BUCKETS: [(i64, &str); 14] = [
+    (1, "1s"),
+    (5, "5s"),
+    (10, "10s"),
+    (30, "30s"),
+    (60, "1m"),
+    (300, "5m"),
+    (600, "10m"),
+    (1800, "30m"),
+    (3600, "1h"),
+    (3 * 3600, "3h"),
+    (6 * 3600, "6h"),
+    (12 * 3600, "12h"),
+    (86_400, "1d"),
+    (7 * 86_400, "7d"),
+];
+
+/// The smallest round width giving at most `n` buckets over `span` µs.
+fn nice_bucket(span: i64, n: usize) -> (i64, &'static str) {
+    let n = i64::try_from(n.max(1)).unwrap_or(i64::MAX);
+    NICE_BUCKETS
+        .iter()
+        .map(|&(s, name)| (s * 1_000_000, name))
+        .find(|&(us, _)| us.saturating_mul(n) >= span)
+        .unwrap_or((7 * 86_400 * 1_000_000, "7d"))
 }
 
 /// `GET /api/v1/stats`.
@@ -319,6 +354,35 @@ async fn stats(
             }
             None => None,
         };
+        // `buckets=N` without `every`: a histogram of about N round buckets
+        // over the matches' own time span (what a chart of "all time"
+        // needs, in one request).
+        let mut auto = None;
+        let (mut since, mut until, mut every) = (since, until, every);
+        if let (Some(n), None) = (p.buckets, every) {
+            if n == 0 || n > MAX_AUTO_BUCKETS {
+                return Err(bad(format!(
+                    "buckets must be between 1 and {MAX_AUTO_BUCKETS}"
+                )));
+            }
+            let span = match (since, until) {
+                (Some(s), Some(u)) => Some((s, u - 1)),
+                _ => ctx
+                    .backend
+                    .time_span(&query, since, until)
+                    .map_err(index_error)?
+                    .map(|(a, z)| (since.unwrap_or(a), until.map_or(z, |u| u - 1))),
+            };
+            if let Some((first, last)) = span {
+                let (width, name) = nice_bucket(last.saturating_sub(first).max(1), n);
+                let from = first.div_euclid(width) * width;
+                let to = (last.div_euclid(width) + 1) * width;
+                since = Some(since.map_or(from, |s| s.max(from)));
+                until = Some(until.map_or(to, |u| u.min(to)));
+                every = Some(width);
+                auto = Some((from, to, width, name));
+            }
+        }
         let req = StatsRequest {
             query,
             since,
@@ -329,6 +393,24 @@ async fn stats(
             latency: p.latency.unwrap_or(false),
         };
         let report = ctx.backend.stats(&req).map_err(index_error)?;
+        if let Some((from, to, width, name)) = auto {
+            let mut v =
+                serde_json::to_value(&report).map_err(|e| bad(format!("stats report: {e}")))?;
+            if let Some(o) = v.as_object_mut() {
+                o.insert(
+                    "histogram".into(),
+                    json!({
+                        "every": name,
+                        "every_us": width,
+                        "since": MicroTime(from).to_string(),
+                        "until": MicroTime(to).to_string(),
+                        "since_us": from,
+                        "until_us": to,
+                    }),
+                );
+            }
+            return Ok(axum::Json(v).into_response());
+        }
         Ok(axum::Json(report).into_response())
     })
     .await
@@ -339,6 +421,8 @@ struct HistoryParams {
     since: Option<String>,
     until: Option<String>,
     user: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
 }
 
 /// `GET /api/v1/history/{resource}/{namespace}/{name}` or `.../{resource}/{name}`.
@@ -355,9 +439,26 @@ async fn history(
     blocking(move || {
         let (since, until) = time_bounds(&p.since, &p.until)?;
         let target = Target::parse(object.trim_start_matches('/')).map_err(index_error)?;
-        let entries =
-            object_history(ctx.backend.as_ref(), &target, since, until).map_err(index_error)?;
-        let entries: Vec<serde_json::Value> = entries
+        let before = p
+            .cursor
+            .as_deref()
+            .filter(|c| !c.is_empty())
+            .map(Cursor::parse)
+            .transpose()
+            .map_err(index_error)?;
+        let limit = p.limit.unwrap_or(DEFAULT_HISTORY_LIMIT);
+        if limit == 0 || limit > MAX_HISTORY {
+            return Err(bad(format!("limit must be between 1 and {MAX_HISTORY}")));
+        }
+        let req = HistoryRequest {
+            since,
+            until,
+            before,
+            limit,
+        };
+        let page = object_history(ctx.backend.as_ref(), &target, &req).map_err(index_error)?;
+        let entries: Vec<serde_json::Value> = page
+            .entries
             .into_iter()
             .map(|e| {
                 let mut v = serde_json::to_value(&e).unwrap_or_default();
@@ -367,7 +468,12 @@ async fn history(
                 v
             })
             .collect();
-        Ok(axum::Json(json!({"object": target, "entries": entries})).into_response())
+        Ok(axum::Json(json!({
+            "object": target,
+            "entries": entries,
+            "next_cursor": page.next.map(|c| c.encode()),
+        }))
+        .into_response())
     })
     .await
 }

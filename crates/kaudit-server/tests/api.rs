@@ -303,6 +303,102 @@ async fn every_documented_route_answers_with_the_documented_shape() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_pages_and_automatic_histograms() {
+    let e = env(3000);
+    let app = app(&e, open_auth());
+    let json = |body: Vec<u8>| -> Value { serde_json::from_slice(&body).expect("json") };
+    // The most written object: pages of 7 (newest first) chain to the whole history.
+    let (_, _, body) = get(
+        &app,
+        "/api/v1/stats?q=verb%3Dpatch%2Cupdate&by=resource%2Cnamespace%2Cname&top=1",
+        None,
+    )
+    .await;
+    let key = json(body)["rows"][0]["key"].clone();
+    let object = format!(
+        "{}/{}/{}",
+        key[0].as_str().expect("resource"),
+        key[1].as_str().expect("namespace"),
+        key[2].as_str().expect("name")
+    );
+    let (status, _, body) = get(
+        &app,
+        &format!("/api/v1/history/{object}?limit=100000"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let whole = json(body);
+    assert!(whole["next_cursor"].is_null());
+    let whole = whole["entries"].as_array().expect("entries").clone();
+    assert!(whole.len() > 7, "{object} has several pages");
+    let mut paged = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (status, _, body) = get(
+            &app,
+            &format!("/api/v1/history/{object}?limit=7&cursor={cursor}"),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let page = json(body);
+        let entries = page["entries"].as_array().expect("entries");
+        assert!(entries.len() <= 7);
+        paged.extend(entries.iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = c.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(paged, whole, "pages of 7 equal the whole history");
+    let times: Vec<&str> = whole
+        .iter()
+        .map(|e| e["time"].as_str().expect("time"))
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first");
+    for bad in ["limit=0", "limit=100001", "cursor=nope"] {
+        let (status, _, _) = get(&app, &format!("/api/v1/history/{object}?{bad}"), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+    // buckets=N: round buckets over the matches' own span, counting every match.
+    let (_, _, body) = get(&app, "/api/v1/stats?q=verb%3Dget&buckets=40", None).await;
+    let st = json(body);
+    let (_, _, body) = get(&app, "/api/v1/stats?q=verb%3Dget", None).await;
+    let plain = json(body);
+    assert_eq!(st["total"], plain["total"]);
+    let hg = &st["histogram"];
+    let every = hg["every_us"].as_i64().expect("every_us");
+    let (from, to) = (
+        hg["since_us"].as_i64().expect("since_us"),
+        hg["until_us"].as_i64().expect("until_us"),
+    );
+    assert!((to - from) / every <= 40, "at most 40 buckets: {hg}");
+    assert_eq!(from % every, 0, "round bucket edges");
+    let rows = st["rows"].as_array().expect("rows");
+    let counted: u64 = rows
+        .iter()
+        .map(|r| r["count"].as_u64().expect("count"))
+        .sum();
+    assert_eq!(Some(counted), plain["total"].as_u64());
+    assert!(rows.iter().all(|r| {
+        let b = r["bucket"].as_i64().expect("bucket");
+        b >= from && b < to && b % every == 0
+    }));
+    let (status, _, _) = get(&app, "/api/v1/stats?buckets=0", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (_, _, body) = get(
+        &app,
+        "/api/v1/stats?q=verb%3Dnothing-like-this&buckets=10",
+        None,
+    )
+    .await;
+    let none = json(body);
+    assert_eq!(none["total"], 0);
+    assert!(none.get("histogram").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proofs_verify_against_the_root() {
     let e = env(1500);
     let app = app(&e, open_auth());

@@ -516,6 +516,10 @@ pub struct HistoryArgs {
     /// A user's activity grouped into sessions (a pause over 30 minutes starts a new one).
     #[arg(long, conflicts_with = "object")]
     pub user: Option<String>,
+    /// Show only the newest N events on the object (still printed oldest
+    /// first; their diffs still start from the version before them).
+    #[arg(long, value_name = "N", default_value_t = kaudit_index::history::MAX_HISTORY)]
+    pub limit: usize,
     #[command(flatten)]
     pub data: DataArgs,
     #[command(flatten)]
@@ -539,7 +543,9 @@ fn backend_for(
 
 /// `kaudit history`.
 pub fn history(a: HistoryArgs) -> anyhow::Result<ExitCode> {
-    use kaudit_index::history::{object_history, user_sessions, Target};
+    use kaudit_index::history::{
+        object_history, user_sessions, HistoryRequest, Target, MAX_HISTORY,
+    };
     let (since, until) = a.time.bounds()?;
     let store = a.data.open()?;
     let stdout = std::io::stdout();
@@ -596,7 +602,17 @@ pub fn history(a: HistoryArgs) -> anyhow::Result<ExitCode> {
     };
     let target = Target::parse(object)?;
     let backend = backend_for(&a.data, store, &target.query()?)?;
-    let entries = object_history(&backend, &target, since, until)?;
+    if a.limit == 0 || a.limit > MAX_HISTORY {
+        bail!("--limit must be between 1 and {MAX_HISTORY}");
+    }
+    let req = HistoryRequest {
+        since,
+        until,
+        before: None,
+        limit: a.limit,
+    };
+    let mut entries = object_history(&backend, &target, &req)?.entries;
+    entries.reverse();
     if a.output == ReportFormat::Json {
         serde_json::to_writer_pretty(&mut out, &entries)?;
         writeln!(out)?;
