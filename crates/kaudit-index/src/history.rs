@@ -146,7 +146,7 @@ pub struct HistoryPage {
 /// diffed against; past that its diff is left out (`body` still says it
 /// carried the object).
 pub const MAX_SEED_WRITES: usize = 1024;
-const SEED_BATCH: usize = 128;
+const SEED_BATCH_FIRST: usize = 8;
 
 /// A page of the events on `target`, newest first, each write carrying the
 /// object diffed against the version before it (found in earlier pages if
@@ -181,14 +181,18 @@ pub fn object_history(
     if let Some((oldest, _)) = parsed.last() {
         let mut cursor = Some(oldest.cursor());
         let mut read = 0;
+        // Small batches first: the version sought is usually the latest
+        // write before the page, and each fetched event costs a read.
+        let mut batch = SEED_BATCH_FIRST;
         while !need.is_empty() && read < MAX_SEED_WRITES {
             let Some(c) = cursor else { break };
             let earlier = backend.search(&SearchRequest {
                 since: None,
                 until: None,
                 cursor: Some(c),
-                ..SearchRequest::new(target.writes_query()?, SEED_BATCH)
+                ..SearchRequest::new(target.writes_query()?, batch)
             })?;
+            batch = (batch * 4).min(MAX_SEED_WRITES);
             read += earlier.hits.len();
             cursor = earlier.next;
             for hit in earlier.hits {

@@ -121,10 +121,95 @@ impl Column {
                 *u = uw;
             }
         }
+        /// One matching id and only id 0 unknown (`name=x`, `verb=get`):
+        /// plain equality tests, which the compiler vectorizes.
+        fn run_eq<T: Copy + PartialEq + Default>(
+            v: &[T],
+            target: T,
+            hit: &mut [u64],
+            unknown: &mut [u64],
+        ) {
+            let zero = T::default();
+            for ((chunk, h), u) in v.chunks(64).zip(hit.iter_mut()).zip(unknown.iter_mut()) {
+                let (mut hw, mut uw) = (0u64, 0u64);
+                for (i, &x) in chunk.iter().enumerate() {
+                    hw |= u64::from(x == target) << i;
+                    uw |= u64::from(x == zero) << i;
+                }
+                *h = hw;
+                *u = uw;
+            }
+        }
+        let mut hits = state.iter().enumerate().filter(|(_, &st)| st == 1);
+        let single = match (hits.next(), hits.next()) {
+            (Some((id, _)), None) if state.first() == Some(&2) && !state[1..].contains(&2) => {
+                u32::try_from(id).ok()
+            }
+            _ => None,
+        };
+        match (self, single) {
+            (Column::U8(v), Some(id)) if id <= u32::from(u8::MAX) => {
+                run_eq(v, id as u8, hit, unknown)
+            }
+            (Column::U16(v), Some(id)) if id <= u32::from(u16::MAX) => {
+                run_eq(v, id as u16, hit, unknown)
+            }
+            (Column::U32(v), Some(id)) => run_eq(v, id, hit, unknown),
+            (Column::U8(v), _) => run(v, state, hit, unknown),
+            (Column::U16(v), _) => run(v, state, hit, unknown),
+            (Column::U32(v), _) => run(v, state, hit, unknown),
+        }
+    }
+
+    /// [`Column::classify`] restricted to the words where `scope` has a
+    /// row: other words of `hit` and `unknown` are left as they are. An
+    /// `And` whose first term is selective reads only its candidates' ids.
+    pub fn classify_in(&self, state: &[u8], scope: &[u64], hit: &mut [u64], unknown: &mut [u64]) {
+        fn run<T: Copy + Into<u32>>(
+            v: &[T],
+            state: &[u8],
+            scope: &[u64],
+            hit: &mut [u64],
+            unknown: &mut [u64],
+        ) {
+            for (wi, &m) in scope.iter().enumerate() {
+                if m == 0 {
+                    continue;
+                }
+                let Some(chunk) = v.get(wi * 64..(wi * 64 + 64).min(v.len())) else {
+                    continue;
+                };
+                let (mut hw, mut uw) = (0u64, 0u64);
+                if m.count_ones() < 16 {
+                    // Few candidates in the word: look at just those.
+                    let mut bits = m;
+                    while bits != 0 {
+                        let i = bits.trailing_zeros() as usize;
+                        bits &= bits - 1;
+                        let st = chunk
+                            .get(i)
+                            .and_then(|&x| state.get(x.into() as usize).copied())
+                            .unwrap_or(2);
+                        hw |= u64::from(st == 1) << i;
+                        uw |= u64::from(st == 2) << i;
+                    }
+                } else {
+                    for (i, &x) in chunk.iter().enumerate() {
+                        let st = state.get(x.into() as usize).copied().unwrap_or(2);
+                        hw |= u64::from(st == 1) << i;
+                        uw |= u64::from(st == 2) << i;
+                    }
+                }
+                if let (Some(h), Some(u)) = (hit.get_mut(wi), unknown.get_mut(wi)) {
+                    *h = hw;
+                    *u = uw;
+                }
+            }
+        }
         match self {
-            Column::U8(v) => run(v, state, hit, unknown),
-            Column::U16(v) => run(v, state, hit, unknown),
-            Column::U32(v) => run(v, state, hit, unknown),
+            Column::U8(v) => run(v, state, scope, hit, unknown),
+            Column::U16(v) => run(v, state, scope, hit, unknown),
+            Column::U32(v) => run(v, state, scope, hit, unknown),
         }
     }
 

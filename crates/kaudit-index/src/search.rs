@@ -288,18 +288,28 @@ pub fn time_span(
             span = Some(span.map_or((t, t), |(a, z)| (a.min(t), z.max(t))));
         }
     };
-    b.lower.for_each_block(64, |start, words| {
-        for (wi, &w) in words.iter().enumerate() {
-            let mut w = w;
-            while w != 0 {
-                let row = start + wi * 64 + w.trailing_zeros() as usize;
-                w &= w - 1;
-                if let Some(&t) = times.get(row) {
-                    widen(t);
-                }
+    for (wi, &w) in b.lower.words().iter().enumerate() {
+        let base = wi * 64;
+        // Whole words inside the range need only their min and max.
+        if let (u64::MAX, Some(block)) = (w, times.get(base..base + 64)) {
+            let (mn, mx) = block
+                .iter()
+                .fold((i64::MAX, i64::MIN), |(a, z), &t| (a.min(t), z.max(t)));
+            if mn >= lo && mx < hi {
+                widen(mn);
+                widen(mx);
+                continue;
             }
         }
-    });
+        let mut w = w;
+        while w != 0 {
+            let row = base + w.trailing_zeros() as usize;
+            w &= w - 1;
+            if let Some(&t) = times.get(row) {
+                widen(t);
+            }
+        }
+    }
     // The tail the index has not reached.
     let tail = Index::empty_at(ix.next_seq());
     for_each_match(&tail, store, query, since, until, &mut |_, t, _, _| {

@@ -115,7 +115,11 @@ fn merge_into(map: &mut HashMap<IdKey, Acc>, key: IdKey, acc: Acc) -> bool {
     }
     let e = map.entry(key).or_default();
     e.count += acc.count;
-    e.lat.extend(acc.lat);
+    if e.lat.is_empty() {
+        e.lat = acc.lat;
+    } else {
+        e.lat.extend(acc.lat);
+    }
     true
 }
 
@@ -191,7 +195,7 @@ pub fn stats(
         // (width dispatched once), then the block's rows are counted from
         // plain slices.
         let mut ids: Vec<Vec<u32>> = vec![Vec::with_capacity(STATS_BLOCK_ROWS); cols.len()];
-        let flat = if req.latency || cols.len() > 1 {
+        let flat = if cols.len() > 1 || (req.latency && lat_col.is_none()) {
             None
         } else if req.every.is_none() {
             Some(FlatLayout {
@@ -215,10 +219,13 @@ pub fn stats(
                 cols.first().map(|(c, _)| *c),
                 (req.since, req.until),
                 &layout,
+                if req.latency { lat_col } else { None },
             );
             total += counted.total;
             unknown.extend(counted.unknown.iter().map(|&r| ix.base() + r as u64));
+            let mut samples = counted.samples.into_iter();
             for (slot, n) in counted.counts.into_iter().enumerate() {
+                let lat = samples.next().unwrap_or_default();
                 if n > 0 {
                     let mut key = [0u32; MAX_BY];
                     if !cols.is_empty() {
@@ -227,11 +234,7 @@ pub fn stats(
                     let bk = req
                         .every
                         .map(|e| layout.first + (slot / layout.width) as i64 * e);
-                    let acc = Acc {
-                        count: n,
-                        lat: Vec::new(),
-                    };
-                    overflow |= !merge_into(&mut by_ids, (bk, key), acc);
+                    overflow |= !merge_into(&mut by_ids, (bk, key), Acc { count: n, lat });
                 }
             }
         }
@@ -349,10 +352,21 @@ pub fn stats(
                     })
                     .collect();
             }
-            for key in combos {
+            let last = combos.len().saturating_sub(1);
+            let mut lat = Some(acc.lat);
+            for (i, key) in combos.into_iter().enumerate() {
                 let e = groups.entry((bk, key)).or_default();
                 e.count += acc.count;
-                e.lat.extend_from_slice(&acc.lat);
+                let l = if i == last {
+                    lat.take().unwrap_or_default()
+                } else {
+                    lat.clone().unwrap_or_default()
+                };
+                if e.lat.is_empty() {
+                    e.lat = l;
+                } else {
+                    e.lat.extend_from_slice(&l);
+                }
             }
         }
         for h in fetch(store, &unknown, &|_, t, ev, (_, c)| {
@@ -390,93 +404,178 @@ struct FlatLayout {
 
 struct FlatCounts {
     counts: Vec<u64>,
+    /// Known latencies per slot, when asked for.
+    samples: Vec<Vec<u32>>,
     /// Rows (not seqs) whose id is 0: the index does not hold the value.
     unknown: Vec<usize>,
     total: u64,
 }
 
-/// The common dashboard and histogram case (at most one `by` field, no
-/// latency) counted into a flat array: per block, the ids are copied out
-/// once and rows are counted with plain slice indexing. Several times faster than
-/// the general path, which keys groups by id tuples.
+/// The common dashboard and histogram case (at most one `by` field) counted
+/// into a flat array straight from the typed column: no per-row hashing,
+/// width dispatched once, whole 64-row words of an unbounded count without
+/// the bit walk or the time test. Latencies, when asked for, are gathered
+/// in a second pass into vectors sized by the first.
 fn count_flat(
     rows: &Bits,
     times: &[i64],
     col: Option<&Column>,
+    range: (Option<i64>, Option<i64>),
+    layout: &FlatLayout,
+    lat: Option<&[u32]>,
+) -> FlatCounts {
+    match col {
+        None => count_flat_typed::<u8>(rows, times, None, range, layout, lat),
+        Some(Column::U8(v)) => count_flat_typed(rows, times, Some(v), range, layout, lat),
+        Some(Column::U16(v)) => count_flat_typed(rows, times, Some(v), range, layout, lat),
+        Some(Column::U32(v)) => count_flat_typed(rows, times, Some(v), range, layout, lat),
+    }
+}
+
+/// Calls `f(row, slot)` for each row of `rows` in range whose slot is
+/// known, and `unknown(row)` for each row in range the index cannot place.
+#[inline(always)]
+fn for_each_slot<T: Copy + Into<u32>>(
+    rows: &Bits,
+    times: &[i64],
+    ids: Option<&[T]>,
     (since, until): (Option<i64>, Option<i64>),
     layout: &FlatLayout,
+    mut f: impl FnMut(usize, usize),
+    mut unknown: impl FnMut(usize),
+) {
+    // The bucket of the previous row: times are nearly sorted, so most rows
+    // skip the division.
+    let mut cur = (i64::MAX, i64::MIN, 0usize);
+    let bucket_of = |t: i64, cur: &mut (i64, i64, usize)| -> usize {
+        if layout.every <= 0 {
+            return 0;
+        }
+        if t < cur.0 || t >= cur.1 {
+            let k = t.saturating_sub(layout.first).div_euclid(layout.every);
+            let start = layout.first.saturating_add(k.saturating_mul(layout.every));
+            *cur = (
+                start,
+                start.saturating_add(layout.every),
+                usize::try_from(k).unwrap_or(usize::MAX),
+            );
+        }
+        cur.2
+    };
+    for (wi, &w) in rows.words().iter().enumerate() {
+        let base = wi * 64;
+        // A whole word of rows inside the range and inside one bucket (the
+        // usual case: rows are nearly in time order) shares its bucket, so
+        // only the ids are looked at.
+        if w == u64::MAX {
+            if let Some(block_times) = times.get(base..base + 64) {
+                let (mn, mx) = block_times
+                    .iter()
+                    .fold((i64::MAX, i64::MIN), |(a, z), &t| (a.min(t), z.max(t)));
+                let inside = since.is_none_or(|s| mn >= s) && until.is_none_or(|u| mx < u);
+                let bucket = bucket_of(mn, &mut cur);
+                if inside && (layout.every <= 0 || mx < cur.1) {
+                    let first = bucket.saturating_mul(layout.width);
+                    match ids.and_then(|ids| ids.get(base..base + 64)) {
+                        Some(block) => {
+                            for (k, &id) in block.iter().enumerate() {
+                                match id.into() {
+                                    0 => unknown(base + k),
+                                    id => f(base + k, first.saturating_add(id as usize)),
+                                }
+                            }
+                            continue;
+                        }
+                        None if ids.is_none() => {
+                            (base..base + 64).for_each(|row| f(row, first));
+                            continue;
+                        }
+                        None => {}
+                    }
+                }
+            }
+        }
+        let mut w = w;
+        while w != 0 {
+            let row = base + w.trailing_zeros() as usize;
+            w &= w - 1;
+            let Some(&t) = times.get(row) else { continue };
+            if since.is_some_and(|s| t < s) || until.is_some_and(|u| t >= u) {
+                continue;
+            }
+            let id = match ids {
+                Some(ids) => match ids.get(row) {
+                    Some(&id) if id.into() != 0 => id.into() as usize,
+                    _ => {
+                        unknown(row);
+                        continue;
+                    }
+                },
+                None => 0,
+            };
+            let bucket = bucket_of(t, &mut cur);
+            f(row, bucket.saturating_mul(layout.width).saturating_add(id));
+        }
+    }
+}
+
+fn count_flat_typed<T: Copy + Into<u32>>(
+    rows: &Bits,
+    times: &[i64],
+    ids: Option<&[T]>,
+    range: (Option<i64>, Option<i64>),
+    layout: &FlatLayout,
+    lat: Option<&[u32]>,
 ) -> FlatCounts {
-    let (lo, hi) = (since.unwrap_or(i64::MIN), until.unwrap_or(i64::MAX));
     let slots = layout.width.saturating_mul(layout.buckets);
     // Four interleaved copies of the counters: consecutive rows usually
     // share a slot (most codes are 200), and one counter would make every
     // increment wait for the previous one.
-    let mut counts = vec![0u64; slots.saturating_mul(LANES)];
+    let mut lanes = vec![0u64; slots.saturating_mul(LANES)];
     let mut unknown = Vec::new();
-    // The bucket of the previous row: times are nearly sorted, so most rows
-    // skip the division.
-    let (mut cur_lo, mut cur_hi, mut cur_bucket) = (i64::MAX, i64::MIN, 0usize);
-    // A single slot (a plain count) is counted in a register.
-    let mut single = 0u64;
-    let one_slot = slots == 1;
-    let mut ids: Vec<u32> = Vec::with_capacity(STATS_BLOCK_ROWS);
-    rows.for_each_block(STATS_BLOCK_ROWS / 64, |start, words| {
-        let end = (start + words.len() * 64).min(times.len());
-        let bt = &times[start.min(end)..end];
-        if let Some(c) = col {
-            c.ids_into(start..end, &mut ids);
-        }
-        for (wi, &w) in words.iter().enumerate() {
-            let mut w = w;
-            while w != 0 {
-                let i = wi * 64 + w.trailing_zeros() as usize;
-                w &= w - 1;
-                let Some(&t) = bt.get(i) else { break };
-                if t < lo || t >= hi {
-                    continue;
+    let mut misplaced = Vec::new();
+    for_each_slot(
+        rows,
+        times,
+        ids,
+        range,
+        layout,
+        |row, slot| match lanes.get_mut(slot.saturating_mul(LANES) + row % LANES) {
+            Some(n) => *n += 1,
+            // Not expected (ids are below the width, times within the
+            // buckets): read from the store rather than miscount.
+            None => misplaced.push(row),
+        },
+        |row| unknown.push(row),
+    );
+    let counts: Vec<u64> = lanes.chunks(LANES).map(|c| c.iter().sum()).collect();
+    let mut samples: Vec<Vec<u32>> = Vec::new();
+    if let Some(lat) = lat {
+        samples = counts
+            .iter()
+            .map(|&n| Vec::with_capacity(usize::try_from(n).unwrap_or(0)))
+            .collect();
+        for_each_slot(
+            rows,
+            times,
+            ids,
+            range,
+            layout,
+            |row, slot| {
+                if let (Some(&l), Some(v)) = (lat.get(row), samples.get_mut(slot)) {
+                    if l != NO_LATENCY {
+                        v.push(l);
+                    }
                 }
-                if one_slot && col.is_none() {
-                    single += 1;
-                    continue;
-                }
-                let id = match col {
-                    Some(_) => match ids.get(i) {
-                        Some(&id) if id != 0 => id as usize,
-                        _ => {
-                            unknown.push(start + i);
-                            continue;
-                        }
-                    },
-                    None => 0,
-                };
-                let bucket = if layout.every <= 0 {
-                    0
-                } else if t >= cur_lo && t < cur_hi {
-                    cur_bucket
-                } else {
-                    let k = (t - layout.first) / layout.every;
-                    cur_lo = layout.first + k * layout.every;
-                    cur_hi = cur_lo + layout.every;
-                    cur_bucket = usize::try_from(k).unwrap_or(usize::MAX);
-                    cur_bucket
-                };
-                let slot = bucket.saturating_mul(layout.width).saturating_add(id);
-                match counts.get_mut(slot.saturating_mul(LANES).saturating_add(i % LANES)) {
-                    Some(n) => *n += 1,
-                    // Not expected (ids are below the width, times within
-                    // the buckets): read from the store rather than miscount.
-                    None => unknown.push(start + i),
-                }
-            }
-        }
-    });
-    let mut counts: Vec<u64> = counts.chunks(LANES).map(|c| c.iter().sum()).collect();
-    if let Some(c) = counts.first_mut() {
-        *c += single;
+            },
+            |_| {},
+        );
     }
+    unknown.extend(misplaced);
     FlatCounts {
         total: counts.iter().sum(),
         counts,
+        samples,
         unknown,
     }
 }
@@ -559,9 +658,15 @@ fn percentiles(mut lat: Vec<u32>) -> Option<Latency> {
         return None;
     }
     let n = lat.len();
+    // Ascending ranks: each selection leaves everything above its rank to
+    // the right, so the next one only searches that part.
+    let mut from = 0;
     let mut pick = |q: f64| {
         let i = ((q * n as f64).ceil() as usize).clamp(1, n) - 1;
-        *lat.select_nth_unstable(i).1
+        let i = i.max(from);
+        let v = *lat[from..].select_nth_unstable(i - from).1;
+        from = i;
+        v
     };
     Some(Latency {
         p50: pick(0.50),
