@@ -4,6 +4,7 @@
 //! [`kaudit_query::Expr`] (see [`crate::plan`]) and confirming with the same
 //! matcher; the CLI and the HTTP API only talk to this trait.
 
+use crate::facets::Facets;
 use crate::index::{Index, IndexMode};
 use crate::plan;
 use crate::search::{self, Page, SearchRequest};
@@ -60,6 +61,7 @@ pub struct EmbeddedBackend {
     store: Arc<dyn LogReader + Send + Sync>,
     writable: bool,
     feed: Option<Arc<LiveFeed>>,
+    facets: Facets,
 }
 
 impl EmbeddedBackend {
@@ -92,6 +94,7 @@ impl EmbeddedBackend {
             store,
             writable,
             feed: None,
+            facets: Facets::new(),
         })
     }
 
@@ -103,6 +106,7 @@ impl EmbeddedBackend {
             store,
             writable: false,
             feed: None,
+            facets: Facets::new(),
         }
     }
 
@@ -164,7 +168,8 @@ impl EmbeddedBackend {
     }
 
     /// Indexes new records every few milliseconds (so it stays within the
-    /// live feed and queries see them) and commits about every `period`,
+    /// live feed and queries see them), keeps the per-value counts current,
+    /// and commits about every `period`,
     /// until `stop` is set; errors are passed to `on_error` and retried.
     pub fn run_indexer(
         &self,
@@ -175,10 +180,19 @@ impl EmbeddedBackend {
         const POLL: Duration = Duration::from_millis(50);
         let mut last_commit = Instant::now();
         let mut dirty = false;
+        let mut primed = false;
         loop {
             let stopping = stop.load(Ordering::Relaxed);
             match self.index_new() {
-                Ok(n) => dirty |= n > 0,
+                Ok(n) => {
+                    dirty |= n > 0;
+                    if n > 0 || !primed {
+                        if let Ok(ix) = self.read() {
+                            self.facets.refresh(&ix);
+                        }
+                        primed = true;
+                    }
+                }
                 Err(e) => on_error(&e),
             }
             if dirty && (stopping || last_commit.elapsed() >= period) {
@@ -220,7 +234,7 @@ impl SearchBackend for EmbeddedBackend {
     }
 
     fn stats(&self, req: &StatsRequest) -> IndexResult<StatsReport> {
-        stats::stats(&*self.read()?, self.store.as_ref(), req)
+        stats::stats_using(&*self.read()?, self.store.as_ref(), req, Some(&self.facets))
     }
 
     fn field_values(
@@ -229,7 +243,7 @@ impl SearchBackend for EmbeddedBackend {
         prefix: &str,
         limit: usize,
     ) -> IndexResult<Vec<(String, u64)>> {
-        field_values(&*self.read()?, field, prefix, limit)
+        field_values_using(&*self.read()?, field, prefix, limit, Some(&self.facets))
     }
 
     fn time_span(
@@ -260,6 +274,17 @@ pub fn field_values(
     prefix: &str,
     limit: usize,
 ) -> IndexResult<Vec<(String, u64)>> {
+    field_values_using(ix, field, prefix, limit, None)
+}
+
+/// [`field_values`] with the per-id counts taken from `facets` when given.
+fn field_values_using(
+    ix: &Index,
+    field: &Field,
+    prefix: &str,
+    limit: usize,
+    facets: Option<&Facets>,
+) -> IndexResult<Vec<(String, u64)>> {
     let slot = Index::dict_slot(field).ok_or_else(|| {
         IndexError::Input(format!(
             "field {:?} has no value list; use one of: {}",
@@ -274,12 +299,21 @@ pub fn field_values(
     let Some((col, dict)) = ix.column(slot) else {
         return Ok(Vec::new());
     };
-    let mut per_id = vec![0u64; dict.len() + 1];
-    for row in 0..col.len() {
-        if let Some(c) = per_id.get_mut(col.get(row) as usize) {
-            *c += 1;
+    let per_id = match facets.and_then(|f| f.counts(ix, slot)) {
+        Some(mut counts) => {
+            counts.resize(dict.len() + 1, 0);
+            counts
         }
-    }
+        None => {
+            let mut per_id = vec![0u64; dict.len() + 1];
+            col.for_each_id(|_, id| {
+                if let Some(c) = per_id.get_mut(id as usize) {
+                    *c += 1;
+                }
+            });
+            per_id
+        }
+    };
     let mut counts: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
     for (id, vals) in dict.iter() {
         let n = per_id[id as usize];

@@ -456,6 +456,9 @@ pub struct Index {
     persisted_widths: Vec<u8>,
     meta_widths: Vec<u8>,
     meta_dict_counts: Vec<u64>,
+    /// Bumped whenever rows are dropped, so caches derived from the rows
+    /// (see [`crate::facets`]) know to start over.
+    generation: u64,
     _lock: Option<File>,
 }
 
@@ -519,6 +522,7 @@ impl Index {
             },
             meta_widths: meta.widths,
             meta_dict_counts: meta.dict_counts,
+            generation: 0,
             _lock: lock,
         };
         ix.time = Some(ix.load_fixed::<8, i64>("time.i64", i64::from_le_bytes)?);
@@ -551,6 +555,7 @@ impl Index {
             persisted_widths: vec![0; n],
             meta_widths: Vec::new(),
             meta_dict_counts: Vec::new(),
+            generation: 0,
             _lock: None,
         }
     }
@@ -641,6 +646,12 @@ impl Index {
     /// Sequence number of row 0.
     pub fn base(&self) -> u64 {
         self.base
+    }
+
+    /// Changes whenever rows are dropped (reset, truncation): a cache over
+    /// rows `0..n` stays valid while this and [`Index::base`] are unchanged.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Rows indexed (committed or pending).
@@ -794,6 +805,7 @@ impl Index {
             return Err(IndexError::Input("index opened read-only".into()));
         }
         let n = DICT_FIELDS.len();
+        self.generation += 1;
         self.rows = 0;
         self.persisted_rows = 0;
         self.base = 0;
@@ -920,6 +932,7 @@ impl Index {
         if rows >= self.rows {
             return;
         }
+        self.generation += 1;
         for c in self.cols.iter_mut().flatten() {
             c.truncate(rows);
         }

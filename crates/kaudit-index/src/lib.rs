@@ -15,6 +15,7 @@
 
 pub mod backend;
 pub mod diff;
+pub mod facets;
 pub mod history;
 pub mod index;
 pub mod plan;

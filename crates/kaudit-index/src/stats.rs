@@ -6,13 +6,14 @@
 //! each candidate is confirmed against the stored event. Records past the
 //! index are always read from the store.
 
+use crate::facets::Facets;
 use crate::index::Column;
 use crate::index::{Index, NO_LATENCY};
 use crate::plan::{bounds, Bits};
 use crate::search::{fetch, for_each_match};
 use crate::{IndexError, IndexResult};
 use kaudit_event::Event;
-use kaudit_query::{Field, LazyJson, Query};
+use kaudit_query::{Expr, Field, LazyJson, Query};
 use kaudit_store::LogReader;
 use std::collections::HashMap;
 
@@ -129,6 +130,17 @@ pub fn stats(
     store: &(dyn LogReader + Sync),
     req: &StatsRequest,
 ) -> IndexResult<StatsReport> {
+    stats_using(ix, store, req, None)
+}
+
+/// [`stats`], answering all-time counts of one field from `facets` (kept
+/// across requests by a long-lived backend) when given.
+pub fn stats_using(
+    ix: &Index,
+    store: &(dyn LogReader + Sync),
+    req: &StatsRequest,
+    facets: Option<&Facets>,
+) -> IndexResult<StatsReport> {
     if req.by.len() > MAX_BY {
         return Err(IndexError::Input(format!(
             "at most {MAX_BY} --by fields, got {}",
@@ -212,7 +224,39 @@ pub fn stats(
                 buckets,
             })
         };
-        if let Some(layout) = flat {
+        // Every row, no time bounds, one field: the running per-id counts.
+        let whole_column = match (facets, slots.as_slice()) {
+            (Some(f), [slot])
+                if matches!(req.query.expr(), Expr::All)
+                    && req.since.is_none()
+                    && req.until.is_none()
+                    && req.every.is_none()
+                    && !req.latency =>
+            {
+                f.counts(ix, *slot)
+                    .filter(|c| c.first().copied().unwrap_or(0) == 0)
+            }
+            _ => None,
+        };
+        if let (Some(layout), Some(counts)) = (flat, whole_column) {
+            let mut counts = counts;
+            counts.resize(layout.width, 0);
+            total += counts.iter().sum::<u64>();
+            for (id, n) in counts.into_iter().enumerate() {
+                if n > 0 {
+                    let mut key = [0u32; MAX_BY];
+                    key[0] = id as u32;
+                    overflow |= !merge_into(
+                        &mut by_ids,
+                        (None, key),
+                        Acc {
+                            count: n,
+                            lat: Vec::new(),
+                        },
+                    );
+                }
+            }
+        } else if let Some(layout) = flat {
             let counted = count_flat(
                 &b.lower,
                 times,
