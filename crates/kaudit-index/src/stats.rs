@@ -459,7 +459,7 @@ struct FlatCounts {
 /// into a flat array straight from the typed column: no per-row hashing,
 /// width dispatched once, whole 64-row words of an unbounded count without
 /// the bit walk or the time test. Latencies, when asked for, are gathered
-/// in a second pass into vectors sized by the first.
+/// in the same pass.
 fn count_flat(
     rows: &Bits,
     times: &[i64],
@@ -572,12 +572,43 @@ fn count_flat_typed<T: Copy + Into<u32>>(
     lat: Option<&[u32]>,
 ) -> FlatCounts {
     let slots = layout.width.saturating_mul(layout.buckets);
+    let mut unknown = Vec::new();
+    let mut misplaced = Vec::new();
+    if let Some(lat) = lat {
+        // With latencies: one pass counting and gathering the samples.
+        let mut counts = vec![0u64; slots];
+        let mut samples: Vec<Vec<u32>> = vec![Vec::new(); slots];
+        for_each_slot(
+            rows,
+            times,
+            ids,
+            range,
+            layout,
+            |row, slot| match (counts.get_mut(slot), samples.get_mut(slot)) {
+                (Some(n), Some(v)) => {
+                    *n += 1;
+                    if let Some(&l) = lat.get(row).filter(|&&l| l != NO_LATENCY) {
+                        v.push(l);
+                    }
+                }
+                // Not expected (ids are below the width, times within the
+                // buckets): read from the store rather than miscount.
+                _ => misplaced.push(row),
+            },
+            |row| unknown.push(row),
+        );
+        unknown.extend(misplaced);
+        return FlatCounts {
+            total: counts.iter().sum(),
+            counts,
+            samples,
+            unknown,
+        };
+    }
     // Four interleaved copies of the counters: consecutive rows usually
     // share a slot (most codes are 200), and one counter would make every
     // increment wait for the previous one.
     let mut lanes = vec![0u64; slots.saturating_mul(LANES)];
-    let mut unknown = Vec::new();
-    let mut misplaced = Vec::new();
     for_each_slot(
         rows,
         times,
@@ -586,35 +617,12 @@ fn count_flat_typed<T: Copy + Into<u32>>(
         layout,
         |row, slot| match lanes.get_mut(slot.saturating_mul(LANES) + row % LANES) {
             Some(n) => *n += 1,
-            // Not expected (ids are below the width, times within the
-            // buckets): read from the store rather than miscount.
             None => misplaced.push(row),
         },
         |row| unknown.push(row),
     );
     let counts: Vec<u64> = lanes.chunks(LANES).map(|c| c.iter().sum()).collect();
-    let mut samples: Vec<Vec<u32>> = Vec::new();
-    if let Some(lat) = lat {
-        samples = counts
-            .iter()
-            .map(|&n| Vec::with_capacity(usize::try_from(n).unwrap_or(0)))
-            .collect();
-        for_each_slot(
-            rows,
-            times,
-            ids,
-            range,
-            layout,
-            |row, slot| {
-                if let (Some(&l), Some(v)) = (lat.get(row), samples.get_mut(slot)) {
-                    if l != NO_LATENCY {
-                        v.push(l);
-                    }
-                }
-            },
-            |_| {},
-        );
-    }
+    let samples = Vec::new();
     unknown.extend(misplaced);
     FlatCounts {
         total: counts.iter().sum(),
