@@ -252,7 +252,14 @@ impl SearchBackend for EmbeddedBackend {
         since: Option<i64>,
         until: Option<i64>,
     ) -> IndexResult<Option<(i64, i64)>> {
-        search::time_span(&*self.read()?, self.store.as_ref(), query, since, until)
+        search::time_span(
+            &*self.read()?,
+            self.store.as_ref(),
+            query,
+            since,
+            until,
+            Some(&self.facets),
+        )
     }
 
     fn for_each_match(

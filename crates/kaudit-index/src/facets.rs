@@ -22,6 +22,8 @@ struct Facet {
 #[derive(Default)]
 pub struct Facets {
     slots: Mutex<HashMap<usize, Facet>>,
+    /// (generation, base, rows seen, oldest, newest) of the time column.
+    times: Mutex<Option<(u64, u64, usize, i64, i64)>>,
 }
 
 impl Facets {
@@ -39,6 +41,27 @@ impl Facets {
         Self::extend(&mut slots, ix, slot).map(|f| f.counts.clone())
     }
 
+    /// The oldest and newest event time over all of `ix`'s rows (None when
+    /// it has none), extended like the counts.
+    pub fn time_span(&self, ix: &Index) -> Option<(i64, i64)> {
+        let times = ix.times();
+        let mut cached = self.times.lock().ok()?;
+        let (mut rows, mut lo, mut hi) = match *cached {
+            Some((g, b, rows, lo, hi))
+                if g == ix.generation() && b == ix.base() && rows <= times.len() =>
+            {
+                (rows, lo, hi)
+            }
+            _ => (0, i64::MAX, i64::MIN),
+        };
+        if let Some(new) = times.get(rows..) {
+            (lo, hi) = new.iter().fold((lo, hi), |(a, z), &t| (a.min(t), z.max(t)));
+            rows = times.len();
+        }
+        *cached = Some((ix.generation(), ix.base(), rows, lo, hi));
+        (rows > 0).then_some((lo, hi))
+    }
+
     /// Brings the counts of every loaded column up to `ix`'s rows, so the
     /// first request after new rows (or after start) finds them ready.
     /// The indexer calls this after each step.
@@ -48,6 +71,7 @@ impl Facets {
                 Self::extend(&mut slots, ix, slot);
             }
         }
+        self.time_span(ix);
     }
 
     fn extend<'a>(

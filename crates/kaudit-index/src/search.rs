@@ -266,7 +266,29 @@ pub fn time_span(
     query: &Query,
     since: Option<i64>,
     until: Option<i64>,
+    facets: Option<&crate::facets::Facets>,
 ) -> IndexResult<Option<(i64, i64)>> {
+    let (lo, hi) = (since.unwrap_or(i64::MIN), until.unwrap_or(i64::MAX));
+    let mut span: Option<(i64, i64)> = None;
+    let mut widen = |t: i64| {
+        if t >= lo && t < hi {
+            span = Some(span.map_or((t, t), |(a, z)| (a.min(t), z.max(t))));
+        }
+    };
+    // Every event, no bounds: the running span of the time column.
+    let all = matches!(query.expr(), kaudit_query::Expr::All) && since.is_none() && until.is_none();
+    if let (true, Some(f)) = (all, facets) {
+        if let Some((a, z)) = f.time_span(ix) {
+            widen(a);
+            widen(z);
+        }
+        let tail = Index::empty_at(ix.next_seq());
+        for_each_match(&tail, store, query, since, until, &mut |_, t, _, _| {
+            widen(t);
+            true
+        })?;
+        return Ok(span);
+    }
     let b = bounds(ix, query.expr())?;
     if !b.exact {
         let one = |reverse| -> IndexResult<Option<i64>> {
@@ -280,14 +302,7 @@ pub fn time_span(
         };
         return Ok(one(true)?.zip(one(false)?));
     }
-    let (lo, hi) = (since.unwrap_or(i64::MIN), until.unwrap_or(i64::MAX));
     let times = ix.times();
-    let mut span: Option<(i64, i64)> = None;
-    let mut widen = |t: i64| {
-        if t >= lo && t < hi {
-            span = Some(span.map_or((t, t), |(a, z)| (a.min(t), z.max(t))));
-        }
-    };
     for (wi, &w) in b.lower.words().iter().enumerate() {
         let base = wi * 64;
         // Whole words inside the range need only their min and max.

@@ -48,6 +48,7 @@ fn cached(b: &EmbeddedBackend, by: &Field) -> (Vec<(Vec<String>, u64)>, u64) {
 
 #[test]
 fn running_counts_equal_a_full_count_as_the_index_grows() {
+    // Generated events are dated after 2026-01-01; the extra ones below are not.
     let fx = common::store_with(3000, 11);
     let dir = fx.dir.path().to_path_buf();
     let store = Arc::new(fx.store);
@@ -59,6 +60,11 @@ fn running_counts_equal_a_full_count_as_the_index_grows() {
         assert_eq!(rows, uncached(&dir, &store, f), "{f:?}");
         assert_eq!(total, 3000);
     }
+    let before = b
+        .time_span(&Query::parse("").expect("query"), None, None)
+        .expect("span")
+        .expect("events");
+    assert!(before.0 > 1_767_225_600_000_000);
     // More records: the counts are extended, not recounted from stale state.
     let mut tx = store.transaction().expect("tx");
     let extra = r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"f-NUM","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/facets/pods","verb":"deletecollection","user":{"username":"facet-tester"},"sourceIPs":["10.9.9.9"],"objectRef":{"resource":"pods","namespace":"facets"},"responseStatus":{"metadata":{},"code":200},"requestReceivedTimestamp":"2026-01-01T00:00:00.000000Z","stageTimestamp":"2026-01-01T00:00:00.000000Z"}"#;
@@ -78,6 +84,19 @@ fn running_counts_equal_a_full_count_as_the_index_grows() {
         assert_eq!(rows, uncached(&dir, &store, f), "{f:?} after growth");
         assert_eq!(total, 3025);
     }
+    // The running time span equals the oldest and newest match, which the
+    // extra records (dated 2026-01-01, before the generated ones) moved.
+    let all = Query::parse("").expect("query");
+    let edge = |reverse| {
+        let req = kaudit_index::SearchRequest {
+            reverse,
+            ..kaudit_index::SearchRequest::new(all.clone(), 1)
+        };
+        b.search(&req).expect("search").hits[0].time
+    };
+    let span = b.time_span(&all, None, None).expect("span");
+    assert_eq!(span, Some((edge(true), edge(false))));
+    assert_eq!(span.map(|s| s.0), Some(1_767_225_600_000_000));
     let (verbs, _) = cached(&b, &Field::Verb);
     assert!(verbs.contains(&(vec!["deletecollection".to_string()], 25)));
     let values = b.field_values(&Field::User, "facet-", 10).expect("values");
