@@ -491,7 +491,7 @@ pub struct ReindexArgs {
 pub fn reindex(a: ReindexArgs) -> anyhow::Result<ExitCode> {
     let store = a.data.open()?;
     let t = Instant::now();
-    let mut ix = Index::open(&a.data.data, IndexMode::Write).with_context(|| {
+    let mut ix = kaudit_index::backend::open_writable(&a.data.data).with_context(|| {
         "the index is being maintained by another kaudit process (stop `kaudit serve` first)"
     })?;
     ix.reset()?;
