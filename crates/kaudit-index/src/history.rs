@@ -5,7 +5,7 @@ use crate::diff::{diff, Change};
 use crate::{IndexError, IndexResult, SearchBackend};
 use kaudit_event::Event;
 use kaudit_query::Query;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Most events one history returns (oldest kept).
 pub const MAX_HISTORY: usize = 100_000;
@@ -272,22 +272,26 @@ pub fn user_sessions(
         };
         let resource = one(1);
         let (resource, sub_or_path, namespace) = if resource.is_empty() {
-            (NONE, names.id(one(10)), NONE)
+            (NONE, names.id_at(1, one(10)), NONE)
         } else {
             let ns = one(3);
             (
-                names.id(resource),
-                names.id(one(2)),
-                if ns.is_empty() { NONE } else { names.id(ns) },
+                names.id_at(2, resource),
+                names.id_at(3, one(2)),
+                if ns.is_empty() {
+                    NONE
+                } else {
+                    names.id_at(4, ns)
+                },
             )
         };
         let ips_at = ips.len() as u32;
         for ip in row.values.get(5).copied().unwrap_or(&[]) {
-            ips.push(names.id(ip));
+            ips.push(names.id_at(5, ip));
         }
         let user_agent = match one(6) {
             "" => NONE,
-            ua => names.id(ua),
+            ua => names.id_at(6, ua),
         };
         evs.push(SessionEvent {
             key: StageKey {
@@ -297,11 +301,11 @@ pub fn user_sessions(
             },
             seq: row.seq,
             denied: matches!(one(4), "401" | "403") || one(9) == "forbid",
-            verb: names.id(one(0)),
+            verb: names.id_at(7, one(0)),
             resource,
             sub_or_path,
             namespace,
-            cluster: names.id(one(8)),
+            cluster: names.id_at(8, one(8)),
             user_agent,
             ips_at,
             ips_len: ips.len() as u32 - ips_at,
@@ -325,7 +329,7 @@ pub fn user_sessions(
 
 /// Sums one session's events (oldest first).
 fn session(evs: &[SessionEvent], names: &Interner, ips: &[u32]) -> Session {
-    use std::collections::HashMap;
+    use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
     let keys: Vec<StageKey> = evs.iter().map(|e| e.key).collect();
     let counted = counted_events(&keys);
     let mut s = Session {

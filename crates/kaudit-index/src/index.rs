@@ -149,6 +149,23 @@ impl Column {
         }
     }
 
+    /// Calls `f(i, id)` with the id of each of `rows` (0 when out of range),
+    /// one column at a time with the width dispatched once: reading a
+    /// column as one stream is what keeps scattered rows cheap.
+    #[inline]
+    pub fn gather(&self, rows: &[usize], mut f: impl FnMut(usize, u32)) {
+        fn run<T: Copy + Into<u32>>(v: &[T], rows: &[usize], f: &mut impl FnMut(usize, u32)) {
+            for (i, &r) in rows.iter().enumerate() {
+                f(i, v.get(r).map_or(0, |&x| x.into()));
+            }
+        }
+        match self {
+            Column::U8(v) => run(v, rows, &mut f),
+            Column::U16(v) => run(v, rows, &mut f),
+            Column::U32(v) => run(v, rows, &mut f),
+        }
+    }
+
     /// The id at `row` (0 when out of range).
     #[inline]
     pub fn get(&self, row: usize) -> u32 {

@@ -136,11 +136,11 @@ pub fn observe(backend: &dyn SearchBackend, req: &RbacRequest) -> IndexResult<Us
         };
         let resource = one(1).unwrap_or("");
         let (resource, group, namespace, name) = if resource.is_empty() {
-            (names.id(one(9).unwrap_or("")), None, 0, 0)
+            (names.id_at(1, one(9).unwrap_or("")), None, 0, 0)
         } else {
             let res = match one(2).unwrap_or("") {
-                "" => names.id(resource),
-                sub => names.id(&format!("{resource}/{sub}")),
+                "" => names.id_at(2, resource),
+                sub => names.id_at(3, &format!("{resource}/{sub}")),
             };
             let group = match one(5).unwrap_or("") {
                 "core" => "",
@@ -155,9 +155,9 @@ pub fn observe(backend: &dyn SearchBackend, req: &RbacRequest) -> IndexResult<Us
             };
             (
                 res,
-                Some(names.id(group)),
-                names.id(ns),
-                names.id(one(4).unwrap_or("")),
+                Some(names.id_at(4, group)),
+                names.id_at(5, ns),
+                names.id_at(6, one(4).unwrap_or("")),
             )
         };
         evs.push(Observed {
@@ -167,7 +167,7 @@ pub fn observe(backend: &dyn SearchBackend, req: &RbacRequest) -> IndexResult<Us
                 is_final: one(7).is_some_and(is_final_stage),
             },
             allowed,
-            verb: names.id(one(0).unwrap_or("")),
+            verb: names.id_at(7, one(0).unwrap_or("")),
             resource,
             group,
             namespace,

@@ -17,14 +17,15 @@ use crate::index::{
 };
 use crate::plan::{bounds, needs, Bits};
 use crate::{IndexError, IndexResult};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use kaudit_event::Event;
 use kaudit_query::{Field, LazyJson, Query};
 use kaudit_store::LogReader;
-use std::collections::HashMap;
 
 /// Candidate rows handled together: the events some of them need are read
-/// in one pass, and memory stays bounded whatever the match count.
-const CHUNK_ROWS: usize = 8192;
+/// in one pass, memory stays bounded whatever the match count, and the
+/// column bytes of a chunk are still in cache when its rows are emitted.
+const CHUNK_ROWS: usize = 1024;
 /// Records closer than this are read in one range (one bundle decompression
 /// serves them all).
 const READ_GAP: u64 = 2048;
@@ -229,19 +230,6 @@ impl Scan<'_, '_> {
         self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t < u)
     }
 
-    /// Whether `row` can be answered from the columns (decoding its ids).
-    fn columnar(&mut self, row: usize) -> bool {
-        let (Some(cols), Some(_)) = (&self.cols, self.hashes) else {
-            return false;
-        };
-        if !self.lower.get(row) {
-            return false;
-        }
-        cols.iter()
-            .zip(self.caches.iter_mut())
-            .all(|(col, cache)| cache.ensure(col.get(row)))
-    }
-
     /// Reads the events of `seqs` (ascending), keeping those in range and
     /// matching (`confirm` rows only need the check).
     fn read(&self, seqs: &[(u64, bool)]) -> IndexResult<HashMap<u64, ReadRow>> {
@@ -294,7 +282,23 @@ impl Scan<'_, '_> {
     /// Answers a chunk of candidate rows in order; false once `f` stopped.
     fn chunk(&mut self, rows: &[usize], f: &mut ScanFn<'_>) -> IndexResult<bool> {
         let base = self.ix.base();
-        let columnar: Vec<bool> = rows.iter().map(|&r| self.columnar(r)).collect();
+        let width = self.fields.len();
+        // ids[i * width + k]: the id of rows[i] in the column of field k.
+        let mut ids = vec![0u32; rows.len() * width];
+        let mut columnar = vec![false; rows.len()];
+        if let (Some(cols), Some(_)) = (&self.cols, self.hashes) {
+            for (i, &r) in rows.iter().enumerate() {
+                columnar[i] = self.lower.get(r);
+            }
+            for (k, (col, cache)) in cols.iter().zip(self.caches.iter_mut()).enumerate() {
+                col.gather(rows, |i, id| {
+                    ids[i * width + k] = id;
+                    if columnar[i] && !cache.ensure(id) {
+                        columnar[i] = false;
+                    }
+                });
+            }
+        }
         let to_read: Vec<(u64, bool)> = rows
             .iter()
             .zip(&columnar)
@@ -307,27 +311,27 @@ impl Scan<'_, '_> {
             self.read(&to_read)?
         };
         let times = self.ix.times();
-        let width = self.fields.len();
+        let hashes = self.hashes.unwrap_or(&[]);
         let mut vals: Vec<&[&str]> = Vec::with_capacity(width);
-        for (&row, &col) in rows.iter().zip(&columnar) {
+        for (i, (&row, &col)) in rows.iter().zip(&columnar).enumerate() {
             let seq = base + row as u64;
-            let go = match (col, &self.cols, self.hashes) {
-                (true, Some(cols), Some(hashes)) => {
-                    vals.clear();
-                    for (c, cache) in cols.iter().zip(&self.caches) {
-                        vals.push(cache.get(c.get(row)));
-                    }
-                    f(&ScanRow {
-                        seq,
-                        time: times.get(row).copied().unwrap_or(i64::MIN),
-                        audit_hash: hashes.get(row).copied().unwrap_or(0),
-                        values: &vals,
-                    })
+            let go = if col {
+                vals.clear();
+                let row_ids = ids.get(i * width..(i + 1) * width).unwrap_or(&[]);
+                for (cache, &id) in self.caches.iter().zip(row_ids) {
+                    vals.push(cache.get(id));
                 }
-                _ => match read.get(&seq) {
+                f(&ScanRow {
+                    seq,
+                    time: times.get(row).copied().unwrap_or(i64::MIN),
+                    audit_hash: hashes.get(row).copied().unwrap_or(0),
+                    values: &vals,
+                })
+            } else {
+                match read.get(&seq) {
                     Some(r) => emit_read(seq, r, f),
                     None => true,
-                },
+                }
             };
             if !go {
                 return Ok(false);
@@ -377,13 +381,15 @@ pub fn scan_fields(
         hashes: Index::hash_slot(&Field::AuditId).and_then(|s| ix.hash_column(s)),
     };
     let times = ix.times();
+    // Without bounds the time column is only read for the rows emitted.
+    let bounded = since.is_some() || until.is_some();
     let mut chunk = Vec::with_capacity(CHUNK_ROWS);
     let mut outcome: IndexResult<bool> = Ok(true);
     b.upper.for_each(|row| {
         if !matches!(outcome, Ok(true)) {
             return;
         }
-        if !scan.in_range(times.get(row).copied().unwrap_or(i64::MIN)) {
+        if bounded && !scan.in_range(times.get(row).copied().unwrap_or(i64::MIN)) {
             return;
         }
         chunk.push(row);
@@ -457,13 +463,13 @@ pub(crate) fn is_final_stage(stage: &str) -> bool {
 /// that involves an unfinished request (it is then not counted), or two
 /// finished ones with the same final-stage microsecond (counted once).
 pub(crate) fn counted_events(keys: &[StageKey]) -> Vec<bool> {
-    let finished: std::collections::HashSet<u32> = keys
+    let finished: HashSet<u32> = keys
         .iter()
         .filter(|k| k.is_final && k.audit_hash != 0)
         .map(|k| k.audit_hash)
         .collect();
-    let mut finals = std::collections::HashSet::new();
-    let mut open = std::collections::HashSet::new();
+    let mut finals = HashSet::new();
+    let mut open = HashSet::new();
     keys.iter()
         .map(|k| {
             if k.audit_hash == 0 {
@@ -478,14 +484,33 @@ pub(crate) fn counted_events(keys: &[StageKey]) -> Vec<bool> {
 }
 
 /// Gives each distinct string a small number, so per-event records stay
-/// small and strings are allocated once.
+/// small and strings are allocated once (foldhash: this runs for every
+/// field of every event, and SipHash would be a third of the work).
 #[derive(Default)]
 pub(crate) struct Interner {
     ids: HashMap<Box<str>, u32>,
     names: Vec<Box<str>>,
+    /// The number last given per caller-chosen position ([`Interner::id_at`]).
+    last: Vec<u32>,
 }
 
 impl Interner {
+    /// The number of `s`, first trying the one last given at position `at`
+    /// (a request's stages follow each other, so a field often repeats).
+    pub fn id_at(&mut self, at: usize, s: &str) -> u32 {
+        if let Some(&id) = self.last.get(at) {
+            if (id as usize) < self.names.len() && self.name(id) == s {
+                return id;
+            }
+        }
+        let id = self.id(s);
+        if self.last.len() <= at {
+            self.last.resize(at + 1, u32::MAX);
+        }
+        self.last[at] = id;
+        id
+    }
+
     /// The number of `s`.
     pub fn id(&mut self, s: &str) -> u32 {
         if let Some(&id) = self.ids.get(s) {
