@@ -197,7 +197,7 @@ pub struct Session {
     pub user_agents: BTreeSet<String>,
 }
 
-use crate::scan::{counted_events, is_final_stage, Interner, ScanField, StageKey};
+use crate::scan::{counted_events, is_final_stage, IdMemo, Interner, ScanField, StageKey};
 use kaudit_query::Field;
 
 /// The fields sessions read, in [`SessionEvent`] order.
@@ -231,9 +231,16 @@ struct SessionEvent {
     namespace: u32,
     cluster: u32,
     user_agent: u32,
-    /// `ips[ips_at..ips_at + ips_len]` of the collected source IPs.
-    ips_at: u32,
-    ips_len: u32,
+    /// Index into [`IpLists::lists`].
+    ip_list: u32,
+}
+
+/// The distinct source IP lists met, their addresses interned.
+#[derive(Default)]
+struct IpLists {
+    /// (start, end) in `values` per list.
+    lists: Vec<(u32, u32)>,
+    values: Vec<u32>,
 }
 
 /// A user's activity grouped into sessions, oldest first.
@@ -260,7 +267,8 @@ pub fn user_sessions(
     ))
     .map_err(|e| IndexError::Input(e.to_string()))?;
     let mut names = Interner::default();
-    let mut ips: Vec<u32> = Vec::new();
+    let mut memo = IdMemo::default();
+    let mut ips = IpLists::default();
     let mut evs: Vec<SessionEvent> = Vec::new();
     backend.scan_fields(&q, since, until, &SESSION_FIELDS, &mut |row| {
         let one = |i: usize| {
@@ -270,29 +278,25 @@ pub fn user_sessions(
                 .copied()
                 .unwrap_or("")
         };
-        let resource = one(1);
-        let (resource, sub_or_path, namespace) = if resource.is_empty() {
-            (NONE, names.id_at(1, one(10)), NONE)
+        let id = |i: usize| row.ids.get(i).copied().unwrap_or(0);
+        let mut intern = |i: usize| memo.get(i, id(i), || names.id(one(i)));
+        let (resource, sub_or_path, namespace) = if one(1).is_empty() {
+            (NONE, intern(10), NONE)
         } else {
-            let ns = one(3);
-            (
-                names.id_at(2, resource),
-                names.id_at(3, one(2)),
-                if ns.is_empty() {
-                    NONE
-                } else {
-                    names.id_at(4, ns)
-                },
-            )
+            let ns = if one(3).is_empty() { NONE } else { intern(3) };
+            (intern(1), intern(2), ns)
         };
-        let ips_at = ips.len() as u32;
-        for ip in row.values.get(5).copied().unwrap_or(&[]) {
-            ips.push(names.id_at(5, ip));
-        }
-        let user_agent = match one(6) {
-            "" => NONE,
-            ua => names.id_at(6, ua),
-        };
+        let user_agent = if one(6).is_empty() { NONE } else { intern(6) };
+        let verb = intern(0);
+        let cluster = intern(8);
+        let ip_list = memo.get(5, id(5), || {
+            let at = ips.values.len() as u32;
+            for ip in row.values.get(5).copied().unwrap_or(&[]) {
+                ips.values.push(names.id(ip));
+            }
+            ips.lists.push((at, ips.values.len() as u32));
+            ips.lists.len() as u32 - 1
+        });
         evs.push(SessionEvent {
             key: StageKey {
                 audit_hash: row.audit_hash,
@@ -301,14 +305,13 @@ pub fn user_sessions(
             },
             seq: row.seq,
             denied: matches!(one(4), "401" | "403") || one(9) == "forbid",
-            verb: names.id_at(7, one(0)),
+            verb,
             resource,
             sub_or_path,
             namespace,
-            cluster: names.id_at(8, one(8)),
+            cluster,
             user_agent,
-            ips_at,
-            ips_len: ips.len() as u32 - ips_at,
+            ip_list,
         });
         evs.len() < MAX_HISTORY * 10
     })?;
@@ -328,7 +331,7 @@ pub fn user_sessions(
 }
 
 /// Sums one session's events (oldest first).
-fn session(evs: &[SessionEvent], names: &Interner, ips: &[u32]) -> Session {
+fn session(evs: &[SessionEvent], names: &Interner, ips: &IpLists) -> Session {
     use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
     let keys: Vec<StageKey> = evs.iter().map(|e| e.key).collect();
     let counted = counted_events(&keys);
@@ -346,8 +349,9 @@ fn session(evs: &[SessionEvent], names: &Interner, ips: &[u32]) -> Session {
     );
     for (e, counted) in evs.iter().zip(counted) {
         clusters.insert(e.cluster);
-        let at = e.ips_at as usize;
-        addrs.extend(ips.get(at..at + e.ips_len as usize).unwrap_or(&[]));
+        if let Some(&(from, to)) = ips.lists.get(e.ip_list as usize) {
+            addrs.extend(ips.values.get(from as usize..to as usize).unwrap_or(&[]));
+        }
         agents.insert(e.user_agent);
         if !counted {
             continue;

@@ -8,7 +8,7 @@
 //! `pods/exec`; with `resource_names`, a rule lists the object names when
 //! every request of that verb named one.
 
-use crate::scan::{counted_events, is_final_stage, Interner, ScanField, StageKey};
+use crate::scan::{counted_events, is_final_stage, IdMemo, Interner, ScanField, StageKey};
 use crate::{IndexError, IndexResult, SearchBackend};
 use kaudit_query::{Field, Query};
 use std::collections::{BTreeMap, BTreeSet};
@@ -88,9 +88,10 @@ struct Observed {
     key: StageKey,
     allowed: bool,
     verb: u32,
-    /// Resource (with `/subresource`), or the path of a non-resource request
-    /// when `group` is `None`.
+    /// Resource, or the path of a non-resource request when `group` is
+    /// `None`.
     resource: u32,
+    subresource: u32,
     group: Option<u32>,
     namespace: u32,
     name: u32,
@@ -124,6 +125,8 @@ pub fn observe(backend: &dyn SearchBackend, req: &RbacRequest) -> IndexResult<Us
     );
     let q = Query::parse(&text).map_err(|e| IndexError::Input(e.to_string()))?;
     let mut names = Interner::default();
+    let empty = names.id("");
+    let mut memo = IdMemo::default();
     let mut evs: Vec<Observed> = Vec::new();
     backend.scan_fields(&q, req.since, req.until, &RBAC_FIELDS, &mut |row| {
         let one = |i: usize| row.values.get(i).and_then(|v| v.first()).copied();
@@ -134,31 +137,24 @@ pub fn observe(backend: &dyn SearchBackend, req: &RbacRequest) -> IndexResult<Us
             // the request's later stages.
             (None, None) => return true,
         };
+        let id = |i: usize| row.ids.get(i).copied().unwrap_or(0);
+        let mut intern = |i: usize| memo.get(i, id(i), || names.id(one(i).unwrap_or("")));
         let resource = one(1).unwrap_or("");
-        let (resource, group, namespace, name) = if resource.is_empty() {
-            (names.id_at(1, one(9).unwrap_or("")), None, 0, 0)
+        let (resource, subresource, group, namespace, name) = if resource.is_empty() {
+            (intern(9), 0, None, 0, 0)
         } else {
-            let res = match one(2).unwrap_or("") {
-                "" => names.id_at(2, resource),
-                sub => names.id_at(3, &format!("{resource}/{sub}")),
-            };
             let group = match one(5).unwrap_or("") {
-                "core" => "",
-                g => g,
+                "core" => empty,
+                _ => intern(5),
             };
             // A namespace object is cluster-scoped even though its
             // objectRef names itself as the namespace.
             let ns = if resource == "namespaces" {
-                ""
+                empty
             } else {
-                one(3).unwrap_or("")
+                intern(3)
             };
-            (
-                res,
-                Some(names.id_at(4, group)),
-                names.id_at(5, ns),
-                names.id_at(6, one(4).unwrap_or("")),
-            )
+            (intern(1), intern(2), Some(group), ns, intern(4))
         };
         evs.push(Observed {
             key: StageKey {
@@ -167,8 +163,9 @@ pub fn observe(backend: &dyn SearchBackend, req: &RbacRequest) -> IndexResult<Us
                 is_final: one(7).is_some_and(is_final_stage),
             },
             allowed,
-            verb: names.id_at(7, one(0).unwrap_or("")),
+            verb: intern(0),
             resource,
+            subresource,
             group,
             namespace,
             name,
@@ -190,13 +187,17 @@ pub fn observe(backend: &dyn SearchBackend, req: &RbacRequest) -> IndexResult<Us
         let resource = names.name(e.resource);
         match e.group {
             Some(group) => {
+                let resource = match names.name(e.subresource) {
+                    "" => resource.to_string(),
+                    sub => format!("{resource}/{sub}"),
+                };
                 let scope = usage
                     .scopes
                     .entry(names.name(e.namespace).to_string())
                     .or_default();
                 let slot = scope
                     .grants
-                    .entry((names.name(group).to_string(), resource.to_string(), verb))
+                    .entry((names.name(group).to_string(), resource, verb))
                     .or_insert_with(|| Some(BTreeSet::new()));
                 match (slot.as_mut(), names.name(e.name)) {
                     (Some(set), n) if !n.is_empty() => {

@@ -80,6 +80,12 @@ pub struct ScanRow<'a> {
     /// The requested fields' values, in the order asked for (a field can
     /// have none or several: groups, sourceIPs).
     pub values: &'a [&'a [&'a str]],
+    /// Per field, a number standing for the row's value list: within one
+    /// scan, rows with the same nonzero number have the same values, so a
+    /// caller can work on each distinct value once (dictionary encoding);
+    /// 0 says nothing. The embedded backend gives dictionary ids for rows
+    /// answered from the columns and 0 for rows read from the store.
+    pub ids: &'a [u32],
 }
 
 /// The callback of a scan; returns false to stop.
@@ -202,6 +208,7 @@ fn emit_read(seq: u64, r: &ReadRow, f: &mut ScanFn<'_>) -> bool {
         time: r.time,
         audit_hash: r.audit_hash,
         values: &lists,
+        ids: &vec![0; lists.len()],
     })
 }
 
@@ -310,8 +317,18 @@ impl Scan<'_, '_> {
         } else {
             self.read(&to_read)?
         };
+        // Gathered in tight loops of their own, so the scattered loads of
+        // these wide columns overlap instead of stalling the emit loop.
         let times = self.ix.times();
+        let row_times: Vec<i64> = rows
+            .iter()
+            .map(|&r| times.get(r).copied().unwrap_or(i64::MIN))
+            .collect();
         let hashes = self.hashes.unwrap_or(&[]);
+        let row_hashes: Vec<u32> = rows
+            .iter()
+            .map(|&r| hashes.get(r).copied().unwrap_or(0))
+            .collect();
         let mut vals: Vec<&[&str]> = Vec::with_capacity(width);
         for (i, (&row, &col)) in rows.iter().zip(&columnar).enumerate() {
             let seq = base + row as u64;
@@ -323,9 +340,10 @@ impl Scan<'_, '_> {
                 }
                 f(&ScanRow {
                     seq,
-                    time: times.get(row).copied().unwrap_or(i64::MIN),
-                    audit_hash: hashes.get(row).copied().unwrap_or(0),
+                    time: row_times.get(i).copied().unwrap_or(i64::MIN),
+                    audit_hash: row_hashes.get(i).copied().unwrap_or(0),
                     values: &vals,
+                    ids: row_ids,
                 })
             } else {
                 match read.get(&seq) {
@@ -468,7 +486,7 @@ pub(crate) fn counted_events(keys: &[StageKey]) -> Vec<bool> {
         .filter(|k| k.is_final && k.audit_hash != 0)
         .map(|k| k.audit_hash)
         .collect();
-    let mut finals = HashSet::new();
+    let mut finals = HashSet::with_capacity(keys.len());
     let mut open = HashSet::new();
     keys.iter()
         .map(|k| {
@@ -484,33 +502,15 @@ pub(crate) fn counted_events(keys: &[StageKey]) -> Vec<bool> {
 }
 
 /// Gives each distinct string a small number, so per-event records stay
-/// small and strings are allocated once (foldhash: this runs for every
-/// field of every event, and SipHash would be a third of the work).
+/// small and strings are allocated once (foldhash: SipHash would be most
+/// of the work for rows without [`ScanRow::ids`]).
 #[derive(Default)]
 pub(crate) struct Interner {
     ids: HashMap<Box<str>, u32>,
     names: Vec<Box<str>>,
-    /// The number last given per caller-chosen position ([`Interner::id_at`]).
-    last: Vec<u32>,
 }
 
 impl Interner {
-    /// The number of `s`, first trying the one last given at position `at`
-    /// (a request's stages follow each other, so a field often repeats).
-    pub fn id_at(&mut self, at: usize, s: &str) -> u32 {
-        if let Some(&id) = self.last.get(at) {
-            if (id as usize) < self.names.len() && self.name(id) == s {
-                return id;
-            }
-        }
-        let id = self.id(s);
-        if self.last.len() <= at {
-            self.last.resize(at + 1, u32::MAX);
-        }
-        self.last[at] = id;
-        id
-    }
-
     /// The number of `s`.
     pub fn id(&mut self, s: &str) -> u32 {
         if let Some(&id) = self.ids.get(s) {
@@ -525,5 +525,38 @@ impl Interner {
     /// The string numbered `id` ("" for an unknown number).
     pub fn name(&self, id: u32) -> &str {
         self.names.get(id as usize).map_or("", |s| s)
+    }
+}
+
+/// Remembers a caller's result per (field, [`ScanRow::ids`] number), so
+/// work on a value list is done once per distinct list, not per event.
+#[derive(Default)]
+pub(crate) struct IdMemo {
+    fields: Vec<Vec<Option<u32>>>,
+}
+
+/// Largest id remembered in a dense table (larger ones are recomputed).
+const MEMO_IDS: u32 = 1 << 20;
+
+impl IdMemo {
+    /// The result for field `k` with value-list number `id`, computed by
+    /// `compute` the first time (always when `id` is 0).
+    pub fn get(&mut self, k: usize, id: u32, compute: impl FnOnce() -> u32) -> u32 {
+        if id == 0 || id >= MEMO_IDS {
+            return compute();
+        }
+        if self.fields.len() <= k {
+            self.fields.resize_with(k + 1, Vec::new);
+        }
+        let slots = &mut self.fields[k];
+        if slots.len() <= id as usize {
+            slots.resize(id as usize + 1, None);
+        }
+        if let Some(v) = slots[id as usize] {
+            return v;
+        }
+        let v = compute();
+        slots[id as usize] = Some(v);
+        v
     }
 }
