@@ -10,6 +10,7 @@
 
 use crate::scan::{counted_events, is_final_stage, IdMemo, Interner, ScanField, StageKey};
 use crate::{IndexError, IndexResult, SearchBackend};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use kaudit_query::{Field, Query};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -174,6 +175,10 @@ pub fn observe(backend: &dyn SearchBackend, req: &RbacRequest) -> IndexResult<Us
     })?;
     let keys: Vec<StageKey> = evs.iter().map(|e| e.key).collect();
     let mut usage = Usage::default();
+    // Summed on interned numbers first; strings are made once per grant.
+    // (namespace, group, resource, subresource, verb) -> names, None = any.
+    let mut grants: HashMap<(u32, u32, u32, u32, u32), Option<HashSet<u32>>> = HashMap::new();
+    let mut urls: HashMap<u32, HashSet<u32>> = HashMap::new();
     for (e, counted) in evs.iter().zip(counted_events(&keys)) {
         if !counted {
             continue;
@@ -183,41 +188,54 @@ pub fn observe(backend: &dyn SearchBackend, req: &RbacRequest) -> IndexResult<Us
             continue;
         }
         usage.requests += 1;
-        let verb = names.name(e.verb).to_string();
-        let resource = names.name(e.resource);
         match e.group {
             Some(group) => {
-                let resource = match names.name(e.subresource) {
-                    "" => resource.to_string(),
-                    sub => format!("{resource}/{sub}"),
-                };
-                let scope = usage
-                    .scopes
-                    .entry(names.name(e.namespace).to_string())
-                    .or_default();
-                let slot = scope
-                    .grants
-                    .entry((names.name(group).to_string(), resource, verb))
-                    .or_insert_with(|| Some(BTreeSet::new()));
-                match (slot.as_mut(), names.name(e.name)) {
-                    (Some(set), n) if !n.is_empty() => {
-                        set.insert(n.to_string());
+                let slot = grants
+                    .entry((e.namespace, group, e.resource, e.subresource, e.verb))
+                    .or_insert_with(|| Some(HashSet::new()));
+                match slot {
+                    Some(set) if e.name != empty => {
+                        set.insert(e.name);
                     }
                     _ => *slot = None,
                 }
             }
-            None if !resource.is_empty() => {
-                usage
-                    .scopes
-                    .entry(String::new())
-                    .or_default()
-                    .urls
-                    .entry(resource.to_string())
-                    .or_default()
-                    .insert(verb);
+            None if e.resource != empty => {
+                urls.entry(e.resource).or_default().insert(e.verb);
             }
             None => {}
         }
+    }
+    let text = |id: u32| names.name(id).to_string();
+    for ((ns, group, res, sub, verb), set) in grants {
+        let resource = match names.name(sub) {
+            "" => text(res),
+            sub => format!("{}/{sub}", names.name(res)),
+        };
+        let names: Option<BTreeSet<String>> = set.map(|s| s.into_iter().map(text).collect());
+        // Merged, not replaced: `pods` + `exec` and a resource spelled
+        // `pods/exec` are one grant, as they are in the YAML.
+        let slot = usage
+            .scopes
+            .entry(text(ns))
+            .or_default()
+            .grants
+            .entry((text(group), resource, text(verb)))
+            .or_insert_with(|| Some(BTreeSet::new()));
+        match (slot.as_mut(), names) {
+            (Some(have), Some(more)) => have.extend(more),
+            _ => *slot = None,
+        }
+    }
+    for (path, verbs) in urls {
+        usage
+            .scopes
+            .entry(String::new())
+            .or_default()
+            .urls
+            .entry(text(path))
+            .or_default()
+            .extend(verbs.into_iter().map(text));
     }
     Ok(usage)
 }

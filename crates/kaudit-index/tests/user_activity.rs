@@ -20,7 +20,8 @@ use std::sync::Arc;
 
 const USERS: [&str; 3] = ["alice", "bob", "system:serviceaccount:ci:deployer"];
 const CLUSTERS: [&str; 2] = ["c1", "c2"];
-const RESOURCES: [&str; 4] = ["pods", "namespaces", "deployments", "secrets"];
+/// `pods/exec` spelled as a resource must merge with `pods` + `exec`.
+const RESOURCES: [&str; 5] = ["pods", "namespaces", "deployments", "secrets", "pods/exec"];
 const SUBRESOURCES: [&str; 3] = ["", "exec", "status"];
 const NAMESPACES: [&str; 3] = ["", "prod", "dev"];
 const GROUPS: [&str; 2] = ["", "apps"];
@@ -561,4 +562,55 @@ fn an_index_of_the_previous_layout_version_is_rebuilt() {
     assert_eq!(s.len(), 1);
     assert_eq!(s[0].requests, 1);
     assert_eq!(s[0].resources.get("/version"), Some(&1));
+}
+
+/// A resource spelled `pods/exec` and `pods` with subresource `exec` are one
+/// grant: their object names are merged, not one replacing the other.
+#[test]
+fn a_subresource_grant_merges_both_spellings() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::open(dir.path(), StoreOptions::default()).expect("store"));
+    let req = |resource, second| Req {
+        user: 0,
+        cluster: 0,
+        resource: Some(resource),
+        uri: 0,
+        verb: 0,
+        pattern: 2,
+        code: 0,
+        decision: 1,
+        agent: 0,
+        ips: 1,
+        second,
+        latency_ms: 3,
+        jitter_s: 0,
+    };
+    let mut tx = store.transaction().expect("tx");
+    for (i, r) in [req((4, 0, 1, 1, 0), 1), req((0, 1, 1, 2, 0), 2)]
+        .iter()
+        .enumerate()
+    {
+        for (_, rec) in records(i, r) {
+            tx.push(&rec).expect("push");
+        }
+    }
+    tx.commit().expect("commit");
+    let reader: Arc<dyn LogReader + Send + Sync> = store.clone();
+    let backend = EmbeddedBackend::open(dir.path(), reader).expect("backend");
+    backend.catch_up().expect("index");
+    let usage = observe(
+        &backend,
+        &RbacRequest {
+            user: "alice".into(),
+            filter: String::new(),
+            since: None,
+            until: None,
+            resource_names: true,
+        },
+    )
+    .expect("observe");
+    let key = (String::new(), "pods/exec".to_string(), "get".to_string());
+    let names: BTreeSet<String> = ["p1", "web"].map(String::from).into();
+    assert_eq!(usage.scopes["prod"].grants.get(&key), Some(&Some(names)));
+    assert_eq!(usage.requests, 2);
 }
