@@ -84,6 +84,9 @@ const RBAC_FIELDS: [ScanField; 10] = [
     ScanField::NonResourcePath,
 ];
 
+/// (namespace, group, resource, subresource, verb) of a grant, interned.
+type GrantKey = (u32, u32, u32, u32, u32);
+
 /// One event whose authorization outcome is known, its strings interned.
 struct Observed {
     key: StageKey,
@@ -176,8 +179,7 @@ pub fn observe(backend: &dyn SearchBackend, req: &RbacRequest) -> IndexResult<Us
     let keys: Vec<StageKey> = evs.iter().map(|e| e.key).collect();
     let mut usage = Usage::default();
     // Summed on interned numbers first; strings are made once per grant.
-    // (namespace, group, resource, subresource, verb) -> names, None = any.
-    let mut grants: HashMap<(u32, u32, u32, u32, u32), Option<HashSet<u32>>> = HashMap::new();
+    let mut grants: HashMap<GrantKey, Option<HashSet<u32>>> = HashMap::new();
     let mut urls: HashMap<u32, HashSet<u32>> = HashMap::new();
     for (e, counted) in evs.iter().zip(counted_events(&keys)) {
         if !counted {
