@@ -7,6 +7,7 @@
 use crate::facets::Facets;
 use crate::index::{Index, IndexMode};
 use crate::plan;
+use crate::scan::{self, ScanField, ScanFn};
 use crate::search::{self, Page, SearchRequest};
 use crate::stats::{self, StatsReport, StatsRequest};
 use crate::{IndexError, IndexResult};
@@ -52,6 +53,19 @@ pub trait SearchBackend: Send + Sync {
         until: Option<i64>,
         f: &mut dyn FnMut(u64, i64, &kaudit_event::Event, &str) -> bool,
     ) -> IndexResult<()>;
+    /// Calls `f` for every match (seq order) with only the values of
+    /// `fields` and the auditID hash, without handing out the events: the
+    /// narrow question user activity and RBAC from usage ask, which a
+    /// columnar store answers without reading events (a ClickHouse backend
+    /// selects the columns with the translated query).
+    fn scan_fields(
+        &self,
+        query: &Query,
+        since: Option<i64>,
+        until: Option<i64>,
+        fields: &[ScanField],
+        f: &mut ScanFn<'_>,
+    ) -> IndexResult<()>;
 }
 
 /// The local index over a store, shareable between an indexer thread and
@@ -70,17 +84,7 @@ impl EmbeddedBackend {
     /// another process holds it; either way answers stay complete because
     /// the unindexed tail is scanned.
     pub fn open(data_dir: &Path, store: Arc<dyn LogReader + Send + Sync>) -> IndexResult<Self> {
-        let opened = match Index::open(data_dir, IndexMode::Write) {
-            // The index is derived: a damaged one is dropped and rebuilt.
-            Err(IndexError::Corrupt(..)) => {
-                let meta = data_dir.join(crate::INDEX_DIR).join("meta.json");
-                std::fs::remove_file(&meta)
-                    .map_err(|e| IndexError::Io(format!("{}: {e}", meta.display())))?;
-                Index::open(data_dir, IndexMode::Write)
-            }
-            other => other,
-        };
-        let (index, writable) = match opened {
+        let (index, writable) = match open_writable(data_dir) {
             Ok(ix) => (ix, true),
             Err(IndexError::Locked(_)) => {
                 let mut ix = Index::open(data_dir, IndexMode::Read)?;
@@ -222,7 +226,7 @@ impl EmbeddedBackend {
 
 fn all_needs() -> crate::index::Needs {
     crate::index::Needs {
-        dict: (0..crate::index::DICT_FIELDS.len()).collect(),
+        dict: (0..crate::index::DICT_COLUMNS).collect(),
         hash: (0..crate::index::HASH_FIELDS.len()).collect(),
         latency: true,
     }
@@ -270,6 +274,33 @@ impl SearchBackend for EmbeddedBackend {
         f: &mut dyn FnMut(u64, i64, &kaudit_event::Event, &str) -> bool,
     ) -> IndexResult<()> {
         search::for_each_match(&*self.read()?, self.store.as_ref(), query, since, until, f)
+    }
+
+    fn scan_fields(
+        &self,
+        query: &Query,
+        since: Option<i64>,
+        until: Option<i64>,
+        fields: &[ScanField],
+        f: &mut ScanFn<'_>,
+    ) -> IndexResult<()> {
+        let needs = scan::scan_needs(query, fields);
+        if !self.read()?.has(&needs) {
+            // An index opened for one query (the CLI) loads what it lacks.
+            self.index
+                .write()
+                .map_err(|_| IndexError::Io("search index lock poisoned".into()))?
+                .load(&needs)?;
+        }
+        scan::scan_fields(
+            &*self.read()?,
+            self.store.as_ref(),
+            query,
+            since,
+            until,
+            fields,
+            f,
+        )
     }
 }
 
@@ -342,18 +373,40 @@ fn field_values_using(
     Ok(out)
 }
 
+/// Opens the index of the store in `data_dir` for writing. The index is
+/// derived: a damaged one, or one of another layout version, is dropped
+/// (its `meta.json` removed, so it reads as empty) and rebuilt by the next
+/// catch-up.
+pub fn open_writable(data_dir: &Path) -> IndexResult<Index> {
+    match Index::open(data_dir, IndexMode::Write) {
+        Err(IndexError::Corrupt(..)) => {
+            let meta = data_dir.join(crate::INDEX_DIR).join("meta.json");
+            std::fs::remove_file(&meta)
+                .map_err(|e| IndexError::Io(format!("{}: {e}", meta.display())))?;
+            Index::open(data_dir, IndexMode::Write)
+        }
+        other => other,
+    }
+}
+
 /// Opens the index for one query from the CLI: catches it up first when the
-/// tail is large and no other process maintains it, then loads only what
-/// `query` reads.
+/// tail is large and no other process maintains it (rebuilding a damaged or
+/// outdated index), then loads only what `query` reads. When the index
+/// cannot be used and another process holds it, the answer comes from
+/// scanning the store.
 pub fn open_for_query(
     data_dir: &Path,
     store: &dyn LogReader,
     query: &Query,
     extra: &crate::index::Needs,
 ) -> IndexResult<Index> {
-    let probe = Index::open(data_dir, IndexMode::Read)?;
-    if store.size().saturating_sub(probe.next_seq()) > 50_000 {
-        match Index::open(data_dir, IndexMode::Write) {
+    let behind = match Index::open(data_dir, IndexMode::Read) {
+        Ok(probe) => store.size().saturating_sub(probe.next_seq()),
+        Err(IndexError::Corrupt(..)) => u64::MAX,
+        Err(e) => return Err(e),
+    };
+    if behind > 50_000 {
+        match open_writable(data_dir) {
             Ok(mut w) => {
                 w.catch_up(store, None, u64::MAX)?;
                 w.commit()?;
@@ -362,8 +415,10 @@ pub fn open_for_query(
             Err(e) => return Err(e),
         }
     }
-    drop(probe);
-    let mut ix = Index::open(data_dir, IndexMode::Read)?;
+    let mut ix = match Index::open(data_dir, IndexMode::Read) {
+        Err(IndexError::Corrupt(..)) => return Ok(Index::empty_at(store.first_seq())),
+        other => other?,
+    };
     let mut needs = plan::needs(query.expr());
     needs.dict.extend(&extra.dict);
     needs.hash.extend(&extra.hash);

@@ -6,7 +6,7 @@ use crate::search::{Cursor, Hit, SearchRequest};
 use crate::{IndexError, IndexResult, SearchBackend};
 use kaudit_event::Event;
 use kaudit_query::Query;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Most events one history page returns.
 pub const MAX_HISTORY: usize = 100_000;
@@ -312,7 +312,7 @@ pub struct Session {
     pub start: i64,
     /// Last event time.
     pub end: i64,
-    /// Distinct requests (auditIDs).
+    /// Distinct requests (auditIDs), see [`user_sessions`].
     pub requests: u64,
     /// Requests answered 401/403 or denied by authorization.
     pub denied: u64,
@@ -328,11 +328,66 @@ pub struct Session {
     pub ips: BTreeSet<String>,
     /// User agents.
     pub user_agents: BTreeSet<String>,
-    #[serde(skip)]
-    seen: HashSet<String>,
+}
+
+use crate::scan::{counted_events, is_final_stage, IdMemo, Interner, ScanField, StageKey};
+use kaudit_query::Field;
+
+/// The fields sessions read, in [`SessionEvent`] order.
+const SESSION_FIELDS: [ScanField; 11] = [
+    ScanField::Key(Field::Verb),
+    ScanField::Key(Field::Resource),
+    ScanField::Key(Field::Subresource),
+    ScanField::Key(Field::Namespace),
+    ScanField::Key(Field::Code),
+    ScanField::Key(Field::Ip),
+    ScanField::Key(Field::UserAgent),
+    ScanField::Key(Field::Stage),
+    ScanField::Key(Field::Cluster),
+    ScanField::Key(Field::Decision),
+    ScanField::NonResourcePath,
+];
+
+/// No string (an [`Interner`] number no string gets).
+const NONE: u32 = u32::MAX;
+
+/// One of the user's events, its strings interned.
+struct SessionEvent {
+    key: StageKey,
+    seq: u64,
+    denied: bool,
+    verb: u32,
+    /// Resource, or [`NONE`] for a non-resource request.
+    resource: u32,
+    /// Subresource of a resource request, the path of a non-resource one.
+    sub_or_path: u32,
+    namespace: u32,
+    cluster: u32,
+    user_agent: u32,
+    /// Index into [`IpLists::lists`].
+    ip_list: u32,
+}
+
+/// The distinct source IP lists met, their addresses interned.
+#[derive(Default)]
+struct IpLists {
+    /// (start, end) in `values` per list.
+    lists: Vec<(u32, u32)>,
+    values: Vec<u32>,
 }
 
 /// A user's activity grouped into sessions, oldest first.
+///
+/// Read from the index columns (no event is parsed unless the index cannot
+/// answer it). Each request counts once per session, with the verb,
+/// resource, namespace and denial of its final stage (ResponseComplete or
+/// Panic), or of its first event when no final stage is in the session
+/// (still running, or the audit policy omits it). Requests are recognised
+/// by the auditID's 32-bit hash: the only deviation from grouping by the
+/// full auditID is a hash collision between an unfinished request and
+/// another request of the same user in the same session (the unfinished
+/// one is then not counted). Clusters, IPs and user agents come from every
+/// event.
 pub fn user_sessions(
     backend: &dyn SearchBackend,
     user: &str,
@@ -344,59 +399,129 @@ pub fn user_sessions(
         user.replace('\\', "\\\\").replace('"', "\\\"")
     ))
     .map_err(|e| IndexError::Input(e.to_string()))?;
-    let mut evs: Vec<(i64, u64, String, Vec<u8>)> = Vec::new();
-    backend.for_each_match(&q, since, until, &mut |seq, t, ev, cluster| {
-        evs.push((t, seq, cluster.to_string(), ev.bytes().to_vec()));
+    let mut names = Interner::default();
+    let mut memo = IdMemo::default();
+    let mut ips = IpLists::default();
+    let mut evs: Vec<SessionEvent> = Vec::new();
+    backend.scan_fields(&q, since, until, &SESSION_FIELDS, &mut |row| {
+        let one = |i: usize| {
+            row.values
+                .get(i)
+                .and_then(|v| v.first())
+                .copied()
+                .unwrap_or("")
+        };
+        let id = |i: usize| row.ids.get(i).copied().unwrap_or(0);
+        let mut intern = |i: usize| memo.get(i, id(i), || names.id(one(i)));
+        let (resource, sub_or_path, namespace) = if one(1).is_empty() {
+            (NONE, intern(10), NONE)
+        } else {
+            let ns = if one(3).is_empty() { NONE } else { intern(3) };
+            (intern(1), intern(2), ns)
+        };
+        let user_agent = if one(6).is_empty() { NONE } else { intern(6) };
+        let verb = intern(0);
+        let cluster = intern(8);
+        let ip_list = memo.get(5, id(5), || {
+            let at = ips.values.len() as u32;
+            for ip in row.values.get(5).copied().unwrap_or(&[]) {
+                ips.values.push(names.id(ip));
+            }
+            ips.lists.push((at, ips.values.len() as u32));
+            ips.lists.len() as u32 - 1
+        });
+        evs.push(SessionEvent {
+            key: StageKey {
+                audit_hash: row.audit_hash,
+                time: row.time,
+                is_final: is_final_stage(one(7)),
+            },
+            seq: row.seq,
+            denied: matches!(one(4), "401" | "403") || one(9) == "forbid",
+            verb,
+            resource,
+            sub_or_path,
+            namespace,
+            cluster,
+            user_agent,
+            ip_list,
+        });
         evs.len() < MAX_HISTORY * 10
     })?;
-    evs.sort_by_key(|e| (e.0, e.1));
-    let mut out: Vec<Session> = Vec::new();
-    for (t, _, cluster, bytes) in evs {
-        let Ok(ev) = Event::from_json(&bytes) else {
-            continue;
-        };
-        if out.last().is_none_or(|s| t - s.end > SESSION_GAP) {
-            out.push(Session {
-                start: t,
-                end: t,
-                ..Session::default()
-            });
+    evs.sort_by_key(|e| (e.key.time, e.seq));
+    let mut out = Vec::new();
+    let mut from = 0;
+    while from < evs.len() {
+        let mut to = from + 1;
+        while to < evs.len() && evs[to].key.time.saturating_sub(evs[to - 1].key.time) <= SESSION_GAP
+        {
+            to += 1;
         }
-        let Some(s) = out.last_mut() else { continue };
-        s.end = t;
-        let d = ev.doc();
-        s.clusters.insert(cluster);
-        s.ips.extend(d.source_ips.iter().cloned());
-        if !d.user_agent.is_empty() {
-            s.user_agents.insert(d.user_agent.clone());
+        out.push(session(&evs[from..to], &names, &ips));
+        from = to;
+    }
+    Ok(out)
+}
+
+/// Sums one session's events (oldest first).
+fn session(evs: &[SessionEvent], names: &Interner, ips: &IpLists) -> Session {
+    use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+    let keys: Vec<StageKey> = evs.iter().map(|e| e.key).collect();
+    let counted = counted_events(&keys);
+    let mut s = Session {
+        start: evs.first().map_or(0, |e| e.key.time),
+        end: evs.last().map_or(0, |e| e.key.time),
+        ..Session::default()
+    };
+    let (mut verbs, mut resources) = (HashMap::new(), HashMap::new());
+    let (mut namespaces, mut clusters, mut addrs, mut agents) = (
+        HashSet::new(),
+        HashSet::new(),
+        HashSet::new(),
+        HashSet::new(),
+    );
+    for (e, counted) in evs.iter().zip(counted) {
+        clusters.insert(e.cluster);
+        if let Some(&(from, to)) = ips.lists.get(e.ip_list as usize) {
+            addrs.extend(ips.values.get(from as usize..to as usize).unwrap_or(&[]));
         }
-        if !s.seen.insert(d.audit_id.clone()) {
+        agents.insert(e.user_agent);
+        if !counted {
             continue;
         }
         s.requests += 1;
-        *s.verbs.entry(d.verb.clone()).or_default() += 1;
-        let res = match &d.object_ref {
-            Some(o) if !o.resource.is_empty() => {
-                if !o.namespace.is_empty() {
-                    s.namespaces.insert(o.namespace.clone());
-                }
-                if o.subresource.is_empty() {
-                    o.resource.clone()
-                } else {
-                    format!("{}/{}", o.resource, o.subresource)
-                }
-            }
-            _ => d.request_uri.split('?').next().unwrap_or("").to_string(),
-        };
-        *s.resources.entry(res).or_default() += 1;
-        if matches!(ev.response_code(), Some(401 | 403))
-            || ev.annotation("authorization.k8s.io/decision") == Some("forbid")
-        {
-            s.denied += 1;
-        }
+        s.denied += u64::from(e.denied);
+        *verbs.entry(e.verb).or_insert(0u64) += 1;
+        *resources.entry((e.resource, e.sub_or_path)).or_insert(0u64) += 1;
+        namespaces.insert(e.namespace);
     }
-    for s in &mut out {
-        s.seen = HashSet::new();
-    }
-    Ok(out)
+    let set = |ids: HashSet<u32>| -> BTreeSet<String> {
+        ids.into_iter()
+            .filter(|&id| id != NONE)
+            .map(|id| names.name(id).to_string())
+            .collect()
+    };
+    s.verbs = verbs
+        .into_iter()
+        .map(|(v, n)| (names.name(v).to_string(), n))
+        .collect();
+    s.resources = resources
+        .into_iter()
+        .map(|((r, sub_or_path), n)| {
+            let key = match (r, names.name(sub_or_path)) {
+                (NONE, path) => path.to_string(),
+                (r, "") => names.name(r).to_string(),
+                (r, sub) => format!("{}/{sub}", names.name(r)),
+            };
+            (key, n)
+        })
+        .fold(BTreeMap::new(), |mut m, (k, n)| {
+            *m.entry(k).or_insert(0) += n;
+            m
+        });
+    s.namespaces = set(namespaces);
+    s.clusters = set(clusters);
+    s.ips = set(addrs);
+    s.user_agents = set(agents);
+    s
 }

@@ -4,7 +4,8 @@
 //! Layout under `<data>/search/`: `meta.json` (rows committed, first seq,
 //! column widths), per key field `<field>.col` (row -> id of the row's value
 //! list, 1, 2 or 4 bytes wide) and `<field>.dict` (the value lists, each
-//! `u32 length + bytes`, id = position + 1), `h.<field>.u32` (32-bit hashes
+//! `u32 length + bytes`, id = position + 1), the same pair for the
+//! index-internal `nonresource_path` column, `h.<field>.u32` (32-bit hashes
 //! of high-cardinality fields, candidates only), `time.i64`, `lat.u32`.
 //! Id 0 means "not indexed" and always counts as a possible match, so a
 //! bounded dictionary never costs correctness. A commit appends the new rows,
@@ -43,6 +44,14 @@ pub const DICT_FIELDS: [Field; 18] = [
     Field::Decision,
     Field::Reason,
 ];
+/// Slot of the index-internal column holding a non-resource request's path
+/// (`requestURI` up to `?`, see [`nonresource_path`]): user activity and
+/// RBAC from usage need it and it is no query-language field. Empty for
+/// resource requests, so it stays low-cardinality.
+pub const NONRESOURCE_PATH_SLOT: usize = DICT_FIELDS.len();
+/// Dictionary columns: one per [`DICT_FIELDS`] entry, then the non-resource
+/// path.
+pub const DICT_COLUMNS: usize = DICT_FIELDS.len() + 1;
 /// High-cardinality fields kept as 32-bit hashes (candidates, confirmed
 /// later). Only auditID: it is the needle people paste; objectRef.uid would
 /// cost 4 more bytes per event for a rare question, answered by scanning.
@@ -54,7 +63,9 @@ pub const MAX_DICT_ENTRIES: usize = 50_000_000;
 /// Latency value meaning "unknown" (no timestamps, negative, or too long).
 pub const NO_LATENCY: u32 = u32::MAX;
 const META: &str = "meta.json";
-const VERSION: u32 = 1;
+/// Layout version; an index of another version is dropped and rebuilt
+/// (version 2 added the non-resource path column).
+const VERSION: u32 = 2;
 
 /// Whether the index is opened to be written (all columns in memory, lock
 /// held) or read (columns loaded on demand).
@@ -239,6 +250,23 @@ impl Column {
         }
     }
 
+    /// Calls `f(i, id)` with the id of each of `rows` (0 when out of range),
+    /// one column at a time with the width dispatched once: reading a
+    /// column as one stream is what keeps scattered rows cheap.
+    #[inline]
+    pub fn gather(&self, rows: &[usize], mut f: impl FnMut(usize, u32)) {
+        fn run<T: Copy + Into<u32>>(v: &[T], rows: &[usize], f: &mut impl FnMut(usize, u32)) {
+            for (i, &r) in rows.iter().enumerate() {
+                f(i, v.get(r).map_or(0, |&x| x.into()));
+            }
+        }
+        match self {
+            Column::U8(v) => run(v, rows, &mut f),
+            Column::U16(v) => run(v, rows, &mut f),
+            Column::U32(v) => run(v, rows, &mut f),
+        }
+    }
+
     /// The id at `row` (0 when out of range).
     #[inline]
     pub fn get(&self, row: usize) -> u32 {
@@ -413,6 +441,27 @@ pub fn value_hash(v: &str) -> u32 {
     h.max(1)
 }
 
+/// The path of a non-resource request (`/version`, `/healthz`): its
+/// `requestURI` up to `?`, for an event without an objectRef resource. None
+/// for resource requests and for an empty path.
+pub fn nonresource_path(ev: &Event) -> Option<&str> {
+    let d = ev.doc();
+    if d.object_ref
+        .as_ref()
+        .is_some_and(|o| !o.resource.is_empty())
+    {
+        return None;
+    }
+    d.request_uri.split('?').next().filter(|p| !p.is_empty())
+}
+
+/// File stem of dictionary column `slot` (`<stem>.col`, `<stem>.dict`).
+fn column_name(slot: usize) -> String {
+    DICT_FIELDS
+        .get(slot)
+        .map_or_else(|| "nonresource_path".to_string(), Field::name)
+}
+
 /// The time an event is ordered and bucketed by: its stage timestamp, else
 /// when the request was received, else when kaudit received the record.
 pub fn event_time(ev: &Event, received: MicroTime) -> i64 {
@@ -495,7 +544,7 @@ impl Index {
             },
             Err(e) => return Err(io_err(&meta_path)(e)),
         };
-        let n = DICT_FIELDS.len();
+        let n = DICT_COLUMNS;
         let bad = |m: &str| IndexError::Corrupt(dir.display().to_string(), m.to_string());
         if meta.version != VERSION {
             return Err(bad("unknown index version"));
@@ -540,7 +589,7 @@ impl Index {
     /// An empty in-memory index whose first unindexed record is `seq`, for
     /// scanning only the part of the store past a real index.
     pub fn empty_at(seq: u64) -> Index {
-        let n = DICT_FIELDS.len();
+        let n = DICT_COLUMNS;
         Index {
             dir: PathBuf::new(),
             mode: IndexMode::Read,
@@ -567,7 +616,7 @@ impl Index {
             if self.cols.get(slot).is_none_or(|c| c.is_some()) {
                 continue;
             }
-            let name = DICT_FIELDS[slot].name();
+            let name = column_name(slot);
             let width = self.meta_widths.get(slot).copied().unwrap_or(1);
             let path = self.dir.join(format!("{name}.col"));
             let bytes = self.read_prefix(&path, self.rows * usize::from(width))?;
@@ -602,6 +651,19 @@ impl Index {
             self.lat = Some(self.load_fixed::<4, u32>("lat.u32", u32::from_le_bytes)?);
         }
         Ok(())
+    }
+
+    /// Whether everything `needs` names is loaded.
+    pub fn has(&self, needs: &Needs) -> bool {
+        needs
+            .dict
+            .iter()
+            .all(|&s| self.cols.get(s).is_none_or(Option::is_some))
+            && needs
+                .hash
+                .iter()
+                .all(|&s| self.hashes.get(s).is_none_or(Option::is_some))
+            && (!needs.latency || self.lat.is_some())
     }
 
     fn read_prefix(&self, path: &Path, len: usize) -> IndexResult<Vec<u8>> {
@@ -674,7 +736,8 @@ impl Index {
         self.lat.as_deref()
     }
 
-    /// The column and dictionary of a dictionary field slot, if loaded.
+    /// The column and dictionary of a dictionary column slot (a
+    /// [`DICT_FIELDS`] position or [`NONRESOURCE_PATH_SLOT`]), if loaded.
     pub fn column(&self, slot: usize) -> Option<(&Column, &Dict)> {
         Some((
             self.cols.get(slot)?.as_ref()?,
@@ -768,9 +831,18 @@ impl Index {
             return;
         };
         let mut json = LazyJson::default();
-        for (slot, field) in DICT_FIELDS.iter().enumerate() {
+        for slot in 0..DICT_COLUMNS {
             scratch.clear();
-            field.values(ev, rec.cluster, &mut json, &mut |v| push_value(scratch, v));
+            match DICT_FIELDS.get(slot) {
+                Some(field) => {
+                    field.values(ev, rec.cluster, &mut json, &mut |v| push_value(scratch, v))
+                }
+                None => {
+                    if let Some(p) = nonresource_path(ev) {
+                        push_value(scratch, p)
+                    }
+                }
+            }
             let id = match &mut self.dicts[slot] {
                 Some(d) => d.intern(scratch),
                 None => 0,
@@ -804,7 +876,7 @@ impl Index {
         if self.mode != IndexMode::Write {
             return Err(IndexError::Input("index opened read-only".into()));
         }
-        let n = DICT_FIELDS.len();
+        let n = DICT_COLUMNS;
         self.generation += 1;
         self.rows = 0;
         self.persisted_rows = 0;
@@ -848,8 +920,8 @@ impl Index {
         let mut buf = Vec::new();
         let mut widths = Vec::new();
         let mut counts = Vec::new();
-        for (slot, field) in DICT_FIELDS.iter().enumerate() {
-            let name = field.name();
+        for slot in 0..DICT_COLUMNS {
+            let name = column_name(slot);
             let (Some(col), Some(dict)) = (&self.cols[slot], &mut self.dicts[slot]) else {
                 return Err(IndexError::Input("index columns not loaded".into()));
             };

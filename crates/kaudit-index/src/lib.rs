@@ -20,11 +20,13 @@ pub mod history;
 pub mod index;
 pub mod plan;
 pub mod rbac;
+pub mod scan;
 pub mod search;
 pub mod stats;
 
 pub use backend::{EmbeddedBackend, SearchBackend};
 pub use index::{event_time, Index, IndexMode, INDEX_DIR};
+pub use scan::{ScanField, ScanRow};
 pub use search::{Cursor, Hit, Page, SearchRequest};
 pub use stats::{StatsReport, StatsRequest};
 

@@ -8,8 +8,10 @@
 //! `pods/exec`; with `resource_names`, a rule lists the object names when
 //! every request of that verb named one.
 
+use crate::scan::{counted_events, is_final_stage, IdMemo, Interner, ScanField, StageKey};
 use crate::{IndexError, IndexResult, SearchBackend};
-use kaudit_query::Query;
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+use kaudit_query::{Field, Query};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// What to generate.
@@ -39,23 +41,80 @@ pub struct RbacReport {
 }
 
 /// (apiGroup, resource incl. subresource, verb) -> names, None = any name.
-type Grants = BTreeMap<(String, String, String), Option<BTreeSet<String>>>;
+pub type Grants = BTreeMap<(String, String, String), Option<BTreeSet<String>>>;
 
 /// (apiGroup, resourceNames) of a rule.
 type RuleKey = (String, Option<BTreeSet<String>>);
 
-#[derive(Default)]
-struct Scope {
-    grants: Grants,
-    urls: BTreeMap<String, BTreeSet<String>>,
+/// What a user was allowed to do in one namespace ("" = cluster scope).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scope {
+    /// Resource requests: the core group is "".
+    pub grants: Grants,
+    /// Non-resource URL -> verbs (cluster scope only).
+    pub urls: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// What a user was observed doing, before it is written as RBAC objects.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Namespace ("" = cluster scope) -> what was allowed there.
+    pub scopes: BTreeMap<String, Scope>,
+    /// Allowed requests.
+    pub requests: u64,
+    /// Denied requests.
+    pub denied: u64,
 }
 
 fn quote(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
-/// Builds the roles and bindings for `req.user`.
-pub fn generate(backend: &dyn SearchBackend, req: &RbacRequest) -> IndexResult<RbacReport> {
+/// The fields usage is built from, in [`Observed`] order.
+const RBAC_FIELDS: [ScanField; 10] = [
+    ScanField::Key(Field::Verb),
+    ScanField::Key(Field::Resource),
+    ScanField::Key(Field::Subresource),
+    ScanField::Key(Field::Namespace),
+    ScanField::Key(Field::Name),
+    ScanField::Key(Field::ApiGroup),
+    ScanField::Key(Field::Code),
+    ScanField::Key(Field::Stage),
+    ScanField::Key(Field::Decision),
+    ScanField::NonResourcePath,
+];
+
+/// (namespace, group, resource, subresource, verb) of a grant, interned.
+type GrantKey = (u32, u32, u32, u32, u32);
+
+/// One event whose authorization outcome is known, its strings interned.
+struct Observed {
+    key: StageKey,
+    allowed: bool,
+    verb: u32,
+    /// Resource, or the path of a non-resource request when `group` is
+    /// `None`.
+    resource: u32,
+    subresource: u32,
+    group: Option<u32>,
+    namespace: u32,
+    name: u32,
+}
+
+/// Replays `req.user`'s requests: what was allowed where.
+///
+/// Read from the index columns (no event is parsed unless the index cannot
+/// answer it). A request is allowed per its `authorization.k8s.io/decision`
+/// annotation, else when its response code is not 401/403; events with
+/// neither (RequestReceived) are skipped. Each request counts once, at its
+/// final stage (ResponseComplete or Panic) or, when no final stage matched,
+/// at its first event with an outcome; requests are recognised by the
+/// auditID's 32-bit hash, so the only deviation from grouping by the full
+/// auditID is a hash collision between an unfinished request and another
+/// request of the user (the unfinished one is then not counted). The index
+/// reports the core API group as `core`, which no other group can be called
+/// (API groups of custom resources contain a dot), so it becomes "" here.
+pub fn observe(backend: &dyn SearchBackend, req: &RbacRequest) -> IndexResult<Usage> {
     if req.user.is_empty() {
         return Err(IndexError::Input("--user is required".into()));
     }
@@ -69,71 +128,126 @@ pub fn generate(backend: &dyn SearchBackend, req: &RbacRequest) -> IndexResult<R
         }
     );
     let q = Query::parse(&text).map_err(|e| IndexError::Input(e.to_string()))?;
-    let mut scopes: BTreeMap<String, Scope> = BTreeMap::new();
-    let mut seen = std::collections::HashSet::new();
-    let mut report = RbacReport::default();
-    backend.for_each_match(&q, req.since, req.until, &mut |_, _, ev, _| {
-        let d = ev.doc();
-        let decision = ev.annotation("authorization.k8s.io/decision");
-        let allowed = match (decision, ev.response_code()) {
-            (Some(v), _) => v == "allow",
-            (None, Some(code)) => !matches!(code, 401 | 403),
+    let mut names = Interner::default();
+    let empty = names.id("");
+    let mut memo = IdMemo::default();
+    let mut evs: Vec<Observed> = Vec::new();
+    backend.scan_fields(&q, req.since, req.until, &RBAC_FIELDS, &mut |row| {
+        let one = |i: usize| row.values.get(i).and_then(|v| v.first()).copied();
+        let allowed = match (one(8), one(6)) {
+            (Some(decision), _) => decision == "allow",
+            (None, Some(code)) => !matches!(code, "401" | "403"),
             // No decision and no response yet (RequestReceived): wait for
             // the request's later stages.
             (None, None) => return true,
         };
-        if !seen.insert(d.audit_id.clone()) && !d.audit_id.is_empty() {
-            return true;
+        let id = |i: usize| row.ids.get(i).copied().unwrap_or(0);
+        let mut intern = |i: usize| memo.get(i, id(i), || names.id(one(i).unwrap_or("")));
+        let resource = one(1).unwrap_or("");
+        let (resource, subresource, group, namespace, name) = if resource.is_empty() {
+            (intern(9), 0, None, 0, 0)
+        } else {
+            let group = match one(5).unwrap_or("") {
+                "core" => empty,
+                _ => intern(5),
+            };
+            // A namespace object is cluster-scoped even though its
+            // objectRef names itself as the namespace.
+            let ns = if resource == "namespaces" {
+                empty
+            } else {
+                intern(3)
+            };
+            (intern(1), intern(2), Some(group), ns, intern(4))
+        };
+        evs.push(Observed {
+            key: StageKey {
+                audit_hash: row.audit_hash,
+                time: row.time,
+                is_final: one(7).is_some_and(is_final_stage),
+            },
+            allowed,
+            verb: intern(0),
+            resource,
+            subresource,
+            group,
+            namespace,
+            name,
+        });
+        true
+    })?;
+    let keys: Vec<StageKey> = evs.iter().map(|e| e.key).collect();
+    let mut usage = Usage::default();
+    // Summed on interned numbers first; strings are made once per grant.
+    let mut grants: HashMap<GrantKey, Option<HashSet<u32>>> = HashMap::new();
+    let mut urls: HashMap<u32, HashSet<u32>> = HashMap::new();
+    for (e, counted) in evs.iter().zip(counted_events(&keys)) {
+        if !counted {
+            continue;
         }
-        if !allowed {
-            report.denied += 1;
-            return true;
+        if !e.allowed {
+            usage.denied += 1;
+            continue;
         }
-        report.requests += 1;
-        match &d.object_ref {
-            Some(o) if !o.resource.is_empty() => {
-                let res = if o.subresource.is_empty() {
-                    o.resource.clone()
-                } else {
-                    format!("{}/{}", o.resource, o.subresource)
-                };
-                // A namespace object is cluster-scoped even though its
-                // objectRef names itself as the namespace.
-                let ns = if o.resource == "namespaces" {
-                    String::new()
-                } else {
-                    o.namespace.clone()
-                };
-                let scope = scopes.entry(ns).or_default();
-                let slot = scope
-                    .grants
-                    .entry((o.api_group.clone(), res, d.verb.clone()))
-                    .or_insert_with(|| Some(BTreeSet::new()));
-                match (slot.as_mut(), o.name.is_empty()) {
-                    (Some(names), false) => {
-                        names.insert(o.name.clone());
+        usage.requests += 1;
+        match e.group {
+            Some(group) => {
+                let slot = grants
+                    .entry((e.namespace, group, e.resource, e.subresource, e.verb))
+                    .or_insert_with(|| Some(HashSet::new()));
+                match slot {
+                    Some(set) if e.name != empty => {
+                        set.insert(e.name);
                     }
                     _ => *slot = None,
                 }
             }
-            _ => {
-                let path = d.request_uri.split('?').next().unwrap_or("").to_string();
-                if !path.is_empty() {
-                    scopes
-                        .entry(String::new())
-                        .or_default()
-                        .urls
-                        .entry(path)
-                        .or_default()
-                        .insert(d.verb.clone());
-                }
+            None if e.resource != empty => {
+                urls.entry(e.resource).or_default().insert(e.verb);
             }
+            None => {}
         }
-        true
-    })?;
+    }
+    let text = |id: u32| names.name(id).to_string();
+    for ((ns, group, res, sub, verb), set) in grants {
+        let resource = match names.name(sub) {
+            "" => text(res),
+            sub => format!("{}/{sub}", names.name(res)),
+        };
+        let names: Option<BTreeSet<String>> = set.map(|s| s.into_iter().map(text).collect());
+        // Merged, not replaced: `pods` + `exec` and a resource spelled
+        // `pods/exec` are one grant, as they are in the YAML.
+        let slot = usage
+            .scopes
+            .entry(text(ns))
+            .or_default()
+            .grants
+            .entry((text(group), resource, text(verb)))
+            .or_insert_with(|| Some(BTreeSet::new()));
+        match (slot.as_mut(), names) {
+            (Some(have), Some(more)) => have.extend(more),
+            _ => *slot = None,
+        }
+    }
+    for (path, verbs) in urls {
+        usage
+            .scopes
+            .entry(String::new())
+            .or_default()
+            .urls
+            .entry(text(path))
+            .or_default()
+            .extend(verbs.into_iter().map(text));
+    }
+    Ok(usage)
+}
+
+/// Builds the roles and bindings for `req.user` (see [`observe`]).
+pub fn generate(backend: &dyn SearchBackend, req: &RbacRequest) -> IndexResult<RbacReport> {
+    let usage = observe(backend, req)?;
     let name = format!("kaudit:{}", req.user);
     let mut docs = Vec::new();
-    for (ns, scope) in &scopes {
+    for (ns, scope) in &usage.scopes {
         let rules = rules(scope, req.resource_names);
         if rules.is_empty() {
             continue;
@@ -159,8 +273,11 @@ pub fn generate(backend: &dyn SearchBackend, req: &RbacRequest) -> IndexResult<R
             subject(&req.user)
         ));
     }
-    report.yaml = docs.join("---\n");
-    Ok(report)
+    Ok(RbacReport {
+        yaml: docs.join("---\n"),
+        requests: usage.requests,
+        denied: usage.denied,
+    })
 }
 
 fn subject(user: &str) -> String {

@@ -6,7 +6,7 @@ use kaudit_index::backend::open_for_query;
 use kaudit_index::index::Needs;
 use kaudit_index::search::{search, Cursor, Hit, SearchRequest};
 use kaudit_index::stats::{stats as run_stats, StatsReport, StatsRequest};
-use kaudit_index::{Index, IndexMode};
+use kaudit_index::Index;
 use kaudit_query::{parse_time_bound, Field, Query};
 use kaudit_store::{Store, StoreOptions};
 use std::io::{IsTerminal, Write};
@@ -491,7 +491,7 @@ pub struct ReindexArgs {
 pub fn reindex(a: ReindexArgs) -> anyhow::Result<ExitCode> {
     let store = a.data.open()?;
     let t = Instant::now();
-    let mut ix = Index::open(&a.data.data, IndexMode::Write).with_context(|| {
+    let mut ix = kaudit_index::backend::open_writable(&a.data.data).with_context(|| {
         "the index is being maintained by another kaudit process (stop `kaudit serve` first)"
     })?;
     ix.reset()?;
