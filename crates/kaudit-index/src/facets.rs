@@ -22,8 +22,17 @@ struct Facet {
 #[derive(Default)]
 pub struct Facets {
     slots: Mutex<HashMap<usize, Facet>>,
-    /// (generation, base, rows seen, oldest, newest) of the time column.
-    times: Mutex<Option<(u64, u64, usize, i64, i64)>>,
+    times: Mutex<Option<Span>>,
+}
+
+/// The oldest and newest time over the first `rows` rows.
+#[derive(Clone, Copy)]
+struct Span {
+    generation: u64,
+    base: u64,
+    rows: usize,
+    oldest: i64,
+    newest: i64,
 }
 
 impl Facets {
@@ -47,10 +56,12 @@ impl Facets {
         let times = ix.times();
         let mut cached = self.times.lock().ok()?;
         let (mut rows, mut lo, mut hi) = match *cached {
-            Some((g, b, rows, lo, hi))
-                if g == ix.generation() && b == ix.base() && rows <= times.len() =>
+            Some(s)
+                if s.generation == ix.generation()
+                    && s.base == ix.base()
+                    && s.rows <= times.len() =>
             {
-                (rows, lo, hi)
+                (s.rows, s.oldest, s.newest)
             }
             _ => (0, i64::MAX, i64::MIN),
         };
@@ -58,7 +69,13 @@ impl Facets {
             (lo, hi) = new.iter().fold((lo, hi), |(a, z), &t| (a.min(t), z.max(t)));
             rows = times.len();
         }
-        *cached = Some((ix.generation(), ix.base(), rows, lo, hi));
+        *cached = Some(Span {
+            generation: ix.generation(),
+            base: ix.base(),
+            rows,
+            oldest: lo,
+            newest: hi,
+        });
         (rows > 0).then_some((lo, hi))
     }
 
