@@ -147,6 +147,8 @@ pub struct HistoryPage {
 /// carried the object).
 pub const MAX_SEED_WRITES: usize = 1024;
 const SEED_BATCH_FIRST: usize = 8;
+/// Events read past a page for the diff of its oldest write.
+const LOOKAHEAD: usize = 32;
 
 /// A page of the events on `target`, newest first, each write carrying the
 /// object diffed against the version before it (found in earlier pages if
@@ -157,14 +159,24 @@ pub fn object_history(
     target: &Target,
     req: &HistoryRequest,
 ) -> IndexResult<HistoryPage> {
-    let page = backend.search(&SearchRequest {
-        since: req.since,
-        until: req.until,
-        cursor: req.before,
-        ..SearchRequest::new(target.query()?, req.limit.clamp(1, MAX_HISTORY))
-    })?;
-    let mut parsed: Vec<(Hit, Event)> = Vec::with_capacity(page.hits.len());
-    for hit in page.hits {
+    let limit = req.limit.clamp(1, MAX_HISTORY);
+    // A few events past the page come along: the version the page's oldest
+    // write is diffed against is usually among them, which saves a second
+    // search.
+    let mut hits = backend
+        .search(&SearchRequest {
+            since: req.since,
+            until: req.until,
+            cursor: req.before,
+            ..SearchRequest::new(target.query()?, limit + LOOKAHEAD)
+        })?
+        .hits;
+    let lookahead = hits.split_off(hits.len().min(limit));
+    let next = (!lookahead.is_empty())
+        .then(|| hits.last().map(Hit::cursor))
+        .flatten();
+    let mut parsed: Vec<(Hit, Event)> = Vec::with_capacity(hits.len());
+    for hit in hits {
         if let Ok(ev) = Event::from_json(&hit.event) {
             parsed.push((hit, ev));
         }
@@ -178,8 +190,38 @@ pub fn object_history(
         .map(|(h, _)| h.cluster.clone())
         .collect();
     let mut last: BTreeMap<String, serde_json::Value> = BTreeMap::new();
-    if let Some((oldest, _)) = parsed.last() {
-        let mut cursor = Some(oldest.cursor());
+    // Writes before the page, newest first: end the search for a cluster's
+    // previous version (found, or the object was deleted before).
+    let mut settle = |hit: Hit, need: &mut BTreeSet<String>| {
+        if !need.contains(&hit.cluster) {
+            return;
+        }
+        let Ok(ev) = Event::from_json(&hit.event) else {
+            return;
+        };
+        match write_kind(&ev) {
+            Some(Write::Delete) => {
+                need.remove(&hit.cluster);
+            }
+            Some(Write::Version) => {
+                if let Some(body) = version_of(&ev) {
+                    need.remove(&hit.cluster);
+                    last.insert(hit.cluster, body);
+                }
+            }
+            None => {}
+        }
+    };
+    let mut oldest_seen = parsed.last().map(|(h, _)| h.cursor());
+    for hit in lookahead {
+        if need.is_empty() {
+            break;
+        }
+        oldest_seen = Some(hit.cursor());
+        settle(hit, &mut need);
+    }
+    if let Some(oldest) = oldest_seen {
+        let mut cursor = Some(oldest);
         let mut read = 0;
         // Small batches first: the version sought is usually the latest
         // write before the page, and each fetched event costs a read.
@@ -196,24 +238,7 @@ pub fn object_history(
             read += earlier.hits.len();
             cursor = earlier.next;
             for hit in earlier.hits {
-                if !need.contains(&hit.cluster) {
-                    continue;
-                }
-                let Ok(ev) = Event::from_json(&hit.event) else {
-                    continue;
-                };
-                match write_kind(&ev) {
-                    Some(Write::Delete) => {
-                        need.remove(&hit.cluster);
-                    }
-                    Some(Write::Version) => {
-                        if let Some(body) = version_of(&ev) {
-                            need.remove(&hit.cluster);
-                            last.insert(hit.cluster, body);
-                        }
-                    }
-                    None => {}
-                }
+                settle(hit, &mut need);
             }
         }
     }
@@ -255,10 +280,7 @@ pub fn object_history(
         entries.push(entry);
     }
     entries.reverse();
-    Ok(HistoryPage {
-        entries,
-        next: page.next,
-    })
+    Ok(HistoryPage { entries, next })
 }
 
 /// What a successful, completed request did to the object's versions.

@@ -139,10 +139,11 @@ fn a_pages_oldest_write_is_diffed_against_an_earlier_page() {
         body: false,
         ..w("get", 0)
     };
-    // create(1), 10 gets, patch(3), get: the newest page of two holds the
-    // patch, whose previous version is eleven events older.
+    // create(1), 40 gets, patch(3), get: the newest page of two holds the
+    // patch, whose previous version is 41 events older (past what a page
+    // reads ahead, so the earlier writes are searched for).
     let mut ops = vec![w("create", 1)];
-    ops.extend(std::iter::repeat_n(get.clone(), 10));
+    ops.extend(std::iter::repeat_n(get.clone(), 40));
     ops.push(w("patch", 3));
     ops.push(get);
     let (_dir, b) = backend(&ops, ops.len());
