@@ -56,6 +56,8 @@ pub const DICT_COLUMNS: usize = DICT_FIELDS.len() + 1;
 /// later). Only auditID: it is the needle people paste; objectRef.uid would
 /// cost 4 more bytes per event for a rare question, answered by scanning.
 pub const HASH_FIELDS: [Field; 1] = [Field::AuditId];
+/// Rows per block of [`Index::time_blocks`] (a multiple of 64).
+pub const TIME_BLOCK: usize = 4096;
 /// Largest encoded value list a dictionary stores; longer ones get id 0.
 pub const MAX_DICT_KEY: usize = 16 << 10;
 /// Most entries one dictionary holds; later new values get id 0.
@@ -88,6 +90,35 @@ pub enum Column {
     U32(Vec<u32>),
 }
 
+/// The (hit, unknown) bit words of up to 64 rows: the verdicts are looked
+/// up into a byte array first (one load per row), then packed eight rows
+/// at a time with one multiplication, instead of shifting per row.
+#[inline(always)]
+fn classify_word<T: Copy + Into<u32>>(chunk: &[T], state: &[u8]) -> (u64, u64) {
+    // Verdicts are 0, 1 or 2: bit 0 of a byte says "hit", bit 1 "unknown".
+    let mut verdicts = [0u8; 64];
+    for (v, &x) in verdicts.iter_mut().zip(chunk) {
+        *v = state.get(x.into() as usize).copied().unwrap_or(2);
+    }
+    const LOW_BITS: u64 = 0x0101_0101_0101_0101;
+    // Gathers bit 0 of each byte into one byte (byte i -> bit i).
+    const PACK: u64 = 0x0102_0408_1020_4080;
+    let (mut hit, mut unknown) = (0u64, 0u64);
+    for (k, bytes) in verdicts.chunks_exact(8).enumerate() {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(bytes);
+        let w = u64::from_le_bytes(b);
+        hit |= ((w & LOW_BITS).wrapping_mul(PACK) >> 56) << (8 * k);
+        unknown |= (((w >> 1) & LOW_BITS).wrapping_mul(PACK) >> 56) << (8 * k);
+    }
+    // Rows past the chunk's end are neither.
+    let mask = match chunk.len() {
+        64.. => u64::MAX,
+        n => (1u64 << n) - 1,
+    };
+    (hit & mask, unknown & mask)
+}
+
 impl Column {
     fn new() -> Column {
         Column::U8(Vec::new())
@@ -118,57 +149,18 @@ impl Column {
 
     /// Builds, 64 rows per word, the rows whose id `state` maps to 1 (`hit`)
     /// and to 2 (`unknown`); `state` must have an entry for every id
-    /// (missing ones count as unknown). Branch-free, width dispatched once.
+    /// (missing ones count as unknown). Branch-free, width dispatched once,
+    /// eight rows packed per multiplication ([`classify_word`]).
     pub fn classify(&self, state: &[u8], hit: &mut [u64], unknown: &mut [u64]) {
         fn run<T: Copy + Into<u32>>(v: &[T], state: &[u8], hit: &mut [u64], unknown: &mut [u64]) {
             for ((chunk, h), u) in v.chunks(64).zip(hit.iter_mut()).zip(unknown.iter_mut()) {
-                let (mut hw, mut uw) = (0u64, 0u64);
-                for (i, &x) in chunk.iter().enumerate() {
-                    let st = state.get(x.into() as usize).copied().unwrap_or(2);
-                    hw |= u64::from(st == 1) << i;
-                    uw |= u64::from(st == 2) << i;
-                }
-                *h = hw;
-                *u = uw;
+                (*h, *u) = classify_word(chunk, state);
             }
         }
-        /// One matching id and only id 0 unknown (`name=x`, `verb=get`):
-        /// plain equality tests, which the compiler vectorizes.
-        fn run_eq<T: Copy + PartialEq + Default>(
-            v: &[T],
-            target: T,
-            hit: &mut [u64],
-            unknown: &mut [u64],
-        ) {
-            let zero = T::default();
-            for ((chunk, h), u) in v.chunks(64).zip(hit.iter_mut()).zip(unknown.iter_mut()) {
-                let (mut hw, mut uw) = (0u64, 0u64);
-                for (i, &x) in chunk.iter().enumerate() {
-                    hw |= u64::from(x == target) << i;
-                    uw |= u64::from(x == zero) << i;
-                }
-                *h = hw;
-                *u = uw;
-            }
-        }
-        let mut hits = state.iter().enumerate().filter(|(_, &st)| st == 1);
-        let single = match (hits.next(), hits.next()) {
-            (Some((id, _)), None) if state.first() == Some(&2) && !state[1..].contains(&2) => {
-                u32::try_from(id).ok()
-            }
-            _ => None,
-        };
-        match (self, single) {
-            (Column::U8(v), Some(id)) if id <= u32::from(u8::MAX) => {
-                run_eq(v, id as u8, hit, unknown)
-            }
-            (Column::U16(v), Some(id)) if id <= u32::from(u16::MAX) => {
-                run_eq(v, id as u16, hit, unknown)
-            }
-            (Column::U32(v), Some(id)) => run_eq(v, id, hit, unknown),
-            (Column::U8(v), _) => run(v, state, hit, unknown),
-            (Column::U16(v), _) => run(v, state, hit, unknown),
-            (Column::U32(v), _) => run(v, state, hit, unknown),
+        match self {
+            Column::U8(v) => run(v, state, hit, unknown),
+            Column::U16(v) => run(v, state, hit, unknown),
+            Column::U32(v) => run(v, state, hit, unknown),
         }
     }
 
@@ -205,11 +197,7 @@ impl Column {
                         uw |= u64::from(st == 2) << i;
                     }
                 } else {
-                    for (i, &x) in chunk.iter().enumerate() {
-                        let st = state.get(x.into() as usize).copied().unwrap_or(2);
-                        hw |= u64::from(st == 1) << i;
-                        uw |= u64::from(st == 2) << i;
-                    }
+                    (hw, uw) = classify_word(chunk, state);
                 }
                 if let (Some(h), Some(u)) = (hit.get_mut(wi), unknown.get_mut(wi)) {
                     *h = hw;
@@ -508,6 +496,11 @@ pub struct Index {
     /// Bumped whenever rows are dropped, so caches derived from the rows
     /// (see [`crate::facets`]) know to start over.
     generation: u64,
+    /// Bounds of recent queries, extended as rows are added (see
+    /// [`crate::plan::bounds`]).
+    pub(crate) bounds_cache: std::sync::Mutex<crate::plan::BoundsCache>,
+    /// (generation, base, rows covered, (oldest, newest) per block).
+    time_blocks: std::sync::Mutex<(u64, u64, usize, Vec<(i64, i64)>)>,
     _lock: Option<File>,
 }
 
@@ -572,6 +565,8 @@ impl Index {
             meta_widths: meta.widths,
             meta_dict_counts: meta.dict_counts,
             generation: 0,
+            bounds_cache: Default::default(),
+            time_blocks: Default::default(),
             _lock: lock,
         };
         ix.time = Some(ix.load_fixed::<8, i64>("time.i64", i64::from_le_bytes)?);
@@ -605,6 +600,8 @@ impl Index {
             meta_widths: Vec::new(),
             meta_dict_counts: Vec::new(),
             generation: 0,
+            bounds_cache: Default::default(),
+            time_blocks: Default::default(),
             _lock: None,
         }
     }
@@ -708,6 +705,30 @@ impl Index {
     /// Sequence number of row 0.
     pub fn base(&self) -> u64 {
         self.base
+    }
+
+    /// The oldest and newest event time of each block of [`TIME_BLOCK`]
+    /// rows, computed on first use and extended as rows are added: lets a
+    /// newest-first search skip blocks that cannot hold a better row.
+    pub fn time_blocks(&self) -> Vec<(i64, i64)> {
+        let times = self.times();
+        let Ok(mut c) = self.time_blocks.lock() else {
+            return Vec::new();
+        };
+        if c.0 != self.generation || c.1 != self.base || c.2 > times.len() {
+            *c = (self.generation, self.base, 0, Vec::new());
+        }
+        // Redo the last, partial block, then the new ones.
+        let from = (c.2 / TIME_BLOCK) * TIME_BLOCK;
+        c.3.truncate(from / TIME_BLOCK);
+        for block in times.get(from..).unwrap_or(&[]).chunks(TIME_BLOCK) {
+            let span = block
+                .iter()
+                .fold((i64::MAX, i64::MIN), |(a, z), &t| (a.min(t), z.max(t)));
+            c.3.push(span);
+        }
+        c.2 = times.len();
+        c.3.clone()
     }
 
     /// Changes whenever rows are dropped (reset, truncation): a cache over

@@ -48,6 +48,14 @@ impl Bits {
         }
     }
 
+    /// Widens the set to `len` rows (the new ones unset).
+    pub fn grow(&mut self, len: usize) {
+        if len > self.len {
+            self.words.resize(len.div_ceil(64), 0);
+            self.len = len;
+        }
+    }
+
     /// Marks `row`.
     #[inline]
     pub fn set(&mut self, row: usize) {
@@ -177,8 +185,106 @@ fn walk_needs(e: &Expr, n: &mut Needs) {
 }
 
 /// Computes the bounds of `expr` over the index's rows.
+///
+/// Bounds of recent queries are kept and, when rows were added since,
+/// extended by evaluating the query on the new rows only: rows never
+/// change once indexed (dropping rows bumps [`Index::generation`], which
+/// empties the cache), so a repeated query (a dashboard refresh, the next
+/// page, the histogram and the page of one search) costs the new rows.
 pub fn bounds(ix: &Index, expr: &Expr) -> IndexResult<Bounds> {
-    bounds_in(ix, expr, None)
+    let n = ix.rows();
+    if n < MIN_CACHED_ROWS {
+        return bounds_in(ix, expr, None);
+    }
+    let key = format!("{expr:?}");
+    let cached = ix
+        .bounds_cache
+        .lock()
+        .ok()
+        .and_then(|mut c| c.take(&key, ix.generation(), ix.base(), n));
+    let b = match cached {
+        Some((rows, b)) if rows == n => b,
+        Some((rows, mut b)) => {
+            let mut fresh = Bits::empty(n);
+            (rows..n).for_each(|r| fresh.set(r));
+            let new = bounds_in(ix, expr, Some(&fresh))?;
+            b.lower.grow(n);
+            b.upper.grow(n);
+            b.lower.or(&new.lower);
+            b.upper.or(&new.upper);
+            b.exact &= new.exact;
+            b
+        }
+        None => bounds_in(ix, expr, None)?,
+    };
+    if let Ok(mut c) = ix.bounds_cache.lock() {
+        c.put(key, ix.generation(), ix.base(), n, b.clone());
+    }
+    Ok(b)
+}
+
+/// Indexes smaller than this are not worth caching bounds for.
+const MIN_CACHED_ROWS: usize = 1 << 16;
+/// Most queries whose bounds are kept.
+const CACHED_QUERIES: usize = 16;
+/// Most bytes of kept bounds.
+const CACHED_BYTES: usize = 128 << 20;
+
+/// Recently computed bounds, most recent last.
+#[derive(Default)]
+pub struct BoundsCache {
+    entries: Vec<CachedBounds>,
+}
+
+impl std::fmt::Debug for BoundsCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BoundsCache({} queries)", self.entries.len())
+    }
+}
+
+struct CachedBounds {
+    key: String,
+    generation: u64,
+    base: u64,
+    rows: usize,
+    bounds: Bounds,
+}
+
+impl BoundsCache {
+    /// Removes and returns the entry for `key` if it is still valid for
+    /// an index of this generation and base with at least its rows.
+    fn take(
+        &mut self,
+        key: &str,
+        generation: u64,
+        base: u64,
+        rows: usize,
+    ) -> Option<(usize, Bounds)> {
+        let i = self.entries.iter().position(|e| e.key == key)?;
+        let e = self.entries.remove(i);
+        (e.generation == generation && e.base == base && e.rows <= rows)
+            .then_some((e.rows, e.bounds))
+    }
+
+    fn put(&mut self, key: String, generation: u64, base: u64, rows: usize, bounds: Bounds) {
+        self.entries
+            .retain(|e| e.key != key && e.generation == generation && e.base == base);
+        self.entries.push(CachedBounds {
+            key,
+            generation,
+            base,
+            rows,
+            bounds,
+        });
+        let bytes =
+            |e: &CachedBounds| (e.bounds.lower.words.len() + e.bounds.upper.words.len()) * 8;
+        while self.entries.len() > CACHED_QUERIES
+            || (self.entries.len() > 1
+                && self.entries.iter().map(bytes).sum::<usize>() > CACHED_BYTES)
+        {
+            self.entries.remove(0);
+        }
+    }
 }
 
 /// Bounds of `expr`, exact only within `scope` (rows outside it come out

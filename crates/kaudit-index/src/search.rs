@@ -144,6 +144,7 @@ pub fn search(
     let b = bounds(ix, req.query.expr())?;
     let cand = b.upper;
     let times = ix.times();
+    let blocks = ix.time_blocks();
     let base = ix.base();
     let mut hits: Vec<(i128, Hit)> = Vec::new();
     let mut after = after0;
@@ -158,7 +159,7 @@ pub fn search(
         // Rows are stored in about time order: visiting them in output order
         // fills the heap with the best ranks first. The answer is the same
         // either way; only the work differs.
-        let visit = |row: usize| {
+        let visit = |row: usize, heap: &mut BinaryHeap<(i128, u64)>| {
             let t = times.get(row).copied().unwrap_or(i64::MIN);
             if !req.in_range(t) {
                 return;
@@ -175,10 +176,50 @@ pub fn search(
                 heap.push((r, seq));
             }
         };
-        if req.reverse {
-            cand.for_each(visit);
-        } else {
-            cand.for_each_rev(visit);
+        // Blocks in output order; once the heap is full, a block whose
+        // best possible row (its newest time, or oldest when reversed)
+        // cannot beat the worst kept row is skipped whole.
+        let words = cand.words();
+        let block_words = crate::index::TIME_BLOCK / 64;
+        let nblocks = words.len().div_ceil(block_words);
+        for k in 0..nblocks {
+            let bi = if req.reverse { k } else { nblocks - 1 - k };
+            let w0 = bi * block_words;
+            let ws = &words[w0..(w0 + block_words).min(words.len())];
+            if ws.iter().all(|&w| w == 0) {
+                continue;
+            }
+            if heap.len() == batch {
+                if let (Some(&(top, _)), Some(&(lo, hi))) = (heap.peek(), blocks.get(bi)) {
+                    let first = base + (w0 * 64) as u64;
+                    let last = first + (ws.len() * 64) as u64;
+                    let best = if req.reverse {
+                        req.rank(lo, first)
+                    } else {
+                        req.rank(hi, last)
+                    };
+                    if best >= top {
+                        continue;
+                    }
+                }
+            }
+            let order: Box<dyn Iterator<Item = (usize, &u64)>> = if req.reverse {
+                Box::new(ws.iter().enumerate())
+            } else {
+                Box::new(ws.iter().enumerate().rev())
+            };
+            for (i, &w) in order {
+                let mut w = w;
+                while w != 0 {
+                    let b = if req.reverse {
+                        w.trailing_zeros() as usize
+                    } else {
+                        63 - w.leading_zeros() as usize
+                    };
+                    w &= !(1u64 << b);
+                    visit((w0 + i) * 64 + b, &mut heap);
+                }
+            }
         }
         if heap.is_empty() {
             break;
