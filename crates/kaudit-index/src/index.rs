@@ -56,6 +56,10 @@ pub const DICT_COLUMNS: usize = DICT_FIELDS.len() + 1;
 /// later). Only auditID: it is the needle people paste; objectRef.uid would
 /// cost 4 more bytes per event for a rare question, answered by scanning.
 pub const HASH_FIELDS: [Field; 1] = [Field::AuditId];
+/// (generation, base, rows covered, (oldest, newest) per block): the
+/// cache behind [`Index::time_blocks`].
+type TimeBlocks = (u64, u64, usize, Vec<(i64, i64)>);
+
 /// Rows per block of [`Index::time_blocks`] (a multiple of 64).
 pub const TIME_BLOCK: usize = 4096;
 /// Largest encoded value list a dictionary stores; longer ones get id 0.
@@ -499,8 +503,7 @@ pub struct Index {
     /// Bounds of recent queries, extended as rows are added (see
     /// [`crate::plan::bounds`]).
     pub(crate) bounds_cache: std::sync::Mutex<crate::plan::BoundsCache>,
-    /// (generation, base, rows covered, (oldest, newest) per block).
-    time_blocks: std::sync::Mutex<(u64, u64, usize, Vec<(i64, i64)>)>,
+    time_blocks: std::sync::Mutex<TimeBlocks>,
     _lock: Option<File>,
 }
 
