@@ -20,10 +20,14 @@ function niceMax(v) {
   return 10 * p;
 }
 
-/** The drawing width: the page's content width, so text is not stretched. */
+/**
+ * The drawing width: about the page's content width (main is at most 1600
+ * px wide), so text is not stretched. Taken from the window, not from the
+ * layout: reading an element's width here would force a layout of the
+ * whole page (a 100-row table) in the middle of rendering.
+ */
 function drawWidth() {
-  const main = document.getElementById('main');
-  return Math.max(480, Math.round((main ? main.clientWidth : 1200) - 60));
+  return Math.max(480, Math.round(Math.min(window.innerWidth - 16, 1600) - 60));
 }
 
 function timeLabel(us, spanUs) {

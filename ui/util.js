@@ -42,9 +42,13 @@ export function fmtMicros(us) {
   return fmtTime(new Date(Math.floor(us / 1000)).toISOString());
 }
 
+// One formatter for every number: toLocaleString with options builds a new
+// one per call, which shows when a chart formats hundreds of values.
+const NUM = new Intl.NumberFormat('en-US', { maximumFractionDigits: 2 });
+
 export function fmtNum(n) {
   if (n === null || n === undefined || Number.isNaN(n)) return '–';
-  return Number(n).toLocaleString('en-US', { maximumFractionDigits: 2 });
+  return NUM.format(Number(n));
 }
 
 export function fmtDuration(secs) {
