@@ -92,6 +92,27 @@ fn time_bounds(
     Ok((one(since, "since")?, one(until, "until")?))
 }
 
+/// The `cursor` (empty = first page) and `limit` (within 1..=max) of a
+/// paged request, or a 400 naming the bad one.
+fn paging(
+    cursor: &Option<String>,
+    limit: Option<usize>,
+    default: usize,
+    max: usize,
+) -> Result<(Option<Cursor>, usize), Response> {
+    let cursor = cursor
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .map(Cursor::parse)
+        .transpose()
+        .map_err(index_error)?;
+    let limit = limit.unwrap_or(default);
+    if limit == 0 || limit > max {
+        return Err(bad(format!("limit must be between 1 and {max}")));
+    }
+    Ok((cursor, limit))
+}
+
 fn compile(q: &str) -> Result<Query, Response> {
     Query::parse(q).map_err(|e| {
         let body = json!({
@@ -149,17 +170,7 @@ async fn events(
     blocking(move || {
         let query = compile(p.q.as_deref().unwrap_or(""))?;
         let (since, until) = time_bounds(&p.since, &p.until)?;
-        let cursor = p
-            .cursor
-            .as_deref()
-            .filter(|c| !c.is_empty())
-            .map(Cursor::parse)
-            .transpose()
-            .map_err(index_error)?;
-        let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
-        if limit == 0 || limit > MAX_LIMIT {
-            return Err(bad(format!("limit must be between 1 and {MAX_LIMIT}")));
-        }
+        let (cursor, limit) = paging(&p.cursor, p.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
         let req = SearchRequest {
             query,
             since,
@@ -439,17 +450,7 @@ async fn history(
     blocking(move || {
         let (since, until) = time_bounds(&p.since, &p.until)?;
         let target = Target::parse(object.trim_start_matches('/')).map_err(index_error)?;
-        let before = p
-            .cursor
-            .as_deref()
-            .filter(|c| !c.is_empty())
-            .map(Cursor::parse)
-            .transpose()
-            .map_err(index_error)?;
-        let limit = p.limit.unwrap_or(DEFAULT_HISTORY_LIMIT);
-        if limit == 0 || limit > MAX_HISTORY {
-            return Err(bad(format!("limit must be between 1 and {MAX_HISTORY}")));
-        }
+        let (before, limit) = paging(&p.cursor, p.limit, DEFAULT_HISTORY_LIMIT, MAX_HISTORY)?;
         let req = HistoryRequest {
             since,
             until,
