@@ -175,19 +175,25 @@ pub fn object_history(
     let next = (!lookahead.is_empty())
         .then(|| hits.last().map(Hit::cursor))
         .flatten();
-    let mut parsed: Vec<(Hit, Event)> = Vec::with_capacity(hits.len());
+    // Each event with what it did to the object: deleted it, or left this
+    // version (a write without the object's body leaves none).
+    let mut parsed: Vec<(Hit, Event, Option<Write>, Option<serde_json::Value>)> =
+        Vec::with_capacity(hits.len());
     for hit in hits {
         if let Ok(ev) = Event::from_json(&hit.event) {
-            parsed.push((hit, ev));
+            let kind = write_kind(&ev);
+            let version = match kind {
+                Some(Write::Version) => version_of(&ev),
+                _ => None,
+            };
+            parsed.push((hit, ev, kind, version));
         }
     }
     // Clusters whose writes in this page need the version before the page.
     let mut need: BTreeSet<String> = parsed
         .iter()
-        .filter(|(_, ev)| {
-            matches!(write_kind(ev), Some(Write::Version)) && version_of(ev).is_some()
-        })
-        .map(|(h, _)| h.cluster.clone())
+        .filter(|(_, _, _, version)| version.is_some())
+        .map(|(h, ..)| h.cluster.clone())
         .collect();
     let mut last: BTreeMap<String, serde_json::Value> = BTreeMap::new();
     // Writes before the page, newest first: end the search for a cluster's
@@ -212,7 +218,7 @@ pub fn object_history(
             None => {}
         }
     };
-    let mut oldest_seen = parsed.last().map(|(h, _)| h.cursor());
+    let mut oldest_seen = parsed.last().map(|(h, ..)| h.cursor());
     for hit in lookahead {
         if need.is_empty() {
             break;
@@ -243,7 +249,7 @@ pub fn object_history(
         }
     }
     let mut entries = Vec::with_capacity(parsed.len());
-    for (hit, ev) in parsed.into_iter().rev() {
+    for (hit, ev, kind, version) in parsed.into_iter().rev() {
         let d = ev.doc();
         let mut entry = Entry {
             seq: hit.seq,
@@ -262,20 +268,14 @@ pub fn object_history(
             changes: None,
             body: false,
         };
-        match write_kind(&ev) {
-            Some(Write::Delete) => {
-                last.remove(&hit.cluster);
+        if matches!(kind, Some(Write::Delete)) {
+            last.remove(&hit.cluster);
+        } else if let Some(body) = version {
+            entry.body = true;
+            if let Some(prev) = last.get(&hit.cluster) {
+                entry.changes = Some(diff(prev, &body));
             }
-            Some(Write::Version) => {
-                if let Some(body) = version_of(&ev) {
-                    entry.body = true;
-                    if let Some(prev) = last.get(&hit.cluster) {
-                        entry.changes = Some(diff(prev, &body));
-                    }
-                    last.insert(hit.cluster, body);
-                }
-            }
-            None => {}
+            last.insert(hit.cluster, body);
         }
         entries.push(entry);
     }
