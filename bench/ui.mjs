@@ -1,6 +1,10 @@
 // UI benchmark: `kaudit serve` over a large store, each console page opened
 // in headless Chromium by URL (a full load, as when following a link), timed
-// until its main content is rendered ("usable"). The first of the loads
+// until its main content is rendered ("usable"): in the page, from the
+// navigation's start to the first frame after every element the page must
+// show is in the document. The driver's own view (from asking Chromium to
+// navigate to seeing the elements over the DevTools protocol, which adds its
+// round trips and polling) is shown beside it as "wall". The first of the loads
 // (cold: the server's per-query caches and the browser's empty) is shown
 // apart and left out of the median. Baselines in the same run:
 // the API floor (the same API requests the page made, replayed in parallel
@@ -50,10 +54,30 @@ async function pages(url) {
   ];
 }
 
+/**
+ * Runs in every page before its own scripts: for the selectors the benchmark
+ * names in `window.name`, logs the time of the first frame after all of them
+ * are in the document (when the user can see them). Logging, unlike polling
+ * from the driver, puts no driver code on the page's main thread while it
+ * loads.
+ */
+function watchReady() {
+  const sels = (window.name || '').split('\u0001').filter(Boolean);
+  if (!sels.length) return;
+  let seen = false;
+  const check = () => {
+    if (seen || !sels.every((s) => document.querySelector(s))) return;
+    seen = true;
+    requestAnimationFrame(() => console.debug(`kaudit-usable ${performance.now()}`));
+  };
+  new MutationObserver(check).observe(document, { childList: true, subtree: true, attributes: true });
+}
+
 async function measureStore(data, label) {
   const server = await startServer(BIN, { data, detect: false });
   const browser = await launchBrowser();
   const page = await browser.newPage();
+  await page.addInitScript(watchReady);
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));
   const out = new Map();
@@ -62,6 +86,7 @@ async function measureStore(data, label) {
     console.log(`${label}: ${data} (${size.toLocaleString('en-US')} events) at ${server.url}`);
     for (const [name, hash, ready] of await pages(server.url)) {
       const times = [];
+      const walls = [];
       let first = 0;
       let apiUrls = [];
       for (let run = 0; run <= RUNS; run++) {
@@ -69,17 +94,22 @@ async function measureStore(data, label) {
         const onReq = (r) => { if (r.url().includes('/api/v1/')) requested.push(r.url()); };
         page.on('request', onReq);
         await page.goto('about:blank');
+        await page.evaluate((n) => { window.name = n; }, ready.join('\u0001'));
+        const usable = page.waitForEvent('console', {
+          predicate: (m) => m.text().startsWith('kaudit-usable '), timeout: 60_000,
+        });
         const t0 = performance.now();
         await page.goto(`${server.url}/${hash}`, { waitUntil: 'commit' });
+        let ms;
         try {
-          await Promise.all(ready.map((sel) => page.waitForSelector(sel, { timeout: 60_000 })));
+          ms = Number((await usable).text().split(' ')[1]);
         } catch (e) {
           const text = await page.textContent('#main').catch(() => '?');
           throw new Error(`${name} (run ${run}) not usable: ${e.message}\npage shows: ${text.slice(0, 400)}`);
         }
-        const ms = performance.now() - t0;
+        const wall = performance.now() - t0;
         page.off('request', onReq);
-        if (run > 0) times.push(ms); // run 0 warms caches
+        if (run > 0) { times.push(ms); walls.push(wall); } // run 0 warms caches
         else first = ms;
         apiUrls = requested;
       }
@@ -90,7 +120,7 @@ async function measureStore(data, label) {
         await Promise.all(apiUrls.map((u) => fetch(u).then((r) => r.arrayBuffer())));
         floors.push(performance.now() - t0);
       }
-      out.set(name, { median: median(times), max: Math.max(...times), first, api: median(floors), calls: apiUrls.length });
+      out.set(name, { median: median(times), max: Math.max(...times), wall: median(walls), first, api: median(floors), calls: apiUrls.length });
     }
   } finally {
     await browser.close().catch(() => {});
@@ -106,12 +136,12 @@ const small = SMALL ? await measureStore(SMALL, 'baseline store') : null;
 const pad = (s, n) => String(s).padEnd(n);
 const num = (x) => x.toFixed(0).padStart(6);
 console.log('');
-console.log(`${pad('page', 20)} ${'median'.padStart(7)} ${'max'.padStart(6)} ${'first'.padStart(6)} ${'API'.padStart(6)} ${'x API'.padStart(6)} ${'small'.padStart(6)} ${'x small'.padStart(7)}  < ${TARGET_MS} ms`);
+console.log(`${pad('page', 20)} ${'median'.padStart(7)} ${'max'.padStart(6)} ${'wall'.padStart(6)} ${'first'.padStart(6)} ${'API'.padStart(6)} ${'x API'.padStart(6)} ${'small'.padStart(6)} ${'x small'.padStart(7)}  < ${TARGET_MS} ms`);
 let over = 0;
 for (const [name, r] of big.out) {
   const s = small && small.out.get(name);
   const ok = r.median < TARGET_MS;
   if (!ok) over++;
-  console.log(`${pad(name, 20)} ${num(r.median)}ms ${num(r.max)} ${num(r.first)} ${num(r.api)} ${(r.median / Math.max(1, r.api)).toFixed(2).padStart(6)} ${s ? num(s.median) : '     -'} ${s ? (r.median / Math.max(1, s.median)).toFixed(2).padStart(7) : '      -'}  ${ok ? 'yes' : 'NO'}`);
+  console.log(`${pad(name, 20)} ${num(r.median)}ms ${num(r.max)} ${num(r.wall)} ${num(r.first)} ${num(r.api)} ${(r.median / Math.max(1, r.api)).toFixed(2).padStart(6)} ${s ? num(s.median) : '     -'} ${s ? (r.median / Math.max(1, s.median)).toFixed(2).padStart(7) : '      -'}  ${ok ? 'yes' : 'NO'}`);
 }
 console.log(`\nui: ${big.out.size - over} of ${big.out.size} pages usable in under ${TARGET_MS} ms (median of ${RUNS} loads)`);

@@ -1,14 +1,24 @@
 //! Per-value row counts of whole dictionary columns, extended as the index
 //! grows: the all-time top values of a field (the dashboard's top users,
 //! resources, namespaces and codes) and autocomplete's value counts are
-//! read from here instead of a pass over every row per request.
+//! read from here instead of a pass over every row per request. Columns
+//! asked for latency percentiles also keep each value's latencies sorted
+//! (see [`crate::latency`]), and histograms of every event (the search
+//! page's, and the dashboard's by verb) come from per-minute counts: none
+//! of those needs a pass either.
 
-use crate::index::Index;
+use crate::index::{Index, NO_LATENCY};
+use crate::latency::SortedRuns;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 /// Rows counted per read of a column chunk.
 const CHUNK_ROWS: usize = 1 << 16;
+/// Most latencies kept sorted per column (4 bytes each); a column with more
+/// is answered by a pass over its rows instead.
+pub const MAX_KEPT_LATENCIES: usize = 1 << 25;
+/// Rows whose latencies are sorted into the runs at a time.
+const LATENCY_BATCH_ROWS: usize = 1 << 22;
 
 /// The counts of one column over its first `rows` rows.
 struct Facet {
@@ -22,7 +32,78 @@ struct Facet {
 #[derive(Default)]
 pub struct Facets {
     slots: Mutex<HashMap<usize, Facet>>,
+    latency: Mutex<HashMap<usize, LatencyFacet>>,
+    minutes: Mutex<HashMap<Option<usize>, MinuteFacet>>,
     times: Mutex<Option<Span>>,
+}
+
+/// The sorted latencies per id of one column over its first `rows` rows.
+struct LatencyFacet {
+    generation: u64,
+    base: u64,
+    rows: usize,
+    kept: usize,
+    by_id: Vec<SortedRuns>,
+    /// More than [`MAX_KEPT_LATENCIES`]: nothing kept (until the index is
+    /// replaced).
+    over: bool,
+}
+
+/// Rows per minute (and per id of one column) over the first `rows` rows:
+/// `cells[(minute - first) * width + id]`.
+struct MinuteFacet {
+    generation: u64,
+    base: u64,
+    rows: usize,
+    first: i64,
+    minutes: usize,
+    width: usize,
+    cells: Vec<u64>,
+    /// Spans more than [`MAX_MINUTE_CELLS`]: nothing kept.
+    over: bool,
+}
+
+/// A minute in microseconds: the resolution of the kept histograms.
+pub const MINUTE_US: i64 = 60_000_000;
+/// Most (minute, id) cells kept per column (8 bytes each).
+pub const MAX_MINUTE_CELLS: usize = 1 << 21;
+
+impl MinuteFacet {
+    /// Makes room for `minute` and `id`; false when that passes the limit.
+    fn fit(&mut self, minute: i64, id: usize) -> bool {
+        let first = if self.minutes == 0 {
+            minute
+        } else {
+            self.first.min(minute)
+        };
+        let last = if self.minutes == 0 {
+            minute
+        } else {
+            (self.first + self.minutes as i64 - 1).max(minute)
+        };
+        let width = if id < self.width {
+            self.width
+        } else {
+            (id + 1).next_power_of_two()
+        };
+        if first == self.first && width == self.width && last < self.first + self.minutes as i64 {
+            return true;
+        }
+        let Ok(minutes) = usize::try_from(last - first + 1) else {
+            return false;
+        };
+        if minutes.saturating_mul(width) > MAX_MINUTE_CELLS {
+            return false;
+        }
+        let mut cells = vec![0u64; minutes * width];
+        for m in 0..self.minutes {
+            let to = (self.first - first) as usize + m;
+            cells[to * width..to * width + self.width]
+                .copy_from_slice(&self.cells[m * self.width..(m + 1) * self.width]);
+        }
+        (self.first, self.minutes, self.width, self.cells) = (first, minutes, width, cells);
+        true
+    }
 }
 
 /// The oldest and newest time over the first `rows` rows.
@@ -48,6 +129,185 @@ impl Facets {
     pub fn counts(&self, ix: &Index, slot: usize) -> Option<Vec<u64>> {
         let mut slots = self.slots.lock().ok()?;
         Self::extend(&mut slots, ix, slot).map(|f| f.counts.clone())
+    }
+
+    /// The latencies (sorted runs) per id of column `slot` (index = id)
+    /// over all of `ix`'s rows, extended like the counts and kept from the
+    /// first call on. None when the column or the latencies are not loaded
+    /// or do not cover every row, or there are more than
+    /// [`MAX_KEPT_LATENCIES`].
+    pub fn latency(&self, ix: &Index, slot: usize) -> Option<Vec<SortedRuns>> {
+        let mut facets = self.latency.lock().ok()?;
+        Self::extend_latency(&mut facets, ix, slot).map(|f| f.by_id.clone())
+    }
+
+    fn extend_latency<'a>(
+        facets: &'a mut HashMap<usize, LatencyFacet>,
+        ix: &Index,
+        slot: usize,
+    ) -> Option<&'a LatencyFacet> {
+        let (col, _) = ix.column(slot)?;
+        let lat = ix.latencies()?;
+        if col.len() != ix.rows() || lat.len() != ix.rows() {
+            facets.remove(&slot);
+            return None;
+        }
+        let fresh = || LatencyFacet {
+            generation: ix.generation(),
+            base: ix.base(),
+            rows: 0,
+            kept: 0,
+            by_id: Vec::new(),
+            over: false,
+        };
+        let f = facets.entry(slot).or_insert_with(fresh);
+        if f.generation != ix.generation() || f.base != ix.base() || f.rows > col.len() {
+            *f = fresh();
+        }
+        let mut ids = Vec::with_capacity(CHUNK_ROWS);
+        while f.rows < col.len() && !f.over {
+            // A batch of rows gathered per id, then sorted into the runs.
+            let end = (f.rows + LATENCY_BATCH_ROWS).min(col.len());
+            let mut batch: Vec<Vec<u32>> = Vec::new();
+            let mut at = f.rows;
+            while at < end {
+                let to = (at + CHUNK_ROWS).min(end);
+                col.ids_into(at..to, &mut ids);
+                for (&id, &l) in ids.iter().zip(lat.get(at..to).unwrap_or(&[])) {
+                    if l != NO_LATENCY {
+                        let id = id as usize;
+                        if id >= batch.len() {
+                            batch.resize_with(id + 1, Vec::new);
+                        }
+                        batch[id].push(l);
+                    }
+                }
+                at = to;
+            }
+            if batch.len() > f.by_id.len() {
+                f.by_id.resize_with(batch.len(), SortedRuns::default);
+            }
+            for (runs, b) in f.by_id.iter_mut().zip(batch) {
+                f.kept += b.len();
+                runs.add(b);
+            }
+            f.rows = end;
+            if f.kept > MAX_KEPT_LATENCIES {
+                f.over = true;
+                f.by_id = Vec::new();
+            }
+        }
+        (!f.over).then_some(&*f)
+    }
+
+    /// Rows of `ix` per histogram bucket (and id of column `slot`), laid out
+    /// `bucket * width + id` for `buckets` buckets of `every` µs from
+    /// `first`, from counts kept per minute. None unless `every` and `first`
+    /// are whole minutes, and so are the bounds of `range` (since, until),
+    /// or when the column is not loaded or the counts would take more than
+    /// [`MAX_MINUTE_CELLS`]. Rows outside the buckets or the range are not
+    /// counted; ids at or past `width` are not either.
+    pub fn bucket_counts(
+        &self,
+        ix: &Index,
+        slot: Option<usize>,
+        (first, every, buckets, width): (i64, i64, usize, usize),
+        (since, until): (Option<i64>, Option<i64>),
+    ) -> Option<Vec<u64>> {
+        let whole = |t: Option<i64>| t.is_none_or(|t| t % MINUTE_US == 0);
+        if every <= 0
+            || every % MINUTE_US != 0
+            || first % MINUTE_US != 0
+            || !whole(since)
+            || !whole(until)
+        {
+            return None;
+        }
+        let mut facets = self.minutes.lock().ok()?;
+        let f = Self::extend_minutes(&mut facets, ix, slot)?;
+        let mut out = vec![0u64; buckets.checked_mul(width)?];
+        let per = every / MINUTE_US;
+        let from = first.div_euclid(MINUTE_US);
+        for m in 0..f.minutes {
+            let minute = f.first + m as i64;
+            let Ok(b) = usize::try_from((minute - from).div_euclid(per)) else {
+                continue;
+            };
+            let at = minute.saturating_mul(MINUTE_US);
+            if minute < from
+                || b >= buckets
+                || since.is_some_and(|s| at < s)
+                || until.is_some_and(|u| at >= u)
+            {
+                continue;
+            }
+            let row = &f.cells[m * f.width..(m + 1) * f.width];
+            for (o, &c) in out[b * width..(b + 1) * width].iter_mut().zip(row) {
+                *o += c;
+            }
+        }
+        Some(out)
+    }
+
+    fn extend_minutes<'a>(
+        facets: &'a mut HashMap<Option<usize>, MinuteFacet>,
+        ix: &Index,
+        slot: Option<usize>,
+    ) -> Option<&'a MinuteFacet> {
+        let times = ix.times();
+        let col = match slot {
+            Some(s) => Some(ix.column(s)?.0),
+            None => None,
+        };
+        if times.len() != ix.rows() || col.is_some_and(|c| c.len() != ix.rows()) {
+            facets.remove(&slot);
+            return None;
+        }
+        let fresh = || MinuteFacet {
+            generation: ix.generation(),
+            base: ix.base(),
+            rows: 0,
+            first: 0,
+            minutes: 0,
+            width: 1,
+            cells: Vec::new(),
+            over: false,
+        };
+        let f = facets.entry(slot).or_insert_with(fresh);
+        if f.generation != ix.generation() || f.base != ix.base() || f.rows > times.len() {
+            *f = fresh();
+        }
+        let mut ids = Vec::with_capacity(CHUNK_ROWS);
+        while f.rows < times.len() && !f.over {
+            let end = (f.rows + CHUNK_ROWS).min(times.len());
+            match col {
+                Some(c) => c.ids_into(f.rows..end, &mut ids),
+                None => {
+                    ids.clear();
+                    ids.resize(end - f.rows, 0);
+                }
+            }
+            // The cell of the previous row: times are nearly in order.
+            let mut cur = (i64::MIN, usize::MAX);
+            for (&t, &id) in times.get(f.rows..end).unwrap_or(&[]).iter().zip(&ids) {
+                let minute = t.div_euclid(MINUTE_US);
+                let id = id as usize;
+                if minute != cur.0 || id >= f.width {
+                    if !f.fit(minute, id) {
+                        f.over = true;
+                        break;
+                    }
+                    cur = (minute, (minute - f.first) as usize * f.width);
+                }
+                f.cells[cur.1 + id] += 1;
+            }
+            f.rows = end;
+        }
+        if f.over {
+            f.cells = Vec::new();
+            return None;
+        }
+        Some(&*f)
     }
 
     /// The oldest and newest event time over all of `ix`'s rows (None when
@@ -86,6 +346,18 @@ impl Facets {
         if let Ok(mut slots) = self.slots.lock() {
             for slot in 0..crate::index::DICT_FIELDS.len() {
                 Self::extend(&mut slots, ix, slot);
+            }
+        }
+        if let Ok(mut facets) = self.latency.lock() {
+            let kept: Vec<usize> = facets.keys().copied().collect();
+            for slot in kept {
+                Self::extend_latency(&mut facets, ix, slot);
+            }
+        }
+        if let Ok(mut facets) = self.minutes.lock() {
+            let kept: Vec<Option<usize>> = facets.keys().copied().collect();
+            for slot in kept {
+                Self::extend_minutes(&mut facets, ix, slot);
             }
         }
         self.time_span(ix);

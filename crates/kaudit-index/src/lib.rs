@@ -18,6 +18,7 @@ pub mod diff;
 pub mod facets;
 pub mod history;
 pub mod index;
+pub mod latency;
 pub mod plan;
 pub mod rbac;
 pub mod scan;

@@ -9,6 +9,7 @@
 use crate::facets::Facets;
 use crate::index::Column;
 use crate::index::{Index, NO_LATENCY};
+use crate::latency::GroupLatency;
 use crate::plan::{bounds, Bits};
 use crate::search::{fetch, for_each_match};
 use crate::{IndexError, IndexResult};
@@ -93,14 +94,14 @@ pub struct StatsReport {
 #[derive(Default)]
 struct Acc {
     count: u64,
-    lat: Vec<u32>,
+    lat: GroupLatency,
 }
 
 impl Acc {
     fn add(&mut self, n: u64, lat: Option<u32>) {
         self.count += n;
         if let Some(l) = lat.filter(|&l| l != NO_LATENCY) {
-            self.lat.push(l);
+            self.lat.samples.push(l);
         }
     }
 }
@@ -116,11 +117,7 @@ fn merge_into(map: &mut HashMap<IdKey, Acc>, key: IdKey, acc: Acc) -> bool {
     }
     let e = map.entry(key).or_default();
     e.count += acc.count;
-    if e.lat.is_empty() {
-        e.lat = acc.lat;
-    } else {
-        e.lat.extend(acc.lat);
-    }
+    e.lat.merge(acc.lat);
     true
 }
 
@@ -225,20 +222,27 @@ pub fn stats_using(
             })
         };
         // Every row, no time bounds, one field: the running per-id counts.
+        // With latencies, their sorted runs are kept there too.
         let whole_column = match (facets, slots.as_slice()) {
             (Some(f), [slot])
                 if matches!(req.query.expr(), Expr::All)
                     && req.since.is_none()
                     && req.until.is_none()
-                    && req.every.is_none()
-                    && !req.latency =>
+                    && req.every.is_none() =>
             {
+                let kept = if req.latency {
+                    f.latency(ix, *slot)
+                } else {
+                    None
+                };
                 f.counts(ix, *slot)
                     .filter(|c| c.first().copied().unwrap_or(0) == 0)
+                    .filter(|_| !req.latency || kept.is_some())
+                    .map(|c| (c, kept.unwrap_or_default()))
             }
             _ => None,
         };
-        if let (Some(layout), Some(counts)) = (flat, whole_column) {
+        if let (Some(layout), Some((counts, kept))) = (flat, whole_column) {
             let mut counts = counts;
             counts.resize(layout.width, 0);
             total += counts.iter().sum::<u64>();
@@ -251,25 +255,61 @@ pub fn stats_using(
                         (None, key),
                         Acc {
                             count: n,
-                            lat: Vec::new(),
+                            lat: GroupLatency {
+                                samples: Vec::new(),
+                                runs: kept.get(id).map(|k| k.runs().to_vec()).unwrap_or_default(),
+                            },
                         },
                     );
                 }
             }
         } else if let Some(layout) = flat {
-            let counted = count_flat(
-                &b.lower,
-                times,
-                cols.first().map(|(c, _)| *c),
-                (req.since, req.until),
-                &layout,
-                if req.latency { lat_col } else { None },
-            );
+            // Every event over time (by one field or none): from the counts
+            // kept per minute, when the buckets are whole minutes and no
+            // row's value is unknown to the index.
+            let kept = match (facets, slots.as_slice()) {
+                (Some(f), [] | [_])
+                    if matches!(req.query.expr(), Expr::All)
+                        && !req.latency
+                        && layout.every > 0
+                        && slots.first().is_none_or(|&s| {
+                            f.counts(ix, s)
+                                .is_some_and(|c| c.first().copied().unwrap_or(0) == 0)
+                        }) =>
+                {
+                    f.bucket_counts(
+                        ix,
+                        slots.first().copied(),
+                        (layout.first, layout.every, layout.buckets, layout.width),
+                        (req.since, req.until),
+                    )
+                }
+                _ => None,
+            };
+            let counted = match kept {
+                Some(counts) => FlatCounts {
+                    total: counts.iter().sum(),
+                    counts,
+                    samples: Vec::new(),
+                    unknown: Vec::new(),
+                },
+                None => count_flat(
+                    &b.lower,
+                    times,
+                    cols.first().map(|(c, _)| *c),
+                    (req.since, req.until),
+                    &layout,
+                    if req.latency { lat_col } else { None },
+                ),
+            };
             total += counted.total;
             unknown.extend(counted.unknown.iter().map(|&r| ix.base() + r as u64));
             let mut samples = counted.samples.into_iter();
             for (slot, n) in counted.counts.into_iter().enumerate() {
-                let lat = samples.next().unwrap_or_default();
+                let lat = GroupLatency {
+                    samples: samples.next().unwrap_or_default(),
+                    runs: Vec::new(),
+                };
                 if n > 0 {
                     let mut key = [0u32; MAX_BY];
                     if !cols.is_empty() {
@@ -406,11 +446,7 @@ pub fn stats_using(
                 } else {
                     lat.clone().unwrap_or_default()
                 };
-                if e.lat.is_empty() {
-                    e.lat = l;
-                } else {
-                    e.lat.extend_from_slice(&l);
-                }
+                e.lat.merge(l);
             }
         }
         for h in fetch(store, &unknown, &|_, t, ev, (_, c)| {
@@ -506,6 +542,7 @@ fn for_each_slot<T: Copy + Into<u32>>(
         }
         cur.2
     };
+    let unbounded = since.is_none() && until.is_none() && layout.every <= 0;
     for (wi, &w) in rows.words().iter().enumerate() {
         let base = wi * 64;
         // A whole word of rows inside the range and inside one bucket (the
@@ -513,9 +550,14 @@ fn for_each_slot<T: Copy + Into<u32>>(
         // only the ids are looked at.
         if w == u64::MAX {
             if let Some(block_times) = times.get(base..base + 64) {
-                let (mn, mx) = block_times
-                    .iter()
-                    .fold((i64::MAX, i64::MIN), |(a, z), &t| (a.min(t), z.max(t)));
+                // Without a range or buckets the times do not matter.
+                let (mn, mx) = if unbounded {
+                    (0, 0)
+                } else {
+                    block_times
+                        .iter()
+                        .fold((i64::MAX, i64::MIN), |(a, z), &t| (a.min(t), z.max(t)))
+                };
                 let inside = since.is_none_or(|s| mn >= s) && until.is_none_or(|u| mx < u);
                 let bucket = bucket_of(mn, &mut cur);
                 if inside && (layout.every <= 0 || mx < cur.1) {
@@ -575,7 +617,10 @@ fn count_flat_typed<T: Copy + Into<u32>>(
     let mut unknown = Vec::new();
     let mut misplaced = Vec::new();
     if let Some(lat) = lat {
-        // With latencies: one pass counting and gathering the samples.
+        // With latencies: one pass counting and gathering the samples
+        // (cheaper than a histogram pass and a second pass gathering what
+        // the percentiles need, unless the histograms are kept: see
+        // `crate::facets::Facets::latency`).
         let mut counts = vec![0u64; slots];
         let mut samples: Vec<Vec<u32>> = vec![Vec::new(); slots];
         for_each_slot(
@@ -705,29 +750,6 @@ fn keys(by: &[Field], ev: &Event, cluster: &str) -> Vec<Vec<String>> {
     combos
 }
 
-fn percentiles(mut lat: Vec<u32>) -> Option<Latency> {
-    if lat.is_empty() {
-        return None;
-    }
-    let n = lat.len();
-    // Ascending ranks: each selection leaves everything above its rank to
-    // the right, so the next one only searches that part.
-    let mut from = 0;
-    let mut pick = |q: f64| {
-        let i = ((q * n as f64).ceil() as usize).clamp(1, n) - 1;
-        let i = i.max(from);
-        let v = *lat[from..].select_nth_unstable(i - from).1;
-        from = i;
-        v
-    };
-    Some(Latency {
-        p50: pick(0.50),
-        p90: pick(0.90),
-        p99: pick(0.99),
-        samples: n as u64,
-    })
-}
-
 fn finish(req: &StatsRequest, groups: Groups, total: u64, from_index: bool) -> StatsReport {
     let mut totals: HashMap<Vec<String>, u64> = HashMap::new();
     for ((_, k), a) in &groups {
@@ -755,7 +777,7 @@ fn finish(req: &StatsRequest, groups: Groups, total: u64, from_index: bool) -> S
                     key,
                     count: acc.count,
                     latency: if req.latency {
-                        percentiles(acc.lat)
+                        acc.lat.percentiles()
                     } else {
                         None
                     },
