@@ -105,6 +105,22 @@ impl Default for ReaderOptions {
     }
 }
 
+/// One unit of an input as [`EventReader::next_raw`] gives it: lines
+/// holding one event are handed over unparsed, so a caller can parse them
+/// on other threads ([`parse_line`]); everything else is already decided.
+#[derive(Debug)]
+pub enum RawItem {
+    /// An event or a located error, in input order.
+    Ready(Box<Result<Event, ReadError>>),
+    /// A line (trimmed) that holds one event, or an EventList.
+    Line {
+        /// Its 1-based line number.
+        line: u64,
+        /// Its bytes.
+        bytes: Vec<u8>,
+    },
+}
+
 /// An iterator of events (or located errors) from one input.
 pub struct EventReader {
     input: Box<dyn BufRead + Send>,
@@ -112,7 +128,9 @@ pub struct EventReader {
     opts: ReaderOptions,
     line_no: u64,
     buf: Vec<u8>,
-    pending: std::collections::VecDeque<Result<Event, ReadError>>,
+    pending: std::collections::VecDeque<RawItem>,
+    /// Parsed items of a line that held several (an EventList).
+    parsed: std::collections::VecDeque<Result<Event, ReadError>>,
     started: bool,
     done: bool,
 }
@@ -151,6 +169,7 @@ impl EventReader {
             line_no: 0,
             buf: Vec::with_capacity(8192),
             pending: Default::default(),
+            parsed: Default::default(),
             started: false,
             done: false,
         })
@@ -159,6 +178,51 @@ impl EventReader {
     /// Number of lines consumed so far.
     pub fn lines_read(&self) -> u64 {
         self.line_no
+    }
+
+    /// The input's name as errors give it (a path, or `<stdin>`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The next unit of the input, without parsing lines that hold one
+    /// event: the iterator's items, in the same order, once each
+    /// [`RawItem::Line`] is passed through [`parse_line`].
+    pub fn next_raw(&mut self) -> Option<RawItem> {
+        loop {
+            if let Some(item) = self.pending.pop_front() {
+                return Some(item);
+            }
+            if self.done {
+                return None;
+            }
+            if !self.started {
+                match self.start() {
+                    Ok(true) => {
+                        self.done = true;
+                        self.read_document();
+                        continue;
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        self.done = true;
+                        return Some(RawItem::Ready(Box::new(Err(e))));
+                    }
+                }
+            }
+            match self.read_line() {
+                Ok(Some(())) => self.handle_line(),
+                Ok(None) => {
+                    self.done = true;
+                }
+                Err(e) => {
+                    if !e.is_recoverable() {
+                        self.done = true;
+                    }
+                    return Some(RawItem::Ready(Box::new(Err(e))));
+                }
+            }
+        }
     }
 
     fn loc(&self, line: u64, path: Option<String>) -> Location {
@@ -210,14 +274,16 @@ impl EventReader {
         let limit = self.opts.max_document as u64;
         let res = (&mut self.input).take(limit + 1).read_to_end(&mut doc);
         if let Err(e) = res {
-            self.pending.push_back(Err(io_err(&self.name, e)));
+            self.pending
+                .push_back(RawItem::Ready(Box::new(Err(io_err(&self.name, e)))));
             return;
         }
         if doc.len() as u64 > limit {
-            self.pending.push_back(Err(ReadError::LineTooLong {
-                location: self.loc(start_line, None),
-                limit: self.opts.max_document,
-            }));
+            self.pending
+                .push_back(RawItem::Ready(Box::new(Err(ReadError::LineTooLong {
+                    location: self.loc(start_line, None),
+                    limit: self.opts.max_document,
+                }))));
             return;
         }
         self.line_no += doc.iter().filter(|&&b| b == b'\n').count() as u64;
@@ -236,14 +302,16 @@ impl EventReader {
                             }
                         },
                     );
-                    self.pending.push_back(r);
+                    self.pending.push_back(RawItem::Ready(Box::new(r)));
                 }
             }
-            Err(error) => self.pending.push_back(Err(ReadError::Event {
-                location: self.loc(start_line, None),
-                error,
-                raw: doc,
-            })),
+            Err(error) => self
+                .pending
+                .push_back(RawItem::Ready(Box::new(Err(ReadError::Event {
+                    location: self.loc(start_line, None),
+                    error,
+                    raw: doc,
+                })))),
         }
     }
 
@@ -294,53 +362,73 @@ impl EventReader {
         }
         if is_legacy_line(line) {
             self.done = true;
-            self.pending.push_back(Err(ReadError::LegacyFormat {
-                location: self.loc(line_no, None),
-            }));
+            self.pending
+                .push_back(RawItem::Ready(Box::new(Err(ReadError::LegacyFormat {
+                    location: self.loc(line_no, None),
+                }))));
             return;
         }
         if line[0] == b'{' && !line.starts_with(b"{\"kind\":\"EventList\"") {
-            // The common case: one Event per line.
-            let r = match Event::from_json(line) {
-                Ok(ev) => Ok(ev),
-                Err(EventError::NotAnEvent(m)) if m.starts_with("this is an EventList") => {
-                    return self.handle_batch_line(line_no);
-                }
-                Err(error) => Err(ReadError::Event {
-                    location: self.loc(line_no, None),
-                    error,
-                    raw: line.to_vec(),
-                }),
-            };
-            self.pending.push_back(r);
+            // The common case: one Event per line, parsed by `parse_line`.
+            self.pending.push_back(RawItem::Line {
+                line: line_no,
+                bytes: line.to_vec(),
+            });
             return;
         }
-        self.handle_batch_line(line_no);
-    }
-
-    fn handle_batch_line(&mut self, line_no: u64) {
-        let line = self.buf.trim_ascii().to_vec();
-        match parse_batch(&line) {
-            Ok(items) => {
-                for item in items {
-                    let r = item.map_err(
-                        |ItemError {
-                             path, error, raw, ..
-                         }| ReadError::Event {
-                            location: self.loc(line_no, Some(path)),
-                            error,
-                            raw,
-                        },
-                    );
-                    self.pending.push_back(r);
-                }
-            }
-            Err(error) => self.pending.push_back(Err(ReadError::Event {
-                location: self.loc(line_no, None),
-                error,
-                raw: line,
-            })),
+        for r in batch_line(&self.name, line_no, line) {
+            self.pending.push_back(RawItem::Ready(Box::new(r)));
         }
+    }
+}
+
+/// Parses a [`RawItem::Line`] of input `source`: its event, or, when the
+/// line is an EventList after all, each of its items (errors located at
+/// `source:line`).
+pub fn parse_line(source: &str, line: u64, bytes: &[u8]) -> Vec<Result<Event, ReadError>> {
+    match Event::from_json(bytes) {
+        Ok(ev) => vec![Ok(ev)],
+        Err(EventError::NotAnEvent(m)) if m.starts_with("this is an EventList") => {
+            batch_line(source, line, bytes)
+        }
+        Err(error) => vec![Err(ReadError::Event {
+            location: located(source, line, None),
+            error,
+            raw: bytes.to_vec(),
+        })],
+    }
+}
+
+fn located(source: &str, line: u64, path: Option<String>) -> Location {
+    Location {
+        source: source.to_string(),
+        line,
+        path,
+    }
+}
+
+/// The items of a line holding an EventList (or a JSON array).
+fn batch_line(source: &str, line_no: u64, line: &[u8]) -> Vec<Result<Event, ReadError>> {
+    match parse_batch(line) {
+        Ok(items) => items
+            .into_iter()
+            .map(|item| {
+                item.map_err(
+                    |ItemError {
+                         path, error, raw, ..
+                     }| ReadError::Event {
+                        location: located(source, line_no, Some(path)),
+                        error,
+                        raw,
+                    },
+                )
+            })
+            .collect(),
+        Err(error) => vec![Err(ReadError::Event {
+            location: located(source, line_no, None),
+            error,
+            raw: line.to_vec(),
+        })],
     }
 }
 
@@ -349,36 +437,17 @@ impl Iterator for EventReader {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some(item) = self.pending.pop_front() {
+            if let Some(item) = self.parsed.pop_front() {
                 return Some(item);
             }
-            if self.done {
-                return None;
-            }
-            if !self.started {
-                match self.start() {
-                    Ok(true) => {
-                        self.done = true;
-                        self.read_document();
-                        continue;
+            match self.next_raw()? {
+                RawItem::Ready(r) => return Some(*r),
+                RawItem::Line { line, bytes } => {
+                    let mut items = parse_line(&self.name, line, &bytes);
+                    if items.len() == 1 {
+                        return items.pop();
                     }
-                    Ok(false) => {}
-                    Err(e) => {
-                        self.done = true;
-                        return Some(Err(e));
-                    }
-                }
-            }
-            match self.read_line() {
-                Ok(Some(())) => self.handle_line(),
-                Ok(None) => {
-                    self.done = true;
-                }
-                Err(e) => {
-                    if !e.is_recoverable() {
-                        self.done = true;
-                    }
-                    return Some(Err(e));
+                    self.parsed.extend(items);
                 }
             }
         }

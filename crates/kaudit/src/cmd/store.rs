@@ -143,13 +143,11 @@ pub fn import(a: ImportArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let mut dropped_by_policy = 0u64;
-    let mut transform = |ev: kaudit_event::Event| match applier.as_ref().map(|ap| ap.check(&ev)) {
+    // Runs on the import's parsing threads.
+    let transform = |ev: kaudit_event::Event| match applier.as_ref().map(|ap| ap.check(&ev)) {
         None | Some(kaudit_policy::Verdict::KeepAsIs) => Some(ev),
         Some(kaudit_policy::Verdict::Replace(e)) => Some(e),
-        Some(kaudit_policy::Verdict::Drop(_)) => {
-            dropped_by_policy += 1;
-            None
-        }
+        Some(kaudit_policy::Verdict::Drop(_)) => None,
     };
     let store = a.store.open()?;
     let opts = ImportOptions {
@@ -207,7 +205,7 @@ pub fn import(a: ImportArgs) -> anyhow::Result<ExitCode> {
                 bar.set_position(seen);
             }
         };
-        let res = import_input(&store, reader, &opts, Some(&mut transform), &mut progress);
+        let res = import_input(&store, reader, &opts, Some(&transform), &mut progress);
         if let Some(bar) = &bar {
             bar.finish_and_clear();
         }
@@ -217,6 +215,7 @@ pub fn import(a: ImportArgs) -> anyhow::Result<ExitCode> {
                 stored += o.seqs.end - o.seqs.start;
                 dups += o.duplicates;
                 invalid += o.invalid;
+                dropped_by_policy += o.filtered;
                 bytes += o.bytes;
                 if let Some(f) = ack.as_mut() {
                     writeln!(
