@@ -260,6 +260,9 @@ fn push_items(
     items: &[Box<RawValue>],
     list_version: Option<ApiVersion>,
 ) {
+    // Results are large (a decoded event each): growing the vector item by
+    // item would copy a batch's worth many times over.
+    out.reserve(items.len());
     for (i, item) in items.iter().enumerate() {
         let bytes = item.get().as_bytes();
         let index = out.len();
