@@ -22,10 +22,51 @@ const LATENCY_BATCH_ROWS: usize = 1 << 22;
 
 /// The counts of one column over its first `rows` rows.
 struct Facet {
+    covered: Covered,
+    counts: Vec<u64>,
+}
+
+/// The index a kept value was computed over, and how many of its rows.
+#[derive(Clone, Copy)]
+struct Covered {
     generation: u64,
     base: u64,
     rows: usize,
-    counts: Vec<u64>,
+}
+
+impl Covered {
+    /// None of `ix`'s rows yet.
+    fn start(ix: &Index) -> Covered {
+        Covered {
+            generation: ix.generation(),
+            base: ix.base(),
+            rows: 0,
+        }
+    }
+
+    /// Whether the value can be extended to `ix`, which has `len` rows:
+    /// rows never change once indexed, but dropping rows makes a new
+    /// generation (or base).
+    fn extends_to(&self, ix: &Index, len: usize) -> bool {
+        self.generation == ix.generation() && self.base == ix.base() && self.rows <= len
+    }
+}
+
+/// The kept value under `key`, started afresh unless it can be extended to
+/// `ix`'s `len` rows.
+fn kept_for<'a, K: std::hash::Hash + Eq, F>(
+    map: &'a mut HashMap<K, F>,
+    key: K,
+    ix: &Index,
+    len: usize,
+    covered: impl Fn(&F) -> Covered,
+    fresh: impl Fn() -> F,
+) -> &'a mut F {
+    let f = map.entry(key).or_insert_with(&fresh);
+    if !covered(f).extends_to(ix, len) {
+        *f = fresh();
+    }
+    f
 }
 
 /// Row counts per dictionary id, per column slot, kept for one index.
@@ -39,9 +80,7 @@ pub struct Facets {
 
 /// The sorted latencies per id of one column over its first `rows` rows.
 struct LatencyFacet {
-    generation: u64,
-    base: u64,
-    rows: usize,
+    covered: Covered,
     kept: usize,
     by_id: Vec<SortedRuns>,
     /// More than [`MAX_KEPT_LATENCIES`]: nothing kept (until the index is
@@ -52,9 +91,7 @@ struct LatencyFacet {
 /// Rows per minute (and per id of one column) over the first `rows` rows:
 /// `cells[(minute - first) * width + id]`.
 struct MinuteFacet {
-    generation: u64,
-    base: u64,
-    rows: usize,
+    covered: Covered,
     first: i64,
     minutes: usize,
     width: usize,
@@ -109,9 +146,7 @@ impl MinuteFacet {
 /// The oldest and newest time over the first `rows` rows.
 #[derive(Clone, Copy)]
 struct Span {
-    generation: u64,
-    base: u64,
-    rows: usize,
+    covered: Covered,
     oldest: i64,
     newest: i64,
 }
@@ -152,24 +187,25 @@ impl Facets {
             facets.remove(&slot);
             return None;
         }
-        let fresh = || LatencyFacet {
-            generation: ix.generation(),
-            base: ix.base(),
-            rows: 0,
-            kept: 0,
-            by_id: Vec::new(),
-            over: false,
-        };
-        let f = facets.entry(slot).or_insert_with(fresh);
-        if f.generation != ix.generation() || f.base != ix.base() || f.rows > col.len() {
-            *f = fresh();
-        }
+        let f = kept_for(
+            facets,
+            slot,
+            ix,
+            col.len(),
+            |f| f.covered,
+            || LatencyFacet {
+                covered: Covered::start(ix),
+                kept: 0,
+                by_id: Vec::new(),
+                over: false,
+            },
+        );
         let mut ids = Vec::with_capacity(CHUNK_ROWS);
-        while f.rows < col.len() && !f.over {
+        while f.covered.rows < col.len() && !f.over {
             // A batch of rows gathered per id, then sorted into the runs.
-            let end = (f.rows + LATENCY_BATCH_ROWS).min(col.len());
+            let end = (f.covered.rows + LATENCY_BATCH_ROWS).min(col.len());
             let mut batch: Vec<Vec<u32>> = Vec::new();
-            let mut at = f.rows;
+            let mut at = f.covered.rows;
             while at < end {
                 let to = (at + CHUNK_ROWS).min(end);
                 col.ids_into(at..to, &mut ids);
@@ -191,7 +227,7 @@ impl Facets {
                 f.kept += b.len();
                 runs.add(b);
             }
-            f.rows = end;
+            f.covered.rows = end;
             if f.kept > MAX_KEPT_LATENCIES {
                 f.over = true;
                 f.by_id = Vec::new();
@@ -263,33 +299,39 @@ impl Facets {
             facets.remove(&slot);
             return None;
         }
-        let fresh = || MinuteFacet {
-            generation: ix.generation(),
-            base: ix.base(),
-            rows: 0,
-            first: 0,
-            minutes: 0,
-            width: 1,
-            cells: Vec::new(),
-            over: false,
-        };
-        let f = facets.entry(slot).or_insert_with(fresh);
-        if f.generation != ix.generation() || f.base != ix.base() || f.rows > times.len() {
-            *f = fresh();
-        }
+        let f = kept_for(
+            facets,
+            slot,
+            ix,
+            times.len(),
+            |f| f.covered,
+            || MinuteFacet {
+                covered: Covered::start(ix),
+                first: 0,
+                minutes: 0,
+                width: 1,
+                cells: Vec::new(),
+                over: false,
+            },
+        );
         let mut ids = Vec::with_capacity(CHUNK_ROWS);
-        while f.rows < times.len() && !f.over {
-            let end = (f.rows + CHUNK_ROWS).min(times.len());
+        while f.covered.rows < times.len() && !f.over {
+            let end = (f.covered.rows + CHUNK_ROWS).min(times.len());
             match col {
-                Some(c) => c.ids_into(f.rows..end, &mut ids),
+                Some(c) => c.ids_into(f.covered.rows..end, &mut ids),
                 None => {
                     ids.clear();
-                    ids.resize(end - f.rows, 0);
+                    ids.resize(end - f.covered.rows, 0);
                 }
             }
             // The cell of the previous row: times are nearly in order.
             let mut cur = (i64::MIN, usize::MAX);
-            for (&t, &id) in times.get(f.rows..end).unwrap_or(&[]).iter().zip(&ids) {
+            for (&t, &id) in times
+                .get(f.covered.rows..end)
+                .unwrap_or(&[])
+                .iter()
+                .zip(&ids)
+            {
                 let minute = t.div_euclid(MINUTE_US);
                 let id = id as usize;
                 if minute != cur.0 || id >= f.width {
@@ -301,7 +343,7 @@ impl Facets {
                 }
                 f.cells[cur.1 + id] += 1;
             }
-            f.rows = end;
+            f.covered.rows = end;
         }
         if f.over {
             f.cells = Vec::new();
@@ -316,12 +358,8 @@ impl Facets {
         let times = ix.times();
         let mut cached = self.times.lock().ok()?;
         let (mut rows, mut lo, mut hi) = match *cached {
-            Some(s)
-                if s.generation == ix.generation()
-                    && s.base == ix.base()
-                    && s.rows <= times.len() =>
-            {
-                (s.rows, s.oldest, s.newest)
+            Some(s) if s.covered.extends_to(ix, times.len()) => {
+                (s.covered.rows, s.oldest, s.newest)
             }
             _ => (0, i64::MAX, i64::MIN),
         };
@@ -330,9 +368,10 @@ impl Facets {
             rows = times.len();
         }
         *cached = Some(Span {
-            generation: ix.generation(),
-            base: ix.base(),
-            rows,
+            covered: Covered {
+                rows,
+                ..Covered::start(ix)
+            },
             oldest: lo,
             newest: hi,
         });
@@ -372,24 +411,21 @@ impl Facets {
         if col.len() != ix.rows() {
             return None;
         }
-        let f = slots.entry(slot).or_insert_with(|| Facet {
-            generation: ix.generation(),
-            base: ix.base(),
-            rows: 0,
-            counts: Vec::new(),
-        });
-        if f.generation != ix.generation() || f.base != ix.base() || f.rows > col.len() {
-            *f = Facet {
-                generation: ix.generation(),
-                base: ix.base(),
-                rows: 0,
+        let f = kept_for(
+            slots,
+            slot,
+            ix,
+            col.len(),
+            |f| f.covered,
+            || Facet {
+                covered: Covered::start(ix),
                 counts: Vec::new(),
-            };
-        }
+            },
+        );
         let mut ids = Vec::with_capacity(CHUNK_ROWS);
-        while f.rows < col.len() {
-            let end = (f.rows + CHUNK_ROWS).min(col.len());
-            col.ids_into(f.rows..end, &mut ids);
+        while f.covered.rows < col.len() {
+            let end = (f.covered.rows + CHUNK_ROWS).min(col.len());
+            col.ids_into(f.covered.rows..end, &mut ids);
             for &id in &ids {
                 let id = id as usize;
                 if id >= f.counts.len() {
@@ -397,7 +433,7 @@ impl Facets {
                 }
                 f.counts[id] += 1;
             }
-            f.rows = end;
+            f.covered.rows = end;
         }
         Some(f)
     }

@@ -618,9 +618,8 @@ fn count_flat_typed<T: Copy + Into<u32>>(
     let mut misplaced = Vec::new();
     if let Some(lat) = lat {
         // With latencies: one pass counting and gathering the samples
-        // (cheaper than a histogram pass and a second pass gathering what
-        // the percentiles need, unless the histograms are kept: see
-        // `crate::facets::Facets::latency`).
+        // (all-time percentiles by one field come from the sorted runs
+        // `crate::facets::Facets::latency` keeps instead).
         let mut counts = vec![0u64; slots];
         let mut samples: Vec<Vec<u32>> = vec![Vec::new(); slots];
         for_each_slot(
