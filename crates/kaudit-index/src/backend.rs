@@ -12,9 +12,8 @@ use crate::search::{self, Page, SearchRequest};
 use crate::stats::{self, StatsReport, StatsRequest};
 use crate::{IndexError, IndexResult};
 use kaudit_query::{Field, Query};
-use kaudit_store::{LiveFeed, LogReader};
+use kaudit_store::{FollowError, Followed, Follower, LiveFeed, LogReader};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -74,7 +73,6 @@ pub struct EmbeddedBackend {
     index: RwLock<Index>,
     store: Arc<dyn LogReader + Send + Sync>,
     writable: bool,
-    feed: Option<Arc<LiveFeed>>,
     facets: Facets,
 }
 
@@ -97,7 +95,6 @@ impl EmbeddedBackend {
             index: RwLock::new(index),
             store,
             writable,
-            feed: None,
             facets: Facets::new(),
         })
     }
@@ -109,16 +106,8 @@ impl EmbeddedBackend {
             index: RwLock::new(index),
             store,
             writable: false,
-            feed: None,
             facets: Facets::new(),
         }
-    }
-
-    /// Takes newly appended records parsed from `feed` while the indexer
-    /// keeps up with it (see [`LiveFeed`]).
-    pub fn with_feed(mut self, feed: Arc<LiveFeed>) -> Self {
-        self.feed = Some(feed);
-        self
     }
 
     /// Whether this process maintains the index.
@@ -135,7 +124,7 @@ impl EmbeddedBackend {
     /// Indexes what the store holds beyond the index, in chunks, and commits.
     /// Returns the rows added.
     pub fn catch_up(&self) -> IndexResult<u64> {
-        let added = self.index_new()?;
+        let added = self.index_new(None)?;
         if added > 0 {
             self.commit()?;
         }
@@ -143,8 +132,9 @@ impl EmbeddedBackend {
     }
 
     /// Indexes what the store holds beyond the index, in memory only
-    /// (queries see it at once; [`EmbeddedBackend::commit`] persists it).
-    fn index_new(&self) -> IndexResult<u64> {
+    /// (queries see it at once; [`EmbeddedBackend::commit`] persists it),
+    /// taking records parsed from `feed` while it holds them.
+    fn index_new(&self, feed: Option<&LiveFeed>) -> IndexResult<u64> {
         if !self.writable {
             return Ok(0);
         }
@@ -155,7 +145,7 @@ impl EmbeddedBackend {
                     .index
                     .write()
                     .map_err(|_| IndexError::Io("search index lock poisoned".into()))?;
-                ix.catch_up(self.store.as_ref(), self.feed.as_deref(), CATCH_UP_CHUNK)?
+                ix.catch_up(self.store.as_ref(), feed, CATCH_UP_CHUNK)?
             };
             added += n;
             if n < CATCH_UP_CHUNK {
@@ -171,48 +161,6 @@ impl EmbeddedBackend {
             .commit()
     }
 
-    /// Indexes new records every few milliseconds (so it stays within the
-    /// live feed and queries see them), keeps the per-value counts current,
-    /// and commits about every `period`,
-    /// until `stop` is set; errors are passed to `on_error` and retried.
-    pub fn run_indexer(
-        &self,
-        period: Duration,
-        stop: &AtomicBool,
-        on_error: &mut dyn FnMut(&IndexError),
-    ) {
-        const POLL: Duration = Duration::from_millis(50);
-        let mut last_commit = Instant::now();
-        let mut dirty = false;
-        let mut primed = false;
-        loop {
-            let stopping = stop.load(Ordering::Relaxed);
-            match self.index_new() {
-                Ok(n) => {
-                    dirty |= n > 0;
-                    if n > 0 || !primed {
-                        if let Ok(ix) = self.read() {
-                            self.facets.refresh(&ix);
-                        }
-                        primed = true;
-                    }
-                }
-                Err(e) => on_error(&e),
-            }
-            if dirty && (stopping || last_commit.elapsed() >= period) {
-                match self.commit() {
-                    Ok(()) => dirty = false,
-                    Err(e) => on_error(&e),
-                }
-                last_commit = Instant::now();
-            }
-            if stopping {
-                return;
-            }
-            std::thread::sleep(POLL);
-        }
-    }
-
     /// Rows indexed and the store size.
     pub fn progress(&self) -> IndexResult<(u64, u64)> {
         Ok((self.read()?.next_seq(), self.store.size()))
@@ -221,6 +169,74 @@ impl EmbeddedBackend {
     /// The store this backend reads.
     pub fn store(&self) -> &(dyn LogReader + Send + Sync) {
         self.store.as_ref()
+    }
+}
+
+/// The search indexer as a follower of the store: indexes new records as
+/// they arrive (so it stays within the live feed and queries see them at
+/// once), keeps the per-value counts current, and commits the index (its
+/// durable position) about every `period` and on stop.
+pub struct Indexer {
+    backend: Arc<EmbeddedBackend>,
+    period: Duration,
+    last_commit: Instant,
+    dirty: bool,
+    primed: bool,
+}
+
+impl Indexer {
+    /// The indexer of `backend`, committing about every `period`.
+    pub fn new(backend: Arc<EmbeddedBackend>, period: Duration) -> Indexer {
+        Indexer {
+            backend,
+            period,
+            last_commit: Instant::now(),
+            dirty: false,
+            primed: false,
+        }
+    }
+
+    fn commit(&mut self) -> Result<(), FollowError> {
+        if self.dirty {
+            self.last_commit = Instant::now();
+            self.backend.commit().map_err(FollowError::failed)?;
+            self.dirty = false;
+        }
+        Ok(())
+    }
+}
+
+impl Follower for Indexer {
+    fn name(&self) -> &str {
+        "indexer"
+    }
+
+    fn position(&self) -> u64 {
+        self.backend
+            .read()
+            .map(|ix| ix.next_seq())
+            .unwrap_or_default()
+    }
+
+    fn step(&mut self, log: &Followed<'_>) -> Result<u64, FollowError> {
+        let n = self.backend.index_new(log.feed).map_err(FollowError::failed)?;
+        self.dirty |= n > 0;
+        if n > 0 || !self.primed {
+            if let Ok(ix) = self.backend.read() {
+                self.backend.facets.refresh(&ix);
+            }
+            self.primed = true;
+        }
+        if log.stopping() || self.last_commit.elapsed() >= self.period {
+            self.commit()?;
+        }
+        Ok(n)
+    }
+
+    fn finish(&mut self, _log: &Followed<'_>) {
+        if let Err(e) = self.commit() {
+            tracing::error!(error = %e, "search index: final commit failed");
+        }
     }
 }
 

@@ -25,7 +25,7 @@ pub mod scan;
 pub mod search;
 pub mod stats;
 
-pub use backend::{EmbeddedBackend, SearchBackend};
+pub use backend::{EmbeddedBackend, Indexer, SearchBackend};
 pub use index::{event_time, Index, IndexMode, INDEX_DIR};
 pub use scan::{ScanField, ScanRow};
 pub use search::{Cursor, Hit, Page, SearchRequest};

@@ -7,10 +7,11 @@
 // at most once per request, so their size does not matter.
 #![allow(clippy::result_large_err)]
 
-use crate::auth::{Authenticator, Role};
+use crate::auth::Authenticator;
+use crate::authz::{with_auth, Reader};
 use crate::http::error;
 use axum::extract::{Path, Query as QueryParams, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -49,21 +50,16 @@ pub struct ApiContext {
 
 /// The API routes, to merge into the server's router.
 pub fn routes(ctx: ApiContext) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/api/v1/events", get(events))
         .route("/api/v1/events/{audit_id}", get(event_stages))
         .route("/api/v1/stats", get(stats))
         .route("/api/v1/history", get(sessions))
         .route("/api/v1/history/{*object}", get(history))
         .route("/api/v1/fields/{field}/values", get(field_values))
-        .route("/api/v1/openapi.yaml", get(openapi))
-        .with_state(ctx)
-}
-
-use crate::http::Peer;
-
-fn check(ctx: &ApiContext, headers: &HeaderMap, peer: &Peer) -> Result<(), Response> {
-    crate::http::authorize_peer(&ctx.auth, headers, peer, Role::Reader).map(|_| ())
+        .route("/api/v1/openapi.yaml", get(openapi));
+    let auth = ctx.auth.clone();
+    with_auth(router.with_state(ctx), auth)
 }
 
 fn bad(m: impl Into<String>) -> Response {
@@ -160,13 +156,9 @@ struct EventsParams {
 /// carries the exact stored event.
 async fn events(
     State(ctx): State<ApiContext>,
-    peer: Peer,
-    headers: HeaderMap,
+    _caller: Reader,
     QueryParams(p): QueryParams<EventsParams>,
 ) -> Response {
-    if let Err(r) = check(&ctx, &headers, &peer) {
-        return r;
-    }
     blocking(move || {
         let query = compile(p.q.as_deref().unwrap_or(""))?;
         let (since, until) = time_bounds(&p.since, &p.until)?;
@@ -209,13 +201,9 @@ async fn events(
 /// with its inclusion proof against the latest checkpoint covering it.
 async fn event_stages(
     State(ctx): State<ApiContext>,
-    peer: Peer,
-    headers: HeaderMap,
+    _caller: Reader,
     Path(audit_id): Path<String>,
 ) -> Response {
-    if let Err(r) = check(&ctx, &headers, &peer) {
-        return r;
-    }
     blocking(move || {
         if audit_id.is_empty() || audit_id.len() > 256 {
             return Err(bad("auditID must be 1 to 256 characters"));
@@ -327,13 +315,9 @@ fn nice_bucket(span: i64, n: usize) -> (i64, &'static str) {
 /// `GET /api/v1/stats`.
 async fn stats(
     State(ctx): State<ApiContext>,
-    peer: Peer,
-    headers: HeaderMap,
+    _caller: Reader,
     QueryParams(p): QueryParams<StatsParams>,
 ) -> Response {
-    if let Err(r) = check(&ctx, &headers, &peer) {
-        return r;
-    }
     blocking(move || {
         let query = compile(p.q.as_deref().unwrap_or(""))?;
         let (since, until) = time_bounds(&p.since, &p.until)?;
@@ -439,14 +423,10 @@ struct HistoryParams {
 /// `GET /api/v1/history/{resource}/{namespace}/{name}` or `.../{resource}/{name}`.
 async fn history(
     State(ctx): State<ApiContext>,
-    peer: Peer,
-    headers: HeaderMap,
+    _caller: Reader,
     Path(object): Path<String>,
     QueryParams(p): QueryParams<HistoryParams>,
 ) -> Response {
-    if let Err(r) = check(&ctx, &headers, &peer) {
-        return r;
-    }
     blocking(move || {
         let (since, until) = time_bounds(&p.since, &p.until)?;
         let target = Target::parse(object.trim_start_matches('/')).map_err(index_error)?;
@@ -482,13 +462,9 @@ async fn history(
 /// `GET /api/v1/history?user=U`: the user's sessions.
 async fn sessions(
     State(ctx): State<ApiContext>,
-    peer: Peer,
-    headers: HeaderMap,
+    _caller: Reader,
     QueryParams(p): QueryParams<HistoryParams>,
 ) -> Response {
-    if let Err(r) = check(&ctx, &headers, &peer) {
-        return r;
-    }
     blocking(move || {
         let (since, until) = time_bounds(&p.since, &p.until)?;
         let Some(user) = p.user.filter(|u| !u.is_empty()) else {
@@ -523,14 +499,10 @@ struct ValuesParams {
 /// `GET /api/v1/fields/{field}/values?prefix=`: for autocomplete.
 async fn field_values(
     State(ctx): State<ApiContext>,
-    peer: Peer,
-    headers: HeaderMap,
+    _caller: Reader,
     Path(field): Path<String>,
     QueryParams(p): QueryParams<ValuesParams>,
 ) -> Response {
-    if let Err(r) = check(&ctx, &headers, &peer) {
-        return r;
-    }
     blocking(move || {
         let f = Field::parse(&field).ok_or_else(|| {
             error(

@@ -7,7 +7,7 @@
 //! numbers and booleans keep their type. See `kaudit.example.yaml`.
 
 use crate::auth::{ClientCertConfig, TokenConfig};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -28,12 +28,12 @@ pub struct ServerConfig {
     pub auth: AuthConfig,
     /// Ingest limits and behaviour.
     pub ingest: IngestConfig,
-    /// Log files to follow.
-    pub sources: Vec<SourceConfig>,
+    /// Sources that pull events in (log files, ...), each a `kaudit-sources` component.
+    pub sources: Vec<kaudit_sources::SourceConfig>,
     /// Store options.
     pub store: StoreConfig,
     /// Live detection.
-    pub detect: crate::detect::DetectConfig,
+    pub detect: kaudit_detect::DetectConfig,
     /// Forwarding sinks (SIEMs, webhooks, syslog, ...), each from its own cursor.
     pub sinks: Vec<kaudit_sinks::SinkConfig>,
     /// Logging.
@@ -135,24 +135,6 @@ impl Default for IngestConfig {
             min_free_disk: 1 << 30,
         }
     }
-}
-
-/// A log file to follow.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SourceConfig {
-    /// The file source.
-    pub file: FileSourceConfig,
-}
-
-/// A kube-apiserver audit log file.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileSourceConfig {
-    /// Path of the active log file (`--audit-log-path`).
-    pub path: PathBuf,
-    /// Cluster name for its events.
-    pub cluster: String,
 }
 
 /// Store options.
@@ -337,17 +319,7 @@ impl ServerConfig {
             problems.extend(s.check());
         }
         for (i, s) in self.sources.iter().enumerate() {
-            if s.file.cluster.is_empty() {
-                problems.push(format!("sources[{i}].file.cluster is empty"));
-            }
-            if let Some(dir) = s.file.path.parent() {
-                if !dir.as_os_str().is_empty() && !dir.is_dir() {
-                    problems.push(format!(
-                        "sources[{i}].file.path: directory {} does not exist",
-                        dir.display()
-                    ));
-                }
-            }
+            problems.extend(s.check(i));
         }
         if let Some(p) = &self.ingest.policy {
             if !p.is_file() {
@@ -383,81 +355,8 @@ fn set_path(v: &mut serde_json::Value, path: &[String], leaf: serde_json::Value)
     }
 }
 
-/// Parses `64MiB`, `1GiB`, `500GB`, `4096`.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid size {s:?}: want e.g. 64MiB"))?;
-    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "k" | "kb" => 1e3,
-        "m" | "mb" => 1e6,
-        "g" | "gb" => 1e9,
-        "t" | "tb" => 1e12,
-        "ki" | "kib" => 1024.0,
-        "mi" | "mib" => 1024.0 * 1024.0,
-        "gi" | "gib" => 1024.0 * 1024.0 * 1024.0,
-        "ti" | "tib" => 1024.0f64.powi(4),
-        u => return Err(format!("invalid size unit {u:?} in {s:?}")),
-    };
-    Ok((n * mult) as u64)
-}
-
-/// Parses `500ms`, `30s`, `10m`, `2h`, `400d`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?}: want e.g. 10m"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        "d" => n * 86_400.0,
-        "w" => n * 7.0 * 86_400.0,
-        u => return Err(format!("invalid duration unit {u:?} in {s:?}")),
-    };
-    Ok(Duration::from_secs_f64(secs))
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum NumOrStr {
-    Num(u64),
-    Str(String),
-}
-
-fn de_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    match NumOrStr::deserialize(d)? {
-        NumOrStr::Num(n) => Ok(n),
-        NumOrStr::Str(s) => parse_size(&s).map_err(serde::de::Error::custom),
-    }
-}
-
-fn de_opt_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    de_size(d).map(Some)
-}
-
-pub(crate) fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    match NumOrStr::deserialize(d)? {
-        NumOrStr::Num(n) => Ok(Duration::from_secs(n)),
-        NumOrStr::Str(s) => parse_duration(&s).map_err(serde::de::Error::custom),
-    }
-}
-
-fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    de_duration(d).map(Some)
-}
+pub use kaudit_units::{parse_duration, parse_size};
+use kaudit_units::{de_duration, de_opt_duration, de_opt_size, de_size};
 
 #[cfg(test)]
 mod tests {

@@ -13,9 +13,10 @@
 
 use crate::api::ApiContext;
 use crate::auth::Role;
+use crate::authz::{with_auth, Admin, Reader};
 use crate::http::error;
 use axum::extract::{Path, Query as QueryParams, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -83,7 +84,6 @@ struct Shared {
 }
 
 type St = State<Arc<Shared>>;
-use crate::http::Peer;
 
 fn last_path(ctx: &ConsoleContext) -> PathBuf {
     ctx.api.store.dir().join("verify").join("last.json")
@@ -126,7 +126,8 @@ pub fn routes(ctx: ConsoleContext) -> Router {
         running: AtomicBool::new(false),
         samples: Mutex::new(VecDeque::new()),
     });
-    Router::new()
+    let auth = shared.ctx.api.auth.clone();
+    let router = Router::new()
         .route("/api/v1/whoami", get(whoami))
         .route("/api/v1/fields", get(fields))
         .route("/api/v1/status", get(status))
@@ -134,16 +135,8 @@ pub fn routes(ctx: ConsoleContext) -> Router {
         .route("/api/v1/checkpoint/public-key", get(public_key))
         .route("/api/v1/verify", get(last_verify).post(run_verify))
         .route("/api/v1/users/{user}/rbac", get(user_rbac))
-        .with_state(shared)
-}
-
-fn authorize(
-    st: &Shared,
-    headers: &HeaderMap,
-    peer: &Peer,
-    role: Role,
-) -> Result<crate::auth::Principal, Response> {
-    crate::http::authorize_peer(&st.ctx.api.auth, headers, peer, role)
+        .with_state(shared);
+    with_auth(router, auth)
 }
 
 fn role_name(r: Role) -> &'static str {
@@ -155,24 +148,19 @@ fn role_name(r: Role) -> &'static str {
 }
 
 /// `GET /api/v1/whoami`: the caller's role, so the console can hide what it may not do.
-async fn whoami(State(st): St, peer: Peer, headers: HeaderMap) -> Response {
-    match authorize(&st, &headers, &peer, Role::Reader) {
-        Ok(p) => axum::Json(json!({
-            "name": p.name,
-            "role": role_name(p.role),
-            "cluster": p.cluster,
-            "auth": st.ctx.api.auth.enabled(),
-        }))
-        .into_response(),
-        Err(r) => r,
-    }
+async fn whoami(State(st): St, caller: Reader) -> Response {
+    let p = caller.principal;
+    axum::Json(json!({
+        "name": p.name,
+        "role": role_name(p.role),
+        "cluster": p.cluster,
+        "auth": st.ctx.api.auth.enabled(),
+    }))
+    .into_response()
 }
 
 /// `GET /api/v1/fields`: the query language's field names (autocomplete).
-async fn fields(State(st): St, peer: Peer, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&st, &headers, &peer, Role::Reader) {
-        return r;
-    }
+async fn fields(_caller: Reader) -> Response {
     let names: Vec<serde_json::Value> = Field::all_names()
         .into_iter()
         .map(|n| {
@@ -207,10 +195,7 @@ fn ingest_rate(st: &Shared, size: u64) -> f64 {
 }
 
 /// `GET /api/v1/status`: tree size, ingest rate, checkpoint age, search-index lag.
-async fn status(State(st): St, peer: Peer, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&st, &headers, &peer, Role::Reader) {
-        return r;
-    }
+async fn status(State(st): St, _caller: Reader) -> Response {
     let size = st.ctx.api.store.len();
     let rate = ingest_rate(&st, size);
     let cp = st.ctx.api.store.latest_checkpoint();
@@ -240,10 +225,7 @@ fn note_fields(note: &str) -> (Option<String>, Option<String>) {
 }
 
 /// `GET /api/v1/checkpoint`: the latest signed checkpoint, note text and parsed fields.
-async fn checkpoint(State(st): St, peer: Peer, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&st, &headers, &peer, Role::Reader) {
-        return r;
-    }
+async fn checkpoint(State(st): St, _caller: Reader) -> Response {
     let Some(cp) = st.ctx.api.store.latest_checkpoint() else {
         return error(
             StatusCode::NOT_FOUND,
@@ -265,10 +247,7 @@ async fn checkpoint(State(st): St, peer: Peer, headers: HeaderMap) -> Response {
 }
 
 /// `GET /api/v1/checkpoint/public-key`: the verifier key, as a file to download.
-async fn public_key(State(st): St, peer: Peer, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&st, &headers, &peer, Role::Reader) {
-        return r;
-    }
+async fn public_key(State(st): St, _caller: Reader) -> Response {
     let text = format!("{}\n", st.ctx.api.store.verifier().text());
     (
         [
@@ -292,19 +271,13 @@ fn verify_json(st: &Shared) -> serde_json::Value {
 }
 
 /// `GET /api/v1/verify`: the last verification result (null before the first run).
-async fn last_verify(State(st): St, peer: Peer, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&st, &headers, &peer, Role::Reader) {
-        return r;
-    }
+async fn last_verify(State(st): St, _caller: Reader) -> Response {
     axum::Json(verify_json(&st)).into_response()
 }
 
 /// `POST /api/v1/verify` (role admin): verifies the whole store now and answers the result.
-async fn run_verify(State(st): St, peer: Peer, headers: HeaderMap) -> Response {
-    let principal = match authorize(&st, &headers, &peer, Role::Admin) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+async fn run_verify(State(st): St, caller: Admin) -> Response {
+    let principal = caller.principal;
     if st.running.swap(true, Ordering::SeqCst) {
         return error(StatusCode::CONFLICT, "a verification is already running");
     }
@@ -380,14 +353,10 @@ struct RbacParams {
 /// the user was seen doing (allowed requests only).
 async fn user_rbac(
     State(st): St,
-    peer: Peer,
-    headers: HeaderMap,
+    _caller: Reader,
     Path(user): Path<String>,
     QueryParams(p): QueryParams<RbacParams>,
 ) -> Response {
-    if let Err(r) = authorize(&st, &headers, &peer, Role::Reader) {
-        return r;
-    }
     if user.is_empty() || user.len() > MAX_USER {
         return error(
             StatusCode::BAD_REQUEST,

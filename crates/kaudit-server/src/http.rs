@@ -6,14 +6,16 @@
 //! they are inflated; parsing and the durable append run on blocking threads
 //! so a slow or hostile client never stalls the others.
 
-use crate::auth::{Authenticator, Denied, PeerIdentity, Role};
-use crate::ingest::{IngestError, Ingestor};
+use crate::auth::Authenticator;
+use crate::authz::{with_auth, Ingester};
+use kaudit_metrics::Metrics;
+use kaudit_sources::{IngestError, Ingestor};
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Router};
+use axum::Router;
 use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::json;
@@ -53,6 +55,8 @@ pub struct AppState {
     pub limits: HttpLimits,
     /// Readiness (store open and writable, disk not full).
     pub ready: ReadyCheck,
+    /// What `/metrics` renders.
+    pub metrics: Arc<Metrics>,
     inflight: Arc<Semaphore>,
     inflight_permits: u32,
 }
@@ -67,6 +71,7 @@ impl AppState {
     ) -> Self {
         let permits = (limits.max_inflight_bytes / 1024).clamp(1, u32::MAX as usize);
         AppState {
+            metrics: ingestor.metrics().clone(),
             ingestor,
             auth,
             limits,
@@ -79,58 +84,21 @@ impl AppState {
 
 /// The router with every route; `extra` routes (query API, UI) are merged by the caller.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let auth = state.auth.clone();
+    let router = Router::new()
         .route("/api/v1/ingest/k8s", post(ingest))
         .route("/k8s-audit", post(ingest))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(state)
+        .with_state(state);
+    with_auth(router, auth)
 }
 
 /// A JSON error response.
 pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
     let body = json!({"error": message.into(), "status": status.as_u16()});
     (status, axum::Json(body)).into_response()
-}
-
-/// The client certificate's identity as handlers extract it (absent on
-/// plain HTTP).
-pub type Peer = Option<axum::Extension<PeerIdentity>>;
-
-/// [`authorize`] for a handler's extracted [`Peer`].
-#[allow(clippy::result_large_err)]
-pub fn authorize_peer(
-    auth: &Authenticator,
-    headers: &HeaderMap,
-    peer: &Peer,
-    role: Role,
-) -> Result<crate::auth::Principal, Response> {
-    authorize(auth, headers, peer.as_ref().map(|p| &p.0), role)
-}
-
-/// Authenticates a request for `role`, or gives the 401/403 answer to send.
-// The error is the response itself, built only for refused requests.
-#[allow(clippy::result_large_err)]
-pub fn authorize(
-    auth: &Authenticator,
-    headers: &HeaderMap,
-    peer: Option<&PeerIdentity>,
-    role: Role,
-) -> Result<crate::auth::Principal, Response> {
-    let authz = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    match auth.authenticate(authz, peer, role) {
-        Ok(p) => Ok(p),
-        Err(Denied::Unauthenticated(m)) => {
-            let mut r = error(StatusCode::UNAUTHORIZED, m);
-            r.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            Err(r)
-        }
-        Err(Denied::Forbidden(m)) => Err(error(StatusCode::FORBIDDEN, m)),
-    }
 }
 
 fn with_retry_after(mut r: Response, secs: u32) -> Response {
@@ -146,20 +114,12 @@ struct IngestParams {
 
 async fn ingest(
     State(st): State<AppState>,
-    peer: Option<Extension<PeerIdentity>>,
+    caller: Ingester,
     Query(params): Query<IngestParams>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let principal = match authorize(
-        &st.auth,
-        &headers,
-        peer.as_ref().map(|p| &p.0),
-        Role::Ingest,
-    ) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    let principal = caller.principal;
     let cluster = match principal.cluster_for(params.cluster.as_deref()) {
         Ok(c) => c,
         Err(m) => return error(StatusCode::FORBIDDEN, m),
@@ -348,7 +308,7 @@ async fn metrics(State(st): State<AppState>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        st.ingestor.metrics().render(),
+        st.metrics.render(),
     )
         .into_response()
 }

@@ -1,31 +1,32 @@
-//! `kaudit serve`: the receiver kube-apiserver deserves.
+//! `kaudit serve`'s transport and wiring: the one process a cluster operator
+//! points kube-apiserver at.
 //!
-//! * [`http`]: the webhook endpoints (`POST /api/v1/ingest/k8s`, Falco's
-//!   `POST /k8s-audit`), health, readiness and metrics, over HTTP and HTTPS;
-//! * [`ingest`]: the transport-neutral pipeline: per-item parsing,
-//!   quarantine, truncation, ingest policy, retry dedupe, durable append;
-//! * [`auth`] and [`tls`]: bearer tokens and client certificates mapped to
-//!   clusters and roles;
-//! * [`tail`]: rotation-safe following of the log backend's files;
-//! * [`sinks`]: forwarding to SIEMs (`kaudit-sinks`), with metrics and status;
-//! * [`quarantine`], [`dedupe`], [`metrics`]: the parts they share;
-//! * [`ui`] and [`console`]: the embedded web console and the API routes it adds.
+//! * [`serve`]: opens the store, builds the router, starts the followers
+//!   and sources, listens, and stops gracefully;
+//! * [`http`] and [`tls`]: the webhook endpoints (`POST /api/v1/ingest/k8s`,
+//!   Falco's `POST /k8s-audit`), health, readiness and metrics, over HTTP
+//!   and HTTPS; bodies are bounded and handed to `kaudit-sources`' ingest
+//!   pipeline on blocking threads;
+//! * [`auth`] and [`authz`]: bearer tokens and client certificates mapped to
+//!   clusters and roles, and the extractor every handler states its role
+//!   with;
+//! * [`api`], [`console`], [`alerts`], [`sinks`] and [`ui`]: the query API,
+//!   the web console and the API routes it adds, alerts, sink status;
+//! * [`config`]: `kaudit.yaml` with `KAUDIT_*` overrides; [`metrics`]: the
+//!   server's own gauges.
 //!
 //! Nothing is acknowledged before it is durable: a 200 is sent only after the
 //! store's append (fsync) and the quarantine's fsync have both returned.
 
+pub mod alerts;
 pub mod api;
 pub mod auth;
+pub mod authz;
 pub mod config;
 pub mod console;
-pub mod dedupe;
-pub mod detect;
 pub mod http;
-pub mod ingest;
 pub mod metrics;
-pub mod quarantine;
 pub mod serve;
 pub mod sinks;
-pub mod tail;
 pub mod tls;
 pub mod ui;

@@ -1,203 +1,165 @@
-//! Prometheus metrics, rendered in the text exposition format at `/metrics`.
-//!
-//! A small registry of labelled counters, gauges and fixed-bucket histograms:
-//! enough for what operators alert on (received/stored/rejected by reason and
-//! cluster, batch sizes, commit latency, dedupe hits, store size, checkpoint
-//! age, per-source lag) without another dependency.
+//! The server's own metrics (the store, the live feed, every follower and
+//! sink), and the loop that refreshes them once a second. Ingest and source
+//! metrics are declared where they are counted (`kaudit-sources`), alert
+//! counts in `kaudit-detect`; all land in one [`Metrics`] registry.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::Mutex;
+use kaudit_metrics::{Counter, Gauge, Metrics};
+use kaudit_sinks::SinkStats;
+use kaudit_store::{FollowerStatus, LiveFeed, Store};
+use std::sync::Arc;
 
-type Labels = Vec<(&'static str, String)>;
+/// Records in the store.
+pub static STORE_TREE_SIZE: Gauge<0> = Gauge {
+    name: "kaudit_store_tree_size",
+    help: "Records in the store (Merkle tree size).",
+    labels: [],
+};
+/// Age of the newest checkpoint.
+pub static CHECKPOINT_AGE: Gauge<0> = Gauge {
+    name: "kaudit_checkpoint_age_seconds",
+    help: "Age of the latest signed checkpoint.",
+    labels: [],
+};
+/// Records followers took from memory or read back.
+pub static FEED_RECORDS: Counter<1> = Counter {
+    name: "kaudit_feed_records_total",
+    help: "Records followers (indexer, detection, sinks) took from the in-memory live feed (from=memory) or read back from the store (from=store).",
+    labels: ["from"],
+};
+/// Each follower's backlog.
+pub static FOLLOWER_LAG: Gauge<1> = Gauge {
+    name: "kaudit_follower_lag_events",
+    help: "Items a follower of the store (indexer, detect, sink:<name>, alerts:<output>) has yet to process.",
+    labels: ["follower"],
+};
+/// Each follower's position.
+pub static FOLLOWER_POSITION: Gauge<1> = Gauge {
+    name: "kaudit_follower_position",
+    help: "The next item a follower of the store will process.",
+    labels: ["follower"],
+};
+/// Whether each follower's last step succeeded.
+pub static FOLLOWER_UP: Gauge<1> = Gauge {
+    name: "kaudit_follower_up",
+    help: "1 when a follower's last step succeeded.",
+    labels: ["follower"],
+};
+/// Failed steps of each follower.
+pub static FOLLOWER_FAILURES: Counter<1> = Counter {
+    name: "kaudit_follower_failures_total",
+    help: "Failed steps of a follower of the store since start (each retried).",
+    labels: ["follower"],
+};
+/// Detection's backlog (kept under its first name for existing dashboards).
+pub static DETECT_LAG: Gauge<0> = Gauge {
+    name: "kaudit_detect_lag_events",
+    help: "Stored events not yet evaluated by live detection.",
+    labels: [],
+};
+/// A sink's backlog in events.
+pub static SINK_LAG_EVENTS: Gauge<1> = Gauge {
+    name: "kaudit_sink_lag_events",
+    help: "Stored events a sink has not sent yet.",
+    labels: ["sink"],
+};
+/// A sink's backlog in time.
+pub static SINK_LAG_SECONDS: Gauge<1> = Gauge {
+    name: "kaudit_sink_lag_seconds",
+    help: "Age of the oldest event a sink has not sent yet.",
+    labels: ["sink"],
+};
+/// Events a sink delivered.
+pub static SINK_SENT: Counter<1> = Counter {
+    name: "kaudit_sink_sent_total",
+    help: "Events a sink's destination acknowledged.",
+    labels: ["sink"],
+};
+/// Events a sink dead-lettered.
+pub static SINK_FAILED: Counter<1> = Counter {
+    name: "kaudit_sink_failed_total",
+    help: "Events a sink's destination refused for good (dead-lettered).",
+    labels: ["sink"],
+};
+/// Delivery attempts a sink retried.
+pub static SINK_RETRIES: Counter<1> = Counter {
+    name: "kaudit_sink_retries_total",
+    help: "Failed delivery attempts a sink retried.",
+    labels: ["sink"],
+};
+/// Whether a sink's last attempt succeeded.
+pub static SINK_UP: Gauge<1> = Gauge {
+    name: "kaudit_sink_up",
+    help: "1 when a sink's last delivery attempt succeeded.",
+    labels: ["sink"],
+};
 
-#[derive(Default)]
-struct Histogram {
-    buckets: Vec<u64>,
-    sum: f64,
-    count: u64,
+/// What the metrics loop reads each second.
+pub struct Watched {
+    /// The store.
+    pub store: Arc<Store>,
+    /// The live feed.
+    pub feed: Arc<LiveFeed>,
+    /// Every follower's status.
+    pub followers: Vec<Arc<FollowerStatus>>,
+    /// Every sink's counters.
+    pub sinks: Vec<Arc<SinkStats>>,
+    /// Sink counters as last reported (counters only ever add the difference).
+    reported: Vec<(u64, u64, u64)>,
 }
 
-#[derive(Default)]
-struct Inner {
-    counters: BTreeMap<(&'static str, Labels), f64>,
-    gauges: BTreeMap<(&'static str, Labels), f64>,
-    histograms: BTreeMap<(&'static str, Labels), Histogram>,
-    help: BTreeMap<&'static str, (&'static str, &'static str)>,
-    bounds: BTreeMap<&'static str, &'static [f64]>,
-}
-
-/// The registry shared by every part of the server.
-#[derive(Default)]
-pub struct Metrics {
-    inner: Mutex<Inner>,
-}
-
-/// Commit latency buckets, seconds.
-pub const LATENCY_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-];
-/// Batch size buckets, events.
-pub const BATCH_BUCKETS: &[f64] = &[1.0, 10.0, 50.0, 100.0, 200.0, 400.0, 1000.0, 5000.0];
-
-fn labels(l: &[(&'static str, &str)]) -> Labels {
-    l.iter().map(|(k, v)| (*k, v.to_string())).collect()
-}
-
-impl Metrics {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Declares a metric's help text and type (`counter`, `gauge`, `histogram`).
-    pub fn describe(&self, name: &'static str, kind: &'static str, help: &'static str) {
-        self.lock().help.insert(name, (kind, help));
-    }
-
-    /// Adds to a counter.
-    pub fn inc(&self, name: &'static str, l: &[(&'static str, &str)], by: f64) {
-        *self.lock().counters.entry((name, labels(l))).or_default() += by;
-    }
-
-    /// Sets a gauge.
-    pub fn set(&self, name: &'static str, l: &[(&'static str, &str)], v: f64) {
-        self.lock().gauges.insert((name, labels(l)), v);
-    }
-
-    /// Records an observation in a histogram with the given bucket bounds.
-    pub fn observe(
-        &self,
-        name: &'static str,
-        bounds: &'static [f64],
-        l: &[(&'static str, &str)],
-        v: f64,
-    ) {
-        let mut g = self.lock();
-        g.bounds.insert(name, bounds);
-        let h = g.histograms.entry((name, labels(l))).or_default();
-        if h.buckets.len() != bounds.len() {
-            h.buckets = vec![0; bounds.len()];
+impl Watched {
+    /// What to watch.
+    pub fn new(
+        store: Arc<Store>,
+        feed: Arc<LiveFeed>,
+        followers: Vec<Arc<FollowerStatus>>,
+        sinks: Vec<Arc<SinkStats>>,
+    ) -> Watched {
+        let reported = vec![(0, 0, 0); sinks.len()];
+        Watched {
+            store,
+            feed,
+            followers,
+            sinks,
+            reported,
         }
-        for (i, b) in bounds.iter().enumerate() {
-            if v <= *b {
-                h.buckets[i] += 1;
+    }
+
+    /// Sets every gauge and adds to every counter once.
+    pub fn report(&mut self, m: &Metrics) {
+        m.set(&STORE_TREE_SIZE, [], self.store.len() as f64);
+        let (memory, read_back) = self.feed.served();
+        m.set_total(&FEED_RECORDS, ["memory"], memory as f64);
+        m.set_total(&FEED_RECORDS, ["store"], read_back as f64);
+        if let Some(t) = self
+            .store
+            .latest_checkpoint()
+            .and_then(|cp| kaudit_event::MicroTime::parse(&cp.time).ok())
+        {
+            let age = kaudit_event::MicroTime::now().micros() - t.micros();
+            m.set(&CHECKPOINT_AGE, [], age as f64 / 1e6);
+        }
+        for f in &self.followers {
+            let st = f.snapshot();
+            let l = [st.name.as_str()];
+            m.set(&FOLLOWER_LAG, l, st.backlog as f64);
+            m.set(&FOLLOWER_POSITION, l, st.position as f64);
+            m.set(&FOLLOWER_UP, l, if st.up { 1.0 } else { 0.0 });
+            m.set_total(&FOLLOWER_FAILURES, l, st.failures as f64);
+            if st.name == "detect" {
+                m.set(&DETECT_LAG, [], st.backlog as f64);
             }
         }
-        h.sum += v;
-        h.count += 1;
-    }
-
-    /// A counter's current value (for tests and status output).
-    pub fn counter(&self, name: &'static str, l: &[(&'static str, &str)]) -> f64 {
-        self.lock()
-            .counters
-            .get(&(name, labels(l)))
-            .copied()
-            .unwrap_or(0.0)
-    }
-
-    /// The text exposition format.
-    pub fn render(&self) -> String {
-        let g = self.lock();
-        let mut out = String::new();
-        let mut described = std::collections::HashSet::new();
-        let mut head = |out: &mut String, name: &'static str, default_kind: &str| {
-            if described.insert(name) {
-                let (kind, help) = g.help.get(name).copied().unwrap_or((default_kind, ""));
-                let _ = writeln!(out, "# HELP {name} {help}");
-                let _ = writeln!(out, "# TYPE {name} {kind}");
-            }
-        };
-        for ((name, l), v) in &g.counters {
-            head(&mut out, name, "counter");
-            let _ = writeln!(out, "{name}{} {v}", fmt_labels(l, None));
+        for (s, prev) in self.sinks.iter().zip(self.reported.iter_mut()) {
+            let st = s.snapshot();
+            let l = [st.name.as_str()];
+            m.set(&SINK_LAG_EVENTS, l, st.lag_events as f64);
+            m.set(&SINK_LAG_SECONDS, l, st.lag_seconds);
+            m.set(&SINK_UP, l, if st.up { 1.0 } else { 0.0 });
+            m.inc(&SINK_SENT, l, st.sent.saturating_sub(prev.0) as f64);
+            m.inc(&SINK_FAILED, l, st.failed.saturating_sub(prev.1) as f64);
+            m.inc(&SINK_RETRIES, l, st.retries.saturating_sub(prev.2) as f64);
+            *prev = (st.sent, st.failed, st.retries);
         }
-        for ((name, l), v) in &g.gauges {
-            head(&mut out, name, "gauge");
-            let _ = writeln!(out, "{name}{} {v}", fmt_labels(l, None));
-        }
-        for ((name, l), h) in &g.histograms {
-            head(&mut out, name, "histogram");
-            let bounds = g.bounds.get(name).copied().unwrap_or(&[]);
-            for (b, c) in bounds.iter().zip(&h.buckets) {
-                let _ = writeln!(
-                    out,
-                    "{name}_bucket{} {c}",
-                    fmt_labels(l, Some(&b.to_string()))
-                );
-            }
-            let _ = writeln!(
-                out,
-                "{name}_bucket{} {}",
-                fmt_labels(l, Some("+Inf")),
-                h.count
-            );
-            let _ = writeln!(out, "{name}_sum{} {}", fmt_labels(l, None), h.sum);
-            let _ = writeln!(out, "{name}_count{} {}", fmt_labels(l, None), h.count);
-        }
-        out
-    }
-}
-
-fn fmt_labels(l: &Labels, le: Option<&str>) -> String {
-    let mut parts: Vec<String> = l
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
-        .collect();
-    if let Some(le) = le {
-        parts.push(format!("le=\"{le}\""));
-    }
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!("{{{}}}", parts.join(","))
-    }
-}
-
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn renders_prometheus_text() {
-        let m = Metrics::default();
-        m.describe(
-            "kaudit_events_stored_total",
-            "counter",
-            "Events stored durably.",
-        );
-        m.inc("kaudit_events_stored_total", &[("cluster", "prod")], 3.0);
-        m.inc("kaudit_events_stored_total", &[("cluster", "prod")], 2.0);
-        m.observe("kaudit_commit_seconds", LATENCY_BUCKETS, &[], 0.003);
-        m.set("kaudit_store_bytes", &[], 1024.0);
-        let t = m.render();
-        assert!(
-            t.contains("# TYPE kaudit_events_stored_total counter"),
-            "{t}"
-        );
-        assert!(
-            t.contains("kaudit_events_stored_total{cluster=\"prod\"} 5"),
-            "{t}"
-        );
-        assert!(
-            t.contains("kaudit_commit_seconds_bucket{le=\"0.0025\"} 0"),
-            "{t}"
-        );
-        assert!(
-            t.contains("kaudit_commit_seconds_bucket{le=\"0.005\"} 1"),
-            "{t}"
-        );
-        assert!(t.contains("kaudit_commit_seconds_count 1"), "{t}");
-        assert!(t.contains("kaudit_store_bytes 1024"), "{t}");
-        assert_eq!(
-            m.counter("kaudit_events_stored_total", &[("cluster", "prod")]),
-            5.0
-        );
     }
 }

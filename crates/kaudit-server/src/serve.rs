@@ -1,22 +1,35 @@
-//! Running `kaudit serve`: opens the store, builds the ingest pipeline,
-//! starts the listeners, file sources, checkpointing and (with `--demo`)
-//! generated traffic, and shuts down gracefully: stop accepting, finish
-//! in-flight batches, write a final checkpoint.
+//! Running `kaudit serve`, in the data's order: [`open_store`] (the store,
+//! the live feed, the ingest pipeline), [`build_router`] (every HTTP route),
+//! [`spawn_followers`] (indexer, detection, alert notifiers, sinks),
+//! [`spawn_sources`] (log files and whatever the caller adds), then the
+//! listeners until SIGTERM/SIGINT, and a graceful stop: no new connections,
+//! in-flight batches finished, followers drained or stopped, a final
+//! checkpoint.
 
 use crate::auth::Authenticator;
 use crate::config::ServerConfig;
-use crate::dedupe::DedupeWindow;
 use crate::http::{self, AppState, HttpLimits, ReadyCheck};
-use crate::ingest::{BadItem, EventLog, IngestRecord, Ingestor, Limits, LogError, Transform};
-use crate::metrics::Metrics;
-use crate::quarantine::Quarantine;
-use crate::tail::{FileTailer, TailConfig};
+use crate::metrics::Watched;
+use kaudit_detect::{AlertLog, Detector};
+use kaudit_index::{EmbeddedBackend, IndexError, Indexer};
+use kaudit_metrics::Metrics;
 use kaudit_policy::{Outcome, PolicyApplier};
-use kaudit_store::{FedRecord, LiveFeed, RecordRef, Store, StoreOptions};
+use kaudit_sinks::{AlertNotifier, Sink, SinkStats};
+use kaudit_sources::dedupe::DedupeWindow;
+use kaudit_sources::quarantine::{Quarantine, QuarantineError};
+use kaudit_sources::{
+    EventLog, IngestRecord, Ingestor, Limits, LogError, Source, SourceContext, SourceError,
+    Transform,
+};
+use kaudit_store::{
+    run_follower, FedRecord, FollowOptions, Followed, Follower, FollowerStatus, LiveFeed,
+    RecordRef, Store, StoreError, StoreOptions,
+};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// What can stop the server from starting or shutting down cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +39,33 @@ pub enum ServeError {
     Config(String),
     /// The store could not be opened or closed.
     #[error("store: {0}")]
-    Store(String),
+    Store(#[from] StoreError),
+    /// The data directory could not be made.
+    #[error("{path}: {source}")]
+    Io {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The quarantine area could not be opened.
+    #[error("quarantine: {0}")]
+    Quarantine(#[from] QuarantineError),
+    /// The search index could not be opened.
+    #[error("search index: {0}")]
+    Index(#[from] IndexError),
+    /// A source could not be built.
+    #[error("source: {0}")]
+    Source(#[from] SourceError),
+    /// A sink could not be opened.
+    #[error(transparent)]
+    Sink(#[from] crate::sinks::SinkOpenError),
+    /// Detection could not start (rules, alert log).
+    #[error("detect: {0}")]
+    Detect(#[from] kaudit_detect::DetectError),
+    /// An alert notifier could not be opened.
+    #[error("detect.outputs: {0}")]
+    Notifier(#[source] kaudit_sinks::SinkError),
     /// A listener could not be bound.
     #[error("listen {addr}: {source}")]
     Bind {
@@ -38,21 +77,20 @@ pub enum ServeError {
     /// TLS setup failed.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
-    /// Anything else at start-up.
-    #[error("{0}")]
-    Other(String),
+    /// The async runtime could not start.
+    #[error("starting the runtime: {0}")]
+    Runtime(#[source] std::io::Error),
 }
 
 /// Called once the listeners are bound, with their scheme and address.
 pub type OnReady = Arc<dyn Fn(&[(String, std::net::SocketAddr)]) + Send + Sync>;
 
 /// Options beyond the config file.
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub struct RunOptions {
-    /// Generate live demo traffic into the store.
-    pub demo: bool,
-    /// Demo events per second.
-    pub demo_rate: u32,
+    /// Sources built by the caller, run beside the configured ones (the
+    /// CLI's `--demo` traffic).
+    pub sources: Vec<Box<dyn Source>>,
     /// Called once the listeners are bound, with their addresses (tests use it
     /// to learn ephemeral ports).
     pub on_ready: Option<OnReady>,
@@ -132,50 +170,42 @@ fn store_options(cfg: &ServerConfig) -> StoreOptions {
 pub fn free_disk(dir: &Path) -> Option<u64> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: `statvfs` is plain old data; all-zero bytes are a valid value.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: `c` is a valid NUL-terminated path and `st` a valid out-pointer.
     let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
     (rc == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
 }
 
-/// Runs the server until SIGTERM/SIGINT (or `stop` turns true).
-pub fn run(cfg: ServerConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(), ServeError> {
-    let problems = cfg.check();
-    if !problems.is_empty() {
-        return Err(ServeError::Config(problems.join("; ")));
-    }
-    std::fs::create_dir_all(&cfg.data)
-        .map_err(|e| ServeError::Store(format!("{}: {e}", cfg.data.display())))?;
-    let store = Arc::new(
-        Store::open(&cfg.data, store_options(&cfg))
-            .map_err(|e| ServeError::Store(e.to_string()))?,
-    );
+/// The store and everything that writes into it or reads it, opened once.
+pub struct Opened {
+    /// The store.
+    pub store: Arc<Store>,
+    /// Recently appended records, parsed, for the followers.
+    pub feed: Arc<LiveFeed>,
+    /// The metrics registry `/metrics` renders.
+    pub metrics: Arc<Metrics>,
+    /// The shared ingest pipeline every source feeds.
+    pub ingestor: Arc<Ingestor>,
+    /// The search backend (and, in this process, its indexer).
+    pub search: Arc<EmbeddedBackend>,
+    /// Credentials.
+    pub auth: Arc<Authenticator>,
+}
+
+/// Opens the store, the quarantine, the ingest pipeline (policy, dedupe,
+/// limits), the search index and the credentials.
+pub fn open_store(cfg: &ServerConfig) -> Result<Opened, ServeError> {
+    std::fs::create_dir_all(&cfg.data).map_err(|source| ServeError::Io {
+        path: cfg.data.clone(),
+        source,
+    })?;
+    let store = Arc::new(Store::open(&cfg.data, store_options(cfg))?);
     for line in store.open_report().describe() {
         tracing::info!(target: "kaudit::store", "{line}");
     }
     let metrics = Arc::new(Metrics::default());
-    metrics.describe(
-        "kaudit_store_tree_size",
-        "gauge",
-        "Records in the store (Merkle tree size).",
-    );
-    metrics.describe(
-        "kaudit_checkpoint_age_seconds",
-        "gauge",
-        "Age of the latest signed checkpoint.",
-    );
-    metrics.describe(
-        "kaudit_feed_records_total",
-        "counter",
-        "Records followers (indexer, detection, sinks) took from the in-memory live feed (from=memory) or read back from the store (from=store).",
-    );
-    metrics.describe(
-        "kaudit_source_lag_bytes",
-        "gauge",
-        "Bytes of a followed file not yet read.",
-    );
-    let quarantine =
-        Arc::new(Quarantine::open(&cfg.data).map_err(|e| ServeError::Store(e.to_string()))?);
+    let quarantine = Arc::new(Quarantine::open(&cfg.data)?);
     let transform = build_transform(cfg.ingest.policy.as_deref(), cfg.ingest.redact)?;
     let feed = Arc::new(LiveFeed::new(cfg.store.feed_memory as usize));
     let ingestor = Arc::new(Ingestor::new(
@@ -199,6 +229,24 @@ pub fn run(cfg: ServerConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result
         )
         .map_err(|e| ServeError::Config(e.to_string()))?,
     );
+    let search = Arc::new(EmbeddedBackend::open(&cfg.data, store.clone())?);
+    Ok(Opened {
+        store,
+        feed,
+        metrics,
+        ingestor,
+        search,
+        auth,
+    })
+}
+
+/// Every HTTP route: the webhook, health and metrics, the query API, the
+/// console and its API, alerts and sink status.
+pub fn build_router(
+    cfg: &ServerConfig,
+    o: &Opened,
+    sink_stats: Vec<Arc<SinkStats>>,
+) -> axum::Router {
     let data_dir = cfg.data.clone();
     let min_free = cfg.ingest.min_free_disk;
     let ready: ReadyCheck = Arc::new(move || match free_disk(&data_dir) {
@@ -209,357 +257,246 @@ pub fn run(cfg: ServerConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result
         _ => Ok(()),
     });
     let state = AppState::new(
-        ingestor.clone(),
-        auth,
+        o.ingestor.clone(),
+        o.auth.clone(),
         HttpLimits {
             max_body: cfg.ingest.max_body as usize,
             max_inflight_bytes: cfg.ingest.max_inflight as usize,
         },
         ready,
     );
-    let api_auth = state.auth.clone();
-    let sinks = crate::sinks::open(&cfg.sinks, &cfg.data).map_err(ServeError::Config)?;
-    let sink_stats = sinks.iter().map(kaudit_sinks::Sink::stats).collect();
-    let search = Arc::new(
-        kaudit_index::EmbeddedBackend::open(&cfg.data, store.clone())
-            .map_err(|e| ServeError::Store(format!("search index: {e}")))?
-            .with_feed(feed.clone()),
-    );
-    let app = http::router(state)
-        .merge(crate::api::routes(crate::api::ApiContext {
-            store: store.clone(),
-            backend: search.clone(),
-            auth: api_auth.clone(),
-        }))
+    let api = crate::api::ApiContext {
+        store: o.store.clone(),
+        backend: o.search.clone(),
+        auth: o.auth.clone(),
+    };
+    http::router(state)
+        .merge(crate::api::routes(api.clone()))
         .merge(crate::console::routes(crate::console::ConsoleContext {
-            api: crate::api::ApiContext {
-                store: store.clone(),
-                backend: search.clone(),
-                auth: api_auth.clone(),
-            },
+            api,
             encryption_key: cfg.store.encryption.as_ref().map(|e| e.key_file.clone()),
         }))
         .merge(crate::ui::routes())
-        .merge(crate::detect::routes(cfg.data.clone(), api_auth.clone()))
-        .merge(crate::sinks::routes(sink_stats, api_auth));
+        .merge(crate::alerts::routes(&cfg.data, o.auth.clone()))
+        .merge(crate::sinks::routes(sink_stats, o.auth.clone()))
+}
 
-    // Background work: checkpoints and metrics gauges, file sources, demo.
-    let mut threads = Vec::new();
-    {
-        let store = store.clone();
-        let metrics = metrics.clone();
-        let stop = stop.clone();
-        let every = cfg.store.checkpoint_interval.min(Duration::from_secs(1));
-        let feed = feed.clone();
-        threads.push(std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                if let Err(e) = store.maybe_checkpoint() {
-                    tracing::error!(error = %e, "checkpoint failed");
-                }
-                metrics.set("kaudit_store_tree_size", &[], store.len() as f64);
-                let (memory, read_back) = feed.served();
-                metrics.set(
-                    "kaudit_feed_records_total",
-                    &[("from", "memory")],
-                    memory as f64,
-                );
-                metrics.set(
-                    "kaudit_feed_records_total",
-                    &[("from", "store")],
-                    read_back as f64,
-                );
-                if let Some(t) = store
-                    .latest_checkpoint()
-                    .and_then(|cp| kaudit_event::MicroTime::parse(&cp.time).ok())
-                {
-                    let age = kaudit_event::MicroTime::now().micros() - t.micros();
-                    metrics.set("kaudit_checkpoint_age_seconds", &[], age as f64 / 1e6);
-                }
-                std::thread::sleep(every);
-            }
-        }));
-    }
-    {
-        // Search indexer: catches up with the store about every second.
-        let stop = stop.clone();
-        threads.push(std::thread::spawn(move || {
-            search.run_indexer(
-                Duration::from_secs(1),
-                &stop,
-                &mut |e| tracing::error!(error = %e, "search index update failed"),
-            )
-        }));
-    }
+/// Running followers: their threads and their statuses.
+pub struct Followers {
+    /// One thread per follower.
+    pub threads: Vec<JoinHandle<()>>,
+    /// Their statuses, for metrics.
+    pub statuses: Vec<Arc<FollowerStatus>>,
+}
+
+/// Starts every follower of the store on its own thread: the indexer,
+/// live detection and its alert notifiers, and each sink. Each runs the
+/// shared follower loop until `stop`.
+pub fn spawn_followers(
+    cfg: &ServerConfig,
+    o: &Opened,
+    sinks: Vec<Sink>,
+    stop: &Arc<AtomicBool>,
+) -> Result<Followers, ServeError> {
+    let drain = FollowOptions {
+        drain_on_stop: true,
+        ..FollowOptions::default()
+    };
+    let mut planned: Vec<(Box<dyn Follower>, FollowOptions)> = vec![(
+        Box::new(Indexer::new(o.search.clone(), Duration::from_secs(1))),
+        drain.clone(),
+    )];
     if cfg.detect.enabled {
-        let engine = crate::detect::build_engine(&cfg.detect)
-            .map_err(|e| ServeError::Config(e.to_string()))?;
+        let engine = kaudit_detect::build_engine(&cfg.detect)?;
         tracing::info!(rules = engine.rule_count(), "live detection on");
-        let (store, feed, dcfg, data, metrics, stop) = (
-            store.clone(),
-            feed.clone(),
-            cfg.detect.clone(),
-            cfg.data.clone(),
-            metrics.clone(),
-            stop.clone(),
-        );
-        threads.push(std::thread::spawn(move || {
-            crate::detect::run_detector(store, feed, engine, dcfg, data, metrics, stop)
+        let detector = Detector::new(
+            engine,
+            &cfg.detect,
+            AlertLog::new(&cfg.data),
+            o.metrics.clone(),
+        )?;
+        planned.push((Box::new(detector), drain.clone()));
+        for n in AlertNotifier::open_all(&cfg.detect, &cfg.data).map_err(ServeError::Notifier)? {
+            planned.push((Box::new(n), FollowOptions::default()));
+        }
+    }
+    for s in sinks {
+        let opts = s.follow_options();
+        planned.push((Box::new(s), opts));
+    }
+    let mut out = Followers {
+        threads: Vec::new(),
+        statuses: Vec::new(),
+    };
+    for (mut follower, opts) in planned {
+        let status = Arc::new(FollowerStatus::new(follower.name()));
+        out.statuses.push(status.clone());
+        let (store, feed, stop) = (o.store.clone(), o.feed.clone(), stop.clone());
+        out.threads.push(std::thread::spawn(move || {
+            let log = Followed {
+                store: &store,
+                feed: Some(&feed),
+                stop: &stop,
+            };
+            run_follower(follower.as_mut(), &log, &opts, &status);
         }));
     }
-    crate::sinks::spawn(
-        sinks
-            .into_iter()
-            .map(|s| s.with_feed(feed.clone()))
-            .collect(),
-        store.clone(),
-        metrics.clone(),
-        stop.clone(),
-        &mut threads,
+    Ok(out)
+}
+
+/// Builds the configured sources and starts them, with `extra` ones, each on
+/// its own thread feeding the ingest pipeline.
+pub fn spawn_sources(
+    cfg: &ServerConfig,
+    o: &Opened,
+    extra: Vec<Box<dyn Source>>,
+    stop: &Arc<AtomicBool>,
+) -> Result<Vec<JoinHandle<()>>, ServeError> {
+    let ctx = SourceContext::new(&cfg.data, o.metrics.clone());
+    let mut sources = Vec::new();
+    for (i, s) in cfg.sources.iter().enumerate() {
+        sources.push(s.build(i, &ctx)?);
+    }
+    sources.extend(extra);
+    Ok(sources
+        .into_iter()
+        .map(|s| {
+            tracing::info!(source = s.name(), "source started");
+            let (ingestor, stop) = (o.ingestor.clone(), stop.clone());
+            std::thread::spawn(move || s.run(ingestor, stop))
+        })
+        .collect())
+}
+
+/// Signs checkpoints while data arrives and refreshes the gauges, about
+/// every second, until `stop`.
+fn spawn_housekeeping(
+    cfg: &ServerConfig,
+    o: &Opened,
+    mut watched: Watched,
+    stop: &Arc<AtomicBool>,
+) -> JoinHandle<()> {
+    let (store, metrics, stop) = (o.store.clone(), o.metrics.clone(), stop.clone());
+    let every = cfg.store.checkpoint_interval.min(Duration::from_secs(1));
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            if let Err(e) = store.maybe_checkpoint() {
+                tracing::error!(error = %e, "checkpoint failed");
+            }
+            watched.report(&metrics);
+            std::thread::sleep(every);
+        }
+    })
+}
+
+/// Runs the server until SIGTERM/SIGINT (or `stop` turns true).
+pub fn run(cfg: ServerConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(), ServeError> {
+    let problems = cfg.check();
+    if !problems.is_empty() {
+        return Err(ServeError::Config(problems.join("; ")));
+    }
+    let opened = open_store(&cfg)?;
+    let sinks = crate::sinks::open(&cfg.sinks, &cfg.data)?;
+    let sink_stats: Vec<Arc<SinkStats>> = sinks.iter().map(Sink::stats).collect();
+    let app = build_router(&cfg, &opened, sink_stats.clone());
+    let followers = spawn_followers(&cfg, &opened, sinks, &stop)?;
+    let watched = Watched::new(
+        opened.store.clone(),
+        opened.feed.clone(),
+        followers.statuses.clone(),
+        sink_stats,
     );
-    if !cfg.sources.is_empty() {
-        let dir = source_state_dir(&cfg.data);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| ServeError::Store(format!("{}: {e}", dir.display())))?;
-    }
-    for (i, src) in cfg.sources.iter().enumerate() {
-        let state_path = cfg
-            .data
-            .join("sources")
-            .join(format!("{i}-{}.state", sanitize(&src.file.path)));
-        let tcfg = TailConfig::new(src.file.path.clone(), src.file.cluster.clone(), state_path);
-        let ingestor = ingestor.clone();
-        let stop = stop.clone();
-        let metrics = metrics.clone();
-        threads.push(std::thread::spawn(move || {
-            tail_source(tcfg, ingestor, metrics, stop)
-        }));
-    }
-    if opts.demo {
-        let ingestor = ingestor.clone();
-        let stop = stop.clone();
-        let rate = opts.demo_rate.max(1);
-        threads.push(std::thread::spawn(move || {
-            demo_traffic(ingestor, rate, stop)
-        }));
-    }
+    let mut threads = followers.threads;
+    threads.push(spawn_housekeeping(&cfg, &opened, watched, &stop));
+    threads.extend(spawn_sources(&cfg, &opened, opts.sources, &stop)?);
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .worker_threads(2)
         .build()
-        .map_err(|e| ServeError::Other(format!("starting the runtime: {e}")))?;
-    let result = rt.block_on(async {
-        let (tx, rx) = tokio::sync::watch::channel(false);
-        let mut bound = Vec::new();
-        let mut tasks = Vec::new();
-        if let Some(addr) = cfg.listen {
-            let l = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServeError::Bind {
-                addr: addr.to_string(),
-                source,
-            })?;
-            let local = l.local_addr().map_err(|e| ServeError::Other(e.to_string()))?;
-            bound.push(("http".to_string(), local));
-            let mut rx = rx.clone();
-            let app = app.clone();
-            tasks.push(tokio::spawn(async move {
-                http::serve_plain(l, app, async move {
-                    let _ = rx.wait_for(|v| *v).await;
-                })
-                .await
-            }));
-        }
-        if let Some(t) = &cfg.tls {
-            let (cert, key) = match (&t.cert, &t.key) {
-                (Some(c), Some(k)) => (c.clone(), k.clone()),
-                _ => crate::tls::ensure_self_signed(&cfg.data.join("tls"), &t.names)?,
-            };
-            let tls = crate::tls::server_config(&cert, &key, t.client_ca.as_deref())?;
-            let l = tokio::net::TcpListener::bind(t.listen).await.map_err(|source| ServeError::Bind {
-                addr: t.listen.to_string(),
-                source,
-            })?;
-            let local = l.local_addr().map_err(|e| ServeError::Other(e.to_string()))?;
-            bound.push(("https".to_string(), local));
-            tasks.push(tokio::spawn(http::serve_tls(l, tls, app.clone(), rx.clone())));
-        }
-        for (scheme, addr) in &bound {
-            tracing::info!("listening on {scheme}://{addr}");
-        }
-        if let Some(cb) = &opts.on_ready {
-            cb(&bound);
-        }
-        let stop2 = stop.clone();
-        let signals = async move {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            loop {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => break,
-                    _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => break,
-                    _ = tokio::time::sleep(Duration::from_millis(100)) => {
-                        if stop2.load(Ordering::Relaxed) { break; }
-                    }
-                }
-            }
-        };
-        signals.await;
-        tracing::info!("shutting down: no new connections, finishing in-flight batches");
-        let _ = tx.send(true);
-        for t in tasks {
-            let _ = tokio::time::timeout(Duration::from_secs(35), t).await;
-        }
-        Ok::<(), ServeError>(())
-    });
+        .map_err(ServeError::Runtime)?;
+    let result = rt.block_on(listen(&cfg, app, opts.on_ready, stop.clone()));
     stop.store(true, Ordering::Relaxed);
     for t in threads {
         let _ = t.join();
     }
-    let final_cp = store
-        .checkpoint()
-        .map_err(|e| ServeError::Store(e.to_string()))?;
-    if let Some(cp) = final_cp {
+    if let Some(cp) = opened.store.checkpoint()? {
         tracing::info!(tree_size = cp.size, "final checkpoint written");
     }
     result
 }
 
-fn sanitize(p: &Path) -> String {
-    p.to_string_lossy()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
-/// Follows one file source: poll, ingest durably, then commit the position.
-/// Errors back off and retry the same lines; nothing is skipped.
-fn tail_source(
-    cfg: TailConfig,
-    ingestor: Arc<Ingestor>,
-    metrics: Arc<Metrics>,
+/// Binds the listeners, serves until a signal or `stop`, then stops
+/// accepting and waits (bounded) for in-flight requests.
+async fn listen(
+    cfg: &ServerConfig,
+    app: axum::Router,
+    on_ready: Option<OnReady>,
     stop: Arc<AtomicBool>,
-) {
-    let path = cfg.path.display().to_string();
-    let cluster = cfg.cluster.clone();
-    let interval = cfg.poll_interval;
-    let mut backoff = Duration::from_millis(200);
-    let mut tailer: Option<FileTailer> = None;
-    while !stop.load(Ordering::Relaxed) {
-        let t = match &mut tailer {
-            Some(t) => t,
-            None => match FileTailer::open(cfg.clone()) {
-                Ok(t) => tailer.insert(t),
-                Err(e) => {
-                    tracing::warn!(source = %path, error = %e, "cannot open file source; retrying");
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                    continue;
-                }
-            },
-        };
-        match t.poll() {
-            Ok(Some(batch)) => {
-                let bad: Vec<BadItem> = batch
-                    .bad_lines
-                    .iter()
-                    .enumerate()
-                    .map(|(i, b)| BadItem {
-                        index: i,
-                        path: Some(b.location.to_string()),
-                        reason: b.error.to_string(),
-                        raw: b.raw.clone(),
-                    })
-                    .collect();
-                let source = format!("file:{path}");
-                match ingestor.ingest_events(batch.events, bad, &cluster, &source) {
-                    Ok(_) => {
-                        if let Err(e) = t.commit(&batch.position) {
-                            tracing::error!(source = %path, error = %e, "cannot persist file position");
-                        }
-                        backoff = Duration::from_millis(200);
-                    }
-                    Err(e) => {
-                        // Not committed: the next poll after reopening reads these lines again.
-                        tracing::warn!(source = %path, error = %e, "ingest failed; retrying");
-                        tailer = None;
-                        std::thread::sleep(backoff);
-                        backoff = (backoff * 2).min(Duration::from_secs(10));
-                        continue;
-                    }
-                }
-                metrics.set(
-                    "kaudit_source_lag_bytes",
-                    &[("source", &path)],
-                    t.lag_bytes() as f64,
-                );
-            }
-            Ok(None) => {
-                metrics.set(
-                    "kaudit_source_lag_bytes",
-                    &[("source", &path)],
-                    t.lag_bytes() as f64,
-                );
-                std::thread::sleep(interval);
-            }
-            Err(e) => {
-                tracing::warn!(source = %path, error = %e, "tail error; retrying");
-                tailer = None;
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-            }
-        }
-    }
-}
-
-/// Generated traffic for `--demo`: realistic events, timestamped now.
-fn demo_traffic(ingestor: Arc<Ingestor>, rate: u32, stop: Arc<AtomicBool>) {
-    let mut cfg = kaudit_gen::GenConfig::new(u64::from(rate) ^ 0x6b61_7564_6974);
-    cfg.clusters = kaudit_gen::default_cluster_names(2);
-    cfg.start = kaudit_event::MicroTime::now();
-    cfg.rate = f64::from(rate);
-    cfg.incident_every = u64::from(rate) * 30;
-    let names: Vec<String> = cfg.clusters.clone();
-    let mut gen = match kaudit_gen::Generator::new(cfg) {
-        Ok(g) => g,
-        Err(e) => {
-            tracing::error!(error = %e, "demo generator failed to start");
-            return;
-        }
+) -> Result<(), ServeError> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let mut bound = Vec::new();
+    let mut tasks = Vec::new();
+    let bind = |addr: std::net::SocketAddr| async move {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let local = l.local_addr().map_err(|source| ServeError::Bind {
+            addr: addr.to_string(),
+            source,
+        })?;
+        Ok::<_, ServeError>((l, local))
     };
-    let tick = Duration::from_millis(250);
-    let per_tick = (rate as usize / 4).max(1);
-    let started = Instant::now();
-    let mut sent = 0usize;
-    while !stop.load(Ordering::Relaxed) {
-        let mut by_cluster: Vec<Vec<kaudit_event::Event>> = vec![Vec::new(); names.len()];
-        for _ in 0..per_tick {
-            let Some(g) = gen.next() else { return };
-            if let Ok(ev) = g.event() {
-                by_cluster[g.cluster].push(ev);
+    if let Some(addr) = cfg.listen {
+        let (l, local) = bind(addr).await?;
+        bound.push(("http".to_string(), local));
+        let mut rx = rx.clone();
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            http::serve_plain(l, app, async move {
+                let _ = rx.wait_for(|v| *v).await;
+            })
+            .await
+        }));
+    }
+    if let Some(t) = &cfg.tls {
+        let (cert, key) = match (&t.cert, &t.key) {
+            (Some(c), Some(k)) => (c.clone(), k.clone()),
+            _ => crate::tls::ensure_self_signed(&cfg.data.join("tls"), &t.names)?,
+        };
+        let tls = crate::tls::server_config(&cert, &key, t.client_ca.as_deref())?;
+        let (l, local) = bind(t.listen).await?;
+        bound.push(("https".to_string(), local));
+        tasks.push(tokio::spawn(http::serve_tls(l, tls, app.clone(), rx.clone())));
+    }
+    for (scheme, addr) in &bound {
+        tracing::info!("listening on {scheme}://{addr}");
+    }
+    if let Some(cb) = &on_ready {
+        cb(&bound);
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => break,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                if stop.load(Ordering::Relaxed) { break; }
             }
-        }
-        for (i, evs) in by_cluster.into_iter().enumerate() {
-            if evs.is_empty() {
-                continue;
-            }
-            sent += evs.len();
-            if let Err(e) = ingestor.ingest_events(evs, Vec::new(), &names[i], "demo") {
-                tracing::warn!(error = %e, "demo ingest failed");
-            }
-        }
-        // Pace to the wall clock so the generated timestamps stay near now.
-        let due = started + Duration::from_secs_f64(sent as f64 / f64::from(rate));
-        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait.min(tick * 4));
         }
     }
+    tracing::info!("shutting down: no new connections, finishing in-flight batches");
+    let _ = tx.send(true);
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(35), t).await;
+    }
+    Ok(())
 }
 
-/// Paths in the data directory the server writes besides the store.
+/// Where sources keep their positions inside a data directory.
 pub fn source_state_dir(data: &Path) -> PathBuf {
-    data.join("sources")
+    kaudit_sources::source::state_dir(data)
 }

@@ -79,10 +79,7 @@ fn app(e: &Env, auth: Authenticator) -> axum::Router {
                 encryption_key: None,
             },
         ))
-        .merge(kaudit_server::detect::routes(
-            e.dir.path().to_path_buf(),
-            auth.clone(),
-        ))
+        .merge(kaudit_server::alerts::routes(e.dir.path(), auth.clone()))
         .merge(kaudit_server::sinks::routes(Vec::new(), auth))
 }
 

@@ -225,7 +225,7 @@ fn bad_items_are_quarantined_and_the_good_ones_stored() {
     );
     let data = s.data.clone();
     assert_eq!(s.stored().len(), 1);
-    let quarantined = kaudit_server::quarantine::Quarantine::open(&data)
+    let quarantined = kaudit_sources::quarantine::Quarantine::open(&data)
         .unwrap()
         .list()
         .unwrap();
@@ -572,12 +572,12 @@ fn file_sources_are_followed_through_rotation() {
         }
     };
     write(&active, 0..100);
-    cfg.sources = vec![kaudit_server::config::SourceConfig {
-        file: kaudit_server::config::FileSourceConfig {
+    cfg.sources = vec![kaudit_sources::SourceConfig::File(
+        kaudit_sources::file::FileSourceConfig {
             path: active.clone(),
             cluster: "filec".into(),
         },
-    }];
+    )];
     let mut s = Server::start(cfg, Some(dir));
     let wait_for = |n: usize| {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -713,15 +713,15 @@ fn live_detection_alerts_on_every_injected_incident() {
     let (falco_url, falco_bodies) = capture_server();
     let (slack_url, slack_bodies) = capture_server();
     cfg.detect.outputs = vec![
-        kaudit_server::detect::OutputConfig::File { path: out.clone() },
-        kaudit_server::detect::OutputConfig::Webhook {
-            url: falco_url,
-            format: "falco".into(),
-        },
-        kaudit_server::detect::OutputConfig::Webhook {
-            url: slack_url,
-            format: "slack".into(),
-        },
+        kaudit_detect::OutputConfig::File { path: out.clone() },
+        kaudit_detect::OutputConfig::Webhook(kaudit_detect::AlertWebhookConfig::new(
+            falco_url,
+            kaudit_detect::AlertFormat::Falco,
+        )),
+        kaudit_detect::OutputConfig::Webhook(kaudit_detect::AlertWebhookConfig::new(
+            slack_url,
+            kaudit_detect::AlertFormat::Slack,
+        )),
     ];
     let mut gc = kaudit_gen::GenConfig::new(11);
     gc.events = Some(6000);

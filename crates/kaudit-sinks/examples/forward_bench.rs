@@ -9,7 +9,7 @@
 
 use kaudit_sinks::config::{SinkKind, WebhookConfig};
 use kaudit_sinks::{Sink, SinkConfig};
-use kaudit_store::{Store, StoreOptions};
+use kaudit_store::{Followed, Follower, Store, StoreOptions};
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
@@ -51,8 +51,12 @@ fn main() -> Result<(), String> {
             let mut sink = Sink::new(cfg, state.path()).map_err(|e| e.to_string())?;
             let stop = AtomicBool::new(false);
             while sink.cursor() < n {
-                sink.step(&store, &stop)
-                    .map_err(|()| "stopped".to_string())?;
+                let log = Followed {
+                    store: &store,
+                    feed: None,
+                    stop: &stop,
+                };
+                Follower::step(&mut sink, &log).map_err(|e| e.to_string())?;
             }
             let s = sink.stats().snapshot();
             if s.sent != n || s.retries != 0 {

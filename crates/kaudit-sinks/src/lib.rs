@@ -20,6 +20,7 @@
 
 #![warn(missing_docs)]
 
+pub mod alerts;
 pub mod config;
 pub mod elasticsearch;
 mod http;
@@ -31,6 +32,7 @@ pub mod state;
 pub mod syslog;
 pub mod webhook;
 
+pub use alerts::AlertNotifier;
 pub use config::{SinkConfig, SinkKind};
 pub use runner::{open_destination, Sink, SinkStats, SinkStatus};
 pub use state::{CursorState, SinkDir};

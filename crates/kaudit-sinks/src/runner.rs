@@ -7,7 +7,10 @@ use crate::{Checkpoint, Delivery, Destination, Outgoing, SinkError};
 use kaudit_event::{Event, MicroTime};
 use kaudit_policy::{Outcome, PolicyApplier};
 use kaudit_query::Query;
-use kaudit_store::{FollowedRecord, LiveFeed, Store};
+use kaudit_store::{
+    run_follower, FollowError, FollowOptions, Followed, FollowedRecord, Follower, FollowerStatus,
+    Store,
+};
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::path::Path;
@@ -166,8 +169,8 @@ pub struct Sink {
     ahead: VecDeque<Ahead>,
     /// The sequence number after the last event read into `ahead`.
     examined: u64,
-    /// Recently stored events, already parsed (see [`LiveFeed`]).
-    feed: Option<Arc<LiveFeed>>,
+    /// `sink:<name>`, its name among the store's followers.
+    follower_name: String,
 }
 
 /// Most events read from the store at once ahead of the cursor.
@@ -229,6 +232,7 @@ impl Sink {
         let examined = state.next;
         state.last_error = None;
         let stats = Arc::new(SinkStats::new(&cfg.name, cfg.kind.name(), &state));
+        let follower_name = format!("sink:{}", cfg.name);
         Ok(Sink {
             cfg,
             filter,
@@ -239,16 +243,9 @@ impl Sink {
             stats,
             last_save: Instant::now(),
             ahead: VecDeque::new(),
-            feed: None,
             examined,
+            follower_name,
         })
-    }
-
-    /// Takes recently stored events parsed from `feed` while the sink keeps
-    /// up with it, instead of reading them back from the store.
-    pub fn with_feed(mut self, feed: Arc<LiveFeed>) -> Self {
-        self.feed = Some(feed);
-        self
     }
 
     /// The sink's counters, shared with whoever reports them.
@@ -261,28 +258,37 @@ impl Sink {
         self.state.next
     }
 
-    /// Follows the store until `stop`; on stop, the batch in flight is
-    /// finished (retried for up to [`SHUTDOWN_GRACE`]) and then it returns.
-    pub fn run(&mut self, store: &Store, stop: &AtomicBool) {
-        tracing::info!(sink = %self.cfg.name, kind = self.dest.kind(), cursor = self.state.next, "sink started");
-        loop {
-            match self.step(store, stop) {
-                // Stopping ends after the batch in flight, not after the backlog.
-                Ok(_) if stop.load(Ordering::Relaxed) => break,
-                Ok(0) => std::thread::sleep(Duration::from_millis(50)),
-                Ok(_) => {}
-                Err(()) => break,
-            }
+    /// How the shared follower loop paces this sink: the configured backoff,
+    /// and on stop it ends after the batch in flight rather than draining.
+    pub fn follow_options(&self) -> FollowOptions {
+        FollowOptions {
+            backoff_start: self.cfg.backoff_start,
+            backoff_max: self.cfg.backoff_max,
+            drain_on_stop: false,
+            ..FollowOptions::default()
         }
-        self.save();
-        tracing::info!(sink = %self.cfg.name, cursor = self.state.next, "sink stopped");
+    }
+
+    /// Follows `store` until `stop` (without a live feed), through the shared
+    /// follower loop; on stop, the batch in flight is finished (retried for up
+    /// to [`SHUTDOWN_GRACE`]) and then it returns.
+    pub fn run(&mut self, store: &Store, stop: &AtomicBool) {
+        let log = Followed {
+            store,
+            feed: None,
+            stop,
+        };
+        let opts = self.follow_options();
+        let status = FollowerStatus::new(&self.follower_name.clone());
+        run_follower(self, &log, &opts, &status);
     }
 
     /// Sends what is there (one batch at most, waiting up to `batch_timeout`
     /// for it to fill); returns how many stored events it moved past, or
-    /// `Err` when stopped before the destination took the batch.
-    #[allow(clippy::result_unit_err)]
-    pub fn step(&mut self, store: &Store, stop: &AtomicBool) -> Result<u64, ()> {
+    /// [`FollowError::Stopped`] when stopped before the destination took
+    /// the batch.
+    fn send_next(&mut self, log: &Followed<'_>) -> Result<u64, FollowError> {
+        let (store, stop) = (log.store, log.stop);
         if self.cfg.checkpoints {
             if let Some(cp) = store.latest_checkpoint() {
                 if cp.size > self.state.checkpoint_size {
@@ -291,14 +297,15 @@ impl Sink {
                         time: cp.time,
                         note: cp.note,
                     };
-                    self.deliver_checkpoint(&cp, stop).map_err(|_| ())?;
+                    self.deliver_checkpoint(&cp, stop)
+                        .map_err(|_| FollowError::Stopped)?;
                     self.state.checkpoint_size = cp.size;
                     self.save();
                 }
             }
         }
         let start = self.state.next;
-        let (batch, scanned, dead, next_received) = self.collect(store, stop);
+        let (batch, scanned, dead, next_received) = self.collect(log);
         if scanned == start {
             self.update_lag(store, None);
             return Ok(0);
@@ -314,7 +321,7 @@ impl Sink {
                 }
                 Err(Undelivered::Stopped) => {
                     self.forget_read_ahead();
-                    return Err(());
+                    return Err(FollowError::Stopped);
                 }
             }
         }
@@ -327,7 +334,7 @@ impl Sink {
                     self.stats.set_error(Some(e.to_string()));
                     if stop.load(Ordering::Relaxed) {
                         self.forget_read_ahead();
-                        return Err(());
+                        return Err(FollowError::Stopped);
                     }
                     std::thread::sleep(Duration::from_secs(1));
                 }
@@ -396,8 +403,8 @@ impl Sink {
     /// [`READ_AHEAD`] events, so a compressed bundle is decoded once rather
     /// than once per batch): events parsed, filtered and reduced, unreadable
     /// ones turned into dead letters.
-    fn read_ahead(&mut self, store: &Store) -> Result<(), String> {
-        let len = store.len();
+    fn read_ahead(&mut self, log: &Followed<'_>) -> Result<(), String> {
+        let len = log.len();
         if self.examined >= len {
             return Ok(());
         }
@@ -439,8 +446,7 @@ impl Sink {
             }));
             true
         };
-        kaudit_store::feed::follow(self.feed.as_deref(), store, start..end, &mut take)
-            .map_err(|e| e.to_string())
+        log.read(start..end, &mut take).map_err(|e| e.to_string())
     }
 
     /// Takes the next batch from the cursor: until it is full, the store
@@ -450,9 +456,9 @@ impl Sink {
     /// first event left for later.
     fn collect(
         &mut self,
-        store: &Store,
-        stop: &AtomicBool,
+        log: &Followed<'_>,
     ) -> (Vec<Outgoing>, u64, Vec<DeadLetter>, Option<MicroTime>) {
+        let stop = log.stop;
         let mut batch: Vec<Outgoing> = Vec::new();
         let mut dead = Vec::new();
         let mut bytes = 0usize;
@@ -482,7 +488,7 @@ impl Sink {
                 break;
             }
             let before = self.examined;
-            if let Err(e) = self.read_ahead(store) {
+            if let Err(e) = self.read_ahead(log) {
                 tracing::warn!(sink = %self.cfg.name, error = %e, "cannot read the store; retrying");
                 self.stats
                     .set_error(Some(format!("reading the store: {e}")));
@@ -627,23 +633,24 @@ impl Sink {
 }
 
 /// Full jitter between half and all of `d`, so many sinks (or kaudit
-/// instances) do not retry in lockstep.
-pub fn jittered(d: Duration) -> Duration {
-    use rand::Rng;
-    let ms = d.as_millis().max(2) as u64;
-    Duration::from_millis(rand::thread_rng().gen_range(ms / 2..=ms))
-}
+/// instances) do not retry in lockstep; the followers' shared helper.
+pub use kaudit_store::follow::jittered;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
+impl Follower for Sink {
+    fn name(&self) -> &str {
+        &self.follower_name
+    }
 
-    proptest! {
-        #[test]
-        fn jitter_stays_within_half_and_whole(ms in 2u64..100_000) {
-            let d = jittered(Duration::from_millis(ms));
-            prop_assert!(d >= Duration::from_millis(ms / 2) && d <= Duration::from_millis(ms));
-        }
+    fn position(&self) -> u64 {
+        self.state.next
+    }
+
+    fn step(&mut self, log: &Followed<'_>) -> Result<u64, FollowError> {
+        self.send_next(log)
+    }
+
+    fn finish(&mut self, _log: &Followed<'_>) {
+        self.save();
+        tracing::info!(sink = %self.cfg.name, cursor = self.state.next, "sink stopped");
     }
 }

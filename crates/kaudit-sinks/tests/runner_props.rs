@@ -10,6 +10,7 @@ use common::*;
 use kaudit_sinks::config::{SinkKind, WebhookConfig};
 use kaudit_sinks::state::DeadLetter;
 use kaudit_sinks::{Checkpoint, Delivery, Destination, Outgoing, Sink, SinkConfig, SinkError};
+use kaudit_store::{Followed, Follower};
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use std::collections::HashSet;
@@ -89,8 +90,9 @@ proptest! {
         cfg.backoff_max = Duration::from_millis(2);
         let mut sink = Sink::with_destination(cfg, dir.path(), Box::new(dest)).unwrap();
         let stop = AtomicBool::new(false);
+        let log = Followed { store: &store, feed: None, stop: &stop };
         while sink.cursor() < events {
-            sink.step(&store, &stop).unwrap();
+            Follower::step(&mut sink, &log).unwrap();
         }
         let taken: Vec<u64> = taken.lock().unwrap().clone();
         let refused: Vec<u64> = refused.lock().unwrap().clone();

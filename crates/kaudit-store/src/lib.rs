@@ -27,6 +27,7 @@
 
 pub mod crypt;
 pub mod feed;
+pub mod follow;
 pub mod import;
 pub mod merkle;
 pub mod note;
@@ -38,6 +39,9 @@ pub mod tree;
 pub mod verify;
 
 pub use feed::{FedRecord, FollowedRecord, LiveFeed};
+pub use follow::{
+    run_follower, FollowError, FollowOptions, Followed, Follower, FollowerState, FollowerStatus,
+};
 pub use record::{LeafRef, Record, RecordRef};
 pub use store::{
     list_segments, load_signer, load_verifier, paths, read_checkpoints, read_pruned, Appended,

@@ -426,7 +426,7 @@ pub fn alerts(a: AlertsArgs) -> anyhow::Result<ExitCode> {
         .map(|s| kaudit_query::parse_time_bound(s, kaudit_event::MicroTime::now()))
         .transpose()
         .map_err(|e| anyhow::anyhow!("--since: {e}"))?;
-    let all = kaudit_server::detect::AlertLog::new(&a.data).list()?;
+    let all = kaudit_detect::AlertLog::new(&a.data).list()?;
     let out = a.output.unwrap_or_else(|| {
         if std::io::stdout().is_terminal() {
             "table".into()

@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context};
 use kaudit_server::config::ServerConfig;
-use kaudit_server::quarantine::Quarantine;
+use kaudit_sources::quarantine::Quarantine;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -94,8 +94,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     kaudit_server::serve::run(
         cfg,
         kaudit_server::serve::RunOptions {
-            demo: args.demo,
-            demo_rate: args.demo_rate,
+            sources: if args.demo {
+                vec![Box::new(kaudit_sources::generated::GeneratedSource::new(
+                    args.demo_rate,
+                ))]
+            } else {
+                Vec::new()
+            },
             on_ready: None,
         },
         stop,
@@ -323,12 +328,12 @@ pub fn tail(a: TailArgs) -> anyhow::Result<ExitCode> {
     };
     cfg.ingest.policy = a.policy;
     cfg.ingest.redact = !a.no_redact;
-    cfg.sources = vec![kaudit_server::config::SourceConfig {
-        file: kaudit_server::config::FileSourceConfig {
+    cfg.sources = vec![kaudit_sources::SourceConfig::File(
+        kaudit_sources::file::FileSourceConfig {
             path: a.path,
             cluster: a.cluster,
         },
-    }];
+    )];
     init_logging(false, "info");
     kaudit_server::serve::run(cfg, Default::default(), Arc::new(AtomicBool::new(false)))?;
     Ok(ExitCode::SUCCESS)

@@ -3,17 +3,64 @@
 //! kube-apiserver's truncate backend does, apply the ingest-time transform
 //! (policy, redaction), drop resends, append durably, then acknowledge.
 //!
-//! Transport-neutral: the HTTP handler, the file tailer and tests call
+//! Transport-neutral: the HTTP handler, every [`crate::Source`] and tests call
 //! [`Ingestor::ingest_batch`] / [`Ingestor::ingest_events`] and map the
-//! outcome to their own protocol.
+//! outcome to their own protocol. The store and the policy are not named
+//! here: the server hands in an [`EventLog`] and a [`Transform`], so sources
+//! stand before both on the data's way.
 
 use crate::dedupe::{self, DedupeWindow};
-use crate::metrics::{Metrics, BATCH_BUCKETS, LATENCY_BUCKETS};
+use kaudit_metrics::{Counter, Histogram, Metrics, BATCH_BUCKETS, LATENCY_BUCKETS};
 use crate::quarantine::{NewEntry, Quarantine};
-use kaudit_event::{parse_batch, Event, MicroTime};
+use kaudit_event::{Event, MicroTime};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// Items received, by cluster and source.
+pub static EVENTS_RECEIVED: Counter<2> = Counter {
+    name: "kaudit_events_received_total",
+    help: "Audit events received, by cluster and source.",
+    labels: ["cluster", "source"],
+};
+/// Events made durable, by cluster.
+pub static EVENTS_STORED: Counter<1> = Counter {
+    name: "kaudit_events_stored_total",
+    help: "Audit events stored durably, by cluster.",
+    labels: ["cluster"],
+};
+/// Items not stored, by cluster and reason.
+pub static EVENTS_REJECTED: Counter<2> = Counter {
+    name: "kaudit_events_rejected_total",
+    help: "Items not stored, by cluster and reason (quarantined, policy, strict).",
+    labels: ["cluster", "reason"],
+};
+/// Resends recognised by the dedupe window.
+pub static DEDUPE_HITS: Counter<1> = Counter {
+    name: "kaudit_dedupe_hits_total",
+    help: "Resent events recognised and not stored twice.",
+    labels: ["cluster"],
+};
+/// Events stored truncated.
+pub static EVENTS_TRUNCATED: Counter<1> = Counter {
+    name: "kaudit_events_truncated_total",
+    help: "Events stored truncated because they exceeded the per-event limit.",
+    labels: ["cluster"],
+};
+/// Events per stored batch.
+pub static BATCH_EVENTS: Histogram<0> = Histogram {
+    name: "kaudit_batch_events",
+    help: "Events per ingested batch.",
+    labels: [],
+    buckets: BATCH_BUCKETS,
+};
+/// Time the durable append of a batch took.
+pub static COMMIT_SECONDS: Histogram<0> = Histogram {
+    name: "kaudit_commit_seconds",
+    help: "Time to make a batch durable.",
+    labels: [],
+    buckets: LATENCY_BUCKETS,
+};
 
 /// One event ready to be stored, with what the store binds to it.
 #[derive(Clone, Debug)]
@@ -124,45 +171,6 @@ impl Ingestor {
         limits: Limits,
         transform: Option<Transform>,
     ) -> Self {
-        for (name, kind, help) in [
-            (
-                "kaudit_events_received_total",
-                "counter",
-                "Audit events received, by cluster and source.",
-            ),
-            (
-                "kaudit_events_stored_total",
-                "counter",
-                "Audit events stored durably, by cluster.",
-            ),
-            (
-                "kaudit_events_rejected_total",
-                "counter",
-                "Items not stored, by cluster and reason (quarantined, policy, strict).",
-            ),
-            (
-                "kaudit_dedupe_hits_total",
-                "counter",
-                "Resent events recognised and not stored twice.",
-            ),
-            (
-                "kaudit_events_truncated_total",
-                "counter",
-                "Events stored truncated because they exceeded the per-event limit.",
-            ),
-            (
-                "kaudit_batch_events",
-                "histogram",
-                "Events per ingested batch.",
-            ),
-            (
-                "kaudit_commit_seconds",
-                "histogram",
-                "Time to make a batch durable.",
-            ),
-        ] {
-            metrics.describe(name, kind, help);
-        }
         Ingestor {
             log,
             quarantine,
@@ -191,44 +199,19 @@ impl Ingestor {
         strict: bool,
         source: &str,
     ) -> Result<IngestOutcome, IngestError> {
-        let items = parse_batch(body).map_err(|e| IngestError::BadBody(e.to_string()))?;
-        let mut events = Vec::with_capacity(items.len());
-        let mut bad = Vec::new();
-        for (i, item) in items.into_iter().enumerate() {
-            match item {
-                Ok(ev) => events.push((i, ev)),
-                Err(e) => bad.push((i, e.path.clone(), e.error.to_string(), e.raw)),
-            }
-        }
+        let decoded = crate::webhook::decode(body)?;
+        let (events, bad) = (decoded.events, decoded.bad);
         self.metrics.inc(
-            "kaudit_events_received_total",
-            &[("cluster", cluster), ("source", source)],
+            &EVENTS_RECEIVED,
+            [cluster, source],
             (events.len() + bad.len()) as f64,
         );
         if strict && !bad.is_empty() {
-            let items: Vec<_> = bad
-                .iter()
-                .map(|(i, path, reason, _)| QuarantinedItem {
-                    index: *i,
-                    reason: format!("{path}: {reason}"),
-                })
-                .collect();
-            self.metrics.inc(
-                "kaudit_events_rejected_total",
-                &[("cluster", cluster), ("reason", "strict")],
-                items.len() as f64,
-            );
+            let items: Vec<_> = bad.iter().map(BadItem::reported).collect();
+            self.metrics
+                .inc(&EVENTS_REJECTED, [cluster, "strict"], items.len() as f64);
             return Err(IngestError::Strict(items));
         }
-        let bad: Vec<BadItem> = bad
-            .into_iter()
-            .map(|(index, path, reason, raw)| BadItem {
-                index,
-                path: Some(path),
-                reason,
-                raw,
-            })
-            .collect();
         self.store(events, bad, cluster, source)
     }
 
@@ -242,8 +225,8 @@ impl Ingestor {
         source: &str,
     ) -> Result<IngestOutcome, IngestError> {
         self.metrics.inc(
-            "kaudit_events_received_total",
-            &[("cluster", cluster), ("source", source)],
+            &EVENTS_RECEIVED,
+            [cluster, source],
             (events.len() + bad.len()) as f64,
         );
         let events = events.into_iter().enumerate().collect();
@@ -315,26 +298,14 @@ impl Ingestor {
             self.quarantine
                 .append(&entries, &now)
                 .map_err(|e| IngestError::Unavailable(e.to_string()))?;
-            self.metrics.inc(
-                "kaudit_events_rejected_total",
-                &[("cluster", cluster), ("reason", "quarantined")],
-                bad.len() as f64,
-            );
-            out.quarantined = bad
-                .iter()
-                .map(|b| QuarantinedItem {
-                    index: b.index,
-                    reason: match &b.path {
-                        Some(p) if !p.is_empty() => format!("{p}: {}", b.reason),
-                        _ => b.reason.clone(),
-                    },
-                })
-                .collect();
+            self.metrics
+                .inc(&EVENTS_REJECTED, [cluster, "quarantined"], bad.len() as f64);
+            out.quarantined = bad.iter().map(BadItem::reported).collect();
         }
         if out.dropped_by_policy > 0 {
             self.metrics.inc(
-                "kaudit_events_rejected_total",
-                &[("cluster", cluster), ("reason", "policy")],
+                &EVENTS_REJECTED,
+                [cluster, "policy"],
                 out.dropped_by_policy as f64,
             );
         }
@@ -363,34 +334,19 @@ impl Ingestor {
                 self.dedupe.release(claimed);
                 return Err(IngestError::Unavailable(e.to_string()));
             }
-            self.metrics.observe(
-                "kaudit_commit_seconds",
-                LATENCY_BUCKETS,
-                &[],
-                t.elapsed().as_secs_f64(),
-            );
+            self.metrics
+                .observe(&COMMIT_SECONDS, [], t.elapsed().as_secs_f64());
             self.dedupe.commit(claimed);
         }
-        self.metrics
-            .observe("kaudit_batch_events", BATCH_BUCKETS, &[], stored as f64);
-        self.metrics.inc(
-            "kaudit_events_stored_total",
-            &[("cluster", cluster)],
-            stored as f64,
-        );
+        self.metrics.observe(&BATCH_EVENTS, [], stored as f64);
+        self.metrics.inc(&EVENTS_STORED, [cluster], stored as f64);
         if out.duplicates > 0 {
-            self.metrics.inc(
-                "kaudit_dedupe_hits_total",
-                &[("cluster", cluster)],
-                out.duplicates as f64,
-            );
+            self.metrics
+                .inc(&DEDUPE_HITS, [cluster], out.duplicates as f64);
         }
         if out.truncated > 0 {
-            self.metrics.inc(
-                "kaudit_events_truncated_total",
-                &[("cluster", cluster)],
-                out.truncated as f64,
-            );
+            self.metrics
+                .inc(&EVENTS_TRUNCATED, [cluster], out.truncated as f64);
         }
         out.accepted = stored + out.duplicates;
         Ok(out)
@@ -408,6 +364,20 @@ pub struct BadItem {
     pub reason: String,
     /// Its bytes.
     pub raw: Vec<u8>,
+}
+
+impl BadItem {
+    /// The item as the sender is told about it: its index and the reason,
+    /// prefixed by where in the item it went wrong.
+    pub fn reported(&self) -> QuarantinedItem {
+        QuarantinedItem {
+            index: self.index,
+            reason: match &self.path {
+                Some(p) if !p.is_empty() => format!("{p}: {}", self.reason),
+                _ => self.reason.clone(),
+            },
+        }
+    }
 }
 
 /// What kube-apiserver's truncate backend does to an event over the limit:

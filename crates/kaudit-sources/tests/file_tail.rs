@@ -6,7 +6,7 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use kaudit_event::reader::{EventReader, ReaderOptions};
 use kaudit_event::{Event, EventDoc, Level, MicroTime, Stage};
-use kaudit_server::tail::{BadLineError, Batch, FileTailer, TailConfig};
+use kaudit_sources::file::{BadLineError, Batch, FileTailer, TailConfig};
 use proptest::prelude::*;
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};

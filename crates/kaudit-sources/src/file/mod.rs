@@ -59,8 +59,10 @@
 
 mod backups;
 mod lines;
+mod source;
 mod state;
 
+pub use source::{FileSource, FileSourceConfig, SOURCE_LAG_BYTES};
 pub use state::Position;
 
 use backups::{Backup, Naming};

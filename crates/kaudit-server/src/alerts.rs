@@ -1,0 +1,72 @@
+//! `GET /api/v1/alerts?since=&rule=&priority=&limit=`: kept alerts, newest
+//! first (role reader), read from the alert log `kaudit-detect` writes.
+
+use crate::auth::Authenticator;
+use crate::authz::{with_auth, Reader};
+use crate::http::error;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use kaudit_detect::{AlertLog, StoredAlert};
+use kaudit_event::MicroTime;
+use serde::Deserialize;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Most alerts one request returns.
+pub const MAX_ALERTS: usize = 10_000;
+
+#[derive(Deserialize)]
+struct AlertParams {
+    since: Option<String>,
+    rule: Option<String>,
+    priority: Option<String>,
+    limit: Option<usize>,
+}
+
+/// The alerts route over the alert log in the data directory `data`.
+pub fn routes(data: &Path, auth: Arc<Authenticator>) -> Router {
+    let router = Router::new()
+        .route("/api/v1/alerts", get(alerts))
+        .with_state(Arc::new(AlertLog::new(data)));
+    with_auth(router, auth)
+}
+
+async fn alerts(
+    State(log): State<Arc<AlertLog>>,
+    _caller: Reader,
+    Query(p): Query<AlertParams>,
+) -> Response {
+    let since = match p
+        .since
+        .as_deref()
+        .map(|s| kaudit_query::parse_time_bound(s, MicroTime::now()))
+    {
+        None => None,
+        Some(Ok(t)) => Some(t),
+        Some(Err(e)) => return error(StatusCode::BAD_REQUEST, format!("since: {e}")),
+    };
+    let limit = p.limit.unwrap_or(100).min(MAX_ALERTS);
+    let all = match tokio::task::spawn_blocking(move || log.list()).await {
+        Ok(Ok(a)) => a,
+        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let items: Vec<StoredAlert> = all
+        .into_iter()
+        .rev()
+        .filter(|a| p.rule.as_ref().is_none_or(|r| &a.rule == r))
+        .filter(|a| {
+            p.priority
+                .as_ref()
+                .is_none_or(|r| a.priority.eq_ignore_ascii_case(r))
+        })
+        .filter(|a| {
+            since.is_none_or(|s| MicroTime::parse(&a.time).map(|t| t >= s).unwrap_or(true))
+        })
+        .take(limit)
+        .collect();
+    axum::Json(serde_json::json!({ "alerts": items })).into_response()
+}
