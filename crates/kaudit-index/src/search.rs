@@ -120,6 +120,72 @@ impl Hit {
     }
 }
 
+/// What a scan of the unindexed tail covered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TailScan {
+    /// Records read.
+    pub scanned: u64,
+    /// The sequence number after the last record read: where a follower of
+    /// the matches continues.
+    pub next: u64,
+}
+
+/// Reads the records of `store` from `from` (or its first record) to its
+/// end, oldest first, and calls `f` with each one matching `query` within
+/// the time bounds; `f` returns false to stop. The part of every search the
+/// index has not reached yet, and what `query --follow` polls.
+pub fn scan_tail(
+    store: &dyn LogReader,
+    from: u64,
+    query: &Query,
+    since: Option<i64>,
+    until: Option<i64>,
+    f: &mut dyn FnMut(Hit) -> bool,
+) -> IndexResult<TailScan> {
+    let start = from.max(store.first_seq());
+    let end = store.size();
+    let mut scan = TailScan {
+        scanned: 0,
+        next: start,
+    };
+    if start >= end {
+        return Ok(scan);
+    }
+    let mut err = None;
+    store.read(start..end, &mut |seq, leaf| {
+        scan.scanned += 1;
+        scan.next = seq + 1;
+        let ev = match Event::from_json(leaf.event) {
+            Ok(ev) => ev,
+            Err(e) => {
+                err = Some(IndexError::Record {
+                    seq,
+                    message: e.to_string(),
+                });
+                return false;
+            }
+        };
+        let t = event_time(&ev, leaf.received);
+        if since.is_some_and(|s| t < s) || until.is_some_and(|u| t >= u) {
+            return true;
+        }
+        if !query.matches(&ev, leaf.cluster) {
+            return true;
+        }
+        f(Hit {
+            seq,
+            time: t,
+            received: leaf.received,
+            cluster: leaf.cluster.to_string(),
+            event: leaf.event.to_vec(),
+        })
+    })?;
+    match err {
+        Some(e) => Err(e),
+        None => Ok(scan),
+    }
+}
+
 /// A page of hits.
 #[derive(Clone, Debug, Default)]
 pub struct Page {
@@ -244,49 +310,27 @@ pub fn search(
         ..Page::default()
     };
     // The tail: records the index has not reached.
-    let start = ix.next_seq().max(store.first_seq());
-    let end = store.size();
-    if start < end {
-        let mut tail: Vec<(i128, Hit)> = Vec::new();
-        let mut err = None;
-        store.read(start..end, &mut |seq, leaf| {
-            page.tail_scanned += 1;
-            let ev = match Event::from_json(leaf.event) {
-                Ok(ev) => ev,
-                Err(e) => {
-                    err = Some(IndexError::Record {
-                        seq,
-                        message: e.to_string(),
-                    });
-                    return false;
-                }
-            };
-            let t = event_time(&ev, leaf.received);
-            let r = req.rank(t, seq);
-            if !req.in_range(t) || after0.is_some_and(|a| r <= a) {
-                return true;
-            }
-            if req.query.matches(&ev, leaf.cluster) {
-                tail.push((
-                    r,
-                    Hit {
-                        seq,
-                        time: t,
-                        received: leaf.received,
-                        cluster: leaf.cluster.to_string(),
-                        event: leaf.event.to_vec(),
-                    },
-                ));
+    let mut tail: Vec<(i128, Hit)> = Vec::new();
+    let scan = scan_tail(
+        store,
+        ix.next_seq(),
+        &req.query,
+        req.since,
+        req.until,
+        &mut |hit| {
+            let r = req.rank(hit.time, hit.seq);
+            if after0.is_none_or(|a| r > a) {
+                tail.push((r, hit));
                 if tail.len() >= 2 * limit {
                     tail.sort_by_key(|h| h.0);
                     tail.truncate(limit);
                 }
             }
             true
-        })?;
-        if let Some(e) = err {
-            return Err(e);
-        }
+        },
+    )?;
+    page.tail_scanned = scan.scanned;
+    if !tail.is_empty() {
         hits.extend(tail);
         hits.sort_by_key(|h| h.0);
         hits.truncate(limit);
