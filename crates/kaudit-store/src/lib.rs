@@ -1,16 +1,27 @@
+#![warn(missing_docs)]
+
 //! Append-only, tamper-evident audit log store: segments, Merkle tree, signed checkpoints.
 //!
 //! # On disk (`--data DIR`)
 //!
-//! * `segments/<first seq>.kseg`: [`segment`] files of zstd-compressed bundles
-//!   (up to 4096 records or 1 MiB raw each), crc32c per bundle, and commit
-//!   markers. A bundle counts only once a commit marker follows it; a torn tail
-//!   is cut back to the last marker on open (and reported).
+//! * `segments/<first seq, 20 digits>.kseg`: [`segment`] files of
+//!   zstd-compressed bundles (up to 4096 records or 1 MiB raw each by
+//!   default), crc32c per bundle, and commit markers. A bundle counts only
+//!   once a commit marker follows it; a torn tail is cut back to the last
+//!   marker on open (and reported in [`OpenReport`]). With an encryption key
+//!   each bundle payload is sealed with ChaCha20-Poly1305 ([`crypt`]).
 //! * `tree/level-NN.hash`: the RFC 6962 tree's complete subtree hashes from
-//!   level 8 up ([`tree`]); `checkpoints.jsonl`: every signed checkpoint;
-//!   `checkpoint.key` (0600) / `checkpoint.pub`: the Ed25519 signed-note keys;
-//!   `index/dedupe.keys`: duplicate-detection keys; `pruned.json`,
-//!   `holds.json`: retention state.
+//!   level 8 up ([`tree`]); hashes below level 8 are recomputed from the
+//!   records when a proof needs them.
+//! * `checkpoints.jsonl`: every signed checkpoint; `checkpoint.key` (0600) /
+//!   `checkpoint.pub`: the Ed25519 signed-note keys ([`note`]).
+//! * `index/dedupe-<first kept seq>.keys`: 16-byte duplicate-detection keys,
+//!   one per stored record.
+//! * `pruned.json` (the signed prune record), `tree/pruned-edge.hash`, and
+//!   `holds.json`: retention state ([`retention`]).
+//! * `LOCK`: held (`flock`) by the one writable opener.
+//!
+//! [`paths`] names each of these.
 //!
 //! # What the Merkle leaf covers
 //!
@@ -20,10 +31,15 @@
 //! layout). Proofs carry
 //! `leaf_data` so an outside verifier needs nothing but SHA-256.
 //!
-//! # Reading
+//! # Writing, reading, checking
 //!
-//! [`LogReader`] is the narrow read interface queries and proofs use, so a
-//! second backend (ClickHouse) can serve the same calls.
+//! [`Store`] appends with group commit (concurrent appends share one
+//! fdatasync) or all-or-nothing through a [`Transaction`] (bulk [`import`]),
+//! signs checkpoints, and prunes by retention. [`LogReader`] is the narrow
+//! read interface queries, proofs and followers take, so they accept the
+//! store or a wrapper around it; [`feed`] hands just-appended records to
+//! followers without reading them back. [`verify`] recomputes everything
+//! from the stored bytes without writing.
 
 pub mod crypt;
 pub mod feed;
@@ -51,31 +67,94 @@ pub use store::{
 
 use merkle::Hash;
 use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Everything the store can fail with.
+///
+/// Variants that wrap a lower-level failure keep it as their
+/// [`source`](std::error::Error::source) and also print it, so a message read
+/// on its own still says what went wrong and where.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// A file operation failed (the message names the file).
-    #[error("{0}")]
-    Io(String),
+    /// A file operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// The file, or the part of the store (`tree`, `segment`, `dedupe
+        /// index`), the operation was on.
+        context: String,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// A read-only open was pointed at a directory that does not exist
+    /// (read-only opens never create one).
+    #[error("{}: no such store directory", .0.display())]
+    NoStore(PathBuf),
     /// Stored data is damaged or inconsistent.
     #[error("store is damaged: {0}")]
     Corrupt(String),
-    /// A key is missing or unusable.
+    /// Stored data did not decode (JSON, record layout, bundle payload,
+    /// segment header, signed note).
+    #[error("store is damaged: {context}: {source}")]
+    Undecodable {
+        /// Where: the file, with line or offset and record when known.
+        context: String,
+        /// Why it did not decode.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A key is missing, or the store was opened without the key an
+    /// operation needs.
     #[error("key: {0}")]
     Key(String),
+    /// A key file does not hold a usable key.
+    #[error("key: {}: {source}", path.display())]
+    KeyFile {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong with its text.
+        source: note::NoteError,
+    },
+    /// Making a new signing key (or its random origin name) failed.
+    #[error("key: {0}")]
+    KeyGen(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Encryption problems (wrong key, missing key).
     #[error(transparent)]
     Crypt(#[from] crypt::CryptError),
     /// Bad caller input.
     #[error("{0}")]
     Input(String),
+    /// A record handed to an append breaks the record limits.
+    #[error(transparent)]
+    Record(#[from] record::RecordError),
+    /// A time given by the caller (e.g. a legal hold's range) is not RFC 3339.
+    #[error(transparent)]
+    Time(#[from] kaudit_event::time::TimeError),
     /// Tree or proof problems.
     #[error(transparent)]
     Tree(#[from] merkle::TreeError),
     /// Another process holds the store.
     #[error("store {0} is in use by another kaudit process (LOCK is held)")]
     Locked(String),
+    /// A JSON record (checkpoint, prune record, holds) could not be encoded.
+    #[error("{0}")]
+    Encode(#[source] serde_json::Error),
+    /// An earlier write failed part-way, so the on-disk tail no longer
+    /// matches memory; the store refuses writes until it is reopened (which
+    /// cuts the tail back). Holds that earlier error's message: the error
+    /// itself went to the caller that hit it.
+    #[error("store is unusable after an earlier write error: {0}")]
+    Poisoned(String),
+    /// The shared commit (commit marker and fdatasync) failed; every append
+    /// waiting on it gets the same failure.
+    #[error("group commit failed: {0}")]
+    GroupCommit(#[source] Arc<StoreError>),
+    /// A thread panicked while holding one of the store's internal locks.
+    #[error("internal lock poisoned by an earlier panic")]
+    LockPoisoned,
+    /// A write found no segment open for appending (an internal invariant
+    /// was broken).
+    #[error("no active segment")]
+    NoActiveSegment,
 }
 
 /// Result alias.

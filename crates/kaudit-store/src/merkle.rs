@@ -85,7 +85,7 @@ pub trait NodeSource {
     fn node(&self, level: u32, index: u64) -> Result<Hash, TreeError>;
 }
 
-/// MTH(D[lo:hi]) built from complete subtrees.
+/// MTH(D\[lo:hi\]) built from complete subtrees.
 pub fn subtree_root(src: &dyn NodeSource, lo: u64, hi: u64) -> Result<Hash, TreeError> {
     let n = hi - lo;
     if n == 0 {
@@ -105,7 +105,7 @@ pub fn root(src: &dyn NodeSource, size: u64) -> Result<Hash, TreeError> {
     subtree_root(src, 0, size)
 }
 
-/// RFC 6962 PATH(m, D[0:size]): the audit path of leaf `m`, leaf side first.
+/// RFC 6962 PATH(m, D\[0:size\]): the audit path of leaf `m`, leaf side first.
 pub fn inclusion_proof(src: &dyn NodeSource, m: u64, size: u64) -> Result<Vec<Hash>, TreeError> {
     if m >= size {
         return Err(TreeError::BadRequest(format!(
@@ -139,7 +139,7 @@ fn path(
     Ok(())
 }
 
-/// RFC 6962 PROOF(old, D[0:new]): the consistency proof between two sizes.
+/// RFC 6962 PROOF(old, D\[0:new\]): the consistency proof between two sizes.
 pub fn consistency_proof(src: &dyn NodeSource, old: u64, new: u64) -> Result<Vec<Hash>, TreeError> {
     if old > new {
         return Err(TreeError::BadRequest(format!(

@@ -7,7 +7,7 @@
 //! straddling the boundary are saved, and a signed prune record tells
 //! `verify` the range was pruned on purpose rather than deleted.
 
-use crate::store::{paths, read_small, write_atomic};
+use crate::store::{io_err, paths, read_small, undecodable, write_atomic};
 use crate::{StoreError, StoreResult};
 use kaudit_event::MicroTime;
 use std::path::{Path, PathBuf};
@@ -21,13 +21,77 @@ pub struct Retention {
     pub max_size: Option<u64>,
 }
 
+/// Why a retention value (`400d`, `500GiB`) was refused. Each names the text
+/// it was given, so a message from a config file or a flag points at it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    /// The duration does not start with a number.
+    #[error("duration {text:?}: want a number and a unit (s, m, h, d, w), e.g. 400d")]
+    DurationNumber {
+        /// The text given.
+        text: String,
+        /// Why the number did not parse.
+        source: std::num::ParseIntError,
+    },
+    /// The duration's unit is not one of s, m, h, d, w.
+    #[error("duration {text:?}: unknown unit {unit:?} (s, m, h, d, w)")]
+    DurationUnit {
+        /// The text given.
+        text: String,
+        /// The unit found.
+        unit: String,
+    },
+    /// The duration does not fit in 64-bit seconds.
+    #[error("duration {0:?} is too large")]
+    DurationTooLarge(String),
+    /// The size does not start with a number.
+    #[error("size {text:?}: want a number and a unit, e.g. 500GiB")]
+    SizeNumber {
+        /// The text given.
+        text: String,
+        /// Why the number did not parse.
+        source: std::num::ParseIntError,
+    },
+    /// The size's unit is not a known byte unit.
+    #[error("size {text:?}: unknown unit {unit:?}")]
+    SizeUnit {
+        /// The text given.
+        text: String,
+        /// The unit found.
+        unit: String,
+    },
+    /// The size does not fit in 64-bit bytes.
+    #[error("size {0:?} is too large")]
+    SizeTooLarge(String),
+}
+
+/// Why the store's part of a configuration file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file is not YAML.
+    #[error("config: {0}")]
+    Yaml(#[source] serde_saphyr::Error),
+    /// A store key has the wrong shape (e.g. `retention` is not a map).
+    #[error("config: {0}")]
+    Shape(#[source] serde_json::Error),
+    /// A retention value is malformed.
+    #[error("config {key}: {source}")]
+    Value {
+        /// The key, e.g. `retention.max_age`.
+        key: &'static str,
+        /// What is wrong with its value.
+        source: ValueError,
+    },
+}
+
 /// Parses `400d`, `12h`, `30m`, `90s`, `2w`.
-pub fn parse_duration(s: &str) -> Result<u64, String> {
+pub fn parse_duration(s: &str) -> Result<u64, ValueError> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| {
-        format!("duration {s:?}: want a number and a unit (s, m, h, d, w), e.g. 400d")
+    let n: u64 = num.parse().map_err(|source| ValueError::DurationNumber {
+        text: s.to_string(),
+        source,
     })?;
     let mult = match unit {
         "s" => 1,
@@ -36,23 +100,25 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
         "d" => 86_400,
         "w" => 7 * 86_400,
         _ => {
-            return Err(format!(
-                "duration {s:?}: unknown unit {unit:?} (s, m, h, d, w)"
-            ))
+            return Err(ValueError::DurationUnit {
+                text: s.to_string(),
+                unit: unit.to_string(),
+            })
         }
     };
     n.checked_mul(mult)
-        .ok_or_else(|| format!("duration {s:?} is too large"))
+        .ok_or_else(|| ValueError::DurationTooLarge(s.to_string()))
 }
 
 /// Parses `500GiB`, `10MB`, `1024` (bytes).
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub fn parse_size(s: &str) -> Result<u64, ValueError> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("size {s:?}: want a number and a unit, e.g. 500GiB"))?;
+    let n: u64 = num.parse().map_err(|source| ValueError::SizeNumber {
+        text: s.to_string(),
+        source,
+    })?;
     let mult: u64 = match unit.trim() {
         "" | "B" => 1,
         "KB" | "kB" => 1000,
@@ -63,10 +129,15 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "MiB" => 1 << 20,
         "GiB" => 1 << 30,
         "TiB" => 1 << 40,
-        u => return Err(format!("size {s:?}: unknown unit {u:?}")),
+        u => {
+            return Err(ValueError::SizeUnit {
+                text: s.to_string(),
+                unit: u.to_string(),
+            })
+        }
     };
     n.checked_mul(mult)
-        .ok_or_else(|| format!("size {s:?} is too large"))
+        .ok_or_else(|| ValueError::SizeTooLarge(s.to_string()))
 }
 
 /// The store's part of the configuration file.
@@ -109,15 +180,14 @@ struct RawCheckpoint {
 impl StoreConfig {
     /// Reads `retention`, `encryption` and `checkpoint` from a YAML config
     /// file (other top-level keys belong to other parts of kaudit and are ignored).
-    pub fn from_yaml(text: &str) -> Result<Self, String> {
-        let v: serde_json::Value =
-            serde_saphyr::from_str(text).map_err(|e| format!("config: {e}"))?;
+    pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
+        let v: serde_json::Value = serde_saphyr::from_str(text).map_err(ConfigError::Yaml)?;
         let pick = serde_json::json!({
             "retention": v.get("retention"),
             "encryption": v.get("encryption"),
             "checkpoint": v.get("checkpoint"),
         });
-        let raw: RawConfig = serde_json::from_value(pick).map_err(|e| format!("config: {e}"))?;
+        let raw: RawConfig = serde_json::from_value(pick).map_err(ConfigError::Shape)?;
         let mut c = StoreConfig::default();
         if let Some(r) = raw.retention {
             c.retention.max_age_secs = r
@@ -125,13 +195,19 @@ impl StoreConfig {
                 .as_deref()
                 .map(parse_duration)
                 .transpose()
-                .map_err(|e| format!("config retention.max_age: {e}"))?;
-            c.retention.max_size = r
-                .max_size
-                .as_deref()
-                .map(parse_size)
-                .transpose()
-                .map_err(|e| format!("config retention.max_size: {e}"))?;
+                .map_err(|source| ConfigError::Value {
+                    key: "retention.max_age",
+                    source,
+                })?;
+            c.retention.max_size =
+                r.max_size
+                    .as_deref()
+                    .map(parse_size)
+                    .transpose()
+                    .map_err(|source| ConfigError::Value {
+                        key: "retention.max_size",
+                        source,
+                    })?;
         }
         c.encryption_key = raw.encryption.map(|e| e.key_file);
         if let Some(cp) = raw.checkpoint {
@@ -179,7 +255,7 @@ fn read_holds_file(dir: &Path) -> StoreResult<HoldFile> {
         });
     }
     let data = read_small(&p, 16 << 20)?;
-    serde_json::from_slice(&data).map_err(|e| StoreError::Corrupt(format!("{}: {e}", p.display())))
+    serde_json::from_slice(&data).map_err(|e| undecodable(p.display(), e))
 }
 
 /// Lists legal holds.
@@ -201,7 +277,7 @@ pub fn add_hold(
         s.map(|s| {
             MicroTime::parse(s)
                 .map(|t| t.micros())
-                .map_err(|e| StoreError::Input(e.to_string()))
+                .map_err(StoreError::Time)
         })
         .transpose()
     };
@@ -211,7 +287,7 @@ pub fn add_hold(
             return Err(StoreError::Input("hold --since is after --until".into()));
         }
     }
-    std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(format!("{}: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir).map_err(io_err(dir.display()))?;
     let mut f = read_holds_file(dir)?;
     let hold = Hold {
         id: f.next_id.max(1),
@@ -222,7 +298,7 @@ pub fn add_hold(
     };
     f.next_id = hold.id + 1;
     f.holds.push(hold.clone());
-    let data = serde_json::to_vec_pretty(&f).map_err(|e| StoreError::Io(e.to_string()))?;
+    let data = serde_json::to_vec_pretty(&f).map_err(StoreError::Encode)?;
     write_atomic(&paths::holds(dir), &data, 0o644)?;
     Ok(hold)
 }
@@ -235,7 +311,7 @@ pub fn remove_hold(dir: &Path, id: u64) -> StoreResult<bool> {
     if f.holds.len() == before {
         return Ok(false);
     }
-    let data = serde_json::to_vec_pretty(&f).map_err(|e| StoreError::Io(e.to_string()))?;
+    let data = serde_json::to_vec_pretty(&f).map_err(StoreError::Encode)?;
     write_atomic(&paths::holds(dir), &data, 0o644)?;
     Ok(true)
 }
@@ -270,6 +346,7 @@ mod tests {
         assert_eq!(c.publish_checkpoint, Some(PathBuf::from("/srv/cp.txt")));
         assert!(StoreConfig::from_yaml("retention: {max_age: forever}")
             .unwrap_err()
+            .to_string()
             .contains("max_age"));
         assert_eq!(
             StoreConfig::from_yaml("{}").unwrap(),

@@ -40,6 +40,20 @@ pub struct SegmentHeader {
     pub key_id: Option<[u8; 8]>,
 }
 
+/// Why a segment header was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    /// Fewer bytes than a header.
+    #[error("segment is shorter than its 32-byte header")]
+    Short,
+    /// Not a kaudit segment at all.
+    #[error("not a kaudit segment (bad magic)")]
+    Magic,
+    /// The header was altered or torn.
+    #[error("segment header checksum mismatch")]
+    Checksum,
+}
+
 impl SegmentHeader {
     /// Serialises the header.
     pub fn encode(&self) -> [u8; SEGMENT_HEADER] {
@@ -55,15 +69,15 @@ impl SegmentHeader {
     }
 
     /// Parses a header.
-    pub fn decode(b: &[u8]) -> Result<Self, String> {
+    pub fn decode(b: &[u8]) -> Result<Self, HeaderError> {
         if b.len() < SEGMENT_HEADER {
-            return Err("segment is shorter than its 32-byte header".into());
+            return Err(HeaderError::Short);
         }
         if &b[..8] != SEG_MAGIC {
-            return Err("not a kaudit segment (bad magic)".into());
+            return Err(HeaderError::Magic);
         }
         if crc32c::crc32c(&b[..28]) != le32(&b[28..32]) {
-            return Err("segment header checksum mismatch".into());
+            return Err(HeaderError::Checksum);
         }
         let flags = le32(&b[16..20]);
         let mut id = [0u8; 8];

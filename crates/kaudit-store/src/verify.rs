@@ -12,9 +12,11 @@ use crate::merkle::{CompactRange, Hash, NodeSource, TreeError};
 use crate::note::{Checkpoint, Verifier25519};
 use crate::record::iter_leaves;
 use crate::segment::{self, Frame, FrameProblem, SegmentHeader};
-use crate::store::{list_segments, paths, read_checkpoints, read_edge, read_pruned, PruneRecord};
+use crate::store::{
+    io_err, list_segments, paths, read_checkpoints, read_edge, read_pruned, PruneRecord,
+};
 use crate::tree::{Tree, GROUP, GROUP_LEVEL};
-use crate::{StoreError, StoreResult};
+use crate::StoreResult;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -289,8 +291,7 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> StoreResult<VerifyReport> {
     };
     let first = pruned.as_ref().map_or(0, |p| p.before);
     rep.pruned_before = first;
-    let tree = Tree::open(&paths::tree(dir), false, u64::MAX)
-        .map_err(|e| StoreError::Io(format!("tree: {e}")))?;
+    let tree = Tree::open(&paths::tree(dir), false, u64::MAX).map_err(io_err("tree"))?;
     let mut frontier = CompactRange::new();
     let mut edge = (0u64, Vec::new());
     if let Some(rec) = &pruned {
@@ -364,8 +365,7 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> StoreResult<VerifyReport> {
             ));
             continue;
         }
-        let buf =
-            std::fs::read(path).map_err(|e| StoreError::Io(format!("{}: {e}", path.display())))?;
+        let buf = std::fs::read(path).map_err(io_err(path.display()))?;
         let problem = |seq: u64, offset: Option<u64>, what: String| Finding {
             seq: Some(seq),
             segment: Some(path.clone()),
@@ -375,7 +375,7 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> StoreResult<VerifyReport> {
         let header = match SegmentHeader::decode(&buf) {
             Ok(h) => h,
             Err(e) => {
-                rep.problems.push(problem(expect, Some(0), e));
+                rep.problems.push(problem(expect, Some(0), e.to_string()));
                 broken = true;
                 break;
             }

@@ -1,0 +1,519 @@
+//! The store: the [`Store`] handle with its append (group commit) and read
+//! paths. Everything else lives in the submodules, one concern each:
+//!
+//! * [`options`]: what a caller chooses when opening;
+//! * [`open`]: opening and crash recovery;
+//! * [`paths`]: where each file lives inside a data directory;
+//! * [`files`]: file helpers shared with retention and verify;
+//! * [`keys`]: the checkpoint signing and verifier keys;
+//! * [`lock`]: the writer lock;
+//! * [`bundle`]: building bundles and reading them back;
+//! * [`transaction`]: all-or-nothing appends;
+//! * [`proofs`]: the tree view and RFC 6962 proofs;
+//! * [`checkpoint`]: signed checkpoints;
+//! * [`prune`]: retention pruning and the signed prune record;
+//! * [`stat`]: counts and sizes.
+//!
+//! Submodules build on this module's types, [`options`], [`paths`] and
+//! [`files`], and on the plain data types ([`BundleMeta`],
+//! [`StoredCheckpoint`]). Beyond those, only [`open`] (which assembles a
+//! store) reaches into several siblings, [`prune`] uses [`proofs`] for the
+//! edge hashes, and [`transaction`] uses [`bundle`]; nothing depends on
+//! [`open`].
+
+mod bundle;
+mod checkpoint;
+mod files;
+mod keys;
+mod lock;
+mod open;
+mod options;
+pub mod paths;
+mod proofs;
+mod prune;
+mod stat;
+mod transaction;
+
+pub use bundle::BundleMeta;
+pub use checkpoint::{read_checkpoints, StoredCheckpoint};
+pub use keys::{load_signer, load_verifier};
+pub use open::{list_segments, OpenReport};
+pub use options::StoreOptions;
+pub use prune::{read_edge, read_pruned, PruneRecord};
+pub use stat::Stat;
+pub use transaction::Transaction;
+
+pub(crate) use files::{io_err, read_small, undecodable, write_atomic};
+
+use crate::crypt::Cipher;
+use crate::merkle::Hash;
+use crate::note::{Signer25519, Verifier25519};
+use crate::record::{iter_leaves, validate_parts, LeafRef, Record, RecordRef};
+use crate::segment::{self, SegmentHeader};
+use crate::tree::Tree;
+use crate::{StoreError, StoreResult};
+use bundle::{read_bundle, BundleBuilder};
+use std::collections::HashSet as StdHashSet;
+use std::fs::{File, OpenOptions};
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::Instant;
+
+/// Dedupe keys are already SHA-256 output: hashing them again is wasted work,
+/// so the set uses their first 8 bytes as the hash.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KeyHash(u64);
+
+impl std::hash::Hasher for KeyHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for (i, b) in bytes.iter().take(8).enumerate() {
+            self.0 ^= u64::from(*b) << (8 * i);
+        }
+    }
+}
+
+type HashSet<T> = StdHashSet<T, std::hash::BuildHasherDefault<KeyHash>>;
+
+/// One segment file.
+#[derive(Debug)]
+pub struct SegmentInfo {
+    /// Its path.
+    pub path: PathBuf,
+    /// First sequence number.
+    pub first_seq: u64,
+    /// Open handle for reads.
+    pub file: Arc<File>,
+    /// Encryption key id of its bundles.
+    pub key_id: Option<[u8; 8]>,
+}
+
+/// Reader-visible state.
+pub struct Shared {
+    /// Segments in order.
+    pub segments: Vec<SegmentInfo>,
+    /// Committed bundles in order.
+    pub bundles: Vec<BundleMeta>,
+    /// The tree over every written record.
+    pub tree: Tree,
+    /// Records durable and visible: the tree size checkpoints and proofs use.
+    pub durable: u64,
+    /// First record still stored (records below were pruned).
+    pub first_seq: u64,
+    /// Kept checkpoints, oldest first.
+    pub checkpoints: Vec<StoredCheckpoint>,
+}
+
+struct Writer {
+    active: Option<Active>,
+    next_seq: u64,
+    marker_seq: u64,
+    dedupe: HashSet<[u8; 16]>,
+    dedupe_file: Option<File>,
+    dedupe_len: u64,
+    compressor: zstd::bulk::Compressor<'static>,
+    last_checkpoint: Instant,
+    poisoned: Option<String>,
+    /// Reused between appends so that each batch does not grow (and fault
+    /// in) a fresh megabyte-sized buffer.
+    builder: BundleBuilder,
+}
+
+struct Active {
+    file: Arc<File>,
+    len: u64,
+    segment: usize,
+}
+
+struct SyncState {
+    durable: u64,
+    leader: bool,
+    /// A failed group commit, handed to every waiter.
+    error: Option<Arc<StoreError>>,
+}
+
+/// The append-only store. Safe to share between threads (`Arc<Store>`).
+pub struct Store {
+    dir: PathBuf,
+    opts: StoreOptions,
+    signer: Option<Signer25519>,
+    verifier: Verifier25519,
+    cipher: Option<Cipher>,
+    writer: Mutex<Writer>,
+    shared: RwLock<Shared>,
+    sync: Mutex<SyncState>,
+    synced: Condvar,
+    group_cache: Mutex<Option<(u64, Vec<Hash>)>>,
+    _lock: Option<File>,
+    report: OpenReport,
+}
+
+/// Outcome of an append.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// Sequence numbers given to the new records.
+    pub seqs: Range<u64>,
+    /// Records dropped as exact duplicates.
+    pub duplicates: u64,
+}
+
+/// For `map_err` on a poisoned internal lock (the guard cannot be kept).
+fn lock_poison<T>(_: T) -> StoreError {
+    StoreError::LockPoisoned
+}
+
+impl Store {
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The checkpoint verifier key.
+    pub fn verifier(&self) -> &Verifier25519 {
+        &self.verifier
+    }
+
+    /// The loaded encryption key, if any.
+    pub fn cipher(&self) -> Option<&Cipher> {
+        self.cipher.as_ref()
+    }
+
+    /// Reader-side state (hold briefly).
+    pub fn shared(&self) -> StoreResult<std::sync::RwLockReadGuard<'_, Shared>> {
+        self.shared.read().map_err(lock_poison)
+    }
+
+    /// Calls `f(seq, leaf)` for each record in `range` (stops when `f` returns false).
+    pub(crate) fn for_each_leaf(
+        shared: &Shared,
+        cipher: Option<&Cipher>,
+        range: Range<u64>,
+        f: &mut dyn FnMut(u64, LeafRef<'_>) -> StoreResult<bool>,
+    ) -> StoreResult<()> {
+        if range.start >= range.end {
+            return Ok(());
+        }
+        let start_idx = shared
+            .bundles
+            .partition_point(|b| b.first_seq + u64::from(b.count) <= range.start);
+        for b in &shared.bundles[start_idx..] {
+            if b.first_seq >= range.end {
+                break;
+            }
+            let raw = read_bundle(shared, b, cipher)?;
+            for (i, leaf) in iter_leaves(&raw).enumerate() {
+                let seq = b.first_seq + i as u64;
+                let seg = &shared.segments[b.segment];
+                let leaf = leaf.map_err(|e| {
+                    undecodable(
+                        format_args!("{}:{}: record {seq}", seg.path.display(), b.offset),
+                        e,
+                    )
+                })?;
+                if seq < range.start {
+                    continue;
+                }
+                if seq >= range.end {
+                    return Ok(());
+                }
+                if leaf.seq != seq {
+                    return Err(StoreError::Corrupt(format!(
+                        "{}:{}: record at position {seq} carries sequence number {}",
+                        seg.path.display(),
+                        b.offset,
+                        leaf.seq
+                    )));
+                }
+                if !f(seq, leaf)? {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads records `range` (clamped to what is stored and durable).
+    pub fn read(
+        &self,
+        range: Range<u64>,
+        f: &mut dyn FnMut(u64, LeafRef<'_>) -> bool,
+    ) -> StoreResult<()> {
+        let shared = self.shared()?;
+        let range = range.start.max(shared.first_seq)..range.end.min(shared.durable);
+        Self::for_each_leaf(&shared, self.cipher.as_ref(), range, &mut |s, l| {
+            Ok(f(s, l))
+        })
+    }
+
+    /// Appends records durably: returns once they are fsynced (group commit:
+    /// concurrent callers share one fdatasync). Exact duplicates are dropped.
+    pub fn append_batch(&self, records: Vec<Record>) -> StoreResult<Appended> {
+        let refs: Vec<RecordRef<'_>> = records.iter().map(Record::as_ref).collect();
+        self.append_refs(&refs)
+    }
+
+    /// [`Store::append_batch`] for records whose bytes live elsewhere (the
+    /// ingest path keeps its parsed events for the live feed and lends their
+    /// bytes here, so nothing is copied twice).
+    pub fn append_refs(&self, records: &[RecordRef<'_>]) -> StoreResult<Appended> {
+        for r in records {
+            validate_parts(r.cluster, r.event)?;
+        }
+        let (range, dups) = {
+            let mut w = self.writer.lock().map_err(lock_poison)?;
+            if let Some(p) = &w.poisoned {
+                return Err(StoreError::Poisoned(p.clone()));
+            }
+            let res = self.write_records(&mut w, records);
+            if let Err(e) = &res {
+                w.poisoned = Some(e.to_string());
+            }
+            res?
+        };
+        self.wait_durable(range.end)?;
+        Ok(Appended {
+            seqs: range,
+            duplicates: dups,
+        })
+    }
+
+    fn ensure_segment(&self, w: &mut Writer) -> StoreResult<()> {
+        let need_new = match &w.active {
+            None => true,
+            Some(a) => a.len >= self.opts.segment_target_bytes,
+        };
+        if !need_new {
+            return Ok(());
+        }
+        if let Some(a) = &w.active {
+            // Seal the old segment: commit everything in it and make it durable.
+            if w.marker_seq < w.next_seq {
+                a.file
+                    .write_all_at(&segment::encode_commit(w.next_seq), a.len)
+                    .map_err(io_err("segment"))?;
+                w.marker_seq = w.next_seq;
+            }
+            a.file.sync_data().map_err(io_err("segment"))?;
+        }
+        let first_seq = w.next_seq;
+        let path = paths::segments(&self.dir).join(segment::segment_name(first_seq));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(io_err(path.display()))?;
+        let header = SegmentHeader {
+            first_seq,
+            key_id: self.cipher.as_ref().map(Cipher::id),
+        };
+        file.write_all_at(&header.encode(), 0)
+            .map_err(io_err(path.display()))?;
+        file.sync_all().map_err(io_err(path.display()))?;
+        if let Ok(d) = File::open(paths::segments(&self.dir)) {
+            d.sync_all().map_err(io_err("segments directory"))?;
+        }
+        let file = Arc::new(file);
+        let mut shared = self.shared.write().map_err(lock_poison)?;
+        shared.segments.push(SegmentInfo {
+            path,
+            first_seq,
+            file: file.clone(),
+            key_id: header.key_id,
+        });
+        w.active = Some(Active {
+            file,
+            len: segment::SEGMENT_HEADER as u64,
+            segment: shared.segments.len() - 1,
+        });
+        Ok(())
+    }
+
+    /// Compresses and writes bundles for `records`, publishing them to readers
+    /// only up to the durable size.
+    fn write_records(
+        &self,
+        w: &mut Writer,
+        records: &[RecordRef<'_>],
+    ) -> StoreResult<(Range<u64>, u64)> {
+        let start = w.next_seq;
+        let mut dups = 0u64;
+        let mut builder = std::mem::take(&mut w.builder);
+        builder.clear();
+        let mut new_keys = Vec::new();
+        let mut metas = Vec::new();
+        let mut leaves = Vec::new();
+        self.ensure_segment(w)?;
+        for r in records {
+            let seq = w.next_seq;
+            let mark = (
+                builder.raw.len(),
+                builder.count,
+                builder.min_time,
+                builder.max_time,
+            );
+            let key = builder.add_parts(r.cluster, r.event, r.received, seq, &mut leaves);
+            if !w.dedupe.insert(key) {
+                builder.undo(mark);
+                leaves.pop();
+                dups += 1;
+                continue;
+            }
+            new_keys.extend_from_slice(&key);
+            w.next_seq += 1;
+            if builder.full(&self.opts) {
+                metas.push(self.flush_bundle(w, &mut builder)?);
+            }
+        }
+        if builder.count > 0 {
+            metas.push(self.flush_bundle(w, &mut builder)?);
+        }
+        w.builder = builder;
+        if let Some(f) = &w.dedupe_file {
+            f.write_all_at(&new_keys, w.dedupe_len * 16)
+                .map_err(io_err("dedupe index"))?;
+        }
+        w.dedupe_len += new_keys.len() as u64 / 16;
+        let mut shared = self.shared.write().map_err(lock_poison)?;
+        shared.bundles.extend(metas);
+        for h in leaves {
+            shared.tree.push(h).map_err(io_err("tree"))?;
+        }
+        Ok((start..w.next_seq, dups))
+    }
+
+    fn flush_bundle(&self, w: &mut Writer, b: &mut BundleBuilder) -> StoreResult<BundleMeta> {
+        let frame = segment::encode_bundle(
+            b.first_seq,
+            b.count,
+            &b.raw,
+            b.min_time,
+            b.max_time,
+            &mut w.compressor,
+            self.cipher.as_ref(),
+        )
+        .map_err(io_err("compressing a bundle"))?;
+        let a = w.active.as_mut().ok_or(StoreError::NoActiveSegment)?;
+        a.file
+            .write_all_at(&frame, a.len)
+            .map_err(io_err("segment"))?;
+        let meta = BundleMeta {
+            first_seq: b.first_seq,
+            count: b.count,
+            segment: a.segment,
+            offset: a.len,
+            raw_len: b.raw.len() as u32,
+            stored_len: frame.len() as u32,
+            min_time: b.min_time,
+            max_time: b.max_time,
+        };
+        a.len += frame.len() as u64;
+        b.clear();
+        Ok(meta)
+    }
+
+    /// Blocks until records below `end` are durable, leading a group commit if no one else is.
+    fn wait_durable(&self, end: u64) -> StoreResult<()> {
+        let mut s = self.sync.lock().map_err(lock_poison)?;
+        loop {
+            if s.durable >= end {
+                return Ok(());
+            }
+            if let Some(e) = &s.error {
+                return Err(StoreError::GroupCommit(Arc::clone(e)));
+            }
+            if s.leader {
+                s = self.synced.wait(s).map_err(lock_poison)?;
+                continue;
+            }
+            s.leader = true;
+            drop(s);
+            let res = self.commit_written();
+            s = self.sync.lock().map_err(lock_poison)?;
+            s.leader = false;
+            match res {
+                Ok(t) => {
+                    s.durable = s.durable.max(t);
+                    if let Ok(mut sh) = self.shared.write() {
+                        sh.durable = sh.durable.max(t);
+                    }
+                }
+                Err(e) => s.error = Some(Arc::new(e)),
+            }
+            self.synced.notify_all();
+        }
+    }
+
+    /// Writes a commit marker for everything written so far and fdatasyncs.
+    fn commit_written(&self) -> StoreResult<u64> {
+        let (file, target) = {
+            let mut w = self.writer.lock().map_err(lock_poison)?;
+            let target = w.next_seq;
+            let Some(a) = w.active.as_mut() else {
+                return Ok(target);
+            };
+            let file = a.file.clone();
+            if w.marker_seq < target {
+                let a = w.active.as_mut().ok_or(StoreError::NoActiveSegment)?;
+                a.file
+                    .write_all_at(&segment::encode_commit(target), a.len)
+                    .map_err(io_err("segment"))?;
+                a.len += segment::COMMIT_FRAME as u64;
+                w.marker_seq = target;
+            }
+            (file, target)
+        };
+        file.sync_data().map_err(io_err("fdatasync"))?;
+        Ok(target)
+    }
+
+    /// Durable record count (= tree size).
+    pub fn len(&self) -> u64 {
+        self.shared().map_or(0, |s| s.durable)
+    }
+
+    /// Whether the log holds no records.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Finds the first record whose event has this auditID (scans from the newest bundle).
+    pub fn find_audit_id(&self, audit_id: &str) -> StoreResult<Option<u64>> {
+        let shared = self.shared()?;
+        let mut needle = b"\"auditID\":".to_vec();
+        kaudit_event::json::write_str(&mut needle, audit_id);
+        let finder = memchr::memmem::Finder::new(&needle);
+        for b in shared.bundles.iter().rev() {
+            if b.first_seq >= shared.durable {
+                continue;
+            }
+            let raw = read_bundle(&shared, b, self.cipher.as_ref())?;
+            if finder.find(&raw).is_none() {
+                continue;
+            }
+            for (i, leaf) in iter_leaves(&raw).enumerate() {
+                let Ok(leaf) = leaf else { continue };
+                if finder.find(leaf.event).is_some() {
+                    if let Ok(ev) = kaudit_event::Event::from_json(leaf.event) {
+                        if ev.audit_id() == audit_id {
+                            return Ok(Some(b.first_seq + i as u64));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if !self.opts.read_only {
+            let _ = self.checkpoint();
+        }
+    }
+}

@@ -1,0 +1,475 @@
+//! Opening a store and crash recovery: segments are scanned up to their last
+//! commit marker, a torn tail is cut back (and reported), leftovers of an
+//! interrupted prune are removed, and derived files (tree levels, dedupe
+//! keys) are replayed from the records when they lag behind.
+
+use super::bundle::BundleBuilder;
+use super::checkpoint::read_checkpoints;
+use super::files::{io_err, undecodable, write_atomic};
+use super::keys::{load_signer, load_verifier};
+use super::lock::take_lock;
+use super::prune::{read_edge, read_pruned};
+use super::{
+    paths, Active, BundleMeta, HashSet, SegmentInfo, Shared, Store, StoreOptions, SyncState, Writer,
+};
+use crate::crypt::Cipher;
+use crate::merkle::Hash;
+use crate::record::dedupe_key;
+use crate::segment::{self, Frame, FrameProblem, HeaderError, SegmentHeader};
+use crate::tree::Tree;
+use crate::{StoreError, StoreResult};
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::Instant;
+
+/// What opening the store found and fixed.
+#[derive(Clone, Debug, Default)]
+pub struct OpenReport {
+    /// Torn tails cut back: (segment path, offset cut at, bytes removed).
+    pub cut: Vec<(PathBuf, u64, u64)>,
+    /// Leaves re-hashed from the segments to rebuild derived files.
+    pub replayed: u64,
+}
+
+impl OpenReport {
+    /// One line per repair, for logs.
+    pub fn describe(&self) -> Vec<String> {
+        self.cut
+            .iter()
+            .map(|(p, off, n)| {
+                format!(
+                    "recovered: cut {n} uncommitted bytes at {}:{off} (torn tail from an interrupted write)",
+                    p.display()
+                )
+            })
+            .collect()
+    }
+}
+
+/// Lists segment files in sequence order.
+pub fn list_segments(dir: &Path) -> StoreResult<Vec<(u64, PathBuf)>> {
+    let sdir = paths::segments(dir);
+    let mut out = Vec::new();
+    let rd = match std::fs::read_dir(&sdir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(io_err(sdir.display())(e)),
+    };
+    for ent in rd {
+        let ent = ent.map_err(io_err(sdir.display()))?;
+        let name = ent.file_name();
+        if let Some(seq) = segment::parse_segment_name(&name.to_string_lossy()) {
+            out.push((seq, ent.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Result of scanning one segment's frames.
+struct SegmentScan {
+    header: SegmentHeader,
+    bundles: Vec<segment::BundleHeader>,
+    offsets: Vec<u64>,
+    /// End of the last commit marker (or of the header when there is none).
+    committed_end: u64,
+    committed_seq: Option<u64>,
+    file_len: u64,
+    /// A problem that is not a torn tail.
+    corrupt: Option<(u64, String)>,
+}
+
+/// Scans a segment's frames up to the last commit marker. The outer error is
+/// a failed read; the inner one a file that is not a segment (yet).
+fn scan_segment(file: &File, check_crc: bool) -> std::io::Result<Result<SegmentScan, HeaderError>> {
+    let file_len = file.metadata()?.len();
+    let mut hb = [0u8; segment::SEGMENT_HEADER];
+    if file_len < segment::SEGMENT_HEADER as u64 {
+        return Ok(Err(HeaderError::Short));
+    }
+    file.read_exact_at(&mut hb, 0)?;
+    let header = match SegmentHeader::decode(&hb) {
+        Ok(h) => h,
+        Err(e) => return Ok(Err(e)),
+    };
+    let mut scan = SegmentScan {
+        header,
+        bundles: Vec::new(),
+        offsets: Vec::new(),
+        committed_end: segment::SEGMENT_HEADER as u64,
+        committed_seq: None,
+        file_len,
+        corrupt: None,
+    };
+    let mut committed_bundles = 0usize;
+    let mut off = segment::SEGMENT_HEADER as u64;
+    while off < file_len {
+        match segment::read_frame(file, off, file_len, check_crc) {
+            Ok(Frame::Bundle { header, .. }) => {
+                scan.bundles.push(header);
+                scan.offsets.push(off);
+                off += (segment::BUNDLE_HEADER as u64) + u64::from(header.stored_len);
+            }
+            Ok(Frame::Commit { end_seq, .. }) => {
+                off += segment::COMMIT_FRAME as u64;
+                scan.committed_end = off;
+                scan.committed_seq = Some(end_seq);
+                committed_bundles = scan.bundles.len();
+            }
+            Err(FrameProblem::Incomplete) => break,
+            Err(FrameProblem::Corrupt(why)) => {
+                // Complete garbage after the last commit is a torn tail only if
+                // no valid commit marker follows it.
+                if commit_marker_after(file, off, file_len)? {
+                    scan.corrupt = Some((off, why));
+                }
+                break;
+            }
+        }
+    }
+    scan.bundles.truncate(committed_bundles);
+    scan.offsets.truncate(committed_bundles);
+    Ok(Ok(scan))
+}
+
+fn commit_marker_after(file: &File, from: u64, file_len: u64) -> std::io::Result<bool> {
+    let mut buf = vec![0u8; (file_len - from) as usize];
+    file.read_exact_at(&mut buf, from)?;
+    let finder = memchr::memmem::Finder::new(b"KCM1");
+    for pos in finder.find_iter(&buf) {
+        if pos + segment::COMMIT_FRAME <= buf.len() {
+            let f = &buf[pos..pos + segment::COMMIT_FRAME];
+            if crc32c::crc32c(&f[..12]) == u32::from_le_bytes([f[12], f[13], f[14], f[15]]) {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+impl Store {
+    /// Opens (creating if needed and writable) the store in `dir`.
+    pub fn open(dir: &Path, opts: StoreOptions) -> StoreResult<Store> {
+        let writable = !opts.read_only;
+        if writable {
+            // The signing key comes first: a crash before it exists then
+            // leaves an empty directory, never data without a key.
+            std::fs::create_dir_all(dir).map_err(io_err(dir.display()))?;
+            load_signer(dir, &opts, true)?;
+            for d in [paths::segments(dir), paths::tree(dir), dir.join("index")] {
+                std::fs::create_dir_all(&d).map_err(io_err(d.display()))?;
+            }
+        } else if !dir.is_dir() {
+            return Err(StoreError::NoStore(dir.to_path_buf()));
+        }
+        let lock = if writable {
+            Some(take_lock(dir)?)
+        } else {
+            None
+        };
+        let signer = load_signer(dir, &opts, writable)?;
+        let verifier = match &signer {
+            Some(s) => s.verifier(),
+            None => load_verifier(dir, &opts)?,
+        };
+        if writable {
+            let pubp = paths::verifier_key(dir);
+            let text = format!("{}\n", verifier.text());
+            if std::fs::read_to_string(&pubp).ok().as_deref() != Some(text.as_str()) {
+                write_atomic(&pubp, text.as_bytes(), 0o644)?;
+            }
+        }
+        let cipher = match &opts.encryption_key {
+            Some(p) => Some(Cipher::load(p)?),
+            None => None,
+        };
+        let pruned = read_pruned(dir, &verifier)?;
+        let first_seq = pruned.as_ref().map_or(0, |p| p.before);
+        let mut report = OpenReport::default();
+
+        // Segments.
+        let mut seg_list = list_segments(dir)?;
+        // Segments wholly below the pruned boundary are leftovers of an interrupted prune.
+        while seg_list.len() >= 2 && seg_list[1].0 <= first_seq {
+            let (_, p) = seg_list.remove(0);
+            if writable {
+                std::fs::remove_file(&p).map_err(io_err(p.display()))?;
+            }
+        }
+        let mut segments = Vec::new();
+        let mut bundles = Vec::new();
+        let mut expect = first_seq;
+        let n_segs = seg_list.len();
+        for (i, (name_seq, path)) in seg_list.into_iter().enumerate() {
+            let last = i + 1 == n_segs;
+            let file = OpenOptions::new()
+                .read(true)
+                .write(writable && last)
+                .open(&path)
+                .map_err(io_err(path.display()))?;
+            let scan = scan_segment(&file, last).map_err(io_err(path.display()))?;
+            let scan = match scan {
+                Ok(s) => s,
+                Err(why) if last && writable => {
+                    // A segment created just before a crash, with no committed data.
+                    let len = file.metadata().map_err(io_err(path.display()))?.len();
+                    std::fs::remove_file(&path).map_err(io_err(path.display()))?;
+                    report.cut.push((path.clone(), 0, len));
+                    let _ = why;
+                    continue;
+                }
+                Err(why) if last => {
+                    let _ = why;
+                    continue;
+                }
+                Err(why) => return Err(undecodable(path.display(), why)),
+            };
+            if let Some((off, why)) = &scan.corrupt {
+                return Err(StoreError::Corrupt(format!(
+                    "{}:{off}: {why}; run `kaudit verify` for details",
+                    path.display()
+                )));
+            }
+            if scan.header.first_seq != name_seq || scan.header.first_seq != expect {
+                if scan.bundles.is_empty() && last && scan.committed_seq.is_none() {
+                    // An empty trailing segment that never committed.
+                } else {
+                    return Err(StoreError::Corrupt(format!(
+                        "{}: segment starts at record {}, expected {expect}; run `kaudit verify`",
+                        path.display(),
+                        scan.header.first_seq
+                    )));
+                }
+            }
+            if !last && scan.committed_end != scan.file_len {
+                return Err(StoreError::Corrupt(format!(
+                    "{}:{}: data after the last commit marker in a sealed segment; run `kaudit verify`",
+                    path.display(),
+                    scan.committed_end
+                )));
+            }
+            if last && scan.committed_end < scan.file_len {
+                let cut = scan.file_len - scan.committed_end;
+                if writable {
+                    file.set_len(scan.committed_end)
+                        .map_err(io_err(path.display()))?;
+                    file.sync_all().map_err(io_err(path.display()))?;
+                }
+                report.cut.push((path.clone(), scan.committed_end, cut));
+            }
+            let seg_index = segments.len();
+            for (h, off) in scan.bundles.iter().zip(&scan.offsets) {
+                if h.first_seq != expect {
+                    return Err(StoreError::Corrupt(format!(
+                        "{}:{off}: bundle starts at record {}, expected {expect}; run `kaudit verify`",
+                        path.display(),
+                        h.first_seq
+                    )));
+                }
+                expect = h.end_seq();
+                bundles.push(BundleMeta {
+                    first_seq: h.first_seq,
+                    count: h.count,
+                    segment: seg_index,
+                    offset: *off,
+                    raw_len: h.raw_len,
+                    stored_len: h.stored_len.saturating_add(segment::BUNDLE_HEADER as u32),
+                    min_time: h.min_time,
+                    max_time: h.max_time,
+                });
+            }
+            if let Some(c) = scan.committed_seq {
+                if c != expect {
+                    return Err(StoreError::Corrupt(format!(
+                        "{}: commit marker says {c} records, bundles hold {expect}; run `kaudit verify`",
+                        path.display()
+                    )));
+                }
+            }
+            if let (Some(kid), Some(c)) = (&scan.header.key_id, &cipher) {
+                c.check_id(kid)?;
+            }
+            segments.push(SegmentInfo {
+                path,
+                first_seq: scan.header.first_seq,
+                file: Arc::new(file),
+                key_id: scan.header.key_id,
+            });
+        }
+        let size = expect;
+
+        // Checkpoints.
+        let (checkpoints, good_len) = read_checkpoints(dir)?;
+        if writable {
+            let p = paths::checkpoints(dir);
+            if let Ok(m) = std::fs::metadata(&p) {
+                if m.len() > good_len {
+                    let f = OpenOptions::new()
+                        .write(true)
+                        .open(&p)
+                        .map_err(io_err(p.display()))?;
+                    f.set_len(good_len).map_err(io_err(p.display()))?;
+                }
+            }
+        }
+        let trusted = checkpoints.last().map_or(0, |c| c.size);
+        if trusted > size {
+            let msg = format!(
+                "the log holds {size} records but checkpoint signed {trusted}: records are missing; run `kaudit verify`"
+            );
+            if writable {
+                return Err(StoreError::Corrupt(msg));
+            }
+        }
+        let trusted = trusted.min(size);
+
+        // Tree.
+        let mut tree = Tree::open(&paths::tree(dir), writable, trusted).map_err(io_err("tree"))?;
+        if let Some(rec) = &pruned {
+            let (first, hashes) = read_edge(dir, rec)?;
+            tree.set_edge(first, hashes);
+        }
+        let mut shared = Shared {
+            segments,
+            bundles,
+            tree,
+            durable: size,
+            first_seq,
+            checkpoints,
+        };
+
+        // Dedupe keys.
+        let dpath = paths::dedupe(dir, first_seq);
+        if writable {
+            if let Ok(rd) = std::fs::read_dir(dir.join("index")) {
+                for e in rd.flatten() {
+                    let name = e.file_name().to_string_lossy().to_string();
+                    if name.starts_with("dedupe-") && e.path() != dpath {
+                        let _ = std::fs::remove_file(e.path());
+                    }
+                }
+            }
+        }
+        let (dedupe_file, mut keys) = if writable {
+            let f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&dpath)
+                .map_err(io_err(dpath.display()))?;
+            let have = f.metadata().map_err(io_err(dpath.display()))?.len() / 16;
+            let keep = have.min(trusted.saturating_sub(first_seq));
+            f.set_len(keep * 16).map_err(io_err(dpath.display()))?;
+            let mut buf = vec![0u8; (keep * 16) as usize];
+            f.read_exact_at(&mut buf, 0)
+                .map_err(io_err(dpath.display()))?;
+            (Some(f), buf)
+        } else {
+            (None, Vec::new())
+        };
+        // Read-only openers never append, so they need no dedupe keys: replaying
+        // every record to rebuild them made each `query`/`stat` open cost a full read.
+        let keys_from = if writable {
+            first_seq + keys.len() as u64 / 16
+        } else {
+            size
+        };
+
+        // Replay what derived files lack: leaves after the restored tree,
+        // dedupe keys after the trusted ones.
+        let tree_size = shared.tree.size();
+        if tree_size < size || keys_from < size {
+            let mut pending_tree: Vec<Hash> = Vec::new();
+            let mut new_keys: Vec<u8> = Vec::new();
+            if tree_size < first_seq {
+                if let Some(rec) = &pruned {
+                    let (efirst, hashes) = read_edge(dir, rec)?;
+                    for (i, h) in hashes.iter().enumerate() {
+                        if efirst + i as u64 >= tree_size {
+                            pending_tree.push(*h);
+                        }
+                    }
+                }
+            }
+            let start = tree_size.min(keys_from).max(first_seq);
+            Self::for_each_leaf(&shared, cipher.as_ref(), start..size, &mut |seq, leaf| {
+                if seq >= tree_size {
+                    pending_tree.push(leaf.hash());
+                }
+                if seq >= keys_from {
+                    new_keys.extend_from_slice(&dedupe_key(leaf.cluster, leaf.event));
+                }
+                Ok(true)
+            })?;
+            report.replayed = pending_tree.len() as u64;
+            for h in pending_tree {
+                shared.tree.push(h).map_err(io_err("tree"))?;
+            }
+            if let Some(f) = &dedupe_file {
+                f.write_all_at(&new_keys, keys.len() as u64)
+                    .map_err(io_err(dpath.display()))?;
+            }
+            keys.extend_from_slice(&new_keys);
+        }
+        if shared.tree.size() != size {
+            return Err(StoreError::Corrupt(format!(
+                "tree holds {} leaves but the segments {size} records",
+                shared.tree.size()
+            )));
+        }
+        let mut dedupe = HashSet::with_capacity_and_hasher(keys.len() / 16, Default::default());
+        for k in keys.chunks_exact(16) {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(k);
+            dedupe.insert(a);
+        }
+        let dedupe_len = keys.len() as u64 / 16;
+        let active = if writable {
+            shared.segments.last().map(|s| Active {
+                file: s.file.clone(),
+                len: s.file.metadata().map(|m| m.len()).unwrap_or(0),
+                segment: shared.segments.len() - 1,
+            })
+        } else {
+            None
+        };
+        let compressor = zstd::bulk::Compressor::new(opts.zstd_level).map_err(io_err("zstd"))?;
+        Ok(Store {
+            dir: dir.to_path_buf(),
+            signer,
+            verifier,
+            cipher,
+            writer: Mutex::new(Writer {
+                active,
+                next_seq: size,
+                marker_seq: size,
+                dedupe,
+                dedupe_file,
+                dedupe_len,
+                compressor,
+                last_checkpoint: Instant::now(),
+                poisoned: None,
+                builder: BundleBuilder::default(),
+            }),
+            shared: RwLock::new(shared),
+            sync: Mutex::new(SyncState {
+                durable: size,
+                leader: false,
+                error: None,
+            }),
+            synced: Condvar::new(),
+            group_cache: Mutex::new(None),
+            _lock: lock,
+            report,
+            opts,
+        })
+    }
+
+    /// What open found and repaired.
+    pub fn open_report(&self) -> &OpenReport {
+        &self.report
+    }
+}
