@@ -61,6 +61,19 @@ impl StoredAlert {
     }
 }
 
+/// Which kept alerts to list (the API's and `kaudit alerts`' filters).
+#[derive(Clone, Debug, Default)]
+pub struct AlertQuery {
+    /// Only alerts for events at or after this time.
+    pub since: Option<kaudit_event::MicroTime>,
+    /// Only this rule.
+    pub rule: Option<String>,
+    /// Only this priority (any case).
+    pub priority: Option<String>,
+    /// At most this many.
+    pub limit: usize,
+}
+
 fn io_err(path: &Path, e: impl std::fmt::Display) -> DetectError {
     DetectError::Io {
         path: path.to_path_buf(),
@@ -140,6 +153,29 @@ impl AlertLog {
         }
         f.write_all(&buf).map_err(|e| io_err(&p, e))?;
         f.sync_data().map_err(|e| io_err(&p, e))
+    }
+
+    /// The kept alerts `q` asks for, newest first.
+    pub fn query(&self, q: &AlertQuery) -> Result<Vec<StoredAlert>, DetectError> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .rev()
+            .filter(|a| q.rule.as_ref().is_none_or(|r| &a.rule == r))
+            .filter(|a| {
+                q.priority
+                    .as_ref()
+                    .is_none_or(|p| a.priority.eq_ignore_ascii_case(p))
+            })
+            .filter(|a| {
+                q.since.is_none_or(|s| {
+                    kaudit_event::MicroTime::parse(&a.time)
+                        .map(|t| t >= s)
+                        .unwrap_or(true)
+                })
+            })
+            .take(q.limit)
+            .collect())
     }
 
     /// Every kept alert, oldest first, each (seq, rule) once.

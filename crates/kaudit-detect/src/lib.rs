@@ -17,7 +17,7 @@ mod config;
 mod detector;
 mod throttle;
 
-pub use alert::{AlertLog, StoredAlert};
+pub use alert::{AlertLog, AlertQuery, StoredAlert};
 pub use config::{AlertFormat, AlertWebhookConfig, DetectConfig, OutputConfig};
 pub use detector::{Detector, ALERTS_RAISED};
 pub use throttle::Throttle;

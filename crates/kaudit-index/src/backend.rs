@@ -8,7 +8,7 @@ use crate::facets::Facets;
 use crate::index::{Index, IndexMode};
 use crate::plan;
 use crate::scan::{self, ScanField, ScanFn};
-use crate::search::{self, Page, SearchRequest};
+use crate::search::{self, Hit, Page, SearchRequest};
 use crate::stats::{self, StatsReport, StatsRequest};
 use crate::{IndexError, IndexResult};
 use kaudit_query::{Field, Query};
@@ -65,6 +65,17 @@ pub trait SearchBackend: Send + Sync {
         fields: &[ScanField],
         f: &mut ScanFn<'_>,
     ) -> IndexResult<()>;
+    /// Calls `f` with every match among the records from sequence number
+    /// `from` on, oldest first, and returns the sequence number to continue
+    /// from: what `query --follow` polls for new matches.
+    fn follow(
+        &self,
+        query: &Query,
+        since: Option<i64>,
+        until: Option<i64>,
+        from: u64,
+        f: &mut dyn FnMut(Hit) -> bool,
+    ) -> IndexResult<u64>;
 }
 
 /// The local index over a store, shareable between an indexer thread and
@@ -108,6 +119,26 @@ impl EmbeddedBackend {
             writable: false,
             facets: Facets::new(),
         }
+    }
+
+    /// The backend for one query from the CLI (see [`open_for_query`]):
+    /// the index caught up when far behind, only the columns `query` and
+    /// `extra` read loaded, read-only.
+    pub fn for_query(
+        data_dir: &Path,
+        store: Arc<dyn LogReader + Send + Sync>,
+        query: &Query,
+        extra: &crate::index::Needs,
+    ) -> IndexResult<Self> {
+        let index = open_for_query(data_dir, store.as_ref(), query, extra)?;
+        Ok(EmbeddedBackend::from_index(index, store))
+    }
+
+    /// A backend that answers from the store alone, with no index (every
+    /// record is the tail): for following new records.
+    pub fn unindexed(store: Arc<dyn LogReader + Send + Sync>) -> Self {
+        let index = Index::empty_at(store.first_seq());
+        EmbeddedBackend::from_index(index, store)
     }
 
     /// Whether this process maintains the index.
@@ -248,7 +279,42 @@ fn all_needs() -> crate::index::Needs {
     }
 }
 
+/// What [`rebuild`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rebuilt {
+    /// Records indexed.
+    pub records: u64,
+    /// Bytes the index takes on disk.
+    pub disk_bytes: u64,
+}
+
+/// Drops the index of the store in `data_dir` and builds it again from
+/// every record (`kaudit reindex`). Fails with [`IndexError::Locked`] while
+/// another process maintains it.
+pub fn rebuild(data_dir: &Path, store: &dyn LogReader) -> IndexResult<Rebuilt> {
+    let mut ix = open_writable(data_dir)?;
+    ix.reset()?;
+    let records = ix.catch_up(store, None, u64::MAX)?;
+    ix.commit()?;
+    Ok(Rebuilt {
+        records,
+        disk_bytes: ix.disk_bytes()?,
+    })
+}
+
 impl SearchBackend for EmbeddedBackend {
+    fn follow(
+        &self,
+        query: &Query,
+        since: Option<i64>,
+        until: Option<i64>,
+        from: u64,
+        f: &mut dyn FnMut(Hit) -> bool,
+    ) -> IndexResult<u64> {
+        let scan = search::scan_tail(self.store.as_ref(), from, query, since, until, f)?;
+        Ok(scan.next.max(from))
+    }
+
     fn search(&self, req: &SearchRequest) -> IndexResult<Page> {
         search::search(&*self.read()?, self.store.as_ref(), req)
     }

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use kaudit_detect::{AlertLog, StoredAlert};
+use kaudit_detect::{AlertLog, AlertQuery};
 use kaudit_event::MicroTime;
 use serde::Deserialize;
 use std::path::Path;
@@ -48,25 +48,16 @@ async fn alerts(
         Some(Ok(t)) => Some(t),
         Some(Err(e)) => return error(StatusCode::BAD_REQUEST, format!("since: {e}")),
     };
-    let limit = p.limit.unwrap_or(100).min(MAX_ALERTS);
-    let all = match tokio::task::spawn_blocking(move || log.list()).await {
+    let q = AlertQuery {
+        since,
+        rule: p.rule,
+        priority: p.priority,
+        limit: p.limit.unwrap_or(100).min(MAX_ALERTS),
+    };
+    let items = match tokio::task::spawn_blocking(move || log.query(&q)).await {
         Ok(Ok(a)) => a,
         Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
-    let items: Vec<StoredAlert> = all
-        .into_iter()
-        .rev()
-        .filter(|a| p.rule.as_ref().is_none_or(|r| &a.rule == r))
-        .filter(|a| {
-            p.priority
-                .as_ref()
-                .is_none_or(|r| a.priority.eq_ignore_ascii_case(r))
-        })
-        .filter(|a| {
-            since.is_none_or(|s| MicroTime::parse(&a.time).map(|t| t >= s).unwrap_or(true))
-        })
-        .take(limit)
-        .collect();
     axum::Json(serde_json::json!({ "alerts": items })).into_response()
 }

@@ -21,50 +21,6 @@ pub struct Retention {
     pub max_size: Option<u64>,
 }
 
-/// Why a retention value (`400d`, `500GiB`) was refused. Each names the text
-/// it was given, so a message from a config file or a flag points at it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ValueError {
-    /// The duration does not start with a number.
-    #[error("duration {text:?}: want a number and a unit (s, m, h, d, w), e.g. 400d")]
-    DurationNumber {
-        /// The text given.
-        text: String,
-        /// Why the number did not parse.
-        source: std::num::ParseIntError,
-    },
-    /// The duration's unit is not one of s, m, h, d, w.
-    #[error("duration {text:?}: unknown unit {unit:?} (s, m, h, d, w)")]
-    DurationUnit {
-        /// The text given.
-        text: String,
-        /// The unit found.
-        unit: String,
-    },
-    /// The duration does not fit in 64-bit seconds.
-    #[error("duration {0:?} is too large")]
-    DurationTooLarge(String),
-    /// The size does not start with a number.
-    #[error("size {text:?}: want a number and a unit, e.g. 500GiB")]
-    SizeNumber {
-        /// The text given.
-        text: String,
-        /// Why the number did not parse.
-        source: std::num::ParseIntError,
-    },
-    /// The size's unit is not a known byte unit.
-    #[error("size {text:?}: unknown unit {unit:?}")]
-    SizeUnit {
-        /// The text given.
-        text: String,
-        /// The unit found.
-        unit: String,
-    },
-    /// The size does not fit in 64-bit bytes.
-    #[error("size {0:?} is too large")]
-    SizeTooLarge(String),
-}
-
 /// Why the store's part of a configuration file was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -80,65 +36,16 @@ pub enum ConfigError {
         /// The key, e.g. `retention.max_age`.
         key: &'static str,
         /// What is wrong with its value.
-        source: ValueError,
+        source: UnitError,
     },
 }
 
-/// Parses `400d`, `12h`, `30m`, `90s`, `2w`.
-pub fn parse_duration(s: &str) -> Result<u64, ValueError> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|source| ValueError::DurationNumber {
-        text: s.to_string(),
-        source,
-    })?;
-    let mult = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        _ => {
-            return Err(ValueError::DurationUnit {
-                text: s.to_string(),
-                unit: unit.to_string(),
-            })
-        }
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| ValueError::DurationTooLarge(s.to_string()))
+/// Parses a retention age (`400d`, `12h`, `2w`) into whole seconds.
+pub fn parse_duration(s: &str) -> Result<u64, UnitError> {
+    kaudit_units::parse_duration(s).map(|d| d.as_secs())
 }
 
-/// Parses `500GiB`, `10MB`, `1024` (bytes).
-pub fn parse_size(s: &str) -> Result<u64, ValueError> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|source| ValueError::SizeNumber {
-        text: s.to_string(),
-        source,
-    })?;
-    let mult: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KB" | "kB" => 1000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        "TB" => 1_000_000_000_000,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        "TiB" => 1 << 40,
-        u => {
-            return Err(ValueError::SizeUnit {
-                text: s.to_string(),
-                unit: u.to_string(),
-            })
-        }
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| ValueError::SizeTooLarge(s.to_string()))
-}
+pub use kaudit_units::{parse_size, UnitError};
 
 /// The store's part of the configuration file.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -114,8 +114,26 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", describe(&err));
             std::process::ExitCode::from(1)
         }
     }
+}
+
+/// The error and its causes on one line, each cause once: libraries name
+/// the cause in their message and also keep it as the source, so a cause
+/// already said is not said again.
+fn describe(err: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if msg.contains(&text) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&text);
+    }
+    msg
 }

@@ -170,25 +170,8 @@ fn for_each_event(
 
 /// Parses `30d`, `12h`, `45m`, `90s`, `2w` into microseconds.
 fn parse_duration(s: &str) -> anyhow::Result<i64> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .with_context(|| format!("duration {s:?} has no unit: use s, m, h, d or w (e.g. 30d)"))?;
-    let (n, unit) = s.split_at(split);
-    let n: i64 = n
-        .parse()
-        .with_context(|| format!("duration {s:?}: {n:?} is not a number"))?;
-    let secs: i64 = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        _ => anyhow::bail!("duration {s:?}: unknown unit {unit:?}, want s, m, h, d or w"),
-    };
-    n.checked_mul(secs)
-        .and_then(|x| x.checked_mul(1_000_000))
-        .with_context(|| format!("duration {s:?} is too large"))
+    let d = kaudit_units::parse_duration(s)?;
+    Ok(i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
 /// Runs the rules over events read back from the store (retroactive
@@ -412,9 +395,21 @@ pub struct AlertsArgs {
     /// At most this many.
     #[arg(long, default_value_t = 100)]
     limit: usize,
-    /// Output: table, json (one object per line; the default when piped) or text.
-    #[arg(short = 'o', long)]
-    output: Option<String>,
+    /// Output format; json (one object per line) when stdout is not a terminal.
+    #[arg(short = 'o', long, value_enum)]
+    output: Option<AlertFormat>,
+}
+
+/// Output formats of `kaudit alerts`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AlertFormat {
+    /// Aligned columns: time, priority, cluster, rule, auditID.
+    Table,
+    /// One JSON object per line, as kept.
+    #[value(alias = "jsonl")]
+    Json,
+    /// `<time>: <Priority> <output>`, Falco's text form.
+    Text,
 }
 
 /// Runs `kaudit alerts`.
@@ -426,38 +421,29 @@ pub fn alerts(a: AlertsArgs) -> anyhow::Result<ExitCode> {
         .map(|s| kaudit_query::parse_time_bound(s, kaudit_event::MicroTime::now()))
         .transpose()
         .map_err(|e| anyhow::anyhow!("--since: {e}"))?;
-    let all = kaudit_detect::AlertLog::new(&a.data).list()?;
-    let out = a.output.unwrap_or_else(|| {
-        if std::io::stdout().is_terminal() {
-            "table".into()
-        } else {
-            "json".into()
-        }
+    let out = a.output.unwrap_or(if std::io::stdout().is_terminal() {
+        AlertFormat::Table
+    } else {
+        AlertFormat::Json
     });
-    let picked = all
-        .into_iter()
-        .rev()
-        .filter(|x| a.rule.as_ref().is_none_or(|r| &x.rule == r))
-        .filter(|x| {
-            since.is_none_or(|s| {
-                kaudit_event::MicroTime::parse(&x.time)
-                    .map(|t| t >= s)
-                    .unwrap_or(true)
-            })
-        })
-        .take(a.limit);
-    match out.as_str() {
-        "json" | "jsonl" => {
+    let picked = kaudit_detect::AlertLog::new(&a.data).query(&kaudit_detect::AlertQuery {
+        since,
+        rule: a.rule,
+        priority: None,
+        limit: a.limit,
+    })?;
+    match out {
+        AlertFormat::Json => {
             for x in picked {
                 println!("{}", serde_json::to_string(&x)?);
             }
         }
-        "text" => {
+        AlertFormat::Text => {
             for x in picked {
                 println!("{}: {} {}", x.time, x.priority, x.output);
             }
         }
-        "table" => {
+        AlertFormat::Table => {
             println!(
                 "{:<28} {:<10} {:<16} {:<40} AUDIT ID",
                 "TIME", "PRIORITY", "CLUSTER", "RULE"
@@ -469,7 +455,6 @@ pub fn alerts(a: AlertsArgs) -> anyhow::Result<ExitCode> {
                 );
             }
         }
-        other => anyhow::bail!("-o {other}: want table, json or text"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -485,22 +485,6 @@ fn run_simulate(a: SimulateArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Bytes in binary units with one decimal (`1.5 MiB`).
-fn human_bytes(b: f64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = b;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{v:.0} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
 fn percent(part: u64, whole: u64) -> String {
     if whole == 0 {
         "-".to_string()
@@ -511,7 +495,7 @@ fn percent(part: u64, whole: u64) -> String {
 
 fn per_day(r: &Report) -> String {
     match (r.projected_bytes_per_day, r.projected_events_per_day) {
-        (Some(b), Some(e)) => format!("{}/day, {:.0} events/day", human_bytes(b), e),
+        (Some(b), Some(e)) => format!("{}/day, {:.0} events/day", kaudit_units::format_bytes(b), e),
         _ => "n/a (events span no time)".to_string(),
     }
 }
@@ -595,8 +579,8 @@ fn print_comparison(
         ),
         (
             "projected per day",
-            a.projected_bytes_per_day.map_or("n/a".into(), human_bytes),
-            b.projected_bytes_per_day.map_or("n/a".into(), human_bytes),
+            a.projected_bytes_per_day.map_or("n/a".into(), kaudit_units::format_bytes),
+            b.projected_bytes_per_day.map_or("n/a".into(), kaudit_units::format_bytes),
         ),
     ];
     for (name, x, y) in rows {

@@ -2,11 +2,10 @@
 
 use anyhow::{bail, Context};
 use kaudit_event::{Event, MicroTime};
-use kaudit_index::backend::open_for_query;
 use kaudit_index::index::Needs;
-use kaudit_index::search::{search, Cursor, Hit, SearchRequest};
-use kaudit_index::stats::{stats as run_stats, StatsReport, StatsRequest};
-use kaudit_index::Index;
+use kaudit_index::search::{Cursor, Hit, SearchRequest};
+use kaudit_index::stats::{StatsReport, StatsRequest};
+use kaudit_index::{EmbeddedBackend, Index, SearchBackend};
 use kaudit_query::{parse_time_bound, Field, Query};
 use kaudit_store::{Store, StoreOptions};
 use std::io::{IsTerminal, Write};
@@ -124,9 +123,9 @@ pub fn query(a: QueryArgs) -> anyhow::Result<ExitCode> {
     let q = compile(&a.query)?;
     let (since, until) = a.time.bounds()?;
     let t0 = Instant::now();
-    let store = a.data.open()?;
+    let store = std::sync::Arc::new(a.data.open()?);
     let t1 = t0.elapsed();
-    let ix = open_for_query(&a.data.data, &store, &q, &Needs::default())?;
+    let backend = EmbeddedBackend::for_query(&a.data.data, store.clone(), &q, &Needs::default())?;
     if std::env::var_os("KAUDIT_TIMING").is_some() {
         eprintln!("open store {t1:?}, index {:?}", t0.elapsed() - t1);
     }
@@ -144,7 +143,7 @@ pub fn query(a: QueryArgs) -> anyhow::Result<ExitCode> {
         cursor,
         reverse: a.reverse,
     };
-    let page = search(&ix, &store, &req)?;
+    let page = backend.search(&req)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     print_hits(&mut out, format, &page.hits, true)?;
@@ -159,45 +158,16 @@ pub fn query(a: QueryArgs) -> anyhow::Result<ExitCode> {
     }
     drop(out);
     let mut next = store.len();
-    drop(store);
+    drop((backend, store));
     loop {
         std::thread::sleep(Duration::from_millis(500));
-        let store = a.data.open()?;
-        let size = store.len();
-        if size <= next {
-            continue;
-        }
+        // A read-only store sees new records when opened again.
+        let backend = EmbeddedBackend::unindexed(std::sync::Arc::new(a.data.open()?));
         let mut hits = Vec::new();
-        let mut err = None;
-        store.read(
-            next..size,
-            &mut |seq, leaf| match Event::from_json(leaf.event) {
-                Ok(ev) => {
-                    let t = kaudit_index::event_time(&ev, leaf.received);
-                    if since.is_none_or(|s| t >= s)
-                        && until.is_none_or(|u| t < u)
-                        && q.matches(&ev, leaf.cluster)
-                    {
-                        hits.push(Hit {
-                            seq,
-                            time: t,
-                            received: leaf.received,
-                            cluster: leaf.cluster.to_string(),
-                            event: leaf.event.to_vec(),
-                        });
-                    }
-                    true
-                }
-                Err(e) => {
-                    err = Some(anyhow::anyhow!("record {seq}: {e}"));
-                    false
-                }
-            },
-        )?;
-        if let Some(e) = err {
-            return Err(e);
-        }
-        next = size;
+        next = backend.follow(&q, since, until, next, &mut |h| {
+            hits.push(h);
+            true
+        })?;
         let stdout = std::io::stdout();
         let mut out = stdout.lock();
         print_hits(&mut out, format, &hits, false)?;
@@ -417,14 +387,14 @@ pub fn stats(a: StatsArgs) -> anyhow::Result<ExitCode> {
         a.every.as_deref(),
         a.latency,
     )?;
-    let store = a.data.open()?;
+    let store = std::sync::Arc::new(a.data.open()?);
     let extra = Needs {
         dict: req.by.iter().filter_map(Index::dict_slot).collect(),
         hash: Vec::new(),
         latency: req.latency,
     };
-    let ix = open_for_query(&a.data.data, &store, &req.query, &extra)?;
-    let report = run_stats(&ix, &store, &req)?;
+    let backend = EmbeddedBackend::for_query(&a.data.data, store, &req.query, &extra)?;
+    let report = backend.stats(&req)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match a.output {
@@ -491,14 +461,11 @@ pub struct ReindexArgs {
 pub fn reindex(a: ReindexArgs) -> anyhow::Result<ExitCode> {
     let store = a.data.open()?;
     let t = Instant::now();
-    let mut ix = kaudit_index::backend::open_writable(&a.data.data).with_context(|| {
+    let built = kaudit_index::backend::rebuild(&a.data.data, &store).with_context(|| {
         "the index is being maintained by another kaudit process (stop `kaudit serve` first)"
     })?;
-    ix.reset()?;
-    let n = ix.catch_up(&store, None, u64::MAX)?;
-    ix.commit()?;
+    let (n, bytes) = (built.records, built.disk_bytes);
     let secs = t.elapsed().as_secs_f64();
-    let bytes = ix.disk_bytes()?;
     eprintln!(
         "indexed {n} records in {secs:.2}s ({:.0} records/s); index {} bytes ({:.1} B/record)",
         n as f64 / secs.max(1e-9),
@@ -529,16 +496,14 @@ pub struct HistoryArgs {
     pub output: ReportFormat,
 }
 
-fn backend_for(
-    data: &DataArgs,
-    store: Store,
-    query: &Query,
-) -> anyhow::Result<kaudit_index::EmbeddedBackend> {
-    let ix = open_for_query(&data.data, &store, query, &Needs::default())?;
-    Ok(kaudit_index::EmbeddedBackend::from_index(
-        ix,
-        std::sync::Arc::new(store),
-    ))
+fn backend_for(data: &DataArgs, store: Store, query: &Query) -> anyhow::Result<EmbeddedBackend> {
+    let store = std::sync::Arc::new(store);
+    Ok(EmbeddedBackend::for_query(
+        &data.data,
+        store,
+        query,
+        &Needs::default(),
+    )?)
 }
 
 /// `kaudit history`.

@@ -118,18 +118,6 @@ pub struct ImportArgs {
     inputs: Vec<PathBuf>,
 }
 
-fn human_bytes(n: f64) -> String {
-    if n >= 1e9 {
-        format!("{:.2} GB", n / 1e9)
-    } else if n >= 1e6 {
-        format!("{:.1} MB", n / 1e6)
-    } else if n >= 1e3 {
-        format!("{:.1} kB", n / 1e3)
-    } else {
-        format!("{n} B")
-    }
-}
-
 /// Runs `kaudit import`.
 pub fn import(a: ImportArgs) -> anyhow::Result<ExitCode> {
     let applier = match kaudit_policy::PolicyApplier::for_ingest(a.policy.as_deref(), !a.no_redact)?
@@ -248,7 +236,7 @@ pub fn import(a: ImportArgs) -> anyhow::Result<ExitCode> {
         "imported {stored} new events ({events} read, {dups} duplicates dropped, {invalid} invalid skipped, {dropped_by_policy} dropped by policy) from {} in {secs:.2}s: {:.0} events/s, {}/s{}",
         a.inputs.len(),
         events as f64 / secs,
-        human_bytes(bytes as f64 / secs),
+        kaudit_units::format_bytes(bytes as f64 / secs),
         size.map(|s| format!("; checkpoint at tree size {s}")).unwrap_or_default()
     );
     if let Some(f) = failed {
@@ -511,10 +499,10 @@ pub struct PruneArgs {
 pub fn prune(a: PruneArgs) -> anyhow::Result<ExitCode> {
     let mut ret = a.store.config()?.retention;
     if let Some(s) = &a.max_age {
-        ret.max_age_secs = Some(retention::parse_duration(s).map_err(anyhow::Error::msg)?);
+        ret.max_age_secs = Some(retention::parse_duration(s)?);
     }
     if let Some(s) = &a.max_size {
-        ret.max_size = Some(retention::parse_size(s).map_err(anyhow::Error::msg)?);
+        ret.max_size = Some(retention::parse_size(s)?);
     }
     if ret.max_age_secs.is_none() && ret.max_size.is_none() {
         bail!("no retention policy: set retention.max_age / max_size in the config or pass --max-age / --max-size");
