@@ -1,3 +1,5 @@
+#![warn(missing_docs)]
+
 //! Deterministic generator of realistic kube-apiserver audit traffic.
 //!
 //! `kaudit gen` and the server's demo mode need audit logs that look like a
