@@ -14,13 +14,16 @@
 //!   rotated files, pretty-printed documents, with file:line errors.
 //! * [`EventDoc::encode`] writes exactly what kube-apiserver would.
 
+#![warn(missing_docs)]
+
 pub mod json;
 mod model;
 pub mod reader;
 pub mod time;
 
 pub use model::{
-    ApiVersion, EventDoc, EventError, Level, ObjectRef, ResponseStatus, Stage, UserInfo,
+    ApiVersion, EventDoc, EventError, Level, ObjectRef, ResponseStatus, Stage, UnknownLevel,
+    UnknownStage, UserInfo,
 };
 pub use time::MicroTime;
 

@@ -43,15 +43,18 @@ impl Level {
     ];
 }
 
+/// A level name kube-apiserver does not write (names are case-sensitive).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown level {0:?}: want None, Metadata, Request or RequestResponse")]
+pub struct UnknownLevel(pub String);
+
 impl FromStr for Level {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownLevel;
+    fn from_str(s: &str) -> Result<Self, UnknownLevel> {
         Level::ALL
             .into_iter()
             .find(|l| l.as_str() == s)
-            .ok_or_else(|| {
-                format!("unknown level {s:?}: want None, Metadata, Request or RequestResponse")
-            })
+            .ok_or_else(|| UnknownLevel(s.to_string()))
     }
 }
 
@@ -93,15 +96,18 @@ impl Stage {
     ];
 }
 
+/// A stage name kube-apiserver does not write (names are case-sensitive).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown stage {0:?}: want RequestReceived, ResponseStarted, ResponseComplete or Panic")]
+pub struct UnknownStage(pub String);
+
 impl FromStr for Stage {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownStage;
+    fn from_str(s: &str) -> Result<Self, UnknownStage> {
         Stage::ALL
             .into_iter()
             .find(|l| l.as_str() == s)
-            .ok_or_else(|| {
-                format!("unknown stage {s:?}: want RequestReceived, ResponseStarted, ResponseComplete or Panic")
-            })
+            .ok_or_else(|| UnknownStage(s.to_string()))
     }
 }
 
@@ -828,18 +834,24 @@ impl Wire {
             .stage
             .as_deref()
             .ok_or_else(|| EventError::NotAnEvent("no stage".into()))?;
-        doc.stage = Some(stage.parse().map_err(|reason| EventError::Invalid {
-            field: ".stage",
-            reason,
-        })?);
+        doc.stage = Some(
+            stage
+                .parse()
+                .map_err(|e: UnknownStage| EventError::Invalid {
+                    field: ".stage",
+                    reason: e.to_string(),
+                })?,
+        );
         let level = self
             .level
             .as_deref()
             .ok_or_else(|| EventError::NotAnEvent("no level".into()))?;
-        doc.level = level.parse().map_err(|reason| EventError::Invalid {
-            field: ".level",
-            reason,
-        })?;
+        doc.level = level
+            .parse()
+            .map_err(|e: UnknownLevel| EventError::Invalid {
+                field: ".level",
+                reason: e.to_string(),
+            })?;
         let legacy = matches!(version, Some(ApiVersion::V1beta1 | ApiVersion::V1alpha1));
         if legacy {
             // Conversion to v1 drops ObjectMeta and the second-precision timestamp.

@@ -49,6 +49,7 @@ pub enum ReadError {
         /// Where the value was.
         location: Location,
         /// Why it was refused.
+        #[source]
         error: EventError,
         /// Its bytes, for quarantine.
         raw: Vec<u8>,
@@ -73,6 +74,7 @@ pub enum ReadError {
         /// File path, or `<stdin>`.
         source_name: String,
         /// The underlying error.
+        #[source]
         error: io::Error,
     },
 }

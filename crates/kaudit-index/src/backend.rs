@@ -1,8 +1,9 @@
 //! The backend-neutral search surface and the embedded (local index) backend.
 //!
-//! A ClickHouse backend implements [`SearchBackend`] by translating the same
-//! [`kaudit_query::Expr`] (see [`crate::plan`]) and confirming with the same
-//! matcher; the CLI and the HTTP API only talk to this trait.
+//! [`EmbeddedBackend`] is the only implementation of [`SearchBackend`]; the
+//! trait is the seam for a planned second backend (ClickHouse), which would
+//! translate the same [`kaudit_query::Expr`] (see [`crate::plan`]) and
+//! confirm with the same matcher so both answer alike.
 
 use crate::facets::Facets;
 use crate::index::{Index, IndexMode};
@@ -55,8 +56,8 @@ pub trait SearchBackend: Send + Sync {
     /// Calls `f` for every match (seq order) with only the values of
     /// `fields` and the auditID hash, without handing out the events: the
     /// narrow question user activity and RBAC from usage ask, which a
-    /// columnar store answers without reading events (a ClickHouse backend
-    /// selects the columns with the translated query).
+    /// columnar store answers without reading events (a planned ClickHouse
+    /// backend would select the columns with the translated query).
     fn scan_fields(
         &self,
         query: &Query,
@@ -149,7 +150,7 @@ impl EmbeddedBackend {
     fn read(&self) -> IndexResult<std::sync::RwLockReadGuard<'_, Index>> {
         self.index
             .read()
-            .map_err(|_| IndexError::Io("search index lock poisoned".into()))
+            .map_err(|_| IndexError::Internal("search index lock poisoned"))
     }
 
     /// Indexes what the store holds beyond the index, in chunks, and commits.
@@ -175,7 +176,7 @@ impl EmbeddedBackend {
                 let mut ix = self
                     .index
                     .write()
-                    .map_err(|_| IndexError::Io("search index lock poisoned".into()))?;
+                    .map_err(|_| IndexError::Internal("search index lock poisoned"))?;
                 ix.catch_up(self.store.as_ref(), feed, CATCH_UP_CHUNK)?
             };
             added += n;
@@ -188,7 +189,7 @@ impl EmbeddedBackend {
     fn commit(&self) -> IndexResult<()> {
         self.index
             .write()
-            .map_err(|_| IndexError::Io("search index lock poisoned".into()))?
+            .map_err(|_| IndexError::Internal("search index lock poisoned"))?
             .commit()
     }
 
@@ -371,7 +372,7 @@ impl SearchBackend for EmbeddedBackend {
             // An index opened for one query (the CLI) loads what it lacks.
             self.index
                 .write()
-                .map_err(|_| IndexError::Io("search index lock poisoned".into()))?
+                .map_err(|_| IndexError::Internal("search index lock poisoned"))?
                 .load(&needs)?;
         }
         scan::scan_fields(
@@ -463,8 +464,7 @@ pub fn open_writable(data_dir: &Path) -> IndexResult<Index> {
     match Index::open(data_dir, IndexMode::Write) {
         Err(IndexError::Corrupt(..)) => {
             let meta = data_dir.join(crate::INDEX_DIR).join("meta.json");
-            std::fs::remove_file(&meta)
-                .map_err(|e| IndexError::Io(format!("{}: {e}", meta.display())))?;
+            std::fs::remove_file(&meta).map_err(crate::io_err(&meta))?;
             Index::open(data_dir, IndexMode::Write)
         }
         other => other,

@@ -53,7 +53,7 @@ impl Target {
 
     /// The query selecting every event on the object (subresources included).
     pub fn query(&self) -> IndexResult<Query> {
-        Query::parse(&self.query_text()).map_err(|e| IndexError::Input(e.to_string()))
+        Query::parse(&self.query_text()).map_err(IndexError::Query)
     }
 
     /// The object's writes that can carry a version or end the object:
@@ -63,7 +63,7 @@ impl Target {
             "{} stage=ResponseComplete verb=create,update,patch,delete",
             self.query_text()
         );
-        Query::parse(&text).map_err(|e| IndexError::Input(e.to_string()))
+        Query::parse(&text).map_err(IndexError::Query)
     }
 
     fn query_text(&self) -> String {
@@ -420,7 +420,7 @@ pub fn user_sessions(
         "user=\"{}\"",
         user.replace('\\', "\\\\").replace('"', "\\\"")
     ))
-    .map_err(|e| IndexError::Input(e.to_string()))?;
+    .map_err(IndexError::Query)?;
     let mut names = Interner::default();
     let mut memo = IdMemo::default();
     let mut ips = IpLists::default();

@@ -12,7 +12,7 @@
 //! fsyncs, then replaces `meta.json`; bytes past the committed rows are
 //! ignored on open, so a crash loses at most the uncommitted rows.
 
-use crate::{io_err, IndexError, IndexResult};
+use crate::{io_err, Damage, IndexError, IndexResult};
 use kaudit_event::{Event, MicroTime};
 use kaudit_query::{Field, LazyJson};
 use kaudit_store::{FollowedRecord, LiveFeed, LogReader};
@@ -532,8 +532,9 @@ impl Index {
         };
         let meta_path = dir.join(META);
         let meta: Meta = match fs::read(&meta_path) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map_err(|e| IndexError::Corrupt(meta_path.display().to_string(), e.to_string()))?,
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+                IndexError::Corrupt(meta_path.display().to_string(), Damage::Meta(e))
+            })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Meta {
                 version: VERSION,
                 ..Meta::default()
@@ -541,7 +542,7 @@ impl Index {
             Err(e) => return Err(io_err(&meta_path)(e)),
         };
         let n = DICT_COLUMNS;
-        let bad = |m: &str| IndexError::Corrupt(dir.display().to_string(), m.to_string());
+        let bad = |m: &str| IndexError::Corrupt(dir.display().to_string(), m.into());
         if meta.version != VERSION {
             return Err(bad("unknown index version"));
         }
@@ -634,7 +635,7 @@ impl Index {
             if dict.len() < count {
                 return Err(IndexError::Corrupt(
                     dpath.display().to_string(),
-                    format!("{} entries where meta.json says {count}", dict.len()),
+                    format!("{} entries where meta.json says {count}", dict.len()).into(),
                 ));
             }
             self.cols[slot] = Some(col);
@@ -683,7 +684,7 @@ impl Index {
         if b.len() < len {
             return Err(IndexError::Corrupt(
                 path.display().to_string(),
-                format!("{} bytes where {len} are committed", b.len()),
+                format!("{} bytes where {len} are committed", b.len()).into(),
             ));
         }
         b.truncate(len);
@@ -1003,8 +1004,7 @@ impl Index {
             widths: widths.clone(),
             dict_counts: counts.clone(),
         };
-        let bytes = serde_json::to_vec(&meta)
-            .map_err(|e| IndexError::Io(format!("encoding index meta: {e}")))?;
+        let bytes = serde_json::to_vec(&meta).map_err(IndexError::EncodeMeta)?;
         replace(&self.dir.join(META), &bytes)?;
         self.meta_widths = widths;
         self.meta_dict_counts = counts;

@@ -8,10 +8,20 @@
 //! into lower and upper bounds over the rows; every hit is then confirmed
 //! with [`kaudit_query::Query::matches`] against the stored event before it
 //! is returned, and records the index has not reached yet (the tail) are
-//! scanned directly, so answers are always complete.
+//! scanned directly, so answers are always complete. Because the index is
+//! derived, a damaged one is dropped and rebuilt from the store
+//! ([`backend::open_writable`]).
 //!
-//! [`SearchBackend`] is the backend-neutral surface: a ClickHouse backend
-//! answers the same requests.
+//! There is one backend today, the embedded index ([`EmbeddedBackend`],
+//! which also keeps the index caught up with the store). [`SearchBackend`]
+//! is the trait it implements: the seam where a second backend (a planned
+//! ClickHouse one) would plug in. The HTTP API's searches and stats, and the
+//! timelines and RBAC reports ([`history`], [`rbac`]), ask only the trait; the
+//! one-shot CLI commands (`query`, `stats`, `reindex`) open the [`Index`] itself
+//! ([`backend::open_for_query`], [`backend::open_writable`]) and would
+//! need porting to use another backend.
+
+#![warn(missing_docs)]
 
 pub mod backend;
 pub mod diff;
@@ -25,6 +35,8 @@ pub mod scan;
 pub mod search;
 pub mod stats;
 
+use std::path::{Path, PathBuf};
+
 pub use backend::{EmbeddedBackend, Indexer, SearchBackend};
 pub use index::{event_time, Index, IndexMode, INDEX_DIR};
 pub use scan::{ScanField, ScanRow};
@@ -34,34 +46,90 @@ pub use stats::{StatsReport, StatsRequest};
 /// Everything searching can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
-    /// A file operation failed (the message names the file).
-    #[error("{0}")]
-    Io(String),
+    /// A file operation on the index failed; the path says which file, so
+    /// the message is actionable without a debugger.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory the operation was on.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `meta.json` could not be encoded (never expected: it is plain data).
+    #[error("encoding index meta: {0}")]
+    EncodeMeta(#[source] serde_json::Error),
     /// The index files are inconsistent; `kaudit reindex` rebuilds them.
+    /// The first field names the damaged file or directory.
     #[error("search index {0} is damaged: {1}; run `kaudit reindex` to rebuild it")]
-    Corrupt(String, String),
+    Corrupt(String, #[source] Damage),
     /// The store failed while the index read from it.
     #[error("store: {0}")]
     Store(#[from] kaudit_store::StoreError),
     /// A stored record could not be parsed as an audit event.
-    #[error("record {seq}: {message}")]
+    #[error("record {seq}: {source}")]
     Record {
         /// Sequence number of the record.
         seq: u64,
-        /// What is wrong with it.
-        message: String,
+        /// Why the record is not a valid event.
+        #[source]
+        source: kaudit_event::EventError,
     },
-    /// Bad caller input (query, cursor, field, limits).
+    /// Bad caller input (cursor, field, limits, options).
     #[error("{0}")]
     Input(String),
+    /// A query that does not parse or compile: bad caller input too, kept
+    /// whole so callers can point at its column.
+    #[error(transparent)]
+    Query(#[from] kaudit_query::QueryError),
     /// Another process is writing the index.
     #[error("search index {0} is being updated by another kaudit process")]
     Locked(String),
+    /// A worker thread panicked or poisoned a lock it held, so its partial
+    /// work cannot be trusted; the message says which.
+    #[error("{0}")]
+    Internal(&'static str),
+}
+
+impl IndexError {
+    /// Whether the caller's request is at fault (a bad query, cursor or
+    /// option), as opposed to the index or the store: servers answer these
+    /// with 400 instead of 500.
+    pub fn is_input(&self) -> bool {
+        matches!(self, IndexError::Input(_) | IndexError::Query(_))
+    }
+}
+
+/// What is wrong with a damaged index file.
+#[derive(Debug, thiserror::Error)]
+pub enum Damage {
+    /// `meta.json` is not the JSON this version of the index writes.
+    #[error("{0}")]
+    Meta(#[source] serde_json::Error),
+    /// The files disagree with each other or with `meta.json` (sizes,
+    /// counts, widths, version).
+    #[error("{0}")]
+    Inconsistent(String),
+}
+
+impl From<&str> for Damage {
+    fn from(m: &str) -> Damage {
+        Damage::Inconsistent(m.to_string())
+    }
+}
+
+impl From<String> for Damage {
+    fn from(m: String) -> Damage {
+        Damage::Inconsistent(m)
+    }
 }
 
 /// Result alias.
 pub type IndexResult<T> = Result<T, IndexError>;
 
-pub(crate) fn io_err(what: &std::path::Path) -> impl Fn(std::io::Error) -> IndexError + '_ {
-    move |e| IndexError::Io(format!("{}: {e}", what.display()))
+pub(crate) fn io_err(what: &Path) -> impl Fn(std::io::Error) -> IndexError + '_ {
+    move |source| IndexError::Io {
+        path: what.to_path_buf(),
+        source,
+    }
 }

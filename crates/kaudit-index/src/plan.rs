@@ -1,6 +1,6 @@
 //! Translating a query into bounds over index rows: the one place that knows
-//! how [`Expr`] maps onto the index, so another backend (ClickHouse) mirrors
-//! this module and nothing else.
+//! how [`Expr`] maps onto the index, so a second backend (a planned
+//! ClickHouse one) would mirror this module and nothing else.
 //!
 //! Each sub-expression becomes a pair of row sets: `lower` (rows that surely
 //! match) and `upper` (rows that may match). Dictionary fields are decided
@@ -391,7 +391,7 @@ fn dict_table(
     let Some((_, dict)) = Index::dict_slot(field).and_then(|s| ix.column(s)) else {
         return Ok(None);
     };
-    let test = CompareTest::new(field, op, values).map_err(|e| IndexError::Input(e.to_string()))?;
+    let test = CompareTest::new(field, op, values).map_err(IndexError::Query)?;
     let mut table: Vec<u8> = vec![2; dict.len() + 1];
     for (id, vals) in dict.iter() {
         table[id as usize] = u8::from(test.matches_values(vals));

@@ -127,7 +127,7 @@ pub fn observe(backend: &dyn SearchBackend, req: &RbacRequest) -> IndexResult<Us
             format!("({})", req.filter)
         }
     );
-    let q = Query::parse(&text).map_err(|e| IndexError::Input(e.to_string()))?;
+    let q = Query::parse(&text).map_err(IndexError::Query)?;
     let mut names = Interner::default();
     let empty = names.id("");
     let mut memo = IdMemo::default();

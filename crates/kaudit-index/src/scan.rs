@@ -213,10 +213,7 @@ fn emit_read(seq: u64, r: &ReadRow, f: &mut ScanFn<'_>) -> bool {
 }
 
 fn parse(seq: u64, bytes: &[u8]) -> IndexResult<Event> {
-    Event::from_json(bytes).map_err(|e| IndexError::Record {
-        seq,
-        message: e.to_string(),
-    })
+    Event::from_json(bytes).map_err(|e| IndexError::Record { seq, source: e })
 }
 
 struct Scan<'i, 'q> {

@@ -158,10 +158,7 @@ pub fn scan_tail(
         let ev = match Event::from_json(leaf.event) {
             Ok(ev) => ev,
             Err(e) => {
-                err = Some(IndexError::Record {
-                    seq,
-                    message: e.to_string(),
-                });
+                err = Some(IndexError::Record { seq, source: e });
                 return false;
             }
         };
@@ -467,10 +464,7 @@ pub(crate) fn fetch(
                         true
                     }
                     Err(e) => {
-                        err = Some(IndexError::Record {
-                            seq,
-                            message: e.to_string(),
-                        });
+                        err = Some(IndexError::Record { seq, source: e });
                         false
                     }
                 }
@@ -491,7 +485,7 @@ pub(crate) fn fetch(
         let rb = read(b);
         (h.join(), rb)
     });
-    let mut out = ra.map_err(|_| IndexError::Io("record reader thread panicked".into()))??;
+    let mut out = ra.map_err(|_| IndexError::Internal("record reader thread panicked"))??;
     out.extend(rb?);
     Ok(out)
 }
@@ -551,10 +545,7 @@ pub fn for_each_match(
                         true
                     }
                     Err(e) => {
-                        err = Some(IndexError::Record {
-                            seq,
-                            message: e.to_string(),
-                        });
+                        err = Some(IndexError::Record { seq, source: e });
                         false
                     }
                 }
@@ -580,10 +571,7 @@ pub fn for_each_match(
                     && !f(seq, t, &ev, leaf.cluster))
             }
             Err(e) => {
-                err = Some(IndexError::Record {
-                    seq,
-                    message: e.to_string(),
-                });
+                err = Some(IndexError::Record { seq, source: e });
                 false
             }
         },

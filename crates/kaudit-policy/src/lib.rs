@@ -26,7 +26,8 @@ pub use eval::{AuditConfig, CompiledPolicy, RequestAttributes, StageSet, UserAtt
 pub use lint::{lint, Finding, Severity};
 pub use model::{
     load_policy, load_policy_file, policy_from_value, validate_doc, FieldError, GroupResourcesDoc,
-    LoadedPolicy, Policy, PolicyDoc, PolicyError, PolicyRule, RuleDoc, MAX_POLICY_BYTES, MAX_RULES,
+    LoadedPolicy, Policy, PolicyDoc, PolicyError, PolicyRule, RuleDoc, SyntaxError,
+    MAX_POLICY_BYTES, MAX_RULES,
 };
 pub use naive::evaluate_naive;
 pub use redact::{redact_value_hash, REDACTED_ANNOTATION};
@@ -34,5 +35,5 @@ pub use redact::{redact_value_hash, REDACTED_ANNOTATION};
 /// Renders any serializable report as YAML, for `-o yaml` in the CLI (which
 /// does not depend on a YAML library itself).
 pub fn to_yaml<T: serde::Serialize>(value: &T) -> Result<String, PolicyError> {
-    serde_saphyr::to_string(value).map_err(|e| PolicyError::Output(e.to_string()))
+    serde_saphyr::to_string(value).map_err(|e| PolicyError::Output(Box::new(e)))
 }

@@ -26,6 +26,7 @@ pub enum PolicyError {
         /// File path.
         source_name: String,
         /// The underlying error.
+        #[source]
         error: std::io::Error,
     },
     /// The file is larger than [`MAX_POLICY_BYTES`].
@@ -51,12 +52,13 @@ pub enum PolicyError {
         source_name: String,
     },
     /// Neither valid YAML nor valid JSON.
-    #[error("{source_name}: failed decoding policy: {message}")]
+    #[error("{source_name}: failed decoding policy: {error}")]
     Syntax {
         /// File path.
         source_name: String,
-        /// The parser's message (with line and column).
-        message: String,
+        /// The parser's error (its message has the line and column).
+        #[source]
+        error: SyntaxError,
     },
     /// apiVersion missing or not audit.k8s.io/v1, or kind not Policy.
     #[error("{source_name}: failed decoding policy: {message}")]
@@ -90,9 +92,22 @@ pub enum PolicyError {
         /// File path.
         source_name: String,
     },
-    /// Rendering output failed.
+    /// Rendering output failed (boxed: the YAML error is large, and rare).
     #[error("output: {0}")]
-    Output(String),
+    Output(#[source] Box<serde_saphyr::SerializeError>),
+}
+
+/// Why a policy is not parseable text, from the parser that was believed:
+/// JSON for a document that starts with `{` and is not YAML either (its
+/// messages are the more precise), YAML otherwise.
+#[derive(Debug, thiserror::Error)]
+pub enum SyntaxError {
+    /// The JSON parser's error.
+    #[error("JSON: {0}")]
+    Json(#[source] serde_json::Error),
+    /// The YAML parser's error (boxed: it is large, and rare).
+    #[error("YAML: {0}")]
+    Yaml(#[source] Box<serde_saphyr::Error>),
 }
 
 fn join_errors(errors: &[FieldError]) -> String {
@@ -325,19 +340,19 @@ fn parse_value(bytes: &[u8], source_name: &str) -> Result<Value, PolicyError> {
             source_name: source_name.to_string(),
         });
     }
-    let syntax = |message: String| PolicyError::Syntax {
+    let syntax = |error: SyntaxError| PolicyError::Syntax {
         source_name: source_name.to_string(),
-        message,
+        error,
     };
     if text.trim_start().starts_with('{') {
         // JSON first (better messages); a YAML flow mapping also starts with '{'.
         match serde_json::from_str(text) {
             Ok(v) => Ok(v),
             Err(json_err) => serde_saphyr::from_str::<Value>(text)
-                .map_err(|_| syntax(format!("JSON: {json_err}"))),
+                .map_err(|_| syntax(SyntaxError::Json(json_err))),
         }
     } else {
-        serde_saphyr::from_str::<Value>(text).map_err(|e| syntax(format!("YAML: {e}")))
+        serde_saphyr::from_str::<Value>(text).map_err(|e| syntax(SyntaxError::Yaml(Box::new(e))))
     }
 }
 

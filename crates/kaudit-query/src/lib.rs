@@ -8,9 +8,9 @@
 //! `.requestObject.spec.containers[*].securityContext.privileged=true`.
 //!
 //! This crate is backend-neutral: it parses ([`parse`]), names fields
-//! ([`Field`]) and gives the reference semantics ([`Query::matches`]). An
-//! index (embedded or ClickHouse) translates the same [`Expr`] and confirms
-//! hits with the matcher, so every backend answers alike.
+//! ([`Field`]) and gives the reference semantics ([`Query::matches`]). A
+//! search backend (today kaudit-index's embedded index) translates the same
+//! [`Expr`] and confirms hits with the matcher, so any backend answers alike.
 //!
 //! Semantics: `=` is true when any value of the field equals any listed
 //! value (`*` globs, CIDRs for `ip`); `!=` and `!~` are the negation of `=`
@@ -18,10 +18,12 @@
 //! anchored at both ends; `<`-style operators compare numbers for numeric
 //! fields; bare and quoted words search the whole event case-insensitively.
 
+#![warn(missing_docs)]
+
 mod field;
 mod matcher;
 mod parse;
 
 pub use field::{Field, JsonPath, LazyJson};
-pub use matcher::{parse_time_bound, CompareTest, Query};
+pub use matcher::{parse_time_bound, CompareTest, Query, TimeBoundError};
 pub use parse::{parse, Expr, Op, QueryError, MAX_DEPTH, MAX_QUERY_LEN};

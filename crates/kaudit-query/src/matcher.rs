@@ -213,12 +213,35 @@ fn ord(op: Op, o: std::cmp::Ordering) -> bool {
     }
 }
 
+/// Why a `--since`/`--until` bound was not accepted. The input is kept
+/// trimmed, as it was read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TimeBoundError {
+    /// A number with a unit letter other than s, m, h, d or w.
+    #[error("unknown unit {unit:?} in {input:?}: use s, m, h, d or w")]
+    UnknownUnit {
+        /// The unit letter.
+        unit: char,
+        /// The whole bound.
+        input: String,
+    },
+    /// A duration reaching before the earliest representable time.
+    #[error("duration {0:?} is out of range")]
+    OutOfRange(String),
+    /// Neither a duration, an RFC 3339 time nor a date. Each form's own
+    /// parse error is dropped: which form was meant is unknown.
+    #[error(
+        "invalid time {0:?}: use a duration (2h, 30m, 7d), an RFC 3339 time or a date (2026-01-02)"
+    )]
+    Invalid(String),
+}
+
 /// Parses a `--since`/`--until` bound: a duration back from `now`
 /// (`90s`, `15m`, `2h`, `7d`, `2w`), an RFC 3339 time, or a date (`2026-01-02`, UTC midnight).
 pub fn parse_time_bound(
     s: &str,
     now: kaudit_event::MicroTime,
-) -> Result<kaudit_event::MicroTime, String> {
+) -> Result<kaudit_event::MicroTime, TimeBoundError> {
     let s = s.trim();
     if let Some(unit) = s.chars().last().filter(|c| c.is_ascii_alphabetic()) {
         let num = &s[..s.len() - 1];
@@ -230,16 +253,17 @@ pub fn parse_time_bound(
                 'd' => 86_400,
                 'w' => 7 * 86_400,
                 _ => {
-                    return Err(format!(
-                        "unknown unit {unit:?} in {s:?}: use s, m, h, d or w"
-                    ))
+                    return Err(TimeBoundError::UnknownUnit {
+                        unit,
+                        input: s.to_string(),
+                    })
                 }
             };
             return n
                 .checked_mul(secs * 1_000_000)
                 .and_then(|d| now.micros().checked_sub(d))
                 .map(kaudit_event::MicroTime)
-                .ok_or_else(|| format!("duration {s:?} is out of range"));
+                .ok_or_else(|| TimeBoundError::OutOfRange(s.to_string()));
         }
     }
     if let Ok(t) = kaudit_event::MicroTime::parse(s) {
@@ -251,9 +275,7 @@ pub fn parse_time_bound(
             return Ok(kaudit_event::MicroTime(t.timestamp() * 1_000_000));
         }
     }
-    Err(format!(
-        "invalid time {s:?}: use a duration (2h, 30m, 7d), an RFC 3339 time or a date (2026-01-02)"
-    ))
+    Err(TimeBoundError::Invalid(s.to_string()))
 }
 
 /// One `field OP values` comparison compiled on its own, so an index can

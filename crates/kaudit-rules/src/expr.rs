@@ -2,6 +2,7 @@
 //! Falco's missing-field semantics (a comparison on a missing field is false,
 //! whatever the operator; only `not` turns it into true).
 
+use crate::error::{CompileError, ValueError};
 use crate::fields::{resolve, EventCtx, FieldKind, FieldVal};
 use crate::parse::{Ast, Op, Rhs};
 use std::collections::{HashMap, HashSet};
@@ -63,7 +64,7 @@ impl Slots {
         n
     }
 
-    pub(crate) fn slot(&mut self, name: &str, arg: Option<&str>) -> Result<usize, String> {
+    pub(crate) fn slot(&mut self, name: &str, arg: Option<&str>) -> Result<usize, CompileError> {
         let kind = resolve(name, arg)?;
         if let Some(&i) = self.index.get(&kind) {
             return Ok(i);
@@ -204,7 +205,7 @@ fn eval_cmp(id: usize, ctx: &EventCtx<'_>, slots: &Slots, compat: bool) -> bool 
 }
 
 /// Compiles an expanded AST (no macros left; list items already resolved).
-pub(crate) fn compile(ast: &Ast, slots: &mut Slots) -> Result<Expr, String> {
+pub(crate) fn compile(ast: &Ast, slots: &mut Slots) -> Result<Expr, CompileError> {
     Ok(match ast {
         Ast::And(v) => Expr::And(
             v.iter()
@@ -217,7 +218,7 @@ pub(crate) fn compile(ast: &Ast, slots: &mut Slots) -> Result<Expr, String> {
                 .collect::<Result<_, _>>()?,
         ),
         Ast::Not(a) => Expr::Not(Box::new(compile(a, slots)?)),
-        Ast::Macro(m) => return Err(format!("undefined macro {m}")),
+        Ast::Macro(m) => return Err(CompileError::UndefinedMacro(m.clone())),
         Ast::Check {
             field,
             arg,
@@ -226,8 +227,11 @@ pub(crate) fn compile(ast: &Ast, slots: &mut Slots) -> Result<Expr, String> {
         } => {
             let slot = slots.slot(field, arg.as_deref())?;
             let list = slots.kinds[slot].is_list();
-            let value =
-                compile_value(*op, rhs).map_err(|e| format!("{field} {}: {e}", op.as_str()))?;
+            let value = compile_value(*op, rhs).map_err(|error| CompileError::Value {
+                field: field.clone(),
+                op: op.as_str(),
+                error,
+            })?;
             let id = slots.cmp_id(
                 format!("{slot}\u{1}{}\u{1}{rhs:?}", op.as_str()),
                 CmpDef {
@@ -242,11 +246,11 @@ pub(crate) fn compile(ast: &Ast, slots: &mut Slots) -> Result<Expr, String> {
     })
 }
 
-fn compile_value(op: Op, rhs: &Rhs) -> Result<Value, String> {
-    let single = || -> Result<&str, String> {
+fn compile_value(op: Op, rhs: &Rhs) -> Result<Value, ValueError> {
+    let single = || -> Result<&str, ValueError> {
         match rhs {
             Rhs::Single(s) => Ok(s.as_str()),
-            _ => Err("expects a single value".into()),
+            _ => Err(ValueError::ExpectsSingle),
         }
     };
     Ok(match op {
@@ -256,12 +260,12 @@ fn compile_value(op: Op, rhs: &Rhs) -> Result<Value, String> {
                 Value::Set(StrSet::new(items.iter().map(|i| i.text.clone()).collect()))
             }
             Rhs::Single(s) => Value::Set(StrSet::new(vec![s.clone()])),
-            Rhs::None => return Err("expects a list".into()),
+            Rhs::None => return Err(ValueError::ExpectsList),
         },
         Op::PMatch => match rhs {
             Rhs::List(items) => Value::Paths(items.iter().map(|i| i.text.clone()).collect()),
             Rhs::Single(s) => Value::Paths(vec![s.clone()]),
-            Rhs::None => return Err("expects a list".into()),
+            Rhs::None => return Err(ValueError::ExpectsList),
         },
         Op::IContains => Value::Lower(single()?.to_lowercase()),
         Op::BContains | Op::BStartsWith => Value::Bytes(decode_hex(single()?)?),
@@ -269,7 +273,7 @@ fn compile_value(op: Op, rhs: &Rhs) -> Result<Value, String> {
             regex::RegexBuilder::new(single()?)
                 .size_limit(1 << 20)
                 .build()
-                .map_err(|e| format!("invalid regex: {e}"))?,
+                .map_err(ValueError::Regex)?,
         ),
         Op::Glob => Value::Glob(compile_glob(single()?)),
         Op::IGlob => Value::Glob(compile_glob(&single()?.to_lowercase())),
@@ -277,17 +281,17 @@ fn compile_value(op: Op, rhs: &Rhs) -> Result<Value, String> {
     })
 }
 
-fn decode_hex(s: &str) -> Result<Vec<u8>, String> {
+fn decode_hex(s: &str) -> Result<Vec<u8>, ValueError> {
     let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
     if s.len() % 2 != 0 {
-        return Err(format!("{s:?} is not an even number of hex digits"));
+        return Err(ValueError::OddHex(s));
     }
     (0..s.len())
         .step_by(2)
         .map(|i| {
             s.get(i..i + 2)
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| format!("{s:?} is not hex"))
+                .ok_or_else(|| ValueError::NotHex(s.clone()))
         })
         .collect()
 }

@@ -9,7 +9,7 @@
 use crate::expr::{compile, flatten, Node, Slots};
 use crate::output::Template;
 use crate::parse::{parse_condition, Ast, ListItem, Op, Rhs};
-use crate::{LoadError, Priority};
+use crate::{CompileError, LoadError, Priority};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -42,12 +42,16 @@ pub(crate) struct Loc {
 
 impl Loc {
     pub(crate) fn err(&self, item: Option<&str>, reason: impl Into<String>) -> LoadError {
-        LoadError {
-            file: self.file.to_string(),
-            line: self.line,
-            item: item.map(str::to_string),
-            reason: reason.into(),
-        }
+        LoadError::new(&*self.file, self.line, item.map(str::to_string), reason)
+    }
+
+    /// A load error whose reason is `source`'s text, keeping `source`.
+    pub(crate) fn caused(
+        &self,
+        item: Option<&str>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> LoadError {
+        self.err(item, source.to_string()).with_source(source)
     }
 }
 
@@ -229,12 +233,7 @@ impl Defs {
         }
         let doc: Value = serde_saphyr::from_str(text).map_err(|e| {
             let line = e.location().map(|l| l.line());
-            LoadError {
-                file: file.to_string(),
-                line,
-                item: None,
-                reason: format!("invalid YAML: {e}"),
-            }
+            LoadError::new(&*file, line, None, format!("invalid YAML: {e}")).with_source(e)
         })?;
         let items = match doc {
             Value::Null => return Ok(()),
@@ -524,7 +523,7 @@ impl Defs {
             }
             if let Some(false) = mode("priority")? {
                 let p = get_str(map, "priority").unwrap_or_default();
-                rule.priority = p.parse().map_err(|e: String| loc.err(Some(&item), e))?;
+                rule.priority = p.parse().map_err(|e| loc.caused(Some(&item), e))?;
             }
             if has_override {
                 if let Some(false) = override_mode(map, "enabled", loc, &item)? {
@@ -541,7 +540,7 @@ impl Defs {
         let desc = get_str(map, "desc").unwrap_or_default();
         let priority: Priority = need("priority")?
             .parse()
-            .map_err(|e: String| loc.err(Some(&item), e))?;
+            .map_err(|e| loc.caused(Some(&item), e))?;
         let def = RuleDef {
             name: name.clone(),
             condition,
@@ -565,9 +564,14 @@ impl Defs {
     }
 
     /// A list's items with nested list names expanded.
-    fn expand_list(&self, name: &str, depth: usize, out: &mut Vec<String>) -> Result<(), String> {
+    fn expand_list(
+        &self,
+        name: &str,
+        depth: usize,
+        out: &mut Vec<String>,
+    ) -> Result<(), CompileError> {
         if depth > MAX_EXPANSION_DEPTH {
-            return Err(format!("list {name} nests too deep (a cycle?)"));
+            return Err(CompileError::ListTooDeep(name.to_string()));
         }
         if let Some(l) = self.lists.get(name) {
             for it in &l.items {
@@ -587,9 +591,9 @@ impl Defs {
         depth: usize,
         parsed: &mut HashMap<String, Ast>,
         stack: &mut Vec<String>,
-    ) -> Result<Ast, (Option<Loc>, String)> {
+    ) -> Result<Ast, (Option<Loc>, CompileError)> {
         if depth > MAX_EXPANSION_DEPTH * 4 {
-            return Err((None, "condition nests too deep".into()));
+            return Err((None, CompileError::TooDeep));
         }
         Ok(match ast {
             Ast::And(v) => Ast::And(
@@ -605,22 +609,19 @@ impl Defs {
             Ast::Not(a) => Ast::Not(Box::new(self.expand(a, depth + 1, parsed, stack)?)),
             Ast::Macro(name) => {
                 let Some(m) = self.macros.get(name) else {
-                    return Err((
-                        None,
-                        format!("undefined macro {name:?} (or a field used without an operator)"),
-                    ));
+                    return Err((None, CompileError::UnknownMacro(name.clone())));
                 };
                 if stack.contains(name) {
-                    return Err((
-                        Some(m.loc.clone()),
-                        format!("macro {name} refers to itself"),
-                    ));
+                    return Err((Some(m.loc.clone()), CompileError::MacroCycle(name.clone())));
                 }
                 if !parsed.contains_key(name) {
                     let ast = parse_condition(&m.condition).map_err(|e| {
                         (
                             Some(m.loc.clone()),
-                            format!("macro {name}: condition does not parse: {e}"),
+                            CompileError::MacroParse {
+                                name: name.clone(),
+                                error: e,
+                            },
                         )
                     })?;
                     parsed.insert(name.clone(), ast);
@@ -690,10 +691,10 @@ impl Defs {
             let item = format!("rule {}", rule.name);
             let mut ast = parse_condition(&rule.condition).map_err(|e| {
                 rule.loc
-                    .err(Some(&item), format!("condition does not parse: {e}"))
+                    .caused(Some(&item), CompileError::ConditionParse(e))
             })?;
             if let Some(ex) =
-                exceptions_ast(&rule.exceptions).map_err(|e| rule.loc.err(Some(&item), e))?
+                exceptions_ast(&rule.exceptions).map_err(|e| rule.loc.caused(Some(&item), e))?
             {
                 ast = Ast::And(vec![ast, Ast::Not(Box::new(ex))]);
             }
@@ -701,7 +702,7 @@ impl Defs {
             let ast = self
                 .expand(&ast, 0, &mut parsed, &mut stack)
                 .map_err(|(l, e)| {
-                    let mut err = rule.loc.err(Some(&item), e);
+                    let mut err = rule.loc.caused(Some(&item), e);
                     if let Some(l) = l {
                         err.reason = format!(
                             "{} (macro defined at {}:{})",
@@ -712,9 +713,9 @@ impl Defs {
                     }
                     err
                 })?;
-            let expr = compile(&ast, slots).map_err(|e| rule.loc.err(Some(&item), e))?;
-            let output =
-                Template::compile(&rule.output, slots).map_err(|e| rule.loc.err(Some(&item), e))?;
+            let expr = compile(&ast, slots).map_err(|e| rule.loc.caused(Some(&item), e))?;
+            let output = Template::compile(&rule.output, slots)
+                .map_err(|e| rule.loc.caused(Some(&item), e))?;
             out.push(CompiledFalco {
                 name: rule.name.clone(),
                 desc: rule.desc.clone(),
@@ -818,7 +819,7 @@ fn parse_exceptions(
 
 /// Builds `(ex1 or ex2 ...)` from a rule's exceptions, to be negated and
 /// added to its condition; `None` when no exception has values.
-fn exceptions_ast(exs: &[Exception]) -> Result<Option<Ast>, String> {
+fn exceptions_ast(exs: &[Exception]) -> Result<Option<Ast>, CompileError> {
     let mut alts = Vec::new();
     for ex in exs {
         if ex.values.is_empty() {
@@ -827,8 +828,10 @@ fn exceptions_ast(exs: &[Exception]) -> Result<Option<Ast>, String> {
         if ex.single_field {
             let field = &ex.fields[0];
             let op_s = ex.comps.first().map(String::as_str).unwrap_or("in");
-            let op = Op::parse(op_s)
-                .ok_or_else(|| format!("exception {}: unknown comp {op_s:?}", ex.name))?;
+            let op = Op::parse(op_s).ok_or_else(|| CompileError::UnknownComp {
+                exception: ex.name.clone(),
+                comp: op_s.to_string(),
+            })?;
             let items: Vec<ListItem> = ex
                 .values
                 .iter()
@@ -838,29 +841,27 @@ fn exceptions_ast(exs: &[Exception]) -> Result<Option<Ast>, String> {
                     quoted: false,
                 })
                 .collect();
-            alts.push(check(field, op, items)?);
+            alts.push(check(field, op, items));
             continue;
         }
         for value in &ex.values {
             let Value::Array(vals) = value else {
-                return Err(format!(
-                    "exception {}: each value must be a list matching 'fields'",
-                    ex.name
-                ));
+                return Err(CompileError::ExceptionValueNotList(ex.name.clone()));
             };
             if vals.len() != ex.fields.len() {
-                return Err(format!(
-                    "exception {}: a value has {} items for {} fields",
-                    ex.name,
-                    vals.len(),
-                    ex.fields.len()
-                ));
+                return Err(CompileError::ExceptionArity {
+                    exception: ex.name.clone(),
+                    values: vals.len(),
+                    fields: ex.fields.len(),
+                });
             }
             let mut parts = Vec::new();
             for (i, (f, v)) in ex.fields.iter().zip(vals).enumerate() {
                 let op_s = ex.comps.get(i).map(String::as_str).unwrap_or("=");
-                let op = Op::parse(op_s)
-                    .ok_or_else(|| format!("exception {}: unknown comp {op_s:?}", ex.name))?;
+                let op = Op::parse(op_s).ok_or_else(|| CompileError::UnknownComp {
+                    exception: ex.name.clone(),
+                    comp: op_s.to_string(),
+                })?;
                 let items: Vec<ListItem> = match v {
                     Value::Array(a) => a
                         .iter()
@@ -879,7 +880,7 @@ fn exceptions_ast(exs: &[Exception]) -> Result<Option<Ast>, String> {
                         })
                         .unwrap_or_default(),
                 };
-                parts.push(check(f, op, items)?);
+                parts.push(check(f, op, items));
             }
             alts.push(Ast::And(parts));
         }
@@ -891,7 +892,7 @@ fn exceptions_ast(exs: &[Exception]) -> Result<Option<Ast>, String> {
     })
 }
 
-fn check(field: &str, op: Op, items: Vec<ListItem>) -> Result<Ast, String> {
+fn check(field: &str, op: Op, items: Vec<ListItem>) -> Ast {
     let (field, arg) = match field.split_once('[') {
         Some((f, rest)) => (f.to_string(), Some(rest.trim_end_matches(']').to_string())),
         None => (field.to_string(), None),
@@ -903,12 +904,12 @@ fn check(field: &str, op: Op, items: Vec<ListItem>) -> Result<Ast, String> {
     } else {
         Rhs::Single(items.into_iter().next().map(|i| i.text).unwrap_or_default())
     };
-    Ok(Ast::Check {
+    Ast::Check {
         field,
         arg,
         op,
         rhs,
-    })
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 //! slot cache ([`EventCtx`]), and the request/response bodies are parsed only
 //! when a field first needs them.
 
+use crate::error::CompileError;
 use kaudit_event::{Event, MicroTime};
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -156,29 +157,36 @@ impl FieldKind {
 }
 
 /// Resolves a field name and its optional `[arg]`, or says why not.
-pub(crate) fn resolve(name: &str, arg: Option<&str>) -> Result<FieldKind, String> {
-    let index = || -> Result<Option<usize>, String> {
+pub(crate) fn resolve(name: &str, arg: Option<&str>) -> Result<FieldKind, CompileError> {
+    let index = || -> Result<Option<usize>, CompileError> {
         match arg {
             None => Ok(None),
             Some(a) => a
                 .trim()
                 .parse::<usize>()
                 .map(Some)
-                .map_err(|_| format!("field {name} takes a numeric index argument, got [{a}]")),
+                .map_err(|_| CompileError::NumericArg {
+                    field: name.to_string(),
+                    arg: a.to_string(),
+                }),
         }
     };
-    let key = |what: &str| -> Result<String, String> {
+    let key = |what: &'static str| -> Result<String, CompileError> {
         match arg {
             Some(a) if !a.is_empty() => Ok(a.to_string()),
-            _ => Err(format!(
-                "field {name} requires a {what} argument: {name}[...]"
-            )),
+            _ => Err(CompileError::MissingArg {
+                field: name.to_string(),
+                what,
+            }),
         }
     };
-    let no_arg = |k: FieldKind| -> Result<FieldKind, String> {
+    let no_arg = |k: FieldKind| -> Result<FieldKind, CompileError> {
         match arg {
             None => Ok(k),
-            Some(a) => Err(format!("field {name} takes no argument, got [{a}]")),
+            Some(a) => Err(CompileError::UnexpectedArg {
+                field: name.to_string(),
+                arg: a.to_string(),
+            }),
         }
     };
     if let Some(rest) = name.strip_prefix("ka.req.pod.") {
@@ -204,7 +212,7 @@ pub(crate) fn resolve(name: &str, arg: Option<&str>) -> Result<FieldKind, String
                     "proc_mount" => ContainerProp::ProcMount,
                     "add_capabilities" => ContainerProp::AddCapabilities,
                     "host_port" => ContainerProp::HostPort,
-                    _ => return Err(format!("unknown field {name}")),
+                    _ => return Err(CompileError::UnknownField(name.to_string())),
                 };
                 return Ok(FieldKind::Pod(set, prop, index()?));
             }
@@ -285,7 +293,7 @@ pub(crate) fn resolve(name: &str, arg: Option<&str>) -> Result<FieldKind, String
             no_arg(FieldKind::Time)?
         }
         "evt.source" => no_arg(FieldKind::EvtSource)?,
-        _ => return Err(format!("unknown field {name}")),
+        _ => return Err(CompileError::UnknownField(name.to_string())),
     })
 }
 

@@ -59,6 +59,9 @@
 //!   `add_capabilities` is flattened into capability names, and
 //!   `eff_run_as_user`/`eff_run_as_group` read the `securityContext`.
 
+#![warn(missing_docs)]
+
+pub mod error;
 pub mod expr;
 pub mod falco;
 pub mod fields;
@@ -71,7 +74,9 @@ use kaudit_event::{Event, MicroTime};
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 
+pub use error::{CompileError, SigmaError, UnknownPriority, ValueError};
 pub use parse::{parse_condition, Ast, Op, Rhs};
 pub use sigma::SigmaRule;
 
@@ -119,8 +124,8 @@ impl Priority {
 }
 
 impl FromStr for Priority {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownPriority;
+    fn from_str(s: &str) -> Result<Self, UnknownPriority> {
         Ok(match s.trim().to_ascii_lowercase().as_str() {
             "emergency" => Priority::Emergency,
             "alert" => Priority::Alert,
@@ -130,11 +135,7 @@ impl FromStr for Priority {
             "notice" => Priority::Notice,
             "informational" | "info" => Priority::Informational,
             "debug" => Priority::Debug,
-            _ => {
-                return Err(format!(
-                    "unknown priority {s:?}: want EMERGENCY, ALERT, CRITICAL, ERROR, WARNING, NOTICE, INFORMATIONAL/INFO or DEBUG"
-                ))
-            }
+            _ => return Err(UnknownPriority(s.to_string())),
         })
     }
 }
@@ -146,7 +147,10 @@ impl fmt::Display for Priority {
 }
 
 /// A rules file that cannot be loaded: which file, which line, which item, why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// Equality compares what is shown (file, line, item, reason), not the
+/// source, whose text is already part of the reason.
+#[derive(Debug, Clone)]
 pub struct LoadError {
     /// The file (or source name) the error is in.
     pub file: String,
@@ -156,6 +160,54 @@ pub struct LoadError {
     pub item: Option<String>,
     /// What is wrong.
     pub reason: String,
+    /// The typed error behind `reason` ([`CompileError`], [`SigmaError`],
+    /// the YAML parser's), when there is one; shared so the error stays
+    /// cheap to clone.
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl LoadError {
+    /// A load error whose reason is a plain message.
+    pub(crate) fn new(
+        file: impl Into<String>,
+        line: Option<u64>,
+        item: Option<String>,
+        reason: impl Into<String>,
+    ) -> LoadError {
+        LoadError {
+            file: file.into(),
+            line,
+            item,
+            reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// Keeps `source` as the cause; `reason` must already show its text.
+    pub(crate) fn with_source(
+        mut self,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> LoadError {
+        self.source = Some(Arc::new(source));
+        self
+    }
+}
+
+impl PartialEq for LoadError {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.file, self.line, &self.item, &self.reason)
+            == (&other.file, other.line, &other.item, &other.reason)
+    }
+}
+
+impl Eq for LoadError {}
+
+impl std::error::Error for LoadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
 }
 
 impl fmt::Display for LoadError {
@@ -263,26 +315,19 @@ impl EngineBuilder {
     /// Loads a rules file from disk; Falco or Sigma is decided by content.
     pub fn add_file(&mut self, path: &Path) -> Result<&mut Self, LoadError> {
         let name = path.display().to_string();
-        let meta = std::fs::metadata(path).map_err(|e| LoadError {
-            file: name.clone(),
-            line: None,
-            item: None,
-            reason: format!("cannot read: {e}"),
-        })?;
+        let unreadable = |e: std::io::Error| {
+            LoadError::new(&name, None, None, format!("cannot read: {e}")).with_source(e)
+        };
+        let meta = std::fs::metadata(path).map_err(unreadable)?;
         if meta.len() > falco::MAX_FILE_BYTES as u64 {
-            return Err(LoadError {
-                file: name,
-                line: None,
-                item: None,
-                reason: format!("rules file larger than {} bytes", falco::MAX_FILE_BYTES),
-            });
+            return Err(LoadError::new(
+                name,
+                None,
+                None,
+                format!("rules file larger than {} bytes", falco::MAX_FILE_BYTES),
+            ));
         }
-        let text = std::fs::read_to_string(path).map_err(|e| LoadError {
-            file: name.clone(),
-            line: None,
-            item: None,
-            reason: format!("cannot read: {e}"),
-        })?;
+        let text = std::fs::read_to_string(path).map_err(unreadable)?;
         self.add_source(&name, &text)
     }
 
@@ -290,21 +335,18 @@ impl EngineBuilder {
     /// more Sigma rule documents (`---`-separated mappings).
     pub fn add_source(&mut self, name: &str, text: &str) -> Result<&mut Self, LoadError> {
         if looks_like_sigma(text) {
-            let docs: Vec<serde_json::Value> =
-                serde_saphyr::from_multiple(text).map_err(|e| LoadError {
-                    file: name.to_string(),
-                    line: e.location().map(|l| l.line()),
-                    item: None,
-                    reason: format!("invalid YAML: {e}"),
-                })?;
+            let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(text).map_err(|e| {
+                let line = e.location().map(|l| l.line());
+                LoadError::new(name, line, None, format!("invalid YAML: {e}")).with_source(e)
+            })?;
             for d in docs.iter().filter(|d| !d.is_null()) {
                 if !sigma::is_sigma(d) {
-                    return Err(LoadError {
-                        file: name.to_string(),
-                        line: None,
-                        item: None,
-                        reason: "document is neither a Falco rules list nor a Sigma rule (no 'detection'/'logsource')".into(),
-                    });
+                    return Err(LoadError::new(
+                        name,
+                        None,
+                        None,
+                        "document is neither a Falco rules list nor a Sigma rule (no 'detection'/'logsource')",
+                    ));
                 }
                 self.sigma.push(SigmaRule::load(name, d)?);
             }
@@ -345,11 +387,8 @@ impl EngineBuilder {
                 "{} (user=%ka.user.name verb=%ka.verb resource=%ka.target.resource ns=%ka.target.namespace name=%ka.target.name uri=%ka.uri resp=%ka.response.code)",
                 s.title.replace('%', "")
             );
-            let output = output::Template::compile(&text, &mut slots).map_err(|e| LoadError {
-                file: "<sigma>".into(),
-                line: None,
-                item: Some(s.title.clone()),
-                reason: e,
+            let output = output::Template::compile(&text, &mut slots).map_err(|e| {
+                LoadError::new("<sigma>", None, Some(s.title.clone()), e.to_string()).with_source(e)
             })?;
             rules.push(Rule {
                 matcher: Matcher::Sigma(Box::new(s)),
@@ -372,13 +411,8 @@ impl EngineBuilder {
     }
 }
 
-fn internal(e: String) -> LoadError {
-    LoadError {
-        file: "<kaudit>".into(),
-        line: None,
-        item: None,
-        reason: e,
-    }
+fn internal(e: CompileError) -> LoadError {
+    LoadError::new("<kaudit>", None, None, e.to_string()).with_source(e)
 }
 
 fn looks_like_sigma(text: &str) -> bool {

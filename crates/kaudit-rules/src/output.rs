@@ -1,6 +1,7 @@
 //! Falco output templates: literal text with `%field` / `%field[arg]`
 //! references, rendered with `<NA>` for a field the event does not have.
 
+use crate::error::CompileError;
 use crate::expr::Slots;
 use crate::fields::EventCtx;
 
@@ -23,7 +24,7 @@ fn is_field_char(c: u8) -> bool {
 
 impl Template {
     /// Compiles a template; an unknown field is an error, as in Falco.
-    pub(crate) fn compile(src: &str, slots: &mut Slots) -> Result<Template, String> {
+    pub(crate) fn compile(src: &str, slots: &mut Slots) -> Result<Template, CompileError> {
         let src = src.trim_end();
         let b = src.as_bytes();
         let mut pieces = Vec::new();
@@ -56,7 +57,7 @@ impl Template {
                 }
                 let slot = slots
                     .slot(cand, arg.as_deref())
-                    .map_err(|e| format!("output: {e}"))?;
+                    .map_err(|e| CompileError::Output(Box::new(e)))?;
                 if !text.is_empty() {
                     pieces.push(Piece::Text(std::mem::take(&mut text)));
                 }

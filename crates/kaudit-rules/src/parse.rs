@@ -179,6 +179,8 @@ impl fmt::Display for ParseError {
     }
 }
 
+impl std::error::Error for ParseError {}
+
 /// Parses one condition.
 pub fn parse_condition(src: &str) -> Result<Ast, ParseError> {
     if src.len() > MAX_CONDITION_LEN {

@@ -13,7 +13,7 @@
 //! non-number) loads, is reported with the reason, and is not evaluated.
 
 use crate::fields::EventCtx;
-use crate::{LoadError, Priority};
+use crate::{LoadError, Priority, SigmaError};
 use serde_json::Value;
 use std::net::IpAddr;
 
@@ -130,14 +130,12 @@ fn level_priority(level: &str) -> Priority {
 impl SigmaRule {
     /// Loads one Sigma rule document.
     pub fn load(file: &str, doc: &Value) -> Result<SigmaRule, LoadError> {
-        let err = |reason: String| LoadError {
-            file: file.to_string(),
-            line: None,
-            item: doc
+        let err = |reason: String| {
+            let item = doc
                 .get("title")
                 .and_then(Value::as_str)
-                .map(|t| format!("sigma rule {t}")),
-            reason,
+                .map(|t| format!("sigma rule {t}"));
+            LoadError::new(file, None, item, reason)
         };
         let title = doc
             .get("title")
@@ -178,12 +176,12 @@ impl SigmaRule {
             }
             searches.push((
                 name.clone(),
-                parse_search(v).map_err(|e| err(format!("{name}: {e}")))?,
+                parse_search(v).map_err(|e| err(format!("{name}: {e}")).with_source(e))?,
             ));
         }
         let names: Vec<&str> = searches.iter().map(|(n, _)| n.as_str()).collect();
         let cond = parse_cond(&cond_src, &names)
-            .map_err(|e| err(format!("condition {cond_src:?}: {e}")))?;
+            .map_err(|e| err(format!("condition {cond_src:?}: {e}")).with_source(e))?;
         let mut rule = SigmaRule {
             title,
             id: doc.get("id").and_then(Value::as_str).map(str::to_string),
@@ -544,7 +542,7 @@ fn scalar(v: &Value) -> Option<String> {
     }
 }
 
-fn parse_field(key: &str, v: &Value) -> Result<FieldCond, String> {
+fn parse_field(key: &str, v: &Value) -> Result<FieldCond, SigmaError> {
     let mut parts = key.split('|');
     let field = parts.next().unwrap_or_default();
     let mods: Vec<&str> = parts.collect();
@@ -561,7 +559,7 @@ fn parse_field(key: &str, v: &Value) -> Result<FieldCond, String> {
             "i" | "ignorecase" => re_flags.push('i'),
             "m" | "multiline" => re_flags.push('m'),
             "s" | "dotall" => re_flags.push('s'),
-            other => return Err(format!("modifier |{other} is not supported")),
+            other => return Err(SigmaError::Modifier(other.to_string())),
         }
     }
     let values: Vec<Value> = match v {
@@ -574,7 +572,7 @@ fn parse_field(key: &str, v: &Value) -> Result<FieldCond, String> {
             matchers.push(Matcher::Null);
             continue;
         }
-        let s = scalar(val).ok_or_else(|| format!("{key}: values must be scalars"))?;
+        let s = scalar(val).ok_or_else(|| SigmaError::NotScalar(key.to_string()))?;
         let m = match kind {
             "exists" => Matcher::Exists(matches!(val, Value::Bool(true)) || s == "true"),
             "re" => {
@@ -587,17 +585,22 @@ fn parse_field(key: &str, v: &Value) -> Result<FieldCond, String> {
                     regex::RegexBuilder::new(&pat)
                         .size_limit(1 << 20)
                         .build()
-                        .map_err(|e| format!("{key}: invalid regex: {e}"))?,
+                        .map_err(|error| SigmaError::Regex {
+                            key: key.to_string(),
+                            error,
+                        })?,
                 )
             }
-            "cidr" => Matcher::Cidr(
-                s.parse()
-                    .map_err(|e| format!("{key}: invalid CIDR {s:?}: {e}"))?,
-            ),
+            "cidr" => Matcher::Cidr(s.parse().map_err(|error| SigmaError::Cidr {
+                key: key.to_string(),
+                value: s.clone(),
+                error,
+            })?),
             "lt" | "lte" | "gt" | "gte" => {
-                let n: f64 = s
-                    .parse()
-                    .map_err(|_| format!("{key}: {s:?} is not a number"))?;
+                let n: f64 = s.parse().map_err(|_| SigmaError::NotNumber {
+                    key: key.to_string(),
+                    value: s.clone(),
+                })?;
                 let op = match kind {
                     "lt" => NumOp::Lt,
                     "lte" => NumOp::Le,
@@ -626,11 +629,11 @@ fn parse_field(key: &str, v: &Value) -> Result<FieldCond, String> {
     })
 }
 
-fn parse_map(m: &serde_json::Map<String, Value>) -> Result<Vec<FieldCond>, String> {
+fn parse_map(m: &serde_json::Map<String, Value>) -> Result<Vec<FieldCond>, SigmaError> {
     m.iter().map(|(k, v)| parse_field(k, v)).collect()
 }
 
-fn parse_search(v: &Value) -> Result<Search, String> {
+fn parse_search(v: &Value) -> Result<Search, SigmaError> {
     match v {
         Value::Object(m) => Ok(Search::Map(parse_map(m)?)),
         Value::Array(a) if a.iter().all(Value::is_object) => Ok(Search::AnyOf(
@@ -648,7 +651,7 @@ fn parse_search(v: &Value) -> Result<Search, String> {
                 })
                 .collect(),
         )),
-        other => Err(format!("a search must be a mapping or a list, got {other}")),
+        other => Err(SigmaError::Search(other.clone())),
     }
 }
 
@@ -657,9 +660,9 @@ fn ident_matches(pattern: &str, name: &str) -> bool {
     wild_match(&toks, name, true)
 }
 
-fn parse_cond(src: &str, names: &[&str]) -> Result<Cond, String> {
+fn parse_cond(src: &str, names: &[&str]) -> Result<Cond, SigmaError> {
     if src.contains('|') {
-        return Err("aggregations ('| count() ...') are not supported".into());
+        return Err(SigmaError::Aggregation);
     }
     let toks: Vec<String> = src
         .replace('(', " ( ")
@@ -670,14 +673,19 @@ fn parse_cond(src: &str, names: &[&str]) -> Result<Cond, String> {
     let mut pos = 0;
     let c = cond_or(&toks, &mut pos, names, 0)?;
     if pos != toks.len() {
-        return Err(format!("unexpected {:?}", toks[pos]));
+        return Err(SigmaError::Unexpected(toks[pos].clone()));
     }
     Ok(c)
 }
 
-fn cond_or(t: &[String], pos: &mut usize, names: &[&str], depth: usize) -> Result<Cond, String> {
+fn cond_or(
+    t: &[String],
+    pos: &mut usize,
+    names: &[&str],
+    depth: usize,
+) -> Result<Cond, SigmaError> {
     if depth > 100 {
-        return Err("condition nests too deep".into());
+        return Err(SigmaError::TooDeep);
     }
     let mut v = vec![cond_and(t, pos, names, depth)?];
     while t.get(*pos).is_some_and(|x| x == "or") {
@@ -691,7 +699,12 @@ fn cond_or(t: &[String], pos: &mut usize, names: &[&str], depth: usize) -> Resul
     })
 }
 
-fn cond_and(t: &[String], pos: &mut usize, names: &[&str], depth: usize) -> Result<Cond, String> {
+fn cond_and(
+    t: &[String],
+    pos: &mut usize,
+    names: &[&str],
+    depth: usize,
+) -> Result<Cond, SigmaError> {
     let mut v = vec![cond_not(t, pos, names, depth)?];
     while t.get(*pos).is_some_and(|x| x == "and") {
         *pos += 1;
@@ -704,9 +717,14 @@ fn cond_and(t: &[String], pos: &mut usize, names: &[&str], depth: usize) -> Resu
     })
 }
 
-fn cond_not(t: &[String], pos: &mut usize, names: &[&str], depth: usize) -> Result<Cond, String> {
+fn cond_not(
+    t: &[String],
+    pos: &mut usize,
+    names: &[&str],
+    depth: usize,
+) -> Result<Cond, SigmaError> {
     let Some(tok) = t.get(*pos) else {
-        return Err("condition ends early".into());
+        return Err(SigmaError::EndsEarly);
     };
     match tok.as_str() {
         "not" => {
@@ -717,7 +735,7 @@ fn cond_not(t: &[String], pos: &mut usize, names: &[&str], depth: usize) -> Resu
             *pos += 1;
             let c = cond_or(t, pos, names, depth + 1)?;
             if t.get(*pos).map(String::as_str) != Some(")") {
-                return Err("missing ')'".into());
+                return Err(SigmaError::MissingParen);
             }
             *pos += 1;
             Ok(c)
@@ -726,7 +744,7 @@ fn cond_not(t: &[String], pos: &mut usize, names: &[&str], depth: usize) -> Resu
             let quant_all = tok == "all";
             let target = t.get(*pos + 2).cloned().unwrap_or_default();
             if t.get(*pos + 1).map(String::as_str) != Some("of") {
-                return Err(format!("expected 'of' after {tok:?}"));
+                return Err(SigmaError::ExpectedOf(tok.clone()));
             }
             *pos += 3;
             let ids: Vec<Cond> = names
@@ -742,7 +760,7 @@ fn cond_not(t: &[String], pos: &mut usize, names: &[&str], depth: usize) -> Resu
                 .map(|(i, _)| Cond::Id(i))
                 .collect();
             if ids.is_empty() {
-                return Err(format!("{target:?} matches no search identifier"));
+                return Err(SigmaError::NoMatch(target));
             }
             Ok(if quant_all {
                 Cond::And(ids)
@@ -756,7 +774,7 @@ fn cond_not(t: &[String], pos: &mut usize, names: &[&str], depth: usize) -> Resu
                 .iter()
                 .position(|n| *n == name)
                 .map(Cond::Id)
-                .ok_or_else(|| format!("unknown search identifier {name:?}"))
+                .ok_or_else(|| SigmaError::UnknownIdent(name.to_string()))
         }
     }
 }

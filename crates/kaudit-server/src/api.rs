@@ -68,7 +68,7 @@ fn bad(m: impl Into<String>) -> Response {
 
 fn index_error(e: IndexError) -> Response {
     match e {
-        IndexError::Input(m) => bad(m),
+        e if e.is_input() => bad(e.to_string()),
         other => error(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
     }
 }

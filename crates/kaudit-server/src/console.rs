@@ -391,7 +391,7 @@ async fn user_rbac(
             "denied": rep.denied,
         }))
         .into_response(),
-        Ok(Err(kaudit_index::IndexError::Input(m))) => error(StatusCode::BAD_REQUEST, m),
+        Ok(Err(e)) if e.is_input() => error(StatusCode::BAD_REQUEST, e.to_string()),
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         Err(e) => error(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -114,26 +114,44 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {}", describe(&err));
+            eprintln!("error: {}", chain_text(&err));
             std::process::ExitCode::from(1)
         }
     }
 }
 
-/// The error and its causes on one line, each cause once: libraries name
-/// the cause in their message and also keep it as the source, so a cause
-/// already said is not said again.
-fn describe(err: &anyhow::Error) -> String {
-    let mut msg = String::new();
+/// The error and its causes joined by ": ", as anyhow's `{:#}` prints them,
+/// minus causes whose text the message before already shows: the library
+/// errors keep their typed source and also print it, so a plain chain would
+/// say it twice.
+fn chain_text(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut prev = String::new();
     for cause in err.chain() {
         let text = cause.to_string();
-        if msg.contains(&text) {
-            continue;
+        if out.is_empty() {
+            out.push_str(&text);
+        } else if !prev.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
         }
-        if !msg.is_empty() {
-            msg.push_str(": ");
-        }
-        msg.push_str(&text);
+        prev = text;
     }
-    msg
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chain_text;
+
+    #[test]
+    fn chain_text_skips_sources_already_shown() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let err = anyhow::Error::new(kaudit_index::IndexError::Io {
+            path: "/x/meta.json".into(),
+            source: io,
+        })
+        .context("opening the index");
+        assert_eq!(chain_text(&err), "opening the index: /x/meta.json: gone");
+    }
 }
