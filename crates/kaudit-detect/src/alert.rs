@@ -206,7 +206,6 @@ impl AlertLog {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

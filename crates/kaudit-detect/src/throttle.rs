@@ -66,7 +66,6 @@ impl Throttle {
     }
 }
 
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -117,5 +116,4 @@ pub(crate) mod tests {
         assert_eq!(off.admit(&alert("R", "a", 1), t0), Some(0));
         assert_eq!(off.admit(&alert("R", "a", 2), t0), Some(0));
     }
-
 }

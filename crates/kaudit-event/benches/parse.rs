@@ -5,6 +5,9 @@
 //! Input: the JSON lines in `$KAUDIT_BENCH_EVENTS` (bench/run.sh generates
 //! them with `kaudit gen`), else the real events in the conformance examples.
 
+// `criterion_group!` defines a public function it does not document.
+#![allow(missing_docs)]
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use kaudit_event::Event;
 use std::hint::black_box;

@@ -2,6 +2,9 @@
 //! builds and encodes a `kaudit_event::EventDoc` per event (what a naive
 //! generator on the event model would do). Prints events/s and the ratio.
 
+// `criterion_group!` defines a public function it does not document.
+#![allow(missing_docs)]
+
 use criterion::{black_box, criterion_group, Criterion, Throughput};
 use kaudit_event::{Event, EventDoc};
 use kaudit_gen::{GenConfig, Generator};

@@ -251,7 +251,10 @@ impl Follower for Indexer {
     }
 
     fn step(&mut self, log: &Followed<'_>) -> Result<u64, FollowError> {
-        let n = self.backend.index_new(log.feed).map_err(FollowError::failed)?;
+        let n = self
+            .backend
+            .index_new(log.feed)
+            .map_err(FollowError::failed)?;
         self.dirty |= n > 0;
         if n > 0 || !self.primed {
             if let Ok(ix) = self.backend.read() {

@@ -307,13 +307,28 @@ mod tests {
         m.set(&BYTES, [], 1024.0);
         let t = m.render();
         assert!(t.contains("# HELP kaudit_events_stored_total Events stored durably.\n# TYPE kaudit_events_stored_total counter"), "{t}");
-        assert!(t.contains("kaudit_events_stored_total{cluster=\"prod\"} 5"), "{t}");
+        assert!(
+            t.contains("kaudit_events_stored_total{cluster=\"prod\"} 5"),
+            "{t}"
+        );
         assert!(t.contains("# TYPE kaudit_commit_seconds histogram"), "{t}");
-        assert!(t.contains("kaudit_commit_seconds_bucket{le=\"0.0025\"} 0"), "{t}");
-        assert!(t.contains("kaudit_commit_seconds_bucket{le=\"0.005\"} 1"), "{t}");
-        assert!(t.contains("kaudit_commit_seconds_bucket{le=\"+Inf\"} 1"), "{t}");
+        assert!(
+            t.contains("kaudit_commit_seconds_bucket{le=\"0.0025\"} 0"),
+            "{t}"
+        );
+        assert!(
+            t.contains("kaudit_commit_seconds_bucket{le=\"0.005\"} 1"),
+            "{t}"
+        );
+        assert!(
+            t.contains("kaudit_commit_seconds_bucket{le=\"+Inf\"} 1"),
+            "{t}"
+        );
         assert!(t.contains("kaudit_commit_seconds_count 1"), "{t}");
-        assert!(t.contains("# TYPE kaudit_store_bytes gauge\nkaudit_store_bytes 1024"), "{t}");
+        assert!(
+            t.contains("# TYPE kaudit_store_bytes gauge\nkaudit_store_bytes 1024"),
+            "{t}"
+        );
         assert_eq!(m.counter(&STORED, ["prod"]), 5.0);
         assert_eq!(m.gauge(&BYTES, []), Some(1024.0));
     }
@@ -337,7 +352,11 @@ mod tests {
         m.inc(&STORED, ["c0"], 1.0);
         assert_eq!(m.counter(&STORED, ["c0"]), 2.0);
         assert_eq!(m.counter(&STORED, [OVERFLOW_LABEL]), 10.0);
-        let lines = m.render().lines().filter(|l| l.starts_with("kaudit_events_stored_total{")).count();
+        let lines = m
+            .render()
+            .lines()
+            .filter(|l| l.starts_with("kaudit_events_stored_total{"))
+            .count();
         assert_eq!(lines, MAX_SERIES + 1);
     }
 }

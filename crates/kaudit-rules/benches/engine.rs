@@ -5,6 +5,9 @@
 //!
 //!   cargo bench -p kaudit-rules --bench engine
 
+// `criterion_group!` defines a public function it does not document.
+#![allow(missing_docs)]
+
 #[path = "naive/mod.rs"]
 mod naive;
 

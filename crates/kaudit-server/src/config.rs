@@ -355,8 +355,8 @@ fn set_path(v: &mut serde_json::Value, path: &[String], leaf: serde_json::Value)
     }
 }
 
-pub use kaudit_units::{parse_duration, parse_size};
 use kaudit_units::{de_duration, de_opt_duration, de_opt_size, de_size};
+pub use kaudit_units::{parse_duration, parse_size};
 
 #[cfg(test)]
 mod tests {

@@ -8,8 +8,6 @@
 
 use crate::auth::Authenticator;
 use crate::authz::{with_auth, Ingester};
-use kaudit_metrics::Metrics;
-use kaudit_sources::{IngestError, Ingestor};
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -17,6 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use http_body_util::BodyExt;
+use kaudit_metrics::Metrics;
+use kaudit_sources::{IngestError, Ingestor};
 use serde::Deserialize;
 use serde_json::json;
 use std::io::Read;

@@ -470,7 +470,12 @@ async fn listen(
         let tls = crate::tls::server_config(&cert, &key, t.client_ca.as_deref())?;
         let (l, local) = bind(t.listen).await?;
         bound.push(("https".to_string(), local));
-        tasks.push(tokio::spawn(http::serve_tls(l, tls, app.clone(), rx.clone())));
+        tasks.push(tokio::spawn(http::serve_tls(
+            l,
+            tls,
+            app.clone(),
+            rx.clone(),
+        )));
     }
     for (scheme, addr) in &bound {
         tracing::info!("listening on {scheme}://{addr}");

@@ -103,7 +103,10 @@ impl AlertNotifier {
         let cursor_path = log.dir().join(format!("{stem}.cursor"));
         let cursor = match std::fs::read(&cursor_path) {
             Ok(b) => serde_json::from_slice(&b).map_err(|e| {
-                SinkError::Config(format!("{}: bad notifier position: {e}", cursor_path.display()))
+                SinkError::Config(format!(
+                    "{}: bad notifier position: {e}",
+                    cursor_path.display()
+                ))
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => NotifyCursor::default(),
             Err(e) => return Err(SinkError::Io(format!("{}: {e}", cursor_path.display()))),
@@ -208,7 +211,11 @@ impl AlertNotifier {
                     return Ok(());
                 }
                 let text = resp.text().unwrap_or_default();
-                let msg = format!("{}: HTTP {status}: {}", w.url, text.chars().take(200).collect::<String>());
+                let msg = format!(
+                    "{}: HTTP {status}: {}",
+                    w.url,
+                    text.chars().take(200).collect::<String>()
+                );
                 if status.is_client_error() && status.as_u16() != 408 && status.as_u16() != 429 {
                     Err(Refused::ForGood(msg))
                 } else {
@@ -232,7 +239,12 @@ impl AlertNotifier {
 
     /// Delivers one notification, retrying until it goes through, is
     /// refused for good (then dead-lettered), or a stop outlasts the grace.
-    fn deliver(&self, a: &StoredAlert, held_back: u64, log: &Followed<'_>) -> Result<(), FollowError> {
+    fn deliver(
+        &self,
+        a: &StoredAlert,
+        held_back: u64,
+        log: &Followed<'_>,
+    ) -> Result<(), FollowError> {
         let mut backoff = BACKOFF.0;
         let mut stop_seen: Option<Instant> = None;
         loop {
@@ -246,7 +258,8 @@ impl AlertNotifier {
                     tracing::warn!(output = %self.name, rule = %a.rule, %reason, retry_in = ?backoff, "notification failed; will retry");
                 }
             }
-            if log.stopping() && stop_seen.get_or_insert_with(Instant::now).elapsed() >= STOP_GRACE {
+            if log.stopping() && stop_seen.get_or_insert_with(Instant::now).elapsed() >= STOP_GRACE
+            {
                 return Err(FollowError::Stopped);
             }
             std::thread::sleep(jittered(backoff));

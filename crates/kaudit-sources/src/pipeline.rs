@@ -10,9 +10,9 @@
 //! stand before both on the data's way.
 
 use crate::dedupe::{self, DedupeWindow};
-use kaudit_metrics::{Counter, Histogram, Metrics, BATCH_BUCKETS, LATENCY_BUCKETS};
 use crate::quarantine::{NewEntry, Quarantine};
 use kaudit_event::{Event, MicroTime};
+use kaudit_metrics::{Counter, Histogram, Metrics, BATCH_BUCKETS, LATENCY_BUCKETS};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Instant;

@@ -48,7 +48,9 @@ mod tests {
     #[test]
     fn bad_items_are_located_and_kept_beside_good_ones() {
         let good = r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"a1","stage":"ResponseComplete","requestURI":"/api","verb":"get","user":{"username":"u"},"requestReceivedTimestamp":"2026-01-01T00:00:00.000000Z","stageTimestamp":"2026-01-01T00:00:00.000001Z"}"#;
-        let body = format!(r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{good},{{"nope":1}},{good}]}}"#);
+        let body = format!(
+            r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{good},{{"nope":1}},{good}]}}"#
+        );
         let d = decode(body.as_bytes()).unwrap();
         assert_eq!(d.events.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0, 2]);
         assert_eq!(d.bad.len(), 1);

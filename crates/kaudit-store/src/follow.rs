@@ -363,7 +363,10 @@ mod tests {
         assert_eq!(f.seen, (0..10).collect::<Vec<_>>());
         assert!(f.finished);
         let st = status.snapshot();
-        assert_eq!((st.position, st.backlog, st.failures, st.up), (10, 0, 2, true));
+        assert_eq!(
+            (st.position, st.backlog, st.failures, st.up),
+            (10, 0, 2, true)
+        );
 
         // Without draining, a stopped follower ends after the step in flight.
         let mut g = Collect {

@@ -252,9 +252,15 @@ mod tests {
         assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("12h"), Ok(Duration::from_secs(12 * 3600)));
         assert_eq!(parse_duration("2w"), Ok(Duration::from_secs(14 * 86_400)));
-        assert_eq!(parse_duration("400d"), Ok(Duration::from_secs(400 * 86_400)));
+        assert_eq!(
+            parse_duration("400d"),
+            Ok(Duration::from_secs(400 * 86_400))
+        );
         let e = parse_duration("5y").unwrap_err().to_string();
-        assert!(e.contains("\"y\"") && e.contains("ms, s, m, h, d or w"), "{e}");
+        assert!(
+            e.contains("\"y\"") && e.contains("ms, s, m, h, d or w"),
+            "{e}"
+        );
         assert!(matches!(
             parse_duration("99999999999999999999d"),
             Err(UnitError::Range { .. })

@@ -108,6 +108,7 @@ fn kill_9_under_load_loses_no_acknowledged_batch() {
         }
         std::thread::sleep(Duration::from_millis(700 + round * 400));
         // SIGKILL: no shutdown path runs.
+        // SAFETY: kill(2) on our own child's pid touches no memory of ours.
         unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
         child.wait().unwrap();
         stop.store(true, Ordering::Relaxed);

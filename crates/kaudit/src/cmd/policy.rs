@@ -579,8 +579,10 @@ fn print_comparison(
         ),
         (
             "projected per day",
-            a.projected_bytes_per_day.map_or("n/a".into(), kaudit_units::format_bytes),
-            b.projected_bytes_per_day.map_or("n/a".into(), kaudit_units::format_bytes),
+            a.projected_bytes_per_day
+                .map_or("n/a".into(), kaudit_units::format_bytes),
+            b.projected_bytes_per_day
+                .map_or("n/a".into(), kaudit_units::format_bytes),
         ),
     ];
     for (name, x, y) in rows {
