@@ -12,14 +12,14 @@
 //! derived, a damaged one is dropped and rebuilt from the store
 //! ([`backend::open_writable`]).
 //!
-//! There is one backend today, the embedded index ([`EmbeddedBackend`],
-//! which also keeps the index caught up with the store). [`SearchBackend`]
-//! is the trait it implements: the seam where a second backend (a planned
-//! ClickHouse one) would plug in. The HTTP API's searches and stats, and the
-//! timelines and RBAC reports ([`history`], [`rbac`]), ask only the trait; the
-//! one-shot CLI commands (`query`, `stats`, `reindex`) open the [`Index`] itself
-//! ([`backend::open_for_query`], [`backend::open_writable`]) and would
-//! need porting to use another backend.
+//! There is one backend today, the embedded index ([`EmbeddedBackend`]);
+//! [`Indexer`] is the follower of the store that keeps it caught up.
+//! [`SearchBackend`] is the trait it implements: the seam where a second
+//! backend (a planned ClickHouse one) plugs in. The HTTP API, the console,
+//! the timelines and RBAC reports ([`history`], [`rbac`]) and the CLI's
+//! `query` (including `--follow`, through [`SearchBackend::follow`]) and
+//! `stats` ask only the trait; `kaudit reindex` calls [`backend::rebuild`],
+//! which belongs to the embedded index alone.
 
 #![warn(missing_docs)]
 

@@ -104,3 +104,50 @@ pub fn authorize(
         Err(Denied::Forbidden(m)) => Err(error(StatusCode::FORBIDDEN, m)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::TokenConfig;
+    use axum::body::Body;
+    use axum::http::Request;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    async fn admin_only(caller: Admin) -> String {
+        caller.principal.name
+    }
+
+    fn tokens() -> Arc<Authenticator> {
+        let t: Vec<TokenConfig> = serde_json::from_value(serde_json::json!([
+            {"name": "ops", "token": "admin-token-0123456789", "role": "admin"},
+            {"name": "viewer", "token": "read-token-0123456789", "role": "reader"}
+        ]))
+        .unwrap();
+        Arc::new(Authenticator::new(&t, &[], "default").unwrap())
+    }
+
+    async fn status(app: Router, token: Option<&str>) -> u16 {
+        let mut req = Request::get("/x");
+        if let Some(t) = token {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        let resp = app.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+        resp.status().as_u16()
+    }
+
+    #[tokio::test]
+    async fn roles_are_enforced_and_a_route_without_authenticator_refuses() {
+        let app = with_auth(Router::new().route("/x", get(admin_only)), tokens());
+        assert_eq!(status(app.clone(), None).await, 401);
+        assert_eq!(status(app.clone(), Some("wrong")).await, 401);
+        assert_eq!(
+            status(app.clone(), Some("read-token-0123456789")).await,
+            403
+        );
+        assert_eq!(status(app, Some("admin-token-0123456789")).await, 200);
+        // Forgetting `with_auth` fails closed, it never serves anonymously.
+        let bare = Router::new().route("/x", get(admin_only));
+        assert_eq!(status(bare, Some("admin-token-0123456789")).await, 500);
+    }
+}
