@@ -19,7 +19,7 @@ use kaudit_event::MicroTime;
 use kaudit_index::history::{object_history, user_sessions, HistoryRequest, Target, MAX_HISTORY};
 use kaudit_index::search::{Cursor, SearchRequest};
 use kaudit_index::stats::StatsRequest;
-use kaudit_index::{EmbeddedBackend, IndexError, SearchBackend};
+use kaudit_index::{IndexError, SearchBackend};
 use kaudit_query::{parse_time_bound, Field, Query};
 use kaudit_store::{base64_encode, LogReader, Store};
 use serde::Deserialize;
@@ -42,8 +42,9 @@ const MAX_STAGES: usize = 64;
 pub struct ApiContext {
     /// The store (proofs, checkpoints).
     pub store: Arc<Store>,
-    /// The search backend over it.
-    pub backend: Arc<EmbeddedBackend>,
+    /// The search backend over it: the embedded index today, any
+    /// [`SearchBackend`] (ClickHouse) tomorrow; handlers ask only the trait.
+    pub backend: Arc<dyn SearchBackend>,
     /// Credentials; reads need role reader.
     pub auth: Arc<Authenticator>,
 }

@@ -13,12 +13,35 @@
 //! checkpoint becomes a document with `_id` `checkpoint-<size>` and
 //! `event.kind: state`, `kaudit.checkpoint.{size,time,note}`.
 
-use crate::config::ElasticsearchConfig;
 use crate::http::{client, expect_success, transport, ClientTls};
 use crate::{Checkpoint, Delivery, Destination, Outgoing, SinkError};
 use base64::Engine as _;
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use std::path::PathBuf;
 use std::time::Duration;
+
+/// `type: elasticsearch` (also OpenSearch).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ElasticsearchConfig {
+    /// Base URL (`https://es:9200`).
+    pub url: String,
+    /// Data stream or index (`logs-kubernetes.audit_logs-default`).
+    pub index: String,
+    /// Basic auth user.
+    pub username: Option<String>,
+    /// Basic auth password.
+    pub password: Option<String>,
+    /// `Authorization: ApiKey` value (base64 id:key).
+    pub api_key: Option<String>,
+    /// CA bundle (PEM).
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM).
+    pub client_cert: Option<PathBuf>,
+    /// Client key (PEM).
+    pub client_key: Option<PathBuf>,
+}
 
 /// ECS version the documents follow.
 pub const ECS_VERSION: &str = "8.11.0";

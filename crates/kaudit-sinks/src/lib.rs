@@ -2,7 +2,7 @@
 //! other consumers, at least once.
 //!
 //! A sink follows the store by sequence number from its own persisted cursor
-//! (`<data>/sinks/<name>.cursor`), exactly like live detection: it reads a
+//! (`<data>/sinks/<name>.cursor`), like every follower: it reads a
 //! batch, drops what its filter or policy does not want, hands the rest to a
 //! [`Destination`], and only moves the cursor once the destination has
 //! acknowledged the batch. A failing destination is retried forever with
@@ -12,11 +12,16 @@
 //! written to `<data>/sinks/<name>.dead` with the reason before the cursor
 //! moves, so they are counted and kept, not lost.
 //!
-//! Destinations (one module each): [`webhook`] (kube-apiserver's webhook
-//! EventList), [`elasticsearch`] (`_bulk` with an ECS document), [`splunk`]
-//! (HEC with indexer acknowledgement), [`syslog`] (RFC 5424 over TCP, TLS or
-//! UDP), [`ocsf`] (API Activity records to files or HTTP) and [`nats`]
-//! (JetStream with de-duplication by message ID).
+//! Every sink is a [`kaudit_store::Follower`] driven by the store's shared
+//! follower loop ([`Sink`] implements it; [`runner`] holds the batching,
+//! retry and dead-letter logic). Destinations (one module each, with its
+//! config struct): [`webhook`] (kube-apiserver's webhook EventList),
+//! [`elasticsearch`] (`_bulk` with an ECS document), [`splunk`] (HEC with
+//! indexer acknowledgement), [`syslog`] (RFC 5424 over TCP, TLS or UDP),
+//! [`ocsf`] (API Activity records to files or HTTP) and [`nats`] (JetStream
+//! with de-duplication by message ID). [`alerts`] makes each of live
+//! detection's notification outputs a sink of the alert log, with the same
+//! retries, TLS and dead letters.
 
 #![warn(missing_docs)]
 
@@ -130,29 +135,6 @@ pub struct Checkpoint {
     pub note: String,
 }
 
-/// Parses `200ms`, `30s`, `5m`, `1h` or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
-        Some(i) => (&s[..i], &s[i..]),
-        None => (s, "s"),
-    };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?}: want e.g. 200ms, 30s, 5m"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => {
-            return Err(format!(
-                "invalid duration unit in {s:?}: want ms, s, m or h"
-            ))
-        }
-    };
-    if !secs.is_finite() || !(0.0..=86_400.0 * 365.0).contains(&secs) {
-        return Err(format!("duration {s:?} is out of range"));
-    }
-    Ok(std::time::Duration::from_secs_f64(secs))
-}
+/// Parses `200ms`, `30s`, `5m`, `1h` or a bare number of seconds (the one
+/// parser every kaudit setting uses).
+pub use kaudit_units::parse_duration;

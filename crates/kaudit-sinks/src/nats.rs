@@ -13,13 +13,44 @@
 //! same subject with `Nats-Msg-Id: checkpoint-<size>`, a
 //! `Kaudit-Checkpoint: <size>` header and the note as payload.
 
-use crate::config::NatsConfig;
 use crate::{Checkpoint, Delivery, Destination, Outgoing, SinkError};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
+
+/// `type: nats`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsConfig {
+    /// `nats://host:port`.
+    pub url: String,
+    /// Subject to publish to.
+    pub subject: String,
+    /// JetStream stream; created (on `subject`) when missing.
+    pub stream: Option<String>,
+    /// Auth token.
+    pub token: Option<String>,
+    /// User name.
+    pub user: Option<String>,
+    /// Password.
+    pub password: Option<String>,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        NatsConfig {
+            url: "nats://127.0.0.1:4222".into(),
+            subject: String::new(),
+            stream: None,
+            token: None,
+            user: None,
+            password: None,
+        }
+    }
+}
 
 /// Largest message payload the client reads (bounds memory on a bad server).
 const MAX_PAYLOAD: usize = 64 << 20;

@@ -13,14 +13,45 @@
 //! The file is flushed and fsynced before a batch counts as delivered; a
 //! rotation renames `path` to `path.1` (older ones shift up to `max_files`).
 
-use crate::config::OcsfConfig;
 use crate::http::{client, expect_success, transport, ClientTls};
 use crate::{Checkpoint, Delivery, Destination, Outgoing, SinkError};
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// `type: ocsf`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OcsfConfig {
+    /// NDJSON file (rotated by size); set this, `url`, or both.
+    pub path: Option<PathBuf>,
+    /// Rotate the file once it is this large.
+    pub max_file_bytes: u64,
+    /// Rotated files kept (`path.1` ... `path.N`).
+    pub max_files: u32,
+    /// HTTP endpoint that takes a JSON array of records.
+    pub url: Option<String>,
+    /// `Authorization: Bearer` token for `url`.
+    pub bearer_token: Option<String>,
+    /// CA bundle (PEM) for `url`.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for OcsfConfig {
+    fn default() -> Self {
+        OcsfConfig {
+            path: None,
+            max_file_bytes: 100 << 20,
+            max_files: 5,
+            url: None,
+            bearer_token: None,
+            ca_file: None,
+        }
+    }
+}
 
 /// OCSF schema version the records follow.
 pub const OCSF_VERSION: &str = "1.3.0";

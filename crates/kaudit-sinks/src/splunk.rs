@@ -11,11 +11,56 @@
 //! one event with sourcetype `kaudit:checkpoint` and
 //! `{"size":..,"time":..,"note":..}` as its event.
 
-use crate::config::SplunkConfig;
 use crate::http::{client, expect_success, transport, ClientTls};
 use crate::{Checkpoint, Delivery, Destination, Outgoing, SinkError};
 use kaudit_event::MicroTime;
+use serde::Deserialize;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+/// `type: splunk_hec`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SplunkConfig {
+    /// Base URL (`https://splunk:8088`).
+    pub url: String,
+    /// HEC token.
+    pub token: String,
+    /// Target index (the token's default when unset).
+    pub index: Option<String>,
+    /// `source` field.
+    pub source: String,
+    /// `sourcetype` field.
+    pub sourcetype: String,
+    /// `host` field (unset: the token's default).
+    pub host: Option<String>,
+    /// Wait for indexer acknowledgement before a batch counts as delivered.
+    pub ack: bool,
+    /// Channel for acknowledgements (a GUID; generated when unset).
+    pub channel: Option<String>,
+    /// How long to wait for an acknowledgement before sending again.
+    #[serde(deserialize_with = "kaudit_units::de_duration")]
+    pub ack_timeout: Duration,
+    /// CA bundle (PEM).
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for SplunkConfig {
+    fn default() -> Self {
+        SplunkConfig {
+            url: String::new(),
+            token: String::new(),
+            index: None,
+            source: "kaudit".into(),
+            sourcetype: "kube:apiserver-audit".into(),
+            host: None,
+            ack: false,
+            channel: None,
+            ack_timeout: Duration::from_secs(60),
+            ca_file: None,
+        }
+    }
+}
 
 /// Appends `"time":<seconds.micros>` style value for a time.
 fn epoch_seconds(t: MicroTime) -> String {

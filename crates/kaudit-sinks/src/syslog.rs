@@ -17,15 +17,69 @@
 //! to wait for. UDP gives no guarantee at all; a message too
 //! large for a datagram is dead-lettered rather than cut.
 
-use crate::config::{SyslogConfig, SyslogProtocol};
 use crate::http::read_file;
 use crate::{Checkpoint, Delivery, Destination, Outgoing, SinkError};
 use kaudit_event::MicroTime;
+use serde::Deserialize;
 use std::collections::VecDeque;
 use std::io::Write;
 use std::net::{TcpStream, ToSocketAddrs, UdpSocket};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Syslog transport.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyslogProtocol {
+    /// TCP with octet-counting framing (RFC 6587).
+    #[default]
+    Tcp,
+    /// TLS (RFC 5425), octet-counting framing.
+    Tls,
+    /// UDP (RFC 5426), one message per datagram; no delivery guarantee.
+    Udp,
+}
+
+/// `type: syslog`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyslogConfig {
+    /// `host:port`.
+    pub address: String,
+    /// `tcp`, `tls` or `udp`.
+    pub protocol: SyslogProtocol,
+    /// CA bundle (PEM) for `tls`.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for `tls`.
+    pub client_cert: Option<PathBuf>,
+    /// Client key (PEM) for `tls`.
+    pub client_key: Option<PathBuf>,
+    /// Name the server's certificate must carry (default: the address's host).
+    pub server_name: Option<String>,
+    /// HOSTNAME field (default: this machine's host name).
+    pub hostname: Option<String>,
+    /// APP-NAME field.
+    pub app_name: String,
+    /// Facility number (default 13, "log audit").
+    pub facility: u8,
+}
+
+impl Default for SyslogConfig {
+    fn default() -> Self {
+        SyslogConfig {
+            address: String::new(),
+            protocol: SyslogProtocol::Tcp,
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
+            server_name: None,
+            hostname: None,
+            app_name: "kaudit".into(),
+            facility: 13,
+        }
+    }
+}
 
 /// Our private enterprise number in SD-IDs (kaudit@32473; 32473 is the
 /// number RFC 5612 reserves for documentation and examples).

@@ -7,13 +7,35 @@
 //! apiserver writes EventList items). A checkpoint is POSTed as its note
 //! text with `Content-Type: text/plain` and `X-Kaudit-Checkpoint: <size>`.
 
-use crate::config::WebhookConfig;
 use crate::http::{client, expect_success, read_file, transport, ClientTls};
 use crate::{Checkpoint, Delivery, Destination, Outgoing, SinkError};
 use base64::Engine as _;
 use serde::Deserialize;
 use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
+
+/// `type: webhook`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookConfig {
+    /// Where to POST; not needed with `kubeconfig`.
+    pub url: Option<String>,
+    /// `Authorization: Bearer` token.
+    pub bearer_token: Option<String>,
+    /// File holding the bearer token (read at start).
+    pub bearer_token_file: Option<PathBuf>,
+    /// CA bundle (PEM) that signs the server's certificate.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM).
+    pub client_cert: Option<PathBuf>,
+    /// Client key (PEM).
+    pub client_key: Option<PathBuf>,
+    /// A kubeconfig file as kube-apiserver's `--audit-webhook-config-file`
+    /// takes: the current context's cluster (server, CA) and user (token,
+    /// client certificate).
+    pub kubeconfig: Option<PathBuf>,
+}
 
 /// Prefix of a stored v1 event line; EventList items are the same bytes
 /// without it (an opening brace instead).

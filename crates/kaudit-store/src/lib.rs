@@ -38,8 +38,10 @@
 //! signs checkpoints, and prunes by retention. [`LogReader`] is the narrow
 //! read interface queries, proofs and followers take, so they accept the
 //! store or a wrapper around it; [`feed`] hands just-appended records to
-//! followers without reading them back. [`verify`] recomputes everything
-//! from the stored bytes without writing.
+//! followers without reading them back, and [`follow`] is the contract
+//! every follower (indexer, detection, sinks, alert notifiers) implements
+//! and the one loop that drives them. [`verify`] recomputes everything from
+//! the stored bytes without writing.
 
 pub mod crypt;
 pub mod feed;
