@@ -43,6 +43,10 @@ pub struct SplunkConfig {
     pub ack_timeout: Duration,
     /// CA bundle (PEM).
     pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM), for a HEC endpoint behind mutual TLS.
+    pub client_cert: Option<PathBuf>,
+    /// Client key (PEM) of `client_cert`.
+    pub client_key: Option<PathBuf>,
 }
 
 impl Default for SplunkConfig {
@@ -58,6 +62,8 @@ impl Default for SplunkConfig {
             channel: None,
             ack_timeout: Duration::from_secs(60),
             ca_file: None,
+            client_cert: None,
+            client_key: None,
         }
     }
 }
@@ -140,7 +146,16 @@ fn random_channel() -> String {
 impl SplunkHec {
     /// Builds it from its config.
     pub fn new(cfg: &SplunkConfig, timeout: Duration) -> Result<SplunkHec, SinkError> {
-        let tls = ClientTls::from_files(cfg.ca_file.as_deref(), None, None)?;
+        if cfg.client_cert.is_some() != cfg.client_key.is_some() {
+            return Err(SinkError::Config(
+                "splunk_hec: set both client_cert and client_key, or neither".into(),
+            ));
+        }
+        let tls = ClientTls::from_files(
+            cfg.ca_file.as_deref(),
+            cfg.client_cert.as_deref(),
+            cfg.client_key.as_deref(),
+        )?;
         let base = cfg.url.trim_end_matches('/');
         Ok(SplunkHec {
             url: format!("{base}/services/collector/event"),
