@@ -79,8 +79,7 @@ impl Follower for Detector {
         .map_err(FollowError::failed)?;
         self.log.append(&found).map_err(FollowError::failed)?;
         for a in &found {
-            self.metrics
-                .inc(&ALERTS_RAISED, [&a.rule, &a.priority], 1.0);
+            self.metrics.inc(&ALERTS_RAISED, [&a.rule, &a.priority], 1);
         }
         self.log.save_cursor(end).map_err(FollowError::failed)?;
         self.next = end;

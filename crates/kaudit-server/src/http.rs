@@ -302,15 +302,32 @@ async fn readyz(State(st): State<AppState>) -> Response {
     }
 }
 
-async fn metrics(State(st): State<AppState>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        st.metrics.render(),
-    )
-        .into_response()
+/// `/metrics`: OpenMetrics for a scraper that asks for it (Prometheus does,
+/// in its `Accept` header), the Prometheus text format otherwise.
+async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    let open = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/openmetrics-text"));
+    if open {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            st.metrics.render_openmetrics(),
+        )
+            .into_response()
+    } else {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            st.metrics.render(),
+        )
+            .into_response()
+    }
 }
 
 /// Serves plain HTTP on a bound listener until `shutdown` resolves.

@@ -103,8 +103,6 @@ pub struct Watched {
     pub followers: Vec<Arc<FollowerStatus>>,
     /// Every sink's counters.
     pub sinks: Vec<Arc<SinkStats>>,
-    /// Sink counters as last reported (counters only ever add the difference).
-    reported: Vec<(u64, u64, u64)>,
 }
 
 impl Watched {
@@ -115,13 +113,11 @@ impl Watched {
         followers: Vec<Arc<FollowerStatus>>,
         sinks: Vec<Arc<SinkStats>>,
     ) -> Watched {
-        let reported = vec![(0, 0, 0); sinks.len()];
         Watched {
             store,
             feed,
             followers,
             sinks,
-            reported,
         }
     }
 
@@ -129,8 +125,8 @@ impl Watched {
     pub fn report(&mut self, m: &Metrics) {
         m.set(&STORE_TREE_SIZE, [], self.store.len() as f64);
         let (memory, read_back) = self.feed.served();
-        m.set_total(&FEED_RECORDS, ["memory"], memory as f64);
-        m.set_total(&FEED_RECORDS, ["store"], read_back as f64);
+        m.set_total(&FEED_RECORDS, ["memory"], memory);
+        m.set_total(&FEED_RECORDS, ["store"], read_back);
         if let Some(t) = self
             .store
             .latest_checkpoint()
@@ -145,21 +141,20 @@ impl Watched {
             m.set(&FOLLOWER_LAG, l, st.backlog as f64);
             m.set(&FOLLOWER_POSITION, l, st.position as f64);
             m.set(&FOLLOWER_UP, l, if st.up { 1.0 } else { 0.0 });
-            m.set_total(&FOLLOWER_FAILURES, l, st.failures as f64);
+            m.set_total(&FOLLOWER_FAILURES, l, st.failures);
             if st.name == "detect" {
                 m.set(&DETECT_LAG, [], st.backlog as f64);
             }
         }
-        for (s, prev) in self.sinks.iter().zip(self.reported.iter_mut()) {
+        for s in &self.sinks {
             let st = s.snapshot();
             let l = [st.name.as_str()];
             m.set(&SINK_LAG_EVENTS, l, st.lag_events as f64);
             m.set(&SINK_LAG_SECONDS, l, st.lag_seconds);
             m.set(&SINK_UP, l, if st.up { 1.0 } else { 0.0 });
-            m.inc(&SINK_SENT, l, st.sent.saturating_sub(prev.0) as f64);
-            m.inc(&SINK_FAILED, l, st.failed.saturating_sub(prev.1) as f64);
-            m.inc(&SINK_RETRIES, l, st.retries.saturating_sub(prev.2) as f64);
-            *prev = (st.sent, st.failed, st.retries);
+            m.set_total(&SINK_SENT, l, st.sent);
+            m.set_total(&SINK_FAILED, l, st.failed);
+            m.set_total(&SINK_RETRIES, l, st.retries);
         }
     }
 }

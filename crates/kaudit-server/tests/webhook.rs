@@ -187,6 +187,45 @@ fn batches_are_stored_once_even_when_resent() {
         metrics.contains("kaudit_dedupe_hits_total{cluster=\"default\"} 400"),
         "{metrics}"
     );
+    // Every metric name dashboards use is still exposed, with its type.
+    for (name, kind) in [
+        ("kaudit_events_received_total", "counter"),
+        ("kaudit_events_stored_total", "counter"),
+        ("kaudit_dedupe_hits_total", "counter"),
+        ("kaudit_batch_events", "histogram"),
+        ("kaudit_commit_seconds", "histogram"),
+    ] {
+        assert!(
+            metrics.contains(&format!("# TYPE {name} {kind}\n")),
+            "{name}: {metrics}"
+        );
+    }
+    // A scraper that asks for OpenMetrics gets it.
+    let open = reqwest::blocking::Client::new()
+        .get(s.url("/metrics"))
+        .header(
+            "Accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;q=0.5",
+        )
+        .send()
+        .unwrap();
+    assert!(open
+        .headers()
+        .get("content-type")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
+    let open = open.text().unwrap();
+    assert!(
+        open.contains("# TYPE kaudit_events_stored counter\n"),
+        "{open}"
+    );
+    assert!(
+        open.contains("kaudit_events_stored_total{cluster=\"default\"} 403\n"),
+        "{open}"
+    );
+    assert!(open.ends_with("# EOF\n"), "{open}");
     let stored = s.stored();
     assert_eq!(stored.len(), 403);
     assert_eq!(

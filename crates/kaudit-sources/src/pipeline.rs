@@ -204,12 +204,12 @@ impl Ingestor {
         self.metrics.inc(
             &EVENTS_RECEIVED,
             [cluster, source],
-            (events.len() + bad.len()) as f64,
+            (events.len() + bad.len()) as u64,
         );
         if strict && !bad.is_empty() {
             let items: Vec<_> = bad.iter().map(BadItem::reported).collect();
             self.metrics
-                .inc(&EVENTS_REJECTED, [cluster, "strict"], items.len() as f64);
+                .inc(&EVENTS_REJECTED, [cluster, "strict"], items.len() as u64);
             return Err(IngestError::Strict(items));
         }
         self.store(events, bad, cluster, source)
@@ -227,7 +227,7 @@ impl Ingestor {
         self.metrics.inc(
             &EVENTS_RECEIVED,
             [cluster, source],
-            (events.len() + bad.len()) as f64,
+            (events.len() + bad.len()) as u64,
         );
         let events = events.into_iter().enumerate().collect();
         self.store(events, bad, cluster, source)
@@ -299,14 +299,14 @@ impl Ingestor {
                 .append(&entries, &now)
                 .map_err(|e| IngestError::Unavailable(e.to_string()))?;
             self.metrics
-                .inc(&EVENTS_REJECTED, [cluster, "quarantined"], bad.len() as f64);
+                .inc(&EVENTS_REJECTED, [cluster, "quarantined"], bad.len() as u64);
             out.quarantined = bad.iter().map(BadItem::reported).collect();
         }
         if out.dropped_by_policy > 0 {
             self.metrics.inc(
                 &EVENTS_REJECTED,
                 [cluster, "policy"],
-                out.dropped_by_policy as f64,
+                out.dropped_by_policy as u64,
             );
         }
         let keys: Vec<_> = records
@@ -339,14 +339,14 @@ impl Ingestor {
             self.dedupe.commit(claimed);
         }
         self.metrics.observe(&BATCH_EVENTS, [], stored as f64);
-        self.metrics.inc(&EVENTS_STORED, [cluster], stored as f64);
+        self.metrics.inc(&EVENTS_STORED, [cluster], stored as u64);
         if out.duplicates > 0 {
             self.metrics
-                .inc(&DEDUPE_HITS, [cluster], out.duplicates as f64);
+                .inc(&DEDUPE_HITS, [cluster], out.duplicates as u64);
         }
         if out.truncated > 0 {
             self.metrics
-                .inc(&EVENTS_TRUNCATED, [cluster], out.truncated as f64);
+                .inc(&EVENTS_TRUNCATED, [cluster], out.truncated as u64);
         }
         out.accepted = stored + out.duplicates;
         Ok(out)
