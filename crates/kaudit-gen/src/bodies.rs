@@ -272,6 +272,45 @@ pub(crate) fn pod(
 }
 
 /// A Deployment as `kubectl apply --server-side` sends it, or as stored.
+/// The request and response bodies of a client-side `kubectl apply` of a
+/// workload's Deployment: the manifest as sent, then the object as stored
+/// (uid, `resourceVersion` `rv`, created ten days before `now`, `manager`'s
+/// managed fields).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn deployment_apply(
+    body: &mut Vec<u8>,
+    resp: &mut Vec<u8>,
+    tf: &mut TimeFmt,
+    namespace: &str,
+    wl: &crate::world::Workload,
+    rv: u64,
+    now: i64,
+    manager: &str,
+) {
+    body.clear();
+    resp.clear();
+    let replicas = wl.pods.len() as i64;
+    deployment(
+        body, tf, namespace, &wl.name, &wl.image, wl.port, replicas, None,
+    );
+    let stored = Stored {
+        uid: &wl.uid,
+        resource_version: rv,
+        created: now - 864_000_000_000,
+        manager,
+    };
+    deployment(
+        resp,
+        tf,
+        namespace,
+        &wl.name,
+        &wl.image,
+        wl.port,
+        replicas,
+        Some(&stored),
+    );
+}
+
 pub(crate) fn deployment(
     out: &mut Vec<u8>,
     tf: &mut TimeFmt,

@@ -9,8 +9,6 @@ mod common;
 use common::*;
 use kaudit_sinks::config::{SinkKind, SplunkConfig};
 use kaudit_sinks::SinkConfig;
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -47,11 +45,8 @@ fn pki() -> Pki {
     }
 }
 
-/// (request head, body) of every request that got through the handshake,
-/// and how many handshakes were refused.
-type Seen = Arc<Mutex<(Vec<(String, Vec<u8>)>, usize)>>;
-
-fn mtls_hec(p: &Pki) -> (u16, Seen) {
+/// A HEC endpoint that requires a client certificate signed by the CA.
+fn mtls_hec(p: &Pki) -> (u16, Arc<Mutex<HttpsSeen>>) {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_pemfile::certs(&mut p.ca.as_bytes()) {
@@ -69,74 +64,13 @@ fn mtls_hec(p: &Pki) -> (u16, Seen) {
     let key = rustls_pemfile::private_key(&mut p.server.1.as_bytes())
         .unwrap()
         .unwrap();
-    let cfg = Arc::new(
-        rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(certs, key)
-            .unwrap(),
-    );
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    let seen: Seen = Arc::default();
-    let seen2 = seen.clone();
-    std::thread::spawn(move || {
-        for sock in l.incoming().flatten() {
-            let (cfg, seen) = (cfg.clone(), seen2.clone());
-            std::thread::spawn(move || {
-                let mut s =
-                    rustls::StreamOwned::new(rustls::ServerConnection::new(cfg).unwrap(), sock);
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 65536];
-                loop {
-                    let head_end = loop {
-                        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break p + 4;
-                        }
-                        match s.read(&mut chunk) {
-                            Ok(0) => return,
-                            Err(_) => {
-                                if !s.conn.is_handshaking() {
-                                    return;
-                                }
-                                seen.lock().unwrap().1 += 1;
-                                return;
-                            }
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    };
-                    let head = String::from_utf8(buf[..head_end].to_vec()).unwrap();
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length: ")
-                                .map(|v| v.trim().parse().unwrap())
-                        })
-                        .unwrap_or(0);
-                    while buf.len() < head_end + len {
-                        match s.read(&mut chunk) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    let body = buf[head_end..head_end + len].to_vec();
-                    buf.drain(..head_end + len);
-                    seen.lock().unwrap().0.push((head, body));
-                    let reply = br#"{"text":"Success","code":0}"#;
-                    let _ = write!(
-                        s,
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-                        reply.len()
-                    );
-                    let _ = s.write_all(reply);
-                    let _ = s.flush();
-                }
-            });
-        }
-    });
-    (port, seen)
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .unwrap();
+    serve_https(Arc::new(cfg), br#"{"text":"Success","code":0}"#)
 }
 
 fn sink(dir: &Path, port: u16, p: &Pki, with_client_cert: bool) -> SinkConfig {
@@ -183,7 +117,13 @@ fn hec_behind_mutual_tls_takes_events_only_with_the_client_certificate() {
     assert_eq!(st.cursor, 0, "nothing counts as sent: {st:?}");
     assert!(st.last_error.is_some(), "{st:?}");
     run.stop();
-    assert!(seen.lock().unwrap().0.is_empty(), "no request got through");
+    let refused = seen.lock().unwrap();
+    assert!(refused.requests.is_empty(), "no request got through");
+    assert!(
+        refused.refused_handshakes >= 1,
+        "the server refused the handshake"
+    );
+    drop(refused);
 
     // With it: every event arrives, in HEC's concatenated form, authorized.
     let with_cert = dir.path().join("with-cert");
@@ -193,7 +133,7 @@ fn hec_behind_mutual_tls_takes_events_only_with_the_client_certificate() {
         run.stats.snapshot().cursor == 3
     });
     run.stop();
-    let got = seen.lock().unwrap().0.clone();
+    let got = seen.lock().unwrap().requests.clone();
     assert_eq!(got.len(), 1, "one batch");
     let (head, body) = &got[0];
     assert!(

@@ -9,14 +9,9 @@ use base64::Engine as _;
 use common::*;
 use kaudit_sinks::config::{SinkKind, WebhookConfig};
 use kaudit_sinks::SinkConfig;
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
-/// (request head, body) of every request.
-type Seen = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
-
-fn https_server(ck: &rcgen::CertifiedKey<rcgen::KeyPair>) -> (u16, Seen) {
+fn https_server(ck: &rcgen::CertifiedKey<rcgen::KeyPair>) -> (u16, Arc<Mutex<HttpsSeen>>) {
     let key = rustls::pki_types::PrivateKeyDer::try_from(ck.signing_key.serialize_der()).unwrap();
     let cfg = Arc::new(
         rustls::ServerConfig::builder_with_provider(Arc::new(
@@ -28,54 +23,7 @@ fn https_server(ck: &rcgen::CertifiedKey<rcgen::KeyPair>) -> (u16, Seen) {
         .with_single_cert(vec![ck.cert.der().clone()], key)
         .unwrap(),
     );
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    let seen: Seen = Arc::default();
-    let seen2 = seen.clone();
-    std::thread::spawn(move || {
-        for sock in l.incoming().flatten() {
-            let (cfg, seen) = (cfg.clone(), seen2.clone());
-            std::thread::spawn(move || {
-                let mut s =
-                    rustls::StreamOwned::new(rustls::ServerConnection::new(cfg).unwrap(), sock);
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 65536];
-                loop {
-                    // One request: head, then Content-Length bytes of body.
-                    let head_end = loop {
-                        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break p + 4;
-                        }
-                        match s.read(&mut chunk) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    };
-                    let head = String::from_utf8(buf[..head_end].to_vec()).unwrap();
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length: ")
-                                .map(|v| v.trim().parse().unwrap())
-                        })
-                        .expect("content-length");
-                    while buf.len() < head_end + len {
-                        match s.read(&mut chunk) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    let body = buf[head_end..head_end + len].to_vec();
-                    buf.drain(..head_end + len);
-                    seen.lock().unwrap().push((head, body));
-                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}");
-                    let _ = s.flush();
-                }
-            });
-        }
-    });
-    (port, seen)
+    serve_https(cfg, b"{}")
 }
 
 #[test]
@@ -105,8 +53,8 @@ fn webhook_from_a_kubeconfig_uses_its_ca_and_token_over_https() {
     wait_until(20, "delivered", || run.stats.snapshot().cursor == 1);
     run.stop();
     let seen = seen.lock().unwrap();
-    assert_eq!(seen.len(), 1);
-    let (head, body) = &seen[0];
+    assert_eq!(seen.requests.len(), 1);
+    let (head, body) = &seen.requests[0];
     assert!(head.starts_with("POST /k8s-audit HTTP/1.1\r\n"), "{head}");
     let lower = head.to_ascii_lowercase();
     assert!(

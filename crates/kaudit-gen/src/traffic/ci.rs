@@ -71,35 +71,8 @@ pub(super) fn deploy(p: &mut Parts<'_>, c: &mut Cluster, now: i64) {
             } else {
                 "kubectl"
             };
-            p.s.body.clear();
-            p.s.resp.clear();
-            let replicas = wl.pods.len() as i64;
-            bodies::deployment(
-                &mut p.s.body,
-                tf,
-                at.ns,
-                &wl.name,
-                &wl.image,
-                wl.port,
-                replicas,
-                None,
-            );
-            let stored = Stored {
-                uid: &wl.uid,
-                resource_version: rv,
-                created: now - 864_000_000_000,
-                manager: at.arg,
-            };
-            bodies::deployment(
-                &mut p.s.resp,
-                tf,
-                at.ns,
-                &wl.name,
-                &wl.image,
-                wl.port,
-                replicas,
-                Some(&stored),
-            );
+            let s = &mut p.s;
+            bodies::deployment_apply(&mut s.body, &mut s.resp, tf, at.ns, wl, rv, now, at.arg);
             p.send_as(&APPLY, &at, who, id, now);
         }
         Deploy::Dashboards => {

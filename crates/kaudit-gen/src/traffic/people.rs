@@ -199,34 +199,16 @@ pub(super) fn kubectl(p: &mut Parts<'_>, c: &mut Cluster, now: i64) {
             p.send_as(row, &at, who, id, now);
         }
         Kubectl::Apply => {
-            p.s.body.clear();
-            p.s.resp.clear();
-            let replicas = wl.pods.len() as i64;
-            bodies::deployment(
-                &mut p.s.body,
+            let s = &mut p.s;
+            bodies::deployment_apply(
+                &mut s.body,
+                &mut s.resp,
                 tf,
                 at.ns,
-                &wl.name,
-                &wl.image,
-                wl.port,
-                replicas,
-                None,
-            );
-            let stored = Stored {
-                uid: &wl.uid,
-                resource_version: rv,
-                created: now - 864_000_000_000,
-                manager: "kubectl-client-side-apply",
-            };
-            bodies::deployment(
-                &mut p.s.resp,
-                tf,
-                at.ns,
-                &wl.name,
-                &wl.image,
-                wl.port,
-                replicas,
-                Some(&stored),
+                wl,
+                rv,
+                now,
+                "kubectl-client-side-apply",
             );
             p.send_as(&APPLY, &at, who, id, now);
         }

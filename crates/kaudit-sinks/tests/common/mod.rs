@@ -334,3 +334,81 @@ impl Drop for Daemon {
         self.stop();
     }
 }
+
+/// What an in-process HTTPS peer saw: (request head, body) of every request,
+/// and how many connections failed their TLS handshake.
+#[derive(Default)]
+pub struct HttpsSeen {
+    pub requests: Vec<(String, Vec<u8>)>,
+    pub refused_handshakes: usize,
+}
+
+/// An HTTPS server on 127.0.0.1 with `cfg` (which may require client
+/// certificates) that reads raw HTTP/1.1 requests (head, then
+/// Content-Length bytes), records them, and answers each with 200 and
+/// `reply` as a JSON body. Returns the port.
+#[allow(dead_code)]
+pub fn serve_https(
+    cfg: Arc<rustls::ServerConfig>,
+    reply: &'static [u8],
+) -> (u16, Arc<Mutex<HttpsSeen>>) {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let seen: Arc<Mutex<HttpsSeen>> = Arc::default();
+    let seen2 = seen.clone();
+    std::thread::spawn(move || {
+        for sock in l.incoming().flatten() {
+            let (cfg, seen) = (cfg.clone(), seen2.clone());
+            std::thread::spawn(move || {
+                let mut s =
+                    rustls::StreamOwned::new(rustls::ServerConnection::new(cfg).unwrap(), sock);
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 65536];
+                loop {
+                    let head_end = loop {
+                        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break p + 4;
+                        }
+                        match s.read(&mut chunk) {
+                            Ok(0) => return,
+                            Err(_) => {
+                                if s.conn.is_handshaking() {
+                                    seen.lock().unwrap().refused_handshakes += 1;
+                                }
+                                return;
+                            }
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8(buf[..head_end].to_vec()).unwrap();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length: ")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    while buf.len() < head_end + len {
+                        match s.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let body = buf[head_end..head_end + len].to_vec();
+                    buf.drain(..head_end + len);
+                    seen.lock().unwrap().requests.push((head, body));
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                        reply.len()
+                    );
+                    let _ = s.write_all(reply);
+                    let _ = s.flush();
+                }
+            });
+        }
+    });
+    (port, seen)
+}
