@@ -403,7 +403,7 @@ impl Sink {
     /// [`READ_AHEAD`] events, so a compressed bundle is decoded once rather
     /// than once per batch): events parsed, filtered and reduced, unreadable
     /// ones turned into dead letters.
-    fn read_ahead(&mut self, log: &Followed<'_>) -> Result<(), String> {
+    fn read_ahead(&mut self, log: &Followed<'_>) -> kaudit_store::StoreResult<()> {
         let len = log.len();
         if self.examined >= len {
             return Ok(());
@@ -446,7 +446,7 @@ impl Sink {
             }));
             true
         };
-        log.read(start..end, &mut take).map_err(|e| e.to_string())
+        log.read(start..end, &mut take)
     }
 
     /// Takes the next batch from the cursor: until it is full, the store
