@@ -25,6 +25,9 @@ for _ in $(seq 100); do curl -sf http://127.0.0.1:$port/readyz >/dev/null && bre
 echo "== throughput: 8 senders, batches of 400, all $N events"
 $LOADGEN http://127.0.0.1:$port/api/v1/ingest/k8s "$events" --senders 8 --batch 400 | tee bench/out/serve-throughput.txt
 rss=$(ps -o rss= -p $pid); echo "server RSS after the run: $((rss/1024)) MiB"
+# Server CPU (ingest plus its followers: indexer, detection) per event of the throughput run.
+ticks=$(awk '{print $14+$15}' /proc/$pid/stat); hz=$(getconf CLK_TCK)
+python3 -c "import sys; t=$ticks/$hz; print(f'server CPU: {t:.2f} s for $N events = {t*1e6/$N:.1f} us/event (ingest and followers)')"
 
 echo "== latency: paced at 20,000 events/s for 15 s"
 $LOADGEN http://127.0.0.1:$port/api/v1/ingest/k8s "$events" --senders 8 --batch 400 --rate 20000 --seconds 15 | tee bench/out/serve-latency.txt
