@@ -294,6 +294,30 @@ impl ServerConfig {
                 ));
             }
         }
+        // Authentication fails closed: off loopback, a listener needs credentials.
+        let has_credentials = !self.auth.tokens.is_empty() || !self.auth.client_certs.is_empty();
+        if !has_credentials {
+            let what_to_add = "add auth.tokens (name, token_file, cluster, role) or, with tls.client_ca, auth.client_certs (common_name, cluster, role); or listen on 127.0.0.1";
+            if let Some(l) = self.listen.filter(|l| !l.ip().is_loopback()) {
+                problems.push(format!(
+                    "listen: {l} is not a loopback address and no credentials are configured (anyone could ingest and administer): {what_to_add}"
+                ));
+            }
+            if let Some(t) = self.tls.as_ref().filter(|t| !t.listen.ip().is_loopback()) {
+                problems.push(format!(
+                    "tls.listen: {} is not a loopback address and no credentials are configured (anyone could ingest and administer): {what_to_add}",
+                    t.listen
+                ));
+            }
+        }
+        if let Some(ca) = self.tls.as_ref().and_then(|t| t.client_ca.as_ref()) {
+            if self.auth.client_certs.is_empty() {
+                problems.push(format!(
+                    "tls.client_ca: {} is set but auth.client_certs is empty: add an auth.client_certs entry (common_name, cluster, role) for every accepted client certificate, or remove client_ca",
+                    ca.display()
+                ));
+            }
+        }
         if self.listen.is_none() && self.tls.is_none() && self.sources.is_empty() {
             problems
                 .push("neither listen nor tls.listen is set: nothing would accept events".into());
@@ -410,6 +434,54 @@ mod tests {
         let c = ServerConfig::load(None, vec![("KAUDIT_LISTEN".into(), "0.0.0.0:8080".into())])
             .unwrap();
         assert!(c.check()[0].contains("allow_insecure_http"));
+    }
+
+    #[test]
+    fn listeners_off_loopback_need_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "not read by check").unwrap();
+        let load = |yaml: &str| {
+            let p = dir.path().join("k.yaml");
+            std::fs::write(&p, yaml).unwrap();
+            ServerConfig::load(Some(&p), Vec::new()).unwrap().check()
+        };
+        // TLS on every interface, nobody named: refused, saying what to add.
+        let p = load("tls:\n  listen: 0.0.0.0:8443\n").join("\n");
+        assert!(
+            p.contains("tls.listen: 0.0.0.0:8443") && p.contains("auth.tokens"),
+            "{p}"
+        );
+        // Plain HTTP allowed off loopback, still nobody named: refused.
+        let p = load("listen: 0.0.0.0:8080\nallow_insecure_http: true\n").join("\n");
+        assert!(
+            p.contains("listen: 0.0.0.0:8080") && p.contains("no credentials"),
+            "{p}"
+        );
+        // A client CA with no client_certs would make every certificate-less client anonymous.
+        let p = load(&format!(
+            "listen: null\ntls:\n  listen: 127.0.0.1:8443\n  client_ca: {}\n",
+            ca.display()
+        ))
+        .join("\n");
+        assert!(
+            p.contains("tls.client_ca") && p.contains("auth.client_certs is empty"),
+            "{p}"
+        );
+        // With credentials, the same listeners are fine; loopback without them too.
+        let creds = "auth:\n  tokens:\n    - name: a\n      token: 0123456789abcdef0123\n";
+        assert!(load(&format!("tls:\n  listen: 0.0.0.0:8443\n{creds}")).is_empty());
+        assert!(load(&format!(
+            "listen: 0.0.0.0:8080\nallow_insecure_http: true\n{creds}"
+        ))
+        .is_empty());
+        assert!(load("tls:\n  listen: 127.0.0.1:8443\n").is_empty());
+        let certs = "auth:\n  client_certs:\n    - common_name: apiserver\n";
+        assert!(load(&format!(
+            "tls:\n  listen: 0.0.0.0:8443\n  client_ca: {}\n{certs}",
+            ca.display()
+        ))
+        .is_empty());
     }
 
     #[test]
