@@ -145,6 +145,14 @@ pub struct StoreConfig {
     pub signing_key: Option<PathBuf>,
     /// Also write every checkpoint to this file.
     pub publish_checkpoint: Option<PathBuf>,
+    /// The checkpoint verifier key published earlier (`name+id+key`, a file
+    /// outside the data dir): verification (`kaudit verify`, the console)
+    /// checks every checkpoint against it instead of the store's own key.
+    pub trusted_key: Option<PathBuf>,
+    /// A folder outside the data dir, that the kaudit host cannot rewrite,
+    /// where a witness keeps checkpoints of this log: verification proves
+    /// the log still extends the newest one.
+    pub trusted_checkpoint_dir: Option<PathBuf>,
     /// Least time between checkpoints while data arrives.
     #[serde(deserialize_with = "de_duration")]
     pub checkpoint_interval: Duration,
@@ -164,6 +172,8 @@ impl Default for StoreConfig {
         StoreConfig {
             signing_key: None,
             publish_checkpoint: None,
+            trusted_key: None,
+            trusted_checkpoint_dir: None,
             checkpoint_interval: Duration::from_secs(1),
             retention: None,
             encryption: None,
@@ -350,11 +360,69 @@ impl ServerConfig {
                 problems.push(format!("ingest.policy: {} does not exist", p.display()));
             }
         }
+        problems.extend(self.check_trust());
         if self.ingest.max_event > self.ingest.max_body {
             problems.push("ingest.max_event is larger than ingest.max_body".into());
         }
         problems
     }
+}
+
+impl ServerConfig {
+    /// `store.trusted_key` and `store.trusted_checkpoint_dir`: readable, and
+    /// outside the data dir (whoever writes the data dir must not be able to
+    /// change what the store is checked against).
+    fn check_trust(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let inside_data = |p: &Path| {
+            let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+            abs(p).starts_with(abs(&self.data)) || p.starts_with(&self.data)
+        };
+        if let Some(k) = &self.store.trusted_key {
+            if inside_data(k) {
+                problems.push(format!(
+                    "store.trusted_key: {} is inside the data dir {}; keep the trusted key where the kaudit host cannot rewrite it",
+                    k.display(),
+                    self.data.display()
+                ));
+            }
+            if let Err(e) = load_trusted_key(k) {
+                problems.push(format!("store.trusted_key: {e}"));
+            }
+        }
+        if let Some(d) = &self.store.trusted_checkpoint_dir {
+            if inside_data(d) {
+                problems.push(format!(
+                    "store.trusted_checkpoint_dir: {} is inside the data dir {}; use a folder the kaudit host cannot rewrite (a witness's mount)",
+                    d.display(),
+                    self.data.display()
+                ));
+            }
+            if !d.is_dir() {
+                problems.push(format!(
+                    "store.trusted_checkpoint_dir: {} is not a folder",
+                    d.display()
+                ));
+            }
+        }
+        problems
+    }
+}
+
+/// Reads a verifier key file (`name+hexkeyid+base64`, as `kaudit keygen`
+/// writes the `.pub`), naming the file in the error.
+pub fn load_trusted_key(path: &Path) -> Result<kaudit_store::note::Verifier25519, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if meta.len() > 4096 {
+        return Err(format!(
+            "{}: {} bytes is too large for a verifier key",
+            path.display(),
+            meta.len()
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    kaudit_store::note::Verifier25519::from_text(text.trim())
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// `key:` with nothing after it is YAML null: treat it as not set.

@@ -537,7 +537,7 @@ fn tls_with_client_certificates_and_tokens() {
     let r = with_cert.post(&url).body(batch("m", 3)).send().unwrap();
     assert_eq!(r.status().as_u16(), 200, "{:?}", r.text());
     let plain = reqwest::blocking::Client::builder()
-        .add_root_certificate(ca_cert)
+        .add_root_certificate(ca_cert.clone())
         .resolve("localhost", addr)
         .build()
         .unwrap();
