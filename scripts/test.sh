@@ -33,6 +33,14 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test (workspace: unit, property, integration, conformance)"
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee target/test-output.txt
 
+# --- fuzzing: every target in fuzz/fuzz_targets for a bounded time ------------
+echo "== fuzz (scripts/fuzz.sh: every target, ${KAUDIT_FUZZ_SECONDS:-30}s each)"
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  echo "installing cargo-fuzz"
+  cargo install cargo-fuzz --locked
+fi
+scripts/fuzz.sh "${KAUDIT_FUZZ_SECONDS:-30}"
+
 # --- web console end to end: headless Chromium against `kaudit serve` --------
 echo "== e2e (web console in headless Chromium)"
 cargo build --locked -p kaudit
