@@ -144,17 +144,6 @@ export function leafHoldsEvent(p, stage) {
   return { ok: true, reason: '' };
 }
 
-/** Whether this browser can check Ed25519 signatures (WebCrypto, secure context). */
-export async function ed25519Available() {
-  if (!globalThis.crypto || !crypto.subtle) return false;
-  try {
-    await crypto.subtle.importKey('raw', new Uint8Array(32).fill(1), { name: 'Ed25519' }, false, ['verify']);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Checks a signed note (`<text>\n\n— <name> <base64(keyid || sig)>`) against a
  * verifier key `name+hexkeyid+base64(0x01 || pubkey)` with WebCrypto Ed25519.
@@ -185,9 +174,17 @@ export async function verifyNoteSignature(note, keyText) {
     if (id === want) sig = blob.subarray(4);
   }
   if (!sig) return { ok: false, reason: `the checkpoint carries no signature by ${name}` };
-  if (!(await ed25519Available())) return { unchecked: 'this browser cannot check Ed25519 signatures' };
+  // WebCrypto exists only in a secure context (HTTPS or loopback), and
+  // Ed25519 only in recent browsers: without it, say so rather than "verified".
+  if (!globalThis.crypto || !crypto.subtle) return { unchecked: 'this page has no WebCrypto (not a secure context)' };
+  let k;
   try {
-    const k = await crypto.subtle.importKey('raw', key.subarray(1), { name: 'Ed25519' }, false, ['verify']);
+    k = await crypto.subtle.importKey('raw', key.subarray(1), { name: 'Ed25519' }, false, ['verify']);
+  } catch (e) {
+    if (e && e.name === 'NotSupportedError') return { unchecked: 'this browser cannot check Ed25519 signatures' };
+    return { ok: false, reason: `the verifier key could not be used: ${e.message || e}` };
+  }
+  try {
     const good = await crypto.subtle.verify({ name: 'Ed25519' }, k, sig, new TextEncoder().encode(text));
     return good ? { ok: true, reason: '' } : { ok: false, reason: 'the checkpoint signature is invalid' };
   } catch (e) {
