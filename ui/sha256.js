@@ -151,9 +151,12 @@ export function leafHoldsEvent(p, stage) {
  * Ed25519.
  */
 export async function verifyNoteSignature(note, keyText) {
-  const parts = String(keyText || '').trim().split('+');
-  if (parts.length !== 3 || !/^[0-9a-f]{8}$/.test(parts[1])) return { ok: false, reason: 'the verifier key is malformed' };
-  const [name, idHex, keyB64] = parts;
+  // name+hexkeyid+base64: the base64 part may itself hold '+'.
+  const t = String(keyText || '').trim();
+  const i = t.indexOf('+');
+  const j = i < 0 ? -1 : t.indexOf('+', i + 1);
+  const [name, idHex, keyB64] = j < 0 ? ['', '', ''] : [t.slice(0, i), t.slice(i + 1, j), t.slice(j + 1)];
+  if (!name || !/^[0-9a-f]{8}$/.test(idHex)) return { ok: false, reason: 'the verifier key is malformed' };
   let key;
   try { key = fromBase64(keyB64); } catch { return { ok: false, reason: 'the verifier key is not base64' }; }
   if (key.length !== 33 || key[0] !== 1) return { ok: false, reason: 'the verifier key is not an Ed25519 key' };
