@@ -387,6 +387,10 @@ async function main() {
       eq(await page.textContent('#verify-verdict'), 'OK', 'verification verdict');
       const text = await page.textContent('#verify-result');
       assert(text.includes(`${truth.events.length.toLocaleString('en-US')} records re-hashed`), text);
+      // Nothing trusted is configured here: the console says what "OK" does not rule out.
+      const caveat = await page.textContent('#verify-caveat');
+      assert(caveat.includes("checked against the store's own key"), `caveat: ${caveat}`);
+      assert((await page.textContent('#verify-key')).includes("the store's own key"), 'key source shown');
       await shot('integrity');
     });
 

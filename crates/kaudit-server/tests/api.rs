@@ -2,7 +2,6 @@
 //! the documented shape; pagination is stable under appends; reads need
 //! role reader.
 
-use std::path::PathBuf;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
@@ -11,6 +10,7 @@ use kaudit_server::api::{routes, ApiContext, OPENAPI_YAML};
 use kaudit_server::auth::{Authenticator, Role, TokenConfig};
 use kaudit_store::{Record, Store, StoreOptions};
 use serde_json::Value;
+use std::path::PathBuf;
 use std::sync::Arc;
 use tower::ServiceExt;
 

@@ -952,7 +952,10 @@ fn serve_refuses_anonymous_listeners_off_loopback_and_a_client_ca_without_client
     cfg.listen = Some("0.0.0.0:0".parse().unwrap());
     cfg.allow_insecure_http = true;
     let m = refused(cfg);
-    assert!(m.contains("listen: 0.0.0.0:0") && m.contains("auth.tokens"), "{m}");
+    assert!(
+        m.contains("listen: 0.0.0.0:0") && m.contains("auth.tokens"),
+        "{m}"
+    );
     // client_ca on loopback without client_certs: a certificate-less client was anonymous admin.
     let (mut cfg, dir) = config();
     let ca = dir.path().join("ca.pem");
@@ -966,5 +969,8 @@ fn serve_refuses_anonymous_listeners_off_loopback_and_a_client_ca_without_client
         names: vec![],
     });
     let m = refused(cfg);
-    assert!(m.contains("tls.client_ca") && m.contains("auth.client_certs"), "{m}");
+    assert!(
+        m.contains("tls.client_ca") && m.contains("auth.client_certs"),
+        "{m}"
+    );
 }

@@ -788,7 +788,8 @@ pub fn last_trusted_checkpoint(
                 dir.display()
             ));
         }
-        let entry = entry.map_err(|e| format!("trusted checkpoint folder {}: {e}", dir.display()))?;
+        let entry =
+            entry.map_err(|e| format!("trusted checkpoint folder {}: {e}", dir.display()))?;
         let path = entry.path();
         let Ok(meta) = std::fs::metadata(&path) else {
             continue;
@@ -805,7 +806,11 @@ pub fn last_trusted_checkpoint(
         match key.verify_note(&text).and_then(Checkpoint::parse) {
             Ok(cp) if cp.origin != key.name() => out.rejected.push((
                 path,
-                format!("origin {:?} is not the key's name {:?}", cp.origin, key.name()),
+                format!(
+                    "origin {:?} is not the key's name {:?}",
+                    cp.origin,
+                    key.name()
+                ),
             )),
             Ok(cp) => {
                 if out.last.as_ref().is_none_or(|(_, l)| cp.size > l.size) {

@@ -495,7 +495,9 @@ fn a_history_resigned_with_the_stores_own_key_fails_against_a_trusted_checkpoint
     drop(store);
     std::fs::write(witness.path().join("README"), "checkpoints of prod\n").unwrap();
     std::fs::write(
-        witness.path().join(format!("checkpoint-{}.txt", latest.size)),
+        witness
+            .path()
+            .join(format!("checkpoint-{}.txt", latest.size)),
         &latest.note,
     )
     .unwrap();
@@ -508,8 +510,14 @@ fn a_history_resigned_with_the_stores_own_key_fails_against_a_trusted_checkpoint
     assert!(rep.ok(), "{:?}", rep.problems);
     assert!(rep.key_trusted);
     assert_eq!(rep.key.as_deref(), Some(key.text().as_str()));
-    let used = rep.trusted_checkpoint.clone().expect("trusted checkpoint used");
-    assert!(used.contains(&format!("tree size {}", latest.size)), "{used}");
+    let used = rep
+        .trusted_checkpoint
+        .clone()
+        .expect("trusted checkpoint used");
+    assert!(
+        used.contains(&format!("tree size {}", latest.size)),
+        "{used}"
+    );
 
     // One event altered, every hash recomputed, every checkpoint re-signed
     // with the key copied from the data dir.
@@ -550,7 +558,9 @@ fn a_history_resigned_with_the_stores_own_key_fails_against_a_trusted_checkpoint
     assert!(run(dir.path()).ok());
     let rep = verify(dir.path(), &trusted(Some(key.clone()))).unwrap();
     assert!(
-        rep.problems.iter().any(|p| p.what.contains("key was replaced")),
+        rep.problems
+            .iter()
+            .any(|p| p.what.contains("key was replaced")),
         "{:?}",
         rep.problems
     );
