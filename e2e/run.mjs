@@ -221,11 +221,64 @@ async function main() {
       const stages = await page.$$eval('.stage', (els) => els.map((e) => e.dataset.stage));
       const expected = truth.events.filter((e) => e.auditID === auditId).map((e) => e.stage);
       eq([...stages].sort(), [...expected].sort(), 'stages');
+      await page.waitForSelector('.proof-verdict.pending', { state: 'detached' });
       const verdicts = await page.$$eval('.proof-verdict', (els) => els.map((e) => e.textContent));
       eq(verdicts.length, expected.length, 'one proof per stage');
       for (const v of verdicts) assert(v.startsWith('✔ verified'), `proof verdict: ${v}`);
       eq(await page.textContent('#audit-id'), auditId, 'auditID shown');
       await shot('event');
+    });
+
+    await test('event detail: a tampered proof, signature or event is "not verified"', async () => {
+      assert(auditId, 'an event to open');
+      const flipSig = (note) => {
+        const lines = note.split('\n');
+        const i = lines.findLastIndex((l) => l.startsWith('\u2014 '));
+        const [dash, name, b64] = lines[i].split(' ');
+        const blob = Buffer.from(b64, 'base64');
+        blob[20] ^= 0x01; // inside the Ed25519 signature, after the key ID
+        lines[i] = [dash, name, blob.toString('base64')].join(' ');
+        return lines.join('\n');
+      };
+      const tamperings = {
+        'checkpoint signature': (st) => { st.proof.checkpoint = flipSig(st.proof.checkpoint); },
+        'leaf data': (st) => {
+          const b = Buffer.from(st.proof.leaf_data, 'base64');
+          b[b.length - 40] ^= 0x01;
+          st.proof.leaf_data = b.toString('base64');
+        },
+        'event shown': (st) => { st.event.user = { ...(st.event.user || {}), username: 'someone-else' }; },
+      };
+      for (const [what, tamper] of Object.entries(tamperings)) {
+        const pattern = '**/api/v1/events/*';
+        await page.route(pattern, async (route) => {
+          const resp = await route.fetch();
+          const body = await resp.json();
+          for (const st of body.stages) {
+            assert(st.proof.checkpoint, 'the imported data is covered by a signed checkpoint');
+            tamper(st);
+          }
+          await route.fulfill({ response: resp, json: body });
+        });
+        try {
+          await page.goto('about:blank');
+          await go(`#/event/${encodeURIComponent(auditId)}`);
+          await page.waitForSelector('.stage');
+          await page.waitForSelector('.proof-verdict.pending', { state: 'detached' });
+          const verdicts = await page.$$eval('.proof-verdict', (els) => els.map((e) => e.textContent));
+          assert(verdicts.length > 0, 'proof verdicts shown');
+          for (const v of verdicts) assert(v.startsWith('✘ not verified'), `${what} tampered, verdict: ${v}`);
+        } finally {
+          await page.unroute(pattern);
+        }
+      }
+      // Untampered again: verified.
+      await page.goto('about:blank');
+      await go(`#/event/${encodeURIComponent(auditId)}`);
+      await page.waitForSelector('.stage');
+      await page.waitForSelector('.proof-verdict.pending', { state: 'detached' });
+      const verdicts = await page.$$eval('.proof-verdict', (els) => els.map((e) => e.textContent));
+      for (const v of verdicts) assert(v.startsWith('✔ verified'), `untampered verdict: ${v}`);
     });
 
     await test('object history from the event: timeline and the diff', async () => {
@@ -334,6 +387,10 @@ async function main() {
       eq(await page.textContent('#verify-verdict'), 'OK', 'verification verdict');
       const text = await page.textContent('#verify-result');
       assert(text.includes(`${truth.events.length.toLocaleString('en-US')} records re-hashed`), text);
+      // Nothing trusted is configured here: the console says what "OK" does not rule out.
+      const caveat = await page.textContent('#verify-caveat');
+      assert(caveat.includes("checked against the store's own key"), `caveat: ${caveat}`);
+      assert((await page.textContent('#verify-key')).includes("the store's own key"), 'key source shown');
       await shot('integrity');
     });
 

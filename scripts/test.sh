@@ -33,6 +33,15 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test (workspace: unit, property, integration, conformance)"
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee target/test-output.txt
 
+# --- fuzzing: every target in fuzz/fuzz_targets for a bounded time ------------
+echo "== fuzz (scripts/fuzz.sh: every target, ${KAUDIT_FUZZ_SECONDS:-30}s each)"
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  echo "installing cargo-fuzz"
+  cargo install cargo-fuzz --locked
+fi
+fuzz_rc=0
+scripts/fuzz.sh "${KAUDIT_FUZZ_SECONDS:-30}" || fuzz_rc=$?
+
 # --- web console end to end: headless Chromium against `kaudit serve` --------
 echo "== e2e (web console in headless Chromium)"
 cargo build --locked -p kaudit
@@ -44,4 +53,8 @@ grep -q '^e2e: ' target/e2e-output.txt || { echo "e2e: 0 passed, 1 failed" >> ta
 # One plain summary line over every test binary and the e2e run.
 awk '/^test result:/ { p += $4; f += $6 } /^e2e: / { p += $2; f += $4 } END { printf "kaudit: %d passed, %d failed\n", p, f }' \
   target/test-output.txt target/e2e-output.txt
+if [ "$fuzz_rc" -ne 0 ]; then
+  echo "FUZZ FAILED (exit $fuzz_rc): see fuzz/artifacts/" >&2
+  exit "$fuzz_rc"
+fi
 exit "$e2e_rc"

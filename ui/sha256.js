@@ -106,3 +106,91 @@ export function parseNote(note) {
   const lines = String(note || '').split('\n');
   return { origin: lines[0], size: Number(lines[1]), root: lines[2] };
 }
+
+/**
+ * Splits leaf_data (version 1: 0x01, u16 cluster length, cluster, event
+ * bytes, u64 seq, i64 received µs, big endian) into its parts, or returns
+ * {error}.
+ */
+export function parseLeaf(data) {
+  if (data.length < 3 + 16) return { error: 'leaf data shorter than its fixed fields' };
+  if (data[0] !== 1) return { error: 'unknown leaf layout version' };
+  const clen = (data[1] << 8) | data[2];
+  if (data.length < 3 + clen + 16) return { error: 'cluster name runs past the leaf' };
+  const dec = new TextDecoder('utf-8', { fatal: true });
+  let cluster;
+  try { cluster = dec.decode(data.subarray(3, 3 + clen)); } catch { return { error: 'cluster name is not UTF-8' }; }
+  const t = data.length - 16;
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  return { cluster, event: data.subarray(3 + clen, t), seq: Number(view.getBigUint64(t)) };
+}
+
+/**
+ * Whether leaf_data holds the bytes of the event shown: same sequence
+ * number, cluster, and an event that parses to the same JSON. Returns {ok, reason}.
+ */
+export function leafHoldsEvent(p, stage) {
+  const leaf = parseLeaf(fromBase64(p.leaf_data));
+  if (leaf.error) return { ok: false, reason: leaf.error };
+  if (leaf.seq !== stage.seq || leaf.seq !== p.leaf_index) return { ok: false, reason: `the leaf is record ${leaf.seq}, not ${stage.seq}` };
+  if (leaf.cluster !== stage.cluster) return { ok: false, reason: `the leaf belongs to cluster ${leaf.cluster}, not ${stage.cluster}` };
+  let proven;
+  try {
+    proven = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(leaf.event));
+  } catch {
+    return { ok: false, reason: 'the leaf does not hold a JSON event' };
+  }
+  if (JSON.stringify(proven) !== JSON.stringify(stage.event)) return { ok: false, reason: 'the event shown is not the event in the proven leaf' };
+  return { ok: true, reason: '' };
+}
+
+/**
+ * Checks a signed note (`<text>\n\n— <name> <base64(keyid || sig)>`) against a
+ * verifier key `name+hexkeyid+base64(0x01 || pubkey)` with WebCrypto Ed25519.
+ * Returns {ok, reason} or {unchecked: reason} when the browser cannot check
+ * Ed25519.
+ */
+export async function verifyNoteSignature(note, keyText) {
+  // name+hexkeyid+base64: the base64 part may itself hold '+'.
+  const t = String(keyText || '').trim();
+  const i = t.indexOf('+');
+  const j = i < 0 ? -1 : t.indexOf('+', i + 1);
+  const [name, idHex, keyB64] = j < 0 ? ['', '', ''] : [t.slice(0, i), t.slice(i + 1, j), t.slice(j + 1)];
+  if (!name || !/^[0-9a-f]{8}$/.test(idHex)) return { ok: false, reason: 'the verifier key is malformed' };
+  let key;
+  try { key = fromBase64(keyB64); } catch { return { ok: false, reason: 'the verifier key is not base64' }; }
+  if (key.length !== 33 || key[0] !== 1) return { ok: false, reason: 'the verifier key is not an Ed25519 key' };
+  const split = note.lastIndexOf('\n\n');
+  if (split < 0) return { ok: false, reason: 'the checkpoint has no signature' };
+  const text = note.slice(0, split + 1);
+  const want = parseInt(idHex, 16) >>> 0;
+  let sig = null;
+  for (const line of note.slice(split + 2).split('\n')) {
+    if (!line) continue;
+    const m = /^\u2014 (\S+) (\S+)$/.exec(line);
+    if (!m) return { ok: false, reason: 'malformed signature line' };
+    if (m[1] !== name) continue;
+    let blob;
+    try { blob = fromBase64(m[2]); } catch { return { ok: false, reason: 'signature is not base64' }; }
+    if (blob.length !== 68) continue;
+    const id = ((blob[0] << 24) | (blob[1] << 16) | (blob[2] << 8) | blob[3]) >>> 0;
+    if (id === want) sig = blob.subarray(4);
+  }
+  if (!sig) return { ok: false, reason: `the checkpoint carries no signature by ${name}` };
+  // WebCrypto exists only in a secure context (HTTPS or loopback), and
+  // Ed25519 only in recent browsers: without it, say so rather than "verified".
+  if (!globalThis.crypto || !crypto.subtle) return { unchecked: 'this page has no WebCrypto (not a secure context)' };
+  let k;
+  try {
+    k = await crypto.subtle.importKey('raw', key.subarray(1), { name: 'Ed25519' }, false, ['verify']);
+  } catch (e) {
+    if (e && e.name === 'NotSupportedError') return { unchecked: 'this browser cannot check Ed25519 signatures' };
+    return { ok: false, reason: `the verifier key could not be used: ${e.message || e}` };
+  }
+  try {
+    const good = await crypto.subtle.verify({ name: 'Ed25519' }, k, sig, new TextEncoder().encode(text));
+    return good ? { ok: true, reason: '' } : { ok: false, reason: 'the checkpoint signature is invalid' };
+  } catch (e) {
+    return { ok: false, reason: `the signature could not be checked: ${e.message || e}` };
+  }
+}

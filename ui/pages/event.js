@@ -3,7 +3,7 @@
 // checked here in the browser against the signed checkpoint's root.
 
 import { api } from '../api.js';
-import { verifyInclusion, parseNote } from '../sha256.js';
+import { verifyInclusion, parseNote, leafHoldsEvent, verifyNoteSignature } from '../sha256.js';
 import { h, mount, fmtTime, userHref, objectHref, objectLabel, codeClass, href } from '../util.js';
 
 const OPEN_DEPTH = 1;
@@ -25,19 +25,43 @@ export function jsonTree(v, key, depth = 0) {
   return h('details', { open }, summary, entries.map(([k, x]) => jsonTree(x, arr ? undefined : k, depth + 1)));
 }
 
-function proofBlock(stage) {
+/**
+ * The verdict on one stage's proof: the leaf holds the event shown, the audit
+ * path leads to the root, the root is the signed checkpoint's, and the
+ * checkpoint's Ed25519 signature is good under the store's verifier key.
+ */
+async function proofVerdict(stage, keyText) {
   const p = stage.proof;
+  const leaf = leafHoldsEvent(p, stage);
+  if (!leaf.ok) return { ok: false, why: leaf.reason };
   const res = verifyInclusion(p);
-  const note = p.checkpoint ? parseNote(p.checkpoint) : null;
-  let ok = res.ok;
-  let why = res.reason;
-  if (ok && note && (note.root !== p.root || note.size !== p.tree_size)) {
-    ok = false;
-    why = 'the root is not the one the signed checkpoint names';
-  }
-  const verdict = ok
-    ? h('span', { class: 'ok proof-verdict' }, note ? '✔ verified' : '✔ verified (tree head not yet signed)')
-    : h('span', { class: 'bad proof-verdict' }, `✘ not verified: ${why}`);
+  if (!res.ok) return { ok: false, why: res.reason };
+  if (!p.checkpoint) return { ok: true, text: '✔ verified (tree head not yet signed)' };
+  const note = parseNote(p.checkpoint);
+  if (note.root !== p.root || note.size !== p.tree_size) return { ok: false, why: 'the root is not the one the signed checkpoint names' };
+  if (!keyText) return { unchecked: 'the verifier key could not be fetched' };
+  const sig = await verifyNoteSignature(p.checkpoint, keyText);
+  if (sig.unchecked) return { unchecked: sig.unchecked };
+  if (!sig.ok) return { ok: false, why: sig.reason };
+  return { ok: true, text: '✔ verified' };
+}
+
+function proofBlock(stage, keyText) {
+  const p = stage.proof;
+  const verdict = h('span', { class: 'muted proof-verdict pending' }, 'checking…');
+  proofVerdict(stage, keyText).then((v) => {
+    verdict.classList.remove('muted', 'pending');
+    if (v.unchecked) {
+      verdict.classList.add('bad');
+      verdict.textContent = `? signature not checked: ${v.unchecked}`;
+    } else if (v.ok) {
+      verdict.classList.add('ok');
+      verdict.textContent = v.text;
+    } else {
+      verdict.classList.add('bad');
+      verdict.textContent = `✘ not verified: ${v.why}`;
+    }
+  });
   return h('details', { class: 'proof' },
     h('summary', {}, 'Inclusion proof: ', verdict, h('span', { class: 'muted' }, ` leaf ${p.leaf_index} of ${p.tree_size}`)),
     h('dl', { class: 'kv' },
@@ -50,7 +74,10 @@ function proofBlock(stage) {
 export async function render(main, r) {
   const id = decodeURIComponent(r.rest);
   mount(main, h('p', { class: 'loading' }, 'Loading event…'));
-  const d = await api(`/api/v1/events/${encodeURIComponent(id)}`);
+  const [d, keyText] = await Promise.all([
+    api(`/api/v1/events/${encodeURIComponent(id)}`),
+    api('/api/v1/checkpoint/public-key', { raw: true }).catch(() => null),
+  ]);
   const first = d.stages[d.stages.length - 1].event;
   const o = first.objectRef || {};
   const { res, nsName } = objectLabel(o);
@@ -72,7 +99,7 @@ export async function render(main, r) {
     h('div', { class: 'row' },
       h('h2', {}, s.event.stage),
       h('span', { class: 'muted' }, `${fmtTime(s.time)} · cluster ${s.cluster} · seq ${s.seq}`)),
-    proofBlock(s),
+    proofBlock(s, keyText),
     h('div', { class: 'json' }, jsonTree(s.event))));
   mount(main, head, h('h3', {}, `${d.stages.length} stage${d.stages.length === 1 ? '' : 's'}`), stages);
 }

@@ -15,7 +15,12 @@ function verifyCard(v) {
     h('dl', { class: 'kv' },
       h('dt', {}, 'Finished'), h('dd', { id: 'verify-time' }, fmtTime(last.finished)),
       h('dt', {}, 'Root'), h('dd', {}, last.root || '–'),
-      h('dt', {}, 'Run by'), h('dd', {}, last.by)),
+      h('dt', {}, 'Run by'), h('dd', {}, last.by),
+      h('dt', {}, 'Checked with'), h('dd', { id: 'verify-key' },
+        last.key_source === 'trusted' ? `the trusted key ${last.key || ''} (store.trusted_key)` : `the store's own key ${last.key || ''}`),
+      h('dt', {}, 'Trusted checkpoint'), h('dd', { id: 'verify-trusted-checkpoint' },
+        last.trusted_checkpoint || 'none (store.trusted_checkpoint_dir not set or empty)')),
+    last.caveat ? h('p', { class: 'warn', id: 'verify-caveat' }, `⚠ ${last.caveat}`) : null,
     last.problems.length ? h('ul', { class: 'diff' }, last.problems.map((p) => h('li', { class: 'removed' }, p))) : null,
     last.notes.length ? h('ul', { class: 'muted' }, last.notes.map((n) => h('li', {}, n))) : null);
 }

@@ -23,8 +23,12 @@ pub struct StoredAlert {
     pub rule: String,
     /// Priority (Falco's names).
     pub priority: String,
-    /// Event time, RFC 3339.
+    /// Event time, RFC 3339 (as the event claims it: the sender chooses it).
     pub time: String,
+    /// When kaudit received the event, RFC 3339 (kaudit's own clock, which
+    /// throttling uses). Lines written before it existed lack it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received: Option<String>,
     /// The rendered output.
     pub output: String,
     /// Output fields (`null` for fields the event lacks).
@@ -34,8 +38,13 @@ pub struct StoredAlert {
 }
 
 impl StoredAlert {
-    /// The alert `a` raised by record `seq` of `cluster`.
-    pub fn new(seq: u64, cluster: &str, a: &Alert) -> StoredAlert {
+    /// The alert `a` raised by record `seq` of `cluster`, received at `received`.
+    pub fn new(
+        seq: u64,
+        cluster: &str,
+        received: kaudit_event::MicroTime,
+        a: &Alert,
+    ) -> StoredAlert {
         StoredAlert {
             seq,
             cluster: cluster.to_string(),
@@ -43,6 +52,7 @@ impl StoredAlert {
             rule: a.rule.clone(),
             priority: a.priority.as_str().to_string(),
             time: a.time.to_string(),
+            received: Some(received.to_string()),
             output: a.output.clone(),
             output_fields: a
                 .output_fields
@@ -58,6 +68,16 @@ impl StoredAlert {
                 .collect(),
             tags: a.tags.clone(),
         }
+    }
+
+    /// The time throttling goes by: when kaudit received the event (which
+    /// a sender cannot forge), or, for lines written before that was kept,
+    /// the event's own time; `None` when neither parses.
+    pub fn throttle_time(&self) -> Option<kaudit_event::MicroTime> {
+        self.received
+            .as_deref()
+            .and_then(|r| kaudit_event::MicroTime::parse(r).ok())
+            .or_else(|| kaudit_event::MicroTime::parse(&self.time).ok())
     }
 }
 

@@ -71,7 +71,7 @@ impl Follower for Detector {
         log.read(start..end, &mut |seq, rec| {
             if let Some(ev) = rec.event {
                 for a in engine.evaluate_in(ev, Some(rec.cluster), mode) {
-                    found.push(StoredAlert::new(seq, rec.cluster, &a));
+                    found.push(StoredAlert::new(seq, rec.cluster, rec.received, &a));
                 }
             }
             true

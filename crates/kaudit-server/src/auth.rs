@@ -243,8 +243,9 @@ impl Authenticator {
                 .find(|(c, _)| c == cn)
                 .map(|(_, p)| p.clone())
                 .ok_or_else(|| {
-                    Denied::Unauthenticated(format!(
-                        "client certificate CN {cn:?} is not configured"
+                    // The CA vouched for who it is; it simply has no rights here.
+                    Denied::Forbidden(format!(
+                        "client certificate CN {cn:?} is not in auth.client_certs"
                     ))
                 })?
         } else {
@@ -329,7 +330,10 @@ mod tests {
         let stranger = PeerIdentity {
             common_name: Some("someone".into()),
         };
-        assert!(a.authenticate(None, Some(&stranger), Role::Ingest).is_err());
+        assert!(matches!(
+            a.authenticate(None, Some(&stranger), Role::Ingest),
+            Err(Denied::Forbidden(m)) if m.contains("someone")
+        ));
         assert!(Authenticator::new(&[token("short", "abc", Role::Ingest)], &[], "d").is_err());
     }
 }

@@ -145,6 +145,14 @@ pub struct StoreConfig {
     pub signing_key: Option<PathBuf>,
     /// Also write every checkpoint to this file.
     pub publish_checkpoint: Option<PathBuf>,
+    /// The checkpoint verifier key published earlier (`name+id+key`, a file
+    /// outside the data dir): verification (`kaudit verify`, the console)
+    /// checks every checkpoint against it instead of the store's own key.
+    pub trusted_key: Option<PathBuf>,
+    /// A folder outside the data dir, that the kaudit host cannot rewrite,
+    /// where a witness keeps checkpoints of this log: verification proves
+    /// the log still extends the newest one.
+    pub trusted_checkpoint_dir: Option<PathBuf>,
     /// Least time between checkpoints while data arrives.
     #[serde(deserialize_with = "de_duration")]
     pub checkpoint_interval: Duration,
@@ -164,6 +172,8 @@ impl Default for StoreConfig {
         StoreConfig {
             signing_key: None,
             publish_checkpoint: None,
+            trusted_key: None,
+            trusted_checkpoint_dir: None,
             checkpoint_interval: Duration::from_secs(1),
             retention: None,
             encryption: None,
@@ -294,6 +304,30 @@ impl ServerConfig {
                 ));
             }
         }
+        // Authentication fails closed: off loopback, a listener needs credentials.
+        let has_credentials = !self.auth.tokens.is_empty() || !self.auth.client_certs.is_empty();
+        if !has_credentials {
+            let what_to_add = "add auth.tokens (name, token_file, cluster, role) or, with tls.client_ca, auth.client_certs (common_name, cluster, role); or listen on 127.0.0.1";
+            if let Some(l) = self.listen.filter(|l| !l.ip().is_loopback()) {
+                problems.push(format!(
+                    "listen: {l} is not a loopback address and no credentials are configured (anyone could ingest and administer): {what_to_add}"
+                ));
+            }
+            if let Some(t) = self.tls.as_ref().filter(|t| !t.listen.ip().is_loopback()) {
+                problems.push(format!(
+                    "tls.listen: {} is not a loopback address and no credentials are configured (anyone could ingest and administer): {what_to_add}",
+                    t.listen
+                ));
+            }
+        }
+        if let Some(ca) = self.tls.as_ref().and_then(|t| t.client_ca.as_ref()) {
+            if self.auth.client_certs.is_empty() {
+                problems.push(format!(
+                    "tls.client_ca: {} is set but auth.client_certs is empty: add an auth.client_certs entry (common_name, cluster, role) for every accepted client certificate, or remove client_ca",
+                    ca.display()
+                ));
+            }
+        }
         if self.listen.is_none() && self.tls.is_none() && self.sources.is_empty() {
             problems
                 .push("neither listen nor tls.listen is set: nothing would accept events".into());
@@ -326,11 +360,69 @@ impl ServerConfig {
                 problems.push(format!("ingest.policy: {} does not exist", p.display()));
             }
         }
+        problems.extend(self.check_trust());
         if self.ingest.max_event > self.ingest.max_body {
             problems.push("ingest.max_event is larger than ingest.max_body".into());
         }
         problems
     }
+}
+
+impl ServerConfig {
+    /// `store.trusted_key` and `store.trusted_checkpoint_dir`: readable, and
+    /// outside the data dir (whoever writes the data dir must not be able to
+    /// change what the store is checked against).
+    fn check_trust(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let inside_data = |p: &Path| {
+            let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+            abs(p).starts_with(abs(&self.data)) || p.starts_with(&self.data)
+        };
+        if let Some(k) = &self.store.trusted_key {
+            if inside_data(k) {
+                problems.push(format!(
+                    "store.trusted_key: {} is inside the data dir {}; keep the trusted key where the kaudit host cannot rewrite it",
+                    k.display(),
+                    self.data.display()
+                ));
+            }
+            if let Err(e) = load_trusted_key(k) {
+                problems.push(format!("store.trusted_key: {e}"));
+            }
+        }
+        if let Some(d) = &self.store.trusted_checkpoint_dir {
+            if inside_data(d) {
+                problems.push(format!(
+                    "store.trusted_checkpoint_dir: {} is inside the data dir {}; use a folder the kaudit host cannot rewrite (a witness's mount)",
+                    d.display(),
+                    self.data.display()
+                ));
+            }
+            if !d.is_dir() {
+                problems.push(format!(
+                    "store.trusted_checkpoint_dir: {} is not a folder",
+                    d.display()
+                ));
+            }
+        }
+        problems
+    }
+}
+
+/// Reads a verifier key file (`name+hexkeyid+base64`, as `kaudit keygen`
+/// writes the `.pub`), naming the file in the error.
+pub fn load_trusted_key(path: &Path) -> Result<kaudit_store::note::Verifier25519, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if meta.len() > 4096 {
+        return Err(format!(
+            "{}: {} bytes is too large for a verifier key",
+            path.display(),
+            meta.len()
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    kaudit_store::note::Verifier25519::from_text(text.trim())
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// `key:` with nothing after it is YAML null: treat it as not set.
@@ -410,6 +502,54 @@ mod tests {
         let c = ServerConfig::load(None, vec![("KAUDIT_LISTEN".into(), "0.0.0.0:8080".into())])
             .unwrap();
         assert!(c.check()[0].contains("allow_insecure_http"));
+    }
+
+    #[test]
+    fn listeners_off_loopback_need_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "not read by check").unwrap();
+        let load = |yaml: &str| {
+            let p = dir.path().join("k.yaml");
+            std::fs::write(&p, yaml).unwrap();
+            ServerConfig::load(Some(&p), Vec::new()).unwrap().check()
+        };
+        // TLS on every interface, nobody named: refused, saying what to add.
+        let p = load("tls:\n  listen: 0.0.0.0:8443\n").join("\n");
+        assert!(
+            p.contains("tls.listen: 0.0.0.0:8443") && p.contains("auth.tokens"),
+            "{p}"
+        );
+        // Plain HTTP allowed off loopback, still nobody named: refused.
+        let p = load("listen: 0.0.0.0:8080\nallow_insecure_http: true\n").join("\n");
+        assert!(
+            p.contains("listen: 0.0.0.0:8080") && p.contains("no credentials"),
+            "{p}"
+        );
+        // A client CA with no client_certs would make every certificate-less client anonymous.
+        let p = load(&format!(
+            "listen: null\ntls:\n  listen: 127.0.0.1:8443\n  client_ca: {}\n",
+            ca.display()
+        ))
+        .join("\n");
+        assert!(
+            p.contains("tls.client_ca") && p.contains("auth.client_certs is empty"),
+            "{p}"
+        );
+        // With credentials, the same listeners are fine; loopback without them too.
+        let creds = "auth:\n  tokens:\n    - name: a\n      token: 0123456789abcdef0123\n";
+        assert!(load(&format!("tls:\n  listen: 0.0.0.0:8443\n{creds}")).is_empty());
+        assert!(load(&format!(
+            "listen: 0.0.0.0:8080\nallow_insecure_http: true\n{creds}"
+        ))
+        .is_empty());
+        assert!(load("tls:\n  listen: 127.0.0.1:8443\n").is_empty());
+        let certs = "auth:\n  client_certs:\n    - common_name: apiserver\n";
+        assert!(load(&format!(
+            "tls:\n  listen: 0.0.0.0:8443\n  client_ca: {}\n{certs}",
+            ca.display()
+        ))
+        .is_empty());
     }
 
     #[test]

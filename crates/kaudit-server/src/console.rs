@@ -47,7 +47,14 @@ pub struct ConsoleContext {
     pub api: ApiContext,
     /// Key file of encrypted segments (verification must decrypt them).
     pub encryption_key: Option<PathBuf>,
+    /// `store.trusted_key`: the verifier key file verification trusts.
+    pub trusted_key: Option<PathBuf>,
+    /// `store.trusted_checkpoint_dir`: a witness's checkpoints of this log.
+    pub trusted_checkpoint_dir: Option<PathBuf>,
 }
+
+/// The caveat a result carries when nothing outside the store was trusted.
+pub const OWN_KEY_CAVEAT: &str = "checked against the store's own key: whoever can write the data dir could have rewritten the history and re-signed it; configure store.trusted_key and store.trusted_checkpoint_dir (a witness) to rule that out";
 
 /// The outcome of one verification run, as served and kept on disk.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -74,6 +81,24 @@ pub struct VerifyResult {
     pub notes: Vec<String>,
     /// Who asked for it (credential name).
     pub by: String,
+    /// The verifier key the checkpoints were checked with.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Where that key came from: `trusted` (`store.trusted_key`) or `store`
+    /// (the store's own key, which a data-dir writer can replace).
+    #[serde(default = "store_key_source")]
+    pub key_source: String,
+    /// The trusted checkpoint the log was proven to extend (file, tree size).
+    #[serde(default)]
+    pub trusted_checkpoint: Option<String>,
+    /// Set when neither a trusted key nor a trusted checkpoint was used:
+    /// what `ok` does not rule out.
+    #[serde(default)]
+    pub caveat: Option<String>,
+}
+
+fn store_key_source() -> String {
+    "store".into()
 }
 
 struct Shared {
@@ -284,8 +309,16 @@ async fn run_verify(State(st): St, caller: Admin) -> Response {
     let st2 = st.clone();
     let joined = tokio::task::spawn_blocking(move || {
         let ctx = &st2.ctx;
+        let key = ctx
+            .trusted_key
+            .as_deref()
+            .map(crate::config::load_trusted_key)
+            .transpose()
+            .map_err(|e| format!("store.trusted_key: {e}"))?;
         let mut opts = VerifyOptions {
-            key: Some(ctx.api.store.verifier().clone()),
+            key,
+            own_key: Some(ctx.api.store.verifier().clone()),
+            trusted_checkpoint_dir: ctx.trusted_checkpoint_dir.clone(),
             threads: 0,
             ..VerifyOptions::default()
         };
@@ -310,6 +343,11 @@ async fn run_verify(State(st): St, caller: Admin) -> Response {
                 .collect(),
             notes: rep.notes,
             by: principal.name,
+            key: rep.key,
+            key_source: if rep.key_trusted { "trusted" } else { "store" }.into(),
+            caveat: (!rep.key_trusted && rep.trusted_checkpoint.is_none())
+                .then(|| OWN_KEY_CAVEAT.to_string()),
+            trusted_checkpoint: rep.trusted_checkpoint,
         })
     })
     .await;

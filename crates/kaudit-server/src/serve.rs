@@ -275,6 +275,8 @@ pub fn build_router(
         .merge(crate::console::routes(crate::console::ConsoleContext {
             api,
             encryption_key: cfg.store.encryption.as_ref().map(|e| e.key_file.clone()),
+            trusted_key: cfg.store.trusted_key.clone(),
+            trusted_checkpoint_dir: cfg.store.trusted_checkpoint_dir.clone(),
         }))
         .merge(crate::ui::routes())
         .merge(crate::alerts::routes(&cfg.data, o.auth.clone()))

@@ -10,6 +10,7 @@ use kaudit_server::api::{routes, ApiContext, OPENAPI_YAML};
 use kaudit_server::auth::{Authenticator, Role, TokenConfig};
 use kaudit_store::{Record, Store, StoreOptions};
 use serde_json::Value;
+use std::path::PathBuf;
 use std::sync::Arc;
 use tower::ServiceExt;
 
@@ -66,6 +67,16 @@ fn env(events: usize) -> Env {
 }
 
 fn app(e: &Env, auth: Authenticator) -> axum::Router {
+    app_trusting(e, auth, None, None)
+}
+
+/// [`app`] with `store.trusted_key` and `store.trusted_checkpoint_dir`.
+fn app_trusting(
+    e: &Env,
+    auth: Authenticator,
+    trusted_key: Option<PathBuf>,
+    trusted_checkpoint_dir: Option<PathBuf>,
+) -> axum::Router {
     let auth = Arc::new(auth);
     let ctx = ApiContext {
         store: e.store.clone(),
@@ -77,6 +88,8 @@ fn app(e: &Env, auth: Authenticator) -> axum::Router {
             kaudit_server::console::ConsoleContext {
                 api: ctx,
                 encryption_key: None,
+                trusted_key,
+                trusted_checkpoint_dir,
             },
         ))
         .merge(kaudit_server::alerts::routes(e.dir.path(), auth.clone()))
@@ -644,4 +657,80 @@ async fn console_routes_respect_roles_and_verification_reports_ok() {
 
 fn app_with_open_auth(e: &Env) -> axum::Router {
     app(e, open_auth())
+}
+
+#[tokio::test]
+async fn console_verify_says_which_key_and_checkpoint_it_trusted() {
+    let e = env(1500);
+    // Nothing trusted configured: ok, with the caveat and the key it used.
+    let app = app_with_open_auth(&e);
+    let (status, _, body) = call(&app, Request::post("/api/v1/verify"), None).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let v: Value = serde_json::from_slice(&body).expect("json");
+    let last = &v["last"];
+    assert_eq!(last["ok"], true, "{v}");
+    assert_eq!(last["key_source"], "store", "{v}");
+    assert_eq!(last["key"], e.store.verifier().text(), "{v}");
+    assert!(last["trusted_checkpoint"].is_null(), "{v}");
+    assert!(
+        last["caveat"]
+            .as_str()
+            .is_some_and(|c| c.contains("store's own key")),
+        "{v}"
+    );
+
+    // A trusted key and a witness's checkpoint, both outside the data dir.
+    let outside = tempfile::tempdir().expect("tempdir");
+    let key_file = outside.path().join("published.pub");
+    std::fs::write(&key_file, e.store.verifier().text()).expect("write key");
+    let witness = outside.path().join("witness");
+    std::fs::create_dir_all(&witness).expect("mkdir");
+    let cp = e.store.latest_checkpoint().expect("a checkpoint");
+    std::fs::write(witness.join("checkpoint.txt"), &cp.note).expect("write cp");
+    let app = app_trusting(
+        &e,
+        open_auth(),
+        Some(key_file.clone()),
+        Some(witness.clone()),
+    );
+    let (status, _, body) = call(&app, Request::post("/api/v1/verify"), None).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let v: Value = serde_json::from_slice(&body).expect("json");
+    let last = &v["last"];
+    assert_eq!(last["ok"], true, "{v}");
+    assert_eq!(last["key_source"], "trusted", "{v}");
+    assert!(last["caveat"].is_null(), "{v}");
+    assert!(
+        last["trusted_checkpoint"]
+            .as_str()
+            .is_some_and(|c| c.contains("checkpoint.txt") && c.contains("tree size 1500")),
+        "{v}"
+    );
+
+    // The witness saw another history at size 1000 (signed with the same
+    // key): the store no longer extends it, and the console says so.
+    let signer = kaudit_store::note::Signer25519::from_private_text(
+        std::fs::read_to_string(e.store.dir().join("checkpoint.key"))
+            .expect("key")
+            .trim(),
+    )
+    .expect("signer");
+    std::fs::write(
+        witness.join("checkpoint-2.txt"),
+        signer.sign_checkpoint(1000, &[7u8; 32]),
+    )
+    .expect("write");
+    std::fs::remove_file(witness.join("checkpoint.txt")).expect("rm");
+    let (status, _, body) = call(&app, Request::post("/api/v1/verify"), None).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let v: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(v["last"]["ok"], false, "{v}");
+    assert!(
+        v["last"]["problems"]
+            .as_array()
+            .expect("problems")
+            .iter()
+            .any(|p| p.as_str().is_some_and(|p| p.contains("trusted checkpoint"))),
+        "{v}"
+    );
 }

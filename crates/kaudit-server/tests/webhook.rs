@@ -536,6 +536,12 @@ fn tls_with_client_certificates_and_tokens() {
     cp.distinguished_name
         .push(rcgen::DnType::CommonName, "apiserver-eu");
     let client_cert = cp.signed_by(&client_key, &issuer).unwrap();
+    // Signed by the same CA, but no auth.client_certs entry names it.
+    let stranger_key = rcgen::KeyPair::generate().unwrap();
+    let mut sp = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    sp.distinguished_name
+        .push(rcgen::DnType::CommonName, "someone-else");
+    let stranger_cert = sp.signed_by(&stranger_key, &issuer).unwrap();
 
     let (mut cfg, dir) = config();
     let pki = dir.path().join("pki");
@@ -570,12 +576,33 @@ fn tls_with_client_certificates_and_tokens() {
     let r = with_cert.post(&url).body(batch("m", 3)).send().unwrap();
     assert_eq!(r.status().as_u16(), 200, "{:?}", r.text());
     let plain = reqwest::blocking::Client::builder()
-        .add_root_certificate(ca_cert)
+        .add_root_certificate(ca_cert.clone())
         .resolve("localhost", addr)
         .build()
         .unwrap();
     let r = plain.post(&url).body(batch("n", 2)).send().unwrap();
     assert_eq!(r.status().as_u16(), 401);
+    let body: Value = r.json().unwrap();
+    assert_eq!(body["status"], 401, "{body}");
+    // A certificate the CA signed but no client_certs entry names: known, not allowed.
+    let stranger_pem = format!("{}{}", stranger_cert.pem(), stranger_key.serialize_pem());
+    let stranger = reqwest::blocking::Client::builder()
+        .add_root_certificate(ca_cert.clone())
+        .identity(reqwest::Identity::from_pem(stranger_pem.as_bytes()).unwrap())
+        .resolve("localhost", addr)
+        .build()
+        .unwrap();
+    for path in ["/api/v1/ingest/k8s", "/api/v1/verify"] {
+        let u = format!("https://localhost:{}{path}", addr.port());
+        let r = stranger.post(&u).body(batch("s", 1)).send().unwrap();
+        assert_eq!(r.status().as_u16(), 403, "{path}");
+        let body: Value = r.json().unwrap();
+        assert_eq!(body["status"], 403, "{body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("someone-else"),
+            "{body}"
+        );
+    }
     let r = plain
         .post(&url)
         .bearer_auth("us-token-0123456789")
@@ -930,4 +957,59 @@ fn capture_server() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
         }
     });
     (url, bodies)
+}
+
+/// Runs `serve` with `stop` already set: a config it accepts starts and stops
+/// at once (`Ok`), one it refuses never binds anything.
+fn refused(cfg: ServerConfig) -> String {
+    let stop = Arc::new(AtomicBool::new(true));
+    match run(cfg, RunOptions::default(), stop) {
+        Err(kaudit_server::serve::ServeError::Config(m)) => m,
+        other => panic!("serve started: {other:?}"),
+    }
+}
+
+#[test]
+fn serve_refuses_anonymous_listeners_off_loopback_and_a_client_ca_without_client_certs() {
+    // TLS on every interface and nobody named: anyone would be admin.
+    let (mut cfg, _dir) = config();
+    cfg.listen = None;
+    cfg.tls = Some(TlsConfig {
+        listen: "0.0.0.0:0".parse().unwrap(),
+        cert: None,
+        key: None,
+        client_ca: None,
+        names: vec![],
+    });
+    let m = refused(cfg);
+    assert!(
+        m.contains("tls.listen") && m.contains("auth.tokens") && m.contains("auth.client_certs"),
+        "{m}"
+    );
+    // Plain HTTP allowed off loopback, no auth.
+    let (mut cfg, _dir) = config();
+    cfg.listen = Some("0.0.0.0:0".parse().unwrap());
+    cfg.allow_insecure_http = true;
+    let m = refused(cfg);
+    assert!(
+        m.contains("listen: 0.0.0.0:0") && m.contains("auth.tokens"),
+        "{m}"
+    );
+    // client_ca on loopback without client_certs: a certificate-less client was anonymous admin.
+    let (mut cfg, dir) = config();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "unused").unwrap();
+    cfg.listen = None;
+    cfg.tls = Some(TlsConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        cert: None,
+        key: None,
+        client_ca: Some(ca),
+        names: vec![],
+    });
+    let m = refused(cfg);
+    assert!(
+        m.contains("tls.client_ca") && m.contains("auth.client_certs"),
+        "{m}"
+    );
 }

@@ -8,8 +8,9 @@
 //! crash it may be sent twice).
 //!
 //! Throttling (`detect.throttle`) applies here, per output, in the alert
-//! log's order and by each alert's event time, so a replay throttles as the
-//! live traffic did. Alerts a restarted detector appended again (same
+//! log's order, per cluster, by the time kaudit received each alert's event
+//! (not the event's own time, which a sender can forge to silence later
+//! alerts), so a replay of the log throttles as the live traffic did. Alerts a restarted detector appended again (same
 //! sequence number and rule) are notified once.
 
 use crate::http::{client, transport, ClientTls};
@@ -289,7 +290,7 @@ impl Follower for AlertNotifier {
         for raw in lines.iter().take(STEP_ALERTS) {
             match serde_json::from_slice::<StoredAlert>(raw) {
                 Ok(a) if !self.seen(&a) => {
-                    let t = MicroTime::parse(&a.time).unwrap_or_else(|_| MicroTime::now());
+                    let t = a.throttle_time().unwrap_or_else(MicroTime::now);
                     if let Some(held) = self.throttle.admit(&a, t) {
                         if let Err(e) = self.deliver(&a, held, log) {
                             result = Err(e);

@@ -25,6 +25,7 @@ fn alert(seq: u64, rule: &str, user: &str) -> StoredAlert {
         rule: rule.into(),
         priority: "Warning".into(),
         time: format!("2026-01-01T00:{:02}:00.000000Z", seq % 60),
+        received: None,
         output: format!("{rule} by {user}"),
         output_fields: fields,
         tags: vec![],
@@ -201,4 +202,52 @@ fn throttling_holds_back_and_counts_per_output() {
         .collect();
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert_eq!(lines[1]["kaudit_suppressed"], 2);
+}
+
+#[test]
+fn a_forged_event_time_from_another_cluster_does_not_silence_prod() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir.path().join("store"));
+    let file = dir.path().join("out.jsonl");
+    let mut cfg = config(vec![OutputConfig::File { path: file.clone() }]);
+    cfg.throttle = Duration::from_secs(600);
+    // One "Events Deleted" dated 2099 from a lab cluster, then two real ones of
+    // the same user on prod, received an hour apart.
+    let mut forged = alert(1, "Events Deleted", "alice");
+    forged.cluster = "lab".into();
+    forged.time = "2099-12-31T00:00:00.000000Z".into();
+    forged.received = Some("2026-01-01T00:00:00.000000Z".into());
+    let mut real = alert(2, "Events Deleted", "alice");
+    real.received = Some("2026-01-01T00:01:00.000000Z".into());
+    let mut again = alert(3, "Events Deleted", "alice");
+    again.received = Some("2026-01-01T01:01:00.000000Z".into());
+    // Its forged time does not count against prod's later alerts on the same cluster either.
+    let mut forged_prod = alert(4, "Events Deleted", "alice");
+    forged_prod.time = "2099-12-31T00:00:00.000000Z".into();
+    forged_prod.received = Some("2026-01-01T02:01:00.000000Z".into());
+    let mut after = alert(5, "Events Deleted", "alice");
+    after.received = Some("2026-01-01T03:01:00.000000Z".into());
+    AlertLog::new(dir.path())
+        .append(&[forged, real, again, forged_prod, after])
+        .unwrap();
+    let mut n = AlertNotifier::open(0, cfg.outputs[0].clone(), &cfg, dir.path()).unwrap();
+    drain(&mut n, &store);
+    let sent: Vec<serde_json::Value> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let times: Vec<&str> = sent.iter().map(|l| l["time"].as_str().unwrap()).collect();
+    assert_eq!(
+        times,
+        [
+            "2099-12-31T00:00:00.000000Z",
+            "2026-01-01T00:02:00.000000Z",
+            "2026-01-01T00:03:00.000000Z",
+            "2099-12-31T00:00:00.000000Z",
+            "2026-01-01T00:05:00.000000Z",
+        ],
+        "every alert notified: {sent:?}"
+    );
+    assert!(sent.iter().all(|l| l.get("kaudit_suppressed").is_none()));
 }

@@ -58,6 +58,10 @@ pub struct StoreConfig {
     pub signing_key: Option<PathBuf>,
     /// Where each checkpoint is published.
     pub publish_checkpoint: Option<PathBuf>,
+    /// `store.trusted_key`: the verifier key file verification trusts.
+    pub trusted_key: Option<PathBuf>,
+    /// `store.trusted_checkpoint_dir`: a witness's checkpoints of this log.
+    pub trusted_checkpoint_dir: Option<PathBuf>,
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -68,6 +72,16 @@ struct RawConfig {
     encryption: Option<RawEncryption>,
     #[serde(default)]
     checkpoint: Option<RawCheckpoint>,
+    #[serde(default)]
+    store: Option<RawStoreTrust>,
+}
+/// The trust keys of the server config's `store` section (others ignored).
+#[derive(serde::Deserialize)]
+struct RawStoreTrust {
+    #[serde(default)]
+    trusted_key: Option<PathBuf>,
+    #[serde(default)]
+    trusted_checkpoint_dir: Option<PathBuf>,
 }
 #[derive(serde::Deserialize)]
 struct RawRetention {
@@ -85,7 +99,8 @@ struct RawCheckpoint {
 }
 
 impl StoreConfig {
-    /// Reads `retention`, `encryption` and `checkpoint` from a YAML config
+    /// Reads `retention`, `encryption`, `checkpoint` and `store.trusted_key` /
+    /// `store.trusted_checkpoint_dir` from a YAML config
     /// file (other top-level keys belong to other parts of kaudit and are ignored).
     pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
         let v: serde_json::Value = serde_saphyr::from_str(text).map_err(ConfigError::Yaml)?;
@@ -93,6 +108,10 @@ impl StoreConfig {
             "retention": v.get("retention"),
             "encryption": v.get("encryption"),
             "checkpoint": v.get("checkpoint"),
+            "store": v.get("store").map(|st| serde_json::json!({
+                "trusted_key": st.get("trusted_key"),
+                "trusted_checkpoint_dir": st.get("trusted_checkpoint_dir"),
+            })),
         });
         let raw: RawConfig = serde_json::from_value(pick).map_err(ConfigError::Shape)?;
         let mut c = StoreConfig::default();
@@ -117,6 +136,10 @@ impl StoreConfig {
                     })?;
         }
         c.encryption_key = raw.encryption.map(|e| e.key_file);
+        if let Some(st) = raw.store {
+            c.trusted_key = st.trusted_key;
+            c.trusted_checkpoint_dir = st.trusted_checkpoint_dir;
+        }
         if let Some(cp) = raw.checkpoint {
             c.signing_key = cp.key_file;
             c.publish_checkpoint = cp.publish;

@@ -26,8 +26,17 @@ use std::time::{Duration, Instant};
 pub struct VerifyOptions {
     /// Trusted verifier key (else the store's own `checkpoint.key`/`.pub`).
     pub key: Option<Verifier25519>,
+    /// The store's own verifier key as its writer holds it, used when `key`
+    /// is not given (else `<data>/checkpoint.pub`/`.key` is read). Never
+    /// counts as trusted.
+    pub own_key: Option<Verifier25519>,
     /// Checkpoints saved elsewhere earlier: (name for messages, note text).
     pub external: Vec<(String, String)>,
+    /// A folder outside the data dir where a witness keeps checkpoints of
+    /// this log (`store.trusted_checkpoint_dir`): the one with the largest
+    /// tree size signed by the verifier key is checked like `external`, and
+    /// any checkpoint note there that the key does not verify is a problem.
+    pub trusted_checkpoint_dir: Option<PathBuf>,
     /// Key for encrypted segments.
     pub cipher: Option<Cipher>,
     /// Worker threads (0: all cores).
@@ -85,6 +94,15 @@ pub struct VerifyReport {
     pub root: Option<Hash>,
     /// Time taken.
     pub elapsed: Duration,
+    /// The verifier key the checkpoints were checked with (`name+id+key`).
+    pub key: Option<String>,
+    /// True when that key came from outside the store (a trusted key);
+    /// false when it is the store's own `checkpoint.pub`, which whoever can
+    /// write the data dir can replace.
+    pub key_trusted: bool,
+    /// The trusted checkpoint the log was proven to extend (file and tree
+    /// size), when a trusted checkpoint folder holds one.
+    pub trusted_checkpoint: Option<String>,
 }
 
 impl VerifyReport {
@@ -189,7 +207,10 @@ fn open_bundle(
 pub fn verify(dir: &Path, opts: &VerifyOptions) -> StoreResult<VerifyReport> {
     let started = Instant::now();
     let mut rep = VerifyReport::default();
-    let store_key = crate::store::load_verifier(dir, &crate::StoreOptions::default());
+    let store_key = match &opts.own_key {
+        Some(k) => Ok(k.clone()),
+        None => crate::store::load_verifier(dir, &crate::StoreOptions::default()),
+    };
     let verifier = match (&opts.key, store_key) {
         (Some(k), Ok(sk)) => {
             if sk.text() != k.text() {
@@ -209,7 +230,7 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> StoreResult<VerifyReport> {
         (Some(k), Err(_)) => k.clone(),
         (None, Ok(sk)) => {
             rep.notes.push(
-                "checked against the store's own key; pass --key with the key published earlier to rule out a replaced key"
+                "checked against the store's own key; pass --key with the key published earlier (store.trusted_key) to rule out a replaced key"
                     .into(),
             );
             sk
@@ -225,6 +246,14 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> StoreResult<VerifyReport> {
             return Err(e);
         }
     };
+    rep.key = Some(verifier.text());
+    rep.key_trusted = opts.key.is_some();
+    if opts.trusted_checkpoint_dir.is_none() && opts.external.is_empty() {
+        rep.notes.push(
+            "no checkpoint saved outside the store was checked: a history rewritten and re-signed with the store's own key would pass (store.trusted_checkpoint_dir, --checkpoint)"
+                .into(),
+        );
+    }
     let threads = if opts.threads == 0 {
         std::thread::available_parallelism().map_or(2, |n| n.get())
     } else {
@@ -271,6 +300,41 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> StoreResult<VerifyReport> {
                 segment: None,
                 offset: None,
                 what: format!("{label}: {e}"),
+            }),
+        }
+    }
+    if let Some(tdir) = &opts.trusted_checkpoint_dir {
+        match last_trusted_checkpoint(tdir, &verifier) {
+            Ok(found) => {
+                for (path, what) in found.rejected {
+                    rep.problems.push(Finding {
+                        seq: None,
+                        segment: None,
+                        offset: None,
+                        what: format!(
+                            "trusted checkpoint {}: {what}: the key was replaced or the checkpoint is not this log's",
+                            path.display()
+                        ),
+                    });
+                }
+                match found.last {
+                    Some((path, cp)) => {
+                        let label = format!("trusted checkpoint {}", path.display());
+                        rep.trusted_checkpoint =
+                            Some(format!("{} (tree size {})", path.display(), cp.size));
+                        targets.push(Target { label, cp });
+                    }
+                    None => rep.notes.push(format!(
+                        "the trusted checkpoint folder {} holds no checkpoint yet: nothing proves the history before now was not rewritten",
+                        tdir.display()
+                    )),
+                }
+            }
+            Err(what) => rep.problems.push(Finding {
+                seq: None,
+                segment: None,
+                offset: None,
+                what,
             }),
         }
     }
@@ -690,4 +754,71 @@ fn first_bad_bundle(
             what,
         })
     })
+}
+
+/// Most entries read from a trusted checkpoint folder.
+pub const MAX_TRUSTED_FILES: usize = 100_000;
+/// Largest file read as a checkpoint note from a trusted checkpoint folder.
+pub const MAX_TRUSTED_NOTE_BYTES: u64 = 64 << 10;
+
+/// What a trusted checkpoint folder holds for one verifier key.
+#[derive(Debug, Default)]
+pub struct TrustedCheckpoints {
+    /// The checkpoint with the largest tree size the key verifies, and its file.
+    pub last: Option<(PathBuf, Checkpoint)>,
+    /// Files that look like checkpoint notes but do not verify, with why.
+    pub rejected: Vec<(PathBuf, String)>,
+}
+
+/// Reads the checkpoint notes in `dir` (files with a signature line; others
+/// are ignored) and keeps the one with the largest tree size `key` verifies.
+/// Fails (with a message naming the folder) when the folder cannot be read
+/// or holds more than [`MAX_TRUSTED_FILES`] entries.
+pub fn last_trusted_checkpoint(
+    dir: &Path,
+    key: &Verifier25519,
+) -> Result<TrustedCheckpoints, String> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| format!("trusted checkpoint folder {}: {e}", dir.display()))?;
+    let mut out = TrustedCheckpoints::default();
+    for (n, entry) in entries.enumerate() {
+        if n >= MAX_TRUSTED_FILES {
+            return Err(format!(
+                "trusted checkpoint folder {}: more than {MAX_TRUSTED_FILES} entries; keep only recent checkpoints there",
+                dir.display()
+            ));
+        }
+        let entry =
+            entry.map_err(|e| format!("trusted checkpoint folder {}: {e}", dir.display()))?;
+        let path = entry.path();
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if !meta.is_file() || meta.len() > MAX_TRUSTED_NOTE_BYTES {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        if !text.contains("\n\n\u{2014} ") {
+            continue; // not a signed note (a README, a key file)
+        }
+        match key.verify_note(&text).and_then(Checkpoint::parse) {
+            Ok(cp) if cp.origin != key.name() => out.rejected.push((
+                path,
+                format!(
+                    "origin {:?} is not the key's name {:?}",
+                    cp.origin,
+                    key.name()
+                ),
+            )),
+            Ok(cp) => {
+                if out.last.as_ref().is_none_or(|(_, l)| cp.size > l.size) {
+                    out.last = Some((path, cp));
+                }
+            }
+            Err(e) => out.rejected.push((path, e.to_string())),
+        }
+    }
+    Ok(out)
 }

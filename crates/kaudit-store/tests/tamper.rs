@@ -215,7 +215,18 @@ fn deleted_segment_is_found() {
 /// The attacker rewrites the log with one event altered, recomputing every
 /// hash and signing fresh checkpoints with a key of their own.
 fn forge(dir: &Path, copy_key: bool) {
+    forge_with(dir, copy_key, false)
+}
+
+/// [`forge`], and with `own_key` the attacker first copies the store's own
+/// signing key (from the data dir) and re-signs with it.
+fn forge_with(dir: &Path, copy_key: bool, own_key: bool) {
     let forged = tempfile::tempdir().unwrap();
+    if own_key {
+        for f in ["checkpoint.key", "checkpoint.pub"] {
+            std::fs::copy(dir.join(f), forged.path().join(f)).unwrap();
+        }
+    }
     {
         let store = Store::open(forged.path(), small_opts()).unwrap();
         let mut recs: Vec<_> = (0..N).map(record).collect();
@@ -470,4 +481,95 @@ fn encrypted_store_verifies_only_with_its_key() {
     assert!(err.contains("wrong encryption key"), "{err}");
     let store = Store::open(&data, opts).unwrap();
     assert_eq!(all_leaf_data(&store).len(), 800);
+}
+
+#[test]
+fn a_history_resigned_with_the_stores_own_key_fails_against_a_trusted_checkpoint() {
+    let dir = fresh();
+    let key = kaudit_store::load_verifier(dir.path(), &StoreOptions::default()).unwrap();
+    // A witness kept checkpoints outside the data dir (as a sink with
+    // `checkpoints: true` or `publish_checkpoint` would), next to other files.
+    let witness = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), small_opts()).unwrap();
+    let latest = store.latest_checkpoint().unwrap();
+    drop(store);
+    std::fs::write(witness.path().join("README"), "checkpoints of prod\n").unwrap();
+    std::fs::write(
+        witness
+            .path()
+            .join(format!("checkpoint-{}.txt", latest.size)),
+        &latest.note,
+    )
+    .unwrap();
+    let trusted = |key: Option<Verifier25519>| VerifyOptions {
+        key,
+        trusted_checkpoint_dir: Some(witness.path().to_path_buf()),
+        ..Default::default()
+    };
+    let rep = verify(dir.path(), &trusted(Some(key.clone()))).unwrap();
+    assert!(rep.ok(), "{:?}", rep.problems);
+    assert!(rep.key_trusted);
+    assert_eq!(rep.key.as_deref(), Some(key.text().as_str()));
+    let used = rep
+        .trusted_checkpoint
+        .clone()
+        .expect("trusted checkpoint used");
+    assert!(
+        used.contains(&format!("tree size {}", latest.size)),
+        "{used}"
+    );
+
+    // One event altered, every hash recomputed, every checkpoint re-signed
+    // with the key copied from the data dir.
+    forge_with(dir.path(), true, true);
+    let rep = run(dir.path());
+    assert!(rep.ok(), "without trust config the forgery passes");
+    assert!(!rep.key_trusted && rep.trusted_checkpoint.is_none());
+    assert!(
+        rep.notes.iter().any(|n| n.contains("store's own key")),
+        "{:?}",
+        rep.notes
+    );
+    // The trusted key alone cannot tell: it is the same key.
+    assert!(verify(
+        dir.path(),
+        &VerifyOptions {
+            key: Some(key.clone()),
+            ..Default::default()
+        }
+    )
+    .unwrap()
+    .ok());
+    // The trusted checkpoint does, with the trusted key or the store's own.
+    for k in [Some(key.clone()), None] {
+        let rep = verify(dir.path(), &trusted(k)).unwrap();
+        assert!(
+            rep.problems
+                .iter()
+                .any(|p| p.what.contains("trusted checkpoint") && p.what.contains("checkpoint-")),
+            "{:?}",
+            rep.problems
+        );
+    }
+
+    // An attacker with a key of their own: the trusted key and the trusted
+    // checkpoint folder both expose it, even without the trusted key.
+    forge_with(dir.path(), true, false);
+    assert!(run(dir.path()).ok());
+    let rep = verify(dir.path(), &trusted(Some(key.clone()))).unwrap();
+    assert!(
+        rep.problems
+            .iter()
+            .any(|p| p.what.contains("key was replaced")),
+        "{:?}",
+        rep.problems
+    );
+    let rep = verify(dir.path(), &trusted(None)).unwrap();
+    assert!(
+        rep.problems
+            .iter()
+            .any(|p| p.what.contains("trusted checkpoint") && p.what.contains("key was replaced")),
+        "{:?}",
+        rep.problems
+    );
 }

@@ -14,8 +14,11 @@ use std::sync::Arc;
 #[derive(clap::Args)]
 #[command(after_help = "EXAMPLES:\n  \
     kaudit serve --demo                                  # a live demo on http://127.0.0.1:8080\n  \
-    kaudit serve --config /etc/kaudit/kaudit.yaml\n  \
-    kaudit serve --tls-listen 0.0.0.0:8443 --client-ca ca.pem\n\n\
+    kaudit serve --config /etc/kaudit/kaudit.yaml        # tls.listen: 0.0.0.0:8443 with auth.tokens\n  \
+    kaudit serve --tls-listen 127.0.0.1:8443             # HTTPS on loopback, no credentials\n\n\
+    Off loopback, credentials are required: serve refuses to start until the config names\n\
+    auth.tokens (or auth.client_certs, matched by certificate CN, with tls.client_ca);\n\
+    --client-ca needs auth.client_certs entries, and a certificate no entry names gets 403.\n\n\
     Point kube-apiserver at it with --audit-webhook-config-file (see `kaudit webhook-kubeconfig`).\n\
     Every option can also be set in the YAML config (see kaudit.example.yaml) or with a\n\
     KAUDIT_<PATH> environment variable, `__` between levels: KAUDIT_INGEST__MAX_BODY=128MiB.")]

@@ -257,6 +257,11 @@ pub struct VerifyArgs {
     /// A checkpoint saved elsewhere earlier: prove the log still extends it.
     #[arg(long = "checkpoint")]
     checkpoints: Vec<PathBuf>,
+    /// A folder where a witness keeps checkpoints of this log, outside the
+    /// data dir (default: the config's store.trusted_checkpoint_dir): prove
+    /// the log still extends the newest one.
+    #[arg(long)]
+    trusted_checkpoint_dir: Option<PathBuf>,
 }
 
 fn read_key_arg(s: &str) -> anyhow::Result<Verifier25519> {
@@ -271,10 +276,20 @@ fn read_key_arg(s: &str) -> anyhow::Result<Verifier25519> {
 /// Runs `kaudit verify`.
 pub fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     let opts = a.store.options(true)?;
+    let cfg = a.store.config()?;
     let mut vo = VerifyOptions::default();
     if let Some(k) = &a.key {
         vo.key = Some(read_key_arg(k)?);
+    } else if let Some(k) = &cfg.trusted_key {
+        vo.key = Some(
+            read_key_arg(&k.display().to_string())
+                .with_context(|| format!("store.trusted_key {}", k.display()))?,
+        );
     }
+    vo.trusted_checkpoint_dir = a
+        .trusted_checkpoint_dir
+        .clone()
+        .or(cfg.trusted_checkpoint_dir);
     for p in &a.checkpoints {
         let text = std::fs::read_to_string(p)
             .with_context(|| format!("reading checkpoint {}", p.display()))?;
@@ -289,6 +304,17 @@ pub fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     let rep = verify_store(&a.store.data, &vo)?;
     for n in &rep.notes {
         eprintln!("note: {n}");
+    }
+    if let Some(k) = &rep.key {
+        let source = if rep.key_trusted {
+            "trusted"
+        } else {
+            "the store's own"
+        };
+        eprintln!("key: {k} ({source})");
+    }
+    if let Some(c) = &rep.trusted_checkpoint {
+        eprintln!("trusted checkpoint: {c}");
     }
     for p in &rep.problems {
         outln!("FAIL: {p}");
