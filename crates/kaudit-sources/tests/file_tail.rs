@@ -712,7 +712,7 @@ fn concurrent_writer_and_tailer_agree() {
 
 /// Throughput of following a file against reading it once with
 /// `EventReader` (same parsing, no position tracking), in the same run.
-/// `cargo test --release -p kaudit-server --test tail -- --ignored --nocapture`
+/// `cargo test --release -p kaudit-sources --test file_tail -- --ignored --nocapture`
 #[test]
 #[ignore = "benchmark: run with --release --ignored --nocapture"]
 fn bench_tail_throughput_against_event_reader() {
