@@ -529,18 +529,29 @@ fn tls_with_client_certificates_and_tokens() {
         .resolve("localhost", addr)
         .build()
         .unwrap();
-    let r = with_cert.post(&url).body(batch("m", 3)).send().unwrap();
+    let r = with_cert
+        .post(&url)
+        .header("Content-Type", "application/json")
+        .body(batch("m", 3))
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200, "{:?}", r.text());
     let plain = reqwest::blocking::Client::builder()
         .add_root_certificate(ca_cert)
         .resolve("localhost", addr)
         .build()
         .unwrap();
-    let r = plain.post(&url).body(batch("n", 2)).send().unwrap();
+    let r = plain
+        .post(&url)
+        .header("Content-Type", "application/json")
+        .body(batch("n", 2))
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 401);
     let r = plain
         .post(&url)
         .bearer_auth("us-token-0123456789")
+        .header("Content-Type", "application/json")
         .body(batch("n", 2))
         .send()
         .unwrap();
