@@ -19,6 +19,7 @@
 pub mod json;
 mod model;
 pub mod reader;
+mod scan;
 pub mod time;
 
 pub use model::{
@@ -27,8 +28,7 @@ pub use model::{
 };
 pub use time::MicroTime;
 
-use model::{decode, Decoded};
-use serde_json::value::RawValue;
+use model::{decode, decode_str, Decoded};
 
 /// Prefix of a v1 event line as kube-apiserver writes it; input that starts
 /// like this is kept byte for byte.
@@ -212,86 +212,251 @@ impl std::fmt::Display for ItemError {
 /// not such a container); item errors are returned in place so the valid
 /// events of a batch are never lost because of a bad neighbour.
 pub fn parse_batch(body: &[u8]) -> Result<Vec<Result<Event, ItemError>>, EventError> {
+    parse_batch_limited(body, usize::MAX)
+}
+
+/// [`parse_batch`] with a bound on the number of items: a body holding more
+/// than `max_items` is refused with [`EventError::TooManyItems`] as soon as
+/// the reader meets item `max_items + 1`, before the rest is decoded.
+///
+/// An item holding invalid UTF-8 is an item error (kept with its bytes) like
+/// any other bad item: the document is checked once as a whole, and only when
+/// that fails are its item boundaries found byte by byte and each item checked
+/// on its own.
+pub fn parse_batch_limited(
+    body: &[u8],
+    max_items: usize,
+) -> Result<Vec<Result<Event, ItemError>>, EventError> {
     let body = trim_json(body);
     let mut out = Vec::new();
-    if body.first() == Some(&b'[') {
-        let items: Vec<Box<RawValue>> =
-            serde_json::from_slice(body).map_err(|e| EventError::Json(e.to_string()))?;
-        for (i, item) in items.iter().enumerate() {
-            let path = format!("[{i}]");
-            match decode(item.get().as_bytes()) {
-                Ok(Decoded::List { items, version }) => {
-                    push_items(&mut out, &path, &items, version)
+    match std::str::from_utf8(body) {
+        Ok(text) => parse_document(text, max_items, &mut out)?,
+        Err(e) => {
+            let whole = EventError::Json(format!(
+                "invalid UTF-8 at byte {} of the document",
+                e.valid_up_to()
+            ));
+            match scan::split(body, max_items) {
+                Ok(split) => {
+                    if !parse_split(body, &split, max_items, &mut out)? {
+                        return Err(whole);
+                    }
                 }
-                Ok(Decoded::Event {
-                    doc,
-                    version,
-                    kind_present,
-                }) => out.push(Ok(Event::assemble(
-                    item.get().as_bytes(),
-                    *doc,
-                    version,
-                    kind_present,
-                ))),
-                Err(error) => {
-                    let index = out.len();
-                    out.push(Err(ItemError {
-                        index,
-                        path,
-                        error,
-                        raw: item.get().as_bytes().to_vec(),
-                    }))
+                Err(scan::ScanError::TooMany) => {
+                    return Err(EventError::TooManyItems { limit: max_items })
                 }
+                Err(scan::ScanError::Malformed) => return Err(whole),
             }
         }
-        return Ok(out);
-    }
-    match decode(body)? {
-        Decoded::List { items, version } => push_items(&mut out, "", &items, version),
-        Decoded::Event {
-            doc,
-            version,
-            kind_present,
-        } => out.push(Ok(Event::assemble(body, *doc, version, kind_present))),
     }
     Ok(out)
 }
 
-fn push_items(
+fn too_many(out: &[Result<Event, ItemError>], max_items: usize) -> Result<(), EventError> {
+    if out.len() > max_items {
+        return Err(EventError::TooManyItems { limit: max_items });
+    }
+    Ok(())
+}
+
+/// A whole valid-UTF-8 body.
+fn parse_document(
+    text: &str,
+    max_items: usize,
+    out: &mut Vec<Result<Event, ItemError>>,
+) -> Result<(), EventError> {
+    if text.starts_with('[') {
+        let items = model::raw_array(text, max_items)?;
+        for (i, item) in items.iter().enumerate() {
+            push_element(out, &format!("[{i}]"), item.get(), max_items)?;
+        }
+        return Ok(());
+    }
+    match decode_str(text, max_items)? {
+        Decoded::List { items, version } => {
+            for (i, item) in items.iter().enumerate() {
+                push_item(out, "", i, item.get(), version, max_items)?;
+            }
+        }
+        Decoded::Event {
+            doc,
+            version,
+            kind_present,
+        } => out.push(Ok(Event::assemble(
+            text.as_bytes(),
+            *doc,
+            version,
+            kind_present,
+        ))),
+    }
+    Ok(())
+}
+
+/// One element of a top-level array: an Event or an EventList.
+fn push_element(
+    out: &mut Vec<Result<Event, ItemError>>,
+    path: &str,
+    item: &str,
+    max_items: usize,
+) -> Result<(), EventError> {
+    match decode_str(item, max_items.saturating_sub(out.len())) {
+        Ok(Decoded::List { items, version }) => {
+            out.reserve(items.len());
+            for (i, it) in items.iter().enumerate() {
+                push_item(out, path, i, it.get(), version, max_items)?;
+            }
+        }
+        Ok(Decoded::Event {
+            doc,
+            version,
+            kind_present,
+        }) => out.push(Ok(Event::assemble(
+            item.as_bytes(),
+            *doc,
+            version,
+            kind_present,
+        ))),
+        Err(e @ EventError::TooManyItems { .. }) => return Err(e),
+        Err(error) => {
+            let index = out.len();
+            out.push(Err(ItemError {
+                index,
+                path: path.to_string(),
+                error,
+                raw: item.as_bytes().to_vec(),
+            }))
+        }
+    }
+    too_many(out, max_items)
+}
+
+/// One item of an EventList.
+fn push_item(
     out: &mut Vec<Result<Event, ItemError>>,
     prefix: &str,
-    items: &[Box<RawValue>],
+    i: usize,
+    item: &str,
     list_version: Option<ApiVersion>,
-) {
-    // Results are large (a decoded event each): growing the vector item by
-    // item would copy a batch's worth many times over.
-    out.reserve(items.len());
-    for (i, item) in items.iter().enumerate() {
-        let bytes = item.get().as_bytes();
-        let index = out.len();
-        let res = match decode(bytes) {
-            Ok(Decoded::Event {
-                doc,
-                version,
-                kind_present,
-            }) => Ok(Event::assemble_item(
-                bytes,
-                *doc,
-                version.or(list_version),
-                kind_present,
-            )),
-            Ok(Decoded::List { .. }) => Err(EventError::NotAnEvent(
-                "an EventList nested inside an EventList".into(),
-            )),
-            Err(e) => Err(e),
-        };
-        out.push(res.map_err(|error| ItemError {
-            index,
-            path: format!("{prefix}.items[{i}]"),
-            error,
-            raw: bytes.to_vec(),
-        }));
+    max_items: usize,
+) -> Result<(), EventError> {
+    let bytes = item.as_bytes();
+    let index = out.len();
+    // An item is one event: a list inside it is refused, so it may hold no items.
+    let res = match decode_str(item, 0) {
+        Ok(Decoded::Event {
+            doc,
+            version,
+            kind_present,
+        }) => Ok(Event::assemble_item(
+            bytes,
+            *doc,
+            version.or(list_version),
+            kind_present,
+        )),
+        Ok(Decoded::List { .. }) => Err(EventError::NotAnEvent(
+            "an EventList nested inside an EventList".into(),
+        )),
+        Err(EventError::TooManyItems { .. }) => Err(EventError::NotAnEvent(
+            "holds \"items\": an EventList item must be one Event".into(),
+        )),
+        Err(e) => Err(e),
+    };
+    out.push(res.map_err(|error| ItemError {
+        index,
+        path: format!("{prefix}.items[{i}]"),
+        error,
+        raw: bytes.to_vec(),
+    }));
+    too_many(out, max_items)
+}
+
+/// An item whose bytes are not UTF-8: quarantined with its bytes.
+fn push_not_utf8(out: &mut Vec<Result<Event, ItemError>>, path: String, raw: &[u8]) {
+    let at = std::str::from_utf8(raw)
+        .err()
+        .map_or(0, |e| e.valid_up_to());
+    let index = out.len();
+    out.push(Err(ItemError {
+        index,
+        path,
+        error: EventError::Json(format!("invalid UTF-8 at byte {at} of the item")),
+        raw: raw.to_vec(),
+    }));
+}
+
+/// A body that is not UTF-8 as a whole, split at its item boundaries;
+/// `Ok(false)` when it is not a batch after all.
+fn parse_split(
+    body: &[u8],
+    split: &scan::Split,
+    max_items: usize,
+    out: &mut Vec<Result<Event, ItemError>>,
+) -> Result<bool, EventError> {
+    let elements = match split {
+        scan::Split::List { .. } => return list_split(body, split, "", max_items, out),
+        scan::Split::Array(elements) => elements,
+    };
+    for (i, e) in elements.iter().enumerate() {
+        let raw = &body[e.clone()];
+        let path = format!("[{i}]");
+        match std::str::from_utf8(raw) {
+            Ok(text) => push_element(out, &path, text, max_items)?,
+            Err(_) => {
+                let listed = match scan::split(raw, max_items.saturating_sub(out.len())) {
+                    Ok(inner @ scan::Split::List { .. }) => {
+                        list_split(raw, &inner, &path, max_items, out)?
+                    }
+                    Err(scan::ScanError::TooMany) => {
+                        return Err(EventError::TooManyItems { limit: max_items })
+                    }
+                    _ => false,
+                };
+                if !listed {
+                    push_not_utf8(out, path, raw);
+                }
+            }
+        }
+        too_many(out, max_items)?;
     }
+    Ok(true)
+}
+
+/// An EventList whose items may hold invalid UTF-8: the list without its
+/// items must be valid; each item is then decoded (or kept as bad) alone.
+/// `Ok(false)` when the object is not such a list.
+fn list_split(
+    obj: &[u8],
+    split: &scan::Split,
+    prefix: &str,
+    max_items: usize,
+    out: &mut Vec<Result<Event, ItemError>>,
+) -> Result<bool, EventError> {
+    let scan::Split::List { items, elements } = split else {
+        return Ok(false);
+    };
+    let mut rest = Vec::with_capacity(obj.len() - (items.end - items.start) + 2);
+    rest.extend_from_slice(&obj[..items.start]);
+    rest.extend_from_slice(b"[]");
+    rest.extend_from_slice(&obj[items.end..]);
+    let Ok(rest) = std::str::from_utf8(&rest) else {
+        return Ok(false);
+    };
+    let version = match decode_str(rest, 0) {
+        Ok(Decoded::List { version, .. }) => version,
+        _ => return Ok(false),
+    };
+    if out.len().saturating_add(elements.len()) > max_items {
+        return Err(EventError::TooManyItems { limit: max_items });
+    }
+    out.reserve(elements.len());
+    for (i, e) in elements.iter().enumerate() {
+        let raw = &obj[e.clone()];
+        match std::str::from_utf8(raw) {
+            Ok(text) => push_item(out, prefix, i, text, version, max_items)?,
+            Err(_) => push_not_utf8(out, format!("{prefix}.items[{i}]"), raw),
+        }
+    }
+    Ok(true)
 }
 
 fn trim_json(b: &[u8]) -> &[u8] {

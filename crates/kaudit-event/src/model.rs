@@ -3,8 +3,10 @@
 
 use crate::json::{write_compact, write_str};
 use crate::time::MicroTime;
+use serde::de::DeserializeSeed;
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
@@ -610,10 +612,87 @@ struct StatusCode {
     code: Option<serde_json::Value>,
 }
 
-impl<'de> Deserialize<'de> for Wire {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
+/// Deserializes a [`Wire`], refusing an `items` list longer than `max_items`
+/// while it is read (so a huge list costs no more than the limit).
+struct WireSeed<'a> {
+    max_items: usize,
+    exceeded: &'a Cell<bool>,
+}
+
+/// An `items` list of raw values, at most `max_items` long.
+struct ItemsSeed<'a> {
+    max_items: usize,
+    exceeded: &'a Cell<bool>,
+}
+
+impl<'de> DeserializeSeed<'de> for ItemsSeed<'_> {
+    type Value = Option<Vec<Box<RawValue>>>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        struct V<'a>(ItemsSeed<'a>);
+        impl<'de> serde::de::Visitor<'de> for V<'_> {
+            type Value = Option<Vec<Box<RawValue>>>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of items")
+            }
+            fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_some<D: serde::Deserializer<'de>>(
+                self,
+                d: D,
+            ) -> Result<Self::Value, D::Error> {
+                d.deserialize_seq(self)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<Box<RawValue>>()? {
+                    if items.len() == self.0.max_items {
+                        self.0.exceeded.set(true);
+                        return Err(serde::de::Error::custom(format_args!(
+                            "more than {} items",
+                            self.0.max_items
+                        )));
+                    }
+                    items.push(item);
+                }
+                Ok(Some(items))
+            }
+        }
+        d.deserialize_option(V(self))
+    }
+}
+
+/// A JSON array of raw values, at most `max_items` long (a webhook body
+/// that is an array of Events or EventLists).
+pub(crate) fn raw_array(text: &str, max_items: usize) -> Result<Vec<Box<RawValue>>, EventError> {
+    let exceeded = Cell::new(false);
+    let seed = ItemsSeed {
+        max_items,
+        exceeded: &exceeded,
+    };
+    let mut de = serde_json::Deserializer::from_str(text);
+    let r = seed.deserialize(&mut de).and_then(|v| de.end().map(|()| v));
+    match r {
+        Ok(v) => Ok(v.unwrap_or_default()),
+        Err(_) if exceeded.get() => Err(EventError::TooManyItems { limit: max_items }),
+        Err(e) => Err(EventError::Json(e.to_string())),
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for WireSeed<'_> {
+    type Value = Wire;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Wire, D::Error> {
+        struct V<'a> {
+            max_items: usize,
+            exceeded: &'a Cell<bool>,
+        }
+        impl<'de> serde::de::Visitor<'de> for V<'_> {
             type Value = Wire;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a JSON object (an audit Event or EventList)")
@@ -722,7 +801,14 @@ impl<'de> Deserialize<'de> for Wire {
                             let v: Option<BTreeMap<String, String>> = val!("annotations");
                             w.doc.annotations = v.unwrap_or_default();
                         }
-                        Field::Items => w.items = val!("items"),
+                        Field::Items => {
+                            w.items = map
+                                .next_value_seed(ItemsSeed {
+                                    max_items: self.max_items,
+                                    exceeded: self.exceeded,
+                                })
+                                .map_err(|e| A::Error::custom(format_args!(".items: {e}")))?
+                        }
                         Field::Metadata => {
                             // v1beta1/v1alpha1 ObjectMeta: dropped by the conversion to v1.
                             let v: Box<RawValue> = val!("metadata");
@@ -737,7 +823,10 @@ impl<'de> Deserialize<'de> for Wire {
                 Ok(w)
             }
         }
-        d.deserialize_map(V)
+        d.deserialize_map(V {
+            max_items: self.max_items,
+            exceeded: self.exceeded,
+        })
     }
 }
 
@@ -754,6 +843,13 @@ pub enum EventError {
     /// Valid JSON, but not a Kubernetes audit event.
     #[error("not a Kubernetes audit event: {0}")]
     NotAnEvent(String),
+    /// A batch holds more items than the caller allows (found while reading,
+    /// so the rest of it is never decoded).
+    #[error("the batch holds more than {limit} items")]
+    TooManyItems {
+        /// The most items allowed.
+        limit: usize,
+    },
     /// An event whose field has a value kube-apiserver never writes.
     #[error("invalid audit event: {field}: {reason}")]
     Invalid {
@@ -773,13 +869,33 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded, EventError> {
             e.valid_up_to()
         ))
     })?;
-    let wire: Wire = serde_json::from_str(text).map_err(|e| {
-        if e.classify() == serde_json::error::Category::Data && e.line() == 1 && e.column() <= 1 {
-            EventError::NotAnEvent(format!("the document is not a JSON object ({e})"))
-        } else {
-            EventError::Json(e.to_string())
-        }
-    })?;
+    decode_str(text, usize::MAX)
+}
+
+/// Decodes one JSON object already known to be UTF-8; an EventList with more
+/// than `max_items` items is refused while it is read.
+pub(crate) fn decode_str(text: &str, max_items: usize) -> Result<Decoded, EventError> {
+    let exceeded = Cell::new(false);
+    let seed = WireSeed {
+        max_items,
+        exceeded: &exceeded,
+    };
+    let mut de = serde_json::Deserializer::from_str(text);
+    let wire = seed
+        .deserialize(&mut de)
+        .and_then(|w| de.end().map(|()| w))
+        .map_err(|e| {
+            if exceeded.get() {
+                EventError::TooManyItems { limit: max_items }
+            } else if e.classify() == serde_json::error::Category::Data
+                && e.line() == 1
+                && e.column() <= 1
+            {
+                EventError::NotAnEvent(format!("the document is not a JSON object ({e})"))
+            } else {
+                EventError::Json(e.to_string())
+            }
+        })?;
     wire.finish()
 }
 

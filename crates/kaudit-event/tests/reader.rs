@@ -3,8 +3,8 @@
 use flate2::write::GzEncoder;
 use kaudit_event::reader::{is_rotated_backup, EventReader, ReadError, ReaderOptions};
 use kaudit_event::{
-    encode_event_list, parse_batch, Event, EventDoc, EventError, Level, MicroTime, ObjectRef,
-    ResponseStatus, Stage, UserInfo,
+    encode_event_list, parse_batch, parse_batch_limited, Event, EventDoc, EventError, Level,
+    MicroTime, ObjectRef, ResponseStatus, Stage, UserInfo,
 };
 use proptest::prelude::*;
 use std::io::{Cursor, Write};
@@ -116,6 +116,102 @@ fn bad_item_in_a_batch_costs_nothing_else() {
     assert!(parse_batch(b"{\"kind\":\"Pod\"}").is_err());
     assert!(parse_batch(b"42").is_err());
     assert!(parse_batch(b"{").is_err());
+}
+
+#[test]
+fn an_item_with_invalid_utf8_is_an_item_error_and_its_neighbours_are_kept() {
+    let g1 = doc("g1").encode();
+    let g2 = doc("g2").encode();
+    let bad: &[u8] = b"{\"auditID\":\"b\xff\xfe\",\"note\":\"]}\\\"[\"}";
+    // An EventList as kube-apiserver sends it, with one item holding a stray byte.
+    let mut body =
+        b"{\"kind\":\"EventList\",\"apiVersion\":\"audit.k8s.io/v1\",\"items\":[".to_vec();
+    body.extend_from_slice(&g1);
+    body.extend_from_slice(b",");
+    body.extend_from_slice(bad);
+    body.extend_from_slice(b" , ");
+    body.extend_from_slice(&g2);
+    body.extend_from_slice(b"],\"metadata\":{}}");
+    let items = parse_batch(&body).expect("the batch is usable");
+    assert_eq!(items.len(), 3);
+    assert_eq!(items[0].as_ref().unwrap().bytes(), &g1[..]);
+    assert_eq!(items[2].as_ref().unwrap().bytes(), &g2[..]);
+    let e = items[1].as_ref().unwrap_err();
+    assert_eq!((e.index, e.path.as_str()), (1, ".items[1]"));
+    assert_eq!(e.raw, bad, "the item is kept byte for byte");
+    assert!(e.error.to_string().contains("UTF-8"), "{}", e.error);
+    // The same in a JSON array of events and of lists.
+    let mut arr = b"[".to_vec();
+    arr.extend_from_slice(&g1);
+    arr.extend_from_slice(b",");
+    arr.extend_from_slice(bad);
+    arr.extend_from_slice(b",");
+    arr.extend_from_slice(&body);
+    arr.extend_from_slice(b"]");
+    let items = parse_batch(&arr).expect("the batch is usable");
+    let paths: Vec<_> = items
+        .iter()
+        .map(|r| r.as_ref().err().map(|e| e.path.clone()))
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            None,
+            Some("[1]".into()),
+            None,
+            Some("[2].items[1]".into()),
+            None
+        ]
+    );
+    // Invalid UTF-8 outside the items still makes the body unusable, as does
+    // a body whose structure cannot be followed.
+    let mut head = body.clone();
+    head[10] = 0xff;
+    assert!(parse_batch(&head).is_err());
+    assert!(parse_batch(b"{\"kind\":\"EventList\",\"items\":[{\"a\":\"\xff\"}").is_err());
+}
+
+#[test]
+fn a_batch_over_the_item_limit_is_refused_while_it_is_read() {
+    let list = |n: usize| {
+        let docs: Vec<EventDoc> = (0..n).map(|i| doc(&format!("l{i}"))).collect();
+        encode_event_list(docs.iter())
+    };
+    assert_eq!(parse_batch_limited(&list(5), 5).unwrap().len(), 5);
+    assert_eq!(
+        parse_batch_limited(&list(6), 5).unwrap_err(),
+        EventError::TooManyItems { limit: 5 }
+    );
+    // Empty objects count as items too (they are quarantined, one by one).
+    let mut empties = b"{\"kind\":\"EventList\",\"items\":[".to_vec();
+    empties.extend(std::iter::repeat_n(&b"{},"[..], 200_000).flatten());
+    empties.extend_from_slice(b"{}]}");
+    let t = std::time::Instant::now();
+    assert_eq!(
+        parse_batch_limited(&empties, 10).unwrap_err(),
+        EventError::TooManyItems { limit: 10 }
+    );
+    assert!(
+        t.elapsed() < std::time::Duration::from_millis(200),
+        "stops early"
+    );
+    // A top-level array counts the items of every list in it, and a body that
+    // is not UTF-8 is counted the same way.
+    let arr = format!(
+        "[{},{}]",
+        String::from_utf8(list(3)).unwrap(),
+        String::from_utf8(list(3)).unwrap()
+    );
+    assert_eq!(parse_batch_limited(arr.as_bytes(), 6).unwrap().len(), 6);
+    assert!(parse_batch_limited(arr.as_bytes(), 5).is_err());
+    let mut bad = list(6);
+    let at = bad.len() - 10;
+    bad[at] = 0xff;
+    assert_eq!(
+        parse_batch_limited(&bad, 5).unwrap_err(),
+        EventError::TooManyItems { limit: 5 }
+    );
+    assert_eq!(parse_batch_limited(&bad, 6).unwrap().len(), 6);
 }
 
 #[test]

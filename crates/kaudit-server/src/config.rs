@@ -28,6 +28,8 @@ pub struct ServerConfig {
     pub auth: AuthConfig,
     /// Ingest limits and behaviour.
     pub ingest: IngestConfig,
+    /// Connection and request-body bounds of the listeners.
+    pub limits: LimitsConfig,
     /// Sources that pull events in (log files, ...), each a `kaudit-sources` component.
     pub sources: Vec<kaudit_sources::SourceConfig>,
     /// Store options.
@@ -49,6 +51,7 @@ impl Default for ServerConfig {
             tls: None,
             auth: AuthConfig::default(),
             ingest: IngestConfig::default(),
+            limits: LimitsConfig::default(),
             sources: Vec::new(),
             store: StoreConfig::default(),
             detect: Default::default(),
@@ -104,9 +107,20 @@ pub struct IngestConfig {
     /// Events larger than this are stored truncated.
     #[serde(deserialize_with = "de_size")]
     pub max_event: u64,
-    /// Memory all in-flight bodies may hold; beyond it, 429.
+    /// Memory all in-flight bodies may hold (counted as bytes arrive, as
+    /// they inflate and as they are decoded); beyond it, 429.
     #[serde(deserialize_with = "de_size")]
     pub max_inflight: u64,
+    /// Most items one batch may hold; beyond it, 413 (found while decoding).
+    pub max_batch_items: usize,
+    /// Most bytes the quarantine file may hold; beyond it a batch with
+    /// invalid items is refused with 507 (nothing of it stored).
+    #[serde(deserialize_with = "de_size")]
+    pub max_quarantine: u64,
+    /// Most bytes of invalid items one batch may add to the quarantine;
+    /// beyond it, 413 (nothing of the batch stored).
+    #[serde(deserialize_with = "de_size")]
+    pub max_quarantine_per_batch: u64,
     /// How long resends are recognised.
     #[serde(deserialize_with = "de_duration")]
     pub dedupe_window: Duration,
@@ -128,11 +142,66 @@ impl Default for IngestConfig {
             max_body: 64 << 20,
             max_event: 4 << 20,
             max_inflight: 512 << 20,
+            max_batch_items: kaudit_sources::pipeline::DEFAULT_MAX_BATCH_ITEMS,
+            max_quarantine: kaudit_sources::quarantine::DEFAULT_MAX_QUARANTINE,
+            max_quarantine_per_batch: kaudit_sources::pipeline::DEFAULT_MAX_QUARANTINE_PER_BATCH,
             dedupe_window: Duration::from_secs(600),
             dedupe_max_keys: 2_000_000,
             policy: None,
             redact: true,
             min_free_disk: 1 << 30,
+        }
+    }
+}
+
+/// Connection and request-body bounds of the listeners, so one slow or
+/// greedy client cannot block the others.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Time for the TLS handshake and for each request's headers.
+    #[serde(deserialize_with = "de_duration")]
+    pub header_read_timeout: Duration,
+    /// A connection with nothing moving and no request in progress for this
+    /// long is closed.
+    #[serde(deserialize_with = "de_duration")]
+    pub idle_timeout: Duration,
+    /// Time a request body may take before `min_body_rate` applies.
+    #[serde(deserialize_with = "de_duration")]
+    pub body_timeout: Duration,
+    /// Bytes per second a body must keep up after `body_timeout` (a body of
+    /// N bytes has `body_timeout + N / min_body_rate`); slower gets 408.
+    #[serde(deserialize_with = "de_size")]
+    pub min_body_rate: u64,
+    /// Open connections per listener; beyond it new ones get 503 and are closed.
+    pub max_connections: usize,
+    /// Open connections per peer IP address and listener.
+    pub max_connections_per_ip: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let conn = crate::listener::ConnLimits::default();
+        let http = crate::http::HttpLimits::default();
+        LimitsConfig {
+            header_read_timeout: conn.header_read_timeout,
+            idle_timeout: conn.idle_timeout,
+            body_timeout: http.body_timeout,
+            min_body_rate: http.min_body_rate,
+            max_connections: conn.max_connections,
+            max_connections_per_ip: conn.max_connections_per_ip,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The listener bounds.
+    pub fn conn(&self) -> crate::listener::ConnLimits {
+        crate::listener::ConnLimits {
+            header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
         }
     }
 }
@@ -363,6 +432,28 @@ impl ServerConfig {
         problems.extend(self.check_trust());
         if self.ingest.max_event > self.ingest.max_body {
             problems.push("ingest.max_event is larger than ingest.max_body".into());
+        }
+        if self.ingest.max_batch_items == 0 {
+            problems.push("ingest.max_batch_items must be at least 1".into());
+        }
+        if let Err(m) = crate::http::valid_cluster_name(&self.ingest.default_cluster) {
+            problems.push(format!("ingest.default_cluster: {m}"));
+        }
+        let l = &self.limits;
+        for (name, d) in [
+            ("header_read_timeout", l.header_read_timeout),
+            ("idle_timeout", l.idle_timeout),
+            ("body_timeout", l.body_timeout),
+        ] {
+            if d.is_zero() {
+                problems.push(format!("limits.{name} must be more than 0"));
+            }
+        }
+        if l.min_body_rate == 0 || l.max_connections == 0 || l.max_connections_per_ip == 0 {
+            problems.push(
+                "limits.min_body_rate, max_connections and max_connections_per_ip must be at least 1"
+                    .into(),
+            );
         }
         problems
     }

@@ -28,8 +28,14 @@ use tokio::sync::Semaphore;
 pub struct HttpLimits {
     /// Largest accepted body, after gzip inflation too.
     pub max_body: usize,
-    /// Memory all in-flight bodies may hold together; beyond it, 429.
+    /// Memory all in-flight bodies may hold together, counted as bytes
+    /// arrive, as they inflate and as they are decoded; beyond it, 429.
     pub max_inflight_bytes: usize,
+    /// Time a body may take before the minimum rate applies.
+    pub body_timeout: std::time::Duration,
+    /// Bytes per second a body must keep up after `body_timeout`: a body of
+    /// N bytes must arrive within `body_timeout + N / min_body_rate`.
+    pub min_body_rate: u64,
 }
 
 impl Default for HttpLimits {
@@ -37,6 +43,52 @@ impl Default for HttpLimits {
         HttpLimits {
             max_body: 64 << 20,
             max_inflight_bytes: 512 << 20,
+            body_timeout: std::time::Duration::from_secs(30),
+            min_body_rate: 64 << 10,
+        }
+    }
+}
+
+/// Memory decoding costs per item beyond its bytes (the decoded document,
+/// its result slot), reserved up front for the most items a body can hold.
+const ITEM_OVERHEAD: usize = 512;
+
+/// In-flight memory held by one request, in KiB permits, grown as its body
+/// arrives, inflates and is decoded. One request may hold the whole budget
+/// (a body larger than it still passes when nothing else is in flight).
+struct Reservation {
+    sem: Arc<Semaphore>,
+    cap: u32,
+    held: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Reservation {
+    fn new(sem: Arc<Semaphore>, cap: u32) -> Self {
+        Reservation {
+            sem,
+            cap,
+            held: None,
+        }
+    }
+
+    /// Holds enough for `bytes` in total; `false` when the budget is spent.
+    fn cover(&mut self, bytes: usize) -> bool {
+        let want = u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.cap);
+        let have = self.held.as_ref().map_or(0, |p| p.num_permits() as u32);
+        if want <= have {
+            return true;
+        }
+        match self.sem.clone().try_acquire_many_owned(want - have) {
+            Ok(p) => {
+                match &mut self.held {
+                    Some(h) => h.merge(p),
+                    None => self.held = Some(p),
+                }
+                true
+            }
+            Err(_) => false,
         }
     }
 }
@@ -59,6 +111,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     inflight: Arc<Semaphore>,
     inflight_permits: u32,
+    max_batch_items: usize,
 }
 
 impl AppState {
@@ -72,6 +125,7 @@ impl AppState {
         let permits = (limits.max_inflight_bytes / 1024).clamp(1, u32::MAX as usize);
         AppState {
             metrics: ingestor.metrics().clone(),
+            max_batch_items: ingestor.limits().max_batch_items,
             ingestor,
             auth,
             limits,
@@ -112,6 +166,40 @@ struct IngestParams {
     cluster: Option<String>,
 }
 
+/// Whether a `?cluster=` value is a usable cluster name: 1 to 253 bytes of
+/// letters, digits, `-`, `.` and `_`, starting and ending with a letter or
+/// digit (a DNS-1123 subdomain, leniently).
+pub fn valid_cluster_name(name: &str) -> Result<(), String> {
+    let b = name.as_bytes();
+    if b.is_empty() || b.len() > 253 {
+        return Err(format!(
+            "cluster name is {} bytes; it must be 1 to 253",
+            b.len()
+        ));
+    }
+    let ok = b
+        .iter()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_'))
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric();
+    if !ok {
+        return Err(format!(
+            "cluster name {name:?} is not valid: use letters, digits, '-', '.' and '_', starting and ending with a letter or digit"
+        ));
+    }
+    Ok(())
+}
+
+fn busy() -> Response {
+    with_retry_after(
+        error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "kaudit is at its in-flight memory limit (ingest.max_inflight); retry shortly",
+        ),
+        1,
+    )
+}
+
 async fn ingest(
     State(st): State<AppState>,
     caller: Ingester,
@@ -120,19 +208,29 @@ async fn ingest(
     body: Body,
 ) -> Response {
     let principal = caller.principal;
+    if let Some(c) = params.cluster.as_deref() {
+        if let Err(m) = valid_cluster_name(c) {
+            return error(StatusCode::BAD_REQUEST, format!("?cluster=: {m}"));
+        }
+    }
     let cluster = match principal.cluster_for(params.cluster.as_deref()) {
         Ok(c) => c,
         Err(m) => return error(StatusCode::FORBIDDEN, m),
     };
-    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
-        let ct = ct.to_str().unwrap_or("");
-        let mime = ct.split(';').next().unwrap_or("").trim();
-        if !mime.eq_ignore_ascii_case("application/json") {
-            return error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!("Content-Type {ct:?} is not supported: send application/json"),
-            );
-        }
+    // A JSON content type is required: a browser cannot send it cross-site
+    // without a preflight, so a page cannot post events here.
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("?"));
+    let mime = ct.map(|ct| ct.split(';').next().unwrap_or("").trim());
+    if !mime.is_some_and(|m| m.eq_ignore_ascii_case("application/json")) {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            match ct {
+                Some(ct) => format!("Content-Type {ct:?} is not supported: send application/json (gzip as Content-Encoding)"),
+                None => "Content-Type is missing: send application/json (gzip as Content-Encoding)".to_string(),
+            },
+        );
     }
     let gzip = match headers
         .get(header::CONTENT_ENCODING)
@@ -162,30 +260,31 @@ async fn ingest(
             ),
         );
     }
-    // Reserve memory for the body before reading it: overload gets 429, not OOM.
-    let want_kib = declared.map_or(64, |n| (n as usize).div_ceil(1024)).max(1);
-    // A body larger than the whole budget may still pass when nothing else is in flight.
-    let want = u32::try_from(want_kib)
-        .unwrap_or(u32::MAX)
-        .min(st.inflight_permits);
-    let Ok(_permit) = st.inflight.clone().try_acquire_many_owned(want) else {
-        // Read and discard the body (no memory held) so the client gets the
-        // 429 instead of a connection reset mid-upload.
-        drain(body, max).await;
-        return with_retry_after(
-            error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "kaudit is at its in-flight memory limit; retry shortly",
-            ),
-            1,
-        );
-    };
-    let raw = match read_limited(body, max).await {
+    // In-flight memory is reserved as bytes arrive, so a client that
+    // declares a large body and sends it slowly holds only what it sent.
+    let mut res = Reservation::new(st.inflight.clone(), st.inflight_permits);
+    let raw = match read_body(body, max, &st.limits, &mut res).await {
         Ok(b) => b,
+        Err(ReadBodyError::Busy(body)) => {
+            // Read and discard the rest (no memory held) so the client gets
+            // the 429 instead of a connection reset mid-upload.
+            drop(res);
+            drain(body, max).await;
+            return busy();
+        }
         Err(ReadBodyError::TooLarge) => {
             return error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("body exceeds the limit of {max} bytes"),
+            )
+        }
+        Err(ReadBodyError::Slow { got, secs }) => {
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "body too slow: {got} bytes in {secs} s (limits.body_timeout, then at least limits.min_body_rate = {} bytes/s)",
+                    st.limits.min_body_rate
+                ),
             )
         }
         Err(ReadBodyError::Io(m)) => {
@@ -195,24 +294,37 @@ async fn ingest(
     let ingestor = st.ingestor.clone();
     let strict = principal.strict;
     let ready = st.ready.clone();
+    let max_items = st.max_batch_items;
     let result = tokio::task::spawn_blocking(move || {
-        let inflated;
-        let body: &[u8] = if gzip {
-            inflated = inflate_limited(&raw, max)?;
-            &inflated
+        let mut res = res;
+        let body = if gzip {
+            inflate_limited(&raw, max, &mut res)?
         } else {
-            &raw
+            raw
         };
+        // What decoding will hold: a copy of each event's bytes and its
+        // document, for at most the items the body can hold.
+        let items = max_items.min(body.len() / 2 + 1);
+        let decoded = body
+            .len()
+            .saturating_mul(2)
+            .saturating_add(items.saturating_mul(ITEM_OVERHEAD));
+        if !res.cover(body.len().saturating_add(decoded)) {
+            return Err(BlockingError::Busy);
+        }
         if let Err(why) = ready() {
             return Err(BlockingError::Unavailable(why));
         }
-        ingestor
-            .ingest_batch(body, &cluster, strict, "webhook")
-            .map_err(BlockingError::Ingest)
+        let out = ingestor
+            .ingest_batch(&body, &cluster, strict, "webhook")
+            .map_err(BlockingError::Ingest);
+        drop(res);
+        out
     })
     .await;
     match result {
         Ok(Ok(outcome)) => (StatusCode::OK, axum::Json(outcome)).into_response(),
+        Ok(Err(BlockingError::Busy)) => busy(),
         Ok(Err(BlockingError::TooLarge)) => error(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("gzip body inflates beyond the limit of {max} bytes"),
@@ -226,11 +338,19 @@ async fn ingest(
         Ok(Err(BlockingError::Ingest(IngestError::BadBody(m)))) => {
             error(StatusCode::BAD_REQUEST, format!("body: {m}"))
         }
-        Ok(Err(BlockingError::Ingest(IngestError::Strict(items)))) => {
+        Ok(Err(BlockingError::Ingest(e @ IngestError::TooManyItems { .. })))
+        | Ok(Err(BlockingError::Ingest(e @ IngestError::QuarantineTooLarge { .. }))) => {
+            error(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+        }
+        Ok(Err(BlockingError::Ingest(IngestError::QuarantineFull(m)))) => {
+            with_retry_after(error(StatusCode::INSUFFICIENT_STORAGE, m), 60)
+        }
+        Ok(Err(BlockingError::Ingest(IngestError::Strict { items, count }))) => {
             let body = json!({
-                "error": format!("{} invalid item(s); strict mode stores nothing from this batch", items.len()),
+                "error": format!("{count} invalid item(s); strict mode stores nothing from this batch"),
                 "status": 400,
                 "invalid": items,
+                "invalid_count": count,
             });
             (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
         }
@@ -245,6 +365,7 @@ async fn ingest(
 }
 
 enum BlockingError {
+    Busy,
     TooLarge,
     BadGzip(String),
     Unavailable(String),
@@ -252,7 +373,9 @@ enum BlockingError {
 }
 
 enum ReadBodyError {
+    Busy(Body),
     TooLarge,
+    Slow { got: usize, secs: u64 },
     Io(String),
 }
 
@@ -268,31 +391,84 @@ async fn drain(body: Body, max: usize) {
     }
 }
 
-async fn read_limited(body: Body, max: usize) -> Result<Bytes, ReadBodyError> {
-    let limited = http_body_util::Limited::new(body, max);
-    match limited.collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                Err(ReadBodyError::TooLarge)
-            } else {
-                Err(ReadBodyError::Io(e.to_string()))
+/// Reads a body up to `max` bytes, reserving in-flight memory for each chunk
+/// as it arrives and holding the sender to the minimum rate.
+async fn read_body(
+    body: Body,
+    max: usize,
+    limits: &HttpLimits,
+    res: &mut Reservation,
+) -> Result<Vec<u8>, ReadBodyError> {
+    let start = tokio::time::Instant::now();
+    let rate = limits.min_body_rate.max(1);
+    let mut body = body;
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut got = 0usize;
+    loop {
+        let allowed = limits.body_timeout + std::time::Duration::from_secs(got as u64 / rate);
+        let frame = match tokio::time::timeout_at(start + allowed, body.frame()).await {
+            Err(_) => {
+                return Err(ReadBodyError::Slow {
+                    got,
+                    secs: start.elapsed().as_secs(),
+                })
             }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(ReadBodyError::Io(e.to_string())),
+            Ok(Some(Ok(f))) => f,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        got = got.saturating_add(data.len());
+        if got > max {
+            return Err(ReadBodyError::TooLarge);
         }
+        if !res.cover(got) {
+            return Err(ReadBodyError::Busy(body));
+        }
+        chunks.push(data);
     }
-}
-
-fn inflate_limited(gz: &[u8], max: usize) -> Result<Vec<u8>, BlockingError> {
-    let mut out = Vec::with_capacity(gz.len().saturating_mul(4).min(max));
-    let mut dec = flate2::read::MultiGzDecoder::new(gz).take(max as u64 + 1);
-    dec.read_to_end(&mut out)
-        .map_err(|e| BlockingError::BadGzip(e.to_string()))?;
-    if out.len() > max {
-        return Err(BlockingError::TooLarge);
+    if chunks.len() == 1 {
+        return Ok(Vec::from(chunks.pop().unwrap_or_default()));
+    }
+    let mut out = Vec::with_capacity(got);
+    for c in &chunks {
+        out.extend_from_slice(c);
     }
     Ok(out)
+}
+
+/// Inflates a gzip body up to `max` bytes, reserving in-flight memory for
+/// every chunk before it is kept.
+fn inflate_limited(gz: &[u8], max: usize, res: &mut Reservation) -> Result<Vec<u8>, BlockingError> {
+    const CHUNK: usize = 256 << 10;
+    let mut out = Vec::new();
+    let mut dec = flate2::read::MultiGzDecoder::new(gz);
+    loop {
+        // The buffer grows by doubling: reserve what it may take.
+        if !res.cover(gz.len() + 2 * (out.len() + CHUNK)) {
+            return Err(BlockingError::Busy);
+        }
+        let start = out.len();
+        out.resize(start + CHUNK, 0);
+        let mut n = 0;
+        while n < CHUNK {
+            match dec.read(&mut out[start + n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(BlockingError::BadGzip(e.to_string())),
+            }
+        }
+        out.truncate(start + n);
+        if out.len() > max {
+            return Err(BlockingError::TooLarge);
+        }
+        if n < CHUNK {
+            return Ok(out);
+        }
+    }
 }
 
 async fn readyz(State(st): State<AppState>) -> Response {
@@ -330,82 +506,27 @@ async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
     }
 }
 
-/// Serves plain HTTP on a bound listener until `shutdown` resolves.
+/// Serves plain HTTP on a bound listener until `shutdown` turns true, with
+/// the connection bounds of [`crate::listener`].
 pub async fn serve_plain(
     listener: tokio::net::TcpListener,
     app: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    limits: crate::listener::ConnLimits,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    crate::listener::serve(listener, None, app, limits, shutdown).await
 }
 
 /// Serves HTTPS: each connection's verified client certificate becomes a
-/// [`PeerIdentity`] extension on its requests. Stops accepting when
-/// `shutdown` resolves and lets open connections finish.
+/// [`PeerIdentity`](crate::auth::PeerIdentity) extension on its requests.
+/// Stops accepting when `shutdown` turns true and lets open connections
+/// finish.
 pub async fn serve_tls(
     listener: tokio::net::TcpListener,
     tls: Arc<rustls::ServerConfig>,
     app: Router,
+    limits: crate::listener::ConnLimits,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    use hyper_util::server::conn::auto::Builder;
-    use tower::ServiceExt;
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let mut shutdown = shutdown;
-    let tracker = tokio_util_tracker();
-    loop {
-        let (tcp, _addr) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => break,
-        };
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        let guard = tracker.clone();
-        tokio::spawn(async move {
-            let _guard = guard;
-            // Bound the handshake so a silent client cannot hold a task forever.
-            let tls = match tokio::time::timeout(
-                std::time::Duration::from_secs(10),
-                acceptor.accept(tcp),
-            )
-            .await
-            {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => return,
-            };
-            let peer = crate::tls::peer_identity(tls.get_ref().1.peer_certificates());
-            let svc =
-                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let mut req = req.map(Body::new);
-                    req.extensions_mut().insert(peer.clone());
-                    app.clone().oneshot(req)
-                });
-            let _ = Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tls), svc)
-                .await;
-        });
-    }
-    // Wait for in-flight connections to finish (bounded).
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    while Arc::strong_count(&tracker) > 1 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    Ok(())
-}
-
-fn tokio_util_tracker() -> Arc<()> {
-    Arc::new(())
+    crate::listener::serve(listener, Some(tls), app, limits, shutdown).await
 }

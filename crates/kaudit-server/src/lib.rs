@@ -7,6 +7,8 @@
 //!   Falco's `POST /k8s-audit`), health, readiness and metrics, over HTTP
 //!   and HTTPS; bodies are bounded and handed to `kaudit-sources`' ingest
 //!   pipeline on blocking threads;
+//! * [`listener`] and [`guard`]: connection caps and timeouts per listener
+//!   and peer; the browser guard (foreign `Origin`, rebound `Host`);
 //! * [`auth`] and [`authz`]: bearer tokens and client certificates mapped to
 //!   clusters and roles, and the extractor every handler states its role
 //!   with;
@@ -24,7 +26,9 @@ pub mod auth;
 pub mod authz;
 pub mod config;
 pub mod console;
+pub mod guard;
 pub mod http;
+pub mod listener;
 pub mod metrics;
 pub mod serve;
 pub mod sinks;

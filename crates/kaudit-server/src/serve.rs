@@ -205,7 +205,8 @@ pub fn open_store(cfg: &ServerConfig) -> Result<Opened, ServeError> {
         tracing::info!(target: "kaudit::store", "{line}");
     }
     let metrics = Arc::new(Metrics::default());
-    let quarantine = Arc::new(Quarantine::open(&cfg.data)?);
+    let quarantine =
+        Arc::new(Quarantine::open(&cfg.data)?.with_max_bytes(cfg.ingest.max_quarantine));
     let transform = build_transform(cfg.ingest.policy.as_deref(), cfg.ingest.redact)?;
     let feed = Arc::new(LiveFeed::new(cfg.store.feed_memory as usize));
     let ingestor = Arc::new(Ingestor::new(
@@ -218,6 +219,8 @@ pub fn open_store(cfg: &ServerConfig) -> Result<Opened, ServeError> {
         metrics.clone(),
         Limits {
             max_event: cfg.ingest.max_event as usize,
+            max_batch_items: cfg.ingest.max_batch_items,
+            max_quarantine_per_batch: cfg.ingest.max_quarantine_per_batch,
         },
         transform,
     ));
@@ -262,6 +265,8 @@ pub fn build_router(
         HttpLimits {
             max_body: cfg.ingest.max_body as usize,
             max_inflight_bytes: cfg.ingest.max_inflight as usize,
+            body_timeout: cfg.limits.body_timeout,
+            min_body_rate: cfg.limits.min_body_rate,
         },
         ready,
     );
@@ -270,6 +275,15 @@ pub fn build_router(
         backend: o.search.clone(),
         auth: o.auth.clone(),
     };
+    let guard = Arc::new(crate::guard::BrowserGuard {
+        check_host: !o.auth.enabled(),
+        names: cfg
+            .tls
+            .iter()
+            .flat_map(|t| t.names.iter())
+            .map(|n| n.trim_end_matches('.').to_ascii_lowercase())
+            .collect(),
+    });
     http::router(state)
         .merge(crate::api::routes(api.clone()))
         .merge(crate::console::routes(crate::console::ConsoleContext {
@@ -281,6 +295,10 @@ pub fn build_router(
         .merge(crate::ui::routes())
         .merge(crate::alerts::routes(&cfg.data, o.auth.clone()))
         .merge(crate::sinks::routes(sink_stats, o.auth.clone()))
+        .layer(axum::middleware::from_fn_with_state(
+            guard,
+            crate::guard::browser_guard,
+        ))
 }
 
 /// Running followers: their threads and their statuses.
@@ -455,14 +473,12 @@ async fn listen(
     if let Some(addr) = cfg.listen {
         let (l, local) = bind(addr).await?;
         bound.push(("http".to_string(), local));
-        let mut rx = rx.clone();
-        let app = app.clone();
-        tasks.push(tokio::spawn(async move {
-            http::serve_plain(l, app, async move {
-                let _ = rx.wait_for(|v| *v).await;
-            })
-            .await
-        }));
+        tasks.push(tokio::spawn(http::serve_plain(
+            l,
+            app.clone(),
+            cfg.limits.conn(),
+            rx.clone(),
+        )));
     }
     if let Some(t) = &cfg.tls {
         let (cert, key) = match (&t.cert, &t.key) {
@@ -476,6 +492,7 @@ async fn listen(
             l,
             tls,
             app.clone(),
+            cfg.limits.conn(),
             rx.clone(),
         )));
     }

@@ -187,45 +187,6 @@ fn batches_are_stored_once_even_when_resent() {
         metrics.contains("kaudit_dedupe_hits_total{cluster=\"default\"} 400"),
         "{metrics}"
     );
-    // Every metric name dashboards use is still exposed, with its type.
-    for (name, kind) in [
-        ("kaudit_events_received_total", "counter"),
-        ("kaudit_events_stored_total", "counter"),
-        ("kaudit_dedupe_hits_total", "counter"),
-        ("kaudit_batch_events", "histogram"),
-        ("kaudit_commit_seconds", "histogram"),
-    ] {
-        assert!(
-            metrics.contains(&format!("# TYPE {name} {kind}\n")),
-            "{name}: {metrics}"
-        );
-    }
-    // A scraper that asks for OpenMetrics gets it.
-    let open = reqwest::blocking::Client::new()
-        .get(s.url("/metrics"))
-        .header(
-            "Accept",
-            "application/openmetrics-text;version=1.0.0,text/plain;q=0.5",
-        )
-        .send()
-        .unwrap();
-    assert!(open
-        .headers()
-        .get("content-type")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .starts_with("application/openmetrics-text"));
-    let open = open.text().unwrap();
-    assert!(
-        open.contains("# TYPE kaudit_events_stored counter\n"),
-        "{open}"
-    );
-    assert!(
-        open.contains("kaudit_events_stored_total{cluster=\"default\"} 403\n"),
-        "{open}"
-    );
-    assert!(open.ends_with("# EOF\n"), "{open}");
     let stored = s.stored();
     assert_eq!(stored.len(), 403);
     assert_eq!(
@@ -287,6 +248,7 @@ fn strict_credentials_get_400_for_the_whole_batch() {
     let r = reqwest::blocking::Client::new()
         .post(s.url("/api/v1/ingest/k8s"))
         .bearer_auth("strict-token-0123456789")
+        .header("Content-Type", "application/json")
         .body(body)
         .send()
         .unwrap();
@@ -573,14 +535,24 @@ fn tls_with_client_certificates_and_tokens() {
         .resolve("localhost", addr)
         .build()
         .unwrap();
-    let r = with_cert.post(&url).body(batch("m", 3)).send().unwrap();
+    let r = with_cert
+        .post(&url)
+        .header("Content-Type", "application/json")
+        .body(batch("m", 3))
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200, "{:?}", r.text());
     let plain = reqwest::blocking::Client::builder()
         .add_root_certificate(ca_cert.clone())
         .resolve("localhost", addr)
         .build()
         .unwrap();
-    let r = plain.post(&url).body(batch("n", 2)).send().unwrap();
+    let r = plain
+        .post(&url)
+        .header("Content-Type", "application/json")
+        .body(batch("n", 2))
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 401);
     let body: Value = r.json().unwrap();
     assert_eq!(body["status"], 401, "{body}");
@@ -594,7 +566,12 @@ fn tls_with_client_certificates_and_tokens() {
         .unwrap();
     for path in ["/api/v1/ingest/k8s", "/api/v1/verify"] {
         let u = format!("https://localhost:{}{path}", addr.port());
-        let r = stranger.post(&u).body(batch("s", 1)).send().unwrap();
+        let r = stranger
+            .post(&u)
+            .header("Content-Type", "application/json")
+            .body(batch("s", 1))
+            .send()
+            .unwrap();
         assert_eq!(r.status().as_u16(), 403, "{path}");
         let body: Value = r.json().unwrap();
         assert_eq!(body["status"], 403, "{body}");
@@ -606,6 +583,7 @@ fn tls_with_client_certificates_and_tokens() {
     let r = plain
         .post(&url)
         .bearer_auth("us-token-0123456789")
+        .header("Content-Type", "application/json")
         .body(batch("n", 2))
         .send()
         .unwrap();
@@ -957,6 +935,348 @@ fn capture_server() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
         }
     });
     (url, bodies)
+}
+
+fn raw_request(addr: SocketAddr, req: &[u8]) -> String {
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    c.write_all(req).unwrap();
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn a_small_gzip_body_of_millions_of_items_is_refused_early_and_quarantines_nothing() {
+    let (cfg, dir) = config();
+    let s = Server::start(cfg, Some(dir));
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(b"{\"kind\":\"EventList\",\"apiVersion\":\"audit.k8s.io/v1\",\"items\":[")
+        .unwrap();
+    for _ in 0..2_000_000 - 1 {
+        gz.write_all(b"{},").unwrap();
+    }
+    gz.write_all(b"{}]}").unwrap();
+    let bomb = gz.finish().unwrap();
+    assert!(bomb.len() < 64 << 10, "{}", bomb.len());
+    let t = std::time::Instant::now();
+    let r = reqwest::blocking::Client::new()
+        .post(s.url("/api/v1/ingest/k8s"))
+        .header("Content-Type", "application/json")
+        .header("Content-Encoding", "gzip")
+        .body(bomb)
+        .send()
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().unwrap();
+    assert_eq!(status, 413, "{text}");
+    assert!(
+        text.contains("10000") && text.contains("max_batch_items"),
+        "{text}"
+    );
+    assert!(text.len() < 1000, "a short answer");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    let q = kaudit_sources::quarantine::Quarantine::open(&s.data).unwrap();
+    assert_eq!(q.count(), 0, "nothing quarantined");
+    // Within the cap, every bad item is kept, and the answer lists the first
+    // 100 reasons with the count of all.
+    let mut body =
+        b"{\"kind\":\"EventList\",\"apiVersion\":\"audit.k8s.io/v1\",\"items\":[".to_vec();
+    body.extend(std::iter::repeat_n(&b"{},"[..], 999).flatten());
+    body.extend_from_slice(&doc("ok-1").encode());
+    body.extend_from_slice(b"]}");
+    let (st, v) = post(&s.url("/api/v1/ingest/k8s"), body);
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["accepted"], 1);
+    assert_eq!(v["quarantined_count"], 999);
+    assert_eq!(v["quarantined"].as_array().unwrap().len(), 100);
+    assert_eq!(q.count(), 0, "(a fresh handle counts at open)");
+    let q = kaudit_sources::quarantine::Quarantine::open(&s.data).unwrap();
+    assert_eq!(q.count(), 999);
+}
+
+#[test]
+fn a_full_quarantine_refuses_batches_with_bad_items_with_507() {
+    let (mut cfg, dir) = config();
+    cfg.ingest.max_quarantine = 4 << 10;
+    let mut s = Server::start(cfg, Some(dir));
+    let url = s.url("/api/v1/ingest/k8s");
+    let bad = |id: &str| {
+        format!(
+            r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{},{{"pad":"{}"}}]}}"#,
+            String::from_utf8(doc(id).encode()).unwrap(),
+            "x".repeat(1500)
+        )
+        .into_bytes()
+    };
+    assert_eq!(post(&url, bad("q1")).0, 200);
+    assert_eq!(post(&url, bad("q2")).0, 200);
+    let r = reqwest::blocking::Client::new()
+        .post(&url)
+        .header("Content-Type", "application/json")
+        .body(bad("q3"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 507);
+    assert!(r.headers().get("retry-after").is_some());
+    let v: Value = r.json().unwrap();
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("ingest.max_quarantine"),
+        "{v}"
+    );
+    // A clean batch is still taken.
+    assert_eq!(post(&url, batch("clean", 2)).0, 200);
+    let ids: Vec<String> = s
+        .stored()
+        .into_iter()
+        .map(|(_, b)| String::from_utf8(b).unwrap())
+        .collect();
+    assert_eq!(
+        ids.len(),
+        4,
+        "q1, q2 and the clean pair; q3 was not half-stored"
+    );
+    assert!(!ids.iter().any(|e| e.contains("\"q3\"")));
+}
+
+#[test]
+fn an_item_with_invalid_utf8_is_quarantined_and_the_rest_stored() {
+    let (cfg, dir) = config();
+    let mut s = Server::start(cfg, Some(dir));
+    let bad: &[u8] = b"{\"auditID\":\"u\xff\xfe\",\"stage\":\"ResponseComplete\"}";
+    let mut body =
+        b"{\"kind\":\"EventList\",\"apiVersion\":\"audit.k8s.io/v1\",\"items\":[".to_vec();
+    body.extend_from_slice(&doc("u-1").encode());
+    body.push(b',');
+    body.extend_from_slice(bad);
+    body.push(b',');
+    body.extend_from_slice(&doc("u-2").encode());
+    body.extend_from_slice(b"]}");
+    let (st, v) = post(&s.url("/api/v1/ingest/k8s"), body);
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["accepted"], 2);
+    assert_eq!(v["quarantined"][0]["index"], 1);
+    assert!(
+        v["quarantined"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("UTF-8"),
+        "{v}"
+    );
+    let data = s.data.clone();
+    assert_eq!(s.stored().len(), 2);
+    let q = kaudit_sources::quarantine::Quarantine::open(&data)
+        .unwrap()
+        .list()
+        .unwrap();
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].bytes(), bad, "kept byte for byte");
+}
+
+#[test]
+fn cluster_names_are_validated_and_their_metric_labels_bounded() {
+    let (cfg, dir) = config();
+    let s = Server::start(cfg, Some(dir));
+    let base = s.url("/api/v1/ingest/k8s");
+    let long = "a".repeat(254);
+    for bad in [long.as_str(), "a%20b", "-x", "x/y"] {
+        let r = reqwest::blocking::Client::new()
+            .post(format!("{base}?cluster={bad}"))
+            .header("Content-Type", "application/json")
+            .body(batch("c", 1))
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{bad}");
+        assert!(r.headers().get("retry-after").is_none());
+        let v: Value = r.json().unwrap();
+        assert!(v["error"].as_str().unwrap().contains("cluster"), "{v}");
+    }
+    let ok = "a".repeat(253);
+    assert_eq!(
+        post(&format!("{base}?cluster={ok}"), batch("c253", 1)).0,
+        200
+    );
+    // Many distinct clusters: the metrics keep a bounded number of series.
+    for i in 0..300 {
+        let (st, v) = post(&format!("{base}?cluster=c{i}"), batch(&format!("m{i}"), 1));
+        assert_eq!(st, 200, "{v}");
+    }
+    let metrics = reqwest::blocking::get(s.url("/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    let series = metrics
+        .lines()
+        .filter(|l| l.starts_with("kaudit_events_stored_total{"))
+        .count();
+    assert!(series <= 257, "{series}");
+    assert!(metrics.contains("kaudit_events_stored_total{cluster=\"_other\"}"));
+}
+
+#[test]
+fn slow_senders_do_not_starve_legitimate_ones() {
+    let (cfg, dir) = config();
+    let mut s = Server::start(cfg, Some(dir));
+    let (_, addr) = s.addrs[0];
+    let stop = Arc::new(AtomicBool::new(false));
+    // 8 connections declare 64 MiB bodies and send a byte every 2 s.
+    let slow: Vec<_> = (0..8)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut c = std::net::TcpStream::connect(addr).unwrap();
+                c.write_all(b"POST /api/v1/ingest/k8s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 67108864\r\n\r\n{")
+                    .unwrap();
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(200));
+                    let _ = c.write_all(b" ");
+                    std::thread::sleep(Duration::from_millis(1800));
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    for i in 0..20 {
+        let (st, v) = post(
+            &s.url("/api/v1/ingest/k8s"),
+            batch(&format!("legit{i}"), 100),
+        );
+        assert_eq!(st, 200, "legitimate ingest {i}: {v}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in slow {
+        t.join().unwrap();
+    }
+    assert_eq!(s.stored().len(), 2000);
+}
+
+#[test]
+fn slow_bodies_idle_connections_and_connection_floods_are_cut_off() {
+    let (mut cfg, dir) = config();
+    cfg.limits.body_timeout = Duration::from_secs(1);
+    cfg.limits.min_body_rate = 1024;
+    cfg.limits.header_read_timeout = Duration::from_secs(1);
+    cfg.limits.idle_timeout = Duration::from_secs(1);
+    cfg.limits.max_connections_per_ip = 4;
+    let s = Server::start(cfg, Some(dir));
+    let (_, addr) = s.addrs[0];
+    // A body trickled a byte a second: 408 once the grace is over.
+    let t = std::time::Instant::now();
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.write_all(b"POST /api/v1/ingest/k8s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{")
+        .unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut got = Vec::new();
+    while t.elapsed() < Duration::from_secs(10) {
+        let _ = c.write_all(b" ");
+        let mut buf = [0u8; 4096];
+        match c.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                got.extend_from_slice(&buf[..n]);
+                break;
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(400)),
+        }
+    }
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.starts_with("HTTP/1.1 408"), "{got}");
+    assert!(got.contains("min_body_rate"), "{got}");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    drop(c);
+    // Headers that never finish, and a connection that says nothing: closed.
+    let t = std::time::Instant::now();
+    let r = raw_request(
+        addr,
+        b"POST /api/v1/ingest/k8s HTTP/1.1\r\nHost: 127.0.0.1\r\n",
+    );
+    assert!(!r.contains("200 OK"), "{r}");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    let t = std::time::Instant::now();
+    let r = raw_request(addr, b"");
+    assert!(r.is_empty() || r.contains("408"), "{r}");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    // Past the per-address cap, new connections get 503 and are closed.
+    std::thread::sleep(Duration::from_millis(300));
+    let held: Vec<_> = (0..4)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let r = raw_request(addr, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    assert!(r.starts_with("HTTP/1.1 503"), "{r}");
+    assert!(r.contains("max_connections_per_ip"), "{r}");
+    drop(held);
+    std::thread::sleep(Duration::from_millis(300));
+    let r = raw_request(
+        addr,
+        b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    );
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+}
+
+#[test]
+fn a_browser_page_cannot_post_events_verify_or_rebind() {
+    let (cfg, dir) = config();
+    let mut s = Server::start(cfg, Some(dir));
+    let (_, addr) = s.addrs[0];
+    let c = reqwest::blocking::Client::new();
+    let url = s.url("/api/v1/ingest/k8s");
+    // A cross-site form post sends no JSON content type.
+    let r = c.post(&url).body(batch("nct", 1)).send().unwrap();
+    assert_eq!(r.status().as_u16(), 415);
+    let r = c
+        .post(&url)
+        .header("Content-Type", "text/plain")
+        .body(batch("nct", 1))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 415);
+    // A foreign Origin may not change state, on ingest or verify.
+    for path in ["/api/v1/ingest/k8s", "/api/v1/verify"] {
+        let r = c
+            .post(s.url(path))
+            .header("Content-Type", "application/json")
+            .header("Origin", "https://evil.example")
+            .body(batch("origin", 1))
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 403, "{path}");
+        let v: Value = r.json().unwrap();
+        assert!(v["error"].as_str().unwrap().contains("Origin"), "{v}");
+    }
+    // The server's own pages may.
+    let r = c
+        .post(&url)
+        .header("Content-Type", "application/json")
+        .header("Origin", format!("http://{addr}"))
+        .body(batch("same", 1))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // DNS rebinding: a foreign host name is refused in no-auth mode.
+    let r = raw_request(
+        addr,
+        format!(
+            "GET /api/v1/events HTTP/1.1\r\nHost: rebind.evil.example:{}\r\nConnection: close\r\n\r\n",
+            addr.port()
+        )
+        .as_bytes(),
+    );
+    assert!(r.starts_with("HTTP/1.1 403"), "{r}");
+    let r = raw_request(
+        addr,
+        format!(
+            "GET /healthz HTTP/1.1\r\nHost: localhost:{}\r\nConnection: close\r\n\r\n",
+            addr.port()
+        )
+        .as_bytes(),
+    );
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert_eq!(s.stored().len(), 1);
 }
 
 /// Runs `serve` with `stop` already set: a config it accepts starts and stops

@@ -10,7 +10,7 @@
 //! stand before both on the data's way.
 
 use crate::dedupe::{self, DedupeWindow};
-use crate::quarantine::{NewEntry, Quarantine};
+use crate::quarantine::{NewEntry, Quarantine, QuarantineError};
 use kaudit_event::{Event, MicroTime};
 use kaudit_metrics::{Counter, Histogram, Metrics, BATCH_BUCKETS, LATENCY_BUCKETS};
 use serde::Serialize;
@@ -101,11 +101,53 @@ pub type Transform = Arc<dyn Fn(Event) -> Option<Event> + Send + Sync>;
 pub struct Limits {
     /// Events larger than this are truncated (bodies dropped), never rejected.
     pub max_event: usize,
+    /// Most items one webhook batch may hold (kube-apiserver sends at most
+    /// 400 by default); beyond it the batch is refused while it is decoded.
+    pub max_batch_items: usize,
+    /// Most bytes the invalid items of one batch may add to the quarantine;
+    /// beyond it the batch is refused (nothing stored) with the reason.
+    pub max_quarantine_per_batch: u64,
 }
+
+/// Default of [`Limits::max_batch_items`].
+pub const DEFAULT_MAX_BATCH_ITEMS: usize = 10_000;
+/// Default of [`Limits::max_quarantine_per_batch`].
+pub const DEFAULT_MAX_QUARANTINE_PER_BATCH: u64 = 16 << 20;
+/// How many refused items an answer lists (the rest are counted).
+pub const MAX_REPORTED_ITEMS: usize = 100;
+/// Distinct cluster names the ingest metrics label separately; later ones
+/// are counted under [`kaudit_metrics::OVERFLOW_LABEL`].
+pub const MAX_CLUSTER_LABELS: usize = 256;
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_event: 4 << 20 }
+        Limits {
+            max_event: 4 << 20,
+            max_batch_items: DEFAULT_MAX_BATCH_ITEMS,
+            max_quarantine_per_batch: DEFAULT_MAX_QUARANTINE_PER_BATCH,
+        }
+    }
+}
+
+/// The cluster label of the ingest metrics: the cluster's name for the first
+/// [`MAX_CLUSTER_LABELS`] clusters seen, [`kaudit_metrics::OVERFLOW_LABEL`]
+/// after that, so `?cluster=` values cannot grow the metrics without bound.
+#[derive(Default)]
+struct ClusterLabels {
+    seen: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl ClusterLabels {
+    fn label<'a>(&self, cluster: &'a str) -> &'a str {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.contains(cluster) {
+            return cluster;
+        }
+        if seen.len() < MAX_CLUSTER_LABELS {
+            seen.insert(cluster.to_string());
+            return cluster;
+        }
+        kaudit_metrics::OVERFLOW_LABEL
     }
 }
 
@@ -127,8 +169,10 @@ pub struct QuarantinedItem {
 pub struct IngestOutcome {
     /// Events stored (or already stored earlier: resends count as accepted).
     pub accepted: usize,
-    /// Items kept in quarantine instead.
+    /// Items kept in quarantine instead: the first [`MAX_REPORTED_ITEMS`].
     pub quarantined: Vec<QuarantinedItem>,
+    /// How many items were kept in quarantine (all of them, listed or not).
+    pub quarantined_count: usize,
     /// Of the accepted, how many were resends already stored.
     pub duplicates: usize,
     /// Of the accepted, how many were truncated for size.
@@ -144,11 +188,47 @@ pub enum IngestError {
     #[error("{0}")]
     BadBody(String),
     /// Strict mode and some items are invalid (400; nothing stored).
-    #[error("{} invalid item(s) in strict mode; nothing stored", .0.len())]
-    Strict(Vec<QuarantinedItem>),
+    #[error("{count} invalid item(s) in strict mode; nothing stored")]
+    Strict {
+        /// The first [`MAX_REPORTED_ITEMS`] invalid items.
+        items: Vec<QuarantinedItem>,
+        /// How many items are invalid.
+        count: usize,
+    },
+    /// The batch holds more items than allowed (413; nothing stored).
+    #[error(
+        "the batch holds more than {limit} items (ingest.max_batch_items); send smaller batches"
+    )]
+    TooManyItems {
+        /// The most items a batch may hold.
+        limit: usize,
+    },
+    /// The invalid items of the batch are too large to quarantine (413;
+    /// nothing stored).
+    #[error("the batch's {count} invalid item(s) hold {bytes} bytes, more than the {limit} bytes one batch may add to the quarantine (ingest.max_quarantine_per_batch); nothing stored")]
+    QuarantineTooLarge {
+        /// Invalid items in the batch.
+        count: usize,
+        /// Their bytes.
+        bytes: u64,
+        /// The per-batch limit.
+        limit: u64,
+    },
+    /// The quarantine is full: the batch's invalid items cannot be kept, so
+    /// nothing of the batch is stored (507; retry once the quarantine is
+    /// emptied or the limit raised).
+    #[error("{0}")]
+    QuarantineFull(String),
     /// The store or the quarantine could not take it now (503; retry).
     #[error("{0}")]
     Unavailable(String),
+}
+
+fn reported(bad: &[BadItem]) -> Vec<QuarantinedItem> {
+    bad.iter()
+        .take(MAX_REPORTED_ITEMS)
+        .map(BadItem::reported)
+        .collect()
 }
 
 /// The shared ingest pipeline.
@@ -159,6 +239,7 @@ pub struct Ingestor {
     metrics: Arc<Metrics>,
     limits: Limits,
     transform: Option<Transform>,
+    clusters: ClusterLabels,
 }
 
 impl Ingestor {
@@ -178,7 +259,13 @@ impl Ingestor {
             metrics,
             limits,
             transform,
+            clusters: ClusterLabels::default(),
         }
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// The metrics registry.
@@ -199,18 +286,21 @@ impl Ingestor {
         strict: bool,
         source: &str,
     ) -> Result<IngestOutcome, IngestError> {
-        let decoded = crate::webhook::decode(body)?;
+        let decoded = crate::webhook::decode(body, self.limits.max_batch_items)?;
         let (events, bad) = (decoded.events, decoded.bad);
+        let label = self.clusters.label(cluster);
         self.metrics.inc(
             &EVENTS_RECEIVED,
-            [cluster, source],
+            [label, source],
             (events.len() + bad.len()) as u64,
         );
         if strict && !bad.is_empty() {
-            let items: Vec<_> = bad.iter().map(BadItem::reported).collect();
             self.metrics
-                .inc(&EVENTS_REJECTED, [cluster, "strict"], items.len() as u64);
-            return Err(IngestError::Strict(items));
+                .inc(&EVENTS_REJECTED, [label, "strict"], bad.len() as u64);
+            return Err(IngestError::Strict {
+                items: reported(&bad),
+                count: bad.len(),
+            });
         }
         self.store(events, bad, cluster, source)
     }
@@ -226,7 +316,7 @@ impl Ingestor {
     ) -> Result<IngestOutcome, IngestError> {
         self.metrics.inc(
             &EVENTS_RECEIVED,
-            [cluster, source],
+            [self.clusters.label(cluster), source],
             (events.len() + bad.len()) as u64,
         );
         let events = events.into_iter().enumerate().collect();
@@ -241,6 +331,7 @@ impl Ingestor {
         source: &str,
     ) -> Result<IngestOutcome, IngestError> {
         let mut out = IngestOutcome::default();
+        let label = self.clusters.label(cluster);
         let received = MicroTime::now();
         let mut records = Vec::with_capacity(events.len());
         let mut bad = bad;
@@ -284,6 +375,19 @@ impl Ingestor {
         // Quarantine first: once the batch is acknowledged, every item of it
         // must be somewhere durable.
         if !bad.is_empty() {
+            let bytes: u64 = bad.iter().map(|b| b.raw.len() as u64).sum();
+            if bytes > self.limits.max_quarantine_per_batch {
+                self.metrics.inc(
+                    &EVENTS_REJECTED,
+                    [label, "quarantine_limit"],
+                    bad.len() as u64,
+                );
+                return Err(IngestError::QuarantineTooLarge {
+                    count: bad.len(),
+                    bytes,
+                    limit: self.limits.max_quarantine_per_batch,
+                });
+            }
             let now = received.to_string();
             let entries: Vec<NewEntry<'_>> = bad
                 .iter()
@@ -295,17 +399,26 @@ impl Ingestor {
                     raw: &b.raw,
                 })
                 .collect();
-            self.quarantine
-                .append(&entries, &now)
-                .map_err(|e| IngestError::Unavailable(e.to_string()))?;
+            self.quarantine.append(&entries, &now).map_err(|e| match e {
+                QuarantineError::Full { .. } => {
+                    self.metrics
+                        .inc(&EVENTS_REJECTED, [label, "quarantine_full"], bad.len() as u64);
+                    IngestError::QuarantineFull(format!(
+                        "{e}; the batch's {} invalid item(s) cannot be kept, so nothing of it is stored",
+                        bad.len()
+                    ))
+                }
+                e => IngestError::Unavailable(e.to_string()),
+            })?;
             self.metrics
-                .inc(&EVENTS_REJECTED, [cluster, "quarantined"], bad.len() as u64);
-            out.quarantined = bad.iter().map(BadItem::reported).collect();
+                .inc(&EVENTS_REJECTED, [label, "quarantined"], bad.len() as u64);
+            out.quarantined = reported(&bad);
+            out.quarantined_count = bad.len();
         }
         if out.dropped_by_policy > 0 {
             self.metrics.inc(
                 &EVENTS_REJECTED,
-                [cluster, "policy"],
+                [label, "policy"],
                 out.dropped_by_policy as u64,
             );
         }
@@ -339,14 +452,14 @@ impl Ingestor {
             self.dedupe.commit(claimed);
         }
         self.metrics.observe(&BATCH_EVENTS, [], stored as f64);
-        self.metrics.inc(&EVENTS_STORED, [cluster], stored as u64);
+        self.metrics.inc(&EVENTS_STORED, [label], stored as u64);
         if out.duplicates > 0 {
             self.metrics
-                .inc(&DEDUPE_HITS, [cluster], out.duplicates as u64);
+                .inc(&DEDUPE_HITS, [label], out.duplicates as u64);
         }
         if out.truncated > 0 {
             self.metrics
-                .inc(&EVENTS_TRUNCATED, [cluster], out.truncated as u64);
+                .inc(&EVENTS_TRUNCATED, [label], out.truncated as u64);
         }
         out.accepted = stored + out.duplicates;
         Ok(out)
@@ -389,4 +502,152 @@ pub fn truncate(ev: Event) -> Event {
     doc.annotations
         .insert("audit.k8s.io/truncated".to_string(), "true".to_string());
     Event::from_doc(doc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    #[derive(Default)]
+    struct VecLog(Mutex<Vec<IngestRecord>>);
+
+    impl EventLog for VecLog {
+        fn append(&self, records: Vec<IngestRecord>) -> Result<(), LogError> {
+            self.0.lock().unwrap().extend(records);
+            Ok(())
+        }
+    }
+
+    fn ingestor(
+        dir: &std::path::Path,
+        limits: Limits,
+        max_quarantine: u64,
+    ) -> (Ingestor, Arc<VecLog>) {
+        let log = Arc::new(VecLog::default());
+        let q = Quarantine::open(dir)
+            .unwrap()
+            .with_max_bytes(max_quarantine);
+        let ing = Ingestor::new(
+            log.clone(),
+            Arc::new(q),
+            DedupeWindow::new(Duration::from_secs(60), 10_000),
+            Arc::new(Metrics::default()),
+            limits,
+            None,
+        );
+        (ing, log)
+    }
+
+    fn good(id: &str) -> String {
+        format!(
+            r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"{id}","stage":"ResponseComplete","requestURI":"/api","verb":"get","user":{{"username":"u"}},"requestReceivedTimestamp":"2026-01-01T00:00:00.000000Z","stageTimestamp":"2026-01-01T00:00:00.000001Z"}}"#
+        )
+    }
+
+    fn list(items: &[String]) -> Vec<u8> {
+        format!(
+            r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{}]}}"#,
+            items.join(",")
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn answers_list_the_first_reasons_and_count_them_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ing, log) = ingestor(dir.path(), Limits::default(), 1 << 30);
+        let mut items: Vec<String> = (0..250).map(|_| "{}".to_string()).collect();
+        items.push(good("g1"));
+        let out = ing
+            .ingest_batch(&list(&items), "prod", false, "webhook")
+            .unwrap();
+        assert_eq!(out.accepted, 1);
+        assert_eq!(out.quarantined_count, 250);
+        assert_eq!(out.quarantined.len(), MAX_REPORTED_ITEMS);
+        assert_eq!(out.quarantined[99].index, 99);
+        assert_eq!(ing.quarantine().count(), 250, "every item is kept");
+        assert_eq!(log.0.lock().unwrap().len(), 1);
+        match ing.ingest_batch(&list(&items), "prod", true, "webhook") {
+            Err(IngestError::Strict { items, count }) => {
+                assert_eq!((items.len(), count), (MAX_REPORTED_ITEMS, 250))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn item_and_quarantine_limits_refuse_the_batch_and_store_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = Limits {
+            max_batch_items: 10,
+            max_quarantine_per_batch: 1000,
+            ..Limits::default()
+        };
+        let (ing, log) = ingestor(dir.path(), limits, 2000);
+        let items: Vec<String> = (0..11).map(|i| good(&format!("a{i}"))).collect();
+        assert!(matches!(
+            ing.ingest_batch(&list(&items), "prod", false, "webhook"),
+            Err(IngestError::TooManyItems { limit: 10 })
+        ));
+        // Invalid items larger than the per-batch quarantine allowance.
+        let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(600));
+        let items = vec![good("b1"), big.clone(), big.clone()];
+        let e = ing
+            .ingest_batch(&list(&items), "prod", false, "webhook")
+            .unwrap_err();
+        assert!(
+            matches!(e, IngestError::QuarantineTooLarge { count: 2, .. }),
+            "{e}"
+        );
+        assert!(e.to_string().contains("max_quarantine_per_batch"), "{e}");
+        assert_eq!(log.0.lock().unwrap().len(), 0);
+        // Fill the quarantine up to its total limit: then a batch with an
+        // invalid item is refused whole, with the reason, not dropped.
+        let items = vec![good("c1"), big.clone()];
+        ing.ingest_batch(&list(&items), "prod", false, "webhook")
+            .unwrap();
+        let items = vec![good("d1"), big.clone()];
+        ing.ingest_batch(&list(&items), "prod", false, "webhook")
+            .unwrap();
+        let items = vec![good("e1"), big];
+        let e = ing
+            .ingest_batch(&list(&items), "prod", false, "webhook")
+            .unwrap_err();
+        assert!(matches!(e, IngestError::QuarantineFull(_)), "{e}");
+        assert!(e.to_string().contains("is full"), "{e}");
+        let stored: Vec<String> = log
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.event.audit_id().to_string())
+            .collect();
+        assert_eq!(stored, ["c1", "d1"]);
+        // Valid batches still go through.
+        ing.ingest_batch(&list(&[good("f1")]), "prod", false, "webhook")
+            .unwrap();
+    }
+
+    #[test]
+    fn cluster_labels_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ing, _) = ingestor(dir.path(), Limits::default(), 1 << 30);
+        for i in 0..MAX_CLUSTER_LABELS + 50 {
+            let body = list(&[good(&format!("x{i}"))]);
+            ing.ingest_batch(&body, &format!("c{i}"), false, "webhook")
+                .unwrap();
+        }
+        let text = ing.metrics().render();
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("kaudit_events_stored_total{"))
+            .count();
+        assert_eq!(series, MAX_CLUSTER_LABELS + 1, "{text}");
+        assert!(text.contains(&format!(
+            "kaudit_events_stored_total{{cluster=\"{}\"}} 50",
+            kaudit_metrics::OVERFLOW_LABEL
+        )));
+    }
 }

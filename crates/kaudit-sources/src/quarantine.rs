@@ -75,6 +75,18 @@ pub enum QuarantineError {
         /// The cause.
         source: std::io::Error,
     },
+    /// Keeping the entries would take the quarantine past its size limit.
+    #[error("quarantine {path} is full: it holds {used} bytes and these entries need {need} more, over the {limit}-byte limit (ingest.max_quarantine); export and clear it, or raise the limit")]
+    Full {
+        /// The file.
+        path: PathBuf,
+        /// Bytes it holds.
+        used: u64,
+        /// Bytes the refused entries need.
+        need: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// A line of the quarantine file is not an entry.
     #[error("quarantine {path}:{line}: {reason}")]
     Corrupt {
@@ -87,29 +99,58 @@ pub enum QuarantineError {
     },
 }
 
-/// The quarantine file, appended durably.
+/// The quarantine file, appended durably, up to a size limit.
 pub struct Quarantine {
     path: PathBuf,
-    file: Mutex<(Option<File>, u64)>,
+    file: Mutex<Appender>,
+    max_bytes: u64,
 }
+
+/// The open file, the entries it holds and its size.
+struct Appender {
+    file: Option<File>,
+    count: u64,
+    bytes: u64,
+}
+
+/// Default size limit of the quarantine file.
+pub const DEFAULT_MAX_QUARANTINE: u64 = 1 << 30;
 
 impl Quarantine {
     /// Opens (creating the directory lazily on first write) `<data>/quarantine`.
     pub fn open(data_dir: &Path) -> Result<Quarantine, QuarantineError> {
         let path = data_dir.join("quarantine").join("quarantine.jsonl");
-        let count = if path.exists() {
+        let (count, bytes) = if path.exists() {
             let f = File::open(&path).map_err(|source| QuarantineError::Io {
                 path: path.clone(),
                 source,
             })?;
-            BufReader::new(f).lines().count() as u64
+            let bytes = f.metadata().map(|m| m.len()).unwrap_or(0);
+            (BufReader::new(f).lines().count() as u64, bytes)
         } else {
-            0
+            (0, 0)
         };
         Ok(Quarantine {
             path,
-            file: Mutex::new((None, count)),
+            file: Mutex::new(Appender {
+                file: None,
+                count,
+                bytes,
+            }),
+            max_bytes: DEFAULT_MAX_QUARANTINE,
         })
+    }
+
+    /// Sets the size limit: an append that would take the file past it is
+    /// refused with [`QuarantineError::Full`] (nothing written).
+    pub fn with_max_bytes(mut self, max_bytes: u64) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// Bytes the quarantine file holds.
+    pub fn bytes(&self) -> u64 {
+        self.file.lock().unwrap_or_else(|p| p.into_inner()).bytes
     }
 
     /// Appends entries and fsyncs before returning.
@@ -126,7 +167,7 @@ impl Quarantine {
             source,
         };
         let mut g = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        if g.0.is_none() {
+        if g.file.is_none() {
             if let Some(dir) = self.path.parent() {
                 std::fs::create_dir_all(dir).map_err(io)?;
             }
@@ -135,10 +176,10 @@ impl Quarantine {
                 .append(true)
                 .open(&self.path)
                 .map_err(io)?;
-            g.0 = Some(f);
+            g.file = Some(f);
         }
         let mut buf = Vec::new();
-        let mut id = g.1;
+        let mut id = g.count;
         for e in entries {
             id += 1;
             let (raw, raw_base64) = match std::str::from_utf8(e.raw) {
@@ -161,18 +202,29 @@ impl Quarantine {
             serde_json::to_writer(&mut buf, &entry).map_err(|e| io(e.into()))?;
             buf.push(b'\n');
         }
-        let f =
-            g.0.as_mut()
-                .ok_or_else(|| io(std::io::Error::other("not open")))?;
+        let need = buf.len() as u64;
+        if g.bytes.saturating_add(need) > self.max_bytes {
+            return Err(QuarantineError::Full {
+                path: self.path.clone(),
+                used: g.bytes,
+                need,
+                limit: self.max_bytes,
+            });
+        }
+        let f = g
+            .file
+            .as_mut()
+            .ok_or_else(|| io(std::io::Error::other("not open")))?;
         f.write_all(&buf).map_err(io)?;
         f.sync_data().map_err(io)?;
-        g.1 = id;
+        g.count = id;
+        g.bytes += need;
         Ok(())
     }
 
     /// Number of quarantined items.
     pub fn count(&self) -> u64 {
-        self.file.lock().unwrap_or_else(|p| p.into_inner()).1
+        self.file.lock().unwrap_or_else(|p| p.into_inner()).count
     }
 
     /// Reads every entry.
@@ -240,5 +292,31 @@ mod tests {
         assert_eq!(all[0].path.as_deref(), Some(".items[1]"));
         assert_eq!(all[1].bytes(), [0xff, 0x00, b'{']);
         assert_eq!(all[1].id, 2);
+    }
+
+    #[test]
+    fn a_full_quarantine_refuses_and_keeps_what_it_has() {
+        let dir = tempfile::tempdir().unwrap();
+        let entry = |raw: &'static [u8]| NewEntry {
+            cluster: "prod",
+            source: "webhook",
+            path: None,
+            reason: "bad",
+            raw,
+        };
+        let q = Quarantine::open(dir.path()).unwrap().with_max_bytes(300);
+        q.append(&[entry(b"{}")], "2026-01-01T00:00:00Z").unwrap();
+        let used = q.bytes();
+        assert!(used > 0 && used < 300);
+        let big = [b'x'; 400];
+        let big: &'static [u8] = Box::leak(Box::new(big));
+        let e = q.append(&[entry(big)], "2026-01-01T00:00:00Z").unwrap_err();
+        assert!(matches!(e, QuarantineError::Full { limit: 300, .. }), "{e}");
+        assert!(e.to_string().contains("ingest.max_quarantine"), "{e}");
+        // The size survives a reopen; what was kept stays.
+        let q = Quarantine::open(dir.path()).unwrap().with_max_bytes(300);
+        assert_eq!((q.bytes(), q.count()), (used, 1));
+        assert!(q.append(&[entry(big)], "t").is_err());
+        assert_eq!(q.list().unwrap().len(), 1);
     }
 }

@@ -8,7 +8,7 @@
 //! decodes it here.
 
 use crate::pipeline::{BadItem, IngestError};
-use kaudit_event::{parse_batch, Event};
+use kaudit_event::{parse_batch_limited, Event, EventError};
 
 /// One webhook body, decoded.
 #[derive(Debug, Default)]
@@ -19,10 +19,15 @@ pub struct Decoded {
     pub bad: Vec<BadItem>,
 }
 
-/// Decodes a webhook body. Only a body that is not JSON, or not a list of
-/// events at all, is an error; bad items are returned in [`Decoded::bad`].
-pub fn decode(body: &[u8]) -> Result<Decoded, IngestError> {
-    let items = parse_batch(body).map_err(|e| IngestError::BadBody(e.to_string()))?;
+/// Decodes a webhook body. Only a body that is not JSON, not a list of
+/// events at all, or holds more than `max_items` items is an error (the last
+/// found while reading, so the rest is never decoded); bad items are returned
+/// in [`Decoded::bad`].
+pub fn decode(body: &[u8], max_items: usize) -> Result<Decoded, IngestError> {
+    let items = parse_batch_limited(body, max_items).map_err(|e| match e {
+        EventError::TooManyItems { limit } => IngestError::TooManyItems { limit },
+        e => IngestError::BadBody(e.to_string()),
+    })?;
     let mut out = Decoded {
         events: Vec::with_capacity(items.len()),
         bad: Vec::new(),
@@ -51,12 +56,19 @@ mod tests {
         let body = format!(
             r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{good},{{"nope":1}},{good}]}}"#
         );
-        let d = decode(body.as_bytes()).unwrap();
+        let d = decode(body.as_bytes(), 10).unwrap();
         assert_eq!(d.events.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0, 2]);
         assert_eq!(d.bad.len(), 1);
         assert_eq!(d.bad[0].index, 1);
         assert_eq!(d.bad[0].raw, br#"{"nope":1}"#);
         assert!(d.bad[0].path.as_deref().unwrap_or("").contains('1'));
-        assert!(matches!(decode(b"not json"), Err(IngestError::BadBody(_))));
+        assert!(matches!(
+            decode(b"not json", 10),
+            Err(IngestError::BadBody(_))
+        ));
+        assert!(matches!(
+            decode(body.as_bytes(), 2),
+            Err(IngestError::TooManyItems { limit: 2 })
+        ));
     }
 }
