@@ -85,6 +85,10 @@ pub enum IndexError {
     /// Another process is writing the index.
     #[error("search index {0} is being updated by another kaudit process")]
     Locked(String),
+    /// The query spent its time budget ([`kaudit_query::Budget`]) before
+    /// its answer was complete: servers answer 503 with this message.
+    #[error("the query took longer than its time budget of {0:?}: narrow the time range or the query")]
+    TimedOut(std::time::Duration),
     /// A worker thread panicked or poisoned a lock it held, so its partial
     /// work cannot be trusted; the message says which.
     #[error("{0}")]
@@ -126,6 +130,15 @@ impl From<String> for Damage {
 
 /// Result alias.
 pub type IndexResult<T> = Result<T, IndexError>;
+
+/// Fails with [`IndexError::TimedOut`] once `budget` is spent; loops over
+/// rows, blocks and records call it every so often.
+pub(crate) fn check_budget(budget: Option<kaudit_query::Budget>) -> IndexResult<()> {
+    match budget {
+        Some(b) if b.expired() => Err(IndexError::TimedOut(b.allowed)),
+        _ => Ok(()),
+    }
+}
 
 pub(crate) fn io_err(what: &Path) -> impl Fn(std::io::Error) -> IndexError + '_ {
     move |source| IndexError::Io {
