@@ -269,6 +269,7 @@ pub fn build_router(
         store: o.store.clone(),
         backend: o.search.clone(),
         auth: o.auth.clone(),
+        limits: crate::api::QueryLimits::new(cfg.query.timeout, cfg.query.max_concurrent),
     };
     http::router(state)
         .merge(crate::api::routes(api.clone()))
