@@ -22,7 +22,13 @@ struct Fixture {
 const EVENTS: [(&str, &str, &str, &str, u16); 6] = [
     ("alice", "get", "pods", "prod", 200),
     ("bob", "delete", "secrets", "prod", 200),
-    ("system:serviceaccount:ci:deployer", "create", "deployments", "ci", 201),
+    (
+        "system:serviceaccount:ci:deployer",
+        "create",
+        "deployments",
+        "ci",
+        201,
+    ),
     ("alice", "list", "configmaps", "kube-system", 403),
     ("carol", "patch", "deployments", "prod", 200),
     ("bob", "watch", "pods", "", 200),

@@ -87,7 +87,9 @@ pub enum IndexError {
     Locked(String),
     /// The query spent its time budget ([`kaudit_query::Budget`]) before
     /// its answer was complete: servers answer 503 with this message.
-    #[error("the query took longer than its time budget of {0:?}: narrow the time range or the query")]
+    #[error(
+        "the query took longer than its time budget of {0:?}: narrow the time range or the query"
+    )]
     TimedOut(std::time::Duration),
     /// A worker thread panicked or poisoned a lock it held, so its partial
     /// work cannot be trusted; the message says which.

@@ -69,7 +69,11 @@ fn every_match_comes_out_once_in_order_up_to_the_limit() {
                         } else {
                             all.len().min(limit as usize)
                         };
-                        assert_eq!(seqs, all[..want], "{text:?} reverse={reverse} page={page} limit={limit}");
+                        assert_eq!(
+                            seqs,
+                            all[..want],
+                            "{text:?} reverse={reverse} page={page} limit={limit}"
+                        );
                         // A cursor to continue from whenever matches remain
                         // (also when the last page was full exactly at the end).
                         if want < all.len() {
@@ -116,7 +120,10 @@ fn a_spent_budget_stops_searches_and_stats() {
         let err = backend
             .search(&SearchRequest::new(spent.clone(), 10))
             .expect_err("budget spent");
-        assert!(matches!(err, IndexError::TimedOut(d) if d == Duration::ZERO), "{err}");
+        assert!(
+            matches!(err, IndexError::TimedOut(d) if d == Duration::ZERO),
+            "{err}"
+        );
         let stats = kaudit_index::StatsRequest {
             query: spent.clone(),
             since: None,

@@ -189,26 +189,22 @@ async fn blocking<F>(limits: &QueryLimits, f: F) -> Response
 where
     F: FnOnce(Budget) -> Result<Response, Response> + Send + 'static,
 {
-    let permit = match tokio::time::timeout(
-        QUEUE_WAIT,
-        limits.permits.clone().acquire_owned(),
-    )
-    .await
-    {
-        Ok(Ok(p)) => p,
-        _ => {
-            let mut r = error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "too many queries at once (query.max_concurrent = {}); retry shortly",
-                    limits.max_concurrent
-                ),
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from(1u32));
-            return r;
-        }
-    };
+    let permit =
+        match tokio::time::timeout(QUEUE_WAIT, limits.permits.clone().acquire_owned()).await {
+            Ok(Ok(p)) => p,
+            _ => {
+                let mut r = error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "too many queries at once (query.max_concurrent = {}); retry shortly",
+                        limits.max_concurrent
+                    ),
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from(1u32));
+                return r;
+            }
+        };
     let budget = Budget::from_now(limits.timeout);
     let task = tokio::task::spawn_blocking(move || {
         // The slot is held until the work really ends, even past the backstop.

@@ -154,24 +154,18 @@ pub fn query(a: QueryArgs) -> anyhow::Result<ExitCode> {
     if format == Format::Json {
         out.write_all(b"[")?;
     }
-    let walked = search_pages(
-        &backend,
-        &req,
-        a.limit as u64,
-        a.page_size,
-        &mut |hits| {
-            let printed = print_hits(&mut out, format, &hits, first, !first)
-                .and_then(|()| out.flush().map_err(anyhow::Error::from));
-            first = false;
-            match printed {
-                Ok(()) => true,
-                Err(e) => {
-                    failed = Some(e);
-                    false
-                }
+    let walked = search_pages(&backend, &req, a.limit as u64, a.page_size, &mut |hits| {
+        let printed = print_hits(&mut out, format, &hits, first, !first)
+            .and_then(|()| out.flush().map_err(anyhow::Error::from));
+        first = false;
+        match printed {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
             }
-        },
-    )?;
+        }
+    })?;
     if let Some(e) = failed {
         return Err(e);
     }
