@@ -7,7 +7,7 @@
 use kaudit_event::MicroTime;
 use kaudit_index::{EmbeddedBackend, SearchBackend, SearchRequest, StatsRequest};
 use kaudit_query::{parse, Budget, Field, Query};
-use kaudit_store::{Record, Store, StoreOptions};
+use kaudit_store::{LogReader, Record, Store, StoreOptions};
 use libfuzzer_sys::fuzz_target;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
