@@ -79,6 +79,52 @@ pub trait SearchBackend: Send + Sync {
     ) -> IndexResult<u64>;
 }
 
+/// What [`search_pages`] walked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Walked {
+    /// Hits handed out.
+    pub hits: u64,
+    /// Where to continue when the walk stopped at its limit (or because the
+    /// callback asked) on a full page, so more may match; None when the
+    /// walk saw the end of the matches.
+    pub next: Option<crate::search::Cursor>,
+}
+
+/// Walks every page of `req` with the cursor, in output order, handing each
+/// page's hits to `f` (which returns false to stop), until `limit` hits
+/// (`0`: all) have come out or nothing more matches. `req.limit` is ignored:
+/// each page asks for at most `page_size` (within 1..=[`search::MAX_LIMIT`]),
+/// so memory stays bounded however many hits there are. What `kaudit query
+/// --limit N` streams.
+pub fn search_pages(
+    backend: &dyn SearchBackend,
+    req: &SearchRequest,
+    limit: u64,
+    page_size: usize,
+    f: &mut dyn FnMut(Vec<Hit>) -> bool,
+) -> IndexResult<Walked> {
+    let page_size = page_size.clamp(1, search::MAX_LIMIT);
+    let mut req = req.clone();
+    let mut walked = Walked::default();
+    loop {
+        let left = if limit == 0 {
+            u64::MAX
+        } else {
+            limit - walked.hits
+        };
+        req.limit = usize::try_from(left).map_or(page_size, |l| l.min(page_size));
+        let page = backend.search(&req)?;
+        let full = page.next;
+        walked.hits += page.hits.len() as u64;
+        let go = f(page.hits);
+        walked.next = full;
+        match full {
+            Some(c) if go && (limit == 0 || walked.hits < limit) => req.cursor = Some(c),
+            _ => return Ok(walked),
+        }
+    }
+}
+
 /// The local index over a store, shareable between an indexer thread and
 /// query handlers.
 pub struct EmbeddedBackend {

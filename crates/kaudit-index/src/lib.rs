@@ -37,7 +37,7 @@ pub mod stats;
 
 use std::path::{Path, PathBuf};
 
-pub use backend::{EmbeddedBackend, Indexer, SearchBackend};
+pub use backend::{search_pages, EmbeddedBackend, Indexer, SearchBackend, Walked};
 pub use index::{event_time, Index, IndexMode, INDEX_DIR};
 pub use scan::{ScanField, ScanRow};
 pub use search::{Cursor, Hit, Page, SearchRequest};
@@ -85,6 +85,12 @@ pub enum IndexError {
     /// Another process is writing the index.
     #[error("search index {0} is being updated by another kaudit process")]
     Locked(String),
+    /// The query spent its time budget ([`kaudit_query::Budget`]) before
+    /// its answer was complete: servers answer 503 with this message.
+    #[error(
+        "the query took longer than its time budget of {0:?}: narrow the time range or the query"
+    )]
+    TimedOut(std::time::Duration),
     /// A worker thread panicked or poisoned a lock it held, so its partial
     /// work cannot be trusted; the message says which.
     #[error("{0}")]
@@ -126,6 +132,15 @@ impl From<String> for Damage {
 
 /// Result alias.
 pub type IndexResult<T> = Result<T, IndexError>;
+
+/// Fails with [`IndexError::TimedOut`] once `budget` is spent; loops over
+/// rows, blocks and records call it every so often.
+pub(crate) fn check_budget(budget: Option<kaudit_query::Budget>) -> IndexResult<()> {
+    match budget {
+        Some(b) if b.expired() => Err(IndexError::TimedOut(b.allowed)),
+        _ => Ok(()),
+    }
+}
 
 pub(crate) fn io_err(what: &Path) -> impl Fn(std::io::Error) -> IndexError + '_ {
     move |source| IndexError::Io {

@@ -11,7 +11,7 @@
 
 use crate::index::{value_hash, Index, Needs};
 use crate::{IndexError, IndexResult};
-use kaudit_query::{CompareTest, Expr, Field, Op};
+use kaudit_query::{Budget, CompareTest, Expr, Field, Op};
 
 /// A set of rows as a bitmap.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -162,25 +162,27 @@ pub fn needs(expr: &Expr) -> Needs {
     n
 }
 
-fn walk_needs(e: &Expr, n: &mut Needs) {
-    match e {
-        Expr::And(a, b) | Expr::Or(a, b) => {
-            walk_needs(a, n);
-            walk_needs(b, n);
-        }
-        Expr::Not(a) => walk_needs(a, n),
-        Expr::Compare { field, .. } => {
-            if let Some(s) = Index::dict_slot(field) {
-                if !n.dict.contains(&s) {
-                    n.dict.push(s);
-                }
-            } else if let Some(s) = Index::hash_slot(field) {
-                if !n.hash.contains(&s) {
-                    n.hash.push(s);
+/// Visits every node of the tree with an explicit stack (no recursion,
+/// whatever the tree's shape).
+fn walk_needs(root: &Expr, n: &mut Needs) {
+    let mut stack = vec![root];
+    while let Some(e) = stack.pop() {
+        match e {
+            Expr::And(v) | Expr::Or(v) => stack.extend(v.iter()),
+            Expr::Not(a) => stack.push(a),
+            Expr::Compare { field, .. } => {
+                if let Some(s) = Index::dict_slot(field) {
+                    if !n.dict.contains(&s) {
+                        n.dict.push(s);
+                    }
+                } else if let Some(s) = Index::hash_slot(field) {
+                    if !n.hash.contains(&s) {
+                        n.hash.push(s);
+                    }
                 }
             }
+            Expr::All | Expr::Text(_) => {}
         }
-        Expr::All | Expr::Text(_) => {}
     }
 }
 
@@ -192,9 +194,15 @@ fn walk_needs(e: &Expr, n: &mut Needs) {
 /// empties the cache), so a repeated query (a dashboard refresh, the next
 /// page, the histogram and the page of one search) costs the new rows.
 pub fn bounds(ix: &Index, expr: &Expr) -> IndexResult<Bounds> {
+    bounds_within(ix, expr, None)
+}
+
+/// [`bounds`], giving up with [`IndexError::TimedOut`] once `budget` is
+/// spent (checked between the terms of every `and`/`or`).
+pub fn bounds_within(ix: &Index, expr: &Expr, budget: Option<Budget>) -> IndexResult<Bounds> {
     let n = ix.rows();
     if n < MIN_CACHED_ROWS {
-        return bounds_in(ix, expr, None);
+        return bounds_in(ix, expr, None, budget);
     }
     let key = format!("{expr:?}");
     let cached = ix
@@ -207,7 +215,7 @@ pub fn bounds(ix: &Index, expr: &Expr) -> IndexResult<Bounds> {
         Some((rows, mut b)) => {
             let mut fresh = Bits::empty(n);
             (rows..n).for_each(|r| fresh.set(r));
-            let new = bounds_in(ix, expr, Some(&fresh))?;
+            let new = bounds_in(ix, expr, Some(&fresh), budget)?;
             b.lower.grow(n);
             b.upper.grow(n);
             b.lower.or(&new.lower);
@@ -215,7 +223,7 @@ pub fn bounds(ix: &Index, expr: &Expr) -> IndexResult<Bounds> {
             b.exact &= new.exact;
             b
         }
-        None => bounds_in(ix, expr, None)?,
+        None => bounds_in(ix, expr, None, budget)?,
     };
     if let Ok(mut c) = ix.bounds_cache.lock() {
         c.put(key, ix.generation(), ix.base(), n, b.clone());
@@ -289,8 +297,16 @@ impl BoundsCache {
 
 /// Bounds of `expr`, exact only within `scope` (rows outside it come out
 /// unset): the terms of an `And` after its first are only evaluated where
-/// the earlier ones left candidates.
-fn bounds_in(ix: &Index, expr: &Expr, scope: Option<&Bits>) -> IndexResult<Bounds> {
+/// the earlier ones left candidates. Chains are flat lists walked in a
+/// loop; only parentheses and `not` (at most [`kaudit_query::MAX_DEPTH`]
+/// from the parser) recurse.
+fn bounds_in(
+    ix: &Index,
+    expr: &Expr,
+    scope: Option<&Bits>,
+    budget: Option<Budget>,
+) -> IndexResult<Bounds> {
+    crate::check_budget(budget)?;
     let n = ix.rows();
     let mut b = match expr {
         Expr::All => Bounds {
@@ -314,6 +330,7 @@ fn bounds_in(ix: &Index, expr: &Expr, scope: Option<&Bits>) -> IndexResult<Bound
             keyed.sort_by(|a, b| a.0.total_cmp(&b.0));
             let mut acc: Option<Bounds> = None;
             for (_, t, table) in keyed {
+                crate::check_budget(budget)?;
                 let within = match (&acc, scope) {
                     (Some(x), _) => Some(&x.upper),
                     (None, s) => s,
@@ -322,7 +339,7 @@ fn bounds_in(ix: &Index, expr: &Expr, scope: Option<&Bits>) -> IndexResult<Bound
                     (Expr::Compare { field, .. }, Some(table)) => {
                         dict_bounds(ix, field, &table, within)
                     }
-                    _ => bounds_in(ix, t, within)?,
+                    _ => bounds_in(ix, t, within, budget)?,
                 };
                 acc = Some(match acc {
                     None => y,
@@ -338,18 +355,30 @@ fn bounds_in(ix: &Index, expr: &Expr, scope: Option<&Bits>) -> IndexResult<Bound
                     break;
                 }
             }
-            acc.unwrap_or_else(|| unknown(n))
+            // An empty `and` matches everything, exactly.
+            acc.unwrap_or_else(|| Bounds {
+                lower: Bits::full(n),
+                upper: Bits::full(n),
+                exact: true,
+            })
         }
-        Expr::Or(a, b) => {
-            let mut x = bounds_in(ix, a, scope)?;
-            let y = bounds_in(ix, b, scope)?;
-            x.lower.or(&y.lower);
-            x.upper.or(&y.upper);
-            x.exact &= y.exact;
+        Expr::Or(terms) => {
+            // An empty `or` matches nothing, exactly.
+            let mut x = Bounds {
+                lower: Bits::empty(n),
+                upper: Bits::empty(n),
+                exact: true,
+            };
+            for t in terms {
+                let y = bounds_in(ix, t, scope, budget)?;
+                x.lower.or(&y.lower);
+                x.upper.or(&y.upper);
+                x.exact &= y.exact;
+            }
             x
         }
         Expr::Not(a) => {
-            let x = bounds_in(ix, a, scope)?;
+            let x = bounds_in(ix, a, scope, budget)?;
             let (mut lower, mut upper) = (x.upper, x.lower);
             lower.not();
             upper.not();
@@ -369,13 +398,15 @@ fn bounds_in(ix: &Index, expr: &Expr, scope: Option<&Bits>) -> IndexResult<Bound
     Ok(b)
 }
 
+/// The operands of an `and`, with those of `and`s nested in it (from
+/// parentheses) taken in too, in order, without recursion.
 fn and_terms<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
-    match e {
-        Expr::And(a, b) => {
-            and_terms(a, out);
-            and_terms(b, out);
+    let mut stack = vec![e];
+    while let Some(e) = stack.pop() {
+        match e {
+            Expr::And(v) => stack.extend(v.iter().rev()),
+            other => out.push(other),
         }
-        other => out.push(other),
     }
 }
 

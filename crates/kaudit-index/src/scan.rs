@@ -15,7 +15,7 @@
 use crate::index::{
     event_time, nonresource_path, value_hash, Column, Dict, Index, Needs, NONRESOURCE_PATH_SLOT,
 };
-use crate::plan::{bounds, needs, Bits};
+use crate::plan::{needs, Bits};
 use crate::{IndexError, IndexResult};
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use kaudit_event::Event;
@@ -369,7 +369,7 @@ pub fn scan_fields(
     fields: &[ScanField],
     f: &mut ScanFn<'_>,
 ) -> IndexResult<()> {
-    let b = bounds(ix, query.expr())?;
+    let b = crate::plan::bounds_within(ix, query.expr(), query.budget())?;
     let mut cols = Some(Vec::with_capacity(fields.len()));
     let mut caches = Vec::with_capacity(fields.len());
     for fl in fields {
@@ -409,7 +409,7 @@ pub fn scan_fields(
         }
         chunk.push(row);
         if chunk.len() == CHUNK_ROWS {
-            outcome = scan.chunk(&chunk, f);
+            outcome = crate::check_budget(query.budget()).and_then(|()| scan.chunk(&chunk, f));
             chunk.clear();
         }
     });
@@ -427,7 +427,17 @@ fn scan_tail(scan: &Scan<'_, '_>, f: &mut ScanFn<'_>) -> IndexResult<()> {
         return Ok(());
     }
     let mut err = None;
+    let budget = scan.query.budget();
+    crate::check_budget(budget)?;
+    let mut read = 0u64;
     scan.store.read(start..end, &mut |seq, leaf| {
+        read += 1;
+        if read % 1024 == 0 {
+            if let Err(e) = crate::check_budget(budget) {
+                err = Some(e);
+                return false;
+            }
+        }
         let ev = match parse(seq, leaf.event) {
             Ok(ev) => ev,
             Err(e) => {

@@ -7,8 +7,8 @@
 //! records appended meanwhile (newer, higher seq) never shift a page.
 
 use crate::index::{event_time, Index};
-use crate::plan::{bounds, Bits};
-use crate::{IndexError, IndexResult};
+use crate::plan::{bounds_within, Bits};
+use crate::{check_budget, IndexError, IndexResult};
 use kaudit_event::{Event, MicroTime};
 use kaudit_query::Query;
 use kaudit_store::LogReader;
@@ -19,6 +19,8 @@ pub const MAX_LIMIT: usize = 100_000;
 /// Records closer than this are read in one range (one bundle decompression
 /// serves them all).
 const READ_GAP: u64 = 2048;
+/// Records read between two looks at the query's time budget.
+const BUDGET_EVERY: u64 = 1024;
 
 /// Where a page ends: the (time, seq) of its last row.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -152,9 +154,17 @@ pub fn scan_tail(
         return Ok(scan);
     }
     let mut err = None;
+    let budget = query.budget();
+    check_budget(budget)?;
     store.read(start..end, &mut |seq, leaf| {
         scan.scanned += 1;
         scan.next = seq + 1;
+        if scan.scanned % BUDGET_EVERY == 0 {
+            if let Err(e) = check_budget(budget) {
+                err = Some(e);
+                return false;
+            }
+        }
         let ev = match Event::from_json(leaf.event) {
             Ok(ev) => ev,
             Err(e) => {
@@ -204,7 +214,8 @@ pub fn search(
 ) -> IndexResult<Page> {
     let limit = req.limit.clamp(1, MAX_LIMIT);
     let after0 = req.cursor.map(|c| req.rank(c.time, c.seq));
-    let b = bounds(ix, req.query.expr())?;
+    let budget = req.query.budget();
+    let b = bounds_within(ix, req.query.expr(), budget)?;
     let cand = b.upper;
     let times = ix.times();
     let blocks = ix.time_blocks();
@@ -246,6 +257,9 @@ pub fn search(
         let block_words = crate::index::TIME_BLOCK / 64;
         let nblocks = words.len().div_ceil(block_words);
         for k in 0..nblocks {
+            if k % 16 == 0 {
+                check_budget(budget)?;
+            }
             let bi = if req.reverse { k } else { nblocks - 1 - k };
             let w0 = bi * block_words;
             let ws = &words[w0..(w0 + block_words).min(words.len())];
@@ -291,7 +305,7 @@ pub fn search(
         let ordered = heap.into_sorted_vec();
         after = ordered.last().map(|&(r, _)| r);
         let seqs: Vec<u64> = ordered.iter().map(|&(_, s)| s).collect();
-        let mut found = fetch(store, &seqs, &|_, t, ev, (_, cluster)| {
+        let mut found = fetch(store, &seqs, budget, &|_, t, ev, (_, cluster)| {
             req.in_range(t) && req.query.matches(ev, cluster)
         })?;
         found.sort_by_key(|h| req.rank(h.time, h.seq));
@@ -371,7 +385,7 @@ pub fn time_span(
         })?;
         return Ok(span);
     }
-    let b = bounds(ix, query.expr())?;
+    let b = bounds_within(ix, query.expr(), query.budget())?;
     if !b.exact {
         let one = |reverse| -> IndexResult<Option<i64>> {
             let req = SearchRequest {
@@ -420,10 +434,12 @@ pub fn time_span(
 pub(crate) type KeepFn<'a> = dyn Fn(u64, i64, &Event, (u64, &str)) -> bool + Sync + 'a;
 
 /// Reads the records `seqs` (any order) and keeps those `keep` accepts;
-/// `keep` gets (seq, cluster), the event time and the parsed event.
+/// `keep` gets (seq, cluster), the event time and the parsed event. Gives
+/// up once `budget` is spent (checked between reads).
 pub(crate) fn fetch(
     store: &(dyn LogReader + Sync),
     seqs: &[u64],
+    budget: Option<kaudit_query::Budget>,
     keep: &KeepFn<'_>,
 ) -> IndexResult<Vec<Hit>> {
     let mut sorted = seqs.to_vec();
@@ -444,6 +460,7 @@ pub(crate) fn fetch(
     let read = |ranges: &[std::ops::Range<u64>]| -> IndexResult<Vec<Hit>> {
         let mut out = Vec::new();
         for r in ranges {
+            check_budget(budget)?;
             let mut err = None;
             store.read(r.clone(), &mut |seq, leaf| {
                 if !wanted.contains(&seq) {
@@ -507,7 +524,8 @@ pub fn for_each_match(
         until,
         ..SearchRequest::new(query.clone(), 1)
     };
-    let b = bounds(ix, query.expr())?;
+    let budget = query.budget();
+    let b = bounds_within(ix, query.expr(), budget)?;
     let times = ix.times();
     let mut cand = Bits::empty(ix.rows());
     b.upper.for_each(|row| {
@@ -528,6 +546,7 @@ pub fn for_each_match(
                 j += 1;
             }
             let wanted = &chunk[i..=j];
+            check_budget(budget)?;
             store.read(chunk[i]..chunk[j] + 1, &mut |seq, leaf| {
                 if wanted.binary_search(&seq).is_err() {
                     return true;
@@ -561,9 +580,17 @@ pub fn for_each_match(
     }
     let start = ix.next_seq().max(store.first_seq());
     let mut err = None;
-    store.read(
-        start..store.size(),
-        &mut |seq, leaf| match Event::from_json(leaf.event) {
+    check_budget(budget)?;
+    let mut read = 0u64;
+    store.read(start..store.size(), &mut |seq, leaf| {
+        read += 1;
+        if read % BUDGET_EVERY == 0 {
+            if let Err(e) = check_budget(budget) {
+                err = Some(e);
+                return false;
+            }
+        }
+        match Event::from_json(leaf.event) {
             Ok(ev) => {
                 let t = event_time(&ev, leaf.received);
                 !(req.in_range(t)
@@ -574,8 +601,8 @@ pub fn for_each_match(
                 err = Some(IndexError::Record { seq, source: e });
                 false
             }
-        },
-    )?;
+        }
+    })?;
     match err {
         Some(e) => Err(e),
         None => Ok(()),

@@ -10,7 +10,7 @@ use crate::facets::Facets;
 use crate::index::Column;
 use crate::index::{Index, NO_LATENCY};
 use crate::latency::GroupLatency;
-use crate::plan::{bounds, Bits};
+use crate::plan::{bounds_within, Bits};
 use crate::search::{fetch, for_each_match};
 use crate::{IndexError, IndexResult};
 use kaudit_event::Event;
@@ -149,15 +149,22 @@ pub fn stats_using(
             return Err(IndexError::Input("--every must be positive".into()));
         }
         if let (Some(s), Some(u)) = (req.since, req.until) {
-            if (u - s) / e > MAX_BUCKETS {
+            // In i128: the span of two i64 bounds cannot overflow there.
+            if (i128::from(u) - i128::from(s)) / i128::from(e) > i128::from(MAX_BUCKETS) {
                 return Err(IndexError::Input(format!(
                     "--every is too small for the time range: more than {MAX_BUCKETS} buckets"
                 )));
             }
+            if s.div_euclid(e).checked_mul(e).is_none() {
+                return Err(IndexError::Input(format!(
+                    "--since {s} is too far in the past for buckets of {e} µs: its bucket would start before the earliest representable time"
+                )));
+            }
         }
     }
-    let bucket = |t: i64| req.every.map(|e| t.div_euclid(e) * e);
-    let b = bounds(ix, req.query.expr())?;
+    let bucket = |t: i64| req.every.map(|e| bucket_start(t, e));
+    let budget = req.query.budget();
+    let b = bounds_within(ix, req.query.expr(), budget)?;
     let slots: Option<Vec<usize>> = req
         .by
         .iter()
@@ -186,8 +193,11 @@ pub fn stats_using(
         // are counted without hashing.
         let buckets = match (req.every, req.since, req.until) {
             (Some(e), Some(s), Some(u)) if cols.len() <= 1 && u > s => {
-                let first = s.div_euclid(e) * e;
-                let n = ((u - 1).div_euclid(e) * e - first) / e + 1;
+                // Checked above: `first` is representable; the count is
+                // computed in i128 so no bound can overflow it.
+                let first = bucket_start(s, e);
+                let (e128, first128) = (i128::from(e), i128::from(first));
+                let n = ((i128::from(u) - 1).div_euclid(e128) * e128 - first128) / e128 + 1;
                 let width = cols.first().map_or(1, |(_, d)| d.len() + 1);
                 usize::try_from(n)
                     .ok()
@@ -317,7 +327,7 @@ pub fn stats_using(
                     }
                     let bk = req
                         .every
-                        .map(|e| layout.first + (slot / layout.width) as i64 * e);
+                        .map(|e| nth_bucket(layout.first, slot / layout.width, e));
                     overflow |= !merge_into(&mut by_ids, (bk, key), Acc { count: n, lat });
                 }
             }
@@ -327,7 +337,15 @@ pub fn stats_using(
         } else {
             b.lower
         };
+        let mut timed_out = None;
         general.for_each_block(STATS_BLOCK_ROWS / 64, |start, words| {
+            if timed_out.is_some() {
+                return;
+            }
+            if let Err(e) = crate::check_budget(budget) {
+                timed_out = Some(e);
+                return;
+            }
             let end = start + words.len() * 64;
             for (out, (c, _)) in ids.iter_mut().zip(&cols) {
                 c.ids_into(start..end, out);
@@ -361,8 +379,12 @@ pub fn stats_using(
                         continue;
                     }
                     if let Some((first, e, width, _)) = buckets {
-                        let slot = (t - first).div_euclid(e) as usize * width + id0 as usize;
-                        if let Some(a) = bucketed.get_mut(slot) {
+                        let k = (i128::from(t) - i128::from(first)).div_euclid(i128::from(e));
+                        let slot = usize::try_from(k)
+                            .ok()
+                            .and_then(|k| k.checked_mul(width))
+                            .and_then(|k| k.checked_add(id0 as usize));
+                        if let Some(a) = slot.and_then(|slot| bucketed.get_mut(slot)) {
                             a.add(1, lat);
                             continue;
                         }
@@ -390,6 +412,9 @@ pub fn stats_using(
                 }
             }
         });
+        if let Some(e) = timed_out {
+            return Err(e);
+        }
         if let Some((k, acc)) = run.take() {
             overflow |= !merge_into(&mut by_ids, k, acc);
         }
@@ -398,7 +423,7 @@ pub fn stats_using(
                 if acc.count > 0 {
                     let mut key = [0u32; MAX_BY];
                     key[0] = (slot % width) as u32;
-                    let start = first + (slot / width) as i64 * e;
+                    let start = nth_bucket(first, slot / width, e);
                     overflow |= !merge_into(&mut by_ids, (Some(start), key), acc);
                 }
             }
@@ -449,7 +474,7 @@ pub fn stats_using(
                 e.lat.merge(l);
             }
         }
-        for h in fetch(store, &unknown, &|_, t, ev, (_, c)| {
+        for h in fetch(store, &unknown, budget, &|_, t, ev, (_, c)| {
             in_range(t) && req.query.matches(ev, c)
         })? {
             let Ok(ev) = Event::from_json(&h.event) else {
@@ -470,6 +495,19 @@ pub fn stats_using(
         tail(ix, store, req, &mut groups, &mut total, false)?;
     }
     Ok(finish(req, groups, total, fast))
+}
+
+/// The start of the bucket of width `every` holding `t` (the earliest
+/// representable time when that start would lie before it).
+fn bucket_start(t: i64, every: i64) -> i64 {
+    t.div_euclid(every).checked_mul(every).unwrap_or(i64::MIN)
+}
+
+/// The start of the `k`th bucket of width `every` from `first`, computed
+/// without overflow (clamped to the representable times).
+fn nth_bucket(first: i64, k: usize, every: i64) -> i64 {
+    let t = i128::from(first) + (k as i128) * i128::from(every);
+    i64::try_from(t).unwrap_or(if t < 0 { i64::MIN } else { i64::MAX })
 }
 
 /// Slots of the flat counting path: `bucket * width + id`, bucket 0 when
@@ -702,7 +740,7 @@ fn tail(
         req.until,
         &mut |_, t, ev, cluster| {
             *total += 1;
-            let bk = req.every.map(|e| t.div_euclid(e) * e);
+            let bk = req.every.map(|e| bucket_start(t, e));
             let lat = if req.latency {
                 crate::index::event_latency(ev)
             } else {

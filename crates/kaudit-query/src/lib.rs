@@ -25,5 +25,5 @@ mod matcher;
 mod parse;
 
 pub use field::{Field, JsonPath, LazyJson};
-pub use matcher::{parse_time_bound, CompareTest, Query, TimeBoundError};
-pub use parse::{parse, Expr, Op, QueryError, MAX_DEPTH, MAX_QUERY_LEN};
+pub use matcher::{parse_time_bound, Budget, CompareTest, Query, TimeBoundError};
+pub use parse::{parse, Expr, Op, QueryError, MAX_DEPTH, MAX_QUERY_LEN, MAX_TERMS};

@@ -8,6 +8,7 @@ use crate::parse::{parse, Expr, Op, QueryError};
 use ipnet::IpNet;
 use kaudit_event::Event;
 use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 /// A query compiled for matching: regexes, globs and CIDRs prepared once.
 #[derive(Debug, Clone)]
@@ -15,13 +16,41 @@ pub struct Query {
     expr: Expr,
     root: Node,
     needs_json: bool,
+    budget: Option<Budget>,
+}
+
+/// When a query must be answered by, and the time it was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// The instant after which work on the query stops.
+    pub deadline: Instant,
+    /// The time the query was given (for the error message).
+    pub allowed: Duration,
+}
+
+impl Budget {
+    /// A budget of `allowed` from now (at most ten years: longer is the
+    /// same as never).
+    pub fn from_now(allowed: Duration) -> Budget {
+        let now = Instant::now();
+        let capped = allowed.min(Duration::from_secs(10 * 365 * 86_400));
+        Budget {
+            deadline: now.checked_add(capped).unwrap_or(now),
+            allowed,
+        }
+    }
+
+    /// Whether the deadline has passed.
+    pub fn expired(&self) -> bool {
+        Instant::now() >= self.deadline
+    }
 }
 
 #[derive(Debug, Clone)]
 enum Node {
     All,
-    And(Box<Node>, Box<Node>),
-    Or(Box<Node>, Box<Node>),
+    And(Vec<Node>),
+    Or(Vec<Node>),
     Not(Box<Node>),
     Cmp { field: Field, test: Test },
     Text(regex::bytes::Regex),
@@ -96,7 +125,20 @@ impl Query {
             expr,
             root,
             needs_json,
+            budget: None,
         })
+    }
+
+    /// This query with a time budget: backends check
+    /// [`Query::budget`] in their loops and give up once it is spent.
+    pub fn with_budget(mut self, budget: Budget) -> Query {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// The time budget, when one was set.
+    pub fn budget(&self) -> Option<Budget> {
+        self.budget
     }
 
     /// The parsed expression, for backends that translate it.
@@ -119,13 +161,15 @@ impl Query {
 fn build(e: &Expr, needs_json: &mut bool) -> Result<Node, QueryError> {
     Ok(match e {
         Expr::All => Node::All,
-        Expr::And(a, b) => Node::And(
-            Box::new(build(a, needs_json)?),
-            Box::new(build(b, needs_json)?),
+        Expr::And(v) => Node::And(
+            v.iter()
+                .map(|e| build(e, needs_json))
+                .collect::<Result<_, _>>()?,
         ),
-        Expr::Or(a, b) => Node::Or(
-            Box::new(build(a, needs_json)?),
-            Box::new(build(b, needs_json)?),
+        Expr::Or(v) => Node::Or(
+            v.iter()
+                .map(|e| build(e, needs_json))
+                .collect::<Result<_, _>>()?,
         ),
         Expr::Not(a) => Node::Not(Box::new(build(a, needs_json)?)),
         Expr::Text(t) => Node::Text(
@@ -177,8 +221,8 @@ fn build(e: &Expr, needs_json: &mut bool) -> Result<Node, QueryError> {
 fn eval(n: &Node, ev: &Event, cluster: &str, json: &mut LazyJson) -> bool {
     match n {
         Node::All => true,
-        Node::And(a, b) => eval(a, ev, cluster, json) && eval(b, ev, cluster, json),
-        Node::Or(a, b) => eval(a, ev, cluster, json) || eval(b, ev, cluster, json),
+        Node::And(v) => v.iter().all(|n| eval(n, ev, cluster, json)),
+        Node::Or(v) => v.iter().any(|n| eval(n, ev, cluster, json)),
         Node::Not(a) => !eval(a, ev, cluster, json),
         Node::Text(re) => re.is_match(ev.bytes()),
         Node::Cmp { field, test } => {

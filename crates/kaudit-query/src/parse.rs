@@ -56,10 +56,12 @@ impl Op {
 pub enum Expr {
     /// Matches every event (the empty query).
     All,
-    /// Both sides match.
-    And(Box<Expr>, Box<Expr>),
-    /// Either side matches.
-    Or(Box<Expr>, Box<Expr>),
+    /// Every operand matches (a chain `a and b and c` is one flat list, so
+    /// long chains cost no recursion; an empty list matches everything).
+    And(Vec<Expr>),
+    /// Some operand matches (one flat list per chain; an empty list
+    /// matches nothing).
+    Or(Vec<Expr>),
     /// The inner expression does not match.
     Not(Box<Expr>),
     /// `field OP value[,value...]`.
@@ -107,6 +109,9 @@ struct Token {
 pub const MAX_QUERY_LEN: usize = 16 << 10;
 /// The deepest nesting of parentheses and `not`.
 pub const MAX_DEPTH: usize = 64;
+/// The most conditions (comparisons, words and phrases) one query holds, so
+/// a long chain of `and`/`or` cannot cost unbounded planning and matching.
+pub const MAX_TERMS: usize = 1024;
 
 fn lex(input: &str) -> Result<Vec<Token>, QueryError> {
     let chars: Vec<char> = input.chars().collect();
@@ -183,6 +188,7 @@ struct Parser {
     toks: Vec<Token>,
     pos: usize,
     end_col: usize,
+    terms: usize,
 }
 
 /// Parses a query; the empty query matches everything.
@@ -202,6 +208,7 @@ pub fn parse(input: &str) -> Result<Expr, QueryError> {
         toks,
         pos: 0,
         end_col: input.chars().count() + 1,
+        terms: 0,
     };
     let e = p.or(0)?;
     if let Some(t) = p.toks.get(p.pos) {
@@ -242,18 +249,23 @@ impl Parser {
         }
     }
 
+    /// `a or b or c` as one flat [`Expr::Or`] (a single operand stands alone).
     fn or(&mut self, depth: usize) -> Result<Expr, QueryError> {
-        let mut left = self.and(depth)?;
+        let mut terms = vec![self.and(depth)?];
         while self.peek().is_some_and(|t| is_kw(t, "or")) {
             self.pos += 1;
-            let right = self.and(depth)?;
-            left = Expr::Or(Box::new(left), Box::new(right));
+            terms.push(self.and(depth)?);
         }
-        Ok(left)
+        Ok(if terms.len() == 1 {
+            terms.pop().unwrap_or(Expr::All)
+        } else {
+            Expr::Or(terms)
+        })
     }
 
+    /// `a [and] b [and] c` as one flat [`Expr::And`].
     fn and(&mut self, depth: usize) -> Result<Expr, QueryError> {
-        let mut left = self.unary(depth)?;
+        let mut terms = vec![self.unary(depth)?];
         loop {
             match self.peek() {
                 Some(t) if is_kw(t, "and") => {
@@ -263,10 +275,25 @@ impl Parser {
                 Some(Tok::RParen) | None => break,
                 Some(_) => {}
             }
-            let right = self.unary(depth)?;
-            left = Expr::And(Box::new(left), Box::new(right));
+            terms.push(self.unary(depth)?);
         }
-        Ok(left)
+        Ok(if terms.len() == 1 {
+            terms.pop().unwrap_or(Expr::All)
+        } else {
+            Expr::And(terms)
+        })
+    }
+
+    /// Counts one more condition, failing past [`MAX_TERMS`].
+    fn count_term(&mut self) -> Result<(), QueryError> {
+        self.terms += 1;
+        if self.terms > MAX_TERMS {
+            return Err(self.err_here(
+                format!("more than {MAX_TERMS} conditions in one query"),
+                Some("split the query or use a value list (verb=get,list)".into()),
+            ));
+        }
+        Ok(())
     }
 
     fn unary(&mut self, depth: usize) -> Result<Expr, QueryError> {
@@ -303,6 +330,7 @@ impl Parser {
     }
 
     fn term(&mut self) -> Result<Expr, QueryError> {
+        self.count_term()?;
         let t = self.toks[self.pos].clone();
         let next_is_op = matches!(
             self.toks.get(self.pos + 1).map(|t| &t.tok),
@@ -401,8 +429,8 @@ impl fmt::Display for Expr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Expr::All => f.write_str("*"),
-            Expr::And(a, b) => write!(f, "({a} and {b})"),
-            Expr::Or(a, b) => write!(f, "({a} or {b})"),
+            Expr::And(v) => write_list(f, v, "and", "*"),
+            Expr::Or(v) => write_list(f, v, "or", "not *"),
             Expr::Not(a) => write!(f, "not {a}"),
             Expr::Compare { field, op, values } => {
                 let vals: Vec<String> = values.iter().map(|v| quote(v)).collect();
@@ -411,6 +439,21 @@ impl fmt::Display for Expr {
             Expr::Text(t) => f.write_str(&quote(t)),
         }
     }
+}
+
+/// Writes a flat chain in parentheses, `empty` when it has no operand.
+fn write_list(f: &mut fmt::Formatter<'_>, v: &[Expr], kw: &str, empty: &str) -> fmt::Result {
+    if v.is_empty() {
+        return f.write_str(empty);
+    }
+    f.write_str("(")?;
+    for (i, e) in v.iter().enumerate() {
+        if i > 0 {
+            write!(f, " {kw} ")?;
+        }
+        write!(f, "{e}")?;
+    }
+    f.write_str(")")
 }
 
 /// Quotes a value so that the lexer reads it back unchanged.

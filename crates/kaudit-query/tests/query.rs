@@ -256,8 +256,8 @@ fn arb_expr() -> impl Strategy<Value = Expr> {
     ];
     leaf.prop_recursive(4, 32, 2, |inner| {
         prop_oneof![
-            (inner.clone(), inner.clone()).prop_map(|(a, b)| Expr::And(Box::new(a), Box::new(b))),
-            (inner.clone(), inner.clone()).prop_map(|(a, b)| Expr::Or(Box::new(a), Box::new(b))),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| Expr::And(vec![a, b])),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| Expr::Or(vec![a, b])),
             inner.prop_map(|a| Expr::Not(Box::new(a))),
         ]
     })

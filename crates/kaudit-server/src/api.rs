@@ -20,11 +20,13 @@ use kaudit_index::history::{object_history, user_sessions, HistoryRequest, Targe
 use kaudit_index::search::{Cursor, SearchRequest};
 use kaudit_index::stats::StatsRequest;
 use kaudit_index::{IndexError, SearchBackend};
-use kaudit_query::{parse_time_bound, Field, Query};
+use kaudit_query::{parse_time_bound, Budget, Field, Query};
 use kaudit_store::{base64_encode, LogReader, Store};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use serde_json::value::RawValue;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The OpenAPI 3 document of these routes.
 pub const OPENAPI_YAML: &str = include_str!("../../../openapi.yaml");
@@ -37,6 +39,13 @@ pub const MAX_LIMIT: usize = 10_000;
 /// Most stages returned for one auditID.
 const MAX_STAGES: usize = 64;
 
+/// Default time budget of one query (`query.timeout`).
+pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default number of queries answered at once (`query.max_concurrent`).
+pub const DEFAULT_MAX_CONCURRENT: usize = 8;
+/// How long a query waits for a free slot before it is turned away.
+const QUEUE_WAIT: Duration = Duration::from_secs(1);
+
 /// What the API handlers share.
 #[derive(Clone)]
 pub struct ApiContext {
@@ -47,6 +56,54 @@ pub struct ApiContext {
     pub backend: Arc<dyn SearchBackend>,
     /// Credentials; reads need role reader.
     pub auth: Arc<Authenticator>,
+    /// Time budget and concurrency of queries.
+    pub limits: QueryLimits,
+}
+
+/// Bounds on the query API, so no reader can starve the server: each
+/// query gets a time budget (checked by the index's loops; past it the
+/// answer is 503 with the reason) and at most `max_concurrent` queries
+/// run at once (beyond, 503 with `Retry-After`).
+#[derive(Clone, Debug)]
+pub struct QueryLimits {
+    timeout: Duration,
+    max_concurrent: usize,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl QueryLimits {
+    /// A budget of `timeout` per query and `max_concurrent` (at least 1)
+    /// queries at once.
+    pub fn new(timeout: Duration, max_concurrent: usize) -> QueryLimits {
+        let max_concurrent = max_concurrent.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+        QueryLimits {
+            timeout,
+            max_concurrent,
+            permits: Arc::new(tokio::sync::Semaphore::new(max_concurrent)),
+        }
+    }
+
+    /// The time budget of one query.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// How many queries run at once.
+    pub fn max_concurrent(&self) -> usize {
+        self.max_concurrent
+    }
+
+    /// Takes one query slot now, if one is free, for work that should count
+    /// as a query (it is given back when the permit drops).
+    pub fn try_reserve(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.permits.clone().try_acquire_owned().ok()
+    }
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        QueryLimits::new(DEFAULT_QUERY_TIMEOUT, DEFAULT_MAX_CONCURRENT)
+    }
 }
 
 /// The API routes, to merge into the server's router.
@@ -70,6 +127,7 @@ fn bad(m: impl Into<String>) -> Response {
 fn index_error(e: IndexError) -> Response {
     match e {
         e if e.is_input() => bad(e.to_string()),
+        e @ IndexError::TimedOut(_) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         other => error(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
     }
 }
@@ -110,8 +168,9 @@ fn paging(
     Ok((cursor, limit))
 }
 
-fn compile(q: &str) -> Result<Query, Response> {
-    Query::parse(q).map_err(|e| {
+/// Compiles `q` with the request's time budget.
+fn compile(q: &str, budget: Budget) -> Result<Query, Response> {
+    Query::parse(q).map(|q| q.with_budget(budget)).map_err(|e| {
         let body = json!({
             "error": e.to_string(),
             "status": 400,
@@ -122,15 +181,50 @@ fn compile(q: &str) -> Result<Query, Response> {
     })
 }
 
-async fn blocking<F>(f: F) -> Response
+/// Runs a query handler on a blocking thread once one of the
+/// `query.max_concurrent` slots is free (503 with `Retry-After` when none
+/// frees up soon), handing it the query's time budget, which starts now.
+/// The answer is 503 if it is not ready a little after the budget (the
+/// index's loops stop at the budget themselves; this is the backstop).
+async fn blocking<F>(limits: &QueryLimits, f: F) -> Response
 where
-    F: FnOnce() -> Result<Response, Response> + Send + 'static,
+    F: FnOnce(Budget) -> Result<Response, Response> + Send + 'static,
 {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(Ok(r)) | Ok(Err(r)) => r,
-        Err(e) => error(
+    let permit =
+        match tokio::time::timeout(QUEUE_WAIT, limits.permits.clone().acquire_owned()).await {
+            Ok(Ok(p)) => p,
+            _ => {
+                let mut r = error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "too many queries at once (query.max_concurrent = {}); retry shortly",
+                        limits.max_concurrent
+                    ),
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from(1u32));
+                return r;
+            }
+        };
+    let budget = Budget::from_now(limits.timeout);
+    let task = tokio::task::spawn_blocking(move || {
+        // The slot is held until the work really ends, even past the backstop.
+        let _permit = permit;
+        f(budget)
+    });
+    let grace = limits.timeout.saturating_add(Duration::from_secs(2));
+    match tokio::time::timeout(grace, task).await {
+        Ok(Ok(Ok(r))) | Ok(Ok(Err(r))) => r,
+        Ok(Err(e)) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("query task failed: {e}"),
+        ),
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the query took longer than its time budget of {:?} (query.timeout): narrow the time range or the query",
+                limits.timeout
+            ),
         ),
     }
 }
@@ -160,8 +254,9 @@ async fn events(
     _caller: Reader,
     QueryParams(p): QueryParams<EventsParams>,
 ) -> Response {
-    blocking(move || {
-        let query = compile(p.q.as_deref().unwrap_or(""))?;
+    let limits = ctx.limits.clone();
+    blocking(&limits, move |budget| {
+        let query = compile(p.q.as_deref().unwrap_or(""), budget)?;
         let (since, until) = time_bounds(&p.since, &p.until)?;
         let (cursor, limit) = paging(&p.cursor, p.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
         let req = SearchRequest {
@@ -198,6 +293,36 @@ async fn events(
     .await
 }
 
+/// The answer of `GET /api/v1/events/{auditID}`.
+#[derive(Serialize)]
+struct Stages<'a> {
+    #[serde(rename = "auditID")]
+    audit_id: &'a str,
+    stages: Vec<Stage>,
+}
+
+/// One stored stage with its exact bytes and inclusion proof.
+#[derive(Serialize)]
+struct Stage {
+    seq: u64,
+    time: String,
+    cluster: String,
+    event: Box<RawValue>,
+    proof: Proof,
+}
+
+/// An inclusion proof as the console checks it.
+#[derive(Serialize)]
+struct Proof {
+    leaf_index: u64,
+    tree_size: u64,
+    leaf_hash: String,
+    leaf_data: String,
+    hashes: Vec<String>,
+    root: String,
+    checkpoint: Option<String>,
+}
+
 /// `GET /api/v1/events/{auditID}`: every stored stage of one request, each
 /// with its inclusion proof against the latest checkpoint covering it.
 async fn event_stages(
@@ -205,13 +330,14 @@ async fn event_stages(
     _caller: Reader,
     Path(audit_id): Path<String>,
 ) -> Response {
-    blocking(move || {
+    let limits = ctx.limits.clone();
+    blocking(&limits, move |budget| {
         if audit_id.is_empty() || audit_id.len() > 256 {
             return Err(bad("auditID must be 1 to 256 characters"));
         }
         let mut q = Vec::new();
         push_str(&mut q, &audit_id);
-        let query = compile(&format!("auditid={}", String::from_utf8_lossy(&q)))?;
+        let query = compile(&format!("auditid={}", String::from_utf8_lossy(&q)), budget)?;
         let mut req = SearchRequest::new(query, MAX_STAGES);
         req.reverse = true;
         let page = ctx.backend.search(&req).map_err(index_error)?;
@@ -246,25 +372,39 @@ async fn event_stages(
                 .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
             let root = LogReader::root(ctx.store.as_ref(), tree_size)
                 .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-            let event: serde_json::Value = serde_json::from_slice(&h.event)
-                .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-            stages.push(json!({
-                "seq": h.seq,
-                "time": MicroTime(h.time).to_string(),
-                "cluster": h.cluster,
-                "event": event,
-                "proof": {
-                    "leaf_index": h.seq,
-                    "tree_size": tree_size,
-                    "leaf_hash": base64_encode(&leaf_hash),
-                    "leaf_data": base64_encode(&leaf_data),
-                    "hashes": proof.iter().map(|p| base64_encode(p)).collect::<Vec<_>>(),
-                    "root": base64_encode(&root),
-                    "checkpoint": note,
+            // The exact stored bytes, spliced in as they are: re-parsing
+            // them into a `Value` would fail on deep (but valid) events.
+            let event = String::from_utf8(h.event.clone())
+                .ok()
+                .and_then(|s| RawValue::from_string(s).ok())
+                .ok_or_else(|| {
+                    error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("record {} does not hold a JSON event", h.seq),
+                    )
+                })?;
+            stages.push(Stage {
+                seq: h.seq,
+                time: MicroTime(h.time).to_string(),
+                cluster: h.cluster.clone(),
+                event,
+                proof: Proof {
+                    leaf_index: h.seq,
+                    tree_size,
+                    leaf_hash: base64_encode(&leaf_hash),
+                    leaf_data: base64_encode(&leaf_data),
+                    hashes: proof.iter().map(|p| base64_encode(p)).collect(),
+                    root: base64_encode(&root),
+                    checkpoint: note,
                 },
-            }));
+            });
         }
-        Ok(axum::Json(json!({"auditID": audit_id, "stages": stages})).into_response())
+        let body = serde_json::to_vec(&Stages {
+            audit_id: &audit_id,
+            stages,
+        })
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        Ok(json_bytes(body))
     })
     .await
 }
@@ -319,8 +459,9 @@ async fn stats(
     _caller: Reader,
     QueryParams(p): QueryParams<StatsParams>,
 ) -> Response {
-    blocking(move || {
-        let query = compile(p.q.as_deref().unwrap_or(""))?;
+    let limits = ctx.limits.clone();
+    blocking(&limits, move |budget| {
+        let query = compile(p.q.as_deref().unwrap_or(""), budget)?;
         let (since, until) = time_bounds(&p.since, &p.until)?;
         let mut by = Vec::new();
         for name in
@@ -362,17 +503,31 @@ async fn stats(
                 )));
             }
             let span = match (since, until) {
-                (Some(s), Some(u)) => Some((s, u - 1)),
+                (Some(s), Some(u)) => Some((s, u.saturating_sub(1))),
                 _ => ctx
                     .backend
                     .time_span(&query, since, until)
                     .map_err(index_error)?
-                    .map(|(a, z)| (since.unwrap_or(a), until.map_or(z, |u| u - 1))),
+                    .map(|(a, z)| {
+                        (
+                            since.unwrap_or(a),
+                            until.map_or(z, |u| u.saturating_sub(1)),
+                        )
+                    }),
             };
             if let Some((first, last)) = span {
                 let (width, name) = nice_bucket(last.saturating_sub(first).max(1), n);
-                let from = first.div_euclid(width) * width;
-                let to = (last.div_euclid(width) + 1) * width;
+                // The round edges around the span, when they are representable.
+                let from = first.div_euclid(width).checked_mul(width);
+                let to = last
+                    .div_euclid(width)
+                    .checked_add(1)
+                    .and_then(|k| k.checked_mul(width));
+                let (Some(from), Some(to)) = (from, to) else {
+                    return Err(bad(format!(
+                        "since/until: the time range {first}..{last} µs is too close to the limits of representable time for round buckets"
+                    )));
+                };
                 since = Some(since.map_or(from, |s| s.max(from)));
                 until = Some(until.map_or(to, |u| u.min(to)));
                 every = Some(width);
@@ -428,7 +583,8 @@ async fn history(
     Path(object): Path<String>,
     QueryParams(p): QueryParams<HistoryParams>,
 ) -> Response {
-    blocking(move || {
+    let limits = ctx.limits.clone();
+    blocking(&limits, move |_budget| {
         let (since, until) = time_bounds(&p.since, &p.until)?;
         let target = Target::parse(object.trim_start_matches('/')).map_err(index_error)?;
         let (before, limit) = paging(&p.cursor, p.limit, DEFAULT_HISTORY_LIMIT, MAX_HISTORY)?;
@@ -466,7 +622,8 @@ async fn sessions(
     _caller: Reader,
     QueryParams(p): QueryParams<HistoryParams>,
 ) -> Response {
-    blocking(move || {
+    let limits = ctx.limits.clone();
+    blocking(&limits, move |_budget| {
         let (since, until) = time_bounds(&p.since, &p.until)?;
         let Some(user) = p.user.filter(|u| !u.is_empty()) else {
             return Err(bad(
@@ -504,7 +661,8 @@ async fn field_values(
     Path(field): Path<String>,
     QueryParams(p): QueryParams<ValuesParams>,
 ) -> Response {
-    blocking(move || {
+    let limits = ctx.limits.clone();
+    blocking(&limits, move |_budget| {
         let f = Field::parse(&field).ok_or_else(|| {
             error(
                 StatusCode::NOT_FOUND,

@@ -40,6 +40,8 @@ pub struct ServerConfig {
     pub sinks: Vec<kaudit_sinks::SinkConfig>,
     /// Logging.
     pub log: LogConfig,
+    /// Limits of the query API.
+    pub query: QueryConfig,
 }
 
 impl Default for ServerConfig {
@@ -57,6 +59,29 @@ impl Default for ServerConfig {
             detect: Default::default(),
             sinks: Vec::new(),
             log: LogConfig::default(),
+            query: QueryConfig::default(),
+        }
+    }
+}
+
+/// Limits of the query API (`/api/v1/events`, `stats`, histories, the
+/// console), so no reader can starve the server.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryConfig {
+    /// Time budget of one query; past it the answer is 503 with the reason.
+    #[serde(deserialize_with = "de_duration")]
+    pub timeout: Duration,
+    /// Queries answered at once; more wait up to a second, then get 503
+    /// with `Retry-After`.
+    pub max_concurrent: usize,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        QueryConfig {
+            timeout: crate::api::DEFAULT_QUERY_TIMEOUT,
+            max_concurrent: crate::api::DEFAULT_MAX_CONCURRENT,
         }
     }
 }
@@ -454,6 +479,12 @@ impl ServerConfig {
                 "limits.min_body_rate, max_connections and max_connections_per_ip must be at least 1"
                     .into(),
             );
+        }
+        if self.query.timeout.is_zero() {
+            problems.push("query.timeout must be longer than 0s".into());
+        }
+        if self.query.max_concurrent == 0 {
+            problems.push("query.max_concurrent must be at least 1".into());
         }
         problems
     }

@@ -274,6 +274,7 @@ pub fn build_router(
         store: o.store.clone(),
         backend: o.search.clone(),
         auth: o.auth.clone(),
+        limits: crate::api::QueryLimits::new(cfg.query.timeout, cfg.query.max_concurrent),
     };
     let guard = Arc::new(crate::guard::BrowserGuard {
         check_host: !o.auth.enabled(),

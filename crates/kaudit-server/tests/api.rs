@@ -6,7 +6,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use kaudit_event::MicroTime;
-use kaudit_server::api::{routes, ApiContext, OPENAPI_YAML};
+use kaudit_server::api::{routes, ApiContext, QueryLimits, OPENAPI_YAML};
 use kaudit_server::auth::{Authenticator, Role, TokenConfig};
 use kaudit_store::{Record, Store, StoreOptions};
 use serde_json::Value;
@@ -67,7 +67,7 @@ fn env(events: usize) -> Env {
 }
 
 fn app(e: &Env, auth: Authenticator) -> axum::Router {
-    app_trusting(e, auth, None, None)
+    app_with(e, auth, QueryLimits::default(), None, None)
 }
 
 /// [`app`] with `store.trusted_key` and `store.trusted_checkpoint_dir`.
@@ -77,11 +77,33 @@ fn app_trusting(
     trusted_key: Option<PathBuf>,
     trusted_checkpoint_dir: Option<PathBuf>,
 ) -> axum::Router {
+    app_with(
+        e,
+        auth,
+        QueryLimits::default(),
+        trusted_key,
+        trusted_checkpoint_dir,
+    )
+}
+
+/// [`app`] with other query limits.
+fn app_limited(e: &Env, auth: Authenticator, limits: QueryLimits) -> axum::Router {
+    app_with(e, auth, limits, None, None)
+}
+
+fn app_with(
+    e: &Env,
+    auth: Authenticator,
+    limits: QueryLimits,
+    trusted_key: Option<PathBuf>,
+    trusted_checkpoint_dir: Option<PathBuf>,
+) -> axum::Router {
     let auth = Arc::new(auth);
     let ctx = ApiContext {
         store: e.store.clone(),
         backend: e.backend.clone(),
         auth: auth.clone(),
+        limits,
     };
     routes(ctx.clone())
         .merge(kaudit_server::console::routes(
@@ -657,6 +679,182 @@ async fn console_routes_respect_roles_and_verification_reports_ok() {
 
 fn app_with_open_auth(e: &Env) -> axum::Router {
     app(e, open_auth())
+}
+
+/// Appends one event nested `depth` levels deep in requestObject, with
+/// `audit_id`, and returns its exact bytes.
+fn append_deep(e: &mut Env, audit_id: &str, depth: usize) -> Vec<u8> {
+    let nested = format!("{}1{}", "{\"a\":".repeat(depth), "}".repeat(depth));
+    let event = format!(
+        concat!(
+            r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"RequestResponse","#,
+            r#""auditID":"{}","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/d/configmaps","#,
+            r#""verb":"create","user":{{"username":"deep"}},"sourceIPs":["10.0.0.1"],"#,
+            r#""objectRef":{{"resource":"configmaps","namespace":"d","name":"deep","apiVersion":"v1"}},"#,
+            r#""responseStatus":{{"code":201}},"requestObject":{},"#,
+            r#""requestReceivedTimestamp":"2027-01-15T08:00:00.000000Z","#,
+            r#""stageTimestamp":"2027-01-15T08:00:00.001000Z"}}"#
+        ),
+        audit_id, nested
+    );
+    let mut tx = e.store.transaction().expect("tx");
+    tx.push(&Record {
+        cluster: "deep".into(),
+        received: MicroTime(1_800_000_000_000_000 + e.n),
+        event: event.clone().into_bytes(),
+    })
+    .expect("push");
+    tx.commit().expect("commit");
+    e.n += 1;
+    event.into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deeply_nested_event_is_served_with_its_proof() {
+    let mut e = env(200);
+    let id = "deep-0000-4000-8000-000000000300";
+    let stored = append_deep(&mut e, id, 300);
+    e.backend.catch_up().expect("catch up");
+    e.store.checkpoint().expect("checkpoint");
+    let app = app(&e, open_auth());
+    let (status, ct, body) = get(&app, &format!("/api/v1/events/{id}"), None).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert!(ct.starts_with("application/json"), "{ct}");
+    // The exact stored bytes are in the answer, as JSON (not a string).
+    let text = String::from_utf8(body).expect("utf-8");
+    let stored = String::from_utf8(stored).expect("utf-8");
+    assert!(
+        text.contains(&format!("\"event\":{stored}")),
+        "the event is spliced in verbatim"
+    );
+    assert!(text.starts_with(&format!("{{\"auditID\":\"{id}\",\"stages\":[")));
+    // The proof is there and its leaf holds the event bytes.
+    let at = text.find("\"leaf_data\":\"").expect("leaf_data") + 13;
+    let b64 = &text[at..at + text[at..].find('"').expect("end")];
+    use base64::Engine;
+    let leaf = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .expect("base64");
+    assert!(
+        leaf.windows(stored.len()).any(|w| w == stored.as_bytes()),
+        "leaf_data holds the event"
+    );
+    assert!(
+        text.contains("\"checkpoint\":\""),
+        "checkpoint note present"
+    );
+    // The events listing serves it too.
+    let (status, _, body) = get(&app, "/api/v1/events?q=user%3Ddeep", None).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_bounds_that_would_overflow_are_refused() {
+    let e = env(300);
+    let app = app(&e, open_auth());
+    for uri in [
+        "/api/v1/stats?since=9223372036000s&until=9999-12-31&every=1s",
+        "/api/v1/stats?since=9223372036000s&until=9999-12-31&every=1w",
+        "/api/v1/stats?since=9223372036000s&until=9999-12-31&every=15250284452w",
+        "/api/v1/stats?since=9223372036000s&until=9999-12-31&buckets=10",
+        "/api/v1/stats?since=9223372036854s&until=9999-12-31&buckets=1000",
+        "/api/v1/stats?since=-9223372036000s&buckets=10",
+        "/api/v1/stats?since=9223372036854775807s",
+        "/api/v1/stats?every=9223372036854775807s",
+    ] {
+        let (status, _, body) = get(&app, uri, None).await;
+        let v = json(body);
+        assert!(
+            status == StatusCode::BAD_REQUEST || status == StatusCode::OK,
+            "{uri}: {status} {v}"
+        );
+        if status == StatusCode::BAD_REQUEST {
+            assert_eq!(v["status"], 400, "{uri}: {v}");
+            assert!(v["error"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+        }
+    }
+    // The reported request names what is wrong.
+    let (status, _, body) = get(
+        &app,
+        "/api/v1/stats?since=9223372036000s&until=9999-12-31&every=1s",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let v = json(body);
+    assert!(v["error"].as_str().unwrap_or("").contains("buckets"), "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_queries_are_answered_or_refused_naming_the_limit() {
+    let e = env(300);
+    let app = app(&e, open_auth());
+    // 2,000 bare words, and 2,000 `or` terms: 400 naming the cap.
+    for sep in ["%20", "%20or%20"] {
+        let q = vec!["a"; 2000].join(sep);
+        let (status, _, body) = get(&app, &format!("/api/v1/events?q={q}"), None).await;
+        let v = json(body);
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+        assert!(v["error"].as_str().unwrap_or("").contains("1024"), "{v}");
+        assert!(v["column"].as_u64().is_some(), "{v}");
+    }
+    // 1,024 `or` terms are answered like the short query.
+    let mut terms: Vec<String> = (0..1023).map(|i| format!("user%3Du{i}")).collect();
+    terms.push("verb%3Dget".into());
+    let long = terms.join("%20or%20");
+    let (status, _, body) = get(&app, &format!("/api/v1/events?q={long}&limit=10000"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let long_count = json(body)["count"].clone();
+    let (_, _, body) = get(&app, "/api/v1/events?q=verb%3Dget&limit=10000", None).await;
+    assert_eq!(long_count, json(body)["count"]);
+    let (status, _, _) = get(&app, &format!("/api/v1/stats?q={long}&by=verb"), None).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_have_a_time_budget_and_a_concurrency_bound() {
+    let e = env(300);
+    // A budget spent before the work starts: the index's loops give up.
+    let app = app_limited(
+        &e,
+        open_auth(),
+        QueryLimits::new(std::time::Duration::ZERO, 4),
+    );
+    for uri in [
+        "/api/v1/events?q=verb%3Dget",
+        "/api/v1/stats?by=verb",
+        "/api/v1/stats?q=a&every=1h",
+    ] {
+        let (status, _, body) = get(&app, uri, None).await;
+        let v = json(body);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{uri}: {v}");
+        assert!(
+            v["error"].as_str().unwrap_or("").contains("time budget"),
+            "{uri}: {v}"
+        );
+    }
+    // Every slot taken: 503 with Retry-After, then answered once one frees.
+    let limits = QueryLimits::new(std::time::Duration::from_secs(10), 1);
+    let app = app_limited(&e, open_auth(), limits.clone());
+    let held = limits.try_reserve().expect("a free slot");
+    let resp = app
+        .clone()
+        .oneshot(
+            Request::get("/api/v1/events?q=verb%3Dget")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(resp.headers().get("retry-after").is_some());
+    drop(held);
+    let (status, _, _) = get(&app, "/api/v1/events?q=verb%3Dget", None).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+fn json(body: Vec<u8>) -> Value {
+    serde_json::from_slice(&body).expect("json")
 }
 
 #[tokio::test]

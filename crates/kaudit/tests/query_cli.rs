@@ -219,3 +219,62 @@ fn stats_history_rbac_and_reindex() {
         before
     );
 }
+
+#[test]
+fn query_streams_every_page_up_to_the_limit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, data) = setup(dir.path());
+    // The whole answer in one page.
+    let all = ok(&["query", "--data", &data, "verb=get", "--limit", "0"]);
+    let all: Vec<&str> = all.lines().collect();
+    assert!(all.len() > 40, "enough events to page: {}", all.len());
+    // Small pages: every event once, in the same order, no cursor hint.
+    for page in ["7", "40"] {
+        let out = kaudit(&[
+            "query",
+            "--data",
+            &data,
+            "verb=get",
+            "--limit",
+            "0",
+            "--page-size",
+            page,
+        ]);
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert_eq!(text.lines().collect::<Vec<_>>(), all, "page size {page}");
+        assert!(
+            !String::from_utf8_lossy(&out.stderr).contains("--cursor"),
+            "everything came out"
+        );
+    }
+    // A limit past one page: exactly that many, then a cursor to continue.
+    let out = kaudit(&[
+        "query",
+        "--data",
+        &data,
+        "verb=get",
+        "--limit",
+        "25",
+        "--page-size",
+        "7",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(text.lines().collect::<Vec<_>>(), all[..25].to_vec());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("more results: --cursor"));
+    // One JSON array across pages.
+    let json = ok(&[
+        "query",
+        "--data",
+        &data,
+        "verb=get",
+        "--limit",
+        "0",
+        "--page-size",
+        "7",
+        "-o",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&json).expect("one array");
+    assert_eq!(v.as_array().map(Vec::len), Some(all.len()));
+}

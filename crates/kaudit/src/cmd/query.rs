@@ -5,7 +5,7 @@ use kaudit_event::{Event, MicroTime};
 use kaudit_index::index::Needs;
 use kaudit_index::search::{Cursor, Hit, SearchRequest};
 use kaudit_index::stats::{StatsReport, StatsRequest};
-use kaudit_index::{EmbeddedBackend, Index, SearchBackend};
+use kaudit_index::{search_pages, EmbeddedBackend, Index, SearchBackend};
 use kaudit_query::{parse_time_bound, Field, Query};
 use kaudit_store::{Store, StoreOptions};
 use std::io::{IsTerminal, Write};
@@ -101,9 +101,12 @@ pub struct QueryArgs {
     pub data: DataArgs,
     #[command(flatten)]
     pub time: TimeArgs,
-    /// Most events to print.
+    /// Most events to print (0: all); more than a page is fetched page by page.
     #[arg(long, default_value_t = 100)]
     pub limit: usize,
+    /// Events fetched per page while printing (a test knob).
+    #[arg(long, default_value_t = kaudit_index::search::MAX_LIMIT, hide = true)]
+    pub page_size: usize,
     /// Oldest first.
     #[arg(long)]
     pub reverse: bool,
@@ -139,16 +142,38 @@ pub fn query(a: QueryArgs) -> anyhow::Result<ExitCode> {
         query: q.clone(),
         since,
         until,
-        limit: a.limit,
+        limit: a.page_size,
         cursor,
         reverse: a.reverse,
     };
-    let page = backend.search(&req)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    print_hits(&mut out, format, &page.hits, true)?;
+    // Pages are printed as they come, so any --limit streams in bounded memory.
+    let mut first = true;
+    let mut failed = None;
+    if format == Format::Json {
+        out.write_all(b"[")?;
+    }
+    let walked = search_pages(&backend, &req, a.limit as u64, a.page_size, &mut |hits| {
+        let printed = print_hits(&mut out, format, &hits, first, !first)
+            .and_then(|()| out.flush().map_err(anyhow::Error::from));
+        first = false;
+        match printed {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        }
+    })?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    if format == Format::Json {
+        out.write_all(b"]\n")?;
+    }
     out.flush()?;
-    if let Some(c) = page.next {
+    if let Some(c) = walked.next {
         if !a.follow {
             eprintln!("more results: --cursor {}", c.encode());
         }
@@ -170,16 +195,25 @@ pub fn query(a: QueryArgs) -> anyhow::Result<ExitCode> {
         })?;
         let stdout = std::io::stdout();
         let mut out = stdout.lock();
-        print_hits(&mut out, format, &hits, false)?;
+        if format == Format::Json {
+            out.write_all(b"[")?;
+        }
+        print_hits(&mut out, format, &hits, false, false)?;
+        if format == Format::Json {
+            out.write_all(b"]\n")?;
+        }
         out.flush()?;
     }
 }
 
+/// Prints hits; for `Json` only the items of the array (the caller writes
+/// the brackets), `more` when items were printed before these.
 fn print_hits(
     out: &mut dyn Write,
     format: Format,
     hits: &[Hit],
     header: bool,
+    more: bool,
 ) -> anyhow::Result<()> {
     match format {
         Format::Jsonl => {
@@ -189,14 +223,12 @@ fn print_hits(
             }
         }
         Format::Json => {
-            out.write_all(b"[")?;
             for (i, h) in hits.iter().enumerate() {
-                if i > 0 {
+                if i > 0 || more {
                     out.write_all(b",\n")?;
                 }
                 out.write_all(&h.event)?;
             }
-            out.write_all(b"]\n")?;
         }
         Format::Table | Format::Wide | Format::Csv => {
             let wide = format != Format::Table;
