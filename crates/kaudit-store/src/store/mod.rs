@@ -37,7 +37,7 @@ mod transaction;
 pub use bundle::BundleMeta;
 pub use checkpoint::{read_checkpoints, StoredCheckpoint};
 pub use keys::{load_signer, load_verifier};
-pub use open::{list_segments, OpenReport};
+pub use open::{list_segments, DamageReport, OpenReport};
 pub use options::StoreOptions;
 pub use prune::{read_edge, read_pruned, PruneRecord};
 pub use stat::Stat;
