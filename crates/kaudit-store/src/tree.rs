@@ -135,6 +135,26 @@ impl Tree {
         })
     }
 
+    /// Drops the leaves at and beyond `size` after a failed write: the level
+    /// files are reopened at the group-aligned size below `size` (plus the
+    /// kept edge hashes of a pruned store); the caller pushes the leaves from
+    /// [`Tree::size`] up to `size` again.
+    pub fn rollback(&mut self, size: u64) -> std::io::Result<()> {
+        let edge = self.edge.take();
+        let mut t = Tree::open(&self.dir, self.writable, size.min(self.size))?;
+        if let Some((first, hashes)) = &edge {
+            for (i, h) in hashes.iter().enumerate() {
+                let idx = first + i as u64;
+                if idx >= t.size && idx < size {
+                    t.push(*h)?;
+                }
+            }
+        }
+        t.edge = edge;
+        *self = t;
+        Ok(())
+    }
+
     /// Leaves in the tree.
     pub fn size(&self) -> u64 {
         self.size

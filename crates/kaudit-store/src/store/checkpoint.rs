@@ -131,8 +131,14 @@ impl Store {
         if self.opts.read_only {
             return Ok(None);
         }
-        let end = self.writer.lock().map_err(lock_poison)?.next_seq;
-        self.wait_durable(end)?;
+        let (end, epoch) = {
+            let w = self.writer.lock().map_err(lock_poison)?;
+            (
+                w.next_seq,
+                self.epoch.load(std::sync::atomic::Ordering::SeqCst),
+            )
+        };
+        self.wait_durable(end, epoch)?;
         self.checkpoint()
     }
 }

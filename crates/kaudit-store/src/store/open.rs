@@ -156,21 +156,24 @@ pub fn list_segments(dir: &Path) -> StoreResult<Vec<(u64, PathBuf)>> {
 }
 
 /// Result of scanning one segment's frames.
-struct SegmentScan {
-    header: SegmentHeader,
-    bundles: Vec<segment::BundleHeader>,
-    offsets: Vec<u64>,
+pub(super) struct SegmentScan {
+    pub(super) header: SegmentHeader,
+    pub(super) bundles: Vec<segment::BundleHeader>,
+    pub(super) offsets: Vec<u64>,
     /// End of the last commit marker (or of the header when there is none).
-    committed_end: u64,
-    committed_seq: Option<u64>,
-    file_len: u64,
+    pub(super) committed_end: u64,
+    pub(super) committed_seq: Option<u64>,
+    pub(super) file_len: u64,
     /// A problem that is not a torn tail.
-    corrupt: Option<(u64, String)>,
+    pub(super) corrupt: Option<(u64, String)>,
 }
 
 /// Scans a segment's frames up to the last commit marker. The outer error is
 /// a failed read; the inner one a file that is not a segment (yet).
-fn scan_segment(file: &File, check_crc: bool) -> std::io::Result<Result<SegmentScan, HeaderError>> {
+pub(super) fn scan_segment(
+    file: &File,
+    check_crc: bool,
+) -> std::io::Result<Result<SegmentScan, HeaderError>> {
     let file_len = file.metadata()?.len();
     let mut hb = [0u8; segment::SEGMENT_HEADER];
     if file_len < segment::SEGMENT_HEADER as u64 {
@@ -600,6 +603,7 @@ impl Store {
                 compressor,
                 last_checkpoint: Instant::now(),
                 poisoned: None,
+                last_recovery: None,
                 builder: BundleBuilder::default(),
             }),
             shared: RwLock::new(shared),
@@ -610,6 +614,7 @@ impl Store {
             }),
             synced: Condvar::new(),
             group_cache: Mutex::new(None),
+            epoch: std::sync::atomic::AtomicU64::new(0),
             _lock: lock,
             report,
             opts,
