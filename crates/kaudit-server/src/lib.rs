@@ -26,6 +26,7 @@ pub mod config;
 pub mod console;
 pub mod http;
 pub mod metrics;
+pub mod retention;
 pub mod serve;
 pub mod sinks;
 pub mod tls;

@@ -249,12 +249,19 @@ pub fn build_router(
 ) -> axum::Router {
     let data_dir = cfg.data.clone();
     let min_free = cfg.ingest.min_free_disk;
-    let ready: ReadyCheck = Arc::new(move || match free_disk(&data_dir) {
-        Some(free) if free < min_free => Err(format!(
-            "disk nearly full: {free} bytes free under {}, below the {min_free}-byte minimum",
-            data_dir.display()
-        )),
-        _ => Ok(()),
+    let store = o.store.clone();
+    // Ready means the store can take writes: enough free disk, and a writer
+    // that is not stuck after a failed write (asking it also recovers it
+    // once the disk has room again).
+    let ready: ReadyCheck = Arc::new(move || {
+        match free_disk(&data_dir) {
+            Some(free) if free < min_free => return Err(format!(
+                "disk nearly full: {free} bytes free under {}, below the {min_free}-byte minimum",
+                data_dir.display()
+            )),
+            _ => {}
+        }
+        store.writable()
     });
     let state = AppState::new(
         o.ingestor.clone(),
@@ -279,6 +286,12 @@ pub fn build_router(
         .merge(crate::ui::routes())
         .merge(crate::alerts::routes(&cfg.data, o.auth.clone()))
         .merge(crate::sinks::routes(sink_stats, o.auth.clone()))
+        .merge(crate::retention::routes(
+            o.store.clone(),
+            cfg.store.retention.as_ref().map(|r| r.policy()),
+            o.metrics.clone(),
+            o.auth.clone(),
+        ))
 }
 
 /// Running followers: their threads and their statuses.
@@ -408,6 +421,16 @@ pub fn run(cfg: ServerConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result
     );
     let mut threads = followers.threads;
     threads.push(spawn_housekeeping(&cfg, &opened, watched, &stop));
+    if let Some(r) = &cfg.store.retention {
+        tracing::info!(every = ?r.interval, "retention applied on a schedule");
+        threads.push(crate::retention::spawn_retention(
+            opened.store.clone(),
+            r.policy(),
+            r.interval,
+            opened.metrics.clone(),
+            stop.clone(),
+        ));
+    }
     threads.extend(spawn_sources(&cfg, &opened, opts.sources, &stop)?);
 
     let rt = tokio::runtime::Builder::new_multi_thread()
