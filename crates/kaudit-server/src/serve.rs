@@ -255,10 +255,12 @@ pub fn build_router(
     // once the disk has room again).
     let ready: ReadyCheck = Arc::new(move || {
         match free_disk(&data_dir) {
-            Some(free) if free < min_free => return Err(format!(
+            Some(free) if free < min_free => {
+                return Err(format!(
                 "disk nearly full: {free} bytes free under {}, below the {min_free}-byte minimum",
                 data_dir.display()
-            )),
+            ))
+            }
             _ => {}
         }
         store.writable()
