@@ -11,6 +11,7 @@
 use crate::merkle::{node_hash, root_of_leaves, Hash, NodeSource, TreeError};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Leaves per group: level-8 subtrees.
@@ -76,7 +77,11 @@ impl Tree {
     /// the group-aligned size it could restore (<= trusted).
     pub fn open(dir: &Path, writable: bool, trusted: u64) -> std::io::Result<Tree> {
         if writable {
-            std::fs::create_dir_all(dir)?;
+            std::os::unix::fs::DirBuilderExt::mode(
+                std::fs::DirBuilder::new().recursive(true),
+                0o700,
+            )
+            .create(dir)?;
         }
         let mut levels = Vec::new();
         let mut covered = trusted / GROUP * GROUP;
@@ -188,6 +193,7 @@ impl Tree {
                         .read(true)
                         .write(true)
                         .create(true)
+                        .mode(0o600)
                         .truncate(false)
                         .open(&level.path)?,
                 );

@@ -7,6 +7,7 @@ use super::{lock_poison, paths, Store};
 use crate::{StoreError, StoreResult};
 use std::fs::OpenOptions;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::Instant;
 
@@ -110,6 +111,7 @@ impl Store {
         let mut f = OpenOptions::new()
             .append(true)
             .create(true)
+            .mode(0o600)
             .open(&p)
             .map_err(io_err(p.display()))?;
         f.write_all(&line).map_err(io_err(p.display()))?;

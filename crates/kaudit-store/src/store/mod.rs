@@ -59,6 +59,7 @@ use std::collections::HashSet as StdHashSet;
 use std::fs::{File, OpenOptions};
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering as AtomicOrdering;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
@@ -312,6 +313,7 @@ impl Store {
             .read(true)
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(&path)
             .map_err(io_err(path.display()))?;
         let header = SegmentHeader {

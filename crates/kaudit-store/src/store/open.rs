@@ -20,6 +20,7 @@ use crate::tree::Tree;
 use crate::{StoreError, StoreResult};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Instant;
@@ -250,10 +251,10 @@ impl Store {
         if writable {
             // The signing key comes first: a crash before it exists then
             // leaves an empty directory, never data without a key.
-            std::fs::create_dir_all(dir).map_err(io_err(dir.display()))?;
+            super::files::private_dir(dir)?;
             load_signer(dir, &opts, true)?;
             for d in [paths::segments(dir), paths::tree(dir), dir.join("index")] {
-                std::fs::create_dir_all(&d).map_err(io_err(d.display()))?;
+                super::files::private_dir(&d)?;
             }
         } else if !dir.is_dir() {
             return Err(StoreError::NoStore(dir.to_path_buf()));
@@ -508,6 +509,7 @@ impl Store {
                 .read(true)
                 .write(true)
                 .create(true)
+                .mode(0o600)
                 .truncate(false)
                 .open(&dpath)
                 .map_err(io_err(dpath.display()))?;

@@ -12,7 +12,7 @@ use crate::record::dedupe_key;
 use crate::segment;
 use crate::{StoreError, StoreResult};
 use std::collections::HashSet as StdHashSet;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -61,6 +61,7 @@ impl Store {
             let f = std::fs::OpenOptions::new()
                 .write(true)
                 .create(true)
+                .mode(0o600)
                 .truncate(true)
                 .open(&p)?;
             let chunk = vec![0u8; 64 << 10];
