@@ -1,7 +1,9 @@
 //! Alerts as kept: each with the sequence number of the event that raised it
 //! (which the Merkle tree covers, so an alert can always be proven against
 //! the log), in `<data>/alerts/alerts.jsonl`, fsync'd before the detector's
-//! position moves.
+//! position moves. With encryption at rest on, each line is sealed with the
+//! store's data key ([`AlertLog::sealed`]); the directory is 0700, its files
+//! 0600.
 
 use crate::DetectError;
 use kaudit_rules::Alert;
@@ -9,6 +11,10 @@ use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Associated data alert lines are sealed with.
+const ALERTS_PURPOSE: &str = "kaudit alerts";
 
 /// An alert as kept in the alerts file and served by `GET /api/v1/alerts`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -104,6 +110,28 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> DetectError {
 /// The alerts area: `alerts.jsonl` and the detector's cursor.
 pub struct AlertLog {
     dir: PathBuf,
+    cipher: Option<Arc<kaudit_store::crypt::Cipher>>,
+}
+
+fn make_dir(dir: &Path) -> Result<(), DetectError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| io_err(dir, e))
+}
+
+fn private_file(p: &Path, append: bool) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = OpenOptions::new();
+    o.create(true).mode(0o600);
+    if append {
+        o.append(true);
+    } else {
+        o.write(true).truncate(true);
+    }
+    o.open(p)
 }
 
 impl AlertLog {
@@ -111,7 +139,31 @@ impl AlertLog {
     pub fn new(data: &Path) -> AlertLog {
         AlertLog {
             dir: data.join("alerts"),
+            cipher: None,
         }
+    }
+
+    /// Seals new alert lines with `cipher` (the store's data key), and opens
+    /// sealed ones with it, when given.
+    pub fn sealed(mut self, cipher: Option<Arc<kaudit_store::crypt::Cipher>>) -> AlertLog {
+        self.cipher = cipher;
+        self
+    }
+
+    /// Decodes one line of the alerts file, sealed or plain.
+    pub fn decode_line(&self, line: &[u8]) -> Result<StoredAlert, String> {
+        if line.first() == Some(&b'{') {
+            return serde_json::from_slice(line).map_err(|e| e.to_string());
+        }
+        let text = std::str::from_utf8(line).map_err(|e| e.to_string())?;
+        let c = self
+            .cipher
+            .as_ref()
+            .ok_or("the alert is encrypted: give the store's encryption key")?;
+        let plain = c
+            .open_line(text, ALERTS_PURPOSE)
+            .map_err(|e| e.to_string())?;
+        serde_json::from_slice(&plain).map_err(|e| e.to_string())
     }
 
     /// The alerts file (`alerts.jsonl`), which notifiers follow.
@@ -144,9 +196,9 @@ impl AlertLog {
     /// Makes `next` the detector's position (written, fsync'd, renamed).
     pub fn save_cursor(&self, next: u64) -> Result<(), DetectError> {
         let p = self.cursor_path();
-        std::fs::create_dir_all(&self.dir).map_err(|e| io_err(&self.dir, e))?;
+        make_dir(&self.dir)?;
         let tmp = self.dir.join("cursor.tmp");
-        let mut f = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
+        let mut f = private_file(&tmp, false).map_err(|e| io_err(&tmp, e))?;
         f.write_all(next.to_string().as_bytes())
             .map_err(|e| io_err(&tmp, e))?;
         f.sync_all().map_err(|e| io_err(&tmp, e))?;
@@ -159,16 +211,21 @@ impl AlertLog {
         if alerts.is_empty() {
             return Ok(());
         }
-        std::fs::create_dir_all(&self.dir).map_err(|e| io_err(&self.dir, e))?;
+        make_dir(&self.dir)?;
         let p = self.alerts_path();
-        let mut f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&p)
-            .map_err(|e| io_err(&p, e))?;
+        let mut f = private_file(&p, true).map_err(|e| io_err(&p, e))?;
         let mut buf = Vec::new();
         for a in alerts {
-            serde_json::to_writer(&mut buf, a).map_err(|e| io_err(&p, e))?;
+            match &self.cipher {
+                None => serde_json::to_writer(&mut buf, a).map_err(|e| io_err(&p, e))?,
+                Some(c) => {
+                    let plain = serde_json::to_vec(a).map_err(|e| io_err(&p, e))?;
+                    let line = c
+                        .seal_line(&plain, ALERTS_PURPOSE)
+                        .map_err(|e| io_err(&p, e))?;
+                    buf.extend_from_slice(line.as_bytes());
+                }
+            }
             buf.push(b'\n');
         }
         f.write_all(&buf).map_err(|e| io_err(&p, e))?;
@@ -214,7 +271,7 @@ impl AlertLog {
                 continue;
             }
             // A torn last line after a crash is skipped, not fatal.
-            let Ok(a) = serde_json::from_str::<StoredAlert>(&line) else {
+            let Ok(a) = self.decode_line(line.as_bytes()) else {
                 tracing::warn!(file = %p.display(), line = i + 1, "skipping an unreadable alert line");
                 continue;
             };
@@ -248,5 +305,31 @@ mod tests {
         assert_eq!(log.cursor().unwrap(), 3);
         let all = log.list().unwrap();
         assert_eq!(all.iter().map(|a| a.seq).collect::<Vec<_>>(), [1, 2]);
+    }
+
+    #[test]
+    fn sealed_alert_log_keeps_no_names_in_plain_text_and_private_modes() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let key = [7u8; 32];
+        let cipher = Arc::new(kaudit_store::crypt::Cipher::new(&key));
+        let log = AlertLog::new(dir.path()).sealed(Some(cipher));
+        log.append(&[alert("R", "zed-secret-user", 1)]).unwrap();
+        log.save_cursor(2).unwrap();
+        let raw = std::fs::read(log.alerts_path()).unwrap();
+        assert!(memchr::memmem::find(&raw, b"zed-secret-user").is_none());
+        assert_eq!(
+            log.list().unwrap()[0].output_fields["ka.user.name"],
+            "zed-secret-user"
+        );
+        // Without the key, the sealed line is not readable.
+        assert!(AlertLog::new(dir.path()).list().unwrap().is_empty());
+        let other = Arc::new(kaudit_store::crypt::Cipher::new(&[8u8; 32]));
+        let wrong = AlertLog::new(dir.path()).sealed(Some(other));
+        assert!(wrong.decode_line(raw.trim_ascii_end()).is_err());
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(log.dir()), 0o700);
+        assert_eq!(mode(&log.alerts_path()), 0o600);
+        assert_eq!(mode(&log.dir().join("cursor")), 0o600);
     }
 }

@@ -28,9 +28,18 @@ struct AlertParams {
 
 /// The alerts route over the alert log in the data directory `data`.
 pub fn routes(data: &Path, auth: Arc<Authenticator>) -> Router {
+    routes_sealed(data, None, auth)
+}
+
+/// [`routes`] over an alert log sealed with `cipher` (encryption at rest).
+pub fn routes_sealed(
+    data: &Path,
+    cipher: Option<Arc<kaudit_store::crypt::Cipher>>,
+    auth: Arc<Authenticator>,
+) -> Router {
     let router = Router::new()
         .route("/api/v1/alerts", get(alerts))
-        .with_state(Arc::new(AlertLog::new(data)));
+        .with_state(Arc::new(AlertLog::new(data).sealed(cipher)));
     with_auth(router, auth)
 }
 

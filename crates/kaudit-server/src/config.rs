@@ -286,6 +286,26 @@ pub struct RetentionConfig {
     /// Keep at most this much (`500GiB`).
     #[serde(default, deserialize_with = "de_opt_size")]
     pub max_size: Option<u64>,
+    /// How often `serve` applies the limits (default `1h`).
+    #[serde(
+        default = "default_retention_interval",
+        deserialize_with = "de_duration"
+    )]
+    pub interval: Duration,
+}
+
+fn default_retention_interval() -> Duration {
+    Duration::from_secs(3600)
+}
+
+impl RetentionConfig {
+    /// The limits, as the store applies them.
+    pub fn policy(&self) -> kaudit_store::retention::Retention {
+        kaudit_store::retention::Retention {
+            max_age_secs: self.max_age.map(|d| d.as_secs()),
+            max_size: self.max_size,
+        }
+    }
 }
 
 /// Encryption at rest.
@@ -396,6 +416,16 @@ impl ServerConfig {
                 problems.push(format!(
                     "listen: {l} is not a loopback address; plain HTTP there needs allow_insecure_http: true (use tls.listen instead)"
                 ));
+            }
+        }
+        if let Some(r) = &self.store.retention {
+            if r.interval.is_zero() {
+                problems.push("store.retention.interval: must be more than 0".into());
+            }
+            if r.max_age.is_none() && r.max_size.is_none() {
+                problems.push(
+                    "store.retention: set max_age and/or max_size (or remove retention)".into(),
+                );
             }
         }
         // Authentication fails closed: off loopback, a listener needs credentials.

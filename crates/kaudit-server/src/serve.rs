@@ -21,6 +21,7 @@ use kaudit_sources::{
     EventLog, IngestRecord, Ingestor, Limits, LogError, Source, SourceContext, SourceError,
     Transform,
 };
+use kaudit_store::crypt::Cipher;
 use kaudit_store::{
     run_follower, FedRecord, FollowOptions, Followed, Follower, FollowerStatus, LiveFeed,
     RecordRef, Store, StoreError, StoreOptions,
@@ -191,22 +192,71 @@ pub struct Opened {
     pub search: Arc<EmbeddedBackend>,
     /// Credentials.
     pub auth: Arc<Authenticator>,
+    /// The store's data key when encryption at rest is on: the alerts and
+    /// the quarantine are sealed with it too.
+    pub cipher: Option<Arc<Cipher>>,
+}
+
+/// Seals quarantine lines with the store's data key.
+pub struct QuarantineSealer(pub Arc<Cipher>);
+
+/// Associated data quarantine lines are sealed with.
+const QUARANTINE_PURPOSE: &str = "kaudit quarantine";
+
+impl kaudit_sources::quarantine::LineSealer for QuarantineSealer {
+    fn seal_line(&self, plain: &[u8]) -> Result<String, String> {
+        self.0
+            .seal_line(plain, QUARANTINE_PURPOSE)
+            .map_err(|e| e.to_string())
+    }
+    fn open_line(&self, line: &str) -> Result<Vec<u8>, String> {
+        self.0
+            .open_line(line, QUARANTINE_PURPOSE)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The quarantine of `data`, sealed with `cipher` when given.
+pub fn open_quarantine(
+    data: &Path,
+    cipher: Option<&Arc<Cipher>>,
+) -> Result<Quarantine, QuarantineError> {
+    Quarantine::open_sealed(
+        data,
+        cipher.map(|c| {
+            Arc::new(QuarantineSealer(c.clone())) as Arc<dyn kaudit_sources::quarantine::LineSealer>
+        }),
+    )
 }
 
 /// Opens the store, the quarantine, the ingest pipeline (policy, dedupe,
 /// limits), the search index and the credentials.
 pub fn open_store(cfg: &ServerConfig) -> Result<Opened, ServeError> {
-    std::fs::create_dir_all(&cfg.data).map_err(|source| ServeError::Io {
-        path: cfg.data.clone(),
-        source,
-    })?;
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&cfg.data)
+            .map_err(|source| ServeError::Io {
+                path: cfg.data.clone(),
+                source,
+            })?;
+    }
     let store = Arc::new(Store::open(&cfg.data, store_options(cfg))?);
+    let cipher = match &cfg.store.encryption {
+        Some(e) => Some(Arc::new(
+            Cipher::load(&e.key_file).map_err(StoreError::from)?,
+        )),
+        None => None,
+    };
     for line in store.open_report().describe() {
         tracing::info!(target: "kaudit::store", "{line}");
     }
     let metrics = Arc::new(Metrics::default());
-    let quarantine =
-        Arc::new(Quarantine::open(&cfg.data)?.with_max_bytes(cfg.ingest.max_quarantine));
+    let quarantine = Arc::new(
+        open_quarantine(&cfg.data, cipher.as_ref())?.with_max_bytes(cfg.ingest.max_quarantine),
+    );
     let transform = build_transform(cfg.ingest.policy.as_deref(), cfg.ingest.redact)?;
     let feed = Arc::new(LiveFeed::new(cfg.store.feed_memory as usize));
     let ingestor = Arc::new(Ingestor::new(
@@ -240,6 +290,7 @@ pub fn open_store(cfg: &ServerConfig) -> Result<Opened, ServeError> {
         ingestor,
         search,
         auth,
+        cipher,
     })
 }
 
@@ -252,12 +303,21 @@ pub fn build_router(
 ) -> axum::Router {
     let data_dir = cfg.data.clone();
     let min_free = cfg.ingest.min_free_disk;
-    let ready: ReadyCheck = Arc::new(move || match free_disk(&data_dir) {
-        Some(free) if free < min_free => Err(format!(
-            "disk nearly full: {free} bytes free under {}, below the {min_free}-byte minimum",
-            data_dir.display()
-        )),
-        _ => Ok(()),
+    let store = o.store.clone();
+    // Ready means the store can take writes: enough free disk, and a writer
+    // that is not stuck after a failed write (asking it also recovers it
+    // once the disk has room again).
+    let ready: ReadyCheck = Arc::new(move || {
+        match free_disk(&data_dir) {
+            Some(free) if free < min_free => {
+                return Err(format!(
+                "disk nearly full: {free} bytes free under {}, below the {min_free}-byte minimum",
+                data_dir.display()
+            ))
+            }
+            _ => {}
+        }
+        store.writable()
     });
     let state = AppState::new(
         o.ingestor.clone(),
@@ -294,8 +354,18 @@ pub fn build_router(
             trusted_checkpoint_dir: cfg.store.trusted_checkpoint_dir.clone(),
         }))
         .merge(crate::ui::routes())
-        .merge(crate::alerts::routes(&cfg.data, o.auth.clone()))
+        .merge(crate::alerts::routes_sealed(
+            &cfg.data,
+            o.cipher.clone(),
+            o.auth.clone(),
+        ))
         .merge(crate::sinks::routes(sink_stats, o.auth.clone()))
+        .merge(crate::retention::routes(
+            o.store.clone(),
+            cfg.store.retention.as_ref().map(|r| r.policy()),
+            o.metrics.clone(),
+            o.auth.clone(),
+        ))
         .layer(axum::middleware::from_fn_with_state(
             guard,
             crate::guard::browser_guard,
@@ -333,12 +403,15 @@ pub fn spawn_followers(
         let detector = Detector::new(
             engine,
             &cfg.detect,
-            AlertLog::new(&cfg.data),
+            AlertLog::new(&cfg.data).sealed(o.cipher.clone()),
             o.metrics.clone(),
         )?;
         planned.push((Box::new(detector), drain.clone()));
         for n in AlertNotifier::open_all(&cfg.detect, &cfg.data).map_err(ServeError::Notifier)? {
-            planned.push((Box::new(n), FollowOptions::default()));
+            planned.push((
+                Box::new(n.sealed(o.cipher.clone())),
+                FollowOptions::default(),
+            ));
         }
     }
     for s in sinks {
@@ -429,6 +502,16 @@ pub fn run(cfg: ServerConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result
     );
     let mut threads = followers.threads;
     threads.push(spawn_housekeeping(&cfg, &opened, watched, &stop));
+    if let Some(r) = &cfg.store.retention {
+        tracing::info!(every = ?r.interval, "retention applied on a schedule");
+        threads.push(crate::retention::spawn_retention(
+            opened.store.clone(),
+            r.policy(),
+            r.interval,
+            opened.metrics.clone(),
+            stop.clone(),
+        ));
+    }
     threads.extend(spawn_sources(&cfg, &opened, opts.sources, &stop)?);
 
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -55,6 +55,7 @@ pub struct AlertNotifier {
     output: OutputConfig,
     http: Option<reqwest::blocking::Client>,
     alerts: PathBuf,
+    log: AlertLog,
     cursor_path: PathBuf,
     dead_path: PathBuf,
     cursor: NotifyCursor,
@@ -118,11 +119,19 @@ impl AlertNotifier {
             http,
             alerts: log.alerts_path(),
             dead_path: log.dir().join(format!("{stem}.dead")),
+            log,
             cursor_path,
             cursor,
             throttle: Throttle::new(cfg.throttle, cfg.throttle_key.clone()),
             pending: 0,
         })
+    }
+
+    /// Opens sealed alert lines with `cipher` (the store's data key, when
+    /// encryption at rest is on).
+    pub fn sealed(mut self, cipher: Option<std::sync::Arc<kaudit_store::crypt::Cipher>>) -> Self {
+        self.log = self.log.sealed(cipher);
+        self
     }
 
     fn save(&self) -> Result<(), SinkError> {
@@ -288,7 +297,8 @@ impl Follower for AlertNotifier {
         let mut done = 0u64;
         let mut result = Ok(());
         for raw in lines.iter().take(STEP_ALERTS) {
-            match serde_json::from_slice::<StoredAlert>(raw) {
+            let line = raw.strip_suffix(b"\n").unwrap_or(raw);
+            match self.log.decode_line(line) {
                 Ok(a) if !self.seen(&a) => {
                     let t = a.throttle_time().unwrap_or_else(MicroTime::now);
                     if let Some(held) = self.throttle.admit(&a, t) {

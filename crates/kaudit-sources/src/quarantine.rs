@@ -5,13 +5,26 @@
 //! Layout: `<data>/quarantine/quarantine.jsonl`, one JSON object per item:
 //! `{"id","time","cluster","source","path","reason","raw"}` where `raw` holds
 //! the item's bytes as a string when they are UTF-8 (`raw_base64` otherwise).
+//! With encryption at rest on, each line is sealed instead (a
+//! [`LineSealer`], the store's data key: see `kaudit_server::serve`). The
+//! directory is made 0700 and the file 0600.
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+/// Seals and opens whole lines of a file kept at rest (the store's data key
+/// in `kaudit serve`); this crate comes before the store, so it only knows
+/// the trait.
+pub trait LineSealer: Send + Sync {
+    /// The sealed form of `plain` (one line, no newline in it).
+    fn seal_line(&self, plain: &[u8]) -> Result<String, String>;
+    /// The plain bytes of a sealed line.
+    fn open_line(&self, line: &str) -> Result<Vec<u8>, String>;
+}
 
 /// One quarantined item.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -75,6 +88,14 @@ pub enum QuarantineError {
         /// The cause.
         source: std::io::Error,
     },
+    /// An entry could not be sealed with the encryption key.
+    #[error("quarantine {path}: sealing an entry: {reason}")]
+    Seal {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// Keeping the entries would take the quarantine past its size limit.
     #[error("quarantine {path} is full: it holds {used} bytes and these entries need {need} more, over the {limit}-byte limit (ingest.max_quarantine); export and clear it, or raise the limit")]
     Full {
@@ -104,6 +125,7 @@ pub struct Quarantine {
     path: PathBuf,
     file: Mutex<Appender>,
     max_bytes: u64,
+    sealer: Option<Arc<dyn LineSealer>>,
 }
 
 /// The open file, the entries it holds and its size.
@@ -119,6 +141,21 @@ pub const DEFAULT_MAX_QUARANTINE: u64 = 1 << 30;
 impl Quarantine {
     /// Opens (creating the directory lazily on first write) `<data>/quarantine`.
     pub fn open(data_dir: &Path) -> Result<Quarantine, QuarantineError> {
+        Self::open_sealed(data_dir, None)
+    }
+
+    /// [`Quarantine::open`], sealing every new entry with `sealer` (and
+    /// opening sealed ones with it) when given.
+    pub fn open_sealed(
+        data_dir: &Path,
+        sealer: Option<Arc<dyn LineSealer>>,
+    ) -> Result<Quarantine, QuarantineError> {
+        let mut q = Self::open_plain(data_dir)?;
+        q.sealer = sealer;
+        Ok(q)
+    }
+
+    fn open_plain(data_dir: &Path) -> Result<Quarantine, QuarantineError> {
         let path = data_dir.join("quarantine").join("quarantine.jsonl");
         let (count, bytes) = if path.exists() {
             let f = File::open(&path).map_err(|source| QuarantineError::Io {
@@ -138,6 +175,7 @@ impl Quarantine {
                 bytes,
             }),
             max_bytes: DEFAULT_MAX_QUARANTINE,
+            sealer: None,
         })
     }
 
@@ -168,12 +206,18 @@ impl Quarantine {
         };
         let mut g = self.file.lock().unwrap_or_else(|p| p.into_inner());
         if g.file.is_none() {
+            use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
             if let Some(dir) = self.path.parent() {
-                std::fs::create_dir_all(dir).map_err(io)?;
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(io)?;
             }
             let f = OpenOptions::new()
                 .create(true)
                 .append(true)
+                .mode(0o600)
                 .open(&self.path)
                 .map_err(io)?;
             g.file = Some(f);
@@ -199,7 +243,19 @@ impl Quarantine {
                 raw,
                 raw_base64,
             };
-            serde_json::to_writer(&mut buf, &entry).map_err(|e| io(e.into()))?;
+            match &self.sealer {
+                None => serde_json::to_writer(&mut buf, &entry).map_err(|e| io(e.into()))?,
+                Some(s) => {
+                    let plain = serde_json::to_vec(&entry).map_err(|e| io(e.into()))?;
+                    let line = s
+                        .seal_line(&plain)
+                        .map_err(|reason| QuarantineError::Seal {
+                            path: self.path.clone(),
+                            reason,
+                        })?;
+                    buf.extend_from_slice(line.as_bytes());
+                }
+            }
             buf.push(b'\n');
         }
         let need = buf.len() as u64;
@@ -245,13 +301,21 @@ impl Quarantine {
             if line.trim().is_empty() {
                 continue;
             }
-            out.push(
-                serde_json::from_str(&line).map_err(|e| QuarantineError::Corrupt {
-                    path: self.path.clone(),
-                    line: i as u64 + 1,
-                    reason: e.to_string(),
-                })?,
-            );
+            let corrupt = |reason: String| QuarantineError::Corrupt {
+                path: self.path.clone(),
+                line: i as u64 + 1,
+                reason,
+            };
+            let entry = if line.starts_with('{') {
+                serde_json::from_str(&line).map_err(|e| corrupt(e.to_string()))?
+            } else {
+                let s = self.sealer.as_ref().ok_or_else(|| {
+                    corrupt("the entry is encrypted: give the store's encryption key".into())
+                })?;
+                let plain = s.open_line(&line).map_err(corrupt)?;
+                serde_json::from_slice(&plain).map_err(|e| corrupt(e.to_string()))?
+            };
+            out.push(entry);
         }
         Ok(out)
     }

@@ -142,4 +142,41 @@ impl Cipher {
             )
             .map_err(|_| CryptError::Open)
     }
+
+    /// Seals one line of a line-oriented file kept beside the store (alerts,
+    /// quarantine): `enc1 <key id hex> <base64 of nonce, ciphertext, tag>`,
+    /// with `purpose` (e.g. `kaudit alerts`) bound as associated data.
+    pub fn seal_line(&self, plain: &[u8], purpose: &str) -> Result<String, CryptError> {
+        use base64::Engine;
+        let sealed = self.seal(plain, purpose.as_bytes())?;
+        Ok(format!(
+            "{SEALED_LINE_PREFIX}{} {}",
+            hex::encode(self.id),
+            base64::engine::general_purpose::STANDARD.encode(sealed)
+        ))
+    }
+
+    /// Opens a line [`Cipher::seal_line`] made for the same `purpose`.
+    pub fn open_line(&self, line: &str, purpose: &str) -> Result<Vec<u8>, CryptError> {
+        use base64::Engine;
+        let rest = line
+            .trim_end()
+            .strip_prefix(SEALED_LINE_PREFIX)
+            .ok_or(CryptError::Open)?;
+        let (id, b64) = rest.split_once(' ').ok_or(CryptError::Open)?;
+        if id != hex::encode(self.id) {
+            return Err(CryptError::WrongKey {
+                want: id.chars().take(16).collect(),
+                got: hex::encode(self.id),
+            });
+        }
+        let sealed = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|_| CryptError::Open)?;
+        self.open(&sealed, purpose.as_bytes())
+    }
 }
+
+/// How a line sealed by [`Cipher::seal_line`] starts (plain lines are JSON
+/// objects and start with `{`).
+pub const SEALED_LINE_PREFIX: &str = "enc1 ";

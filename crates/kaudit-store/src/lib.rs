@@ -63,8 +63,8 @@ pub use follow::{
 pub use record::{LeafRef, Record, RecordRef};
 pub use store::{
     list_segments, load_signer, load_verifier, paths, read_checkpoints, read_pruned, Appended,
-    BundleMeta, OpenReport, PruneRecord, Shared, Stat, Store, StoreOptions, StoredCheckpoint,
-    Transaction,
+    BundleMeta, DamageReport, OpenReport, PruneRecord, Shared, Stat, Store, StoreOptions,
+    StoredCheckpoint, Transaction,
 };
 
 use merkle::Hash;
@@ -95,6 +95,12 @@ pub enum StoreError {
     /// Stored data is damaged or inconsistent.
     #[error("store is damaged: {0}")]
     Corrupt(String),
+    /// A writable open found damage it may not repair (it would cut
+    /// committed or checkpointed records): the file was moved to
+    /// `<data>/damaged/`, never deleted, and the store refuses writes until
+    /// an operator has dealt with it.
+    #[error("store is damaged: {0}")]
+    Damaged(Box<store::DamageReport>),
     /// Stored data did not decode (JSON, record layout, bundle payload,
     /// segment header, signed note).
     #[error("store is damaged: {context}: {source}")]

@@ -11,6 +11,7 @@
 use crate::merkle::{node_hash, root_of_leaves, Hash, NodeSource, TreeError};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Leaves per group: level-8 subtrees.
@@ -76,7 +77,11 @@ impl Tree {
     /// the group-aligned size it could restore (<= trusted).
     pub fn open(dir: &Path, writable: bool, trusted: u64) -> std::io::Result<Tree> {
         if writable {
-            std::fs::create_dir_all(dir)?;
+            std::os::unix::fs::DirBuilderExt::mode(
+                std::fs::DirBuilder::new().recursive(true),
+                0o700,
+            )
+            .create(dir)?;
         }
         let mut levels = Vec::new();
         let mut covered = trusted / GROUP * GROUP;
@@ -135,6 +140,26 @@ impl Tree {
         })
     }
 
+    /// Drops the leaves at and beyond `size` after a failed write: the level
+    /// files are reopened at the group-aligned size below `size` (plus the
+    /// kept edge hashes of a pruned store); the caller pushes the leaves from
+    /// [`Tree::size`] up to `size` again.
+    pub fn rollback(&mut self, size: u64) -> std::io::Result<()> {
+        let edge = self.edge.take();
+        let mut t = Tree::open(&self.dir, self.writable, size.min(self.size))?;
+        if let Some((first, hashes)) = &edge {
+            for (i, h) in hashes.iter().enumerate() {
+                let idx = first + i as u64;
+                if idx >= t.size && idx < size {
+                    t.push(*h)?;
+                }
+            }
+        }
+        t.edge = edge;
+        *self = t;
+        Ok(())
+    }
+
     /// Leaves in the tree.
     pub fn size(&self) -> u64 {
         self.size
@@ -168,6 +193,7 @@ impl Tree {
                         .read(true)
                         .write(true)
                         .create(true)
+                        .mode(0o600)
                         .truncate(false)
                         .open(&level.path)?,
                 );

@@ -254,6 +254,19 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> StoreResult<VerifyReport> {
                 .into(),
         );
     }
+    // Files a writable open moved aside as damaged are part of the evidence.
+    if let Ok(rd) = std::fs::read_dir(paths::damaged(dir)) {
+        let mut found: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+        found.sort();
+        for p in found {
+            rep.problems.push(Finding {
+                seq: None,
+                segment: Some(p),
+                offset: None,
+                what: "moved to damaged/ by an open that found it damaged; its records are missing from the log until an operator restores it".into(),
+            });
+        }
+    }
     let threads = if opts.threads == 0 {
         std::thread::available_parallelism().map_or(2, |n| n.get())
     } else {

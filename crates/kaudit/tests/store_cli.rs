@@ -317,3 +317,85 @@ fn holds_and_prune_from_the_command_line() {
     assert!(!ok);
     assert!(err.contains("no retention policy"), "{err}");
 }
+
+/// Starts `kaudit serve` on a free loopback port with an admin and a reader
+/// token; returns the child and its base URL once /readyz answers.
+fn serve_with_tokens(dir: &Path, data: &Path) -> (std::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = dir.join("kaudit.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen: 127.0.0.1:{port}\ndata: {}\ningest: {{min_free_disk: 0}}\nauth:\n  tokens:\n    - {{name: root, token: admin-token-0123456789, role: admin}}\n    - {{name: viewer, token: reader-token-0123456789, role: reader}}\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kaudit"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return (child, url);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("kaudit serve did not start");
+}
+
+#[test]
+fn prune_beside_a_running_server_asks_the_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let input = tmp.path().join("in.log");
+    std::fs::write(&input, lines(100)).unwrap();
+    assert!(kaudit(&data, &["import", "--no-progress", input.to_str().unwrap()]).0);
+    let (mut child, url) = serve_with_tokens(tmp.path(), &data);
+    let run = |token: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_kaudit"))
+            .args([
+                "prune",
+                "--max-age",
+                "0s",
+                "--server",
+                &url,
+                "--token",
+                token,
+            ])
+            .env("KAUDIT_DATA", &data)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let reader = run("reader-token-0123456789");
+    let admin = run("admin-token-0123456789");
+    let _ = child.kill();
+    let _ = child.wait();
+    // A reader's token is refused by the server.
+    assert!(!reader.0);
+    assert!(reader.2.contains("403"), "{}", reader.2);
+    // The admin's prune runs in the server instead of failing on the LOCK.
+    assert!(admin.0, "{}", admin.2);
+    assert!(admin.2.contains("asking"), "{}", admin.2);
+    assert!(
+        admin.1.contains("records before 0 are pruned"),
+        "{}",
+        admin.1
+    );
+}

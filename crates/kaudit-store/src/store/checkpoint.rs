@@ -7,6 +7,7 @@ use super::{lock_poison, paths, Store};
 use crate::{StoreError, StoreResult};
 use std::fs::OpenOptions;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::Instant;
 
@@ -110,6 +111,7 @@ impl Store {
         let mut f = OpenOptions::new()
             .append(true)
             .create(true)
+            .mode(0o600)
             .open(&p)
             .map_err(io_err(p.display()))?;
         f.write_all(&line).map_err(io_err(p.display()))?;
@@ -131,8 +133,14 @@ impl Store {
         if self.opts.read_only {
             return Ok(None);
         }
-        let end = self.writer.lock().map_err(lock_poison)?.next_seq;
-        self.wait_durable(end)?;
+        let (end, epoch) = {
+            let w = self.writer.lock().map_err(lock_poison)?;
+            (
+                w.next_seq,
+                self.epoch.load(std::sync::atomic::Ordering::SeqCst),
+            )
+        };
+        self.wait_durable(end, epoch)?;
         self.checkpoint()
     }
 }

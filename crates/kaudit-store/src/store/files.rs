@@ -27,6 +27,16 @@ where
     }
 }
 
+/// Creates a directory (and its parents) readable by the owner only (0700).
+pub(crate) fn private_dir(dir: &Path) -> StoreResult<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io_err(dir.display()))
+}
+
 /// Reads a bounded small file.
 pub(crate) fn read_small(path: &Path, limit: u64) -> StoreResult<Vec<u8>> {
     let meta = std::fs::metadata(path).map_err(io_err(path.display()))?;

@@ -4,6 +4,7 @@ use super::files::io_err;
 use super::paths;
 use crate::{StoreError, StoreResult};
 use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// Takes `LOCK` with a non-blocking `flock`; the returned file holds it
@@ -14,6 +15,7 @@ pub(super) fn take_lock(dir: &Path) -> StoreResult<File> {
         .read(true)
         .write(true)
         .create(true)
+        .mode(0o600)
         .truncate(false)
         .open(&p)
         .map_err(io_err(p.display()))?;

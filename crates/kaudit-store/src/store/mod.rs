@@ -12,6 +12,7 @@
 //! * [`proofs`]: the tree view and RFC 6962 proofs;
 //! * [`checkpoint`]: signed checkpoints;
 //! * [`prune`]: retention pruning and the signed prune record;
+//! * [`recover`]: getting the writer back after a failed write (ENOSPC);
 //! * [`stat`]: counts and sizes.
 //!
 //! Submodules build on this module's types, [`options`], [`paths`] and
@@ -31,13 +32,14 @@ mod options;
 pub mod paths;
 mod proofs;
 mod prune;
+mod recover;
 mod stat;
 mod transaction;
 
 pub use bundle::BundleMeta;
 pub use checkpoint::{read_checkpoints, StoredCheckpoint};
 pub use keys::{load_signer, load_verifier};
-pub use open::{list_segments, OpenReport};
+pub use open::{list_segments, DamageReport, OpenReport};
 pub use options::StoreOptions;
 pub use prune::{read_edge, read_pruned, PruneRecord};
 pub use stat::Stat;
@@ -57,7 +59,9 @@ use std::collections::HashSet as StdHashSet;
 use std::fs::{File, OpenOptions};
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering as AtomicOrdering;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Instant;
 
@@ -118,6 +122,8 @@ struct Writer {
     compressor: zstd::bulk::Compressor<'static>,
     last_checkpoint: Instant,
     poisoned: Option<String>,
+    /// When recovery from `poisoned` was last tried (attempts are spaced).
+    last_recovery: Option<Instant>,
     /// Reused between appends so that each batch does not grow (and fault
     /// in) a fresh megabyte-sized buffer.
     builder: BundleBuilder,
@@ -148,6 +154,9 @@ pub struct Store {
     sync: Mutex<SyncState>,
     synced: Condvar,
     group_cache: Mutex<Option<(u64, Vec<Hash>)>>,
+    /// Bumped by every recovery: a write made before it whose records were
+    /// not yet durable was rolled back and must not be acknowledged.
+    epoch: std::sync::atomic::AtomicU64,
     _lock: Option<File>,
     report: OpenReport,
 }
@@ -263,18 +272,17 @@ impl Store {
         for r in records {
             validate_parts(r.cluster, r.event)?;
         }
-        let (range, dups) = {
+        let (range, dups, epoch) = {
             let mut w = self.writer.lock().map_err(lock_poison)?;
-            if let Some(p) = &w.poisoned {
-                return Err(StoreError::Poisoned(p.clone()));
-            }
+            self.recover_if_poisoned(&mut w)?;
             let res = self.write_records(&mut w, records);
             if let Err(e) = &res {
                 w.poisoned = Some(e.to_string());
             }
-            res?
+            let (range, dups) = res?;
+            (range, dups, self.epoch.load(AtomicOrdering::SeqCst))
         };
-        self.wait_durable(range.end)?;
+        self.wait_durable(range.end, epoch)?;
         Ok(Appended {
             seqs: range,
             duplicates: dups,
@@ -305,6 +313,7 @@ impl Store {
             .read(true)
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(&path)
             .map_err(io_err(path.display()))?;
         let header = SegmentHeader {
@@ -340,6 +349,26 @@ impl Store {
         w: &mut Writer,
         records: &[RecordRef<'_>],
     ) -> StoreResult<(Range<u64>, u64)> {
+        let mut inserted: Vec<[u8; 16]> = Vec::new();
+        let dedupe_len = w.dedupe_len;
+        let res = self.write_records_inner(w, records, &mut inserted);
+        if res.is_err() {
+            // Nothing of this batch is acknowledged: its keys must not make
+            // a resend look like a duplicate once the writer recovers.
+            for k in &inserted {
+                w.dedupe.remove(k);
+            }
+            w.dedupe_len = dedupe_len;
+        }
+        res
+    }
+
+    fn write_records_inner(
+        &self,
+        w: &mut Writer,
+        records: &[RecordRef<'_>],
+        inserted: &mut Vec<[u8; 16]>,
+    ) -> StoreResult<(Range<u64>, u64)> {
         let start = w.next_seq;
         let mut dups = 0u64;
         let mut builder = std::mem::take(&mut w.builder);
@@ -363,6 +392,7 @@ impl Store {
                 dups += 1;
                 continue;
             }
+            inserted.push(key);
             new_keys.extend_from_slice(&key);
             w.next_seq += 1;
             if builder.full(&self.opts) {
@@ -417,9 +447,17 @@ impl Store {
     }
 
     /// Blocks until records below `end` are durable, leading a group commit if no one else is.
-    fn wait_durable(&self, end: u64) -> StoreResult<()> {
+    fn wait_durable(&self, end: u64, epoch: u64) -> StoreResult<()> {
         let mut s = self.sync.lock().map_err(lock_poison)?;
         loop {
+            if self.epoch.load(AtomicOrdering::SeqCst) != epoch {
+                // A recovery ran since this write: it may have been rolled
+                // back, so it is not acknowledged (a resend is deduplicated
+                // if it did survive).
+                return Err(StoreError::Poisoned(
+                    "the write was rolled back while the store recovered from a write error; send it again".into(),
+                ));
+            }
             if s.durable >= end {
                 return Ok(());
             }
@@ -448,8 +486,22 @@ impl Store {
         }
     }
 
-    /// Writes a commit marker for everything written so far and fdatasyncs.
+    /// Writes a commit marker for everything written so far and fdatasyncs;
+    /// a failure poisons the writer (the next write or health check
+    /// recovers it).
     fn commit_written(&self) -> StoreResult<u64> {
+        let res = self.commit_written_inner();
+        if let Err(e) = &res {
+            if let Ok(mut w) = self.writer.lock() {
+                if w.poisoned.is_none() {
+                    w.poisoned = Some(e.to_string());
+                }
+            }
+        }
+        res
+    }
+
+    fn commit_written_inner(&self) -> StoreResult<u64> {
         let (file, target) = {
             let mut w = self.writer.lock().map_err(lock_poison)?;
             let target = w.next_seq;

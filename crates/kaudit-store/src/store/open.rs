@@ -20,6 +20,7 @@ use crate::tree::Tree;
 use crate::{StoreError, StoreResult};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Instant;
@@ -48,6 +49,93 @@ impl OpenReport {
     }
 }
 
+/// Damage a writable open found and would not repair, because repairing it
+/// would cut committed or checkpointed records: where it is, what is wrong,
+/// which kept checkpoints signed records in that file, and where the file
+/// was moved (it is never deleted).
+#[derive(Clone, Debug)]
+pub struct DamageReport {
+    /// The damaged file, where it was found.
+    pub file: PathBuf,
+    /// Byte offset of the first problem in it.
+    pub offset: u64,
+    /// What is wrong.
+    pub what: String,
+    /// Where the file now is (under `<data>/damaged/`), when it was moved.
+    pub moved_to: Option<PathBuf>,
+    /// Sizes of the kept checkpoints that signed records in this file.
+    pub covering: Vec<u64>,
+}
+
+impl std::fmt::Display for DamageReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} at offset {}: {}",
+            self.file.display(),
+            self.offset,
+            self.what
+        )?;
+        if self.covering.is_empty() {
+            f.write_str("; no kept checkpoint signed records in it")?;
+        } else {
+            let sizes: Vec<String> = self.covering.iter().map(u64::to_string).collect();
+            write!(
+                f,
+                "; signed by the kept checkpoints of tree size {}",
+                sizes.join(", ")
+            )?;
+        }
+        if let Some(m) = &self.moved_to {
+            write!(f, "; moved to {} (not deleted)", m.display())?;
+        }
+        f.write_str(
+            "; writes are refused until the files under damaged/ are restored or removed by an operator; run `kaudit verify` for details",
+        )
+    }
+}
+
+/// Moves a damaged file into `<data>/damaged/` (made 0700), under its name
+/// plus the time, and syncs both directories.
+fn move_aside(dir: &Path, path: &Path) -> StoreResult<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let d = paths::damaged(dir);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&d)
+        .map_err(io_err(d.display()))?;
+    let name = path
+        .file_name()
+        .map_or_else(|| "segment".into(), |n| n.to_string_lossy().to_string());
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ");
+    let to = d.join(format!("{name}.{stamp}"));
+    std::fs::rename(path, &to).map_err(io_err(path.display()))?;
+    for p in [d.as_path(), path.parent().unwrap_or(dir)] {
+        if let Ok(f) = File::open(p) {
+            let _ = f.sync_all();
+        }
+    }
+    Ok(to)
+}
+
+/// Files left under `<data>/damaged/` by an earlier open.
+fn damaged_entries(dir: &Path) -> StoreResult<Vec<PathBuf>> {
+    let d = paths::damaged(dir);
+    match std::fs::read_dir(&d) {
+        Ok(rd) => {
+            let mut out = Vec::new();
+            for e in rd {
+                out.push(e.map_err(io_err(d.display()))?.path());
+            }
+            out.sort();
+            Ok(out)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(io_err(d.display())(e)),
+    }
+}
+
 /// Lists segment files in sequence order.
 pub fn list_segments(dir: &Path) -> StoreResult<Vec<(u64, PathBuf)>> {
     let sdir = paths::segments(dir);
@@ -69,21 +157,24 @@ pub fn list_segments(dir: &Path) -> StoreResult<Vec<(u64, PathBuf)>> {
 }
 
 /// Result of scanning one segment's frames.
-struct SegmentScan {
-    header: SegmentHeader,
-    bundles: Vec<segment::BundleHeader>,
-    offsets: Vec<u64>,
+pub(super) struct SegmentScan {
+    pub(super) header: SegmentHeader,
+    pub(super) bundles: Vec<segment::BundleHeader>,
+    pub(super) offsets: Vec<u64>,
     /// End of the last commit marker (or of the header when there is none).
-    committed_end: u64,
-    committed_seq: Option<u64>,
-    file_len: u64,
+    pub(super) committed_end: u64,
+    pub(super) committed_seq: Option<u64>,
+    pub(super) file_len: u64,
     /// A problem that is not a torn tail.
-    corrupt: Option<(u64, String)>,
+    pub(super) corrupt: Option<(u64, String)>,
 }
 
 /// Scans a segment's frames up to the last commit marker. The outer error is
 /// a failed read; the inner one a file that is not a segment (yet).
-fn scan_segment(file: &File, check_crc: bool) -> std::io::Result<Result<SegmentScan, HeaderError>> {
+pub(super) fn scan_segment(
+    file: &File,
+    check_crc: bool,
+) -> std::io::Result<Result<SegmentScan, HeaderError>> {
     let file_len = file.metadata()?.len();
     let mut hb = [0u8; segment::SEGMENT_HEADER];
     if file_len < segment::SEGMENT_HEADER as u64 {
@@ -121,8 +212,12 @@ fn scan_segment(file: &File, check_crc: bool) -> std::io::Result<Result<SegmentS
             Err(FrameProblem::Incomplete) => break,
             Err(FrameProblem::Corrupt(why)) => {
                 // Complete garbage after the last commit is a torn tail only if
-                // no valid commit marker follows it.
-                if commit_marker_after(file, off, file_len)? {
+                // no valid commit marker follows it. A complete commit marker
+                // with a bad checksum is damage, never a torn write: cutting
+                // there would drop records that were acknowledged.
+                let mut magic = [0u8; 4];
+                file.read_exact_at(&mut magic, off)?;
+                if &magic == b"KCM1" || commit_marker_after(file, off, file_len)? {
                     scan.corrupt = Some((off, why));
                 }
                 break;
@@ -156,10 +251,10 @@ impl Store {
         if writable {
             // The signing key comes first: a crash before it exists then
             // leaves an empty directory, never data without a key.
-            std::fs::create_dir_all(dir).map_err(io_err(dir.display()))?;
+            super::files::private_dir(dir)?;
             load_signer(dir, &opts, true)?;
             for d in [paths::segments(dir), paths::tree(dir), dir.join("index")] {
-                std::fs::create_dir_all(&d).map_err(io_err(d.display()))?;
+                super::files::private_dir(&d)?;
             }
         } else if !dir.is_dir() {
             return Err(StoreError::NoStore(dir.to_path_buf()));
@@ -185,9 +280,42 @@ impl Store {
             Some(p) => Some(Cipher::load(p)?),
             None => None,
         };
+        if writable {
+            if let Some(first) = damaged_entries(dir)?.into_iter().next() {
+                return Err(StoreError::Damaged(Box::new(DamageReport {
+                    file: first,
+                    offset: 0,
+                    what: "moved aside by an earlier open that found it damaged".into(),
+                    moved_to: None,
+                    covering: Vec::new(),
+                })));
+            }
+        }
         let pruned = read_pruned(dir, &verifier)?;
         let first_seq = pruned.as_ref().map_or(0, |p| p.before);
         let mut report = OpenReport::default();
+        let (checkpoints, good_len) = read_checkpoints(dir)?;
+        let newest_cp = checkpoints.last().map_or(0, |c| c.size);
+        let covering = |from: u64| -> Vec<u64> {
+            checkpoints
+                .iter()
+                .map(|c| c.size)
+                .filter(|&n| n > from)
+                .collect()
+        };
+        let damaged = |path: &Path, offset: u64, what: String, from: u64| -> StoreError {
+            let moved_to = match move_aside(dir, path) {
+                Ok(p) => Some(p),
+                Err(e) => return e,
+            };
+            StoreError::Damaged(Box::new(DamageReport {
+                file: path.to_path_buf(),
+                offset,
+                what,
+                moved_to,
+                covering: covering(from),
+            }))
+        };
 
         // Segments.
         let mut seg_list = list_segments(dir)?;
@@ -213,12 +341,21 @@ impl Store {
             let scan = match scan {
                 Ok(s) => s,
                 Err(why) if last && writable => {
-                    // A segment created just before a crash, with no committed data.
                     let len = file.metadata().map_err(io_err(path.display()))?.len();
-                    std::fs::remove_file(&path).map_err(io_err(path.display()))?;
-                    report.cut.push((path.clone(), 0, len));
-                    let _ = why;
-                    continue;
+                    if len <= segment::SEGMENT_HEADER as u64 && name_seq >= newest_cp {
+                        // A segment created just before a crash: a torn
+                        // header and nothing after it.
+                        std::fs::remove_file(&path).map_err(io_err(path.display()))?;
+                        report.cut.push((path.clone(), 0, len));
+                        continue;
+                    }
+                    drop(file);
+                    return Err(damaged(
+                        &path,
+                        0,
+                        format!("{why}, with {len} bytes in the file"),
+                        name_seq,
+                    ));
                 }
                 Err(why) if last => {
                     let _ = why;
@@ -227,6 +364,10 @@ impl Store {
                 Err(why) => return Err(undecodable(path.display(), why)),
             };
             if let Some((off, why)) = &scan.corrupt {
+                if last && writable {
+                    drop(file);
+                    return Err(damaged(&path, *off, why.clone(), scan.header.first_seq));
+                }
                 return Err(StoreError::Corrupt(format!(
                     "{}:{off}: {why}; run `kaudit verify` for details",
                     path.display()
@@ -252,6 +393,18 @@ impl Store {
             }
             if last && scan.committed_end < scan.file_len {
                 let cut = scan.file_len - scan.committed_end;
+                let keeps = scan.committed_seq.unwrap_or(scan.header.first_seq);
+                if writable && keeps < newest_cp {
+                    drop(file);
+                    return Err(damaged(
+                        &path,
+                        scan.committed_end,
+                        format!(
+                            "unreadable data after the last commit marker; cutting it would leave {keeps} records, below the newest checkpoint's {newest_cp}"
+                        ),
+                        scan.header.first_seq,
+                    ));
+                }
                 if writable {
                     file.set_len(scan.committed_end)
                         .map_err(io_err(path.display()))?;
@@ -301,7 +454,6 @@ impl Store {
         let size = expect;
 
         // Checkpoints.
-        let (checkpoints, good_len) = read_checkpoints(dir)?;
         if writable {
             let p = paths::checkpoints(dir);
             if let Ok(m) = std::fs::metadata(&p) {
@@ -357,6 +509,7 @@ impl Store {
                 .read(true)
                 .write(true)
                 .create(true)
+                .mode(0o600)
                 .truncate(false)
                 .open(&dpath)
                 .map_err(io_err(dpath.display()))?;
@@ -452,6 +605,7 @@ impl Store {
                 compressor,
                 last_checkpoint: Instant::now(),
                 poisoned: None,
+                last_recovery: None,
                 builder: BundleBuilder::default(),
             }),
             shared: RwLock::new(shared),
@@ -462,6 +616,7 @@ impl Store {
             }),
             synced: Condvar::new(),
             group_cache: Mutex::new(None),
+            epoch: std::sync::atomic::AtomicU64::new(0),
             _lock: lock,
             report,
             opts,

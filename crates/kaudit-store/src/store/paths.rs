@@ -42,3 +42,7 @@ pub fn holds(d: &Path) -> PathBuf {
 pub fn lock(d: &Path) -> PathBuf {
     d.join("LOCK")
 }
+/// Files a writable open found damaged and moved aside instead of cutting.
+pub fn damaged(d: &Path) -> PathBuf {
+    d.join("damaged")
+}

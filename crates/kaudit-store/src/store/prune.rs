@@ -90,6 +90,17 @@ fn sha2_digest(data: &[u8]) -> Hash {
 }
 
 impl Store {
+    /// Applies `retention` now, respecting the legal holds kept in the data
+    /// directory: what `kaudit prune` and the server's schedule both run.
+    pub fn apply_retention(
+        &self,
+        retention: &Retention,
+        dry_run: bool,
+    ) -> StoreResult<PruneOutcome> {
+        let holds = crate::retention::list_holds(&self.dir)?;
+        self.prune(retention, &holds, kaudit_event::MicroTime::now(), dry_run)
+    }
+
     /// Applies retention: deletes whole old segments (never the active one,
     /// never one overlapping a legal hold), keeping the tree verifiable.
     pub fn prune(

@@ -16,14 +16,13 @@ impl Store {
     /// without commit removes everything it wrote.
     pub fn transaction(&self) -> StoreResult<Transaction<'_>> {
         let mut w = self.writer.lock().map_err(lock_poison)?;
-        if let Some(p) = &w.poisoned {
-            return Err(StoreError::Poisoned(p.clone()));
-        }
+        self.recover_if_poisoned(&mut w)?;
         // Make earlier appends durable first so the transaction starts clean.
         if w.marker_seq < w.next_seq {
+            let epoch = self.epoch.load(std::sync::atomic::Ordering::SeqCst);
             drop(w);
             let end = self.writer.lock().map_err(lock_poison)?.next_seq;
-            self.wait_durable(end)?;
+            self.wait_durable(end, epoch)?;
             w = self.writer.lock().map_err(lock_poison)?;
         }
         self.ensure_segment(&mut w)?;

@@ -5,7 +5,7 @@ use anyhow::{bail, Context};
 use kaudit_server::config::ServerConfig;
 use kaudit_sources::quarantine::Quarantine;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -172,6 +172,9 @@ pub enum QuarantineCommand {
         /// JSON lines instead of a table.
         #[arg(short = 'o', long, default_value = "table")]
         output: String,
+        /// The store's encryption key file, to read sealed entries.
+        #[arg(long, env = "KAUDIT_ENCRYPTION_KEY")]
+        encryption_key: Option<PathBuf>,
     },
     /// Print one quarantined item's original bytes.
     Show {
@@ -180,14 +183,32 @@ pub enum QuarantineCommand {
         /// Data directory.
         #[arg(long, env = "KAUDIT_DATA", default_value = "./kaudit-data")]
         data: PathBuf,
+        /// The store's encryption key file, to read sealed entries.
+        #[arg(long, env = "KAUDIT_ENCRYPTION_KEY")]
+        encryption_key: Option<PathBuf>,
     },
+}
+
+fn open_quarantine(data: &Path, key: Option<&Path>) -> anyhow::Result<Quarantine> {
+    let cipher = match key {
+        Some(k) => Some(std::sync::Arc::new(kaudit_store::crypt::Cipher::load(k)?)),
+        None => None,
+    };
+    Ok(kaudit_server::serve::open_quarantine(
+        data,
+        cipher.as_ref(),
+    )?)
 }
 
 /// Runs `kaudit quarantine`.
 pub fn quarantine(c: QuarantineCommand) -> anyhow::Result<ExitCode> {
     match c {
-        QuarantineCommand::List { data, output } => {
-            let q = Quarantine::open(&data)?;
+        QuarantineCommand::List {
+            data,
+            output,
+            encryption_key,
+        } => {
+            let q = open_quarantine(&data, encryption_key.as_deref())?;
             let items = q.list()?;
             if output == "jsonl" || output == "json" {
                 for e in &items {
@@ -211,8 +232,12 @@ pub fn quarantine(c: QuarantineCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        QuarantineCommand::Show { id, data } => {
-            let q = Quarantine::open(&data)?;
+        QuarantineCommand::Show {
+            id,
+            data,
+            encryption_key,
+        } => {
+            let q = open_quarantine(&data, encryption_key.as_deref())?;
             let e = q
                 .list()?
                 .into_iter()

@@ -519,6 +519,35 @@ pub struct PruneArgs {
     /// Show what would go, delete nothing.
     #[arg(long)]
     dry_run: bool,
+    /// When a running `kaudit serve` holds the store, ask it to prune
+    /// (`POST /api/v1/prune`) at this base URL.
+    #[arg(long, env = "KAUDIT_SERVER", default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// Admin token for the server (role admin).
+    #[arg(long, env = "KAUDIT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// CA certificate (PEM) to trust for an https server.
+    #[arg(long)]
+    server_ca: Option<PathBuf>,
+}
+
+/// Prints what a prune removed.
+fn print_pruned(
+    dry_run: bool,
+    removed: impl Iterator<Item = (String, u64, u64, u64)>,
+    stopped: Option<&str>,
+    before: u64,
+) {
+    for (p, lo, hi, bytes) in removed {
+        outln!(
+            "{} {p} (records {lo}..{hi}, {bytes} bytes)",
+            if dry_run { "would delete" } else { "deleted" },
+        );
+    }
+    if let Some(why) = stopped {
+        outln!("kept from there on: {why}");
+    }
+    outln!("records before {before} are pruned");
 }
 
 /// Runs `kaudit prune`.
@@ -533,20 +562,51 @@ pub fn prune(a: PruneArgs) -> anyhow::Result<ExitCode> {
     if ret.max_age_secs.is_none() && ret.max_size.is_none() {
         bail!("no retention policy: set retention.max_age / max_size in the config or pass --max-age / --max-size");
     }
-    let store = a.store.open()?;
-    let holds = retention::list_holds(&a.store.data)?;
-    let out = store.prune(&ret, &holds, kaudit_event::MicroTime::now(), a.dry_run)?;
-    for (p, lo, hi, bytes) in &out.removed {
-        outln!(
-            "{} {} (records {lo}..{hi}, {bytes} bytes)",
-            if a.dry_run { "would delete" } else { "deleted" },
-            p.display()
-        );
+    let store = match Store::open(&a.store.data, a.store.options(false)?) {
+        Ok(s) => s,
+        Err(StoreError::Locked(_)) => {
+            // A running server holds the store: it prunes on our behalf.
+            eprintln!(
+                "the store is held by a running kaudit serve; asking {} to prune",
+                a.server
+            );
+            let req = kaudit_server::retention::PruneRequest {
+                max_age: ret.max_age_secs.map(|s| format!("{s}s")),
+                max_size: ret.max_size.map(|n| n.to_string()),
+                dry_run: a.dry_run,
+            };
+            let r = kaudit_server::retention::request_prune(
+                &a.server,
+                a.token.as_deref(),
+                a.server_ca.as_deref(),
+                &req,
+            )?;
+            print_pruned(
+                r.dry_run,
+                r.removed
+                    .into_iter()
+                    .map(|s| (s.segment, s.first_seq, s.end_seq, s.bytes)),
+                r.stopped.as_deref(),
+                r.before,
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("opening store {}", a.store.data.display()))
+        }
+    };
+    for line in store.open_report().describe() {
+        eprintln!("{line}");
     }
-    if let Some(why) = &out.stopped {
-        outln!("kept from there on: {why}");
-    }
-    outln!("records before {} are pruned", out.before);
+    let out = store.apply_retention(&ret, a.dry_run)?;
+    print_pruned(
+        a.dry_run,
+        out.removed
+            .iter()
+            .map(|(p, lo, hi, b)| (p.display().to_string(), *lo, *hi, *b)),
+        out.stopped.as_deref(),
+        out.before,
+    );
     store.close()?;
     Ok(ExitCode::SUCCESS)
 }
