@@ -332,18 +332,12 @@ impl SinkConfig {
                 files.extend(o.ca_file.iter());
             }
             SinkKind::Nats(nc) => {
-                if crate::nats::parse_url(&nc.url).is_none() {
-                    p.push(format!(
-                        "sink {n:?}: url {:?} must be nats://host:port",
-                        nc.url
-                    ));
-                }
-                if nc.subject.is_empty() || nc.subject.contains([' ', '\t', '\r', '\n', '*', '>']) {
-                    p.push(format!(
-                        "sink {n:?}: subject {:?} must be a plain NATS subject",
-                        nc.subject
-                    ));
-                }
+                p.extend(
+                    nc.problems()
+                        .into_iter()
+                        .map(|m| format!("sink {n:?}: {m}")),
+                );
+                files.extend(nc.files());
             }
         }
         for f in files {

@@ -37,7 +37,8 @@ fn pki() -> Pki {
         .unwrap();
     let client_key = rcgen::KeyPair::generate().unwrap();
     let mut cp = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    cp.distinguished_name.push(rcgen::DnType::CommonName, "kaudit");
+    cp.distinguished_name
+        .push(rcgen::DnType::CommonName, "kaudit");
     let client = cp.signed_by(&client_key, &issuer).unwrap();
     Pki {
         ca: ca.pem(),
@@ -56,10 +57,12 @@ fn mtls_hec(p: &Pki) -> (u16, Seen) {
     for c in rustls_pemfile::certs(&mut p.ca.as_bytes()) {
         roots.add(c.unwrap()).unwrap();
     }
-    let verifier =
-        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .build()
-            .unwrap();
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
     let certs: Vec<_> = rustls_pemfile::certs(&mut p.server.0.as_bytes())
         .map(Result::unwrap)
         .collect();
@@ -186,12 +189,17 @@ fn hec_behind_mutual_tls_takes_events_only_with_the_client_certificate() {
     let with_cert = dir.path().join("with-cert");
     std::fs::create_dir_all(&with_cert).unwrap();
     let run = run_sink(sink(&with_cert, port, &p, true), &with_cert, store.clone());
-    wait_until(20, "all events acknowledged", || run.stats.snapshot().cursor == 3);
+    wait_until(20, "all events acknowledged", || {
+        run.stats.snapshot().cursor == 3
+    });
     run.stop();
     let got = seen.lock().unwrap().0.clone();
     assert_eq!(got.len(), 1, "one batch");
     let (head, body) = &got[0];
-    assert!(head.starts_with("POST /services/collector/event HTTP/1.1\r\n"), "{head}");
+    assert!(
+        head.starts_with("POST /services/collector/event HTTP/1.1\r\n"),
+        "{head}"
+    );
     assert!(
         head.to_ascii_lowercase()
             .contains("authorization: splunk 00000000-aaaa-bbbb-cccc-000000000000\r\n"),
@@ -219,6 +227,11 @@ fn half_a_client_identity_is_a_config_error() {
             ..Default::default()
         }),
     );
-    let err = kaudit_sinks::Sink::new(cfg, dir.path()).err().expect("refused");
-    assert!(err.to_string().contains("client_cert and client_key"), "{err}");
+    let err = kaudit_sinks::Sink::new(cfg, dir.path())
+        .err()
+        .expect("refused");
+    assert!(
+        err.to_string().contains("client_cert and client_key"),
+        "{err}"
+    );
 }
