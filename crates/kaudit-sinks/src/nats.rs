@@ -334,7 +334,7 @@ impl Nats {
                     }
                     ConnectErrorKind::Tls => TLS_HINT,
                     // rustls' verdicts on certificates arrive as I/O errors.
-                    _ if e.to_string().contains("certificate") => TLS_HINT,
+                    _ if e.to_string().to_lowercase().contains("certificate") => TLS_HINT,
                     _ => "",
                 };
                 return Err(terr(format!("connecting to {shown}: {e}{hint}")));

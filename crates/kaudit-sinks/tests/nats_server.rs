@@ -263,7 +263,7 @@ fn tls_server_takes_events_with_its_ca_and_a_client_certificate() {
         ..tls_cfg.clone()
     })
     .expect_err("no client certificate is refused");
-    assert!(err.contains("nats"), "{err}");
+    assert!(err.contains("TLS") && err.contains("client_cert"), "{err}");
 
     // `tls: true` with a nats:// URL is TLS too.
     deliver_one(NatsConfig {
@@ -377,4 +377,33 @@ fn failover_to_the_second_url_when_the_first_is_down() {
         stream_messages(port),
         vec![(EVENT_ID.to_string(), EVENT.as_bytes().to_vec())]
     );
+}
+
+#[test]
+fn an_idle_connection_closed_by_the_server_is_replaced_without_loss_or_duplicates() {
+    // The client's connection task runs only while the sink delivers (its
+    // runtime is driven by the sink's thread), so an idle sink does not
+    // answer the server's PINGs: with a 1s ping interval and one ping
+    // outstanding at most, the server drops it while idle.
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _nats = start_nats_with(dir.path(), port, "ping_interval: \"1s\"\nping_max: 1");
+    let store = open_store(dir.path());
+    let events = generated(20, 5);
+    append(&store, "c1", &events[..10]);
+    let mut cfg = SinkConfig::new("js", SinkKind::Nats(nats_cfg(port)));
+    cfg.timeout = Duration::from_secs(3);
+    cfg.backoff_max = Duration::from_millis(500);
+    let run = run_sink(cfg, dir.path(), store.clone());
+    wait_until(20, "first half acknowledged", || run.stats.snapshot().cursor == 10);
+    std::thread::sleep(Duration::from_secs(4));
+    append(&store, "c1", &events[10..]);
+    wait_until(30, "second half acknowledged", || {
+        run.stats.snapshot().cursor == 20
+    });
+    run.stop();
+    let msgs = stream_messages(port);
+    let want: Vec<String> = events.iter().map(|l| dedupe_id(l)).collect();
+    let got: Vec<String> = msgs.into_iter().map(|(id, _)| id).collect();
+    assert_eq!(got, want, "every event once, in order");
 }

@@ -1,56 +1,20 @@
-//! `type: nats`: publishes each event to a NATS JetStream subject with the
-//! `Nats-Msg-Id` header set to `auditID-Stage`, and waits for JetStream's
-//! publish acknowledgement of every message before the batch counts as
-//! delivered. JetStream drops a message whose ID it saw within the stream's
-//! duplicate window (2 minutes by default), so a batch sent again after a
-//! lost acknowledgement is stored once.
+//! The benchmark baseline only: kaudit's former NATS JetStream sink, a
+//! small hand-written client of the NATS text protocol (no TLS, token and
+//! user/password only), kept exactly as it was before the sink moved to
+//! `async-nats`, so `forward_bench nats-old` measures the old client in the
+//! same run as the new one. Not part of the library.
 //!
-//! A small client of the NATS text protocol (INFO/CONNECT/PING/PONG, SUB,
-//! PUB, HPUB, MSG, HMSG) written for this: publishing with headers and
-//! reading acknowledgements on an inbox is all a sink needs, and it keeps the
-//! sink synchronous like the others. The batch is pipelined (every message
-//! written, then the acknowledgements read). A checkpoint is a message on the
-//! same subject with `Nats-Msg-Id: checkpoint-<size>`, a
-//! `Kaudit-Checkpoint: <size>` header and the note as payload.
+//! It publishes each event with `Nats-Msg-Id: auditID-Stage`, pipelined
+//! (every message written, then the acknowledgements read).
+#![allow(dead_code)]
 
-use crate::{Checkpoint, Delivery, Destination, Outgoing, SinkError};
-use serde::Deserialize;
+use kaudit_sinks::nats::NatsConfig;
+use kaudit_sinks::{Checkpoint, Delivery, Destination, Outgoing, SinkError};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
-
-/// `type: nats`.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct NatsConfig {
-    /// `nats://host:port`.
-    pub url: String,
-    /// Subject to publish to.
-    pub subject: String,
-    /// JetStream stream; created (on `subject`) when missing.
-    pub stream: Option<String>,
-    /// Auth token.
-    pub token: Option<String>,
-    /// User name.
-    pub user: Option<String>,
-    /// Password.
-    pub password: Option<String>,
-}
-
-impl Default for NatsConfig {
-    fn default() -> Self {
-        NatsConfig {
-            url: "nats://127.0.0.1:4222".into(),
-            subject: String::new(),
-            stream: None,
-            token: None,
-            user: None,
-            password: None,
-        }
-    }
-}
 
 /// Largest message payload the client reads (bounds memory on a bad server).
 const MAX_PAYLOAD: usize = 64 << 20;
@@ -59,7 +23,7 @@ const MAX_PAYLOAD: usize = 64 << 20;
 pub fn parse_url(url: &str) -> Option<String> {
     let rest = url.strip_prefix("nats://").unwrap_or(url);
     let rest = rest.trim_end_matches('/');
-    crate::syslog::split_host_port(rest).map(|_| rest.to_string())
+    kaudit_sinks::syslog::split_host_port(rest).map(|_| rest.to_string())
 }
 
 /// A message to publish: its headers and payload.
@@ -440,23 +404,5 @@ impl Destination for Nats {
                 "nats: checkpoint not acknowledged".into(),
             ))
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls() {
-        assert_eq!(
-            parse_url("nats://127.0.0.1:4222").as_deref(),
-            Some("127.0.0.1:4222")
-        );
-        assert_eq!(
-            parse_url("localhost:4222").as_deref(),
-            Some("localhost:4222")
-        );
-        assert_eq!(parse_url("nats://nohost"), None);
     }
 }
