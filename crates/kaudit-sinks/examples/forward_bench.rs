@@ -75,7 +75,11 @@ fn main() -> Result<(), String> {
         }
         "nats" | "nats-old" => {
             let state = tempfile::tempdir().map_err(|e| e.to_string())?;
-            let stream = if mode == "nats" { "BENCH_NATS" } else { "BENCH_NATS_OLD" };
+            let stream = if mode == "nats" {
+                "BENCH_NATS"
+            } else {
+                "BENCH_NATS_OLD"
+            };
             let nc = NatsConfig {
                 url: url.clone(),
                 subject: format!("kaudit.bench.{}", stream.to_lowercase()),
@@ -107,7 +111,9 @@ fn main() -> Result<(), String> {
             }
             let stored = stream_len(url, stream)?;
             if stored != n {
-                return Err(format!("stream {stream} holds {stored} messages, expected {n}"));
+                return Err(format!(
+                    "stream {stream} holds {stored} messages, expected {n}"
+                ));
             }
             print_rate(mode, n, secs);
             return Ok(());

@@ -459,8 +459,14 @@ mod tests {
         assert!(e.contains("sink \"js\"") && e.contains("tls_ca"), "{e}");
         let s = parse("- name: js\n  type: nats\n  subject: a\n  client_key: /nonexistent/k.pem\n  creds_file: /nonexistent/u.creds\n  token: t\n").unwrap();
         let p = s[0].check().join("\n");
-        assert!(p.contains("sink \"js\": set both client_cert and client_key"), "{p}");
+        assert!(
+            p.contains("sink \"js\": set both client_cert and client_key"),
+            "{p}"
+        );
         assert!(p.contains("/nonexistent/u.creds does not exist"), "{p}");
-        assert!(p.contains("not creds_file and token") || p.contains("not token and creds_file"), "{p}");
+        assert!(
+            p.contains("not creds_file and token") || p.contains("not token and creds_file"),
+            "{p}"
+        );
     }
 }

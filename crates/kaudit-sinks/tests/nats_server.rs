@@ -395,7 +395,9 @@ fn an_idle_connection_closed_by_the_server_is_replaced_without_loss_or_duplicate
     cfg.timeout = Duration::from_secs(3);
     cfg.backoff_max = Duration::from_millis(500);
     let run = run_sink(cfg, dir.path(), store.clone());
-    wait_until(20, "first half acknowledged", || run.stats.snapshot().cursor == 10);
+    wait_until(20, "first half acknowledged", || {
+        run.stats.snapshot().cursor == 10
+    });
     std::thread::sleep(Duration::from_secs(4));
     append(&store, "c1", &events[10..]);
     wait_until(30, "second half acknowledged", || {
