@@ -332,18 +332,12 @@ impl SinkConfig {
                 files.extend(o.ca_file.iter());
             }
             SinkKind::Nats(nc) => {
-                if crate::nats::parse_url(&nc.url).is_none() {
-                    p.push(format!(
-                        "sink {n:?}: url {:?} must be nats://host:port",
-                        nc.url
-                    ));
-                }
-                if nc.subject.is_empty() || nc.subject.contains([' ', '\t', '\r', '\n', '*', '>']) {
-                    p.push(format!(
-                        "sink {n:?}: subject {:?} must be a plain NATS subject",
-                        nc.subject
-                    ));
-                }
+                p.extend(
+                    nc.problems()
+                        .into_iter()
+                        .map(|m| format!("sink {n:?}: {m}")),
+                );
+                files.extend(nc.files());
             }
         }
         for f in files {
@@ -440,5 +434,39 @@ mod tests {
         assert!(p.contains("host:port"), "{p}");
         assert!(p.contains("filter:"), "{p}");
         assert!(p.contains("batch_max_events"), "{p}");
+    }
+
+    #[test]
+    fn nats_tls_and_auth_settings_are_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "x").unwrap();
+        let s = parse(&format!(
+            "- name: js\n  type: nats\n  urls: [tls://a:4222, 'nats://b:4222']\n  subject: kaudit.audit\n  stream: AUDIT\n  ca_file: {}\n  user: u\n  password: p\n",
+            ca.display()
+        ))
+        .unwrap();
+        match &s[0].kind {
+            SinkKind::Nats(n) => {
+                assert_eq!(n.urls, ["tls://a:4222", "nats://b:4222"]);
+                assert!(n.wants_tls());
+                assert_eq!(n.user.as_deref(), Some("u"));
+            }
+            k => panic!("wrong kind {k:?}"),
+        }
+        assert!(s[0].check().is_empty(), "{:?}", s[0].check());
+        let e = parse("- name: js\n  type: nats\n  subject: a\n  tls_ca: x\n").unwrap_err();
+        assert!(e.contains("sink \"js\"") && e.contains("tls_ca"), "{e}");
+        let s = parse("- name: js\n  type: nats\n  subject: a\n  client_key: /nonexistent/k.pem\n  creds_file: /nonexistent/u.creds\n  token: t\n").unwrap();
+        let p = s[0].check().join("\n");
+        assert!(
+            p.contains("sink \"js\": set both client_cert and client_key"),
+            "{p}"
+        );
+        assert!(p.contains("/nonexistent/u.creds does not exist"), "{p}");
+        assert!(
+            p.contains("not creds_file and token") || p.contains("not token and creds_file"),
+            "{p}"
+        );
     }
 }
