@@ -432,7 +432,7 @@ fn scan_tail(scan: &Scan<'_, '_>, f: &mut ScanFn<'_>) -> IndexResult<()> {
     let mut read = 0u64;
     scan.store.read(start..end, &mut |seq, leaf| {
         read += 1;
-        if read % 1024 == 0 {
+        if read.is_multiple_of(1024) {
             if let Err(e) = crate::check_budget(budget) {
                 err = Some(e);
                 return false;

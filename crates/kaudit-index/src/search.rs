@@ -159,7 +159,7 @@ pub fn scan_tail(
     store.read(start..end, &mut |seq, leaf| {
         scan.scanned += 1;
         scan.next = seq + 1;
-        if scan.scanned % BUDGET_EVERY == 0 {
+        if scan.scanned.is_multiple_of(BUDGET_EVERY) {
             if let Err(e) = check_budget(budget) {
                 err = Some(e);
                 return false;
@@ -584,7 +584,7 @@ pub fn for_each_match(
     let mut read = 0u64;
     store.read(start..store.size(), &mut |seq, leaf| {
         read += 1;
-        if read % BUDGET_EVERY == 0 {
+        if read.is_multiple_of(BUDGET_EVERY) {
             if let Err(e) = check_budget(budget) {
                 err = Some(e);
                 return false;

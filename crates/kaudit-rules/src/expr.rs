@@ -283,7 +283,7 @@ fn compile_value(op: Op, rhs: &Rhs) -> Result<Value, ValueError> {
 
 fn decode_hex(s: &str) -> Result<Vec<u8>, ValueError> {
     let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err(ValueError::OddHex(s));
     }
     (0..s.len())

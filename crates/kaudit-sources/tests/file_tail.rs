@@ -612,7 +612,7 @@ fn conformance_lines_come_out_as_the_event_reader_reads_them() {
         seed ^= seed << 17;
         let n = (seed % 3000) as usize + 1;
         let mut end = (at + n).min(all.len());
-        let rotate = seed % 4 == 0;
+        let rotate = seed.is_multiple_of(4);
         if rotate {
             // The writer rotates between lines: finish the current one.
             while end < all.len() && all[end - 1] != b'\n' {
@@ -630,7 +630,7 @@ fn conformance_lines_come_out_as_the_event_reader_reads_them() {
                 w.rotate();
             }
         }
-        if seed % 11 == 0 {
+        if seed.is_multiple_of(11) {
             drop(t);
             t = open(d.path(), 7);
         }
@@ -700,7 +700,7 @@ fn concurrent_writer_and_tailer_agree() {
             None => std::thread::sleep(Duration::from_micros(300)),
         }
         polls += 1;
-        if polls % 97 == 0 {
+        if polls.is_multiple_of(97) {
             drop(t);
             t = open(&dir, 50);
         }

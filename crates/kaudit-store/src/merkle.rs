@@ -91,7 +91,7 @@ pub fn subtree_root(src: &dyn NodeSource, lo: u64, hi: u64) -> Result<Hash, Tree
     if n == 0 {
         return Ok(empty_root());
     }
-    if n.is_power_of_two() && lo % n == 0 {
+    if n.is_power_of_two() && lo.is_multiple_of(n) {
         return src.node(n.trailing_zeros(), lo >> n.trailing_zeros());
     }
     let k = largest_power_of_two_below(n);
