@@ -151,48 +151,9 @@ fn nats_restarted_mid_stream_stores_every_event_exactly_once() {
 }
 
 /// A CA, a server certificate for 127.0.0.1/localhost and a client
-/// certificate, all written as PEM files into `dir`: (ca, cert, key,
-/// client cert, client key).
-struct Pki {
-    ca: std::path::PathBuf,
-    server_cert: std::path::PathBuf,
-    server_key: std::path::PathBuf,
-    client_cert: std::path::PathBuf,
-    client_key: std::path::PathBuf,
-}
-
-fn pki(dir: &Path) -> Pki {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "nats test CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, &ca_key);
-    let server_key = rcgen::KeyPair::generate().unwrap();
-    let server =
-        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .unwrap()
-            .signed_by(&server_key, &issuer)
-            .unwrap();
-    let client_key = rcgen::KeyPair::generate().unwrap();
-    let mut cp = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    cp.distinguished_name
-        .push(rcgen::DnType::CommonName, "kaudit");
-    let client = cp.signed_by(&client_key, &issuer).unwrap();
-    let write = |name: &str, pem: String| {
-        let p = dir.join(name);
-        std::fs::write(&p, pem).unwrap();
-        p
-    };
-    Pki {
-        ca: write("ca.pem", ca.pem()),
-        server_cert: write("server.pem", server.pem()),
-        server_key: write("server-key.pem", server_key.serialize_pem()),
-        client_cert: write("client.pem", client.pem()),
-        client_key: write("client-key.pem", client_key.serialize_pem()),
-    }
+/// certificate, all written as PEM files into `dir`.
+fn pki(dir: &Path) -> PkiFiles {
+    TestPki::new().write_to(dir)
 }
 
 /// Runs a sink with `nc` on one stored event until it either delivers it

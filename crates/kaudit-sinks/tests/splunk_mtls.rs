@@ -13,40 +13,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-struct Pki {
-    ca: String,
-    server: (String, String),
-    client: (String, String),
-}
-
-fn pki() -> Pki {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "splunk test CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, &ca_key);
-    let server_key = rcgen::KeyPair::generate().unwrap();
-    let server = rcgen::CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .signed_by(&server_key, &issuer)
-        .unwrap();
-    let client_key = rcgen::KeyPair::generate().unwrap();
-    let mut cp = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    cp.distinguished_name
-        .push(rcgen::DnType::CommonName, "kaudit");
-    let client = cp.signed_by(&client_key, &issuer).unwrap();
-    Pki {
-        ca: ca.pem(),
-        server: (server.pem(), server_key.serialize_pem()),
-        client: (client.pem(), client_key.serialize_pem()),
-    }
-}
-
 /// A HEC endpoint that requires a client certificate signed by the CA.
-fn mtls_hec(p: &Pki) -> (u16, Arc<Mutex<HttpsSeen>>) {
+fn mtls_hec(p: &TestPki) -> (u16, Arc<Mutex<HttpsSeen>>) {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_pemfile::certs(&mut p.ca.as_bytes()) {
@@ -73,7 +41,7 @@ fn mtls_hec(p: &Pki) -> (u16, Arc<Mutex<HttpsSeen>>) {
     serve_https(Arc::new(cfg), br#"{"text":"Success","code":0}"#)
 }
 
-fn sink(dir: &Path, port: u16, p: &Pki, with_client_cert: bool) -> SinkConfig {
+fn sink(dir: &Path, port: u16, p: &TestPki, with_client_cert: bool) -> SinkConfig {
     let ca = dir.join("ca.pem");
     std::fs::write(&ca, &p.ca).unwrap();
     let (cert, key) = (dir.join("client.pem"), dir.join("client-key.pem"));
@@ -98,7 +66,7 @@ fn sink(dir: &Path, port: u16, p: &Pki, with_client_cert: bool) -> SinkConfig {
 
 #[test]
 fn hec_behind_mutual_tls_takes_events_only_with_the_client_certificate() {
-    let p = pki();
+    let p = TestPki::new();
     let (port, seen) = mtls_hec(&p);
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(&dir.path().join("store"));

@@ -412,3 +412,69 @@ pub fn serve_https(
     });
     (port, seen)
 }
+
+/// A test CA with a server certificate (localhost, 127.0.0.1) and a client
+/// certificate (CN kaudit) it signed, as PEM.
+#[allow(dead_code)]
+pub struct TestPki {
+    pub ca: String,
+    pub server: (String, String),
+    pub client: (String, String),
+}
+
+/// [`TestPki`] written to files: (ca, server cert, server key, client cert, client key).
+#[allow(dead_code)]
+pub struct PkiFiles {
+    pub ca: std::path::PathBuf,
+    pub server_cert: std::path::PathBuf,
+    pub server_key: std::path::PathBuf,
+    pub client_cert: std::path::PathBuf,
+    pub client_key: std::path::PathBuf,
+}
+
+#[allow(dead_code)]
+impl TestPki {
+    /// Makes a fresh CA and the two certificates.
+    pub fn new() -> TestPki {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "kaudit test CA");
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, &ca_key);
+        let server_key = rcgen::KeyPair::generate().unwrap();
+        let server =
+            rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+                .unwrap()
+                .signed_by(&server_key, &issuer)
+                .unwrap();
+        let client_key = rcgen::KeyPair::generate().unwrap();
+        let mut cp = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        cp.distinguished_name
+            .push(rcgen::DnType::CommonName, "kaudit");
+        let client = cp.signed_by(&client_key, &issuer).unwrap();
+        TestPki {
+            ca: ca.pem(),
+            server: (server.pem(), server_key.serialize_pem()),
+            client: (client.pem(), client_key.serialize_pem()),
+        }
+    }
+
+    /// Writes every PEM into `dir`.
+    pub fn write_to(&self, dir: &Path) -> PkiFiles {
+        let write = |name: &str, pem: &str| {
+            let p = dir.join(name);
+            std::fs::write(&p, pem).unwrap();
+            p
+        };
+        PkiFiles {
+            ca: write("ca.pem", &self.ca),
+            server_cert: write("server.pem", &self.server.0),
+            server_key: write("server-key.pem", &self.server.1),
+            client_cert: write("client.pem", &self.client.0),
+            client_key: write("client-key.pem", &self.client.1),
+        }
+    }
+}
