@@ -44,7 +44,10 @@ scripts/fuzz.sh "${KAUDIT_FUZZ_SECONDS:-30}" || fuzz_rc=$?
 
 # --- web console end to end: headless Chromium against `kaudit serve` --------
 echo "== e2e (web console in headless Chromium)"
-cargo build --locked -p kaudit
+# `cargo test` above built target/debug/kaudit for the CLI's integration tests,
+# with the workspace's features; building it again with `-p kaudit` alone
+# would compile every crate a second time under other features.
+[ -x target/debug/kaudit ] || cargo build --locked --workspace --bins
 npm ci --prefix e2e --no-audit --no-fund --loglevel=error
 e2e_rc=0
 node e2e/run.mjs --bin target/debug/kaudit 2>&1 | tee target/e2e-output.txt || e2e_rc=$?
