@@ -270,6 +270,15 @@ impl AlertLog {
             if line.trim().is_empty() {
                 continue;
             }
+            if self.cipher.is_none() && line.starts_with(kaudit_store::crypt::SEALED_LINE_PREFIX) {
+                return Err(io_err(
+                    &p,
+                    format!(
+                        "line {}: alerts are encrypted at rest; give the store's encryption key",
+                        i + 1
+                    ),
+                ));
+            }
             // A torn last line after a crash is skipped, not fatal.
             let Ok(a) = self.decode_line(line.as_bytes()) else {
                 tracing::warn!(file = %p.display(), line = i + 1, "skipping an unreadable alert line");
@@ -322,8 +331,10 @@ mod tests {
             log.list().unwrap()[0].output_fields["ka.user.name"],
             "zed-secret-user"
         );
-        // Without the key, the sealed line is not readable.
-        assert!(AlertLog::new(dir.path()).list().unwrap().is_empty());
+        // Without the key, the sealed line is not readable, and the reader
+        // says so instead of answering "no alerts".
+        let err = AlertLog::new(dir.path()).list().unwrap_err().to_string();
+        assert!(err.contains("encryption key"), "{err}");
         let other = Arc::new(kaudit_store::crypt::Cipher::new(&[8u8; 32]));
         let wrong = AlertLog::new(dir.path()).sealed(Some(other));
         assert!(wrong.decode_line(raw.trim_ascii_end()).is_err());

@@ -13,6 +13,7 @@ use crate::search::{self, Hit, Page, SearchRequest};
 use crate::stats::{self, StatsReport, StatsRequest};
 use crate::{IndexError, IndexResult};
 use kaudit_query::{Field, Query};
+use kaudit_store::crypt::Cipher;
 use kaudit_store::{FollowError, Followed, Follower, LiveFeed, LogReader};
 use std::path::Path;
 use std::sync::{Arc, RwLock};
@@ -140,10 +141,11 @@ impl EmbeddedBackend {
     /// another process holds it; either way answers stay complete because
     /// the unindexed tail is scanned.
     pub fn open(data_dir: &Path, store: Arc<dyn LogReader + Send + Sync>) -> IndexResult<Self> {
-        let (index, writable) = match open_writable(data_dir) {
+        let cipher = store.cipher();
+        let (index, writable) = match open_writable(data_dir, cipher) {
             Ok(ix) => (ix, true),
             Err(IndexError::Locked(_)) => {
-                let mut ix = Index::open(data_dir, IndexMode::Read)?;
+                let mut ix = Index::open_sealed(data_dir, IndexMode::Read, cipher)?;
                 ix.load(&all_needs())?;
                 (ix, false)
             }
@@ -342,7 +344,7 @@ pub struct Rebuilt {
 /// every record (`kaudit reindex`). Fails with [`IndexError::Locked`] while
 /// another process maintains it.
 pub fn rebuild(data_dir: &Path, store: &dyn LogReader) -> IndexResult<Rebuilt> {
-    let mut ix = open_writable(data_dir)?;
+    let mut ix = open_writable(data_dir, store.cipher())?;
     ix.reset()?;
     let records = ix.catch_up(store, None, u64::MAX)?;
     ix.commit()?;
@@ -509,12 +511,12 @@ fn field_values_using(
 /// derived: a damaged one, or one of another layout version, is dropped
 /// (its `meta.json` removed, so it reads as empty) and rebuilt by the next
 /// catch-up.
-pub fn open_writable(data_dir: &Path) -> IndexResult<Index> {
-    match Index::open(data_dir, IndexMode::Write) {
+pub fn open_writable(data_dir: &Path, cipher: Option<&Cipher>) -> IndexResult<Index> {
+    match Index::open_sealed(data_dir, IndexMode::Write, cipher) {
         Err(IndexError::Corrupt(..)) => {
             let meta = data_dir.join(crate::INDEX_DIR).join("meta.json");
             std::fs::remove_file(&meta).map_err(crate::io_err(&meta))?;
-            Index::open(data_dir, IndexMode::Write)
+            Index::open_sealed(data_dir, IndexMode::Write, cipher)
         }
         other => other,
     }
@@ -531,13 +533,14 @@ pub fn open_for_query(
     query: &Query,
     extra: &crate::index::Needs,
 ) -> IndexResult<Index> {
-    let behind = match Index::open(data_dir, IndexMode::Read) {
+    let cipher = store.cipher();
+    let behind = match Index::open_sealed(data_dir, IndexMode::Read, cipher) {
         Ok(probe) => store.size().saturating_sub(probe.next_seq()),
         Err(IndexError::Corrupt(..)) => u64::MAX,
         Err(e) => return Err(e),
     };
     if behind > 50_000 {
-        match open_writable(data_dir) {
+        match open_writable(data_dir, cipher) {
             Ok(mut w) => {
                 w.catch_up(store, None, u64::MAX)?;
                 w.commit()?;
@@ -546,7 +549,7 @@ pub fn open_for_query(
             Err(e) => return Err(e),
         }
     }
-    let mut ix = match Index::open(data_dir, IndexMode::Read) {
+    let mut ix = match Index::open_sealed(data_dir, IndexMode::Read, cipher) {
         Err(IndexError::Corrupt(..)) => return Ok(Index::empty_at(store.first_seq())),
         other => other?,
     };

@@ -15,6 +15,7 @@
 use crate::{io_err, Damage, IndexError, IndexResult};
 use kaudit_event::{Event, MicroTime};
 use kaudit_query::{Field, LazyJson};
+use kaudit_store::crypt::Cipher;
 use kaudit_store::{FollowedRecord, LiveFeed, LogReader};
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -378,7 +379,15 @@ impl Dict {
         id
     }
 
-    fn load(bytes: &[u8], count: usize, with_map: bool) -> Dict {
+    /// Reads `count` entries; with `sealed`, each entry on disk is sealed
+    /// with the store's key and bound to its column and id, so entries can
+    /// be neither read nor swapped without it.
+    fn load(
+        bytes: &[u8],
+        count: usize,
+        with_map: bool,
+        sealed: Option<(&Cipher, &str)>,
+    ) -> Result<Dict, String> {
         let mut keys: Vec<Box<[u8]>> = Vec::with_capacity(count);
         let mut at = 0;
         while keys.len() < count && at + 4 <= bytes.len() {
@@ -387,7 +396,16 @@ impl Dict {
             let Some(key) = bytes.get(at + 4..at + 4 + len) else {
                 break;
             };
-            keys.push(Box::from(key));
+            match sealed {
+                Some((cipher, column)) => {
+                    let aad = dict_aad(column, keys.len() as u32 + 1);
+                    let plain = cipher
+                        .open(key, aad.as_bytes())
+                        .map_err(|e| format!("entry {}: {e}", keys.len() + 1))?;
+                    keys.push(plain.into_boxed_slice());
+                }
+                None => keys.push(Box::from(key)),
+            }
             at += 4 + len;
         }
         let map = with_map.then(|| {
@@ -397,13 +415,22 @@ impl Dict {
                 .collect()
         });
         let persisted = keys.len();
-        Dict {
+        Ok(Dict {
             keys,
             map,
             persisted,
             persisted_bytes: at,
-        }
+        })
     }
+}
+
+fn hex_id(id: &[u8; 8]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Associated data a sealed dictionary entry is bound to: its column and id.
+fn dict_aad(column: &str, id: u32) -> String {
+    format!("kaudit-index\n{column}\n{id}")
 }
 
 /// Appends one value to an encoded value list (`u32 length + bytes` each).
@@ -479,6 +506,10 @@ struct Meta {
     rows: u64,
     widths: Vec<u8>,
     dict_counts: Vec<u64>,
+    /// Id of the key the dictionaries are sealed with (hex), when the store
+    /// is encrypted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sealed: Option<String>,
 }
 
 /// The search index of one store.
@@ -504,6 +535,9 @@ pub struct Index {
     /// [`crate::plan::bounds`]).
     pub(crate) bounds_cache: std::sync::Mutex<crate::plan::BoundsCache>,
     time_blocks: std::sync::Mutex<TimeBlocks>,
+    /// The store's data key: dictionaries hold user and object names, so
+    /// they are sealed whenever the segments are.
+    cipher: Option<Cipher>,
     _lock: Option<File>,
 }
 
@@ -523,6 +557,19 @@ impl Index {
     /// mode). Read mode loads only the time column until [`Index::load`]
     /// asks for more; a missing index reads as empty.
     pub fn open(data_dir: &Path, mode: IndexMode) -> IndexResult<Index> {
+        Self::open_sealed(data_dir, mode, None)
+    }
+
+    /// [`Index::open`] for a store encrypted with `cipher` (see
+    /// [`LogReader::cipher`]): dictionaries are read and written sealed.
+    /// An index sealed with another key, or built before encryption was
+    /// turned on, reads as damaged (and is rebuilt by a writer); a sealed
+    /// index opened without a key is refused.
+    pub fn open_sealed(
+        data_dir: &Path,
+        mode: IndexMode,
+        cipher: Option<&Cipher>,
+    ) -> IndexResult<Index> {
         let dir = data_dir.join(INDEX_DIR);
         let lock = if mode == IndexMode::Write {
             fs::create_dir_all(&dir).map_err(io_err(&dir))?;
@@ -549,6 +596,17 @@ impl Index {
         if meta.rows > 0 && (meta.widths.len() != n || meta.dict_counts.len() != n) {
             return Err(bad("meta.json lists the wrong number of columns"));
         }
+        let want = cipher.map(|c| hex_id(&c.id()));
+        match (&meta.sealed, &want) {
+            (Some(_), None) => return Err(IndexError::KeyNeeded(dir.display().to_string())),
+            (Some(have), Some(want)) if have != want => {
+                return Err(bad("dictionaries are sealed with another key"))
+            }
+            (None, Some(_)) if meta.rows > 0 => {
+                return Err(bad("dictionaries are not sealed but the store is encrypted"))
+            }
+            _ => {}
+        }
         let rows = usize::try_from(meta.rows).map_err(|_| bad("row count out of range"))?;
         let mut ix = Index {
             dir,
@@ -571,6 +629,7 @@ impl Index {
             generation: 0,
             bounds_cache: Default::default(),
             time_blocks: Default::default(),
+            cipher: cipher.cloned(),
             _lock: lock,
         };
         ix.time = Some(ix.load_fixed::<8, i64>("time.i64", i64::from_le_bytes)?);
@@ -606,6 +665,7 @@ impl Index {
             generation: 0,
             bounds_cache: Default::default(),
             time_blocks: Default::default(),
+            cipher: None,
             _lock: None,
         }
     }
@@ -631,7 +691,9 @@ impl Index {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound && count == 0 => Vec::new(),
                 Err(e) => return Err(io_err(&dpath)(e)),
             };
-            let dict = Dict::load(&dbytes, count, with_map);
+            let sealed = self.cipher.as_ref().map(|c| (c, name.as_str()));
+            let dict = Dict::load(&dbytes, count, with_map, sealed)
+                .map_err(|m| IndexError::Corrupt(dpath.display().to_string(), m.into()))?;
             if dict.len() < count {
                 return Err(IndexError::Corrupt(
                     dpath.display().to_string(),
@@ -951,9 +1013,20 @@ impl Index {
                 return Err(IndexError::Input("index columns not loaded".into()));
             };
             buf.clear();
-            for k in &dict.keys[dict.persisted..] {
-                buf.extend_from_slice(&(k.len() as u32).to_le_bytes());
-                buf.extend_from_slice(k);
+            for (i, k) in dict.keys.iter().enumerate().skip(dict.persisted) {
+                let sealed;
+                let stored: &[u8] = match &self.cipher {
+                    Some(c) => {
+                        let aad = dict_aad(&name, i as u32 + 1);
+                        sealed = c.seal(k, aad.as_bytes()).map_err(|e| {
+                            IndexError::Input(format!("sealing {name}.dict: {e}"))
+                        })?;
+                        &sealed
+                    }
+                    None => k,
+                };
+                buf.extend_from_slice(&(stored.len() as u32).to_le_bytes());
+                buf.extend_from_slice(stored);
             }
             append_at(
                 &self.dir.join(format!("{name}.dict")),
@@ -1003,6 +1076,7 @@ impl Index {
             rows: self.rows as u64,
             widths: widths.clone(),
             dict_counts: counts.clone(),
+            sealed: self.cipher.as_ref().map(|c| hex_id(&c.id())),
         };
         let bytes = serde_json::to_vec(&meta).map_err(IndexError::EncodeMeta)?;
         replace(&self.dir.join(META), &bytes)?;

@@ -82,6 +82,10 @@ pub enum IndexError {
     /// whole so callers can point at its column.
     #[error(transparent)]
     Query(#[from] kaudit_query::QueryError),
+    /// The index is sealed with the store's data key and was opened
+    /// without it.
+    #[error("search index {0} is encrypted: open the store with its encryption key")]
+    KeyNeeded(String),
     /// Another process is writing the index.
     #[error("search index {0} is being updated by another kaudit process")]
     Locked(String),

@@ -416,7 +416,7 @@ pub fn spawn_followers(
     }
     for s in sinks {
         let opts = s.follow_options();
-        planned.push((Box::new(s), opts));
+        planned.push((Box::new(s.sealed(o.cipher.clone())), opts));
     }
     let mut out = Followers {
         threads: Vec::new(),
@@ -483,12 +483,25 @@ fn spawn_housekeeping(
     })
 }
 
+/// Makes every file and directory the server creates private to its user
+/// (0600 / 0700): the data directory holds evidence about people, and one
+/// file created with the default umask (an index dictionary, a sink's dead
+/// letters, a cursor) would leak names to every local user.
+fn private_files() {
+    // SAFETY: umask only sets this process's file-creation mask; it reads
+    // and writes no memory.
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
 /// Runs the server until SIGTERM/SIGINT (or `stop` turns true).
 pub fn run(cfg: ServerConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(), ServeError> {
     let problems = cfg.check();
     if !problems.is_empty() {
         return Err(ServeError::Config(problems.join("; ")));
     }
+    private_files();
     let opened = open_store(&cfg)?;
     let sinks = crate::sinks::open(&cfg.sinks, &cfg.data)?;
     let sink_stats: Vec<Arc<SinkStats>> = sinks.iter().map(Sink::stats).collect();

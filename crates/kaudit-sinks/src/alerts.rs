@@ -61,6 +61,7 @@ pub struct AlertNotifier {
     cursor: NotifyCursor,
     throttle: Throttle,
     pending: u64,
+    cipher: Option<std::sync::Arc<kaudit_store::crypt::Cipher>>,
 }
 
 /// Why one delivery did not go through.
@@ -124,13 +125,16 @@ impl AlertNotifier {
             cursor,
             throttle: Throttle::new(cfg.throttle, cfg.throttle_key.clone()),
             pending: 0,
+            cipher: None,
         })
     }
 
     /// Opens sealed alert lines with `cipher` (the store's data key, when
-    /// encryption at rest is on).
+    /// encryption at rest is on), and seals dead letters with it: they hold
+    /// the alert's user and object names.
     pub fn sealed(mut self, cipher: Option<std::sync::Arc<kaudit_store::crypt::Cipher>>) -> Self {
-        self.log = self.log.sealed(cipher);
+        self.log = self.log.sealed(cipher.clone());
+        self.cipher = cipher;
         self
     }
 
@@ -237,7 +241,12 @@ impl AlertNotifier {
 
     fn dead_letter(&self, a: &StoredAlert, reason: &str) -> Result<(), SinkError> {
         let io = |e: std::io::Error| SinkError::Io(format!("{}: {e}", self.dead_path.display()));
-        let line = serde_json::json!({"reason": reason, "alert": a}).to_string();
+        let mut line = serde_json::json!({"reason": reason, "alert": a}).to_string();
+        if let Some(c) = &self.cipher {
+            line = c
+                .seal_line(line.as_bytes(), crate::state::DEAD_LETTER_PURPOSE)
+                .map_err(|e| SinkError::Io(format!("{}: {e}", self.dead_path.display())))?;
+        }
         let mut f = OpenOptions::new()
             .create(true)
             .append(true)

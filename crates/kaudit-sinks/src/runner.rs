@@ -199,6 +199,13 @@ impl Sink {
         Sink::with_destination(cfg, data, dest)
     }
 
+    /// Seals this sink's dead letters with the store's data key (encryption
+    /// at rest).
+    pub fn sealed(mut self, cipher: Option<std::sync::Arc<kaudit_store::crypt::Cipher>>) -> Sink {
+        self.dir = self.dir.sealed(cipher);
+        self
+    }
+
     /// Like [`Sink::new`] with a given destination (tests, embedding).
     pub fn with_destination(
         cfg: SinkConfig,

@@ -6,7 +6,9 @@ use crate::SinkError;
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use kaudit_store::crypt::Cipher;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// What `<name>.cursor` holds. Written (temp file, fsync, rename) only after
 /// the destination acknowledged everything before `next`.
@@ -43,10 +45,15 @@ pub struct DeadLetter {
     pub event: String,
 }
 
+/// Associated data dead letters are sealed with when encryption at rest is
+/// on (see [`kaudit_store::crypt::Cipher::seal_line`]).
+pub const DEAD_LETTER_PURPOSE: &str = "kaudit dead letter";
+
 /// The sink area of a data directory.
 #[derive(Clone, Debug)]
 pub struct SinkDir {
     dir: PathBuf,
+    cipher: Option<Arc<Cipher>>,
 }
 
 fn io(path: &Path, e: impl std::fmt::Display) -> SinkError {
@@ -58,7 +65,15 @@ impl SinkDir {
     pub fn new(data: &Path) -> SinkDir {
         SinkDir {
             dir: data.join("sinks"),
+            cipher: None,
         }
+    }
+
+    /// Seals dead letters with `cipher` (the store's data key): they hold
+    /// whole events, so encryption at rest must cover them too.
+    pub fn sealed(mut self, cipher: Option<Arc<Cipher>>) -> SinkDir {
+        self.cipher = cipher;
+        self
     }
 
     /// The cursor file of a sink.
@@ -108,7 +123,15 @@ impl SinkDir {
         let p = self.dead_path(name);
         let mut buf = Vec::new();
         for l in letters {
-            serde_json::to_writer(&mut buf, l).map_err(|e| io(&p, e))?;
+            let plain = serde_json::to_vec(l).map_err(|e| io(&p, e))?;
+            match &self.cipher {
+                Some(c) => buf.extend_from_slice(
+                    c.seal_line(&plain, DEAD_LETTER_PURPOSE)
+                        .map_err(|e| io(&p, e))?
+                        .as_bytes(),
+                ),
+                None => buf.extend_from_slice(&plain),
+            }
             buf.push(b'\n');
         }
         let mut f = OpenOptions::new()

@@ -42,9 +42,17 @@ pub enum CryptError {
 }
 
 /// A loaded data key.
+#[derive(Clone)]
 pub struct Cipher {
     aead: ChaCha20Poly1305,
     id: [u8; 8],
+}
+
+impl std::fmt::Debug for Cipher {
+    /// Shows the key id only: key bytes never reach a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cipher").field("id", &hex::encode(self.id)).finish()
+    }
 }
 
 impl Cipher {

@@ -192,6 +192,12 @@ pub trait LogReader {
     fn checkpoints(&self) -> Vec<StoredCheckpoint>;
     /// Sequence number of the record with this auditID, if any.
     fn find_audit_id(&self, audit_id: &str) -> StoreResult<Option<u64>>;
+    /// The data key the store is encrypted with, if any: whatever derives
+    /// from its records (the search index's dictionaries) is sealed with the
+    /// same key, so encryption at rest does not stop at the segments.
+    fn cipher(&self) -> Option<&crypt::Cipher> {
+        None
+    }
 }
 
 impl LogReader for Store {
@@ -222,6 +228,9 @@ impl LogReader for Store {
     }
     fn find_audit_id(&self, audit_id: &str) -> StoreResult<Option<u64>> {
         Store::find_audit_id(self, audit_id)
+    }
+    fn cipher(&self) -> Option<&crypt::Cipher> {
+        Store::cipher(self)
     }
 }
 

@@ -398,6 +398,10 @@ pub struct AlertsArgs {
     /// Output format; json (one object per line) when stdout is not a terminal.
     #[arg(short = 'o', long, value_enum)]
     output: Option<AlertFormat>,
+    /// The store's encryption key file: with encryption at rest on, alerts
+    /// are sealed with it and cannot be read without it.
+    #[arg(long, env = "KAUDIT_ENCRYPTION_KEY")]
+    encryption_key: Option<PathBuf>,
 }
 
 /// Output formats of `kaudit alerts`.
@@ -426,7 +430,15 @@ pub fn alerts(a: AlertsArgs) -> anyhow::Result<ExitCode> {
     } else {
         AlertFormat::Json
     });
-    let picked = kaudit_detect::AlertLog::new(&a.data).query(&kaudit_detect::AlertQuery {
+    let cipher = match &a.encryption_key {
+        Some(k) => Some(std::sync::Arc::new(
+            kaudit_store::crypt::Cipher::load(k)
+                .with_context(|| format!("--encryption-key {}", k.display()))?,
+        )),
+        None => None,
+    };
+    let log = kaudit_detect::AlertLog::new(&a.data).sealed(cipher);
+    let picked = log.query(&kaudit_detect::AlertQuery {
         since,
         rule: a.rule,
         priority: None,
