@@ -106,7 +106,7 @@ fn main() {
             k
         });
         let (sess_ms, sessions) = p50_ms(5, || {
-            user_sessions(&backend, &user, None, None)
+            user_sessions(&backend, &user, None, None, None)
                 .expect("sessions")
                 .len() as u64
         });
@@ -116,6 +116,7 @@ fn main() {
             since: None,
             until: None,
             resource_names: true,
+            budget: None,
         };
         let (rbac_ms, requests) = p50_ms(5, || {
             let u = observe(&backend, &req).expect("rbac");

@@ -5,7 +5,7 @@ use crate::diff::{diff, Change};
 use crate::search::{Cursor, Hit, SearchRequest};
 use crate::{IndexError, IndexResult, SearchBackend};
 use kaudit_event::Event;
-use kaudit_query::Query;
+use kaudit_query::{Budget, Query};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Most events one history page returns.
@@ -120,6 +120,9 @@ pub struct HistoryRequest {
     pub before: Option<Cursor>,
     /// Most entries (capped at [`MAX_HISTORY`]).
     pub limit: usize,
+    /// Time the whole request may take (every search it makes shares it);
+    /// None: unbounded (the CLI).
+    pub budget: Option<Budget>,
 }
 
 impl Default for HistoryRequest {
@@ -129,6 +132,7 @@ impl Default for HistoryRequest {
             until: None,
             before: None,
             limit: MAX_HISTORY,
+            budget: None,
         }
     }
 }
@@ -147,6 +151,14 @@ pub struct HistoryPage {
 /// carried the object).
 pub const MAX_SEED_WRITES: usize = 1024;
 const SEED_BATCH_FIRST: usize = 8;
+/// `q` limited to `budget`, when there is one.
+pub(crate) fn budgeted(q: Query, budget: Option<Budget>) -> Query {
+    match budget {
+        Some(b) => q.with_budget(b),
+        None => q,
+    }
+}
+
 /// Events read past a page for the diff of its oldest write.
 const LOOKAHEAD: usize = 32;
 
@@ -168,7 +180,7 @@ pub fn object_history(
             since: req.since,
             until: req.until,
             cursor: req.before,
-            ..SearchRequest::new(target.query()?, limit + LOOKAHEAD)
+            ..SearchRequest::new(budgeted(target.query()?, req.budget), limit + LOOKAHEAD)
         })?
         .hits;
     let lookahead = hits.split_off(hits.len().min(limit));
@@ -238,7 +250,7 @@ pub fn object_history(
                 since: None,
                 until: None,
                 cursor: Some(c),
-                ..SearchRequest::new(target.writes_query()?, batch)
+                ..SearchRequest::new(budgeted(target.writes_query()?, req.budget), batch)
             })?;
             batch = (batch * 4).min(MAX_SEED_WRITES);
             read += earlier.hits.len();
@@ -415,12 +427,14 @@ pub fn user_sessions(
     user: &str,
     since: Option<i64>,
     until: Option<i64>,
+    budget: Option<Budget>,
 ) -> IndexResult<Vec<Session>> {
     let q = Query::parse(&format!(
         "user=\"{}\"",
         user.replace('\\', "\\\\").replace('"', "\\\"")
     ))
     .map_err(IndexError::Query)?;
+    let q = budgeted(q, budget);
     let mut names = Interner::default();
     let mut memo = IdMemo::default();
     let mut ips = IpLists::default();

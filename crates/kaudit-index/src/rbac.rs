@@ -27,6 +27,8 @@ pub struct RbacRequest {
     pub until: Option<i64>,
     /// Restrict rules to the object names seen.
     pub resource_names: bool,
+    /// Time the replay may take; None: unbounded (the CLI).
+    pub budget: Option<kaudit_query::Budget>,
 }
 
 /// The generated objects.
@@ -127,7 +129,7 @@ pub fn observe(backend: &dyn SearchBackend, req: &RbacRequest) -> IndexResult<Us
             format!("({})", req.filter)
         }
     );
-    let q = Query::parse(&text).map_err(IndexError::Query)?;
+    let q = crate::history::budgeted(Query::parse(&text).map_err(IndexError::Query)?, req.budget);
     let mut names = Interner::default();
     let empty = names.id("");
     let mut memo = IdMemo::default();

@@ -330,7 +330,7 @@ fn user_sessions_split_on_a_30_minute_gap() {
         ),
     ];
     let (_dir, b) = write_events(&lines);
-    let s = user_sessions(&b, "alice", None, None).expect("sessions");
+    let s = user_sessions(&b, "alice", None, None, None).expect("sessions");
     assert_eq!(s.len(), 2);
     assert_eq!((s[0].requests, s[0].denied), (2, 1));
     assert_eq!(s[0].verbs.get("get"), Some(&1));
@@ -375,6 +375,7 @@ fn rbac_grants_exactly_the_allowed_requests() {
             since: None,
             until: None,
             resource_names: false,
+            budget: None,
         },
     )
     .expect("rbac");
@@ -430,6 +431,7 @@ fn rbac_grants_exactly_the_allowed_requests() {
             since: None,
             until: None,
             resource_names: true,
+            budget: None,
         },
     )
     .expect("rbac");

@@ -473,10 +473,11 @@ proptest! {
                 since,
                 until,
                 resource_names,
+                budget: None,
             };
             let usage = reference_usage(&all, &req);
             for backend in [&writer as &dyn SearchBackend, &cli] {
-                let got = serde_json::to_value(user_sessions(backend, user, since, until).expect("sessions")).expect("json");
+                let got = serde_json::to_value(user_sessions(backend, user, since, until, None).expect("sessions")).expect("json");
                 prop_assert_eq!(&got, &want, "sessions of {}", user);
                 prop_assert_eq!(&observe(backend, &req).expect("observe"), &usage, "usage of {}", user);
                 let report = generate(backend, &req).expect("rbac");
@@ -545,6 +546,7 @@ fn an_index_of_the_previous_layout_version_is_rebuilt() {
         since: None,
         until: None,
         resource_names: false,
+        budget: None,
     };
     let usage = observe(&cli, &want).expect("observe");
     assert_eq!(usage.requests, 1);
@@ -558,7 +560,7 @@ fn an_index_of_the_previous_layout_version_is_rebuilt() {
     assert_eq!(server.progress().expect("progress"), (0, 2), "dropped");
     server.catch_up().expect("rebuild");
     assert_eq!(observe(&server, &want).expect("observe"), usage);
-    let s = user_sessions(&server, "alice", None, None).expect("sessions");
+    let s = user_sessions(&server, "alice", None, None, None).expect("sessions");
     assert_eq!(s.len(), 1);
     assert_eq!(s[0].requests, 1);
     assert_eq!(s[0].resources.get("/version"), Some(&1));
@@ -606,6 +608,7 @@ fn a_subresource_grant_merges_both_spellings() {
             since: None,
             until: None,
             resource_names: true,
+            budget: None,
         },
     )
     .expect("observe");

@@ -124,7 +124,9 @@ fn bad(m: impl Into<String>) -> Response {
     error(StatusCode::BAD_REQUEST, m)
 }
 
-fn index_error(e: IndexError) -> Response {
+/// The HTTP answer for a search failure: 400 for caller input, 503 for a
+/// spent time budget, 500 otherwise.
+pub(crate) fn index_error(e: IndexError) -> Response {
     match e {
         e if e.is_input() => bad(e.to_string()),
         e @ IndexError::TimedOut(_) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
@@ -132,7 +134,8 @@ fn index_error(e: IndexError) -> Response {
     }
 }
 
-fn time_bounds(
+/// `since` and `until` as microseconds, or a 400 naming the bad one.
+pub(crate) fn time_bounds(
     since: &Option<String>,
     until: &Option<String>,
 ) -> Result<(Option<i64>, Option<i64>), Response> {
@@ -186,7 +189,7 @@ fn compile(q: &str, budget: Budget) -> Result<Query, Response> {
 /// frees up soon), handing it the query's time budget, which starts now.
 /// The answer is 503 if it is not ready a little after the budget (the
 /// index's loops stop at the budget themselves; this is the backstop).
-async fn blocking<F>(limits: &QueryLimits, f: F) -> Response
+pub(crate) async fn blocking<F>(limits: &QueryLimits, f: F) -> Response
 where
     F: FnOnce(Budget) -> Result<Response, Response> + Send + 'static,
 {
@@ -584,7 +587,7 @@ async fn history(
     QueryParams(p): QueryParams<HistoryParams>,
 ) -> Response {
     let limits = ctx.limits.clone();
-    blocking(&limits, move |_budget| {
+    blocking(&limits, move |budget| {
         let (since, until) = time_bounds(&p.since, &p.until)?;
         let target = Target::parse(object.trim_start_matches('/')).map_err(index_error)?;
         let (before, limit) = paging(&p.cursor, p.limit, DEFAULT_HISTORY_LIMIT, MAX_HISTORY)?;
@@ -593,6 +596,7 @@ async fn history(
             until,
             before,
             limit,
+            budget: Some(budget),
         };
         let page = object_history(ctx.backend.as_ref(), &target, &req).map_err(index_error)?;
         let entries: Vec<serde_json::Value> = page
@@ -623,7 +627,7 @@ async fn sessions(
     QueryParams(p): QueryParams<HistoryParams>,
 ) -> Response {
     let limits = ctx.limits.clone();
-    blocking(&limits, move |_budget| {
+    blocking(&limits, move |budget| {
         let (since, until) = time_bounds(&p.since, &p.until)?;
         let Some(user) = p.user.filter(|u| !u.is_empty()) else {
             return Err(bad(
@@ -631,7 +635,8 @@ async fn sessions(
             ));
         };
         let sessions =
-            user_sessions(ctx.backend.as_ref(), &user, since, until).map_err(index_error)?;
+            user_sessions(ctx.backend.as_ref(), &user, since, until, Some(budget))
+                .map_err(index_error)?;
         let sessions: Vec<serde_json::Value> = sessions
             .iter()
             .map(|s| {

@@ -22,7 +22,7 @@ use axum::routing::get;
 use axum::Router;
 use kaudit_event::MicroTime;
 use kaudit_index::rbac::{generate, RbacRequest};
-use kaudit_query::{parse_time_bound, Field};
+use kaudit_query::Field;
 use kaudit_store::verify::{verify, VerifyOptions};
 use kaudit_store::{base64_encode, crypt::Cipher};
 use serde::{Deserialize, Serialize};
@@ -401,41 +401,27 @@ async fn user_rbac(
             format!("user must be 1 to {MAX_USER} bytes"),
         );
     }
-    let now = MicroTime::now();
-    let bound = |s: &Option<String>, what: &str| -> Result<Option<i64>, Response> {
-        s.as_deref()
-            .filter(|s| !s.is_empty())
-            .map(|s| parse_time_bound(s, now).map(|t| t.micros()))
-            .transpose()
-            .map_err(|e| error(StatusCode::BAD_REQUEST, format!("{what}: {e}")))
-    };
-    let (since, until) = match (bound(&p.since, "since"), bound(&p.until, "until")) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(r), _) | (_, Err(r)) => return r,
-    };
-    let backend = st.ctx.api.backend.clone();
-    let req = RbacRequest {
-        user: user.clone(),
-        filter: p.filter.unwrap_or_default(),
-        since,
-        until,
-        resource_names: p.resource_names.unwrap_or(false),
-    };
-    match tokio::task::spawn_blocking(move || generate(backend.as_ref(), &req)).await {
-        Ok(Ok(rep)) => axum::Json(json!({
+    let api = st.ctx.api.clone();
+    crate::api::blocking(&api.limits, move |budget| {
+        let (since, until) = crate::api::time_bounds(&p.since, &p.until)?;
+        let req = RbacRequest {
+            user: user.clone(),
+            filter: p.filter.unwrap_or_default(),
+            since,
+            until,
+            resource_names: p.resource_names.unwrap_or(false),
+            budget: Some(budget),
+        };
+        let rep = generate(api.backend.as_ref(), &req).map_err(crate::api::index_error)?;
+        Ok(axum::Json(json!({
             "user": user,
             "yaml": rep.yaml,
             "requests": rep.requests,
             "denied": rep.denied,
         }))
-        .into_response(),
-        Ok(Err(e)) if e.is_input() => error(StatusCode::BAD_REQUEST, e.to_string()),
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        Err(e) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("rbac task failed: {e}"),
-        ),
-    }
+        .into_response())
+    })
+    .await
 }
 
 #[cfg(test)]

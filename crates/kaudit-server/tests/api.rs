@@ -824,6 +824,8 @@ async fn queries_have_a_time_budget_and_a_concurrency_bound() {
         "/api/v1/events?q=verb%3Dget",
         "/api/v1/stats?by=verb",
         "/api/v1/stats?q=a&every=1h",
+        "/api/v1/history/pods/default/web-0",
+        "/api/v1/history?user=alice",
     ] {
         let (status, _, body) = get(&app, uri, None).await;
         let v = json(body);

@@ -550,7 +550,7 @@ pub fn history(a: HistoryArgs) -> anyhow::Result<ExitCode> {
     if let Some(user) = &a.user {
         let q = compile(&format!("user={}", serde_json::to_string(user)?))?;
         let backend = backend_for(&a.data, store, &q)?;
-        let sessions = user_sessions(&backend, user, since, until)?;
+        let sessions = user_sessions(&backend, user, since, until, None)?;
         if a.output == ReportFormat::Json {
             serde_json::to_writer_pretty(&mut out, &sessions)?;
             writeln!(out)?;
@@ -607,6 +607,7 @@ pub fn history(a: HistoryArgs) -> anyhow::Result<ExitCode> {
         until,
         before: None,
         limit: a.limit,
+        budget: None,
     };
     let mut entries = object_history(&backend, &target, &req)?.entries;
     entries.reverse();
@@ -688,6 +689,7 @@ pub fn rbac(a: RbacArgs) -> anyhow::Result<ExitCode> {
             since,
             until,
             resource_names: a.resource_names,
+            budget: None,
         },
     )?;
     print!("{}", report.yaml);
