@@ -4,14 +4,15 @@
 //! dictionaries, the alerts, an alert notifier's dead letters or a sink's
 //! dead letters; every file is 0600 and every directory 0700.
 
+mod support;
+
 use kaudit_server::config::{EncryptionConfig, ServerConfig};
-use kaudit_server::serve::{run, RunOptions};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::Duration;
+use support::Server;
 
 const NAME: &str = "zed-very-secret-user";
 
@@ -109,21 +110,8 @@ fn names_are_not_stored_in_plain_text_and_files_are_private() {
     cfg.listen = Some("127.0.0.1:0".parse().unwrap());
     cfg.ingest.min_free_disk = 0;
     cfg.store.encryption = Some(EncryptionConfig { key_file: key });
-    let stop = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = mpsc::channel();
-    let tx = std::sync::Mutex::new(tx);
-    let opts = RunOptions {
-        on_ready: Some(Arc::new(move |a: &[(String, SocketAddr)]| {
-            let _ = tx.lock().unwrap().send(a.to_vec());
-        })),
-        ..Default::default()
-    };
-    let s2 = stop.clone();
-    let thread = std::thread::spawn(move || run(cfg, opts, s2));
-    let Ok(addrs) = rx.recv_timeout(Duration::from_secs(30)) else {
-        panic!("server did not start: {:?}", thread.join());
-    };
-    let url = format!("http://{}/api/v1/ingest/k8s", addrs[0].1);
+    let mut server = Server::start(cfg);
+    let url = server.url("/api/v1/ingest/k8s");
     // One good event (a secret read, which raises an alert) and one bad item
     // (no auditID): both carry the name.
     let body = format!(
@@ -162,8 +150,7 @@ fn names_are_not_stored_in_plain_text_and_files_are_private() {
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_millis(1200));
-    stop.store(true, Ordering::Relaxed);
-    thread.join().unwrap().unwrap();
+    server.stop();
 
     let mut all = Vec::new();
     files(&data, &mut all);

@@ -6,63 +6,16 @@ use kaudit_event::MicroTime;
 use kaudit_store::verify::{verify, VerifyOptions};
 use kaudit_store::{Record, Store, StoreOptions};
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// A mounted tmpfs, unmounted on drop.
-struct Tmpfs {
-    dir: PathBuf,
-    _holder: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    /// Mounts a tmpfs of `size` (e.g. `16m`), or explains loudly why not.
-    fn mount(size: &str) -> Option<Tmpfs> {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            let msg =
-                "THIS TEST NEEDS ROOT: it mounts a small tmpfs to fill the disk (CI runs as root)";
-            if std::env::var_os("KAUDIT_SKIP_ROOT_TESTS").is_some() {
-                eprintln!("!!!!! SKIPPED: {msg} (KAUDIT_SKIP_ROOT_TESTS is set) !!!!!");
-                return None;
-            }
-            panic!("{msg}; set KAUDIT_SKIP_ROOT_TESTS=1 to skip it knowingly");
-        }
-        let holder = tempfile::tempdir().unwrap();
-        let dir = holder.path().join("mnt");
-        std::fs::create_dir(&dir).unwrap();
-        let st = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&dir)
-            .status()
-            .expect("running mount");
-        assert!(st.success(), "mount -t tmpfs failed: {st}");
-        Some(Tmpfs {
-            dir,
-            _holder: holder,
-        })
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.dir)
-            .status();
-    }
-}
+#[path = "common/full_disk.rs"]
+mod full_disk;
+use full_disk::{noise, Tmpfs};
 
 /// An event padded with 2 KiB of hex noise, so compression cannot shrink it away.
 fn big_record(i: u64) -> Record {
-    let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut pad = String::with_capacity(2048);
-    while pad.len() < 2048 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        pad.push_str(&format!("{x:016x}"));
-    }
+    let pad = noise(i, 2048);
     let ev = format!(
         r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"id-{i}","stage":"ResponseComplete","requestURI":"/api/v1/pods","verb":"get","user":{{"username":"u{i}"}},"annotations":{{"pad":"{pad}"}}}}"#
     );
