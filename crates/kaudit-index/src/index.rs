@@ -603,7 +603,9 @@ impl Index {
                 return Err(bad("dictionaries are sealed with another key"))
             }
             (None, Some(_)) if meta.rows > 0 => {
-                return Err(bad("dictionaries are not sealed but the store is encrypted"))
+                return Err(bad(
+                    "dictionaries are not sealed but the store is encrypted",
+                ))
             }
             _ => {}
         }
@@ -1018,9 +1020,9 @@ impl Index {
                 let stored: &[u8] = match &self.cipher {
                     Some(c) => {
                         let aad = dict_aad(&name, i as u32 + 1);
-                        sealed = c.seal(k, aad.as_bytes()).map_err(|e| {
-                            IndexError::Input(format!("sealing {name}.dict: {e}"))
-                        })?;
+                        sealed = c
+                            .seal(k, aad.as_bytes())
+                            .map_err(|e| IndexError::Input(format!("sealing {name}.dict: {e}")))?;
                         &sealed
                     }
                     None => k,

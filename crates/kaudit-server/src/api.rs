@@ -634,9 +634,8 @@ async fn sessions(
                 "user is required (or ask /api/v1/history/RESOURCE/NAMESPACE/NAME)",
             ));
         };
-        let sessions =
-            user_sessions(ctx.backend.as_ref(), &user, since, until, Some(budget))
-                .map_err(index_error)?;
+        let sessions = user_sessions(ctx.backend.as_ref(), &user, since, until, Some(budget))
+            .map_err(index_error)?;
         let sessions: Vec<serde_json::Value> = sessions
             .iter()
             .map(|s| {

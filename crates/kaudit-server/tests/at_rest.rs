@@ -75,10 +75,17 @@ fn refuse(c: std::net::TcpStream) {
             return;
         }
         let (status, reply) = if start.contains("_bulk") {
-            let items = body.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count() / 2;
+            let items = body
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .count()
+                / 2;
             let item = r#"{"create":{"status":400,"error":{"type":"mapper_parsing_exception","reason":"refused"}}}"#;
             let list = vec![item; items].join(",");
-            ("200 OK", format!(r#"{{"took":1,"errors":true,"items":[{list}]}}"#))
+            (
+                "200 OK",
+                format!(r#"{{"took":1,"errors":true,"items":[{list}]}}"#),
+            )
         } else {
             ("400 Bad Request", "refused".to_string())
         };
@@ -133,8 +140,7 @@ fn names_are_not_stored_in_plain_text_and_files_are_private() {
     let alerts_dead = data.join("alerts").join("notify-0-webhook.dead");
     let sink_dead = data.join("sinks").join("siem.dead");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !(alerts_dead.exists() && sink_dead.exists() && data.join("search/meta.json").exists())
-    {
+    while !(alerts_dead.exists() && sink_dead.exists() && data.join("search/meta.json").exists()) {
         assert!(
             std::time::Instant::now() < deadline,
             "no dead letters / index after 30 s: alerts dead {}, sink dead {}, index {}; files: {:?}",
@@ -197,13 +203,9 @@ fn names_are_not_stored_in_plain_text_and_files_are_private() {
         .unwrap(),
     );
     let backend = kaudit_index::EmbeddedBackend::open(&data, store).unwrap();
-    let users = kaudit_index::SearchBackend::field_values(
-        &backend,
-        &kaudit_query::Field::User,
-        "",
-        10,
-    )
-    .unwrap();
+    let users =
+        kaudit_index::SearchBackend::field_values(&backend, &kaudit_query::Field::User, "", 10)
+            .unwrap();
     assert_eq!(users, vec![(NAME.to_string(), 1)]);
     let ix = kaudit_index::index::Index::open(&data, kaudit_index::index::IndexMode::Read);
     assert!(

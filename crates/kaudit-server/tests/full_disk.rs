@@ -92,7 +92,10 @@ fn a_full_disk_gives_503s_loses_nothing_and_ingest_resumes_without_a_restart() {
         }
         next += 20;
     }
-    assert!(!acked.is_empty(), "nothing was stored before the disk filled");
+    assert!(
+        !acked.is_empty(),
+        "nothing was stored before the disk filled"
+    );
     for body in &refusals {
         let v: serde_json::Value = serde_json::from_str(body).expect("a JSON error body");
         let e = v["error"].as_str().unwrap_or_default();

@@ -3,10 +3,10 @@
 //! its dead letters.
 
 use crate::SinkError;
+use kaudit_store::crypt::Cipher;
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use kaudit_store::crypt::Cipher;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

@@ -51,7 +51,9 @@ pub struct Cipher {
 impl std::fmt::Debug for Cipher {
     /// Shows the key id only: key bytes never reach a log line.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cipher").field("id", &hex::encode(self.id)).finish()
+        f.debug_struct("Cipher")
+            .field("id", &hex::encode(self.id))
+            .finish()
     }
 }
 
