@@ -19,42 +19,111 @@ use std::path::PathBuf;
 const PARITY: &[(&str, &str)] = &[
     ("Amazon.EKS.AnonymousAPIAccess", "Anonymous API Request"),
     ("Kubernetes.API.AnonymousAccess", "Anonymous API Request"),
-    ("Amazon.EKS.Audit.Multiple403", "Forbidden API Request from Public IP"),
-    ("Kubernetes.API.Multiple403.PublicIP", "Forbidden API Request from Public IP"),
-    ("Kubernetes.AdmissionController.Created", "Admission Webhook Configuration Created"),
-        ("Kubernetes.ClientCertificate.Created", "Client Certificate Requested"),
-    ("Kubernetes.ClusterRoleBinding.Privileged", "Privileged ClusterRoleBinding Created"),
-    ("Kubernetes.CronJob.CreatedOrModified", "CronJob Created or Modified"),
+    (
+        "Amazon.EKS.Audit.Multiple403",
+        "Forbidden API Request from Public IP",
+    ),
+    (
+        "Kubernetes.API.Multiple403.PublicIP",
+        "Forbidden API Request from Public IP",
+    ),
+    (
+        "Kubernetes.AdmissionController.Created",
+        "Admission Webhook Configuration Created",
+    ),
+    (
+        "Kubernetes.ClientCertificate.Created",
+        "Client Certificate Requested",
+    ),
+    (
+        "Kubernetes.ClusterRoleBinding.Privileged",
+        "Privileged ClusterRoleBinding Created",
+    ),
+    (
+        "Kubernetes.CronJob.CreatedOrModified",
+        "CronJob Created or Modified",
+    ),
     ("Kubernetes.DaemonSet.Created", "DaemonSet Created"),
     ("Kubernetes.Ingress.NoTLS", "Ingress Without TLS Created"),
     ("Kubernetes.Kubectl.CP.Operation", "kubectl cp from Pod"),
-    ("Kubernetes.Pod.Dangerous.Capabilities", "Pod With Dangerous Capabilities Created"),
+    (
+        "Kubernetes.Pod.Dangerous.Capabilities",
+        "Pod With Dangerous Capabilities Created",
+    ),
     ("Kubernetes.Pod.Exec", "Exec into Pod"),
     ("Kubernetes.Pod.Host.IPC", "Pod Sharing Host IPC Created"),
-    ("Kubernetes.Pod.Host.Network", "Pod Sharing Host Network Created"),
+    (
+        "Kubernetes.Pod.Host.Network",
+        "Pod Sharing Host Network Created",
+    ),
     ("Kubernetes.Pod.Host.PID", "Pod Sharing Host PID Created"),
-    ("Kubernetes.Pod.HostPath.Volume", "Pod With HostPath Volume Created"),
-    ("Kubernetes.Pod.Privileged.Created", "Privileged or Root Pod Created"),
-    ("Kubernetes.Pod.StealServiceAccountToken", "Service Account Token Read via Exec"),
-    ("Kubernetes.Pod.SystemNamespace", "Pod Created in System Namespace"),
-    ("Kubernetes.Role.NodeProxyPermissions", "Role Granting Node Proxy Created"),
+    (
+        "Kubernetes.Pod.HostPath.Volume",
+        "Pod With HostPath Volume Created",
+    ),
+    (
+        "Kubernetes.Pod.Privileged.Created",
+        "Privileged or Root Pod Created",
+    ),
+    (
+        "Kubernetes.Pod.StealServiceAccountToken",
+        "Service Account Token Read via Exec",
+    ),
+    (
+        "Kubernetes.Pod.SystemNamespace",
+        "Pod Created in System Namespace",
+    ),
+    (
+        "Kubernetes.Role.NodeProxyPermissions",
+        "Role Granting Node Proxy Created",
+    ),
     ("Kubernetes.Role.PodExec", "Role Granting Pod Exec Created"),
     ("Kubernetes.Role.Wildcard", "Wildcard Role Created"),
-    ("Kubernetes.Role.WritePermissions", "Role With Write Permissions Created"),
+    (
+        "Kubernetes.Role.WritePermissions",
+        "Role With Write Permissions Created",
+    ),
     ("Kubernetes.Secret.AccessDenied", "Secret Access Denied"),
-    ("Kubernetes.Secrets.DumpAllNamespaces", "Secrets Listed Across All Namespaces"),
-    ("Kubernetes.Service.NodePort.Deployed", "NodePort Service Deployed"),
-    ("Kubernetes.ServiceAccount.TokenCreated", "Service Account Token Requested"),
+    (
+        "Kubernetes.Secrets.DumpAllNamespaces",
+        "Secrets Listed Across All Namespaces",
+    ),
+    (
+        "Kubernetes.Service.NodePort.Deployed",
+        "NodePort Service Deployed",
+    ),
+    (
+        "Kubernetes.ServiceAccount.TokenCreated",
+        "Service Account Token Requested",
+    ),
     ("Kubernetes.SystemRole.Modified", "System Role Modified"),
     // GKE-only rules: the same built-in rules once a LogEntry is an Event.
-    ("GCP.GKE.Kubernetes.Cron.Job.Created.Or.Modified", "CronJob Created or Modified"),
-    ("GCP.K8S.Pod.Create.Or.Modify.Host.Path.Volume.Mount", "Sensitive Host Path Mounted"),
-    ("GCP.K8S.Privileged.Pod.Created", "Privileged or Root Pod Created"),
-    ("GCP.K8S.Service.Type.NodePort.Deployed", "NodePort Service Deployed"),
+    (
+        "GCP.GKE.Kubernetes.Cron.Job.Created.Or.Modified",
+        "CronJob Created or Modified",
+    ),
+    (
+        "GCP.K8S.Pod.Create.Or.Modify.Host.Path.Volume.Mount",
+        "Sensitive Host Path Mounted",
+    ),
+    (
+        "GCP.K8S.Privileged.Pod.Created",
+        "Privileged or Root Pod Created",
+    ),
+    (
+        "GCP.K8S.Service.Type.NodePort.Deployed",
+        "NodePort Service Deployed",
+    ),
     ("GCP.K8s.ExecIntoPod", "Exec into Pod"),
     ("GCP.K8s.New.Daemonset.Deployed", "DaemonSet Created"),
-    ("GCP.K8s.Pod.Attached.To.Node.Host.Network", "Pod Sharing Host Network Created"),
-    ("GCP.K8s.Pod.Using.Host.PID.Namespace", "Pod Sharing Host PID Created"),
+    (
+        "GCP.K8s.Pod.Attached.To.Node.Host.Network",
+        "Pod Sharing Host Network Created",
+    ),
+    (
+        "GCP.K8s.Pod.Using.Host.PID.Namespace",
+        "Pod Sharing Host PID Created",
+    ),
 ];
 
 /// Cases out of scope, by (rule, test index or every index), and why.
@@ -136,18 +205,35 @@ fn to_events(case: &Value, index: usize) -> Option<Vec<Event>> {
 
 #[test]
 fn built_in_rules_fire_iff_panthers_rules_do() {
-    let (engine, _) = Engine::with_default_rules(EngineOptions::default()).expect("default rules");
+    // The built-in rules, with the two that are off by default (routine
+    // in most clusters) switched on the Falco way, as a user would.
+    let mut b = kaudit_rules::EngineBuilder::new(EngineOptions::default());
+    b.add_default_rules().expect("default rules");
+    b.add_source(
+        "enable.yaml",
+        "- rule: Exec into Pod\n  enabled: true\n- rule: Role With Write Permissions Created\n  enabled: true\n",
+    )
+    .expect("enabling rules");
+    let (engine, _) = b.build().expect("rules build");
     let names: Vec<&str> = engine.rule_names().collect();
     for (p, k) in PARITY {
-        assert!(names.contains(k), "{p} maps to {k:?}, which is not a built-in rule");
+        assert!(
+            names.contains(k),
+            "{p} maps to {k:?}, which is not a built-in rule"
+        );
     }
     let text = tests_jsonl();
     let (mut checked, mut pending, mut out_of_scope, mut enrichment) = (0, 0, 0, 0);
     let mut pending_by_shape: BTreeMap<String, usize> = BTreeMap::new();
     let mut failures = Vec::new();
     let mut per_rule: BTreeMap<&str, usize> = BTreeMap::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let case: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("line {}: {e}", i + 1));
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let case: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("line {}: {e}", i + 1));
         let shape = case["shape"].as_str().unwrap_or("");
         let k8s = matches!(
             shape,
@@ -164,7 +250,10 @@ fn built_in_rules_fire_iff_panthers_rules_do() {
         }
         let rule = case["rule_id"].as_str().expect("rule_id");
         let idx = case["test_index"].as_u64();
-        if OUT_OF_SCOPE.iter().any(|(r, t, _)| *r == rule && (t.is_none() || *t == idx)) {
+        if OUT_OF_SCOPE
+            .iter()
+            .any(|(r, t, _)| *r == rule && (t.is_none() || *t == idx))
+        {
             out_of_scope += 1;
             continue;
         }
@@ -195,12 +284,23 @@ fn built_in_rules_fire_iff_panthers_rules_do() {
         checked += 1;
         *per_rule.entry(kaudit_rule).or_default() += 1;
     }
-    assert!(failures.is_empty(), "{} of {checked} cases differ:\n{}", failures.len(), failures.join("\n"));
-    assert_eq!(checked + pending + out_of_scope, 247, "cases that need no enrichment");
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} cases differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert_eq!(
+        checked + pending + out_of_scope,
+        247,
+        "cases that need no enrichment"
+    );
     assert_eq!(enrichment, 32, "cases that need Panther's enrichment");
     // Kubernetes.BulkSecretAccess has 7 native cases.
     assert_eq!(out_of_scope, 7, "cases out of scope");
-    eprintln!("checked {checked}, pending converters {pending_by_shape:?}, out of scope {out_of_scope}");
+    eprintln!(
+        "checked {checked}, pending converters {pending_by_shape:?}, out of scope {out_of_scope}"
+    );
     // The native (EKS-shaped) cases, every built-in rule of PARITY among them.
     assert_eq!(checked, 160, "native cases checked");
     // Waiting for kaudit-sources' converters (plug them into to_events):
@@ -210,6 +310,13 @@ fn built_in_rules_fire_iff_panthers_rules_do() {
         pending_by_shape.get("aks_diagnostic_wrapper_properties_log_json_string"),
         Some(&29)
     );
-    assert_eq!(pending_by_shape.get("gke_cloud_logging_protoPayload"), Some(&51));
-    assert_eq!(per_rule.len(), 27, "built-in rules exercised by native cases");
+    assert_eq!(
+        pending_by_shape.get("gke_cloud_logging_protoPayload"),
+        Some(&51)
+    );
+    assert_eq!(
+        per_rule.len(),
+        27,
+        "built-in rules exercised by native cases"
+    );
 }

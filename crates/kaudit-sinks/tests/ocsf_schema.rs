@@ -71,26 +71,54 @@ fn check(rec: &Value, what: &str) {
     assert_eq!(rec["class_uid"], 6003, "{what}");
     assert_eq!(rec["category_uid"], 6, "{what}: Application Activity");
     let activity = rec["activity_id"].as_u64().unwrap();
-    assert!(matches!(activity, 0..=4 | 99), "{what}: activity_id {activity}");
-    assert_eq!(rec["type_uid"].as_u64().unwrap(), 600300 + activity, "{what}");
-    assert!(matches!(rec["severity_id"].as_u64().unwrap(), 0..=6 | 99), "{what}");
-    assert!(matches!(rec["status_id"].as_u64().unwrap(), 0..=2 | 99), "{what}");
+    assert!(
+        matches!(activity, 0..=4 | 99),
+        "{what}: activity_id {activity}"
+    );
+    assert_eq!(
+        rec["type_uid"].as_u64().unwrap(),
+        600300 + activity,
+        "{what}"
+    );
+    assert!(
+        matches!(rec["severity_id"].as_u64().unwrap(), 0..=6 | 99),
+        "{what}"
+    );
+    assert!(
+        matches!(rec["status_id"].as_u64().unwrap(), 0..=2 | 99),
+        "{what}"
+    );
     // actor: at least one of its attributes (OCSF's "at least one" constraint).
     let actor = rec["actor"].as_object().unwrap();
     assert!(
-        ["user", "process", "session", "app_name", "invoked_by"].iter().any(|k| actor.contains_key(*k)),
+        ["user", "process", "session", "app_name", "invoked_by"]
+            .iter()
+            .any(|k| actor.contains_key(*k)),
         "{what}: actor needs one of user, process, session, app_name"
     );
     // src_endpoint: network_endpoint needs one of ip, hostname, uid, name...
     let src = rec["src_endpoint"].as_object().unwrap();
     assert!(
-        ["ip", "hostname", "uid", "name", "instance_uid", "interface_uid", "svc_name"]
-            .iter()
-            .any(|k| src.contains_key(*k)),
+        [
+            "ip",
+            "hostname",
+            "uid",
+            "name",
+            "instance_uid",
+            "interface_uid",
+            "svc_name"
+        ]
+        .iter()
+        .any(|k| src.contains_key(*k)),
         "{what}: src_endpoint needs an identifying attribute: {src:?}"
     );
     if let Some(ip) = src.get("ip") {
-        assert!(ip.as_str().and_then(|s| s.parse::<std::net::IpAddr>().ok()).is_some(), "{what}: ip_t");
+        assert!(
+            ip.as_str()
+                .and_then(|s| s.parse::<std::net::IpAddr>().ok())
+                .is_some(),
+            "{what}: ip_t"
+        );
     }
     if let Some(Value::Array(res)) = rec.get("resources") {
         for r in res {
@@ -105,14 +133,20 @@ fn every_record_is_a_valid_api_activity() {
     cfg.events = Some(2000);
     cfg.incident_every = 40;
     let mut n = 0;
-    for (i, g) in kaudit_gen::Generator::new(cfg).expect("generator").enumerate() {
+    for (i, g) in kaudit_gen::Generator::new(cfg)
+        .expect("generator")
+        .enumerate()
+    {
         let o = Outgoing {
             seq: i as u64,
             cluster: "prod-eu".into(),
             received: MicroTime(1_767_603_600_000_000),
             event: g.event().expect("generated events parse"),
         };
-        check(&record(&o).expect("a record"), &format!("generated event {i}"));
+        check(
+            &record(&o).expect("a record"),
+            &format!("generated event {i}"),
+        );
         n += 1;
     }
     assert_eq!(n, 2000);
