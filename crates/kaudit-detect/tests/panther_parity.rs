@@ -10,7 +10,7 @@
 //! `kaudit-sources` and are counted as pending until those are merged.
 
 use kaudit_event::Event;
-use kaudit_rules::{Engine, EngineOptions, MatchMode};
+use kaudit_rules::{EngineOptions, MatchMode};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -316,15 +316,11 @@ fn corpus() -> Vec<(String, Event)> {
     // Hand-written events for what the generated traffic and the samples
     // lack (a privileged pod with capabilities and a hostPath, a pod's
     // service account token, a NodePort service, role rules in the response).
-    for (name, line) in [(
-        "privileged pod",
-        r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"RequestResponse","auditID":"p1","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/default/pods","verb":"create","user":{"username":"system:serviceaccount:ci:runner","uid":"u1","groups":["system:serviceaccounts"],"extra":{"authentication.kubernetes.io/pod-name":["runner-7d9"],"authentication.kubernetes.io/pod-uid":["9f"]}},"impersonatedUser":{"username":"system:admin","groups":["system:masters"]},"sourceIPs":["10.1.2.3"],"userAgent":"curl/8.5.0","objectRef":{"resource":"pods","namespace":"default","name":"p","apiVersion":"v1","subresource":"ephemeralcontainers"},"responseStatus":{"metadata":{},"code":201,"message":"created"},"requestObject":{"kind":"Pod","apiVersion":"v1","spec":{"serviceAccountName":"default","hostIPC":true,"hostPID":true,"hostNetwork":true,"type":"NodePort","containers":[{"name":"c","image":"alpine:3","securityContext":{"privileged":true,"capabilities":{"add":["SYS_ADMIN"]}}}],"volumes":[{"name":"h","hostPath":{"path":"/etc"}}]},"rules":[{"verbs":["*"],"resources":["*"]}],"roleRef":{"kind":"ClusterRole","name":"cluster-admin"}},"responseObject":{"kind":"Role","rules":[{"verbs":["*"],"resources":["*"]}]},"requestReceivedTimestamp":"2026-01-05T09:00:00.100000Z","stageTimestamp":"2026-01-05T09:00:00.123456Z","annotations":{"authorization.k8s.io/decision":"allow","authorization.k8s.io/reason":""}}"#,
-    )] {
-        out.push((
-            name.to_string(),
-            Event::from_json(line.as_bytes()).expect(name),
-        ));
-    }
+    let line = r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"RequestResponse","auditID":"p1","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/default/pods","verb":"create","user":{"username":"system:serviceaccount:ci:runner","uid":"u1","groups":["system:serviceaccounts"],"extra":{"authentication.kubernetes.io/pod-name":["runner-7d9"],"authentication.kubernetes.io/pod-uid":["9f"]}},"impersonatedUser":{"username":"system:admin","groups":["system:masters"]},"sourceIPs":["10.1.2.3"],"userAgent":"curl/8.5.0","objectRef":{"resource":"pods","namespace":"default","name":"p","apiVersion":"v1","subresource":"ephemeralcontainers"},"responseStatus":{"metadata":{},"code":201,"message":"created"},"requestObject":{"kind":"Pod","apiVersion":"v1","spec":{"serviceAccountName":"default","hostIPC":true,"hostPID":true,"hostNetwork":true,"type":"NodePort","containers":[{"name":"c","image":"alpine:3","securityContext":{"privileged":true,"capabilities":{"add":["SYS_ADMIN"]}}}],"volumes":[{"name":"h","hostPath":{"path":"/etc"}}]},"rules":[{"verbs":["*"],"resources":["*"]}],"roleRef":{"kind":"ClusterRole","name":"cluster-admin"}},"responseObject":{"kind":"Role","rules":[{"verbs":["*"],"resources":["*"]}]},"requestReceivedTimestamp":"2026-01-05T09:00:00.100000Z","stageTimestamp":"2026-01-05T09:00:00.123456Z","annotations":{"authorization.k8s.io/decision":"allow","authorization.k8s.io/reason":""}}"#;
+    out.push((
+        "privileged pod".to_string(),
+        Event::from_json(line.as_bytes()).expect("privileged pod"),
+    ));
     out
 }
 
