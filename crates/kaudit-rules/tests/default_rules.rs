@@ -55,10 +55,17 @@ fn pod(spec: Value) -> Ev {
     )
 }
 
+/// The default rules with the ones that are off by default switched on
+/// (each still needs its case below).
 fn engine() -> Engine {
-    Engine::with_default_rules(EngineOptions::default())
-        .expect("default rules compile")
-        .0
+    let mut b = EngineBuilder::new(EngineOptions::default());
+    b.add_default_rules().expect("default rules compile");
+    b.add_source(
+        "enable.yaml",
+        "- rule: Exec into Pod\n  enabled: true\n- rule: Role With Write Permissions Created\n  enabled: true\n",
+    )
+    .expect("enabling rules");
+    b.build().expect("rules build").0
 }
 
 fn fired(engine: &Engine, e: &Ev) -> Vec<String> {
@@ -185,6 +192,144 @@ fn cases() -> Vec<(&'static str, Ev, Ev)> {
             "Namespace Created by Unusual User",
             ev("create", "namespaces", ""),
             ev("create", "namespaces", "").set("/user", json!({"username": "ops", "groups": ["system:masters"]})),
+        ),
+        // Parity with Panther's Kubernetes rules (the full per-case check is
+        // crates/kaudit-detect/tests/panther_parity.rs).
+        (
+            "Anonymous API Request",
+            ev("get", "pods", "default").set("/user", json!({"username": "system:anonymous"})),
+            ev("get", "", "").set("/user", json!({"username": "system:anonymous"})).set("/requestURI", json!("/healthz")).set("/userAgent", json!("kube-probe/1.30")),
+        ),
+        (
+            "Forbidden API Request from Public IP",
+            // 203.0.113.0/24 (the default) is a documentation range, not public.
+            ev("get", "secrets", "prod").set("/responseStatus", json!({"code": 403})).set("/sourceIPs", json!(["8.8.8.8"])),
+            ev("get", "secrets", "prod").set("/responseStatus", json!({"code": 403})).set("/sourceIPs", json!(["10.1.2.3"])),
+        ),
+        (
+            "Admission Webhook Configuration Created",
+            ev("create", "validatingwebhookconfigurations", ""),
+            ev("create", "validatingwebhookconfigurations", "").set("/user", json!({"username": "system:kube-controller-manager"})),
+        ),
+        (
+            "Client Certificate Requested",
+            ev("create", "certificatesigningrequests", "").set("/requestObject", json!({"spec": {"signerName": "kubernetes.io/kube-apiserver-client", "usages": ["client auth"]}})),
+            ev("create", "certificatesigningrequests", "").set("/requestObject", json!({"spec": {"signerName": "kubernetes.io/kubelet-serving", "usages": ["server auth"]}})),
+        ),
+        (
+            "Privileged ClusterRoleBinding Created",
+            ev("create", "clusterrolebindings", "").set("/requestObject", json!({"roleRef": {"kind": "ClusterRole", "name": "admin"}})),
+            ev("create", "clusterrolebindings", "").set("/requestObject", json!({"roleRef": {"kind": "ClusterRole", "name": "view"}})),
+        ),
+        (
+            "CronJob Created or Modified",
+            ev("patch", "cronjobs", "prod"),
+            ev("patch", "cronjobs", "prod").set("/objectRef/subresource", json!("status")),
+        ),
+        (
+            "DaemonSet Created",
+            ev("create", "daemonsets", "prod"),
+            ev("create", "daemonsets", "kube-system").set("/user", json!({"username": "system:serviceaccount:kube-system:daemon-set-controller"})),
+        ),
+        (
+            "Ingress Without TLS Created",
+            ev("create", "ingresses", "prod").set("/requestObject", json!({"spec": {"rules": [{"host": "a"}]}})),
+            ev("create", "ingresses", "prod").set("/requestObject", json!({"spec": {"tls": [{"hosts": ["a"]}], "rules": [{"host": "a"}]}})),
+        ),
+        (
+            "kubectl cp from Pod",
+            ev("create", "pods", "prod").set("/objectRef/subresource", json!("exec")).set("/requestURI", json!("/api/v1/namespaces/prod/pods/thing/exec?command=tar&command=cf&command=-&command=%2Fdata&stdout=true")),
+            ev("create", "pods", "prod").set("/objectRef/subresource", json!("exec")).set("/requestURI", json!("/api/v1/namespaces/prod/pods/thing/exec?command=tar&command=xf&command=-&stdin=true")),
+        ),
+        (
+            "Pod With Dangerous Capabilities Created",
+            pod(json!({"containers": [{"name": "c", "image": "nginx", "securityContext": {"capabilities": {"add": ["SYS_PTRACE"]}}}]})),
+            pod(json!({"containers": [{"name": "c", "image": "nginx", "securityContext": {"capabilities": {"add": ["NET_BIND_SERVICE"]}}}]})),
+        ),
+        (
+            "Exec into Pod",
+            ev("create", "pods", "prod").set("/objectRef/subresource", json!("exec")),
+            ev("create", "pods", "prod").set("/objectRef/subresource", json!("log")),
+        ),
+        (
+            "Pod Sharing Host IPC Created",
+            pod(json!({"hostIPC": true, "containers": nginx()})),
+            pod(json!({"hostIPC": false, "containers": nginx()})),
+        ),
+        (
+            "Pod Sharing Host Network Created",
+            pod(json!({"hostNetwork": true, "containers": nginx()})),
+            pod(json!({"hostNetwork": false, "containers": nginx()})),
+        ),
+        (
+            "Pod Sharing Host PID Created",
+            pod(json!({"hostPID": true, "containers": nginx()})),
+            pod(json!({"hostPID": false, "containers": nginx()})),
+        ),
+        (
+            "Pod With HostPath Volume Created",
+            pod(json!({"containers": nginx(), "volumes": [{"name": "h", "hostPath": {"path": "/opt/x"}}]})),
+            pod(json!({"containers": nginx(), "volumes": [{"name": "e", "emptyDir": {}}]})),
+        ),
+        (
+            "Privileged or Root Pod Created",
+            pod(json!({"containers": [{"name": "c", "image": "nginx", "securityContext": {"runAsUser": 0}}]})),
+            pod(json!({"containers": [{"name": "c", "image": "nginx", "securityContext": {"runAsUser": 1000}}]})),
+        ),
+        (
+            "Service Account Token Read via Exec",
+            ev("create", "pods", "prod").set("/objectRef/subresource", json!("exec")).set("/requestURI", json!("/api/v1/namespaces/prod/pods/thing/exec?command=cat&command=%2Fvar%2Frun%2Fsecrets%2Fkubernetes.io%2Fserviceaccount%2Ftoken")),
+            ev("create", "pods", "prod").set("/objectRef/subresource", json!("exec")).set("/requestURI", json!("/api/v1/namespaces/prod/pods/thing/exec?command=cat&command=%2Fetc%2Fhostname")),
+        ),
+        (
+            "Pod Created in System Namespace",
+            ev("create", "pods", "kube-system").set("/requestObject", json!({"kind": "Pod", "spec": {"containers": nginx()}})),
+            ev("create", "pods", "prod").set("/requestObject", json!({"kind": "Pod", "spec": {"containers": nginx()}})),
+        ),
+        (
+            "Role Granting Node Proxy Created",
+            ev("create", "clusterroles", "").set("/requestObject", json!({"rules": [{"apiGroups": [""], "resources": ["nodes/proxy"], "verbs": ["get"]}]})),
+            ev("create", "clusterroles", "").set("/requestObject", json!({"rules": [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}]})),
+        ),
+        (
+            "Role Granting Pod Exec Created",
+            ev("create", "roles", "prod").set("/requestObject", json!({"rules": [{"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create"]}]})),
+            ev("create", "roles", "prod").set("/requestObject", json!({"rules": [{"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}]})),
+        ),
+        (
+            "Wildcard Role Created",
+            ev("create", "roles", "prod").set("/requestObject", json!({"rules": [{"apiGroups": [""], "resources": ["*"], "verbs": ["get"]}]})),
+            ev("create", "roles", "prod").set("/requestObject", json!({"rules": [{"apiGroups": ["*"], "resources": ["pods"], "verbs": ["get"]}]})),
+        ),
+        (
+            "Role With Write Permissions Created",
+            ev("create", "roles", "prod").set("/requestObject", json!({"rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["delete"]}]})),
+            ev("create", "roles", "prod").set("/requestObject", json!({"rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]})),
+        ),
+        (
+            "Secret Access Denied",
+            ev("get", "secrets", "prod").set("/responseStatus", json!({"code": 403})).set("/sourceIPs", json!(["10.1.2.3"])),
+            ev("get", "secrets", "prod").set("/responseStatus", json!({"code": 200})),
+        ),
+        (
+            "Secrets Listed Across All Namespaces",
+            ev("list", "secrets", "").del("/objectRef/namespace").set("/requestURI", json!("/api/v1/secrets?limit=500")),
+            ev("list", "secrets", "prod").set("/requestURI", json!("/api/v1/namespaces/prod/secrets")),
+        ),
+        (
+            "NodePort Service Deployed",
+            ev("create", "services", "prod").set("/requestObject", json!({"spec": {"type": "NodePort"}})),
+            ev("create", "services", "prod").set("/requestObject", json!({"spec": {"type": "NodePort"}})).set("/responseStatus", json!({"code": 409})),
+        ),
+        (
+            "Service Account Token Requested",
+            ev("create", "serviceaccounts", "prod").set("/objectRef/subresource", json!("token")),
+            ev("create", "serviceaccounts", "kube-system").set("/objectRef/subresource", json!("token")).set("/user", json!({"username": "system:kube-controller-manager"})),
+        ),
+        (
+            "System Role Modified",
+            ev("patch", "clusterroles", "").set("/objectRef/name", json!("system:node")),
+            ev("patch", "clusterroles", "").set("/objectRef/name", json!("system:coredns")),
         ),
     ]
 }

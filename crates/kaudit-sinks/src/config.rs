@@ -261,13 +261,41 @@ impl SinkConfig {
                         e.url
                     ));
                 }
-                if e.index.is_empty()
-                    || e.index
-                        .contains(['/', '\\', '*', '?', '"', '<', '>', '|', ' ', ',', '#'])
+                let target = e.target();
+                if target.len() > 255
+                    || target.starts_with(['-', '_', '+'])
+                    || target
+                        .contains(['/', '\\', '*', '?', '"', '<', '>', '|', ' ', ',', '#', ':'])
                 {
                     p.push(format!(
-                        "sink {n:?}: index {:?} is not a valid index or data stream name",
-                        e.index
+                        "sink {n:?}: index {target:?} is not a valid index or data stream name"
+                    ));
+                }
+                // Elasticsearch's data stream naming scheme: the namespace is
+                // lowercase, at most 100 bytes, without `-` (it ends the name).
+                let ns = e.namespace();
+                if ns.len() > 100
+                    || ns.chars().any(|c| {
+                        c.is_uppercase()
+                            || matches!(
+                                c,
+                                '-' | '/'
+                                    | '\\'
+                                    | '*'
+                                    | '?'
+                                    | '"'
+                                    | '<'
+                                    | '>'
+                                    | '|'
+                                    | ' '
+                                    | ','
+                                    | '#'
+                                    | ':'
+                            )
+                    })
+                {
+                    p.push(format!(
+                        "sink {n:?}: namespace {ns:?} is not a valid data stream namespace (lowercase, no '-', at most 100 bytes)"
                     ));
                 }
                 files.extend(
@@ -411,6 +439,41 @@ mod tests {
             k => panic!("wrong kind {k:?}"),
         }
         assert!(s[0].check().is_empty(), "{:?}", s[0].check());
+    }
+
+    #[test]
+    fn elasticsearch_defaults_to_elastics_data_stream_and_shape() {
+        let s = parse("- name: es\n  type: elasticsearch\n  url: http://x:9200\n").unwrap();
+        let SinkKind::Elasticsearch(e) = &s[0].kind else {
+            panic!("wrong kind {:?}", s[0].kind)
+        };
+        assert_eq!(e.ecs, crate::elasticsearch::EcsMode::ElasticIntegration);
+        assert_eq!(e.target(), "logs-kubernetes.audit_logs-default");
+        assert!(s[0].check().is_empty(), "{:?}", s[0].check());
+        let s = parse(
+            "- name: es\n  type: elasticsearch\n  url: http://x:9200\n  namespace: prod\n  ecs: elastic-integration\n",
+        )
+        .unwrap();
+        let SinkKind::Elasticsearch(e) = &s[0].kind else {
+            panic!("wrong kind")
+        };
+        assert_eq!(e.target(), "logs-kubernetes.audit_logs-prod");
+        let ds = e.data_stream();
+        assert_eq!(
+            (ds.kind.as_str(), ds.dataset.as_str(), ds.namespace.as_str()),
+            ("logs", "kubernetes.audit_logs", "prod")
+        );
+        let bad =
+            parse("- name: es\n  type: elasticsearch\n  url: http://x:9200\n  namespace: Prod-1\n")
+                .unwrap();
+        let problems = bad[0].check();
+        assert!(
+            problems.iter().any(|p| p.contains("namespace \"Prod-1\"")),
+            "{problems:?}"
+        );
+        let e = parse("- name: es\n  type: elasticsearch\n  url: http://x:9200\n  ecs: legacy\n")
+            .unwrap_err();
+        assert!(e.contains("legacy"), "{e}");
     }
 
     #[test]

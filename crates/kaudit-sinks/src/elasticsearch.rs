@@ -1,12 +1,22 @@
 //! `type: elasticsearch` (and OpenSearch): the `_bulk` API with `create`
-//! actions, the document ID being `auditID-Stage` so a batch sent again after
+//! actions (what a data stream accepts; `index` actions are refused by data
+//! streams), the document ID being `auditID-Stage` so a batch sent again after
 //! a lost answer de-duplicates (a 409 on create means "already there").
 //!
-//! Documents follow Elastic's kubernetes `audit_logs` integration: the raw
-//! event under `kubernetes.audit.*` with dots in annotation keys turned into
-//! underscores, plus the ECS fields `@timestamp`, `event.action` (verb),
-//! `event.outcome` (authorization decision), `user.name`, `source.ip`,
-//! `user_agent.original` and `orchestrator.cluster.name`.
+//! Documents are, field for field, what Elastic's Kubernetes integration
+//! (`audit_logs` data stream, ingest pipeline `default.yml`) makes of the same
+//! event (`ecs: elastic-integration`, the only mode so far): the event under
+//! `kubernetes.audit` without `requestObject.metadata`/`responseObject.metadata`
+//! and with `.` in annotation keys turned into `_`; `event.original` (the
+//! exact bytes), `event.kind`, `event.action` (verb), `event.outcome` (only
+//! from the authorization decision), `user.name`/`user.id`,
+//! `user_agent.original`, `source.ip` and `client.ip` (the whole `sourceIPs`
+//! array, only when every entry is an IP), `related.user` (uid, username) and
+//! `related.ip`, `orchestrator.{type,api_version,namespace,resource.name,
+//! resource.type}`; then every null, `""`, `{}` and `[]` removed, at any
+//! depth, as Elastic's pipeline does. kaudit adds only fields Elastic does not
+//! set from the event: `@timestamp`, `ecs.version`, `event.module`,
+//! `event.dataset`, `data_stream.*` and `orchestrator.cluster.name`.
 //!
 //! Per-item results are honoured: 429 and 5xx items are sent again, other
 //! 4xx items are dead-lettered with the reason Elasticsearch gave. A
@@ -21,14 +31,31 @@ use serde_json::{json, Map, Value};
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The dataset of Elastic's Kubernetes audit integration: Kibana's audit
+/// dashboards and Elastic's detection rules select on it
+/// (`data_stream.dataset : "kubernetes.audit_logs"`).
+pub const DATASET: &str = "kubernetes.audit_logs";
+
 /// `type: elasticsearch` (also OpenSearch).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ElasticsearchConfig {
     /// Base URL (`https://es:9200`).
     pub url: String,
-    /// Data stream or index (`logs-kubernetes.audit_logs-default`).
+    /// Data stream or index; empty (the default) means the data stream
+    /// Elastic's integration writes: `logs-kubernetes.audit_logs-<namespace>`.
     pub index: String,
+    /// The data stream namespace (`default` when empty), as in Fleet's
+    /// integration policies; used for the default `index` and
+    /// `data_stream.namespace`.
+    pub namespace: String,
+    /// The document shape; `elastic-integration` (the default) is the only
+    /// one: a config names it so a future shape is an explicit choice.
+    pub ecs: EcsMode,
+    /// Keep `event.original` (the exact event bytes) as Elastic's pipeline
+    /// does (default true); false halves the document size but the
+    /// documents then lack a field Elastic's own ones have.
+    pub keep_original: Option<bool>,
     /// Basic auth user.
     pub username: Option<String>,
     /// Basic auth password.
@@ -43,73 +70,324 @@ pub struct ElasticsearchConfig {
     pub client_key: Option<PathBuf>,
 }
 
-/// ECS version the documents follow.
-pub const ECS_VERSION: &str = "8.11.0";
+/// The document shape a sink writes (`ecs:` in its config).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EcsMode {
+    /// Exactly what Elastic's Kubernetes integration (`audit_logs`) makes, so
+    /// its dashboards and detection rules work unchanged. kaudit's earlier
+    /// shape (one `source.ip` string, no `related.*`/`orchestrator.*`, empty
+    /// values kept) is gone: it mapped into the same fields with the same
+    /// types, so nothing needs it back.
+    #[default]
+    ElasticIntegration,
+}
 
-/// `event.outcome` from the authorization decision annotation.
-pub fn outcome(decision: Option<&str>) -> &'static str {
-    match decision {
-        Some("allow") => "success",
-        Some("forbid") => "failure",
-        _ => "unknown",
+impl ElasticsearchConfig {
+    /// The data stream namespace in use.
+    pub fn namespace(&self) -> &str {
+        if self.namespace.is_empty() {
+            "default"
+        } else {
+            &self.namespace
+        }
+    }
+
+    /// The index or data stream documents go to.
+    pub fn target(&self) -> String {
+        if self.index.is_empty() {
+            format!("logs-{DATASET}-{}", self.namespace())
+        } else {
+            self.index.clone()
+        }
+    }
+
+    /// The `data_stream.*` fields the documents carry: taken from the target
+    /// when it is named `<type>-<dataset>-<namespace>` (a data stream checks
+    /// them against its name), else `logs`, [`DATASET`] and the namespace.
+    pub fn data_stream(&self) -> DataStream {
+        let target = self.target();
+        let mut parts = target.splitn(2, '-');
+        if let (Some(ty @ ("logs" | "metrics" | "traces" | "synthetics")), Some(rest)) =
+            (parts.next(), parts.next())
+        {
+            if let Some((dataset, ns)) = rest.rsplit_once('-') {
+                if !dataset.is_empty() && !ns.is_empty() {
+                    return DataStream {
+                        kind: ty.to_string(),
+                        dataset: dataset.to_string(),
+                        namespace: ns.to_string(),
+                    };
+                }
+            }
+        }
+        DataStream {
+            kind: "logs".into(),
+            dataset: DATASET.into(),
+            namespace: self.namespace().to_string(),
+        }
     }
 }
 
-/// The ECS document of one event.
-pub fn ecs_document(o: &Outgoing) -> Result<Value, SinkError> {
-    let mut raw: Map<String, Value> = serde_json::from_slice(o.event.bytes()).map_err(|e| {
+/// Where a document goes, as its `data_stream.*` fields say.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataStream {
+    /// `data_stream.type` (`logs`).
+    pub kind: String,
+    /// `data_stream.dataset` (`kubernetes.audit_logs`).
+    pub dataset: String,
+    /// `data_stream.namespace` (`default`).
+    pub namespace: String,
+}
+
+impl Default for DataStream {
+    fn default() -> Self {
+        DataStream {
+            kind: "logs".into(),
+            dataset: DATASET.into(),
+            namespace: "default".into(),
+        }
+    }
+}
+
+/// What goes into every document besides the event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DocOptions {
+    /// The `data_stream.*` fields.
+    pub data_stream: DataStream,
+    /// Whether `event.original` is kept.
+    pub keep_original: bool,
+}
+
+impl Default for DocOptions {
+    fn default() -> Self {
+        DocOptions {
+            data_stream: DataStream::default(),
+            keep_original: true,
+        }
+    }
+}
+
+/// ECS version the documents follow.
+pub const ECS_VERSION: &str = "8.11.0";
+
+/// `event.outcome` from the authorization decision annotation, as Elastic's
+/// pipeline: `allow` is a success, `forbid` a failure, anything else (or no
+/// decision) leaves the outcome unset.
+pub fn outcome(decision: Option<&str>) -> Option<&'static str> {
+    match decision {
+        Some("allow") => Some("success"),
+        Some("forbid") => Some("failure"),
+        _ => None,
+    }
+}
+
+/// A string field of `m`, when it is a non-empty string.
+fn text<'a>(m: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    m.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+/// Sets `m[key] = v` on the object at `path` under `m`, creating objects.
+fn put(m: &mut Map<String, Value>, path: &[&str], v: Value) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut cur = m;
+    for p in parents {
+        let entry = cur
+            .entry((*p).to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !entry.is_object() {
+            *entry = Value::Object(Map::new());
+        }
+        let Value::Object(next) = entry else {
+            return;
+        };
+        cur = next;
+    }
+    cur.insert((*last).to_string(), v);
+}
+
+/// Whether Elastic's pipeline drops a value: null, `""`, `{}` or `[]`.
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        Value::Object(m) => m.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        _ => false,
+    }
+}
+
+/// Removes null, `""`, `{}` and `[]` at every depth, children first (so an
+/// object left empty by its children goes too), as Elastic's pipeline does.
+/// Recursion is bounded by the event reader's depth limit.
+pub fn prune_empty(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            for (_, c) in m.iter_mut() {
+                prune_empty(c);
+            }
+            m.retain(|_, c| !is_empty(c));
+        }
+        Value::Array(a) => {
+            for c in a.iter_mut() {
+                prune_empty(c);
+            }
+            a.retain(|c| !is_empty(c));
+        }
+        _ => {}
+    }
+}
+
+/// Appends `v` to `list` unless it is there already.
+fn push_unique(list: &mut Vec<Value>, v: Value) {
+    if !list.contains(&v) {
+        list.push(v);
+    }
+}
+
+/// The ECS document of one event (see the module documentation for the
+/// mapping, field by field).
+pub fn ecs_document(o: &Outgoing, opts: &DocOptions) -> Result<Value, SinkError> {
+    let mut audit: Map<String, Value> = serde_json::from_slice(o.event.bytes()).map_err(|e| {
         SinkError::Config(format!("seq {}: event is not a JSON object: {e}", o.seq))
     })?;
-    if let Some(Value::Object(ann)) = raw.get_mut("annotations") {
+    for body in ["requestObject", "responseObject"] {
+        if let Some(Value::Object(b)) = audit.get_mut(body) {
+            b.remove("metadata");
+        }
+    }
+    let mut doc = Map::new();
+    doc.insert("@timestamp".into(), json!(o.time().to_string()));
+    doc.insert("ecs".into(), json!({"version": ECS_VERSION}));
+    doc.insert(
+        "data_stream".into(),
+        json!({
+            "type": opts.data_stream.kind,
+            "dataset": opts.data_stream.dataset,
+            "namespace": opts.data_stream.namespace,
+        }),
+    );
+    let mut event = Map::new();
+    if opts.keep_original {
+        event.insert(
+            "original".into(),
+            json!(String::from_utf8_lossy(o.event.bytes())),
+        );
+    }
+    event.insert("kind".into(), json!("event"));
+    event.insert("module".into(), json!("kubernetes"));
+    event.insert("dataset".into(), json!(DATASET));
+    if let Some(verb) = text(&audit, "verb") {
+        event.insert("action".into(), json!(verb));
+    }
+    if let Some(Value::Object(ann)) = audit.get_mut("annotations") {
+        let decision = ann
+            .get("authorization.k8s.io/decision")
+            .and_then(Value::as_str);
+        if let Some(out) = outcome(decision) {
+            event.insert("outcome".into(), json!(out));
+        }
         let renamed: Map<String, Value> = std::mem::take(ann)
             .into_iter()
             .map(|(k, v)| (k.replace('.', "_"), v))
             .collect();
         *ann = renamed;
     }
-    let ev = &o.event;
-    let mut doc = Map::new();
-    doc.insert("@timestamp".into(), json!(o.time().to_string()));
-    doc.insert("ecs".into(), json!({"version": ECS_VERSION}));
+    doc.insert("event".into(), Value::Object(event));
+
+    let user = audit.get("user").and_then(Value::as_object);
+    let username = user.and_then(|u| text(u, "username"));
+    let uid = user.and_then(|u| text(u, "uid"));
+    if let Some(name) = username {
+        put(&mut doc, &["user", "name"], json!(name));
+    }
+    if let Some(id) = uid {
+        put(&mut doc, &["user", "id"], json!(id));
+    }
+    if let Some(ua) = text(&audit, "userAgent") {
+        put(&mut doc, &["user_agent", "original"], json!(ua));
+    }
+    // Elastic's `convert` to `ip` fails as a whole (and is ignored) when one
+    // entry is not an IP address: then neither source.ip nor client.ip.
+    let ips: Option<Vec<Value>> = audit
+        .get("sourceIPs")
+        .and_then(Value::as_array)
+        .and_then(|a| {
+            a.iter()
+                .map(|v| {
+                    v.as_str()
+                        .filter(|s| s.parse::<std::net::IpAddr>().is_ok())
+                        .map(|s| json!(s))
+                })
+                .collect()
+        });
+    let mut related_ip = Vec::new();
+    if let Some(ips) = ips {
+        for ip in &ips {
+            push_unique(&mut related_ip, ip.clone());
+        }
+        put(&mut doc, &["source", "ip"], Value::Array(ips.clone()));
+        put(&mut doc, &["client", "ip"], Value::Array(ips));
+    }
+
+    let mut orch = Map::new();
+    orch.insert("type".into(), json!("kubernetes"));
+    if let Some(v) = text(&audit, "apiVersion") {
+        orch.insert("api_version".into(), json!(v));
+    }
+    if !o.cluster.is_empty() {
+        orch.insert("cluster".into(), json!({"name": o.cluster}));
+    }
+    if let Some(obj) = audit.get("objectRef").and_then(Value::as_object) {
+        if let Some(ns) = text(obj, "namespace") {
+            orch.insert("namespace".into(), json!(ns));
+        }
+        let mut res = Map::new();
+        if let Some(name) = text(obj, "name") {
+            res.insert("name".into(), json!(name));
+        }
+        if let Some(ty) = text(obj, "resource") {
+            res.insert("type".into(), json!(ty));
+        }
+        if !res.is_empty() {
+            orch.insert("resource".into(), Value::Object(res));
+        }
+    }
+    doc.insert("orchestrator".into(), Value::Object(orch));
+
+    let mut related_user = Vec::new();
+    for u in [uid, username].into_iter().flatten() {
+        push_unique(&mut related_user, json!(u));
+    }
+    if !related_user.is_empty() {
+        put(&mut doc, &["related", "user"], Value::Array(related_user));
+    }
+    if !related_ip.is_empty() {
+        put(&mut doc, &["related", "ip"], Value::Array(related_ip));
+    }
     doc.insert(
-        "event".into(),
-        json!({
-            "kind": "event",
-            "category": ["web"],
-            "module": "kubernetes",
-            "dataset": "kubernetes.audit_logs",
-            "action": ev.verb(),
-            "outcome": outcome(ev.annotation("authorization.k8s.io/decision")),
-        }),
+        "kubernetes".into(),
+        json!({ "audit": Value::Object(audit) }),
     );
-    if !ev.user().username.is_empty() {
-        doc.insert("user".into(), json!({"name": ev.user().username}));
-    }
-    if let Some(ip) = ev
-        .source_ips()
-        .first()
-        .filter(|s| s.parse::<std::net::IpAddr>().is_ok())
-    {
-        doc.insert("source".into(), json!({"ip": ip}));
-    }
-    if !ev.user_agent().is_empty() {
-        doc.insert("user_agent".into(), json!({"original": ev.user_agent()}));
-    }
-    doc.insert(
-        "orchestrator".into(),
-        json!({"type": "kubernetes", "cluster": {"name": o.cluster}}),
-    );
-    doc.insert("kubernetes".into(), json!({"audit": Value::Object(raw)}));
-    Ok(Value::Object(doc))
+    let mut doc = Value::Object(doc);
+    prune_empty(&mut doc);
+    Ok(doc)
 }
 
 /// Appends the `_bulk` body (NDJSON, `create` actions) for a batch.
-pub fn encode_bulk(index: &str, batch: &[Outgoing], out: &mut Vec<u8>) -> Result<(), SinkError> {
+pub fn encode_bulk(
+    index: &str,
+    opts: &DocOptions,
+    batch: &[Outgoing],
+    out: &mut Vec<u8>,
+) -> Result<(), SinkError> {
     for o in batch {
         let action = json!({"create": {"_index": index, "_id": o.dedupe_id()}});
         serde_json::to_writer(&mut *out, &action).map_err(|e| SinkError::Config(e.to_string()))?;
         out.push(b'\n');
-        serde_json::to_writer(&mut *out, &ecs_document(o)?)
+        serde_json::to_writer(&mut *out, &ecs_document(o, opts)?)
             .map_err(|e| SinkError::Config(e.to_string()))?;
         out.push(b'\n');
     }
@@ -161,6 +439,7 @@ pub fn parse_bulk_response(body: &[u8], items: usize) -> Result<Delivery, SinkEr
 pub struct Elasticsearch {
     url: String,
     index: String,
+    opts: DocOptions,
     auth: Option<String>,
     client: reqwest::blocking::Client,
 }
@@ -184,7 +463,11 @@ impl Elasticsearch {
         };
         Ok(Elasticsearch {
             url: format!("{}/_bulk", cfg.url.trim_end_matches('/')),
-            index: cfg.index.clone(),
+            index: cfg.target(),
+            opts: DocOptions {
+                data_stream: cfg.data_stream(),
+                keep_original: cfg.keep_original.unwrap_or(true),
+            },
             auth,
             client: client(&tls, timeout)?,
         })
@@ -211,7 +494,7 @@ impl Destination for Elasticsearch {
 
     fn send(&mut self, batch: &[Outgoing]) -> Result<Delivery, SinkError> {
         let mut body = Vec::with_capacity(batch.len() * 2048);
-        encode_bulk(&self.index, batch, &mut body)?;
+        encode_bulk(&self.index, &self.opts, batch, &mut body)?;
         let answer = self.bulk(body)?;
         parse_bulk_response(&answer, batch.len())
     }
@@ -273,8 +556,9 @@ mod tests {
 
     #[test]
     fn outcome_follows_the_decision() {
-        assert_eq!(outcome(Some("allow")), "success");
-        assert_eq!(outcome(Some("forbid")), "failure");
-        assert_eq!(outcome(None), "unknown");
+        assert_eq!(outcome(Some("allow")), Some("success"));
+        assert_eq!(outcome(Some("forbid")), Some("failure"));
+        assert_eq!(outcome(Some("")), None);
+        assert_eq!(outcome(None), None);
     }
 }

@@ -122,9 +122,15 @@ pub fn record(o: &Outgoing) -> Result<Value, SinkError> {
         "cloud".into(),
         json!({"provider": "Kubernetes", "region": o.cluster}),
     );
-    if let Some(ip) = ev.source_ips().first() {
-        rec.insert("src_endpoint".into(), json!({"ip": ip}));
-    }
+    // `src_endpoint` is required by API Activity and `ip` is typed `ip_t`:
+    // an address that is not one goes to `name`, and an event without any
+    // (a trimmed or converted one) says so rather than dropping the object.
+    let src = match ev.source_ips().first() {
+        Some(ip) if ip.parse::<std::net::IpAddr>().is_ok() => json!({"ip": ip}),
+        Some(other) => json!({"name": other}),
+        None => json!({"name": "unknown"}),
+    };
+    rec.insert("src_endpoint".into(), src);
     if let Some(r) = ev.object_ref() {
         let mut res = Map::new();
         res.insert("type".into(), json!(r.resource));

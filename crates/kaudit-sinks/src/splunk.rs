@@ -4,6 +4,14 @@
 //! (`{"time":..,"host":..,"source":..,"sourcetype":"kube:apiserver-audit","index":..,"event":<the event>}`),
 //! `time` being the stage timestamp in seconds with microseconds.
 //!
+//! The sourcetype follows Splunk's own Kubernetes collectors (Splunk Connect
+//! for Kubernetes' `kube-audit` log and the Splunk OpenTelemetry Collector
+//! for Kubernetes' documented audit-log setup both use
+//! `kube:apiserver-audit`), and the event is the audit Event's JSON as
+//! kube-apiserver wrote it, so Splunk's JSON field extraction gives the same
+//! field names (`verb`, `user.username`, `objectRef.resource`, ...) as for an
+//! audit log those collectors read from the file.
+//!
 //! With `ack: true` every request carries `X-Splunk-Request-Channel` and the
 //! batch only counts as delivered once `/services/collector/ack` says the
 //! indexers have it; an ack that does not come within `ack_timeout` sends the

@@ -103,6 +103,19 @@ impl FakeEs {
             for pair in lines.chunks(2) {
                 let action: serde_json::Value = serde_json::from_str(pair[0]).unwrap();
                 let doc: serde_json::Value = serde_json::from_str(pair[1]).unwrap();
+                // A data stream takes only `create` (an `index` action is
+                // refused with "only write ops with an op_type of create are
+                // allowed in data streams").
+                let keys: Vec<&String> = action.as_object().unwrap().keys().collect();
+                assert_eq!(keys, ["create"], "data streams need create actions");
+                assert_eq!(
+                    action["create"]["_index"], "logs-kubernetes.audit_logs-default",
+                    "the data stream Elastic's integration writes"
+                );
+                assert!(
+                    doc["@timestamp"].is_string(),
+                    "data streams need @timestamp"
+                );
                 let id = action["create"]["_id"].as_str().unwrap().to_string();
                 *me.creates.lock().unwrap().entry(id.clone()).or_insert(0) += 1;
                 let status = if me.throttle_once.lock().unwrap().remove(&id) {
@@ -134,7 +147,7 @@ impl FakeEs {
 fn es_kind(url: &str) -> SinkKind {
     SinkKind::Elasticsearch(ElasticsearchConfig {
         url: url.into(),
-        index: "logs-kubernetes.audit_logs-default".into(),
+        // No index: the default is Elastic's data stream.
         api_key: Some("aWQ6a2V5".into()),
         ..Default::default()
     })
@@ -182,14 +195,14 @@ fn elasticsearch_bulk_is_ecs_and_item_errors_retry_or_dead_letter() {
             r#"{{"create":{{"_index":"logs-kubernetes.audit_logs-default","_id":"{EVENT_ID}"}}}}"#
         )
     );
-    let audit = EVENT.replace(
-        r#""annotations":{"authorization.k8s.io/decision":"allow","authorization.k8s.io/reason""#,
-        r#""annotations":{"authorization_k8s_io/decision":"allow","authorization_k8s_io/reason""#,
-    );
+    // Elastic's pipeline: annotation keys de-dotted, `responseStatus.metadata: {}`
+    // dropped as empty; the rest of the event as it came.
+    let audit = r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"0b5c7a2e-1111-4c7e-9a7e-000000000001","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/prod/secrets/db","verb":"get","user":{"username":"alice","groups":["dev","system:authenticated"]},"sourceIPs":["10.0.0.7"],"userAgent":"kubectl/v1.31.0","objectRef":{"resource":"secrets","namespace":"prod","name":"db","apiVersion":"v1"},"responseStatus":{"code":200},"requestReceivedTimestamp":"2026-01-05T09:00:00.100000Z","stageTimestamp":"2026-01-05T09:00:00.123456Z","annotations":{"authorization_k8s_io/decision":"allow","authorization_k8s_io/reason":"RBAC: allowed by RoleBinding \"dev/prod\""}}"#;
+    let original = serde_json::to_string(EVENT).unwrap();
     assert_eq!(
         first_pair[1],
         format!(
-            r#"{{"@timestamp":"2026-01-05T09:00:00.123456Z","ecs":{{"version":"8.11.0"}},"event":{{"kind":"event","category":["web"],"module":"kubernetes","dataset":"kubernetes.audit_logs","action":"get","outcome":"success"}},"user":{{"name":"alice"}},"source":{{"ip":"10.0.0.7"}},"user_agent":{{"original":"kubectl/v1.31.0"}},"orchestrator":{{"type":"kubernetes","cluster":{{"name":"prod-eu"}}}},"kubernetes":{{"audit":{audit}}}}}"#
+            r#"{{"@timestamp":"2026-01-05T09:00:00.123456Z","ecs":{{"version":"8.11.0"}},"data_stream":{{"type":"logs","dataset":"kubernetes.audit_logs","namespace":"default"}},"event":{{"original":{original},"kind":"event","module":"kubernetes","dataset":"kubernetes.audit_logs","action":"get","outcome":"success"}},"user":{{"name":"alice"}},"user_agent":{{"original":"kubectl/v1.31.0"}},"source":{{"ip":["10.0.0.7"]}},"client":{{"ip":["10.0.0.7"]}},"orchestrator":{{"type":"kubernetes","api_version":"audit.k8s.io/v1","cluster":{{"name":"prod-eu"}},"namespace":"prod","resource":{{"name":"db","type":"secrets"}}}},"related":{{"user":["alice"],"ip":["10.0.0.7"]}},"kubernetes":{{"audit":{audit}}}}}"#
         )
     );
     // The throttled item was sent again alone; the refused one was not.
