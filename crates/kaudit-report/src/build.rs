@@ -411,8 +411,9 @@ impl Builder<'_> {
         for (cluster, hours_v) in by_cluster {
             let mut gaps = Vec::new();
             let mut run_start = None;
+            #[allow(clippy::needless_range_loop)] // i runs one past the end to close a run
             for i in 0..=elapsed {
-                let empty = i < elapsed && hours_v[i] == 0;
+                let empty = i < elapsed && hours_v.get(i) == Some(&0);
                 match (empty, run_start) {
                     (true, None) => run_start = Some(i),
                     (false, Some(st)) => {

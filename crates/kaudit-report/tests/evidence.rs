@@ -205,7 +205,8 @@ fn bundle_verifies_and_every_tampered_kind_is_named() {
         .expect("a row");
     let seq = row.seq;
     // One byte changed in each kind of file; each failure names the file.
-    let cases: Vec<(&str, String, Box<dyn Fn(&mut Vec<u8>)>)> = vec![
+    type Edit = Box<dyn Fn(&mut Vec<u8>)>;
+    let cases: Vec<(&str, String, Edit)> = vec![
         (
             "cited event",
             format!("events/{seq}.json"),
@@ -268,7 +269,7 @@ fn bundle_verifies_and_every_tampered_kind_is_named() {
         let res = bundle::verify(&repack(&resigned), Some(&trusted));
         match *kind {
             "cited event" | "proof" => {
-                let errs = res.err().expect("re-signed tampered row verified");
+                let errs = res.expect_err("re-signed tampered row verified");
                 assert!(
                     errs.iter()
                         .any(|e| e.audit_id.as_deref() == Some(row.audit_id.as_str())),
@@ -287,9 +288,8 @@ fn bundle_verifies_and_every_tampered_kind_is_named() {
     let other = Signer25519::generate(signer.name()).expect("key");
     let mut forged = files.clone();
     bundle::sign(&mut forged, &other);
-    let errs = bundle::verify(&repack(&forged), Some(&trusted))
-        .err()
-        .expect("forged manifest verified");
+    let errs =
+        bundle::verify(&repack(&forged), Some(&trusted)).expect_err("forged manifest verified");
     assert!(errs.iter().any(|e| e.file == "MANIFEST"), "{errs:?}");
 }
 

@@ -142,8 +142,7 @@ fn generated_month_report_bundle_verifies_and_tampering_is_named() {
     );
     let other_key = text
         .lines()
-        .filter(|l| l.contains('+'))
-        .last()
+        .rfind(|l| l.contains('+'))
         .expect("verifier key")
         .trim()
         .to_string();
