@@ -23,7 +23,7 @@ pub mod simulate;
 
 pub use apply::{ApplyOptions, DropReason, Outcome, PolicyApplier, Verdict};
 pub use eval::{AuditConfig, CompiledPolicy, RequestAttributes, StageSet, UserAttrs};
-pub use lint::{lint, Finding, Severity};
+pub use lint::{lint, lint_apiserver_flags, lint_cis, Finding, Severity};
 pub use model::{
     load_policy, load_policy_file, policy_from_value, validate_doc, FieldError, GroupResourcesDoc,
     LoadedPolicy, Policy, PolicyDoc, PolicyError, PolicyRule, RuleDoc, SyntaxError,

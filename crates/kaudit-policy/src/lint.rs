@@ -284,3 +284,213 @@ fn sensitive_probe(
     }];
     Some(probe)
 }
+
+/// CIS Kubernetes Benchmark audit items (3.2.1, 3.2.2) checked on a policy:
+/// it has rules, it logs access to Secrets, ConfigMaps and TokenReviews, and
+/// at Metadata only (their bodies hold credentials), and it covers exec,
+/// attach and port-forward. Each failing item is a warning named `cis-…`.
+pub fn lint_cis(policy: &Policy) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let warn = |check, message: String| Finding {
+        severity: Severity::Warning,
+        rule: None,
+        check,
+        message,
+    };
+    if policy.rules.is_empty() {
+        out.push(warn(
+            "cis-3.2.1",
+            "the policy has no rules, so nothing is audited (CIS 3.2.1: ensure a minimal audit policy is created)".into(),
+        ));
+        return out;
+    }
+    let compiled = crate::eval::CompiledPolicy::new(policy.clone());
+    let groups = vec!["system:authenticated".to_string()];
+    let probe =
+        |verb: &'static str, group: &'static str, resource: &'static str, sub: &'static str| {
+            let a = crate::eval::RequestAttributes {
+                user: Some(crate::eval::UserAttrs {
+                    name: "cis-probe-user",
+                    groups: &groups,
+                }),
+                verb,
+                resource_request: true,
+                namespace: "default",
+                api_group: group,
+                resource,
+                subresource: sub,
+                name: "",
+                path: "",
+            };
+            compiled.evaluate(&a)
+        };
+    for (group, resource, label) in [
+        ("", "secrets", "Secrets"),
+        ("", "configmaps", "ConfigMaps"),
+        ("authentication.k8s.io", "tokenreviews", "TokenReviews"),
+    ] {
+        for verb in [
+            "get", "list", "watch", "create", "update", "patch", "delete",
+        ] {
+            if resource == "tokenreviews" && verb != "create" {
+                continue;
+            }
+            let c = probe(verb, group, resource, "");
+            if c.level < Level::Metadata {
+                out.push(warn(
+                    "cis-3.2.2",
+                    format!("{verb} on {label} is not audited (level {:?}); CIS 3.2.2 wants access to {label} logged at Metadata", c.level),
+                ));
+                break;
+            }
+            if c.level > Level::Metadata {
+                out.push(warn(
+                    "cis-3.2.2",
+                    format!("{verb} on {label} is logged at {:?} (rule {}), which writes their bodies (credentials) into the log; CIS 3.2.2 wants Metadata", c.level, c.rule.map_or("-".into(), |r| r.to_string())),
+                ));
+                break;
+            }
+        }
+    }
+    for sub in ["exec", "attach", "portforward"] {
+        let c = probe("create", "", "pods", sub);
+        if c.level < Level::Metadata {
+            out.push(warn(
+                "cis-3.2.2",
+                format!("pods/{sub} is not audited; CIS 3.2.2 wants exec, attach and port-forward logged"),
+            ));
+        }
+    }
+    out
+}
+
+/// Most bytes of a kube-apiserver command line or manifest read.
+pub const MAX_APISERVER_TEXT: usize = 1 << 20;
+
+/// CIS 1.2.x checks of kube-apiserver's audit flags, given its command line
+/// or its static-pod manifest: an audit backend (`--audit-log-path` or
+/// `--audit-webhook-config-file`), `--audit-policy-file`, and for a log
+/// file `--audit-log-maxage>=30`, `--audit-log-maxbackup>=10`,
+/// `--audit-log-maxsize>=100`.
+pub fn lint_apiserver_flags(text: &str) -> Vec<Finding> {
+    let text = &text[..text.len().min(MAX_APISERVER_TEXT)];
+    let mut flags: std::collections::BTreeMap<String, String> = Default::default();
+    let tokens: Vec<&str> = text
+        .split(|c: char| {
+            c.is_whitespace() || c == '"' || c == '\'' || c == ',' || c == '[' || c == ']'
+        })
+        .filter(|t| !t.is_empty() && *t != "-")
+        .collect();
+    for (i, t) in tokens.iter().enumerate() {
+        let Some(f) = t.strip_prefix("--audit-") else {
+            continue;
+        };
+        match f.split_once('=') {
+            Some((k, v)) => flags.insert(k.to_string(), v.to_string()),
+            None => {
+                let v = tokens
+                    .get(i + 1)
+                    .filter(|n| !n.starts_with("--"))
+                    .unwrap_or(&"");
+                flags.insert(f.to_string(), v.to_string())
+            }
+        };
+    }
+    let mut out = Vec::new();
+    let warn = |check, message: String| Finding {
+        severity: Severity::Warning,
+        rule: None,
+        check,
+        message,
+    };
+    let log_path = flags.get("log-path").filter(|v| !v.is_empty());
+    let webhook = flags.get("webhook-config-file").filter(|v| !v.is_empty());
+    if log_path.is_none() && webhook.is_none() {
+        out.push(warn("cis-1.2.16", "neither --audit-log-path nor --audit-webhook-config-file is set: kube-apiserver writes no audit log".into()));
+    }
+    if flags.get("policy-file").is_none_or(|v| v.is_empty()) {
+        out.push(warn(
+            "cis-3.2.1",
+            "--audit-policy-file is not set: without a policy kube-apiserver audits nothing".into(),
+        ));
+    }
+    if log_path.is_some_and(|p| p != "-") {
+        for (flag, min, check) in [
+            ("log-maxage", 30u64, "cis-1.2.17"),
+            ("log-maxbackup", 10, "cis-1.2.18"),
+            ("log-maxsize", 100, "cis-1.2.19"),
+        ] {
+            match flags.get(flag).map(|v| v.parse::<u64>()) {
+                Some(Ok(n)) if n >= min => {}
+                Some(Ok(n)) => out.push(warn(
+                    check,
+                    format!("--audit-{flag}={n}: want at least {min}"),
+                )),
+                Some(Err(_)) => out.push(warn(
+                    check,
+                    format!(
+                        "--audit-{flag}={:?} is not a number",
+                        flags.get(flag).map_or("", String::as_str)
+                    ),
+                )),
+                None => out.push(warn(
+                    check,
+                    format!("--audit-{flag} is not set: want at least {min}"),
+                )),
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod cis_tests {
+    use super::*;
+
+    fn policy(yaml: &str) -> Policy {
+        crate::load_policy(yaml.as_bytes(), "test")
+            .expect("policy")
+            .policy
+    }
+
+    #[test]
+    fn cis_flags_each_threshold() {
+        let good = "kube-apiserver --audit-log-path=/var/log/a.log --audit-log-maxage=30 --audit-log-maxbackup 10 --audit-log-maxsize=100 --audit-policy-file=/etc/p.yaml";
+        assert_eq!(lint_apiserver_flags(good), vec![]);
+        let manifest = "spec:\n  containers:\n  - command:\n    - kube-apiserver\n    - --audit-log-path=/var/log/a.log\n    - --audit-log-maxage=7\n    - --audit-log-maxsize=100\n    - --audit-policy-file=/etc/p.yaml\n";
+        let f = lint_apiserver_flags(manifest);
+        let checks: Vec<&str> = f.iter().map(|f| f.check).collect();
+        assert_eq!(checks, vec!["cis-1.2.17", "cis-1.2.18"], "{f:?}");
+        let none = lint_apiserver_flags("kube-apiserver --secure-port=6443");
+        let checks: Vec<&str> = none.iter().map(|f| f.check).collect();
+        assert_eq!(checks, vec!["cis-1.2.16", "cis-3.2.1"]);
+        assert!(lint_apiserver_flags(
+            "kube-apiserver --audit-webhook-config-file=/w.yaml --audit-policy-file=/p"
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn cis_policy_items() {
+        let good = "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n  resources:\n  - group: \"\"\n    resources: [secrets, configmaps]\n  - group: authentication.k8s.io\n    resources: [tokenreviews]\n- level: RequestResponse\n";
+        assert_eq!(lint_cis(&policy(good)), vec![]);
+        let bodies =
+            "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: RequestResponse\n";
+        let f = lint_cis(&policy(bodies));
+        assert_eq!(
+            f.len(),
+            3,
+            "secrets, configmaps, tokenreviews bodies: {f:?}"
+        );
+        assert!(f
+            .iter()
+            .all(|f| f.check == "cis-3.2.2" && f.message.contains("bodies")));
+        let none = "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: None\n  resources:\n  - group: \"\"\n    resources: [secrets]\n- level: Metadata\n";
+        let f = lint_cis(&policy(none));
+        assert_eq!(f.len(), 1);
+        assert!(f[0].message.contains("Secrets") && f[0].message.contains("not audited"));
+        let mut empty = policy(good);
+        empty.rules.clear();
+        assert_eq!(lint_cis(&empty)[0].check, "cis-3.2.1");
+    }
+}

@@ -75,6 +75,8 @@ enum Command {
     History(cmd::query::HistoryArgs),
     /// RBAC roles and bindings granting exactly what a user was seen doing.
     Rbac(cmd::query::RbacArgs),
+    /// Compliance evidence (pci-dss, soc2, cis, custom.yaml): report, bundle, HTML, PDF; `report verify BUNDLE`.
+    Report(cmd::report::Args),
     /// Rebuild the search index from the store.
     Reindex(cmd::query::ReindexArgs),
     /// Forwarding sinks: `kaudit sinks status`.
@@ -109,6 +111,7 @@ fn main() -> std::process::ExitCode {
         Command::History(a) => cmd::query::history(a),
         Command::Rbac(a) => cmd::query::rbac(a),
         Command::Reindex(a) => cmd::query::reindex(a),
+        Command::Report(a) => cmd::report::run(a),
         Command::Sinks(c) => cmd::sinks::run(c),
     };
     match result {

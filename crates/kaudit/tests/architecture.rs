@@ -18,6 +18,7 @@ const ORDER: &[&str] = &[
     "kaudit-store",
     "kaudit-index",
     "kaudit-detect",
+    "kaudit-report",
     "kaudit-sinks",
     "kaudit-server",
     "kaudit",

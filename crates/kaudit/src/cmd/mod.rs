@@ -5,6 +5,7 @@ pub mod detect;
 pub mod gen;
 pub mod policy;
 pub mod query;
+pub mod report;
 pub mod serve;
 pub mod sinks;
 pub mod store;

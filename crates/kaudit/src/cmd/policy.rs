@@ -72,6 +72,14 @@ pub struct LintArgs {
     /// Exit 2 when there are warnings (for CI).
     #[arg(long)]
     strict: bool,
+    /// Also check the CIS Kubernetes Benchmark audit items (3.2.1, 3.2.2): rules exist,
+    /// Secrets/ConfigMaps/TokenReviews audited at Metadata (bodies not logged), exec/attach/port-forward audited.
+    #[arg(long)]
+    cis: bool,
+    /// With --cis: kube-apiserver's command line or static-pod manifest, whose audit flags are
+    /// checked (--audit-log-maxage>=30, -maxbackup>=10, -maxsize>=100, --audit-policy-file, a log or webhook backend).
+    #[arg(long, requires = "cis")]
+    apiserver: Option<PathBuf>,
 }
 
 /// Arguments of `kaudit policy explain`.
@@ -207,7 +215,24 @@ fn run_lint(a: LintArgs) -> anyhow::Result<ExitCode> {
             json!({"severity": "warning", "rule": rule, "check": "unknown-field", "message": w}),
         );
     }
-    for f in lint(&loaded.policy) {
+    let mut found = lint(&loaded.policy);
+    if a.cis {
+        found.extend(kaudit_policy::lint_cis(&loaded.policy));
+    }
+    if let Some(p) = &a.apiserver {
+        let meta = std::fs::metadata(p).with_context(|| format!("reading {}", p.display()))?;
+        if meta.len() > kaudit_policy::lint::MAX_APISERVER_TEXT as u64 {
+            bail!(
+                "{}: larger than {} bytes",
+                p.display(),
+                kaudit_policy::lint::MAX_APISERVER_TEXT
+            );
+        }
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        found.extend(kaudit_policy::lint_apiserver_flags(&text));
+    }
+    for f in found {
         let sev = match f.severity {
             Severity::Error => "error",
             Severity::Warning => "warning",

@@ -57,7 +57,7 @@ impl StoreArgs {
         }
     }
 
-    fn options(&self, read_only: bool) -> anyhow::Result<StoreOptions> {
+    pub(crate) fn options(&self, read_only: bool) -> anyhow::Result<StoreOptions> {
         let cfg = self.config()?;
         Ok(StoreOptions {
             read_only,
@@ -78,7 +78,7 @@ impl StoreArgs {
     }
 
     /// Writable when free (so a fresh checkpoint can be signed), else read-only.
-    fn open_any(&self) -> anyhow::Result<Store> {
+    pub(crate) fn open_any(&self) -> anyhow::Result<Store> {
         match Store::open(&self.data, self.options(false)?) {
             Ok(s) => Ok(s),
             Err(StoreError::Locked(_)) => Store::open(&self.data, self.options(true)?)

@@ -1,0 +1,374 @@
+//! A generated month with incidents: the report lists exactly the incidents'
+//! auditIDs, its bundle verifies offline, and a changed byte anywhere a
+//! reader relies on (cited event, proof, count, checkpoint) is caught and
+//! named.
+
+use kaudit_event::MicroTime;
+use kaudit_gen::IncidentKind;
+use kaudit_index::EmbeddedBackend;
+use kaudit_report::{build, bundle, tar, Evidence, Inputs, ReportRequest, Template};
+use kaudit_store::note::Signer25519;
+use kaudit_store::{Record, Store, StoreOptions};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+struct Fx {
+    dir: tempfile::TempDir,
+    store: Arc<Store>,
+    backend: EmbeddedBackend,
+    incidents: Vec<kaudit_gen::Incident>,
+}
+
+fn fixture(n: u64, opts: StoreOptions) -> Fx {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), opts).expect("open store");
+    let mut cfg = kaudit_gen::GenConfig::new(7);
+    cfg.events = Some(n);
+    cfg.clusters = kaudit_gen::default_cluster_names(2);
+    cfg.spread_incidents();
+    let mut g = kaudit_gen::Generator::new(cfg).expect("generator");
+    let names = g.cluster_names().to_vec();
+    let mut line = Vec::new();
+    let mut i = 0i64;
+    let mut batch = Vec::new();
+    while let Some(c) = g.next_into(&mut line) {
+        batch.push(Record {
+            cluster: names[c].clone(),
+            received: MicroTime(1_767_603_600_000_000 + i),
+            event: line.clone(),
+        });
+        line.clear();
+        i += 1;
+        if batch.len() == 500 {
+            store
+                .append_batch(std::mem::take(&mut batch))
+                .expect("append");
+        }
+    }
+    store.append_batch(batch).expect("append");
+    store.checkpoint().expect("checkpoint");
+    let incidents = g.incidents().to_vec();
+    let store = Arc::new(store);
+    let backend = EmbeddedBackend::open(dir.path(), store.clone()).expect("backend");
+    backend.catch_up().expect("index");
+    Fx {
+        dir,
+        store,
+        backend,
+        incidents,
+    }
+}
+
+fn report(fx: &Fx, template: &str) -> Evidence {
+    let (since, until) = kaudit_report::parse_month("2026-01").expect("month");
+    let req = ReportRequest {
+        template: Template::load(template).expect("template"),
+        since,
+        until,
+        clusters: Vec::new(),
+        max_rows: Some(5000),
+        verify_store: true,
+        now: MicroTime::parse("2026-02-01T00:00:00Z").expect("now"),
+    };
+    let inputs = Inputs {
+        store: &fx.store,
+        backend: &fx.backend,
+        alerts: None,
+        quarantined: Vec::new(),
+    };
+    build(&req, &inputs).expect("report")
+}
+
+fn signer(fx: &Fx) -> Signer25519 {
+    kaudit_store::load_signer(fx.dir.path(), &StoreOptions::default(), false)
+        .expect("key")
+        .expect("store has a signing key")
+}
+
+fn section_ids(ev: &Evidence, id: &str) -> BTreeSet<String> {
+    let s = ev
+        .report
+        .sections
+        .iter()
+        .find(|s| s.id == id)
+        .unwrap_or_else(|| panic!("no section {id}"));
+    assert_eq!(s.omitted, 0, "section {id} omitted rows");
+    assert_eq!(s.unproven, 0, "section {id} has unproven rows");
+    s.rows.iter().map(|r| r.audit_id.clone()).collect()
+}
+
+fn incident_ids(fx: &Fx, kind: IncidentKind) -> BTreeSet<String> {
+    fx.incidents
+        .iter()
+        .filter(|i| i.kind == kind)
+        .flat_map(|i| i.audit_ids.iter().cloned())
+        .collect()
+}
+
+#[test]
+fn sections_list_exactly_the_incidents() {
+    let fx = fixture(12_000, StoreOptions::default());
+    let kinds: BTreeSet<&str> = fx.incidents.iter().map(|i| i.kind.as_str()).collect();
+    assert_eq!(kinds.len(), IncidentKind::ALL.len(), "every kind injected");
+    let ev = report(&fx, "pci-dss");
+    // Sections whose events only incidents cause: exactly their auditIDs.
+    for (section, kind) in [
+        ("privileged", IncidentKind::PrivilegedPod),
+        ("cluster_admin", IncidentKind::ClusterAdminBinding),
+        ("anonymous", IncidentKind::AnonymousAllowed),
+        ("webhooks", IncidentKind::WebhookConfigChanged),
+        ("events_deleted", IncidentKind::EventsDeleted),
+    ] {
+        let want = incident_ids(&fx, kind);
+        assert!(!want.is_empty());
+        assert_eq!(
+            section_ids(&ev, section),
+            want,
+            "section {section} vs incidents {kind:?}"
+        );
+    }
+    // Ordinary traffic mounts host paths, reads secrets and changes RBAC
+    // too: there the incidents must all be listed among the rest.
+    for (section, kind) in [
+        ("exec", IncidentKind::ExecIntoPod),
+        ("host_mounts", IncidentKind::HostPathRootMount),
+        ("secrets", IncidentKind::SecretEnumeration),
+        ("rbac_changes", IncidentKind::ClusterAdminBinding),
+    ] {
+        let got = section_ids(&ev, section);
+        for id in incident_ids(&fx, kind) {
+            assert!(
+                got.contains(&id),
+                "section {section} misses {kind:?} auditID {id}"
+            );
+        }
+    }
+    let completeness = ev
+        .report
+        .sections
+        .iter()
+        .find(|s| s.id == "completeness")
+        .expect("completeness");
+    assert_eq!(
+        completeness.count,
+        fx.store.len(),
+        "every stored event is counted once"
+    );
+    assert_eq!(completeness.clusters.len(), 2);
+    let verification = ev
+        .report
+        .sections
+        .iter()
+        .find(|s| s.id == "verification")
+        .expect("verification");
+    assert_eq!(
+        verification.facts.get("verified"),
+        Some(&serde_json::Value::Bool(true))
+    );
+}
+
+fn repack(files: &BTreeMap<String, Vec<u8>>) -> Vec<u8> {
+    let mut t = Vec::new();
+    for (name, data) in files {
+        tar::append(&mut t, name, data).expect("tar");
+    }
+    tar::finish(&mut t);
+    zstd::encode_all(&t[..], 1).expect("zstd")
+}
+
+#[test]
+fn bundle_verifies_and_every_tampered_kind_is_named() {
+    let fx = fixture(4_000, StoreOptions::default());
+    let ev = report(&fx, "pci-dss");
+    let signer = signer(&fx);
+    let bytes = bundle::write(&ev, &signer).expect("bundle");
+    let trusted = signer.verifier();
+    let ok = bundle::verify(&bytes, Some(&trusted)).expect("the bundle verifies");
+    let listed: usize = ev.report.sections.iter().map(|s| s.rows.len()).sum();
+    assert!(listed > 0);
+    assert_eq!(ok.rows, listed);
+    assert!(ok.key_trusted);
+    // Without a trusted key it verifies against its own, and says so.
+    assert!(
+        !bundle::verify(&bytes, None)
+            .expect("self-consistent")
+            .key_trusted
+    );
+
+    let files = bundle::read(&bytes).expect("read");
+    let row = ev
+        .report
+        .sections
+        .iter()
+        .flat_map(|s| s.rows.iter())
+        .next()
+        .expect("a row");
+    let seq = row.seq;
+    // One byte changed in each kind of file; each failure names the file.
+    type Edit = Box<dyn Fn(&mut Vec<u8>)>;
+    let cases: Vec<(&str, String, Edit)> = vec![
+        (
+            "cited event",
+            format!("events/{seq}.json"),
+            Box::new(|b: &mut Vec<u8>| {
+                let i = b.iter().position(|&c| c == b':').expect("colon");
+                b[i + 2] ^= 1;
+            }),
+        ),
+        (
+            "proof",
+            format!("proofs/{seq}.json"),
+            Box::new(|b: &mut Vec<u8>| {
+                let i = b
+                    .windows(8)
+                    .position(|w| w == b"\"hashes\"")
+                    .expect("hashes")
+                    + 14;
+                b[i] = if b[i] == b'A' { b'B' } else { b'A' };
+            }),
+        ),
+        (
+            "count",
+            "report.json".to_string(),
+            Box::new(|b: &mut Vec<u8>| {
+                let i = b
+                    .windows(8)
+                    .position(|w| w == b"\"count\":")
+                    .expect("count")
+                    + 9;
+                b[i] = if b[i] == b'9' { b'1' } else { b[i] + 1 };
+            }),
+        ),
+        (
+            "checkpoint",
+            ev.report.anchor.file.clone(),
+            Box::new(|b: &mut Vec<u8>| {
+                let nl = b.iter().position(|&c| c == b'\n').expect("line");
+                let i = nl + b[nl + 1..].iter().position(|&c| c == b'\n').expect("line2") + 3;
+                b[i] = if b[i] == b'A' { b'B' } else { b'A' };
+            }),
+        ),
+    ];
+    for (kind, name, edit) in &cases {
+        let mut bad = files.clone();
+        edit(
+            bad.get_mut(name)
+                .unwrap_or_else(|| panic!("{name} in bundle")),
+        );
+        let errs = bundle::verify(&repack(&bad), Some(&trusted))
+            .err()
+            .unwrap_or_else(|| panic!("a changed {kind} ({name}) verified"));
+        assert!(
+            errs.iter().any(|e| e.to_string().contains(name.as_str())),
+            "{kind}: failures do not name {name}: {errs:?}"
+        );
+        // Even re-signed with the log's own key (the signer lying), a
+        // changed event or proof breaks its inclusion proof, named by row.
+        let mut resigned = bad.clone();
+        bundle::sign(&mut resigned, &signer);
+        let res = bundle::verify(&repack(&resigned), Some(&trusted));
+        match *kind {
+            "cited event" | "proof" => {
+                let errs = res.expect_err("re-signed tampered row verified");
+                assert!(
+                    errs.iter()
+                        .any(|e| e.audit_id.as_deref() == Some(row.audit_id.as_str())),
+                    "{kind}: no failure names auditID {}: {errs:?}",
+                    row.audit_id
+                );
+            }
+            "checkpoint" => assert!(
+                res.is_err(),
+                "re-signed manifest over a forged checkpoint verified"
+            ),
+            _ => {}
+        }
+    }
+    // A manifest signed by another key fails against the trusted key.
+    let other = Signer25519::generate(signer.name()).expect("key");
+    let mut forged = files.clone();
+    bundle::sign(&mut forged, &other);
+    let errs =
+        bundle::verify(&repack(&forged), Some(&trusted)).expect_err("forged manifest verified");
+    assert!(errs.iter().any(|e| e.file == "MANIFEST"), "{errs:?}");
+}
+
+#[test]
+fn html_embeds_the_bundle_and_the_checker() {
+    let fx = fixture(2_000, StoreOptions::default());
+    let ev = report(&fx, "soc2");
+    let signer = signer(&fx);
+    let mut files = bundle::files(&ev, &signer.verifier()).expect("files");
+    bundle::sign(&mut files, &signer);
+    let html = kaudit_report::html::render(&ev.report, &files);
+    assert!(
+        html.contains("function verifyInclusion"),
+        "the console's checker is inlined"
+    );
+    assert!(!html.contains("export function"));
+    assert!(
+        html.contains(&format!("checkpoints/{}.note", ev.report.anchor.size)),
+        "footer names the checkpoint"
+    );
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "no network reference"
+    );
+}
+
+#[test]
+fn a_pruned_period_says_so_and_still_verifies() {
+    let opts = || StoreOptions {
+        segment_target_bytes: 64 << 10,
+        bundle_max_records: 256,
+        ..StoreOptions::default()
+    };
+    let fx = fixture(6_000, opts());
+    let out = fx
+        .store
+        .prune(
+            &kaudit_store::retention::Retention {
+                max_age_secs: None,
+                max_size: Some(1),
+            },
+            &[],
+            MicroTime::parse("2026-12-01T00:00:00Z").expect("now"),
+            false,
+        )
+        .expect("prune");
+    let _ = out;
+    assert!(
+        kaudit_store::LogReader::first_seq(fx.store.as_ref()) > 0,
+        "something was pruned"
+    );
+    fx.backend.catch_up().expect("index");
+    let ev = report(&fx, "pci-dss");
+    let ret = ev
+        .report
+        .sections
+        .iter()
+        .find(|s| s.id == "retention")
+        .expect("retention");
+    assert_eq!(
+        ret.facts.get("period_pruned"),
+        Some(&serde_json::Value::Bool(true))
+    );
+    assert!(
+        ret.notes.iter().any(|n| n.contains("pruned")),
+        "{:?}",
+        ret.notes
+    );
+    assert!(ev.prune_note.is_some());
+    let signer = signer(&fx);
+    let bytes = bundle::write(&ev, &signer).expect("bundle");
+    bundle::verify(&bytes, Some(&signer.verifier())).expect("a pruned report verifies");
+    for s in &ev.report.sections {
+        for r in &s.rows {
+            assert!(
+                r.seq >= kaudit_store::LogReader::first_seq(fx.store.as_ref()),
+                "row {} cites a pruned record",
+                r.seq
+            );
+        }
+    }
+}
