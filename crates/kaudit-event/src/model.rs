@@ -1000,10 +1000,7 @@ impl Wire {
         // the v1 shape some 1.8/1.9 clusters wrote, `metadata.creationTimestamp`);
         // use it for both so that every event has a time. A v1 event keeps
         // both fields as they arrived (its bytes are not rewritten).
-        if !legacy
-            && doc.request_received_timestamp.is_none()
-            && doc.stage_timestamp.is_none()
-        {
+        if !legacy && doc.request_received_timestamp.is_none() && doc.stage_timestamp.is_none() {
             let created = doc
                 .unknown
                 .iter()

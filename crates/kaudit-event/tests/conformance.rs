@@ -186,11 +186,17 @@ fn pre_1_10_shape_of_audit2rbac_demo() {
     let mut by_user = std::collections::BTreeMap::<String, usize>::new();
     let (mut forbidden, mut non_resource_gets) = (0, 0);
     for ev in &events {
-        let t = ev.request_received_timestamp().expect("time from `timestamp`");
+        let t = ev
+            .request_received_timestamp()
+            .expect("time from `timestamp`");
         assert_eq!(Some(t), ev.stage_timestamp());
         assert!(t.to_string().starts_with("2017-09-11T"), "{t}");
         assert_eq!(ev.user().username, "system:admin");
-        let who = ev.impersonated_user().expect("impersonated").username.clone();
+        let who = ev
+            .impersonated_user()
+            .expect("impersonated")
+            .username
+            .clone();
         *by_user.entry(who).or_default() += 1;
         if ev.response_code() == Some(403) {
             forbidden += 1;
@@ -207,7 +213,11 @@ fn pre_1_10_shape_of_audit2rbac_demo() {
     let by_user: Vec<(&str, usize)> = by_user.iter().map(|(k, v)| (k.as_str(), *v)).collect();
     assert_eq!(
         by_user,
-        [("alice", 3), ("bob", 29), ("system:serviceaccount:ns1:sa1", 5)]
+        [
+            ("alice", 3),
+            ("bob", 29),
+            ("system:serviceaccount:ns1:sa1", 5)
+        ]
     );
     assert_eq!(forbidden, 11);
     assert_eq!(non_resource_gets, 23);
