@@ -179,9 +179,11 @@ pub fn allow_response(review: &Value) -> Value {
 /// kaudit's admission endpoint, failing open, never blocking; `ca_bundle`
 /// is the base64 PEM of the CA that signed kaudit's certificate.
 pub fn webhook_configuration(url: &str, ca_bundle: Option<&str>) -> String {
+    let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
     let ca = ca_bundle
-        .map(|c| format!("\n      caBundle: {c}"))
+        .map(|c| format!("\n      caBundle: {}", q(c)))
         .unwrap_or_default();
+    let url = q(url);
     format!(
         "apiVersion: admissionregistration.k8s.io/v1
 kind: ValidatingWebhookConfiguration

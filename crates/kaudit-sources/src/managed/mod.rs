@@ -699,3 +699,131 @@ mod tests {
         );
     }
 }
+
+/// One input of `kaudit import`, opened according to `--format`.
+pub enum ImportInput {
+    /// Native audit events, read as before (streamed).
+    Native(kaudit_event::reader::EventReader),
+    /// A provider envelope, converted.
+    Converted {
+        /// The converted events as a reader of v1 lines.
+        reader: kaudit_event::reader::EventReader,
+        /// The format read.
+        format: Option<ManagedFormat>,
+        /// Items not convertible (located).
+        bad: Vec<BadItem>,
+        /// Records skipped on purpose, by why.
+        skipped: BTreeMap<String, usize>,
+    },
+}
+
+/// Why an import input could not be opened or converted.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// Reading failed.
+    #[error("{name}: {error}")]
+    Io {
+        /// The input.
+        name: String,
+        /// The error.
+        #[source]
+        error: std::io::Error,
+    },
+    /// The input as a whole is not convertible.
+    #[error("{name}: {error}")]
+    Convert {
+        /// The input.
+        name: String,
+        /// The error.
+        #[source]
+        error: ConvertError,
+    },
+}
+
+/// Bytes looked at to guess an input's format.
+const SNIFF_BYTES: usize = 64 << 10;
+
+/// Opens an import input (`-` for stdin). With `format` `None`, native audit
+/// events are read as today (streamed) and a provider envelope, recognised
+/// by [`sniff`], is converted; with a format, the input is converted as
+/// that format (`Auto`: by shape). A converted input is read whole, within
+/// `limits`.
+pub fn open_for_import(
+    path: &std::path::Path,
+    format: Option<ManagedFormat>,
+    limits: &ConvertLimits,
+) -> Result<ImportInput, OpenError> {
+    use kaudit_event::reader::{EventReader, ReaderOptions};
+    let name = if path.as_os_str() == "-" {
+        "<stdin>".to_string()
+    } else {
+        path.display().to_string()
+    };
+    let io = |error: std::io::Error| OpenError::Io {
+        name: name.clone(),
+        error,
+    };
+    let mut input: Box<dyn Read + Send> = if path.as_os_str() == "-" {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(std::fs::File::open(path).map_err(io)?)
+    };
+    let mut head = Vec::with_capacity(SNIFF_BYTES);
+    (&mut input)
+        .take(SNIFF_BYTES as u64)
+        .read_to_end(&mut head)
+        .map_err(io)?;
+    let format = match format {
+        Some(f) => f,
+        None => {
+            let plain = if is_gzip(&head) {
+                let mut out = Vec::new();
+                let mut dec = flate2::read::MultiGzDecoder::new(&head[..]).take(SNIFF_BYTES as u64);
+                // A prefix of a gzip stream ends early; what inflated is enough.
+                let _ = dec.read_to_end(&mut out);
+                out
+            } else {
+                head.clone()
+            };
+            match sniff(&plain) {
+                Some(f) => f,
+                None => {
+                    let whole = std::io::Cursor::new(head).chain(input);
+                    return EventReader::new(whole, &name, ReaderOptions::default())
+                        .map(ImportInput::Native)
+                        .map_err(io);
+                }
+            }
+        }
+    };
+    let mut all = head;
+    input
+        .take(limits.max_inflated as u64 + 1 - all.len().min(limits.max_inflated) as u64)
+        .read_to_end(&mut all)
+        .map_err(io)?;
+    if all.len() > limits.max_inflated {
+        return Err(OpenError::Convert {
+            name,
+            error: ConvertError::TooLarge {
+                limit: limits.max_inflated,
+            },
+        });
+    }
+    let out = convert(&all, format, None, limits).map_err(|error| OpenError::Convert {
+        name: name.clone(),
+        error,
+    })?;
+    let mut lines = Vec::new();
+    for ev in &out.events {
+        lines.extend_from_slice(ev.bytes());
+        lines.push(b'\n');
+    }
+    let reader = EventReader::new(std::io::Cursor::new(lines), &name, ReaderOptions::default())
+        .map_err(io)?;
+    Ok(ImportInput::Converted {
+        reader,
+        format: out.format,
+        bad: out.bad,
+        skipped: out.skipped,
+    })
+}
