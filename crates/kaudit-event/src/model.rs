@@ -996,6 +996,30 @@ impl Wire {
         doc.request_received_timestamp =
             parse_ts(".requestReceivedTimestamp", self.request_received)?;
         doc.stage_timestamp = parse_ts(".stageTimestamp", self.stage_ts)?;
+        // Events from before Kubernetes 1.10 only carry `timestamp` (and, in
+        // the v1 shape some 1.8/1.9 clusters wrote, `metadata.creationTimestamp`);
+        // use it for both so that every event has a time. A v1 event keeps
+        // both fields as they arrived (its bytes are not rewritten).
+        if !legacy && doc.request_received_timestamp.is_none() && doc.stage_timestamp.is_none() {
+            let created = doc
+                .unknown
+                .iter()
+                .find(|(k, _)| k == "metadata")
+                .and_then(|(_, v)| creation_timestamp(v));
+            let (field, ts) = match (self.timestamp.as_deref(), created.as_deref()) {
+                (Some(ts), _) => (".timestamp", Some(ts)),
+                (None, Some(c)) => (".metadata.creationTimestamp", Some(c)),
+                (None, None) => ("", None),
+            };
+            if let Some(ts) = ts {
+                let t = MicroTime::parse(ts).map_err(|e| EventError::Invalid {
+                    field,
+                    reason: e.to_string(),
+                })?;
+                doc.request_received_timestamp = Some(t);
+                doc.stage_timestamp = Some(t);
+            }
+        }
         if legacy {
             // Events from before Kubernetes 1.10 only carry `timestamp`; use it
             // for both so that every converted event has a time.
@@ -1030,6 +1054,18 @@ impl Wire {
             kind_present,
         })
     }
+}
+
+/// `metadata.creationTimestamp` of a pre-1.10 event's ObjectMeta, if any.
+fn creation_timestamp(meta: &RawValue) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Meta {
+        #[serde(rename = "creationTimestamp")]
+        creation_timestamp: Option<String>,
+    }
+    serde_json::from_str::<Meta>(meta.get())
+        .ok()
+        .and_then(|m| m.creation_timestamp)
 }
 
 /// v1alpha1 put `group/version` into objectRef.apiVersion; v1 splits it

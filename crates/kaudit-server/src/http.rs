@@ -141,6 +141,13 @@ pub fn router(state: AppState) -> Router {
     let auth = state.auth.clone();
     let router = Router::new()
         .route("/api/v1/ingest/k8s", post(ingest))
+        .route("/api/v1/ingest/gke-pubsub", post(crate::push::gke_pubsub))
+        .route("/api/v1/ingest/firehose", post(crate::push::firehose))
+        .route("/api/v1/admission", post(crate::push::admission))
+        .route(
+            "/api/v1/admission/{token}",
+            post(crate::push::admission_with_token),
+        )
         .route("/k8s-audit", post(ingest))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -207,7 +214,58 @@ async fn ingest(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let principal = caller.principal;
+    receive(
+        st,
+        caller.principal,
+        params.cluster,
+        headers,
+        body,
+        Push::Webhook,
+    )
+    .await
+}
+
+/// What kind of body a push route takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Push {
+    /// kube-apiserver's webhook backend (EventList).
+    Webhook,
+    /// A provider envelope (GKE Pub/Sub push, Firehose delivery, AdmissionReview).
+    Managed(kaudit_sources::managed::ManagedFormat),
+}
+
+impl Push {
+    fn source(self) -> &'static str {
+        match self {
+            Push::Webhook => "webhook",
+            Push::Managed(f) => match f {
+                kaudit_sources::managed::ManagedFormat::Eks => "firehose",
+                kaudit_sources::managed::ManagedFormat::Gke => "gke-pubsub",
+                kaudit_sources::managed::ManagedFormat::Aks => "aks",
+                kaudit_sources::managed::ManagedFormat::Admission => "admission",
+                kaudit_sources::managed::ManagedFormat::Auto => "managed",
+            },
+        }
+    }
+}
+
+/// The ingest every push route shares: cluster, content type, body bounds
+/// (size, rate, in-flight memory, gzip), decoding on a blocking thread, the
+/// ingest pipeline (quarantine, policy, dedupe, durable append), and the
+/// outcome or the error as JSON. `Ok` bodies are the [`IngestOutcome`]
+/// (`kaudit_sources::IngestOutcome`); callers with their own reply contract
+/// (Firehose, admission) rewrite it.
+pub async fn receive(
+    st: AppState,
+    principal: crate::auth::Principal,
+    cluster_param: Option<String>,
+    headers: HeaderMap,
+    body: Body,
+    kind: Push,
+) -> Response {
+    let params = IngestParams {
+        cluster: cluster_param,
+    };
     if let Some(c) = params.cluster.as_deref() {
         if let Err(m) = valid_cluster_name(c) {
             return error(StatusCode::BAD_REQUEST, format!("?cluster=: {m}"));
@@ -315,9 +373,39 @@ async fn ingest(
         if let Err(why) = ready() {
             return Err(BlockingError::Unavailable(why));
         }
-        let out = ingestor
-            .ingest_batch(&body, &cluster, strict, "webhook")
-            .map_err(BlockingError::Ingest);
+        let out = match kind {
+            Push::Webhook => ingestor
+                .ingest_batch(&body, &cluster, strict, "webhook")
+                .map_err(BlockingError::Ingest),
+            Push::Managed(format) => {
+                let limits = kaudit_sources::managed::ConvertLimits {
+                    max_items,
+                    max_inflated: max,
+                };
+                match kaudit_sources::managed::convert(
+                    &body,
+                    format,
+                    Some(kaudit_event::MicroTime::now()),
+                    &limits,
+                ) {
+                    Err(e) => Err(BlockingError::Ingest(IngestError::BadBody(e.to_string()))),
+                    Ok(c) if strict && !c.bad.is_empty() => {
+                        Err(BlockingError::Ingest(IngestError::Strict {
+                            items: c
+                                .bad
+                                .iter()
+                                .take(kaudit_sources::pipeline::MAX_REPORTED_ITEMS)
+                                .map(kaudit_sources::BadItem::reported)
+                                .collect(),
+                            count: c.bad.len(),
+                        }))
+                    }
+                    Ok(c) => ingestor
+                        .ingest_events(c.events, c.bad, &cluster, kind.source())
+                        .map_err(BlockingError::Ingest),
+                }
+            }
+        };
         drop(res);
         out
     })

@@ -22,6 +22,7 @@
 pub mod dedupe;
 pub mod file;
 pub mod generated;
+pub mod managed;
 pub mod pipeline;
 pub mod quarantine;
 pub mod source;

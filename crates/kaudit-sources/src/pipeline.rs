@@ -1,7 +1,8 @@
 //! The ingest pipeline every source shares: parse a batch item by item,
 //! quarantine what is not an audit event, truncate what is too large the way
 //! kube-apiserver's truncate backend does, apply the ingest-time transform
-//! (policy, redaction), drop resends, append durably, then acknowledge.
+//! (policy, redaction), drop resends (identical bytes), append durably, then
+//! acknowledge.
 //!
 //! Transport-neutral: the HTTP handler, every [`crate::Source`] and tests call
 //! [`Ingestor::ingest_batch`] / [`Ingestor::ingest_events`] and map the
@@ -424,7 +425,7 @@ impl Ingestor {
         }
         let keys: Vec<_> = records
             .iter()
-            .map(|r| dedupe::key(&r.cluster, r.event.audit_id(), r.event.stage().as_str()))
+            .map(|r| dedupe::key(&r.cluster, r.event.bytes()))
             .collect();
         let fresh = self
             .dedupe
@@ -628,6 +629,40 @@ mod tests {
         // Valid batches still go through.
         ing.ingest_batch(&list(&[good("f1")]), "prod", false, "webhook")
             .unwrap();
+    }
+
+    #[test]
+    fn distinct_events_sharing_an_audit_id_are_kept_and_resends_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ing, log) = ingestor(dir.path(), Limits::default(), 1 << 30);
+        // Three different events, one auditID and stage (an aggregated API
+        // server's event, a client-set Audit-ID, Elastic's test events).
+        let items: Vec<String> = ["get", "list", "watch"]
+            .iter()
+            .map(|verb| good("shared").replace("\"verb\":\"get\"", &format!("\"verb\":\"{verb}\"")))
+            .collect();
+        let out = ing
+            .ingest_batch(&list(&items), "prod", false, "webhook")
+            .unwrap();
+        assert_eq!((out.accepted, out.duplicates), (3, 0));
+        // The apiserver resends the batch: every event is recognised.
+        let out = ing
+            .ingest_batch(&list(&items), "prod", false, "webhook")
+            .unwrap();
+        assert_eq!((out.accepted, out.duplicates), (3, 3));
+        // The same bytes from another cluster are another event.
+        let out = ing
+            .ingest_batch(&list(&items[..1]), "staging", false, "webhook")
+            .unwrap();
+        assert_eq!(out.duplicates, 0);
+        let verbs: Vec<String> = log
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.event.verb().to_string())
+            .collect();
+        assert_eq!(verbs, ["get", "list", "watch", "get"]);
     }
 
     #[test]

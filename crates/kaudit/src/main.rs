@@ -65,6 +65,8 @@ enum Command {
     Quarantine(cmd::serve::QuarantineCommand),
     /// Print the kubeconfig for kube-apiserver's --audit-webhook-config-file.
     WebhookKubeconfig(cmd::serve::KubeconfigArgs),
+    /// Print a ValidatingWebhookConfiguration for admission-webhook capture.
+    WebhookConfig(cmd::serve::WebhookConfigArgs),
     /// Follow an audit log file through rotations and store its events.
     Tail(cmd::serve::TailArgs),
     /// Search stored events: `kaudit query 'verb=delete resource=secrets ns=prod'`.
@@ -104,6 +106,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve(a) => cmd::serve::run(a),
         Command::Config(c) => cmd::serve::config(c),
         Command::Quarantine(c) => cmd::serve::quarantine(c),
+        Command::WebhookConfig(a) => cmd::serve::webhook_config(a),
         Command::WebhookKubeconfig(a) => cmd::serve::webhook_kubeconfig(a),
         Command::Tail(a) => cmd::serve::tail(a),
         Command::Query(a) => cmd::query::query(a),

@@ -280,6 +280,63 @@ pub struct KubeconfigArgs {
     cluster: Option<String>,
 }
 
+/// `kaudit webhook-config`.
+#[derive(clap::Args)]
+pub struct WebhookConfigArgs {
+    /// kaudit's HTTPS address (https://kaudit.example:8443), or the full admission
+    /// endpoint URL; `/api/v1/admission[/TOKEN]` is appended when missing.
+    #[arg(long)]
+    url: String,
+    /// An ingest token put in the URL path (`/api/v1/admission/TOKEN`): the
+    /// apiserver of a managed cluster cannot send credentials to a webhook.
+    #[arg(long)]
+    token: Option<String>,
+    /// CA that signed kaudit's serving certificate (PEM path), embedded as caBundle.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+}
+
+/// Prints a ValidatingWebhookConfiguration that sends every mutating request
+/// to kaudit's admission-capture endpoint (always allowed, failing open).
+pub fn webhook_config(a: WebhookConfigArgs) -> anyhow::Result<ExitCode> {
+    use base64::Engine;
+    if !a.url.starts_with("https://") {
+        bail!("--url must be https:// (Kubernetes calls admission webhooks over TLS only)");
+    }
+    let mut url = a.url.trim_end_matches('/').to_string();
+    if !url.contains("/api/v1/admission") {
+        url.push_str("/api/v1/admission");
+    }
+    if let Some(t) = &a.token {
+        if t.is_empty()
+            || !t
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+        {
+            bail!(
+                "--token must be URL-safe (letters, digits, '-', '.', '_', '~') to go in the path"
+            );
+        }
+        url.push('/');
+        url.push_str(t);
+    }
+    let ca = match &a.ca_file {
+        Some(p) => {
+            let pem = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+            if !pem.starts_with(b"-----BEGIN") {
+                bail!("{}: not a PEM file", p.display());
+            }
+            Some(base64::engine::general_purpose::STANDARD.encode(pem))
+        }
+        None => None,
+    };
+    print!(
+        "{}",
+        kaudit_sources::managed::admission::webhook_configuration(&url, ca.as_deref())
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Prints the kubeconfig for `--audit-webhook-config-file`.
 pub fn webhook_kubeconfig(a: KubeconfigArgs) -> anyhow::Result<ExitCode> {
     if !a.server.starts_with("https://")

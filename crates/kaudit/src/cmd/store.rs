@@ -1,7 +1,7 @@
 //! Store commands: import, verify, proof, checkpoint, keygen, prune, hold, stat.
 
 use anyhow::{bail, Context};
-use kaudit_event::reader::{EventReader, ReaderOptions};
+use kaudit_sources::managed::{self, ConvertLimits, ImportInput, ManagedFormat};
 use kaudit_store::import::{import_input, ImportError, ImportOptions};
 use kaudit_store::note::{Signer25519, Verifier25519};
 use kaudit_store::retention::{self, StoreConfig};
@@ -113,9 +113,22 @@ pub struct ImportArgs {
     /// Never draw a progress bar.
     #[arg(long)]
     no_progress: bool,
-    /// Input files (JSON lines, .gz, EventList documents) or `-` for stdin.
+    /// The inputs' format: `eks` (CloudWatch Logs export, subscription payloads,
+    /// Firehose deliveries, S3 `.gz` objects), `gke` (Cloud Logging LogEntries:
+    /// `gcloud logging read --format=json`, JSON lines, Pub/Sub push bodies), `aks`
+    /// (diagnostic-settings / Event Hub `{"records":[...]}`), `admission`
+    /// (AdmissionReviews captured by a webhook) or `auto` (by shape). Without it,
+    /// native audit events are read as always and a recognised provider envelope
+    /// is converted.
+    #[arg(long, value_parser = parse_format)]
+    format: Option<ManagedFormat>,
+    /// Input files (JSON lines, .gz, EventList documents, provider exports) or `-` for stdin.
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
+}
+
+fn parse_format(s: &str) -> Result<ManagedFormat, String> {
+    s.parse()
 }
 
 /// Runs `kaudit import`.
@@ -179,10 +192,43 @@ pub fn import(a: ImportArgs) -> anyhow::Result<ExitCode> {
         } else {
             None
         };
-        let reader = match EventReader::open(input, ReaderOptions::default()) {
-            Ok(r) => r,
+        let reader = match managed::open_for_import(input, a.format, &ConvertLimits::default()) {
+            Ok(ImportInput::Native(r)) => r,
+            Ok(ImportInput::Converted {
+                reader,
+                format,
+                bad,
+                skipped,
+            }) => {
+                let fmt = format.map_or("(empty)", |f| f.as_str());
+                for (why, n) in &skipped {
+                    eprintln!("{}: skipped {n} record(s): {why}", input.display());
+                }
+                if let Some(b) = bad.first() {
+                    let at = b.path.as_deref().unwrap_or("");
+                    if !a.skip_invalid {
+                        failed = Some(format!(
+                            "{}: {at}: {} ({} item(s) not convertible as {fmt}; nothing from this input was imported; use --skip-invalid to skip them)",
+                            input.display(),
+                            b.reason,
+                            bad.len()
+                        ));
+                        break;
+                    }
+                    for b in &bad {
+                        eprintln!(
+                            "{}: {}: skipped: {}",
+                            input.display(),
+                            b.path.as_deref().unwrap_or(""),
+                            b.reason
+                        );
+                    }
+                    invalid += bad.len() as u64;
+                }
+                reader
+            }
             Err(e) => {
-                failed = Some(format!("{}: {e}", input.display()));
+                failed = Some(e.to_string());
                 break;
             }
         };
