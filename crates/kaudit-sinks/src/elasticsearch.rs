@@ -1,7 +1,9 @@
 //! `type: elasticsearch` (and OpenSearch): the `_bulk` API with `create`
 //! actions (what a data stream accepts; `index` actions are refused by data
-//! streams), the document ID being `auditID-Stage` so a batch sent again after
-//! a lost answer de-duplicates (a 409 on create means "already there").
+//! streams), the document ID being `auditID-Stage-<hash of the event's bytes>`
+//! ([`crate::dedupe_id`]) so a batch sent again after a lost answer
+//! de-duplicates (a 409 on create means "already there") while distinct
+//! events sharing an auditID are all stored.
 //!
 //! Documents are, field for field, what Elastic's Kubernetes integration
 //! (`audit_logs` data stream, ingest pipeline `default.yml`) makes of the same
@@ -253,13 +255,18 @@ pub fn ecs_document(o: &Outgoing, opts: &DocOptions) -> Result<Value, SinkError>
     let mut audit: Map<String, Value> = serde_json::from_slice(o.event.bytes()).map_err(|e| {
         SinkError::Config(format!("seq {}: event is not a JSON object: {e}", o.seq))
     })?;
+    let converted = Converted::of(&mut audit);
+    if let Some(entry) = converted.gke_entry() {
+        audit = gke_audit(entry, audit);
+    }
     for body in ["requestObject", "responseObject"] {
         if let Some(Value::Object(b)) = audit.get_mut(body) {
             b.remove("metadata");
         }
     }
     let mut doc = Map::new();
-    doc.insert("@timestamp".into(), json!(o.time().to_string()));
+    let timestamp = converted.aks_time().unwrap_or_else(|| o.time().to_string());
+    doc.insert("@timestamp".into(), json!(timestamp));
     doc.insert("ecs".into(), json!({"version": ECS_VERSION}));
     doc.insert(
         "data_stream".into(),
@@ -271,10 +278,11 @@ pub fn ecs_document(o: &Outgoing, opts: &DocOptions) -> Result<Value, SinkError>
     );
     let mut event = Map::new();
     if opts.keep_original {
-        event.insert(
-            "original".into(),
-            json!(String::from_utf8_lossy(o.event.bytes())),
-        );
+        let original = match &converted.original {
+            Some(text) => json!(text),
+            None => json!(String::from_utf8_lossy(o.event.bytes())),
+        };
+        event.insert("original".into(), original);
     }
     event.insert("kind".into(), json!("event"));
     event.insert("module".into(), json!("kubernetes"));
@@ -340,20 +348,47 @@ pub fn ecs_document(o: &Outgoing, opts: &DocOptions) -> Result<Value, SinkError>
     if !o.cluster.is_empty() {
         orch.insert("cluster".into(), json!({"name": o.cluster}));
     }
+    let mut res = Map::new();
     if let Some(obj) = audit.get("objectRef").and_then(Value::as_object) {
         if let Some(ns) = text(obj, "namespace") {
             orch.insert("namespace".into(), json!(ns));
         }
-        let mut res = Map::new();
         if let Some(name) = text(obj, "name") {
             res.insert("name".into(), json!(name));
         }
         if let Some(ty) = text(obj, "resource") {
             res.insert("type".into(), json!(ty));
         }
-        if !res.is_empty() {
-            orch.insert("resource".into(), Value::Object(res));
+    }
+    // A GKE LogEntry's own fields win, in the pipeline's order:
+    // `protoPayload.resourceName`, the monitored resource's type
+    // (`k8s_cluster`) and its cluster name and project.
+    if let Some(name) = audit
+        .get("protoPayload")
+        .and_then(Value::as_object)
+        .and_then(|p| text(p, "resourceName"))
+    {
+        res.insert("name".into(), json!(name));
+    }
+    if let Some(r) = audit.get("resource").and_then(Value::as_object) {
+        if let Some(ty) = text(r, "type") {
+            res.insert("type".into(), json!(ty));
         }
+        if let Some(labels) = r.get("labels").and_then(Value::as_object) {
+            let mut cluster = Map::new();
+            if let Some(name) = text(labels, "cluster_name") {
+                cluster.insert("name".into(), json!(name));
+            }
+            if let Some(id) = text(labels, "project_id") {
+                cluster.insert("id".into(), json!(id));
+            }
+            if !cluster.is_empty() {
+                orch.insert("cluster".into(), Value::Object(cluster));
+            }
+        }
+    }
+    if !res.is_empty() {
+        orch.insert("resource".into(), Value::Object(res));
     }
     doc.insert("orchestrator".into(), Value::Object(orch));
 
@@ -367,6 +402,9 @@ pub fn ecs_document(o: &Outgoing, opts: &DocOptions) -> Result<Value, SinkError>
     if !related_ip.is_empty() {
         put(&mut doc, &["related", "ip"], Value::Array(related_ip));
     }
+    if let Some(meta) = converted.aks_metadata() {
+        audit.insert("aks_metadata".into(), Value::Object(meta));
+    }
     doc.insert(
         "kubernetes".into(),
         json!({ "audit": Value::Object(audit) }),
@@ -374,6 +412,173 @@ pub fn ecs_document(o: &Outgoing, opts: &DocOptions) -> Result<Value, SinkError>
     let mut doc = Value::Object(doc);
     prune_empty(&mut doc);
     Ok(doc)
+}
+
+/// What a managed-cluster converter left on an event for this sink: the
+/// source format, the provider's item as it came, and the envelope
+/// (`kaudit-sources`' `kaudit.io/*` annotations). The envelope and the
+/// original are taken off the event's annotations: in the document they
+/// are `event.original`, `kubernetes.audit.aks_metadata` or (GKE) the
+/// whole of `kubernetes.audit`, as in Elastic's documents.
+struct Converted {
+    format: Option<String>,
+    original: Option<String>,
+    envelope: Option<Map<String, Value>>,
+}
+
+impl Converted {
+    fn of(audit: &mut Map<String, Value>) -> Converted {
+        use kaudit_sources::managed::{
+            ENVELOPE_ANNOTATION, ORIGINAL_ANNOTATION, SOURCE_FORMAT_ANNOTATION,
+        };
+        let Some(Value::Object(ann)) = audit.get_mut("annotations") else {
+            return Converted {
+                format: None,
+                original: None,
+                envelope: None,
+            };
+        };
+        let format = ann
+            .get(SOURCE_FORMAT_ANNOTATION)
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let mut take = |k: &str| match ann.shift_remove(k) {
+            Some(Value::String(s)) => Some(s),
+            _ => None,
+        };
+        let original = take(ORIGINAL_ANNOTATION);
+        let envelope = take(ENVELOPE_ANNOTATION).and_then(|e| serde_json::from_str(&e).ok());
+        Converted {
+            format,
+            original,
+            envelope,
+        }
+    }
+
+    /// The LogEntry of a converted GKE event.
+    fn gke_entry(&self) -> Option<Map<String, Value>> {
+        if self.format.as_deref() != Some("gke") {
+            return None;
+        }
+        serde_json::from_str(self.original.as_deref()?).ok()
+    }
+
+    /// `@timestamp` of an AKS record as Elastic sets it: the record's
+    /// `time`, at millisecond precision.
+    fn aks_time(&self) -> Option<String> {
+        if self.format.as_deref() != Some("aks") {
+            return None;
+        }
+        let time = self.envelope.as_ref()?.get("time")?.as_str()?;
+        let t = kaudit_event::MicroTime::parse(time).ok()?.to_string();
+        // `2025-10-07T16:19:19.647880Z` -> `2025-10-07T16:19:19.647Z`.
+        let dot = t.find('.')?;
+        Some(format!("{}Z", t.get(..dot + 4)?))
+    }
+
+    /// `kubernetes.audit.aks_metadata`: the AKS record without its `log`,
+    /// `properties` flattened into it, keys in snake_case
+    /// (`operationName` -> `operation_name`, `containerID` -> `container_id`).
+    fn aks_metadata(&self) -> Option<Map<String, Value>> {
+        if self.format.as_deref() != Some("aks") {
+            return None;
+        }
+        let mut out = Map::new();
+        for (k, v) in self.envelope.as_ref()? {
+            match (k.as_str(), v) {
+                ("properties", Value::Object(p)) => {
+                    for (pk, pv) in p {
+                        out.insert(snake_case(pk), pv.clone());
+                    }
+                }
+                _ => {
+                    out.insert(snake_case(k), v.clone());
+                }
+            }
+        }
+        Some(out)
+    }
+}
+
+/// `operationName` -> `operation_name`, `containerID` -> `container_id`,
+/// `resourceId` -> `resource_id`.
+fn snake_case(k: &str) -> String {
+    let chars: Vec<char> = k.chars().collect();
+    let mut out = String::with_capacity(k.len() + 4);
+    for (i, c) in chars.iter().enumerate() {
+        if c.is_ascii_uppercase() {
+            let prev_lower = i > 0 && !chars[i - 1].is_ascii_uppercase();
+            if i > 0 && prev_lower {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(*c);
+        }
+    }
+    out
+}
+
+/// `kubernetes.audit` of a GKE event, as Elastic's pipeline makes it of the
+/// LogEntry (`insertId` -> `auditID`, `receiveTimestamp` ->
+/// `requestReceivedTimestamp`, `timestamp` -> `stageTimestamp`,
+/// `protoPayload.status.code` -> `responseStatus.code`, `labels` ->
+/// `annotations`), then completed with the Event kaudit rebuilt from it
+/// wherever the LogEntry has no such field: `verb`, `objectRef`, `user`,
+/// `sourceIPs`, `userAgent`, ... Elastic's fields are never changed (the
+/// gRPC code stays 0 where kaudit's Event says HTTP 200; the nanosecond
+/// timestamps stay as Google wrote them); the added ones make the ECS
+/// fields Elastic's rules read (`user.name`, `event.action`, `source.ip`,
+/// `kubernetes.audit.verb`, `kubernetes.audit.objectRef.*`) present on GKE
+/// documents too, where Elastic's own pipeline leaves them out.
+fn gke_audit(mut entry: Map<String, Value>, event: Map<String, Value>) -> Map<String, Value> {
+    for (from, to) in [
+        ("insertId", "auditID"),
+        ("receiveTimestamp", "requestReceivedTimestamp"),
+        ("timestamp", "stageTimestamp"),
+        ("labels", "annotations"),
+    ] {
+        if let Some(v) = entry.shift_remove(from) {
+            entry.insert(to.into(), v);
+        }
+    }
+    let code = entry
+        .get_mut("protoPayload")
+        .and_then(Value::as_object_mut)
+        .and_then(|p| {
+            let status = p.get_mut("status")?.as_object_mut()?;
+            let code = status.shift_remove("code");
+            if status.is_empty() {
+                p.shift_remove("status");
+            }
+            code
+        });
+    if let Some(code) = code {
+        put(&mut entry, &["responseStatus", "code"], code);
+    }
+    let mut merged = Value::Object(entry);
+    fill_missing(&mut merged, Value::Object(event), 0);
+    match merged {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+/// Adds to `into` what `from` has and `into` lacks, object by object;
+/// every leaf `into` has is kept. Depth-bounded like the event reader.
+fn fill_missing(into: &mut Value, from: Value, depth: usize) {
+    let (Value::Object(into), Value::Object(from)) = (into, from) else {
+        return;
+    };
+    for (k, v) in from {
+        match into.get_mut(&k) {
+            None => {
+                into.insert(k, v);
+            }
+            Some(existing) if depth < 64 => fill_missing(existing, v, depth + 1),
+            Some(_) => {}
+        }
+    }
 }
 
 /// Appends the `_bulk` body (NDJSON, `create` actions) for a batch.
@@ -552,6 +757,53 @@ mod tests {
             "count mismatch must not pass"
         );
         assert!(parse_bulk_response(b"<html>", 1).is_err());
+    }
+
+    /// Three distinct events under one auditID and stage (as an aggregated
+    /// API server, a client-set Audit-ID or Elastic's own test events make
+    /// them) get three `_id`s, so none is taken for a resend of another and
+    /// dropped on a 409; the same bytes sent again get the same `_id`.
+    #[test]
+    fn bulk_ids_tell_distinct_events_apart_and_keep_resends_idempotent() {
+        let line = |verb: &str| {
+            format!(
+                r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"same","stage":"ResponseComplete","requestURI":"/api/v1/pods","verb":"{verb}","user":{{"username":"u"}},"requestReceivedTimestamp":"2026-01-05T09:00:00.100000Z","stageTimestamp":"2026-01-05T09:00:00.123456Z"}}"#
+            )
+        };
+        let out = |verb: &str| Outgoing {
+            seq: 1,
+            cluster: "c".into(),
+            received: kaudit_event::MicroTime(0),
+            event: kaudit_event::Event::from_json(line(verb).as_bytes()).unwrap(),
+        };
+        let batch = [out("get"), out("list"), out("watch")];
+        let ids = |batch: &[Outgoing]| -> Vec<String> {
+            let mut body = Vec::new();
+            encode_bulk("idx", &DocOptions::default(), batch, &mut body).unwrap();
+            body.split(|b| *b == b'\n')
+                .step_by(2)
+                .filter(|l| !l.is_empty())
+                .map(|l| {
+                    let v: Value = serde_json::from_slice(l).unwrap();
+                    v["create"]["_id"].as_str().unwrap().to_string()
+                })
+                .collect()
+        };
+        let first = ids(&batch);
+        assert_eq!(first.len(), 3);
+        let distinct: std::collections::BTreeSet<&String> = first.iter().collect();
+        assert_eq!(distinct.len(), 3, "{first:?}");
+        for id in &first {
+            assert!(id.starts_with("same-ResponseComplete-"), "{id}");
+            assert_eq!(id.len(), "same-ResponseComplete-".len() + 16, "{id}");
+        }
+        // A resend (another seq, another receive time, same bytes).
+        let mut again = batch.clone();
+        for o in &mut again {
+            o.seq += 10;
+            o.received = kaudit_event::MicroTime(5);
+        }
+        assert_eq!(ids(&again), first);
     }
 
     #[test]

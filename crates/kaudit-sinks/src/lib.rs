@@ -58,11 +58,11 @@ pub struct Outgoing {
 }
 
 impl Outgoing {
-    /// `auditID-Stage`: unique per stored event, used as the document or
-    /// message ID where a destination de-duplicates retries.
+    /// `auditID-Stage-<hash>`: the document or message ID where a
+    /// destination de-duplicates retries (Elasticsearch's `_id`, NATS'
+    /// `Nats-Msg-Id`). See [`dedupe_id`].
     pub fn dedupe_id(&self) -> String {
-        let stage = self.event.doc().stage.map_or("Unknown", |s| s.as_str());
-        format!("{}-{stage}", self.event.audit_id())
+        dedupe_id(&self.event)
     }
 
     /// The event time a destination files it under: the stage timestamp, else
@@ -73,6 +73,32 @@ impl Outgoing {
             .or_else(|| self.event.request_received_timestamp())
             .unwrap_or(self.received)
     }
+}
+
+/// Hex digits of the event's SHA-256 in [`dedupe_id`]: 64 bits, so two
+/// distinct events under one `auditID-Stage` collide with odds of 2^-64.
+pub const DEDUPE_HASH_HEX: usize = 16;
+
+/// The ID a destination de-duplicates an event by:
+/// `auditID-Stage-<first 16 hex digits of the SHA-256 of the event's bytes>`.
+///
+/// `auditID-Stage` alone is not unique: an aggregated API server logs the
+/// same Audit-ID as kube-apiserver, clients may set the header, and
+/// converted GKE entries can share an operation id. Two distinct events
+/// under one ID meant the second one's `create` got a 409 ("already
+/// there") and was silently dropped. The hash of the exact bytes (as this
+/// sink sends them, after its policy) keeps a resend of the same event
+/// idempotent (same bytes, same ID) while distinct events differ; the
+/// readable prefix keeps the ID searchable by auditID.
+pub fn dedupe_id(event: &Event) -> String {
+    use sha2::Digest;
+    let stage = event.doc().stage.map_or("Unknown", |s| s.as_str());
+    let hash = sha2::Sha256::digest(event.bytes());
+    format!(
+        "{}-{stage}-{}",
+        event.audit_id(),
+        &hex::encode(hash)[..DEDUPE_HASH_HEX]
+    )
 }
 
 /// What a destination did with a batch it answered for.

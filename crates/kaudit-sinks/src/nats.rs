@@ -1,5 +1,5 @@
 //! `type: nats`: publishes each event to a NATS JetStream subject with the
-//! `Nats-Msg-Id` header set to `auditID-Stage`, and waits for JetStream's
+//! `Nats-Msg-Id` header set to `auditID-Stage-<hash of the bytes>` ([`crate::dedupe_id`]), and waits for JetStream's
 //! publish acknowledgement of every message before the batch counts as
 //! delivered. JetStream drops a message whose ID it saw within the stream's
 //! duplicate window (2 minutes by default), so a batch sent again after a

@@ -14,6 +14,7 @@
 use kaudit_event::{Event, MicroTime};
 use kaudit_sinks::elasticsearch::{ecs_document, DocOptions};
 use kaudit_sinks::Outgoing;
+use kaudit_sources::managed::{self, ConvertLimits, ManagedFormat};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -92,6 +93,12 @@ fn leaves(v: &Value, prefix: &str, out: &mut BTreeMap<String, Value>) {
 /// This is the function the managed-cluster converters plug into: a GKE
 /// LogEntry or an AKS record converted to an `Event` is checked the same way.
 fn check_against_elastic(ev: Event, expected: &Value, what: &str) -> usize {
+    check_against_elastic_adding(ev, expected, what, &[])
+}
+
+/// [`check_against_elastic`], allowing kaudit to add the fields (leaf
+/// paths or prefixes ending in `.`) of `adds` beside [`KAUDIT_ADDS`].
+fn check_against_elastic_adding(ev: Event, expected: &Value, what: &str, adds: &[&str]) -> usize {
     let doc = ecs_document(&outgoing(ev, "test-cluster"), &DocOptions::default())
         .unwrap_or_else(|e| panic!("{what}: {e}"));
     let mut want = BTreeMap::new();
@@ -111,7 +118,13 @@ fn check_against_elastic(ev: Event, expected: &Value, what: &str) -> usize {
     }
     let extra: Vec<&String> = got
         .keys()
-        .filter(|k| !want.contains_key(*k) && !KAUDIT_ADDS.contains(&k.as_str()))
+        .filter(|k| {
+            !want.contains_key(*k)
+                && !KAUDIT_ADDS.contains(&k.as_str())
+                && !adds
+                    .iter()
+                    .any(|a| k.as_str() == *a || (a.ends_with('.') && k.starts_with(a)))
+        })
         .collect();
     assert!(
         extra.is_empty(),
@@ -132,32 +145,125 @@ fn native_events_make_exactly_elastics_documents() {
         .expect("an `expected` array");
     let lines: Vec<&str> = input.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), expected.len(), "input line i -> expected[i]");
-    let (mut native, mut compared, mut needs_converter) = (0, 0, 0);
+    let (mut native, mut compared, mut gke) = (0, 0, 0);
     for (i, (line, want)) in lines.iter().zip(expected).enumerate() {
+        let what = format!("set A line {}", i + 1);
         match Event::from_json(line.as_bytes()) {
             Ok(ev) => {
                 // kaudit keeps a v1 line byte for byte, so event.original is
                 // the line itself, as in Elastic's document.
                 assert_eq!(ev.bytes(), line.as_bytes(), "line {i} kept byte for byte");
-                compared += check_against_elastic(ev, want, &format!("set A line {}", i + 1));
+                compared += check_against_elastic(ev, want, &what);
                 native += 1;
             }
             Err(_) => {
-                // The GKE LogEntry (line 4): it becomes an Event through the
-                // GKE converter of kaudit-sources (merged separately), then
-                // goes through check_against_elastic like the others.
-                assert!(
-                    line.contains("\"protoPayload\""),
-                    "line {i} is not a LogEntry"
-                );
-                needs_converter += 1;
+                // The GKE LogEntry (line 4), through the GKE converter as
+                // `kaudit import --format gke` and the Pub/Sub endpoint read it.
+                let ev = convert_one(line.as_bytes(), ManagedFormat::Gke);
+                compared += check_against_elastic_adding(ev, want, &what, GKE_ADDS);
+                gke += 1;
             }
         }
     }
     assert_eq!(native, 3, "set A holds 3 native v1 events");
-    assert_eq!(needs_converter, 1, "set A holds 1 GKE LogEntry");
-    // 3 documents of 36, 38 and 38 leaf fields, `tags` left out.
-    assert_eq!(compared, 36 + 38 + 38);
+    assert_eq!(gke, 1, "set A holds 1 GKE LogEntry");
+    // 4 documents of 36, 38, 38 and 31 leaf fields, `tags` left out.
+    assert_eq!(compared, 36 + 38 + 38 + 31);
+}
+
+/// What kaudit adds to Elastic's document of a GKE LogEntry: Elastic's
+/// pipeline puts the LogEntry under `kubernetes.audit` as is and sets no
+/// `user.name`, `event.action`, `source.ip` or `user_agent.original` for
+/// it, so Elastic's own detection rules (which read those and
+/// `kubernetes.audit.verb`/`objectRef`/`user`) never match a GKE document.
+/// kaudit keeps every field Elastic sets, with Elastic's value (gRPC code
+/// 0, not kaudit's HTTP 200; Google's nanosecond timestamps), and adds
+/// the Event it rebuilt wherever Elastic's document has nothing, so the
+/// same rules and dashboards work on GKE documents too.
+const GKE_ADDS: &[&str] = &[
+    "kubernetes.audit.kind",
+    "kubernetes.audit.apiVersion",
+    "kubernetes.audit.level",
+    "kubernetes.audit.stage",
+    "kubernetes.audit.requestURI",
+    "kubernetes.audit.verb",
+    "kubernetes.audit.user.",
+    "kubernetes.audit.sourceIPs",
+    "kubernetes.audit.userAgent",
+    "kubernetes.audit.annotations.kaudit_io/source-format",
+    "event.action",
+    "user.name",
+    "user_agent.original",
+    "source.ip",
+    "client.ip",
+    "related.",
+    "orchestrator.api_version",
+];
+
+/// The one event a provider item converts to.
+fn convert_one(bytes: &[u8], format: ManagedFormat) -> Event {
+    let mut out = managed::convert(bytes, format, None, &ConvertLimits::default())
+        .unwrap_or_else(|e| panic!("{format}: {e}"));
+    assert!(out.bad.is_empty(), "{format}: {:?}", out.bad);
+    assert_eq!(out.events.len(), 1, "{format}: one event");
+    out.events.remove(0)
+}
+
+#[test]
+fn gke_document_keeps_elastics_values_where_kaudit_maps_differently() {
+    let line = read("elastic-integrations-k8s-audit/tests/set_a_core_gke/test-audit.log");
+    let line = line
+        .lines()
+        .find(|l| l.contains("\"protoPayload\""))
+        .expect("set A has a GKE line");
+    let ev = convert_one(line.as_bytes(), ManagedFormat::Gke);
+    // The converted Event says what kube-apiserver would have: HTTP 200.
+    assert_eq!(
+        ev.doc().response_status.as_ref().and_then(|s| s.code),
+        Some(200)
+    );
+    let doc = ecs_document(&outgoing(ev, "other"), &DocOptions::default()).unwrap();
+    let audit = &doc["kubernetes"]["audit"];
+    assert_eq!(audit["responseStatus"]["code"], 0, "Elastic keeps gRPC 0");
+    assert_eq!(
+        audit["requestReceivedTimestamp"],
+        "2025-07-13T08:38:41.005864307Z"
+    );
+    assert_eq!(doc["event"]["original"], line);
+    // The cluster is the LogEntry's, as in Elastic, not the sink's label.
+    assert_eq!(doc["orchestrator"]["cluster"]["name"], "test-cluster");
+    // What Elastic leaves out and its rules read, added.
+    assert_eq!(doc["user"]["name"], "system:gke-master-healthcheck");
+    assert_eq!(doc["event"]["action"], "get");
+    assert_eq!(doc["source"]["ip"], serde_json::json!(["67.43.156.1"]));
+    assert!(audit["annotations"].get("kaudit_io/envelope").is_none());
+    assert!(audit["annotations"].get("kaudit_io/original").is_none());
+}
+
+#[test]
+fn aks_record_makes_exactly_elastics_document() {
+    let dir = "elastic-integrations-k8s-audit/tests/set_b_aks";
+    let input = read(&format!("{dir}/test-kube-audit.log"));
+    let expected: Value =
+        serde_json::from_str(&read(&format!("{dir}/test-kube-audit.log-expected.json")))
+            .expect("expected documents are JSON");
+    let expected = expected["expected"]
+        .as_array()
+        .expect("an `expected` array");
+    let lines: Vec<&str> = input.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!((lines.len(), expected.len()), (1, 1), "set B: one record");
+    let ev = convert_one(lines[0].as_bytes(), ManagedFormat::Aks);
+    let compared = check_against_elastic_adding(
+        ev,
+        &expected[0],
+        "set B AKS record",
+        // The source-format annotation: kaudit's own, and a way to select
+        // AKS documents in Kibana.
+        &["kubernetes.audit.annotations.kaudit_io/source-format"],
+    );
+    // Elastic's document: 46 leaf fields, every one compared (`@timestamp`
+    // among them: the record's `time` at millisecond precision).
+    assert_eq!(compared, 46);
 }
 
 #[test]

@@ -161,6 +161,7 @@ fn elasticsearch_bulk_is_ecs_and_item_errors_retry_or_dead_letter() {
         .replace("\"alice\"", "\"mallory\"")
         .replace("000000000001", "000000000002");
     let throttled = EVENT.replace("000000000001", "000000000003");
+    let throttled_id = common::dedupe_id(throttled.as_bytes());
     append(
         &store,
         "prod-eu",
@@ -173,9 +174,7 @@ fn elasticsearch_bulk_is_ecs_and_item_errors_retry_or_dead_letter() {
     let es = Arc::new(FakeEs {
         docs: Mutex::default(),
         creates: Mutex::default(),
-        throttle_once: Mutex::new(HashSet::from([
-            "0b5c7a2e-1111-4c7e-9a7e-000000000003-ResponseComplete".to_string(),
-        ])),
+        throttle_once: Mutex::new(HashSet::from([throttled_id])),
     });
     let fake = FakeHttp::start(es.handler());
     let run = run_sink(

@@ -42,6 +42,7 @@ fn stripped(ev: &Event) -> EventDoc {
     let mut d = ev.doc().clone();
     d.annotations.remove(SOURCE_FORMAT_ANNOTATION);
     d.annotations.remove(ENVELOPE_ANNOTATION);
+    d.annotations.remove(managed::ORIGINAL_ANNOTATION);
     d
 }
 

@@ -48,14 +48,10 @@ pub fn generated(n: u64, seed: u64) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// `auditID-Stage` of a v1 line.
+/// The de-duplication ID of a v1 line (`auditID-Stage-<hash>`).
 pub fn dedupe_id(line: &[u8]) -> String {
     let ev = kaudit_event::Event::from_json(line).expect("event parses");
-    format!(
-        "{}-{}",
-        ev.audit_id(),
-        ev.doc().stage.map_or("Unknown", |s| s.as_str())
-    )
+    kaudit_sinks::dedupe_id(&ev)
 }
 
 /// A sink running on its own thread.

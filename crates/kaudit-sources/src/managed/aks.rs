@@ -11,7 +11,8 @@
 //!
 //! The envelope kept in `kaudit.io/envelope`: the record without
 //! `properties.log` (`category`, `time`, `resourceId`, `operationName`,
-//! `properties.pod`, `properties.containerID`, `properties.stream`, ...).
+//! `properties.pod`, `properties.containerID`, `properties.stream`, ...);
+//! the record's text in `kaudit.io/original`.
 
 use super::{at, embedded_event, ConvertError, Ctx, ManagedFormat, Unit};
 use serde_json::Value;
@@ -26,13 +27,16 @@ pub(crate) fn unit(ctx: &mut Ctx<'_>, u: Unit<'_>) -> Result<(), ConvertError> {
     };
     if let Some(Value::Array(records)) = v.get("records") {
         for (i, r) in records.iter().enumerate() {
-            record(ctx, &at(&u.loc, &format!("records[{i}]")), r);
+            // The record's text as Azure's Event Hub input hands it on:
+            // the record alone, serialised in its own key order.
+            let text = r.to_string();
+            record(ctx, &at(&u.loc, &format!("records[{i}]")), r, &text);
             ctx.check()?;
         }
         return Ok(());
     }
     if v.get("category").is_some() {
-        record(ctx, &u.loc, &v);
+        record(ctx, &u.loc, &v, u.raw);
         return Ok(());
     }
     ctx.bad(
@@ -43,7 +47,7 @@ pub(crate) fn unit(ctx: &mut Ctx<'_>, u: Unit<'_>) -> Result<(), ConvertError> {
     Ok(())
 }
 
-fn record(ctx: &mut Ctx<'_>, path: &str, r: &Value) {
+fn record(ctx: &mut Ctx<'_>, path: &str, r: &Value, original: &str) {
     let category = r.get("category").and_then(Value::as_str).unwrap_or("");
     if !AUDIT_CATEGORIES.contains(&category) {
         ctx.skip(format!("aks: category {category:?}"));
@@ -66,7 +70,7 @@ fn record(ctx: &mut Ctx<'_>, path: &str, r: &Value) {
     if let Some(Value::Object(p)) = env.get_mut("properties") {
         p.shift_remove("log");
     }
-    match embedded_event(&text, ManagedFormat::Aks, env) {
+    match embedded_event(&text, ManagedFormat::Aks, env, Some(original)) {
         Ok(ev) => ctx.out.events.push(ev),
         Err(e) => ctx.bad(&format!("{path}.properties.log"), e, text.as_bytes()),
     }

@@ -129,7 +129,7 @@ fn event_value(
     raw: &str,
     env: Map<String, Value>,
 ) -> Result<(), ConvertError> {
-    match embedded_event(raw, ManagedFormat::Eks, env) {
+    match embedded_event(raw, ManagedFormat::Eks, env, None) {
         Ok(ev) => ctx.out.events.push(ev),
         Err(e) => ctx.bad(loc, e, raw.as_bytes()),
     }
@@ -229,7 +229,7 @@ fn log_event(ctx: &mut Ctx<'_>, path: &str, e: &Value, env: Map<String, Value>) 
     };
     let mut env = env;
     env.extend(without(e, &["message"]));
-    match embedded_event(message, ManagedFormat::Eks, env) {
+    match embedded_event(message, ManagedFormat::Eks, env, None) {
         Ok(ev) => ctx.out.events.push(ev),
         Err(err) => ctx.bad(path, err, message.as_bytes()),
     }

@@ -25,6 +25,8 @@
 //! * `responseStatus.code` = the gRPC `status.code` as HTTP (0 -> 200, 7 ->
 //!   403, 5 -> 404, ...), `status.message` as its message; the gRPC status
 //!   itself stays in the envelope (Elastic keeps the gRPC code as is);
+//!   without a status, an `authorizationInfo` entry with `granted: false`
+//!   means 403;
 //! * `annotations` = `labels` (authorization decision, admission webhooks,
 //!   `command.gke.io/dryRun`, ...);
 //! * `requestObject`/`responseObject` = `request`/`response`; level
@@ -36,7 +38,10 @@
 //!
 //! Everything else of the LogEntry (`logName`, `resource`, `operation`,
 //! `severity`, `protoPayload.status`, `authorizationInfo`, ...) is kept in
-//! `kaudit.io/envelope`. Entries that are not Kubernetes API audit
+//! `kaudit.io/envelope`, and the entry's exact text in `kaudit.io/original`
+//! (so the Elasticsearch sink can make Elastic's own document of it,
+//! whose `kubernetes.audit` is the LogEntry, gRPC status code 0 and
+//! nanosecond timestamps included). Entries that are not Kubernetes API audit
 //! (`container.googleapis.com` cluster management, any other service) are
 //! refused as bad items with the reason.
 //!
@@ -235,6 +240,17 @@ pub fn grpc_to_http(code: i64) -> i32 {
     }
 }
 
+/// Whether the entry's `authorizationInfo` records a permission not granted.
+fn denied(payload: &Value) -> bool {
+    payload
+        .get("authorizationInfo")
+        .and_then(Value::as_array)
+        .is_some_and(|a| {
+            a.iter()
+                .any(|x| x.get("granted") == Some(&Value::Bool(false)))
+        })
+}
+
 fn time_of(v: &Value, key: &str) -> Option<MicroTime> {
     v.get(key)
         .and_then(Value::as_str)
@@ -322,6 +338,9 @@ fn entry_to_event(
         .unwrap_or("")
         .to_string();
     let meta = p.get("requestMetadata");
+    // Google writes `callerIp`; Panther's schema (and so the events
+    // exported from Panther) spells it `callerIP`. Reading both is
+    // unambiguous: a LogEntry never has both, and either is the caller.
     let ip = meta
         .map(|m| match str_of(m, "callerIp") {
             "" => str_of(m, "callerIP"),
@@ -341,6 +360,18 @@ fn entry_to_event(
         let message = str_of(status, "message");
         let st = if http < 400 { "" } else { "Failure" };
         doc.response_status = Some(ResponseStatus::new(http, st, message, ""));
+    }
+    if doc.response_status.is_none() && denied(p) {
+        // No status, but the authorization record says a check was not
+        // granted: kube-apiserver refused the request with 403 (GKE writes
+        // gRPC 7 then; entries cut down by other tools, Panther's among
+        // them, keep only the authorizationInfo). Unambiguous, so read.
+        doc.response_status = Some(ResponseStatus::new(
+            403,
+            "Failure",
+            "authorizationInfo: permission not granted",
+            "Forbidden",
+        ));
     }
     doc.request_object = p.get("request").and_then(raw);
     doc.response_object = p.get("response").and_then(raw);
@@ -403,6 +434,8 @@ fn entry_to_event(
     }
     env.extend(rest);
     annotate(&mut doc, ManagedFormat::Gke, env);
+    doc.annotations
+        .insert(super::ORIGINAL_ANNOTATION.into(), raw_text.to_string());
     ctx.out.events.push(Event::from_doc(doc));
 }
 

@@ -17,6 +17,15 @@
 //!   the AdmissionReview's `oldObject`, `kind`, `options`), so nothing the
 //!   provider wrote is dropped. Absent when nothing was left over.
 //!
+//! GKE and AKS events also carry [`ORIGINAL_ANNOTATION`]
+//! (`kaudit.io/original`): the provider's item (the LogEntry, the AKS
+//! record) exactly as it came. Elastic's Kubernetes integration reads these
+//! items as they are (a GKE document's `kubernetes.audit` *is* the LogEntry,
+//! its `event.original` the item's text) and the Elasticsearch sink must make
+//! the same documents, which the rebuilt Event alone cannot give byte for
+//! byte. It roughly doubles such an event's size; a storage policy or a
+//! sink's policy can drop it like any annotation.
+//!
 //! One bad item never costs its neighbours: it becomes a located
 //! [`BadItem`] (JSON path or `line N`, reason, bytes) beside the good events.
 //! Only an input that is not JSON at all, too large or holding too many
@@ -39,6 +48,10 @@ use std::io::Read;
 pub const SOURCE_FORMAT_ANNOTATION: &str = "kaudit.io/source-format";
 /// Annotation holding, as compact JSON, the envelope fields not mapped onto the Event.
 pub const ENVELOPE_ANNOTATION: &str = "kaudit.io/envelope";
+/// Annotation holding a GKE LogEntry's or an AKS record's exact text, for
+/// sinks that must reproduce what other tools make of the provider's item
+/// (Elastic's documents).
+pub const ORIGINAL_ANNOTATION: &str = "kaudit.io/original";
 
 /// Which provider envelope an input is in.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -535,10 +548,15 @@ pub(crate) fn embedded_event(
     text: &str,
     format: ManagedFormat,
     envelope: Map<String, Value>,
+    original: Option<&str>,
 ) -> Result<Event, String> {
     let ev = Event::from_json(trim_text(text).as_bytes()).map_err(|e| e.to_string())?;
     let mut doc = ev.into_doc();
     annotate(&mut doc, format, envelope);
+    if let Some(o) = original {
+        doc.annotations
+            .insert(ORIGINAL_ANNOTATION.into(), o.to_string());
+    }
     Ok(Event::from_doc(doc))
 }
 
@@ -743,10 +761,10 @@ pub enum OpenError {
 /// Bytes looked at to guess an input's format.
 const SNIFF_BYTES: usize = 64 << 10;
 
-/// Opens an import input (`-` for stdin). With `format` `None`, native audit
-/// events are read as today (streamed) and a provider envelope, recognised
-/// by [`sniff`], is converted; with a format, the input is converted as
-/// that format (`Auto`: by shape). A converted input is read whole, within
+/// Opens an import input (`-` for stdin). With `format` `None` or `Auto`,
+/// native audit events are read as today (streamed) and a provider
+/// envelope, recognised by [`sniff`], is converted; with another format,
+/// the input is converted as that format. A converted input is read whole, within
 /// `limits`.
 pub fn open_for_import(
     path: &std::path::Path,
@@ -774,8 +792,10 @@ pub fn open_for_import(
         .read_to_end(&mut head)
         .map_err(io)?;
     let format = match format {
-        Some(f) => f,
-        None => {
+        // `auto` decides by shape, and native audit events are a shape too
+        // (`--format auto` over a mix of files reads each as what it is).
+        Some(f) if f != ManagedFormat::Auto => f,
+        _ => {
             let plain = if is_gzip(&head) {
                 let mut out = Vec::new();
                 let mut dec = flate2::read::MultiGzDecoder::new(&head[..]).take(SNIFF_BYTES as u64);
