@@ -167,12 +167,20 @@ const OUT_OF_SCOPE: &[(&str, Option<u64>, &str)] = &[
         Some(2),
         DEPLOYMENT_MANAGER,
     ),
-    ("GCP.K8s.New.Daemonset.Deployed", Some(0), DEPLOYMENT_MANAGER),
-    ("GCP.K8s.New.Daemonset.Deployed", Some(1), DEPLOYMENT_MANAGER),
     (
-    "Kubernetes.BulkSecretAccess",
-    None,
-    "Panther ships it disabled: it matches every get/list/watch of a secret by a \
+        "GCP.K8s.New.Daemonset.Deployed",
+        Some(0),
+        DEPLOYMENT_MANAGER,
+    ),
+    (
+        "GCP.K8s.New.Daemonset.Deployed",
+        Some(1),
+        DEPLOYMENT_MANAGER,
+    ),
+    (
+        "Kubernetes.BulkSecretAccess",
+        None,
+        "Panther ships it disabled: it matches every get/list/watch of a secret by a \
      non-system identity and only means something over its production threshold (15 in a \
      window). kaudit's `Secret Read by Unexpected Identity` covers allowed reads per event; \
      a per-event rule firing on every secret read would drown the alerts.",
@@ -305,7 +313,9 @@ fn complete_gke_entry(log: &Map<String, Value>) -> Value {
             .unwrap_or("")
             .to_string();
         let parts: Vec<&str> = method.split('.').collect();
-        if !p.contains_key("resourceName") && parts.len() == 6 && parts[..3] == ["io", "k8s", "core"]
+        if !p.contains_key("resourceName")
+            && parts.len() == 6
+            && parts[..3] == ["io", "k8s", "core"]
         {
             let meta = p.get("request").and_then(|r| r.get("metadata"));
             let field = |k: &str| {
@@ -322,7 +332,10 @@ fn complete_gke_entry(log: &Map<String, Value>) -> Value {
             };
             p.insert(
                 "resourceName".into(),
-                Value::from(format!("core/{}/namespaces/{ns}/{}{name}", parts[3], parts[4])),
+                Value::from(format!(
+                    "core/{}/namespaces/{ns}/{}{name}",
+                    parts[3], parts[4]
+                )),
             );
         }
     }

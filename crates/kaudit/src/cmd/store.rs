@@ -117,9 +117,9 @@ pub struct ImportArgs {
     /// Firehose deliveries, S3 `.gz` objects), `gke` (Cloud Logging LogEntries:
     /// `gcloud logging read --format=json`, JSON lines, Pub/Sub push bodies), `aks`
     /// (diagnostic-settings / Event Hub `{"records":[...]}`), `admission`
-    /// (AdmissionReviews captured by a webhook) or `auto` (by shape). Without it,
-    /// native audit events are read as always and a recognised provider envelope
-    /// is converted.
+    /// (AdmissionReviews captured by a webhook) or `auto` (by shape: native audit
+    /// events are read as always and a recognised provider envelope is
+    /// converted, file by file). Without it: as `auto`.
     #[arg(long, value_parser = parse_format)]
     format: Option<ManagedFormat>,
     /// Input files (JSON lines, .gz, EventList documents, provider exports) or `-` for stdin.
