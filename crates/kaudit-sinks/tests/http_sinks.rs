@@ -191,7 +191,8 @@ fn elasticsearch_bulk_is_ecs_and_item_errors_retry_or_dead_letter() {
     assert_eq!(
         first_pair[0],
         format!(
-            r#"{{"create":{{"_index":"logs-kubernetes.audit_logs-default","_id":"{EVENT_ID}"}}}}"#
+            r#"{{"create":{{"_index":"logs-kubernetes.audit_logs-default","_id":"{}"}}}}"#,
+            event_id()
         )
     );
     // Elastic's pipeline: annotation keys de-dotted, `responseStatus.metadata: {}`
@@ -412,19 +413,24 @@ fn outage(kind: fn(&str) -> SinkKind, es: Option<Arc<FakeEs>>) -> (HashSet<Strin
     assert!(s.up && s.lag_events == 0 && s.last_error.is_none(), "{s:?}");
     assert_eq!(s.sent, 4000);
     run.stop();
-    let want: HashSet<String> = first.iter().chain(&second).map(|l| dedupe_id(l)).collect();
-    let (got, deliveries) = match &es {
+    let all = first.iter().chain(&second);
+    let (got, deliveries, want): (HashSet<String>, usize, HashSet<String>) = match &es {
         Some(es) => {
             let docs = es.docs.lock().unwrap();
             (
                 docs.keys().cloned().collect(),
                 es.creates.lock().unwrap().values().sum(),
+                all.map(|l| dedupe_id(l)).collect(),
             )
         }
         None => {
             let ids = webhook_ids(&fake.requests());
             let n = ids.values().sum();
-            (ids.into_keys().collect(), n)
+            (
+                ids.into_keys().collect(),
+                n,
+                all.map(|l| event_key(l)).collect(),
+            )
         }
     };
     assert_eq!(got, want, "every event arrived");
@@ -495,7 +501,7 @@ fn splunk_outage_loses_nothing() {
             ));
         }
     }
-    let want: HashSet<String> = events.iter().map(|l| dedupe_id(l)).collect();
+    let want: HashSet<String> = events.iter().map(|l| event_key(l)).collect();
     assert_eq!(seen, want);
 }
 
@@ -567,7 +573,7 @@ fn filter_and_policy_send_less_and_the_cursor_moves_past_the_rest() {
             .is_some_and(|r| r.resource == "configmaps" && r.api_group.is_empty());
         let received_stage = ev.doc().stage.map(|s| s.as_str()) == Some("RequestReceived");
         if q.matches(&ev, "c1") && !configmap && !received_stage {
-            want.insert(dedupe_id(l));
+            want.insert(event_key(l));
         }
     }
     assert!(!want.is_empty() && want.len() < 2000);
@@ -663,7 +669,7 @@ fn stopping_finishes_the_batch_in_flight_not_the_backlog() {
     let ids = webhook_ids(&fake.requests());
     let want: HashSet<String> = events[..cursor as usize]
         .iter()
-        .map(|l| dedupe_id(l))
+        .map(|l| event_key(l))
         .collect();
     assert_eq!(ids.keys().cloned().collect::<HashSet<_>>(), want);
 }

@@ -105,7 +105,7 @@ fn jetstream_gets_each_event_with_its_message_id() {
         msgs,
         vec![
             ("checkpoint-1".to_string(), cp.note.into_bytes()),
-            (EVENT_ID.to_string(), EVENT.as_bytes().to_vec())
+            (event_id(), EVENT.as_bytes().to_vec())
         ]
     );
 }
@@ -240,10 +240,7 @@ fn tls_server_takes_events_with_its_ca_and_a_client_certificate() {
         .add_client_certificate(p.client_cert.clone(), p.client_key.clone())
         .require_tls(true);
     let msgs = stream_messages_with(reader, &format!("tls://127.0.0.1:{port}"));
-    assert_eq!(
-        msgs,
-        vec![(EVENT_ID.to_string(), EVENT.as_bytes().to_vec())]
-    );
+    assert_eq!(msgs, vec![(event_id(), EVENT.as_bytes().to_vec())]);
 }
 
 #[test]
@@ -272,10 +269,7 @@ fn user_password_account_refuses_a_wrong_password_and_takes_the_right_one() {
     let reader =
         async_nats::ConnectOptions::new().user_and_password("auditor".into(), "s3cret-pass".into());
     let msgs = stream_messages_with(reader, &format!("nats://127.0.0.1:{port}"));
-    assert_eq!(
-        msgs,
-        vec![(EVENT_ID.to_string(), EVENT.as_bytes().to_vec())]
-    );
+    assert_eq!(msgs, vec![(event_id(), EVENT.as_bytes().to_vec())]);
 }
 
 #[test]
@@ -314,7 +308,7 @@ fn nkey_user_is_authenticated_by_its_seed() {
     let msgs = stream_messages_with(reader, &format!("nats://127.0.0.1:{port}"));
     assert_eq!(
         msgs,
-        vec![(EVENT_ID.to_string(), EVENT.as_bytes().to_vec())],
+        vec![(event_id(), EVENT.as_bytes().to_vec())],
         "the same event sent twice is stored once"
     );
 }
@@ -336,7 +330,7 @@ fn failover_to_the_second_url_when_the_first_is_down() {
     .expect("delivered through the server that is up");
     assert_eq!(
         stream_messages(port),
-        vec![(EVENT_ID.to_string(), EVENT.as_bytes().to_vec())]
+        vec![(event_id(), EVENT.as_bytes().to_vec())]
     );
 }
 

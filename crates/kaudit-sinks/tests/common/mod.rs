@@ -19,8 +19,10 @@ pub const EVENT: &str = r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","level
 /// EVENT as an EventList item (no kind/apiVersion).
 pub const EVENT_ITEM: &str = r#"{"level":"Metadata","auditID":"0b5c7a2e-1111-4c7e-9a7e-000000000001","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/prod/secrets/db","verb":"get","user":{"username":"alice","groups":["dev","system:authenticated"]},"sourceIPs":["10.0.0.7"],"userAgent":"kubectl/v1.31.0","objectRef":{"resource":"secrets","namespace":"prod","name":"db","apiVersion":"v1"},"responseStatus":{"metadata":{},"code":200},"requestReceivedTimestamp":"2026-01-05T09:00:00.100000Z","stageTimestamp":"2026-01-05T09:00:00.123456Z","annotations":{"authorization.k8s.io/decision":"allow","authorization.k8s.io/reason":"RBAC: allowed by RoleBinding \"dev/prod\""}}"#;
 
-/// The dedupe ID of EVENT.
-pub const EVENT_ID: &str = "0b5c7a2e-1111-4c7e-9a7e-000000000001-ResponseComplete";
+/// The dedupe ID of EVENT (`auditID-Stage-<hash of its bytes>`).
+pub fn event_id() -> String {
+    dedupe_id(EVENT.as_bytes())
+}
 
 pub fn open_store(dir: &Path) -> Arc<Store> {
     Arc::new(Store::open(&dir.join("store"), StoreOptions::default()).expect("store opens"))
@@ -48,7 +50,19 @@ pub fn generated(n: u64, seed: u64) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// The de-duplication ID of a v1 line (`auditID-Stage-<hash>`).
+/// `auditID-Stage` of a v1 line: which event it is, for sinks that send
+/// an event's data in their own shape (webhook, Splunk, a policy applied).
+pub fn event_key(line: &[u8]) -> String {
+    let ev = kaudit_event::Event::from_json(line).expect("event parses");
+    format!(
+        "{}-{}",
+        ev.audit_id(),
+        ev.doc().stage.map_or("Unknown", |s| s.as_str())
+    )
+}
+
+/// The de-duplication ID of a v1 line (`auditID-Stage-<hash>`), as the
+/// Elasticsearch and NATS sinks send it.
 pub fn dedupe_id(line: &[u8]) -> String {
     let ev = kaudit_event::Event::from_json(line).expect("event parses");
     kaudit_sinks::dedupe_id(&ev)
