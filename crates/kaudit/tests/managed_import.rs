@@ -37,7 +37,7 @@ fn stored(data: &Path) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
     store
         .read(0..store.len(), &mut |_, leaf| {
-            out.push(serde_json::from_slice(&leaf.event[..]).expect("stored events are JSON"));
+            out.push(serde_json::from_slice(leaf.event).expect("stored events are JSON"));
             true
         })
         .expect("store reads");
