@@ -415,6 +415,75 @@ fn khi_gke_entries_convert_and_cluster_api_entries_are_refused() {
     );
 }
 
+/// An entry as a Cloud Logging sink writes it to BigQuery: the payload
+/// under `protopayload_auditlog`, bodies as JSON strings, BigQuery times.
+fn bigquery_row(entry: &Value) -> Value {
+    let mut row = entry.as_object().unwrap().clone();
+    let mut payload = row
+        .remove("protoPayload")
+        .unwrap()
+        .as_object()
+        .unwrap()
+        .clone();
+    payload.remove("@type");
+    for (field, column) in [("request", "requestJson"), ("response", "responseJson")] {
+        if let Some(body) = payload.remove(field) {
+            payload.insert(column.into(), Value::String(body.to_string()));
+        }
+    }
+    row.insert("protopayload_auditlog".into(), Value::Object(payload));
+    for key in ["timestamp", "receiveTimestamp"] {
+        if let Some(Value::String(t)) = row.get_mut(key) {
+            *t = t.replacen('T', " ", 1).trim_end_matches('Z').to_string() + " UTC";
+        }
+    }
+    Value::Object(row)
+}
+
+#[test]
+fn gke_bigquery_export_rows_and_logging_api_pages_convert_like_the_entries() {
+    let lines = String::from_utf8(read("khi-gke-k8s-audit/gke_k8s_audit.derived.jsonl")).unwrap();
+    let entries: Vec<Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let want = run(lines.as_bytes(), ManagedFormat::Gke);
+    assert_eq!(want.events.len(), 3);
+    let rows: Vec<String> = entries
+        .iter()
+        .map(|e| bigquery_row(e).to_string())
+        .collect();
+    let bq = rows.join("\n");
+    assert_eq!(managed::sniff(bq.as_bytes()), Some(ManagedFormat::Gke));
+    let got = run(bq.as_bytes(), ManagedFormat::Auto);
+    assert!(got.bad.is_empty(), "{:?}", got.bad);
+    assert_eq!(got.events.len(), 3);
+    for (g, w) in got.events.iter().zip(&want.events) {
+        let (g, w) = (stripped(g), stripped(w));
+        assert_eq!(g.audit_id, w.audit_id);
+        assert_eq!(g.verb, w.verb);
+        assert_eq!(g.user.username, w.user.username);
+        assert_eq!(g.request_received_timestamp, w.request_received_timestamp);
+        assert_eq!(g.stage_timestamp, w.stage_timestamp);
+        assert_eq!(g.object_ref, w.object_ref);
+        assert_eq!(g.request_object.is_some(), w.request_object.is_some());
+        assert_eq!(g.response_object.is_some(), w.response_object.is_some());
+    }
+    // A body column that is not JSON is a located bad item, not a crash.
+    let mut broken = bigquery_row(&entries[0]);
+    broken["protopayload_auditlog"]["requestJson"] = json!("{not json");
+    let out = run(broken.to_string().as_bytes(), ManagedFormat::Gke);
+    assert_eq!(out.events.len(), 0);
+    assert!(out.bad[0].reason.contains("requestJson"), "{:?}", out.bad);
+    // The Logging API's `entries.list` page.
+    let page = json!({"entries": entries, "nextPageToken": "t"});
+    let out = run(page.to_string().as_bytes(), ManagedFormat::Auto);
+    assert_eq!(
+        (out.format, out.events.len()),
+        (Some(ManagedFormat::Gke), 3)
+    );
+}
+
 #[test]
 fn gke_array_and_pubsub_push_deliveries() {
     let lines = String::from_utf8(read("khi-gke-k8s-audit/gke_k8s_audit.derived.jsonl")).unwrap();

@@ -66,6 +66,19 @@ pub(crate) fn unit(ctx: &mut Ctx<'_>, u: Unit<'_>) -> Result<(), ConvertError> {
 }
 
 fn value(ctx: &mut Ctx<'_>, loc: &str, raw_text: &str, v: &Value) {
+    if let Some(entries) = v.get("entries").and_then(Value::as_array) {
+        // A Logging API `entries.list` answer: `{"entries": [...], "nextPageToken"}`.
+        for (i, e) in entries.iter().enumerate() {
+            value(ctx, &at(loc, &format!("entries[{i}]")), &e.to_string(), e);
+        }
+        return;
+    }
+    if v.get("protoPayload").is_none() && v.get(BIGQUERY_PAYLOAD).is_some() {
+        return match from_bigquery_row(v) {
+            Ok(entry) => entry_to_event(ctx, loc, raw_text, &entry, Map::new()),
+            Err(why) => ctx.bad(loc, why, raw_text.as_bytes()),
+        };
+    }
     if let Some(msg) = v.get("message").filter(|_| v.get("protoPayload").is_none()) {
         // A Pub/Sub push delivery.
         let Some(data) = msg.get("data").and_then(Value::as_str) else {
@@ -106,6 +119,60 @@ fn value(ctx: &mut Ctx<'_>, loc: &str, raw_text: &str, v: &Value) {
         );
     }
     entry_to_event(ctx, loc, raw_text, v, Map::new());
+}
+
+/// The column a log sink to BigQuery (or a `bq` JSON export of that table)
+/// holds the audit payload in.
+pub const BIGQUERY_PAYLOAD: &str = "protopayload_auditlog";
+
+/// A row of a Cloud Logging sink's BigQuery table as the `LogEntry` it was
+/// made from: the payload column back under `protoPayload` with its
+/// `@type`, the JSON-string columns (`requestJson`, `responseJson`,
+/// `metadataJson`) parsed back into `request`, `response` and `metadata`,
+/// and BigQuery's `2026-01-02 15:04:05.123456 UTC` timestamps in RFC 3339.
+pub fn from_bigquery_row(row: &Value) -> Result<Value, String> {
+    let Some(Value::Object(row)) = Some(row) else {
+        return Err("a BigQuery export row is not a JSON object".into());
+    };
+    let mut entry = row.clone();
+    let Some(Value::Object(mut payload)) = entry.remove(BIGQUERY_PAYLOAD) else {
+        return Err(format!("`{BIGQUERY_PAYLOAD}` is not an object"));
+    };
+    for (column, field) in [
+        ("requestJson", "request"),
+        ("responseJson", "response"),
+        ("metadataJson", "metadata"),
+    ] {
+        match payload.remove(column) {
+            Some(Value::String(text)) if !text.is_empty() => {
+                let parsed: Value = serde_json::from_str(&text)
+                    .map_err(|e| format!("{BIGQUERY_PAYLOAD}.{column} is not JSON: {e}"))?;
+                payload.insert(field.into(), parsed);
+            }
+            Some(Value::Null) | Some(Value::String(_)) | None => {}
+            Some(other) => {
+                payload.insert(field.into(), other);
+            }
+        }
+    }
+    payload.insert("@type".into(), Value::String(AUDIT_LOG_TYPE.into()));
+    entry.insert("protoPayload".into(), Value::Object(payload));
+    for key in ["timestamp", "receiveTimestamp"] {
+        if let Some(Value::String(t)) = entry.get_mut(key) {
+            if let Some(fixed) = bigquery_time(t) {
+                *t = fixed;
+            }
+        }
+    }
+    Ok(Value::Object(entry))
+}
+
+/// `2026-01-02 15:04:05.123456 UTC` as `2026-01-02T15:04:05.123456Z`;
+/// None when `t` is not in BigQuery's form (it is then kept as it is).
+fn bigquery_time(t: &str) -> Option<String> {
+    let rest = t.strip_suffix(" UTC")?;
+    let (date, time) = rest.split_once(' ')?;
+    (date.len() == 10 && time.len() >= 8).then(|| format!("{date}T{time}Z"))
 }
 
 /// Why an entry is not a Kubernetes API audit entry, if it is not.

@@ -443,8 +443,16 @@ pub fn detect_value(v: &Value) -> Option<ManagedFormat> {
     if o.get("kind").and_then(Value::as_str) == Some("AdmissionReview") {
         return Some(ManagedFormat::Admission);
     }
-    if o.contains_key("protoPayload") {
+    if o.contains_key("protoPayload") || o.contains_key(gke::BIGQUERY_PAYLOAD) {
         return Some(ManagedFormat::Gke);
+    }
+    if let Some(Value::Array(entries)) = o.get("entries") {
+        if entries
+            .first()
+            .is_some_and(|e| detect_value(e) == Some(ManagedFormat::Gke))
+        {
+            return Some(ManagedFormat::Gke);
+        }
     }
     if o.contains_key("subscription") && o.get("message").is_some_and(|m| m.get("data").is_some()) {
         return Some(ManagedFormat::Gke);
@@ -514,6 +522,7 @@ pub fn sniff(head: &[u8]) -> Option<ManagedFormat> {
             ManagedFormat::Admission,
         ),
         (find("\"protoPayload\""), ManagedFormat::Gke),
+        (find("\"protopayload_auditlog\""), ManagedFormat::Gke),
         (find("\"subscription\""), ManagedFormat::Gke),
         (find("\"category\""), ManagedFormat::Aks),
         (find("\"logEvents\""), ManagedFormat::Eks),
