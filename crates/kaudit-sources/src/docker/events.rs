@@ -230,6 +230,7 @@ impl Dechunker {
 
 /// The events source.
 pub struct DockerEventsSource {
+    failures: std::sync::Mutex<FailureWindow>,
     name: String,
     host: String,
     state: PathBuf,
@@ -246,6 +247,7 @@ impl DockerEventsSource {
             .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
             .collect();
         DockerEventsSource {
+            failures: std::sync::Mutex::new(FailureWindow::default()),
             name: format!("docker:{}", cfg.name),
             host: cfg.host.clone(),
             state: ctx.state_dir.join(format!("{index}-docker-{safe}.json")),
@@ -348,7 +350,7 @@ impl DockerEventsSource {
                         .and_then(|v| map::event_time_nano(&v))
                         .unwrap_or(0);
                     if next.admit(nano, ev.audit_id()) {
-                        events.push(ev);
+                        events.push(self.count_failures(ev, nano));
                     }
                 }
                 Err(e) => bad.push(BadItem {
@@ -378,6 +380,64 @@ impl DockerEventsSource {
         *pos = next;
         pos.save(&self.state)
             .map_err(|e| format!("{}: {e}", self.state.display()))
+    }
+}
+
+/// How long non-zero exits of a container are remembered.
+pub const FAILURE_WINDOW_NANOS: i64 = 600 * 1_000_000_000;
+/// Containers whose exits are tracked at once.
+const MAX_TRACKED: usize = 4096;
+
+/// Recent non-zero exits per container (for restart-loop rules).
+#[derive(Default)]
+pub struct FailureWindow {
+    by_container: std::collections::HashMap<String, std::collections::VecDeque<i64>>,
+}
+
+impl FailureWindow {
+    /// Records a non-zero exit of `id` at `nano`; returns how many it had
+    /// within [`FAILURE_WINDOW_NANOS`], this one included.
+    pub fn failed(&mut self, id: &str, nano: i64) -> usize {
+        if self.by_container.len() >= MAX_TRACKED && !self.by_container.contains_key(id) {
+            self.by_container
+                .retain(|_, q| q.back().is_some_and(|t| nano - t < FAILURE_WINDOW_NANOS));
+            if self.by_container.len() >= MAX_TRACKED {
+                self.by_container.clear();
+            }
+        }
+        let q = self.by_container.entry(id.to_string()).or_default();
+        q.push_back(nano);
+        while q.front().is_some_and(|t| nano - t >= FAILURE_WINDOW_NANOS) || q.len() > 1000 {
+            q.pop_front();
+        }
+        q.len()
+    }
+}
+
+impl DockerEventsSource {
+    /// Adds [`map::RECENT_FAILURES_ANNOTATION`] to a container's non-zero `die`.
+    fn count_failures(&self, ev: kaudit_event::Event, nano: i64) -> kaudit_event::Event {
+        let failed = ev.verb() == "die"
+            && ev.object_ref().is_some_and(|o| o.resource == "containers")
+            && ev
+                .annotation("docker.com/exit-code")
+                .is_some_and(|c| c != "0");
+        if !failed {
+            return ev;
+        }
+        let id = ev
+            .object_ref()
+            .map(|o| if o.uid.is_empty() { o.name.clone() } else { o.uid.clone() })
+            .unwrap_or_default();
+        let n = self
+            .failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .failed(&id, nano);
+        let mut doc = ev.into_doc();
+        doc.annotations
+            .insert(map::RECENT_FAILURES_ANNOTATION.into(), n.to_string());
+        kaudit_event::Event::from_doc(doc)
     }
 }
 
@@ -461,6 +521,15 @@ mod tests {
         assert_eq!(EventsPosition::load(&f).unwrap(), p);
         std::fs::write(&f, b"garbage").unwrap();
         assert!(EventsPosition::load(&f).is_err());
+    }
+
+    #[test]
+    fn failure_window_counts_recent_exits() {
+        let mut w = FailureWindow::default();
+        assert_eq!(w.failed("a", 0), 1);
+        assert_eq!(w.failed("a", 1_000), 2);
+        assert_eq!(w.failed("b", 1_000), 1);
+        assert_eq!(w.failed("a", FAILURE_WINDOW_NANOS + 500), 2);
     }
 
     #[test]

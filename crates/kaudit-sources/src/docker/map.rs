@@ -336,6 +336,25 @@ pub struct CallRecord {
     pub extra: Map<String, Value>,
 }
 
+/// Annotation naming the registry of the image a call pulls, pushes or
+/// creates a container from (`docker.io` for short names).
+pub const REGISTRY_ANNOTATION: &str = "docker.com/registry";
+/// Annotation of a daemon `die` event with a non-zero exit: how many such
+/// exits the container had in the last ten minutes (the events source counts).
+pub const RECENT_FAILURES_ANNOTATION: &str = "docker.com/recent-failures";
+
+/// The registry of an image reference, as Docker resolves it: the first
+/// path component when it holds a `.` or `:` or is `localhost`, else
+/// `docker.io`.
+pub fn registry_of(reference: &str) -> &str {
+    match reference.split_once('/') {
+        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+            first
+        }
+        _ => "docker.io",
+    }
+}
+
 /// A UUID (v4 layout) from 16 random-enough bytes: a hash of `seed`.
 pub fn uuid_from(seed: &[u8]) -> String {
     let h = Sha256::digest(seed);
@@ -424,6 +443,22 @@ impl CallRecord {
             let failed = code >= 400;
             let status = if failed { "Failure" } else { "" };
             doc.response_status = Some(ResponseStatus::new(code, status, &self.error, ""));
+        }
+        // The registry an image comes from, for allow-list rules.
+        let image = match (call.resource.as_str(), call.verb.as_str()) {
+            ("images", "pull" | "push") => Some(call.name.clone()),
+            ("containers", "create") => self
+                .request_body
+                .as_ref()
+                .and_then(|b| b.get("Image"))
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            _ => None,
+        };
+        if let Some(img) = image.filter(|i| !i.is_empty()) {
+            doc.annotations
+                .insert(REGISTRY_ANNOTATION.into(), registry_of(&img).to_string());
+            doc.annotations.insert("docker.com/image".into(), cut(&img));
         }
         if let Some((decision, reason)) = &self.decision {
             doc.annotations
@@ -774,6 +809,15 @@ mod tests {
         let s = v.to_string();
         assert!(!s.contains("\"p\"") && !s.contains("\"t\""), "{s}");
         assert!(s.contains("\"u\"") && s.contains("A=1"));
+    }
+
+    #[test]
+    fn registries() {
+        assert_eq!(registry_of("busybox"), "docker.io");
+        assert_eq!(registry_of("library/busybox:1"), "docker.io");
+        assert_eq!(registry_of("127.0.0.1:5000/busybox:1"), "127.0.0.1:5000");
+        assert_eq!(registry_of("ghcr.io/a/b"), "ghcr.io");
+        assert_eq!(registry_of("localhost/x"), "localhost");
     }
 
     #[test]

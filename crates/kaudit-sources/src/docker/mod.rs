@@ -145,3 +145,40 @@ impl Source for AuthzSource {
         let _ = drain.join();
     }
 }
+
+/// Runs the standalone proxy (`kaudit docker-proxy`): records are spooled
+/// durably in `spool_dir` and sent to a running `kaudit serve` at `to`,
+/// where the server's policy applies on ingest. Returns once `stop` is set
+/// and the spool has been sent (or could not be, it stays on disk for the
+/// next start).
+pub fn run_standalone(
+    cfg: &DockerProxyConfig,
+    spool_dir: &std::path::Path,
+    to: spool::SpoolTarget,
+    stop: Arc<AtomicBool>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let sp = spool::Spool::open(spool_dir)?;
+    let (tx, rx) = std::sync::mpsc::sync_channel(deliver::QUEUE);
+    let proxy = Proxy::bind(cfg, Arc::new(proxy::ChannelRecorder(tx)))?;
+    let writer = {
+        let sp = sp.clone();
+        std::thread::spawn(move || sp.write_from(rx))
+    };
+    let sender = {
+        let (sp, stop) = (sp.clone(), stop.clone());
+        std::thread::spawn(move || sp.send_loop(&to, &stop))
+    };
+    let listen = cfg.listen.clone();
+    let watch_stop = stop.clone();
+    let watcher = std::thread::spawn(move || {
+        while !watch_stop.load(Ordering::Relaxed) {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        proxy::wake(&listen);
+    });
+    proxy.serve(stop);
+    let _ = watcher.join();
+    let _ = writer.join();
+    let _ = sender.join();
+    Ok(())
+}
