@@ -413,7 +413,9 @@ fn docker_cases() -> Vec<(&'static str, Ev, Ev)> {
 fn docker_rules_leave_kubernetes_alone_and_vice_versa() {
     let engine = engine();
     // A Kubernetes pod create with a privileged container is no Docker alert.
-    let k8s = pod(json!({"containers": [{"name": "b", "image": "busybox", "securityContext": {"privileged": true}}]}));
+    let k8s = pod(
+        json!({"containers": [{"name": "b", "image": "busybox", "securityContext": {"privileged": true}}]}),
+    );
     assert!(!fired(&engine, &k8s).iter().any(|r| r.starts_with("Docker")));
     // Routine Docker calls are quiet.
     for e in [
@@ -422,7 +424,12 @@ fn docker_rules_leave_kubernetes_alone_and_vice_versa() {
         docker_create(json!({"NetworkMode": "none"})),
         docker("die", "containers", "web", "events"),
     ] {
-        assert!(fired(&engine, &e).is_empty(), "{:?} fired {:?}", e.0["verb"], fired(&engine, &e));
+        assert!(
+            fired(&engine, &e).is_empty(),
+            "{:?} fired {:?}",
+            e.0["verb"],
+            fired(&engine, &e)
+        );
     }
     // A failed privileged create raises nothing; a denied one neither.
     let failed = docker_create(json!({"Privileged": true}))

@@ -34,10 +34,17 @@ fn have(cmd: &str) -> bool {
 fn runnable() -> bool {
     // SAFETY: geteuid has no preconditions and touches no memory.
     let root = unsafe { libc::geteuid() } == 0;
-    let missing: Vec<&str> = ["dockerd", "docker", "docker-registry", "busybox", "useradd", "runuser"]
-        .into_iter()
-        .filter(|c| !have(c))
-        .collect();
+    let missing: Vec<&str> = [
+        "dockerd",
+        "docker",
+        "docker-registry",
+        "busybox",
+        "useradd",
+        "runuser",
+    ]
+    .into_iter()
+    .filter(|c| !have(c))
+    .collect();
     if root && missing.is_empty() {
         return true;
     }
@@ -163,7 +170,8 @@ impl World {
     }
 
     fn serve(&self) -> Proc {
-        let log = std::fs::File::create(self.dir.join(format!("serve-{}.log", free_port()))).unwrap();
+        let log =
+            std::fs::File::create(self.dir.join(format!("serve-{}.log", free_port()))).unwrap();
         let child = kaudit()
             .args(["serve", "--config"])
             .arg(self.dir.join("kaudit.yaml"))
@@ -194,6 +202,23 @@ impl World {
             .args(args))
     }
 
+    /// A docker CLI process as `user` through the proxy, stdin and stdout piped.
+    fn docker_cmd(&self, user: &str, args: &[&str]) -> Child {
+        let home = self.dir.join(format!("home-{user}"));
+        Command::new("runuser")
+            .args(["-u", user, "--", "env"])
+            .arg(format!("HOME={}", home.display()))
+            .arg("docker")
+            .arg("-H")
+            .arg(format!("unix://{}", self.proxy_sock.display()))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
     fn docker_root(&self, args: &[&str]) -> String {
         sh(Command::new("docker")
             .arg("-H")
@@ -209,7 +234,11 @@ impl World {
             .args([q, "-o", "jsonl", "--limit", "10000"])
             .output()
             .unwrap();
-        assert!(out.status.success(), "query {q}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "query {q}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter(|l| !l.trim().is_empty())
@@ -232,7 +261,12 @@ impl World {
 }
 
 fn add_user(name: &str, home: &Path) {
-    let exists = Command::new("id").arg(name).output().unwrap().status.success();
+    let exists = Command::new("id")
+        .arg(name)
+        .output()
+        .unwrap()
+        .status
+        .success();
     if !exists {
         sh(Command::new("useradd").args(["-M", "-s", "/bin/sh", name]));
     }
@@ -249,7 +283,10 @@ fn docker_through_kaudit_end_to_end() {
     if !runnable() {
         return;
     }
-    let tmp = tempfile::Builder::new().prefix("kd").tempdir_in("/tmp").unwrap();
+    let tmp = tempfile::Builder::new()
+        .prefix("kd")
+        .tempdir_in("/tmp")
+        .unwrap();
     let dir = tmp.path().to_path_buf();
     sh(Command::new("chmod").arg("0755").arg(&dir));
     let port = free_port();
@@ -328,17 +365,55 @@ fn docker_through_kaudit_end_to_end() {
     // --- the seed scenario, as two users -----------------------------------
     for (u, c) in [("alice", "a1"), ("bob", "b1")] {
         w.docker_as(u, &["pull", &w.image]);
-        w.docker_as(u, &["create", "--name", c, "--network", "none", &w.image, "sleep", "300"]);
+        w.docker_as(
+            u,
+            &[
+                "create",
+                "--name",
+                c,
+                "--network",
+                "none",
+                &w.image,
+                "sleep",
+                "300",
+            ],
+        );
         w.docker_as(u, &["start", c]);
         let out = w.docker_as(u, &["exec", c, "echo", "hello-from-exec"]);
-        assert_eq!(out.trim(), "hello-from-exec", "exec output passes through the proxy");
+        assert_eq!(
+            out.trim(),
+            "hello-from-exec",
+            "exec output passes through the proxy"
+        );
         w.docker_as(u, &["rm", "-f", c]);
     }
     // A privileged container and a Docker socket mount (created, never started).
-    w.docker_as("bob", &["create", "--name", "p1", "--privileged", "--network", "none", &w.image, "true"]);
     w.docker_as(
         "bob",
-        &["create", "--name", "m1", "--network", "none", "-v", "/var/run/docker.sock:/var/run/docker.sock", &w.image, "true"],
+        &[
+            "create",
+            "--name",
+            "p1",
+            "--privileged",
+            "--network",
+            "none",
+            &w.image,
+            "true",
+        ],
+    );
+    w.docker_as(
+        "bob",
+        &[
+            "create",
+            "--name",
+            "m1",
+            "--network",
+            "none",
+            "-v",
+            "/var/run/docker.sock:/var/run/docker.sock",
+            &w.image,
+            "true",
+        ],
     );
     // A failing call: removing what does not exist.
     let fail = Command::new("runuser")
@@ -353,7 +428,12 @@ fn docker_through_kaudit_end_to_end() {
     assert!(!fail.status.success());
 
     for (u, c) in [("alice", "a1"), ("bob", "b1")] {
-        let done = |q: &str| w.wait_query(&format!("source=docker user={u} stage=ResponseComplete {q}"), 1);
+        let done = |q: &str| {
+            w.wait_query(
+                &format!("source=docker user={u} stage=ResponseComplete {q}"),
+                1,
+            )
+        };
         for (q, name, code) in [
             ("verb=pull resource=images", w.image.as_str(), 200),
             ("verb=create resource=containers", c, 201),
@@ -381,7 +461,10 @@ fn docker_through_kaudit_end_to_end() {
 
     // The daemon's side: die and destroy of a1 from the events stream.
     for verb in ["create", "start", "die", "destroy"] {
-        let got = w.wait_query(&format!("source=docker user=system:dockerd verb={verb} name=a1"), 1);
+        let got = w.wait_query(
+            &format!("source=docker user=system:dockerd verb={verb} name=a1"),
+            1,
+        );
         assert_eq!(got.len(), 1, "events {verb} a1: {got:#?}");
     }
 
@@ -395,16 +478,161 @@ fn docker_through_kaudit_end_to_end() {
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
             .map(|v| v.to_string())
             .collect();
-        rules.iter().any(|r| r.contains("Docker Privileged Container Created"))
-            && rules.iter().any(|r| r.contains("Docker Sensitive Host Path Mounted"))
+        rules
+            .iter()
+            .any(|r| r.contains("Docker Privileged Container Created"))
+            && rules
+                .iter()
+                .any(|r| r.contains("Docker Sensitive Host Path Mounted"))
     });
-    assert!(rules.iter().any(|r| r.contains("Docker Privileged Container Created") && r.contains("bob")));
+    assert!(rules
+        .iter()
+        .any(|r| r.contains("Docker Privileged Container Created") && r.contains("bob")));
+
+    // --- streams through the proxy are not held back ---------------------------
+    w.docker_as(
+        "alice",
+        &[
+            "run",
+            "-d",
+            "--name",
+            "s1",
+            "--network",
+            "none",
+            &w.image,
+            "sh",
+            "-c",
+            "i=0; while true; do echo tick$i; i=$((i+1)); sleep 0.2; done",
+        ],
+    );
+    let mut logs = w.docker_cmd("alice", &["logs", "-f", "s1"]);
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(logs.stdout.take().unwrap()));
+    let started = Instant::now();
+    let mut last = Instant::now();
+    for i in 0..8 {
+        let line = lines.next().expect("a log line").unwrap();
+        assert!(line.starts_with("tick"), "{line}");
+        if i >= 3 {
+            // Live lines arrive about every 0.2 s, each on its own.
+            assert!(
+                last.elapsed() < Duration::from_millis(1500),
+                "line {i} held back {:?}",
+                last.elapsed()
+            );
+        }
+        last = Instant::now();
+    }
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let _ = logs.kill();
+    let _ = logs.wait();
+    // An interactive exec: what goes in comes back while stdin stays open.
+    let mut cat = w.docker_cmd("alice", &["exec", "-i", "s1", "cat"]);
+    let mut stdin = cat.stdin.take().unwrap();
+    let mut out = std::io::BufReader::new(cat.stdout.take().unwrap());
+    for word in ["ping", "pong"] {
+        std::io::Write::write_all(&mut stdin, format!("{word}\n").as_bytes()).unwrap();
+        std::io::Write::flush(&mut stdin).unwrap();
+        let mut line = String::new();
+        let t = Instant::now();
+        std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+        assert_eq!(line.trim(), word);
+        assert!(
+            t.elapsed() < Duration::from_secs(3),
+            "echo held back {:?}",
+            t.elapsed()
+        );
+    }
+    drop(stdin);
+    assert!(cat.wait().unwrap().success());
+    w.docker_as("alice", &["rm", "-f", "s1"]);
+    let started = w.wait_query(
+        "source=docker user=alice stage=ResponseStarted subresource=logs name=s1",
+        1,
+    );
+    assert_eq!(started.len(), 1);
+    // The CLI started s1 by id; the record names it (and keeps the id).
+    let start = w.wait_query(
+        "source=docker user=alice verb=start name=s1 stage=ResponseComplete",
+        1,
+    );
+    assert_eq!(start.len(), 1);
+    assert_eq!(s(&start[0], "/objectRef/uid").len(), 64, "{:#}", start[0]);
+
+    // --- the standalone proxy: spooled while kaudit serve is down --------------
+    let spool_sock = dir.join("standalone.sock");
+    let mut standalone = Proc(
+        Some(
+            kaudit()
+                .args(["docker-proxy", "--listen"])
+                .arg(&spool_sock)
+                .arg("--upstream")
+                .arg(&w.daemon_sock)
+                .args([
+                    "--server",
+                    &format!("http://127.0.0.1:{port}"),
+                    "--name",
+                    "build-02",
+                    "--socket-mode",
+                    "0666",
+                    "--spool",
+                ])
+                .arg(dir.join("spool"))
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(dir.join("standalone.log")).unwrap())
+                .spawn()
+                .unwrap(),
+        ),
+        "docker-proxy",
+    );
+    wait_for("the standalone proxy", 20, || spool_sock.exists());
+    let via = |args: &[&str]| {
+        sh(Command::new("runuser")
+            .args(["-u", "bob", "--", "env"])
+            .arg(format!("HOME={}", dir.join("home-bob").display()))
+            .arg("docker")
+            .arg("-H")
+            .arg(format!("unix://{}", spool_sock.display()))
+            .args(args))
+    };
+    via(&[
+        "create",
+        "--name",
+        "sp1",
+        "--network",
+        "none",
+        &w.image,
+        "true",
+    ]);
+    w.wait_query(
+        "cluster=build-02 user=bob verb=create name=sp1 stage=ResponseComplete",
+        1,
+    );
+    serve.kill9();
+    via(&[
+        "create",
+        "--name",
+        "sp2",
+        "--network",
+        "none",
+        &w.image,
+        "true",
+    ]);
+    via(&["rm", "sp1", "sp2"]);
+    serve = w.serve();
+    for n in ["sp1", "sp2"] {
+        let got = w.wait_query(
+            &format!("cluster=build-02 user=bob verb=create name={n} stage=ResponseComplete"),
+            1,
+        );
+        assert_eq!(got.len(), 1, "{n}: {got:#?}");
+    }
+    standalone.stop();
 
     // --- restarts: kaudit down while the daemon works, then dockerd restarted
     serve.kill9();
     w.docker_root(&["run", "--name", "c2", "--network", "none", &w.image, "true"]);
     w.docker_root(&["rm", "c2"]);
-    let mut serve = w.serve();
+    serve = w.serve();
     dockerd.stop();
     let _dockerd = w.dockerd();
     w.docker_root(&["run", "--name", "c3", "--network", "none", &w.image, "true"]);

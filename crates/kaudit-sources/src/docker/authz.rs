@@ -85,11 +85,17 @@ struct PluginRequest {
     response_body: Option<String>,
 }
 
+/// Calls awaiting their AuthZRes, by (user, method, URI), with their count.
+type Pending = (
+    HashMap<(String, String, String), VecDeque<(String, MicroTime)>>,
+    usize,
+);
+
 struct Inner {
     host: String,
     rules: Option<Engine>,
     recorder: Arc<dyn Recorder>,
-    pending: Mutex<(HashMap<(String, String, String), VecDeque<(String, MicroTime)>>, usize)>,
+    pending: Mutex<Pending>,
 }
 
 /// A bound plugin socket.
@@ -120,7 +126,8 @@ impl AuthzPlugin {
                     cluster: Some(cfg.name.clone()),
                     ..EngineOptions::default()
                 });
-                b.add_file(p).map_err(|e| ProxyError::Config(e.to_string()))?;
+                b.add_file(p)
+                    .map_err(|e| ProxyError::Config(e.to_string()))?;
                 Some(b.build().map_err(|e| ProxyError::Config(e.to_string()))?.0)
             }
         };
@@ -257,7 +264,8 @@ fn handle(target: &str, cap: &Capture, inner: &Inner) -> Value {
         ..CallRecord::default()
     };
     if !req.authn.is_empty() {
-        rec.extra.insert("authnMethod".into(), Value::from(req.authn.clone()));
+        rec.extra
+            .insert("authnMethod".into(), Value::from(req.authn.clone()));
     }
     if target == "/AuthZPlugin.AuthZReq" {
         rec.audit_id = map::new_audit_id();
@@ -283,7 +291,9 @@ fn handle(target: &str, cap: &Capture, inner: &Inner) -> Value {
                 inner.recorder.record(rec.to_event(Level::Request));
                 let mut p = inner.pending.lock().unwrap_or_else(|p| p.into_inner());
                 if p.1 < MAX_PENDING {
-                    p.0.entry(key).or_default().push_back((rec.audit_id.clone(), now));
+                    p.0.entry(key)
+                        .or_default()
+                        .push_back((rec.audit_id.clone(), now));
                     p.1 += 1;
                 }
                 json!({"Allow": true})
@@ -355,20 +365,36 @@ mod tests {
     fn cap(v: Value) -> Capture {
         let mut c = Capture::new(1 << 20);
         let b = v.to_string();
-        http::copy_length(&mut b.as_bytes(), &mut std::io::sink(), b.len() as u64, &mut c).unwrap();
+        http::copy_length(
+            &mut b.as_bytes(),
+            &mut std::io::sink(),
+            b.len() as u64,
+            &mut c,
+        )
+        .unwrap();
         c
     }
 
     #[test]
     fn allows_and_records_both_stages_with_one_id() {
         let (i, keep) = inner(None);
-        assert_eq!(handle("/Plugin.Activate", &Capture::new(0), &i), json!({"Implements": ["authz"]}));
-        let body = base64::engine::general_purpose::STANDARD.encode(br#"{"Image":"busybox","password":"x"}"#);
+        assert_eq!(
+            handle("/Plugin.Activate", &Capture::new(0), &i),
+            json!({"Implements": ["authz"]})
+        );
+        let body = base64::engine::general_purpose::STANDARD
+            .encode(br#"{"Image":"busybox","password":"x"}"#);
         let req = json!({"User": "alice", "RequestMethod": "POST", "RequestURI": "/v1.41/containers/create", "RequestBody": body});
-        assert_eq!(handle("/AuthZPlugin.AuthZReq", &cap(req.clone()), &i)["Allow"], true);
+        assert_eq!(
+            handle("/AuthZPlugin.AuthZReq", &cap(req.clone()), &i)["Allow"],
+            true
+        );
         let mut res = req;
         res["ResponseStatusCode"] = json!(201);
-        assert_eq!(handle("/AuthZPlugin.AuthZRes", &cap(res), &i)["Allow"], true);
+        assert_eq!(
+            handle("/AuthZPlugin.AuthZRes", &cap(res), &i)["Allow"],
+            true
+        );
         let evs = keep.0.lock().unwrap();
         assert_eq!(evs.len(), 2);
         assert_eq!(evs[0].audit_id(), evs[1].audit_id());
@@ -376,9 +402,17 @@ mod tests {
         assert_eq!(evs[1].response_code(), Some(201));
         assert_eq!(evs[0].verb(), "create");
         let text = String::from_utf8_lossy(evs[0].bytes()).to_string();
-        assert!(text.contains("busybox") && !text.contains("\"x\""), "{text}");
-        assert_eq!(handle("/Nope", &Capture::new(0), &i)["Err"].as_str().is_some(), true);
-        assert_eq!(handle("/AuthZPlugin.AuthZReq", &cap(json!("x")), &i)["Allow"], false);
+        assert!(
+            text.contains("busybox") && !text.contains("\"x\""),
+            "{text}"
+        );
+        assert!(handle("/Nope", &Capture::new(0), &i)["Err"]
+            .as_str()
+            .is_some());
+        assert_eq!(
+            handle("/AuthZPlugin.AuthZReq", &cap(json!("x")), &i)["Allow"],
+            false
+        );
     }
 
     #[test]
@@ -395,8 +429,14 @@ mod tests {
             "RequestBody": b64(r#"{"Image":"x","HostConfig":{"Privileged":false}}"#)});
         assert_eq!(handle("/AuthZPlugin.AuthZReq", &cap(ok), &i)["Allow"], true);
         let evs = keep.0.lock().unwrap();
-        assert_eq!(evs[0].annotation("authorization.k8s.io/decision"), Some("forbid"));
+        assert_eq!(
+            evs[0].annotation("authorization.k8s.io/decision"),
+            Some("forbid")
+        );
         assert_eq!(evs[0].response_code(), Some(403));
-        assert_eq!(evs[1].annotation("authorization.k8s.io/decision"), Some("allow"));
+        assert_eq!(
+            evs[1].annotation("authorization.k8s.io/decision"),
+            Some("allow")
+        );
     }
 }

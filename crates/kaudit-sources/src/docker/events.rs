@@ -204,7 +204,8 @@ impl Dechunker {
                 }
                 break;
             };
-            let line = std::str::from_utf8(&self.raw[at..at + nl]).map_err(|_| "chunk size not UTF-8")?;
+            let line =
+                std::str::from_utf8(&self.raw[at..at + nl]).map_err(|_| "chunk size not UTF-8")?;
             let size_text = line.split(';').next().unwrap_or("").trim();
             let size = usize::from_str_radix(size_text, 16)
                 .map_err(|_| format!("bad chunk size {size_text:?}"))?;
@@ -244,7 +245,13 @@ impl DockerEventsSource {
         let safe: String = cfg
             .name
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         DockerEventsSource {
             failures: std::sync::Mutex::new(FailureWindow::default()),
@@ -303,9 +310,14 @@ impl DockerEventsSource {
                 let text = String::from_utf8_lossy(&head[..end]).to_string();
                 let status = text.split(' ').nth(1).unwrap_or("");
                 if status != "200" {
-                    return Err(format!("GET {target}: {}", text.lines().next().unwrap_or("")));
+                    return Err(format!(
+                        "GET {target}: {}",
+                        text.lines().next().unwrap_or("")
+                    ));
                 }
-                chunked = text.to_ascii_lowercase().contains("transfer-encoding: chunked");
+                chunked = text
+                    .to_ascii_lowercase()
+                    .contains("transfer-encoding: chunked");
                 got_head = true;
                 let rest = head.split_off(end + 4);
                 lines.clear();
@@ -314,7 +326,11 @@ impl DockerEventsSource {
                 data = &[];
             }
             if !data.is_empty() {
-                let decoded = if chunked { dechunk.feed(data)? } else { data.to_vec() };
+                let decoded = if chunked {
+                    dechunk.feed(data)?
+                } else {
+                    data.to_vec()
+                };
                 lines.extend_from_slice(&decoded);
             }
             self.ingest_lines(&mut lines, pos, ingest)?;
@@ -427,7 +443,13 @@ impl DockerEventsSource {
         }
         let id = ev
             .object_ref()
-            .map(|o| if o.uid.is_empty() { o.name.clone() } else { o.uid.clone() })
+            .map(|o| {
+                if o.uid.is_empty() {
+                    o.name.clone()
+                } else {
+                    o.uid.clone()
+                }
+            })
             .unwrap_or_default();
         let n = self
             .failures
@@ -511,7 +533,12 @@ mod tests {
         assert!(p.admit(11, "c"));
         assert_eq!(p.seen, vec!["c"]);
         assert_eq!(
-            EventsPosition { time_nano: 1_700_000_000_000_000_005, seen: vec![] }.since().as_deref(),
+            EventsPosition {
+                time_nano: 1_700_000_000_000_000_005,
+                seen: vec![]
+            }
+            .since()
+            .as_deref(),
             Some("1700000000.000000005")
         );
         let dir = tempfile::tempdir().unwrap();
@@ -538,8 +565,17 @@ mod tests {
             DockerHost::parse("unix:///var/run/docker.sock").unwrap(),
             DockerHost::Unix("/var/run/docker.sock".into())
         );
-        assert_eq!(DockerHost::parse("tcp://10.0.0.1:2375").unwrap(), DockerHost::Tcp("10.0.0.1:2375".into()));
-        for bad in ["unix://", "tcp://", "tcp://nohost", "https://x", "/var/run/docker.sock"] {
+        assert_eq!(
+            DockerHost::parse("tcp://10.0.0.1:2375").unwrap(),
+            DockerHost::Tcp("10.0.0.1:2375".into())
+        );
+        for bad in [
+            "unix://",
+            "tcp://",
+            "tcp://nohost",
+            "https://x",
+            "/var/run/docker.sock",
+        ] {
             assert!(DockerHost::parse(bad).is_err(), "{bad}");
         }
     }

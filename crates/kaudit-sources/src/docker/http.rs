@@ -142,7 +142,8 @@ fn parse_head(raw: Vec<u8>) -> Result<Head, HeadError> {
         let (k, v) = l
             .split_once(':')
             .ok_or_else(|| HeadError::Malformed(format!("header line {l:?}")))?;
-        head.headers.push((k.trim().to_string(), v.trim().to_string()));
+        head.headers
+            .push((k.trim().to_string(), v.trim().to_string()));
     }
     head.raw = raw;
     Ok(head)
@@ -259,7 +260,10 @@ pub fn copy_chunked<R: BufRead, W: Write>(
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "chunk size not UTF-8"))?;
         let size_text = text.trim_end().split(';').next().unwrap_or("").trim();
         let size = u64::from_str_radix(size_text, 16).map_err(|_| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("chunk size {size_text:?}"))
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("chunk size {size_text:?}"),
+            )
         })?;
         if size == 0 {
             // Trailers up to the blank line.
@@ -320,12 +324,25 @@ mod tests {
 
     #[test]
     fn bad_heads_are_errors_not_panics() {
-        for bad in [&b"\r\n\r\n"[..], b"GET\r\n\r\n", b"HTTP/1.1 abc\r\n\r\n", b"GET / HTTP/1.1\r\nnocolon\r\n\r\n", b"GET / HTTP/1.1\r\n"] {
+        for bad in [
+            &b"\r\n\r\n"[..],
+            b"GET\r\n\r\n",
+            b"HTTP/1.1 abc\r\n\r\n",
+            b"GET / HTTP/1.1\r\nnocolon\r\n\r\n",
+            b"GET / HTTP/1.1\r\n",
+        ] {
             let mut r = BufReader::new(bad);
-            assert!(read_head(&mut r).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                read_head(&mut r).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
         let big = vec![b'a'; MAX_HEAD * 2];
-        assert!(matches!(read_head(&mut BufReader::new(&big[..])), Err(HeadError::TooLarge)));
+        assert!(matches!(
+            read_head(&mut BufReader::new(&big[..])),
+            Err(HeadError::TooLarge)
+        ));
         assert!(read_head(&mut BufReader::new(&b""[..])).unwrap().is_none());
         let mut r = BufReader::new(&b"5\r\nab"[..]);
         assert!(copy_chunked(&mut r, &mut Vec::new(), &mut Capture::new(0)).is_err());

@@ -42,7 +42,7 @@ pub struct ApiCall {
     pub long_running: bool,
 }
 
-fn query_param<'a>(query: &'a str, key: &str) -> Option<String> {
+fn query_param(query: &str, key: &str) -> Option<String> {
     query.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         (k == key).then(|| percent_decode(v))
@@ -50,7 +50,10 @@ fn query_param<'a>(query: &'a str, key: &str) -> Option<String> {
 }
 
 fn query_true(query: &str, key: &str) -> bool {
-    matches!(query_param(query, key).as_deref(), Some("1" | "true" | "True"))
+    matches!(
+        query_param(query, key).as_deref(),
+        Some("1" | "true" | "True")
+    )
 }
 
 /// Decodes `%XX` and `+` of a query value (invalid escapes stay as they are).
@@ -148,7 +151,11 @@ pub fn classify(method: &str, path: &str, query: &str) -> ApiCall {
         ["commit"] => {
             let repo = query_param(query, "repo").unwrap_or_default();
             let tag = query_param(query, "tag").unwrap_or_default();
-            let name = if tag.is_empty() { repo } else { format!("{repo}:{tag}") };
+            let name = if tag.is_empty() {
+                repo
+            } else {
+                format!("{repo}:{tag}")
+            };
             set(&mut call, "images", &name, "", "commit");
         }
         ["containers", "json"] => set(&mut call, "containers", "", "", "list"),
@@ -334,6 +341,10 @@ pub struct CallRecord {
     pub bytes: Option<(u64, u64)>,
     /// Extra Docker fields kept under the top-level `docker` object.
     pub extra: Map<String, Value>,
+    /// The object's name and id when the caller named it by id (or by
+    /// name) and the other is known (`objectRef.name` and `objectRef.uid`),
+    /// so a container's history reads the same whichever the client used.
+    pub object: Option<(String, String)>,
 }
 
 /// Annotation naming the registry of the image a call pulls, pushes or
@@ -427,7 +438,15 @@ impl CallRecord {
             user_agent: self.user_agent.clone(),
             object_ref: Some(ObjectRef {
                 resource: call.resource.clone(),
-                name: call.name.clone(),
+                name: self
+                    .object
+                    .as_ref()
+                    .map_or_else(|| call.name.clone(), |(n, _)| n.clone()),
+                uid: self
+                    .object
+                    .as_ref()
+                    .map(|(_, u)| u.clone())
+                    .unwrap_or_default(),
                 api_group: API_GROUP.to_string(),
                 api_version: call.api_version.clone(),
                 subresource: call.subresource.clone(),
@@ -461,8 +480,10 @@ impl CallRecord {
             doc.annotations.insert("docker.com/image".into(), cut(&img));
         }
         if let Some((decision, reason)) = &self.decision {
-            doc.annotations
-                .insert("authorization.k8s.io/decision".to_string(), decision.clone());
+            doc.annotations.insert(
+                "authorization.k8s.io/decision".to_string(),
+                decision.clone(),
+            );
             doc.annotations
                 .insert("authorization.k8s.io/reason".to_string(), reason.clone());
         }
@@ -528,9 +549,11 @@ pub enum DockerEventError {
 
 /// A daemon event's position: its `timeNano`.
 pub fn event_time_nano(v: &Value) -> Option<i64> {
-    v.get("timeNano")
-        .and_then(Value::as_i64)
-        .or_else(|| v.get("time").and_then(Value::as_i64).map(|s| s * 1_000_000_000))
+    v.get("timeNano").and_then(Value::as_i64).or_else(|| {
+        v.get("time")
+            .and_then(Value::as_i64)
+            .map(|s| s * 1_000_000_000)
+    })
 }
 
 /// Plural resource of a Docker event `Type`.
@@ -556,9 +579,11 @@ pub fn resource_of_type(t: &str) -> String {
 /// audit id is a hash of the host and the bytes, so a re-read event (resumed
 /// with `since`) has the same id and the ingest's dedupe drops it.
 pub fn daemon_event(bytes: &[u8], host: &str) -> Result<Event, DockerEventError> {
-    let v: Value = serde_json::from_slice(bytes)
-        .map_err(|e| DockerEventError::NotJson(e.to_string()))?;
-    let obj = v.as_object().ok_or(DockerEventError::NotJson("not an object".into()))?;
+    let v: Value =
+        serde_json::from_slice(bytes).map_err(|e| DockerEventError::NotJson(e.to_string()))?;
+    let obj = v
+        .as_object()
+        .ok_or(DockerEventError::NotJson("not an object".into()))?;
     let typ = obj
         .get("Type")
         .and_then(Value::as_str)
@@ -575,7 +600,9 @@ pub fn daemon_event(bytes: &[u8], host: &str) -> Result<Event, DockerEventError>
         .and_then(Value::as_str)
         .or_else(|| obj.get("id").and_then(Value::as_str))
         .unwrap_or("");
-    let attrs = actor.and_then(|a| a.get("Attributes")).and_then(Value::as_object);
+    let attrs = actor
+        .and_then(|a| a.get("Attributes"))
+        .and_then(Value::as_object);
     let attr = |k: &str| attrs.and_then(|a| a.get(k)).and_then(Value::as_str);
     // `exec_start: sh -c ls`, `health_status: healthy`: the verb is the part
     // before the colon, the rest is kept as an annotation.
@@ -691,25 +718,49 @@ mod tests {
     #[test]
     fn classifies_the_seed_scenario() {
         assert_eq!(
-            c("POST", "/v1.41/images/create?fromImage=127.0.0.1%3A5000%2Fbusybox&tag=1"),
+            c(
+                "POST",
+                "/v1.41/images/create?fromImage=127.0.0.1%3A5000%2Fbusybox&tag=1"
+            ),
             t("images", "pull", "127.0.0.1:5000/busybox:1", "")
         );
         assert_eq!(
             c("POST", "/v1.41/containers/create?name=web"),
             t("containers", "create", "web", "")
         );
-        assert_eq!(c("POST", "/v1.41/containers/web/start"), t("containers", "start", "web", ""));
-        assert_eq!(c("POST", "/v1.41/containers/web/exec"), t("containers", "exec", "web", "exec"));
-        assert_eq!(c("POST", "/v1.41/exec/abc/start"), t("exec", "start", "abc", ""));
-        assert_eq!(c("DELETE", "/v1.41/containers/web?force=1"), t("containers", "delete", "web", ""));
+        assert_eq!(
+            c("POST", "/v1.41/containers/web/start"),
+            t("containers", "start", "web", "")
+        );
+        assert_eq!(
+            c("POST", "/v1.41/containers/web/exec"),
+            t("containers", "exec", "web", "exec")
+        );
+        assert_eq!(
+            c("POST", "/v1.41/exec/abc/start"),
+            t("exec", "start", "abc", "")
+        );
+        assert_eq!(
+            c("DELETE", "/v1.41/containers/web?force=1"),
+            t("containers", "delete", "web", "")
+        );
         assert_eq!(
             c("POST", "/v1.41/images/127.0.0.1:5000/busybox/push?tag=1"),
             t("images", "push", "127.0.0.1:5000/busybox:1", "")
         );
-        assert_eq!(c("GET", "/v1.41/containers/json"), t("containers", "list", "", ""));
+        assert_eq!(
+            c("GET", "/v1.41/containers/json"),
+            t("containers", "list", "", "")
+        );
         assert_eq!(c("HEAD", "/_ping"), t("system", "get", "ping", ""));
-        assert_eq!(c("POST", "/v1.41/volumes/create"), t("volumes", "create", "", ""));
-        assert_eq!(c("DELETE", "/v1.41/volumes/data"), t("volumes", "delete", "data", ""));
+        assert_eq!(
+            c("POST", "/v1.41/volumes/create"),
+            t("volumes", "create", "", "")
+        );
+        assert_eq!(
+            c("DELETE", "/v1.41/volumes/data"),
+            t("volumes", "delete", "data", "")
+        );
         assert_eq!(
             c("POST", "/v1.41/networks/n1/connect"),
             t("networks", "connect", "n1", "")
@@ -718,21 +769,50 @@ mod tests {
             c("POST", "/v1.41/plugins/pull?remote=vieux/sshfs"),
             t("plugins", "pull", "vieux/sshfs", "")
         );
-        assert_eq!(c("POST", "/v1.41/plugins/p/enable"), t("plugins", "enable", "p", ""));
-        assert_eq!(c("GET", "/v1.41/images/busybox:1/json"), t("images", "get", "busybox:1", "json"));
-        assert_eq!(c("DELETE", "/v1.41/images/a/b:1"), t("images", "delete", "a/b:1", ""));
-        assert_eq!(c("GET", "/v1.41/containers/x/logs?follow=1"), t("containers", "get", "x", "logs"));
+        assert_eq!(
+            c("POST", "/v1.41/plugins/p/enable"),
+            t("plugins", "enable", "p", "")
+        );
+        assert_eq!(
+            c("GET", "/v1.41/images/busybox:1/json"),
+            t("images", "get", "busybox:1", "json")
+        );
+        assert_eq!(
+            c("DELETE", "/v1.41/images/a/b:1"),
+            t("images", "delete", "a/b:1", "")
+        );
+        assert_eq!(
+            c("GET", "/v1.41/containers/x/logs?follow=1"),
+            t("containers", "get", "x", "logs")
+        );
         assert!(classify("GET", "/v1.41/containers/x/logs", "follow=1").long_running);
         assert!(!classify("GET", "/v1.41/containers/x/logs", "").long_running);
         assert!(classify("GET", "/events", "").long_running);
-        assert_eq!(c("PATCH", "/weird/thing"), t("weird", "unknown", "thing", ""));
+        assert_eq!(
+            c("PATCH", "/weird/thing"),
+            t("weird", "unknown", "thing", "")
+        );
         assert_eq!(classify("GET", "/v1.41/info", "").api_version, "v1.41");
     }
 
     #[test]
     fn classify_never_panics_on_odd_paths() {
-        for p in ["", "/", "//", "/v", "/v1.41", "/images", "/images/", "/distribution/json",
-            "/containers//start", "/exec", "/swarm", "/plugins/x/y/z", "/%ff%", "/é/ü"] {
+        for p in [
+            "",
+            "/",
+            "//",
+            "/v",
+            "/v1.41",
+            "/images",
+            "/images/",
+            "/distribution/json",
+            "/containers//start",
+            "/exec",
+            "/swarm",
+            "/plugins/x/y/z",
+            "/%ff%",
+            "/é/ü",
+        ] {
             for m in ["GET", "POST", "DELETE", "PUT", "HEAD", "X"] {
                 let _ = classify(m, p, "a=%&b=%zz&=");
             }
@@ -745,8 +825,18 @@ mod tests {
             audit_id: uuid_from(b"x"),
             host: "build-01".into(),
             mode: "proxy".into(),
-            user: UserInfo { username: "alice".into(), uid: "1001".into(), ..Default::default() },
-            peer: Some(Peer { uid: 1001, gid: 1001, pid: 42, user: "alice".into(), ..Default::default() }),
+            user: UserInfo {
+                username: "alice".into(),
+                uid: "1001".into(),
+                ..Default::default()
+            },
+            peer: Some(Peer {
+                uid: 1001,
+                gid: 1001,
+                pid: 42,
+                user: "alice".into(),
+                ..Default::default()
+            }),
             method: "POST".into(),
             uri: "/v1.41/containers/create?name=web".into(),
             user_agent: "Docker-Client/20.10".into(),
@@ -764,11 +854,17 @@ mod tests {
         assert_eq!(doc.verb, "create");
         assert_eq!(doc.user.username, "alice");
         let o = doc.object_ref.as_ref().unwrap();
-        assert_eq!((o.api_group.as_str(), o.resource.as_str(), o.name.as_str()), ("docker.com", "containers", "web"));
+        assert_eq!(
+            (o.api_group.as_str(), o.resource.as_str(), o.name.as_str()),
+            ("docker.com", "containers", "web")
+        );
         assert_eq!(ev.annotation(SOURCE_ANNOTATION), Some("docker"));
         assert_eq!(ev.annotation(HOST_ANNOTATION), Some("build-01"));
         assert!(doc.request_object.is_some());
-        assert!(doc.response_object.is_none(), "response body only at RequestResponse");
+        assert!(
+            doc.response_object.is_none(),
+            "response body only at RequestResponse"
+        );
         assert_eq!(ev.response_code(), Some(201));
         // The bytes are a v1 event that parses back to the same fields.
         let back = Event::from_json(ev.bytes()).unwrap();
@@ -789,7 +885,10 @@ mod tests {
         assert_ne!(a.audit_id(), daemon_event(raw, "other").unwrap().audit_id());
         assert_eq!(a.verb(), "die");
         let o = a.object_ref().unwrap();
-        assert_eq!((o.resource.as_str(), o.name.as_str(), o.uid.as_str()), ("containers", "web", "c1"));
+        assert_eq!(
+            (o.resource.as_str(), o.name.as_str(), o.uid.as_str()),
+            ("containers", "web", "c1")
+        );
         assert_eq!(a.annotation("docker.com/exit-code"), Some("3"));
         assert_eq!(a.stage_timestamp(), Some(MicroTime(1_700_000_000_123_456)));
         let exec = br#"{"Type":"container","Action":"exec_start: sh -c ls","Actor":{"ID":"c1","Attributes":{}},"timeNano":5}"#;

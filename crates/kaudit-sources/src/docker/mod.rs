@@ -78,8 +78,12 @@ impl Source for DockerProxySource {
     }
 
     fn run(self: Box<Self>, ingest: Arc<Ingestor>, stop: Arc<AtomicBool>) {
-        let (recorder, drain) =
-            deliver::ingesting(ingest, self.cfg.name.clone(), self.name.clone(), stop.clone());
+        let (recorder, drain) = deliver::ingesting(
+            ingest,
+            self.cfg.name.clone(),
+            self.name.clone(),
+            stop.clone(),
+        );
         let proxy = match Proxy::bind(&self.cfg, recorder) {
             Ok(p) => p,
             Err(e) => {
@@ -123,8 +127,12 @@ impl Source for AuthzSource {
     }
 
     fn run(self: Box<Self>, ingest: Arc<Ingestor>, stop: Arc<AtomicBool>) {
-        let (recorder, drain) =
-            deliver::ingesting(ingest, self.cfg.name.clone(), self.name.clone(), stop.clone());
+        let (recorder, drain) = deliver::ingesting(
+            ingest,
+            self.cfg.name.clone(),
+            self.name.clone(),
+            stop.clone(),
+        );
         let plugin = match AuthzPlugin::bind(&self.cfg, recorder) {
             Ok(p) => p,
             Err(e) => {

@@ -83,7 +83,8 @@ pub fn groups_in(group: &str, user: &str, gid: u32) -> Vec<String> {
 
 /// A peer with names and process details filled in from `/etc` and `/proc`.
 pub fn describe(uid: u32, gid: u32, pid: i32) -> Peer {
-    let user = user_name_in(&read_db(Path::new("/etc/passwd")), uid).unwrap_or_else(|| uid.to_string());
+    let user =
+        user_name_in(&read_db(Path::new("/etc/passwd")), uid).unwrap_or_else(|| uid.to_string());
     let groups = groups_in(&read_db(Path::new("/etc/group")), &user, gid);
     let (exe, cmdline) = if pid > 0 {
         process(pid)
@@ -114,7 +115,10 @@ pub fn process(pid: i32) -> (String, String) {
     while raw.last() == Some(&0) {
         raw.pop();
     }
-    let cmd: Vec<u8> = raw.into_iter().map(|b| if b == 0 { b' ' } else { b }).collect();
+    let cmd: Vec<u8> = raw
+        .into_iter()
+        .map(|b| if b == 0 { b' ' } else { b })
+        .collect();
     (exe, String::from_utf8_lossy(&cmd).into_owned())
 }
 

@@ -83,9 +83,9 @@ impl DockerProxyConfig {
         match self.level.as_deref() {
             None => Ok(Level::RequestResponse),
             Some(s) => match s.parse::<Level>() {
-                Ok(Level::None) | Err(_) => Err(format!(
-                    "{s:?} is not Metadata, Request or RequestResponse"
-                )),
+                Ok(Level::None) | Err(_) => {
+                    Err(format!("{s:?} is not Metadata, Request or RequestResponse"))
+                }
                 Ok(l) => Ok(l),
             },
         }
@@ -144,6 +144,41 @@ struct Shared {
     max_body: usize,
     recorder: Arc<dyn Recorder>,
     active: AtomicUsize,
+    containers: std::sync::Mutex<Names>,
+}
+
+/// Container ids and names learnt from create and inspect answers.
+#[derive(Default)]
+struct Names {
+    by_id: std::collections::HashMap<String, String>,
+}
+
+/// Most containers whose id and name are remembered.
+const MAX_NAMES: usize = 16_384;
+
+impl Names {
+    fn learn(&mut self, id: &str, name: &str) {
+        if id.is_empty() || name.is_empty() {
+            return;
+        }
+        if self.by_id.len() >= MAX_NAMES && !self.by_id.contains_key(id) {
+            self.by_id.clear();
+        }
+        self.by_id.insert(id.to_string(), name.to_string());
+    }
+
+    /// (name, id) of what a path names: a full or abbreviated id, or a name.
+    fn resolve(&self, what: &str) -> Option<(String, String)> {
+        if what.len() >= 12 && what.bytes().all(|b| b.is_ascii_hexdigit()) {
+            if let Some((id, name)) = self.by_id.iter().find(|(id, _)| id.starts_with(what)) {
+                return Some((name.clone(), id.clone()));
+            }
+        }
+        self.by_id
+            .iter()
+            .find(|(_, n)| n.as_str() == what)
+            .map(|(id, n)| (n.clone(), id.clone()))
+    }
 }
 
 /// A bound proxy, ready to serve.
@@ -193,6 +228,7 @@ impl Proxy {
                 max_body: cfg.max_body.unwrap_or(DEFAULT_MAX_BODY),
                 recorder,
                 active: AtomicUsize::new(0),
+                containers: std::sync::Mutex::new(Names::default()),
             }),
         })
     }
@@ -294,7 +330,10 @@ fn serve_conn(client: UnixStream, shared: &Shared) -> std::io::Result<()> {
                 let _ = cw.write_all(
                     b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: 28\r\n\r\nkaudit proxy: bad request.\r\n",
                 );
-                return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()));
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    e.to_string(),
+                ));
             }
         };
         if !call(&req, &p, shared, &mut cr, &mut cw, &mut ur, &mut uw)? {
@@ -335,6 +374,13 @@ fn call(
         stage: Some(Stage::RequestReceived),
         ..CallRecord::default()
     };
+    if class.resource == "containers" && !class.name.is_empty() {
+        rec.object = shared
+            .containers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .resolve(&class.name);
+    }
     // The request: head as read, then its body as it comes.
     uw.write_all(&req.raw)?;
     let keep_req = if is_json(req.header("Content-Type")) && shared.level >= Level::Request {
@@ -365,7 +411,9 @@ fn call(
             rec.status = Some(502);
             rec.error = "the daemon closed the connection without answering".into();
             shared.recorder.record(rec.to_event(shared.level));
-            let _ = cw.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let _ = cw.write_all(
+                b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
             return Ok(false);
         }
     };
@@ -375,9 +423,9 @@ fn call(
     let mut down_bytes = resp.raw.len() as u64;
     let ct = resp.header("Content-Type").map(str::to_ascii_lowercase);
     let framing = resp.framing().unwrap_or(Framing::None);
-    let raw_stream = ct
-        .as_deref()
-        .is_some_and(|c| c.contains("vnd.docker.raw-stream") || c.contains("vnd.docker.multiplexed-stream"));
+    let raw_stream = ct.as_deref().is_some_and(|c| {
+        c.contains("vnd.docker.raw-stream") || c.contains("vnd.docker.multiplexed-stream")
+    });
     let hijacked = resp.status == 101 || (raw_stream && framing == Framing::None);
     if hijacked || class.long_running {
         rec.stage = Some(Stage::ResponseStarted);
@@ -405,7 +453,9 @@ fn call(
         Ok(())
     } else {
         match framing {
-            Framing::Length(n) => http::copy_length(ur, cw, n, &mut resp_cap).map(|n| down_bytes += n),
+            Framing::Length(n) => {
+                http::copy_length(ur, cw, n, &mut resp_cap).map(|n| down_bytes += n)
+            }
             Framing::Chunked => http::copy_chunked(ur, cw, &mut resp_cap).map(|n| down_bytes += n),
             Framing::None => {
                 go_on = false;
@@ -418,7 +468,11 @@ fn call(
     rec.bytes = Some((up_bytes, down_bytes));
     let body = parse_body(&resp_cap);
     if resp.status >= 400 {
-        if let Some(m) = body.as_ref().and_then(|b| b.get("message")).and_then(Value::as_str) {
+        if let Some(m) = body
+            .as_ref()
+            .and_then(|b| b.get("message"))
+            .and_then(Value::as_str)
+        {
             rec.error = m.to_string();
         }
     } else if let Some(e) = stream_error(&resp_cap) {
@@ -429,6 +483,27 @@ fn call(
         rec.extra
             .insert("transportError".into(), Value::from(e.to_string()));
         go_on = false;
+    }
+    if class.resource == "containers" && (200..300).contains(&resp.status) {
+        // Learn id <-> name from create (`{"Id"}` + ?name=) and inspect (`{"Id","Name"}`).
+        let id = body
+            .as_ref()
+            .and_then(|b| b.get("Id"))
+            .and_then(Value::as_str);
+        let name = match (class.verb.as_str(), class.subresource.as_str()) {
+            ("create", "") => Some(class.name.clone()),
+            ("get", "json") => body
+                .as_ref()
+                .and_then(|b| b.get("Name"))
+                .and_then(Value::as_str)
+                .map(|n| n.trim_start_matches('/').to_string()),
+            _ => None,
+        };
+        if let (Some(id), Some(name)) = (id, name) {
+            let mut names = shared.containers.lock().unwrap_or_else(|p| p.into_inner());
+            names.learn(id, &name);
+            rec.object = names.resolve(id);
+        }
     }
     rec.response_body = body;
     shared.recorder.record(rec.to_event(shared.level));

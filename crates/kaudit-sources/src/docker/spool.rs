@@ -260,7 +260,8 @@ impl Spool {
 
 fn post(to: &SpoolTarget, body: &[u8]) -> Result<(), String> {
     let mut s = std::net::TcpStream::connect(&to.addr).map_err(|e| format!("{}: {e}", to.addr))?;
-    s.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(|e| e.to_string())?;
     let mut head = format!(
         "POST {}/api/v1/ingest/k8s?cluster={} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\nUser-Agent: kaudit-docker-proxy\r\n",
         to.base,
@@ -275,7 +276,9 @@ fn post(to: &SpoolTarget, body: &[u8]) -> Result<(), String> {
     s.write_all(head.as_bytes()).map_err(|e| e.to_string())?;
     s.write_all(body).map_err(|e| e.to_string())?;
     let mut resp = Vec::new();
-    s.take(64 << 10).read_to_end(&mut resp).map_err(|e| e.to_string())?;
+    s.take(64 << 10)
+        .read_to_end(&mut resp)
+        .map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&resp);
     let status = text.split(' ').nth(1).unwrap_or("");
     if status == "200" {
