@@ -459,7 +459,8 @@ impl CallRecord {
         };
         if let Some(code) = self.status {
             let code = i32::from(code);
-            let failed = code >= 400;
+            // A 200 progress stream (pull, push, build) can still report failure.
+            let failed = code >= 400 || self.extra.contains_key("streamError");
             let status = if failed { "Failure" } else { "" };
             doc.response_status = Some(ResponseStatus::new(code, status, &self.error, ""));
         }
