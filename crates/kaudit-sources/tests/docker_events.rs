@@ -9,7 +9,9 @@ use kaudit_metrics::Metrics;
 use kaudit_sources::dedupe::DedupeWindow;
 use kaudit_sources::docker::DockerEventsConfig;
 use kaudit_sources::quarantine::Quarantine;
-use kaudit_sources::{EventLog, IngestRecord, Ingestor, Limits, LogError, SourceConfig, SourceContext};
+use kaudit_sources::{
+    EventLog, IngestRecord, Ingestor, Limits, LogError, SourceConfig, SourceContext,
+};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixListener;
 use std::path::Path;
@@ -91,7 +93,9 @@ fn serve(path: &Path, d: Arc<Daemon>) {
                             continue;
                         }
                         let line = format!("{text}\n");
-                        if w.write_all(format!("{:x}\r\n{line}\r\n", line.len()).as_bytes()).is_err() {
+                        if w.write_all(format!("{:x}\r\n{line}\r\n", line.len()).as_bytes())
+                            .is_err()
+                        {
                             return;
                         }
                     }
@@ -160,14 +164,22 @@ fn restarts_lose_and_duplicate_nothing() {
     h.join().unwrap();
 
     // kaudit is down: the daemon goes on.
-    daemon.events.lock().unwrap().push(event(1_700_000_000_000_000_300, "die", "a"));
+    daemon
+        .events
+        .lock()
+        .unwrap()
+        .push(event(1_700_000_000_000_000_300, "die", "a"));
 
     // Second run (fresh dedupe window): only the new event.
     let (stop, h) = run_source(&cfg, &data, log.clone());
     wait_len(&log, 4);
     // The daemon restarts: open streams drop, then a new event.
     daemon.generation.fetch_add(1, Ordering::SeqCst);
-    daemon.events.lock().unwrap().push(event(1_700_000_000_000_000_400, "destroy", "a"));
+    daemon
+        .events
+        .lock()
+        .unwrap()
+        .push(event(1_700_000_000_000_000_400, "destroy", "a"));
     wait_len(&log, 5);
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::SeqCst);
@@ -176,16 +188,33 @@ fn restarts_lose_and_duplicate_nothing() {
     let recs = log.0.lock().unwrap();
     let got: Vec<(String, String)> = recs
         .iter()
-        .map(|r| (r.event.verb().to_string(), r.event.object_ref().unwrap().name.clone()))
+        .map(|r| {
+            (
+                r.event.verb().to_string(),
+                r.event.object_ref().unwrap().name.clone(),
+            )
+        })
         .collect();
-    let want: Vec<(String, String)> = [("create", "n-a"), ("start", "n-a"), ("create", "n-b"), ("die", "n-a"), ("destroy", "n-a")]
-        .iter()
-        .map(|(v, n)| (v.to_string(), n.to_string()))
-        .collect();
+    let want: Vec<(String, String)> = [
+        ("create", "n-a"),
+        ("start", "n-a"),
+        ("create", "n-b"),
+        ("die", "n-a"),
+        ("destroy", "n-a"),
+    ]
+    .iter()
+    .map(|(v, n)| (v.to_string(), n.to_string()))
+    .collect();
     assert_eq!(got, want, "each event once, in order");
     assert!(recs.iter().all(|r| r.cluster == "build-01"));
     let sinces = daemon.sinces.lock().unwrap().clone();
     assert_eq!(sinces[0], "", "first start follows from now");
-    assert!(sinces.contains(&"1700000000.000000200".to_string()), "{sinces:?}");
-    assert!(sinces.contains(&"1700000000.000000300".to_string()), "{sinces:?}");
+    assert!(
+        sinces.contains(&"1700000000.000000200".to_string()),
+        "{sinces:?}"
+    );
+    assert!(
+        sinces.contains(&"1700000000.000000300".to_string()),
+        "{sinces:?}"
+    );
 }

@@ -4,7 +4,9 @@
 //! before the daemon has finished, an upgraded (101) connection is spliced
 //! both ways, and each call is recorded at its stages with the caller.
 
+use kaudit_event::Level;
 use kaudit_event::{Event, Stage};
+use kaudit_sources::docker::map::CallRecord;
 use kaudit_sources::docker::proxy::{self, Recorder};
 use kaudit_sources::docker::{DockerProxyConfig, Proxy};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -19,8 +21,8 @@ use std::time::Duration;
 struct Keep(Mutex<Vec<Event>>);
 
 impl Recorder for Keep {
-    fn record(&self, ev: Event) {
-        self.0.lock().unwrap().push(ev);
+    fn record(&self, rec: CallRecord, level: Level) {
+        self.0.lock().unwrap().push(rec.to_event(level));
     }
 }
 
@@ -81,7 +83,10 @@ fn fake_daemon(path: &Path, seen: Seen, release: mpsc::Receiver<()>) {
                         w.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nfirst\n\r\n").unwrap();
                         w.flush().unwrap();
                         // The rest only once the client has seen the first chunk.
-                        let _ = release.lock().unwrap().recv_timeout(Duration::from_secs(10));
+                        let _ = release
+                            .lock()
+                            .unwrap()
+                            .recv_timeout(Duration::from_secs(10));
                         w.write_all(b"7\r\nsecond\n\r\n0\r\n\r\n").unwrap();
                     } else if first.starts_with("POST /v1.41/containers/web/attach") {
                         w.write_all(b"HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n").unwrap();
@@ -107,7 +112,13 @@ fn fake_daemon(path: &Path, seen: Seen, release: mpsc::Receiver<()>) {
     });
 }
 
-fn start() -> (tempfile::TempDir, std::path::PathBuf, Seen, mpsc::Sender<()>, Arc<Keep>) {
+fn start() -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    Seen,
+    mpsc::Sender<()>,
+    Arc<Keep>,
+) {
     let dir = tempfile::tempdir().unwrap();
     let upstream = dir.path().join("docker.sock");
     let seen: Seen = Arc::default();
@@ -172,7 +183,11 @@ fn keep_alive_requests_pass_byte_for_byte_and_are_recorded() {
     assert!(resp.ends_with(b"\"no space left\"}\r\n"));
     let mut want = req1.to_vec();
     want.extend_from_slice(req2);
-    assert_eq!(*seen.lock().unwrap(), want, "the daemon saw exactly what the client sent");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        want,
+        "the daemon saw exactly what the client sent"
+    );
     let evs = wait_records(&keep, 4);
     assert_eq!(evs.len(), 4, "two stages per short call");
     let list = &evs[1];
@@ -188,8 +203,14 @@ fn keep_alive_requests_pass_byte_for_byte_and_are_recorded() {
     assert_eq!(build.verb(), "build");
     assert_eq!(build.object_ref().unwrap().name, "app:1");
     let text = String::from_utf8_lossy(build.bytes()).to_string();
-    assert!(text.contains("\"status\":\"Failure\"") && text.contains("no space left"), "{text}");
-    assert!(!text.contains("eyJzZWNyZXQiOiJzMyJ9"), "registry credentials are never kept");
+    assert!(
+        text.contains("\"status\":\"Failure\"") && text.contains("no space left"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("eyJzZWNyZXQiOiJzMyJ9"),
+        "registry credentials are never kept"
+    );
 }
 
 #[test]
@@ -199,7 +220,10 @@ fn a_stream_is_forwarded_before_it_ends() {
     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut r = BufReader::new(c.try_clone().unwrap());
     let mut w = c;
-    w.write_all(b"GET /v1.41/containers/web/logs?follow=1&stdout=1 HTTP/1.1\r\nHost: docker\r\n\r\n").unwrap();
+    w.write_all(
+        b"GET /v1.41/containers/web/logs?follow=1&stdout=1 HTTP/1.1\r\nHost: docker\r\n\r\n",
+    )
+    .unwrap();
     let head = read_response(&mut r, 0);
     assert!(head.starts_with(b"HTTP/1.1 200 OK"));
     let mut line = String::new();
@@ -207,7 +231,10 @@ fn a_stream_is_forwarded_before_it_ends() {
     assert_eq!(line, "6\r\n");
     line.clear();
     r.read_line(&mut line).unwrap();
-    assert_eq!(line, "first\n", "first chunk arrives while the daemon still holds the rest");
+    assert_eq!(
+        line, "first\n",
+        "first chunk arrives while the daemon still holds the rest"
+    );
     let started = wait_records(&keep, 2);
     assert_eq!(started[1].stage(), Stage::ResponseStarted);
     release.send(()).unwrap();
@@ -246,7 +273,14 @@ fn an_upgraded_connection_is_spliced_both_ways() {
     assert_eq!(tail, b"bye");
     let evs = wait_records(&keep, 3);
     let stages: Vec<Stage> = evs.iter().map(|e| e.stage()).collect();
-    assert_eq!(stages, [Stage::RequestReceived, Stage::ResponseStarted, Stage::ResponseComplete]);
+    assert_eq!(
+        stages,
+        [
+            Stage::RequestReceived,
+            Stage::ResponseStarted,
+            Stage::ResponseComplete
+        ]
+    );
     assert_eq!(evs[2].verb(), "attach");
     let v: serde_json::Value = serde_json::from_slice(evs[2].bytes()).unwrap();
     assert!(v["docker"]["bytesIn"].as_u64().unwrap() > 10);

@@ -283,12 +283,12 @@ fn handle(target: &str, cap: &Capture, inner: &Inner) -> Value {
                 rec.stage = Some(Stage::ResponseComplete);
                 rec.status = Some(403);
                 rec.error = alert.output.clone();
-                inner.recorder.record(rec.to_event(Level::Request));
+                inner.recorder.record(rec, Level::Request);
                 json!({"Allow": false, "Msg": format!("denied by kaudit rule {:?}: {}", alert.rule, alert.output)})
             }
             None => {
                 rec.decision = Some(("allow".into(), String::new()));
-                inner.recorder.record(rec.to_event(Level::Request));
+                inner.recorder.record(rec.clone(), Level::Request);
                 let mut p = inner.pending.lock().unwrap_or_else(|p| p.into_inner());
                 if p.1 < MAX_PENDING {
                     p.0.entry(key)
@@ -326,7 +326,7 @@ fn handle(target: &str, cap: &Capture, inner: &Inner) -> Value {
                 }
             }
         }
-        inner.recorder.record(rec.to_event(Level::RequestResponse));
+        inner.recorder.record(rec, Level::RequestResponse);
         json!({"Allow": true})
     }
 }
@@ -339,8 +339,8 @@ mod tests {
     #[derive(Default)]
     struct Keep(Mutex<Vec<Event>>);
     impl Recorder for Keep {
-        fn record(&self, ev: Event) {
-            self.0.lock().unwrap().push(ev);
+        fn record(&self, rec: CallRecord, level: Level) {
+            self.0.lock().unwrap().push(rec.to_event(level));
         }
     }
 

@@ -4,9 +4,8 @@
 //! backoff while the store is unavailable (nothing is dropped; a full
 //! channel makes the callers wait).
 
-use super::proxy::ChannelRecorder;
+use super::proxy::{ChannelRecorder, Recorded};
 use crate::pipeline::{IngestError, Ingestor};
-use kaudit_event::Event;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
@@ -31,10 +30,16 @@ pub fn ingesting(
     (Arc::new(ChannelRecorder(tx)), h)
 }
 
-fn drain(rx: Receiver<Event>, ingest: &Ingestor, cluster: &str, source: &str, stop: &AtomicBool) {
+fn drain(
+    rx: Receiver<Recorded>,
+    ingest: &Ingestor,
+    cluster: &str,
+    source: &str,
+    stop: &AtomicBool,
+) {
     loop {
         let first = match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(ev) => ev,
+            Ok(r) => r.event(),
             Err(RecvTimeoutError::Timeout) => {
                 if stop.load(Ordering::Relaxed) {
                     return;
@@ -46,7 +51,7 @@ fn drain(rx: Receiver<Event>, ingest: &Ingestor, cluster: &str, source: &str, st
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(ev) => batch.push(ev),
+                Ok(r) => batch.push(r.event()),
                 Err(_) => break,
             }
         }

@@ -388,17 +388,22 @@ pub fn uuid_from(seed: &[u8]) -> String {
 pub fn new_audit_id() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
+    static SEED: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    // Random once per process (pid and start time as a fallback), then a
+    // counter: unique without a system call per request.
+    let seed = SEED.get_or_init(|| {
+        let mut s = [0u8; 32];
+        if !getrandom_fill(&mut s) {
+            s[..4].copy_from_slice(&std::process::id().to_le_bytes());
+            s[8..16].copy_from_slice(&MicroTime::now().micros().to_le_bytes());
+        }
+        s
+    });
     let n = N.fetch_add(1, Ordering::Relaxed);
-    let mut seed = Vec::with_capacity(64);
-    seed.extend_from_slice(&std::process::id().to_le_bytes());
-    seed.extend_from_slice(&n.to_le_bytes());
-    seed.extend_from_slice(&MicroTime::now().micros().to_le_bytes());
-    let mut rnd = [0u8; 16];
-    // A weak fallback is fine: the id only needs to be unique, not secret.
-    if getrandom_fill(&mut rnd) {
-        seed.extend_from_slice(&rnd);
-    }
-    uuid_from(&seed)
+    let mut buf = [0u8; 40];
+    buf[..32].copy_from_slice(seed);
+    buf[32..].copy_from_slice(&n.to_le_bytes());
+    uuid_from(&buf)
 }
 
 fn getrandom_fill(buf: &mut [u8]) -> bool {

@@ -104,18 +104,30 @@ impl DockerProxyConfig {
 }
 
 /// Where the proxy's records go. `record` may block (backpressure) but
-/// must not lose what it was given.
+/// must not lose what it was given. Records arrive as [`CallRecord`]s and
+/// are encoded as events by the receiving side ([`Recorded::event`]), off
+/// the request's path.
 pub trait Recorder: Send + Sync + 'static {
-    /// Takes one record.
-    fn record(&self, ev: Event);
+    /// Takes one record, to be made at `level`.
+    fn record(&self, rec: CallRecord, level: Level);
+}
+
+/// A record on its way to delivery: the call at one stage and its level.
+pub struct Recorded(pub CallRecord, pub Level);
+
+impl Recorded {
+    /// The audit event.
+    pub fn event(&self) -> Event {
+        self.0.to_event(self.1)
+    }
 }
 
 /// A recorder over a channel (the receiving side batches and delivers).
-pub struct ChannelRecorder(pub std::sync::mpsc::SyncSender<Event>);
+pub struct ChannelRecorder(pub std::sync::mpsc::SyncSender<Recorded>);
 
 impl Recorder for ChannelRecorder {
-    fn record(&self, ev: Event) {
-        if self.0.send(ev).is_err() {
+    fn record(&self, rec: CallRecord, level: Level) {
+        if self.0.send(Recorded(rec, level)).is_err() {
             tracing::error!("docker proxy: record delivery has stopped; record lost");
         }
     }
@@ -400,7 +412,7 @@ fn call(
     }
     uw.flush()?;
     rec.request_body = parse_body(&req_cap);
-    shared.recorder.record(rec.to_event(shared.level));
+    shared.recorder.record(rec.clone(), shared.level);
 
     // The response head.
     let resp = match http::read_head(ur) {
@@ -410,7 +422,7 @@ fn call(
             rec.at = Some(MicroTime::now());
             rec.status = Some(502);
             rec.error = "the daemon closed the connection without answering".into();
-            shared.recorder.record(rec.to_event(shared.level));
+            shared.recorder.record(rec, shared.level);
             let _ = cw.write_all(
                 b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
             );
@@ -430,7 +442,7 @@ fn call(
     if hijacked || class.long_running {
         rec.stage = Some(Stage::ResponseStarted);
         rec.at = Some(MicroTime::now());
-        shared.recorder.record(rec.to_event(shared.level));
+        shared.recorder.record(rec.clone(), shared.level);
     }
     let keep_resp = if is_json(ct.as_deref()) {
         shared.max_body
@@ -506,7 +518,7 @@ fn call(
         }
     }
     rec.response_body = body;
-    shared.recorder.record(rec.to_event(shared.level));
+    shared.recorder.record(rec, shared.level);
     result.map(|_| go_on)
 }
 

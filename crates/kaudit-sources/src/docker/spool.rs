@@ -6,6 +6,7 @@
 //! dedupe window (cluster, auditID, stage) drops the resend. Once all is
 //! acknowledged the spool file is emptied.
 
+use super::proxy::Recorded;
 use kaudit_event::Event;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -154,17 +155,17 @@ impl Spool {
 
     /// Takes records from the channel and appends them until every sender
     /// is gone (the proxy stopped).
-    pub fn write_from(&self, rx: Receiver<Event>) {
+    pub fn write_from(&self, rx: Receiver<Recorded>) {
         loop {
             let first = match rx.recv_timeout(Duration::from_millis(500)) {
-                Ok(ev) => ev,
+                Ok(r) => r.event(),
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => return,
             };
             let mut batch = vec![first];
             while batch.len() < 1000 {
                 match rx.try_recv() {
-                    Ok(ev) => batch.push(ev),
+                    Ok(r) => batch.push(r.event()),
                     Err(_) => break,
                 }
             }
