@@ -82,6 +82,7 @@ impl Proc {
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
+            eprintln!("{} did not stop on SIGTERM; killing it", self.1);
             let _ = c.kill();
             let _ = c.wait();
         }
