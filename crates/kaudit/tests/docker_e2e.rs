@@ -657,3 +657,165 @@ fn docker_through_kaudit_end_to_end() {
     assert!(dup.is_empty(), "duplicates: {dup:?}");
     serve.stop();
 }
+
+/// The authorization-plugin mode: dockerd asks kaudit about every call (on
+/// its own socket, no proxy in between); calls are recorded at both stages
+/// with the daemon's user (`docker:anonymous` without TLS) and a deny rule
+/// refuses a privileged container, the denial recorded.
+#[test]
+fn docker_authz_plugin_end_to_end() {
+    if !runnable() {
+        return;
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix("kz")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let dir = tmp.path().to_path_buf();
+    let port = free_port();
+    // Plugins are found by socket name under /run/docker/plugins.
+    let plugin = format!("kaudit-test-{}", std::process::id());
+    let plugin_sock = PathBuf::from(format!("/run/docker/plugins/{plugin}.sock"));
+    let w = World {
+        daemon_sock: dir.join("docker.sock"),
+        proxy_sock: plugin_sock.clone(),
+        data: dir.join("data"),
+        image: "kaudit-test/busybox:1".into(),
+        port,
+        dir: dir.clone(),
+    };
+    std::fs::write(
+        dir.join("deny.yaml"),
+        "- rule: No privileged containers\n  desc: refuse --privileged\n  condition: ka.verb = create and ka.target.resource = containers and jevt.value[/requestObject/HostConfig/Privileged] = true\n  output: privileged container refused (user=%ka.user.name)\n  priority: ERROR\n  source: k8s_audit\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("kaudit.yaml"),
+        format!(
+            "data: {data}\nlisten: 127.0.0.1:{port}\nsources:\n  - docker_authz: {{listen: {sock}, name: build-03, deny_rules: {deny}}}\n",
+            data = w.data.display(),
+            sock = plugin_sock.display(),
+            deny = dir.join("deny.yaml").display(),
+        ),
+    )
+    .unwrap();
+    let mut serve = w.serve();
+    let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
+    let mut dockerd = Proc(
+        Some(
+            Command::new("dockerd")
+                .arg("--data-root")
+                .arg(dir.join("docker-data"))
+                .arg("--exec-root")
+                .arg(dir.join("docker-exec"))
+                .arg("--pidfile")
+                .arg(dir.join("docker.pid"))
+                .arg("-H")
+                .arg(format!("unix://{}", w.daemon_sock.display()))
+                .arg(format!("--authorization-plugin={plugin}"))
+                .args([
+                    "--iptables=false",
+                    "--ip6tables=false",
+                    "--bridge=none",
+                    "--storage-driver=vfs",
+                ])
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        ),
+        "dockerd",
+    );
+    let sock = w.daemon_sock.clone();
+    wait_for("dockerd with the plugin", 60, || {
+        Command::new("docker")
+            .arg("-H")
+            .arg(format!("unix://{}", sock.display()))
+            .arg("version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    let rootfs = dir.join("rootfs");
+    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+    let busybox = sh(Command::new("sh").args(["-c", "command -v busybox"]));
+    std::fs::copy(busybox.trim(), rootfs.join("bin/busybox")).unwrap();
+    for a in ["sh", "sleep", "echo", "true"] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a)).unwrap();
+    }
+    sh(Command::new("sh").args([
+        "-c",
+        &format!(
+            "tar -C {} -c . | docker -H unix://{} import - {}",
+            rootfs.display(),
+            w.daemon_sock.display(),
+            w.image
+        ),
+    ]));
+    w.docker_root(&[
+        "create",
+        "--name",
+        "z1",
+        "--network",
+        "none",
+        &w.image,
+        "sleep",
+        "300",
+    ]);
+    w.docker_root(&["start", "z1"]);
+    assert_eq!(w.docker_root(&["exec", "z1", "echo", "hi"]).trim(), "hi");
+    w.docker_root(&["rm", "-f", "z1"]);
+    let denied = Command::new("docker")
+        .arg("-H")
+        .arg(format!("unix://{}", w.daemon_sock.display()))
+        .args([
+            "create",
+            "--name",
+            "z2",
+            "--privileged",
+            "--network",
+            "none",
+            &w.image,
+            "true",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !denied.status.success(),
+        "the deny rule refuses a privileged container"
+    );
+    let err = String::from_utf8_lossy(&denied.stderr);
+    assert!(err.contains("privileged container refused"), "{err}");
+
+    for (q, code) in [
+        ("verb=create resource=containers name=z1", 201),
+        ("verb=start resource=containers name=z1", 204),
+        ("verb=exec resource=containers name=z1", 201),
+        ("verb=delete resource=containers name=z1", 204),
+    ] {
+        let got = w.wait_query(
+            &format!("source=docker cluster=build-03 stage=ResponseComplete {q}"),
+            1,
+        );
+        assert_eq!(got.len(), 1, "{q}: {got:#?}");
+        assert_eq!(got[0]["responseStatus"]["code"], code, "{q}");
+        assert_eq!(s(&got[0], "/user/username"), "docker:anonymous");
+        assert_eq!(s(&got[0], "/annotations/docker.com~1mode"), "authz");
+        // The request stage carries the same audit id.
+        let id = s(&got[0], "/auditID");
+        assert_eq!(
+            w.query(&format!("auditid={id}")).len(),
+            2,
+            "{q}: both stages"
+        );
+    }
+    let forbid = w.wait_query(
+        "source=docker cluster=build-03 decision=forbid verb=create",
+        1,
+    );
+    assert_eq!(forbid.len(), 1);
+    assert_eq!(forbid[0]["responseStatus"]["code"], 403);
+    dockerd.stop();
+    serve.stop();
+}

@@ -73,7 +73,8 @@ struct PluginRequest {
     authn: String,
     #[serde(rename = "RequestMethod")]
     method: String,
-    #[serde(rename = "RequestURI")]
+    // Docker's field is `RequestUri` (json tag); `RequestURI` is accepted too.
+    #[serde(rename = "RequestUri", alias = "RequestURI")]
     uri: String,
     #[serde(rename = "RequestBody")]
     body: Option<String>,
@@ -384,7 +385,7 @@ mod tests {
         );
         let body = base64::engine::general_purpose::STANDARD
             .encode(br#"{"Image":"busybox","password":"x"}"#);
-        let req = json!({"User": "alice", "RequestMethod": "POST", "RequestURI": "/v1.41/containers/create", "RequestBody": body});
+        let req = json!({"User": "alice", "RequestMethod": "POST", "RequestUri": "/v1.41/containers/create", "RequestBody": body});
         assert_eq!(
             handle("/AuthZPlugin.AuthZReq", &cap(req.clone()), &i)["Allow"],
             true
@@ -420,12 +421,12 @@ mod tests {
         let rules = "- rule: No privileged\n  desc: d\n  condition: ka.verb = create and jevt.value[/requestObject/HostConfig/Privileged] = true\n  output: privileged by %ka.user.name\n  priority: ERROR\n  source: k8s_audit\n";
         let (i, keep) = inner(Some(rules));
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        let req = json!({"User": "bob", "RequestMethod": "POST", "RequestURI": "/v1.41/containers/create",
+        let req = json!({"User": "bob", "RequestMethod": "POST", "RequestUri": "/v1.41/containers/create",
             "RequestBody": b64(r#"{"Image":"x","HostConfig":{"Privileged":true}}"#)});
         let a = handle("/AuthZPlugin.AuthZReq", &cap(req), &i);
         assert_eq!(a["Allow"], false);
         assert!(a["Msg"].as_str().unwrap().contains("privileged by bob"));
-        let ok = json!({"User": "bob", "RequestMethod": "POST", "RequestURI": "/v1.41/containers/create",
+        let ok = json!({"User": "bob", "RequestMethod": "POST", "RequestUri": "/v1.41/containers/create",
             "RequestBody": b64(r#"{"Image":"x","HostConfig":{"Privileged":false}}"#)});
         assert_eq!(handle("/AuthZPlugin.AuthZReq", &cap(ok), &i)["Allow"], true);
         let evs = keep.0.lock().unwrap();
