@@ -286,3 +286,52 @@ fn an_upgraded_connection_is_spliced_both_ways() {
     assert!(v["docker"]["bytesIn"].as_u64().unwrap() > 10);
     proxy::wake(&listen);
 }
+
+#[test]
+fn an_unreachable_daemon_gets_a_502_and_a_file_is_never_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let keep = Arc::new(Keep::default());
+    let listen = dir.path().join("kaudit.sock");
+    let cfg = DockerProxyConfig {
+        listen: listen.clone(),
+        upstream: dir.path().join("missing.sock"),
+        name: "h".into(),
+        level: None,
+        max_body: None,
+        socket_mode: Some("0600".into()),
+    };
+    let p = Proxy::bind(&cfg, keep).unwrap();
+    std::thread::spawn(move || p.serve(Arc::new(AtomicBool::new(false))));
+    let mut c = UnixStream::connect(&listen).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.write_all(b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n")
+        .unwrap();
+    let mut resp = String::new();
+    c.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 502"), "{resp}");
+    assert!(resp.contains("unreachable"));
+    // A regular file where the socket should go is refused, not deleted.
+    let file = dir.path().join("important");
+    std::fs::write(&file, b"keep me").unwrap();
+    let bad = DockerProxyConfig {
+        listen: file.clone(),
+        ..cfg
+    };
+    assert!(Proxy::bind(&bad, Arc::new(Keep::default())).is_err());
+    assert_eq!(std::fs::read(&file).unwrap(), b"keep me");
+    // Config errors name the field.
+    let odd = DockerProxyConfig {
+        socket_mode: Some("rwx".into()),
+        level: Some("Everything".into()),
+        ..bad
+    };
+    let problems = odd.check("sources[0].docker_proxy").join("; ");
+    assert!(
+        problems.contains("sources[0].docker_proxy.socket_mode"),
+        "{problems}"
+    );
+    assert!(
+        problems.contains("sources[0].docker_proxy.level"),
+        "{problems}"
+    );
+}

@@ -136,7 +136,14 @@ impl AuthzPlugin {
             path: cfg.listen.clone(),
             source,
         };
-        if std::fs::symlink_metadata(&cfg.listen).is_ok() {
+        if let Ok(md) = std::fs::symlink_metadata(&cfg.listen) {
+            use std::os::unix::fs::FileTypeExt;
+            if !md.file_type().is_socket() {
+                return Err(ProxyError::Config(format!(
+                    "{} exists and is not a socket; refusing to replace it",
+                    cfg.listen.display()
+                )));
+            }
             std::fs::remove_file(&cfg.listen).map_err(io)?;
         }
         if let Some(dir) = cfg.listen.parent() {

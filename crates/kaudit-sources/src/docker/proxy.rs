@@ -329,7 +329,29 @@ fn serve_conn(client: UnixStream, shared: &Shared) -> std::io::Result<()> {
             return Err(e);
         }
     };
-    let upstream = UnixStream::connect(&shared.upstream)?;
+    let upstream = match UnixStream::connect(&shared.upstream) {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::warn!(error = %e, upstream = %shared.upstream.display(), "docker proxy: daemon unreachable");
+            // Read the request first: closing on unread bytes resets the
+            // connection before the client sees the answer.
+            let _ = client.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+            if let Ok(r) = client.try_clone() {
+                let _ = http::read_head(&mut BufReader::new(r));
+            }
+            let mut c = client;
+            let msg =
+                format!("{{\"message\":\"kaudit proxy: the Docker daemon is unreachable: {e}\"}}");
+            let _ = c.write_all(
+                format!(
+                    "HTTP/1.1 502 Bad Gateway\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{msg}",
+                    msg.len()
+                )
+                .as_bytes(),
+            );
+            return Err(e);
+        }
+    };
     let mut cr = BufReader::with_capacity(64 << 10, client.try_clone()?);
     let mut ur = BufReader::with_capacity(64 << 10, upstream.try_clone()?);
     let mut cw = client;
