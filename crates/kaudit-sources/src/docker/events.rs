@@ -93,8 +93,8 @@ impl DockerEventsConfig {
     /// Problems serde cannot see, each prefixed with `at`.
     pub fn check(&self, at: &str) -> Vec<String> {
         let mut p = Vec::new();
-        if self.name.is_empty() {
-            p.push(format!("{at}.name is empty"));
+        if let Err(e) = super::map::check_host_name(&self.name) {
+            p.push(format!("{at}.name: {e}"));
         }
         if let Err(e) = DockerHost::parse(&self.host) {
             p.push(format!("{at}.host: {e}"));

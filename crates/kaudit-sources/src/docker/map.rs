@@ -366,6 +366,27 @@ pub fn registry_of(reference: &str) -> &str {
     }
 }
 
+/// Whether a Docker host name is usable as a cluster name (it is sent as
+/// `?cluster=` and shown beside clusters): 1 to 253 letters, digits, `-`,
+/// `.` or `_`, starting and ending with a letter or digit.
+pub fn check_host_name(name: &str) -> Result<(), String> {
+    let ok_end = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    if name.is_empty() || name.len() > 253 {
+        return Err(format!("{name:?}: 1 to 253 characters"));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+        || !ok_end(name.chars().next())
+        || !ok_end(name.chars().last())
+    {
+        return Err(format!(
+            "{name:?}: use letters, digits, '-', '.' and '_', starting and ending with a letter or digit"
+        ));
+    }
+    Ok(())
+}
+
 /// A UUID (v4 layout) from 16 random-enough bytes: a hash of `seed`.
 pub fn uuid_from(seed: &[u8]) -> String {
     let h = Sha256::digest(seed);
@@ -914,6 +935,15 @@ mod tests {
         let s = v.to_string();
         assert!(!s.contains("\"p\"") && !s.contains("\"t\""), "{s}");
         assert!(s.contains("\"u\"") && s.contains("A=1"));
+    }
+
+    #[test]
+    fn host_names() {
+        assert!(check_host_name("build-01").is_ok());
+        assert!(check_host_name("a.b_c").is_ok());
+        for bad in ["", "-a", "a-", "a b", "a/b", "a?x=1"] {
+            assert!(check_host_name(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -60,8 +60,8 @@ impl DockerProxyConfig {
     /// Problems serde cannot see, each prefixed with `at`.
     pub fn check(&self, at: &str) -> Vec<String> {
         let mut p = Vec::new();
-        if self.name.is_empty() {
-            p.push(format!("{at}.name is empty"));
+        if let Err(e) = super::map::check_host_name(&self.name) {
+            p.push(format!("{at}.name: {e}"));
         }
         if self.listen == self.upstream {
             p.push(format!("{at}.listen and {at}.upstream are the same socket"));
