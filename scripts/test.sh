@@ -14,7 +14,8 @@ fi
 
 # --- system packages the tests use -----------------------------------------
 need=()
-for pkg_cmd in jq:jq zstd:zstd gzip:gzip rsyslog:rsyslogd nats-server:nats-server chromium:chromium nodejs:node npm:npm; do
+for pkg_cmd in jq:jq zstd:zstd gzip:gzip rsyslog:rsyslogd nats-server:nats-server chromium:chromium nodejs:node npm:npm \
+    docker.io:dockerd busybox-static:busybox docker-registry:docker-registry; do
   cmd=${pkg_cmd#*:}; pkg=${pkg_cmd%%:*}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

@@ -57,6 +57,10 @@ pub enum Field {
     Path(JsonPath),
 }
 
+/// The annotation the `source` field reads: set by non-Kubernetes sources
+/// (`kaudit.io/source: docker`).
+pub const SOURCE_ANNOTATION: &str = "kaudit.io/source";
+
 /// Names accepted for each field (the first is canonical).
 const NAMES: &[(&str, Field)] = &[
     ("user", Field::User),
@@ -102,6 +106,11 @@ impl Field {
             return (!key.is_empty()).then(|| Field::Annotation(key.to_string()));
         }
         let lower = name.to_ascii_lowercase();
+        if lower == "source" {
+            // Where a record came from (`docker`), as the source annotation
+            // says; Kubernetes events carry none.
+            return Some(Field::Annotation(SOURCE_ANNOTATION.to_string()));
+        }
         NAMES
             .iter()
             .find(|(n, _)| *n == lower)

@@ -277,3 +277,20 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn source_field_reads_the_source_annotation() {
+    let docker = kaudit_event::Event::from_json(
+        br#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"a","stage":"ResponseComplete","requestURI":"/v1.41/containers/x/exec","verb":"exec","user":{"username":"alice"},"annotations":{"kaudit.io/source":"docker"}}"#,
+    )
+    .unwrap();
+    let k8s = kaudit_event::Event::from_json(
+        br#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"b","stage":"ResponseComplete","requestURI":"/api/v1/pods","verb":"exec","user":{"username":"alice"}}"#,
+    )
+    .unwrap();
+    let q = kaudit_query::Query::parse("source=docker user=alice verb=exec").unwrap();
+    assert!(q.matches(&docker, "build-01"));
+    assert!(!q.matches(&k8s, "c1"));
+    let not = kaudit_query::Query::parse("source!=docker").unwrap();
+    assert!(!not.matches(&docker, "build-01"));
+}

@@ -332,6 +332,109 @@ fn cases() -> Vec<(&'static str, Ev, Ev)> {
             ev("patch", "clusterroles", "").set("/objectRef/name", json!("system:coredns")),
         ),
     ]
+    .into_iter()
+    .chain(docker_cases())
+    .collect()
+}
+
+/// A Docker record as the proxy writes it (`kaudit_sources::docker`).
+fn docker(verb: &str, resource: &str, name: &str, mode: &str) -> Ev {
+    Ev(json!({
+        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "RequestResponse",
+        "auditID": "5e1c8a3e-0000-4000-8000-0000000000d0", "stage": "ResponseComplete",
+        "requestURI": format!("/v1.41/{resource}/{name}"), "verb": verb,
+        "user": {"username": "alice", "uid": "1001"},
+        "sourceIPs": ["127.0.0.1"], "userAgent": "Docker-Client/20.10.24 (linux)",
+        "objectRef": {"resource": resource, "name": name, "apiGroup": "docker.com", "apiVersion": "v1.41"},
+        "responseStatus": {"metadata": {}, "code": 201},
+        "requestReceivedTimestamp": "2026-01-02T15:04:05.000000Z",
+        "stageTimestamp": "2026-01-02T15:04:05.001000Z",
+        "annotations": {"kaudit.io/source": "docker", "kaudit.io/host": "build-01", "docker.com/mode": mode}
+    }))
+}
+
+fn docker_create(host_config: Value) -> Ev {
+    docker("create", "containers", "web", "proxy").set(
+        "/requestObject",
+        json!({"Image": "busybox", "Cmd": ["sh"], "HostConfig": host_config}),
+    )
+}
+
+fn docker_cases() -> Vec<(&'static str, Ev, Ev)> {
+    vec![
+        (
+            "Docker Privileged Container Created",
+            docker_create(json!({"Privileged": true})),
+            docker_create(json!({"Privileged": false})),
+        ),
+        (
+            "Docker Host Namespace Container Created",
+            docker_create(json!({"PidMode": "host"})),
+            docker_create(json!({"PidMode": "", "NetworkMode": "none"})),
+        ),
+        (
+            "Docker Sensitive Host Path Mounted",
+            docker_create(json!({"Binds": ["/data:/data", "/var/run/docker.sock:/var/run/docker.sock"]})),
+            docker_create(json!({"Binds": ["/srv/data:/data:ro", "/etcetera:/x"]})),
+        ),
+        (
+            "Docker Container With Dangerous Capabilities",
+            docker_create(json!({"CapAdd": ["CAP_SYS_ADMIN"]})),
+            docker_create(json!({"CapAdd": ["NET_BIND_SERVICE"]})),
+        ),
+        (
+            "Docker Exec Into Container",
+            docker("exec", "containers", "web", "proxy").set("/requestObject", json!({"Cmd": ["sh"], "Tty": true})),
+            docker("exec", "containers", "web", "proxy").set("/stage", json!("RequestReceived")),
+        ),
+        (
+            "Docker Image From Unapproved Registry",
+            docker("pull", "images", "evil.example.com/x:1", "proxy")
+                .set("/annotations", json!({"kaudit.io/source": "docker", "docker.com/mode": "proxy", "docker.com/registry": "evil.example.com", "docker.com/image": "evil.example.com/x:1"})),
+            docker("pull", "images", "127.0.0.1:5000/busybox:1", "proxy")
+                .set("/annotations", json!({"kaudit.io/source": "docker", "docker.com/mode": "proxy", "docker.com/registry": "127.0.0.1:5000"})),
+        ),
+        (
+            "Docker Container Restart Loop",
+            docker("die", "containers", "web", "events")
+                .set("/annotations", json!({"kaudit.io/source": "docker", "docker.com/mode": "events", "docker.com/exit-code": "1", "docker.com/recent-failures": "3"})),
+            docker("die", "containers", "web", "events")
+                .set("/annotations", json!({"kaudit.io/source": "docker", "docker.com/mode": "events", "docker.com/exit-code": "1", "docker.com/recent-failures": "2"})),
+        ),
+        (
+            "Docker Plugin or Authorization Changed",
+            docker("enable", "plugins", "authz-broker", "proxy"),
+            docker("get", "plugins", "authz-broker", "proxy"),
+        ),
+    ]
+}
+
+#[test]
+fn docker_rules_leave_kubernetes_alone_and_vice_versa() {
+    let engine = engine();
+    // A Kubernetes pod create with a privileged container is no Docker alert.
+    let k8s = pod(
+        json!({"containers": [{"name": "b", "image": "busybox", "securityContext": {"privileged": true}}]}),
+    );
+    assert!(!fired(&engine, &k8s).iter().any(|r| r.starts_with("Docker")));
+    // Routine Docker calls are quiet.
+    for e in [
+        docker("list", "containers", "", "proxy"),
+        docker("start", "containers", "web", "proxy"),
+        docker_create(json!({"NetworkMode": "none"})),
+        docker("die", "containers", "web", "events"),
+    ] {
+        assert!(
+            fired(&engine, &e).is_empty(),
+            "{:?} fired {:?}",
+            e.0["verb"],
+            fired(&engine, &e)
+        );
+    }
+    // A failed privileged create raises nothing; a denied one neither.
+    let failed = docker_create(json!({"Privileged": true}))
+        .set("/responseStatus", json!({"metadata": {}, "code": 403}));
+    assert!(fired(&engine, &failed).is_empty());
 }
 
 #[test]

@@ -7,6 +7,8 @@
 //!   rotation, truncation and restarts from a durable position.
 //! * [`generated`]: `kaudit-gen`'s realistic traffic, live, for demos and soak
 //!   tests.
+//! * [`docker`]: Docker hosts: the daemon's `/events`, an auditing socket
+//!   proxy, an authorization plugin, all mapped onto v1 Events.
 //! * [`pipeline`]: what every source feeds: the [`Ingestor`] quarantines
 //!   what is not an event ([`quarantine`]), truncates what is too large,
 //!   runs the ingest transform (policy and redaction, handed in), drops
@@ -20,6 +22,7 @@
 //! data's way: they name neither, the server wires them.
 
 pub mod dedupe;
+pub mod docker;
 pub mod file;
 pub mod generated;
 pub mod managed;

@@ -9,6 +9,9 @@
 //! re-reads rather than loses. Pushing sources (the webhook) have no loop of
 //! their own: their transport calls the [`Ingestor`] directly.
 
+use crate::docker::{
+    AuthzConfig, DockerEventsConfig, DockerEventsSource, DockerProxyConfig, DockerProxySource,
+};
 use crate::file::{FileSource, FileSourceConfig};
 use crate::pipeline::Ingestor;
 use kaudit_metrics::Metrics;
@@ -23,6 +26,12 @@ use std::sync::Arc;
 pub enum SourceConfig {
     /// A kube-apiserver audit log file, followed through rotation.
     File(FileSourceConfig),
+    /// A Docker daemon's `/events` stream (`docker: {host, name}`).
+    Docker(DockerEventsConfig),
+    /// The auditing Docker socket proxy (`docker_proxy: {listen, upstream, name}`).
+    DockerProxy(DockerProxyConfig),
+    /// The Docker authorization plugin (`docker_authz: {listen, name, deny_rules}`).
+    DockerAuthz(AuthzConfig),
 }
 
 /// What building a source needs from the process around it.
@@ -81,6 +90,9 @@ impl SourceConfig {
     pub fn check(&self, index: usize) -> Vec<String> {
         match self {
             SourceConfig::File(c) => c.check(&format!("sources[{index}].file")),
+            SourceConfig::Docker(c) => c.check(&format!("sources[{index}].docker")),
+            SourceConfig::DockerProxy(c) => c.check(&format!("sources[{index}].docker_proxy")),
+            SourceConfig::DockerAuthz(c) => c.check(&format!("sources[{index}].docker_authz")),
         }
     }
 
@@ -97,6 +109,9 @@ impl SourceConfig {
         })?;
         Ok(match self {
             SourceConfig::File(c) => Box::new(FileSource::new(c, index, ctx)),
+            SourceConfig::Docker(c) => Box::new(DockerEventsSource::new(c, index, ctx)),
+            SourceConfig::DockerProxy(c) => Box::new(DockerProxySource::new(c)),
+            SourceConfig::DockerAuthz(c) => Box::new(crate::docker::AuthzSource::new(c)),
         })
     }
 }

@@ -84,6 +84,8 @@ enum Command {
     /// Forwarding sinks: `kaudit sinks status`.
     #[command(subcommand)]
     Sinks(cmd::sinks::SinksCommand),
+    /// Auditing Docker socket proxy: records who called the Docker daemon, delivers to kaudit serve.
+    DockerProxy(cmd::docker::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -116,6 +118,7 @@ fn main() -> std::process::ExitCode {
         Command::Reindex(a) => cmd::query::reindex(a),
         Command::Report(a) => cmd::report::run(a),
         Command::Sinks(c) => cmd::sinks::run(c),
+        Command::DockerProxy(a) => cmd::docker::run(a),
     };
     match result {
         Ok(code) => code,

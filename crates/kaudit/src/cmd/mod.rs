@@ -2,6 +2,7 @@
 
 pub mod convert;
 pub mod detect;
+pub mod docker;
 pub mod gen;
 pub mod policy;
 pub mod query;
