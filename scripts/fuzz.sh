@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the fuzz workspace (fuzz/) once, then runs EVERY target in
-# fuzz/fuzz_targets for SECONDS each (default 30), one after another.
+# fuzz/fuzz_targets for SECONDS each (default 30), KAUDIT_FUZZ_JOBS at a time
+# (default: the number of cores, so ten targets take five 30 s rounds on 2).
 # Seeds come from ../shared/conformance where a target reads that kind of
 # input, and from fuzz/seeds/<target>/ when that folder exists; what a run
 # finds is kept in fuzz/corpus/<target>/ (git-ignored) for the next run.
@@ -50,14 +51,11 @@ seeds_for() {
   esac
 }
 
-failed=()
-for t in "${targets[@]}"; do
-  corpus="fuzz/corpus/$t"
-  artifacts="fuzz/artifacts/$t"
+run_one() {
+  local t="$1" corpus="fuzz/corpus/$1" artifacts="fuzz/artifacts/$1"
   mkdir -p "$corpus" "$artifacts"
   # libFuzzer takes folders: copy single seed files into a folder of their own.
-  seed_dirs=()
-  seed_tmp="fuzz/corpus/.seeds-$t"
+  local seed_dirs=() seed_tmp="fuzz/corpus/.seeds-$t"
   rm -rf "$seed_tmp"
   for s in $(seeds_for "$t") "fuzz/seeds/$t"; do
     if [ -d "$s" ]; then
@@ -68,18 +66,31 @@ for t in "${targets[@]}"; do
   done
   [ -d "$seed_tmp" ] && seed_dirs+=("$seed_tmp")
   echo "== fuzz: $t for ${secs}s (seeds: ${seed_dirs[*]:-none})"
-  rc=0
+  local rc=0
   cargo fuzz run --fuzz-dir fuzz "$t" "$corpus" "${seed_dirs[@]}" -- \
     -max_total_time="$secs" -timeout=60 -rss_limit_mb=2048 -max_len=262144 \
     -artifact_prefix="$artifacts/" -print_final_stats=1 \
     >"fuzz/artifacts/$t.log" 2>&1 || rc=$?
-  tail -n 12 "fuzz/artifacts/$t.log" | grep -E 'stat::number_of_executed_units|Done [0-9]+ runs' || true
+  echo "$rc" >"fuzz/artifacts/$t.rc"
+  rm -rf "$seed_tmp"
+}
+
+jobs_max="${KAUDIT_FUZZ_JOBS:-$(nproc)}"
+for t in "${targets[@]}"; do
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do wait -n || true; done
+  run_one "$t" &
+done
+wait
+
+failed=()
+for t in "${targets[@]}"; do
+  rc=$(cat "fuzz/artifacts/$t.rc" 2>/dev/null || echo 99)
+  echo "-- $t: $(tail -n 12 "fuzz/artifacts/$t.log" | grep -E 'stat::number_of_executed_units|Done [0-9]+ runs' | head -n 1)"
   if [ "$rc" -ne 0 ]; then
     echo "!! fuzz: $t FAILED (exit $rc); log: fuzz/artifacts/$t.log" >&2
     grep -E 'ERROR|panicked|SUMMARY|Test unit written to' "fuzz/artifacts/$t.log" | head -n 20 >&2 || true
     failed+=("$t")
   fi
-  rm -rf "$seed_tmp"
 done
 
 if [ ${#failed[@]} -gt 0 ]; then
