@@ -59,6 +59,9 @@ pub enum ReportError {
     /// A bundle that is not a well-formed archive (names the entry).
     #[error("bundle: {0}")]
     Bundle(String),
+    /// The report took longer than its time budget (`query.timeout`).
+    #[error("the report took longer than its time budget of {0:?} (query.timeout): report on a shorter period or fewer clusters, or use `kaudit report`")]
+    TimedOut(std::time::Duration),
     /// JSON encoding failed.
     #[error("encoding JSON: {0}")]
     Json(#[from] serde_json::Error),

@@ -206,6 +206,11 @@ pub struct Report {
     pub first: CheckpointRef,
     /// What the report proves and what it claims.
     pub proves: Vec<String>,
+    /// Where this report proves less than [`PROOF_STATEMENT`] says (no
+    /// consistency proof over a pruned range): shown at the top of the HTML
+    /// and printed by `kaudit report verify`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proof_notes: Vec<String>,
     /// The sections.
     pub sections: Vec<Section>,
 }

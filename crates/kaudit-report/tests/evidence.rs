@@ -20,6 +20,12 @@ struct Fx {
 }
 
 fn fixture(n: u64, opts: StoreOptions) -> Fx {
+    fixture_cp(n, opts, false)
+}
+
+/// `mid`: also sign a checkpoint after the first half of the events, so a
+/// report whose period starts before it has a real consistency proof.
+fn fixture_cp(n: u64, opts: StoreOptions, mid: bool) -> Fx {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path(), opts).expect("open store");
     let mut cfg = kaudit_gen::GenConfig::new(7);
@@ -43,6 +49,9 @@ fn fixture(n: u64, opts: StoreOptions) -> Fx {
             store
                 .append_batch(std::mem::take(&mut batch))
                 .expect("append");
+            if mid && i as u64 == n / 2 / 500 * 500 {
+                store.checkpoint().expect("mid checkpoint");
+            }
         }
     }
     store.append_batch(batch).expect("append");
@@ -61,6 +70,10 @@ fn fixture(n: u64, opts: StoreOptions) -> Fx {
 
 fn report(fx: &Fx, template: &str) -> Evidence {
     let (since, until) = kaudit_report::parse_month("2026-01").expect("month");
+    report_over(fx, template, since, until)
+}
+
+fn report_over(fx: &Fx, template: &str, since: i64, until: i64) -> Evidence {
     let req = ReportRequest {
         template: Template::load(template).expect("template"),
         since,
@@ -69,6 +82,7 @@ fn report(fx: &Fx, template: &str) -> Evidence {
         max_rows: Some(5000),
         verify_store: true,
         now: MicroTime::parse("2026-02-01T00:00:00Z").expect("now"),
+        budget: None,
     };
     let inputs = Inputs {
         store: &fx.store,
@@ -371,4 +385,175 @@ fn a_pruned_period_says_so_and_still_verifies() {
             );
         }
     }
+}
+
+/// From 2026-01-01 to a day from now: checkpoints are signed at the wall
+/// clock's time, so this period holds both of a `fixture_cp(.., true)`.
+fn through_now() -> (i64, i64) {
+    let since = MicroTime::parse("2026-01-01T00:00:00Z")
+        .expect("since")
+        .micros();
+    (since, MicroTime::now().micros() + 86_400_000_000)
+}
+
+#[test]
+fn the_consistency_proof_ties_the_first_checkpoint_and_a_changed_one_fails() {
+    let fx = fixture_cp(3_000, StoreOptions::default(), true);
+    assert_eq!(
+        fx.store.checkpoints().len(),
+        2,
+        "a mid and a final checkpoint"
+    );
+    let (since, until) = through_now();
+    let ev = report_over(&fx, "pci-dss", since, until);
+    assert!(
+        ev.report.first.size < ev.report.anchor.size,
+        "first {} anchor {}",
+        ev.report.first.size,
+        ev.report.anchor.size
+    );
+    assert!(!ev.consistency.is_empty(), "a real consistency proof");
+    assert!(
+        ev.report.proof_notes.is_empty(),
+        "{:?}",
+        ev.report.proof_notes
+    );
+    let signer = signer(&fx);
+    let bytes = bundle::write(&ev, &signer).expect("bundle");
+    bundle::verify(&bytes, Some(&signer.verifier())).expect("verifies");
+    // A forged proof, even re-signed by the log's key, does not verify.
+    let mut files = bundle::read(&bytes).expect("read");
+    let c = files.get_mut("consistency.json").expect("consistency.json");
+    let i = c
+        .windows(8)
+        .position(|w| w == b"\"hashes\"")
+        .expect("hashes")
+        + 14;
+    c[i] = if c[i] == b'A' { b'B' } else { b'A' };
+    bundle::sign(&mut files, &signer);
+    let errs = bundle::verify(&repack(&files), Some(&signer.verifier()))
+        .expect_err("a changed consistency proof verified");
+    assert!(
+        errs.iter().any(|e| e.file == "consistency.json"),
+        "{errs:?}"
+    );
+    // The HTML checks it in the browser with the console's own code.
+    let html = kaudit_report::html::render(
+        &ev.report,
+        &bundle::files(&ev, &signer.verifier()).expect("files"),
+    );
+    assert!(html.contains("function verifyConsistency"));
+    assert!(html.contains("verifyConsistency({"));
+}
+
+#[test]
+fn a_consistency_proof_into_a_pruned_range_is_said_and_printed() {
+    let opts = || StoreOptions {
+        segment_target_bytes: 64 << 10,
+        bundle_max_records: 256,
+        ..StoreOptions::default()
+    };
+    let fx = fixture_cp(6_000, opts(), true);
+    let mid = fx.store.checkpoints()[0].size;
+    fx.store
+        .prune(
+            &kaudit_store::retention::Retention {
+                max_age_secs: None,
+                max_size: Some(1),
+            },
+            &[],
+            MicroTime::parse("2026-12-01T00:00:00Z").expect("now"),
+            false,
+        )
+        .expect("prune");
+    assert!(
+        fx.store
+            .consistency_proof(mid, fx.store.latest_checkpoint().expect("checkpoint").size)
+            .is_err(),
+        "the prune took the hashes the proof from {mid} needs"
+    );
+    fx.backend.catch_up().expect("index");
+    let (since, until) = through_now();
+    let ev = report_over(&fx, "pci-dss", since, until);
+    assert_eq!(
+        ev.report.first.size, ev.report.anchor.size,
+        "anchor against itself"
+    );
+    assert_eq!(
+        ev.report.proof_notes.len(),
+        1,
+        "{:?}",
+        ev.report.proof_notes
+    );
+    let note = &ev.report.proof_notes[0];
+    assert!(
+        note.contains("pruned") && note.contains(&format!("tree size {mid}")),
+        "{note}"
+    );
+    let verification = ev
+        .report
+        .sections
+        .iter()
+        .find(|s| s.kind == kaudit_report::SectionKind::Verification)
+        .expect("verification section");
+    assert!(
+        verification.notes.contains(note),
+        "{:?}",
+        verification.notes
+    );
+    let signer = signer(&fx);
+    let bytes = bundle::write(&ev, &signer).expect("bundle");
+    let v = bundle::verify(&bytes, Some(&signer.verifier())).expect("still verifies");
+    assert_eq!(
+        &v.report.proof_notes, &ev.report.proof_notes,
+        "verify hands the note on"
+    );
+    let html = kaudit_report::html::render(
+        &ev.report,
+        &bundle::files(&ev, &signer.verifier()).expect("files"),
+    );
+    assert!(html.contains("id=\"proof-note\""), "the HTML shows it");
+}
+
+#[test]
+fn an_encrypted_store_is_verified_with_its_key() {
+    let keys = tempfile::tempdir().expect("tempdir");
+    let key = keys.path().join("data.key");
+    std::fs::write(
+        &key,
+        kaudit_store::crypt::Cipher::generate_hex().expect("key"),
+    )
+    .expect("write key");
+    let fx = fixture(
+        1_500,
+        StoreOptions {
+            encryption_key: Some(key),
+            ..StoreOptions::default()
+        },
+    );
+    assert!(fx.store.cipher().is_some(), "the store is encrypted");
+    let ev = report(&fx, "soc2");
+    let s = ev
+        .report
+        .sections
+        .iter()
+        .find(|s| s.kind == kaudit_report::SectionKind::Verification)
+        .expect("verification section");
+    assert_eq!(
+        s.facts.get("verified"),
+        Some(&serde_json::Value::Bool(true)),
+        "{s:?}"
+    );
+    assert_eq!(
+        s.facts.get("records_checked"),
+        Some(&serde_json::json!(1_500))
+    );
+    let listed: usize = ev.report.sections.iter().map(|s| s.rows.len()).sum();
+    assert!(listed > 0, "rows cite decrypted events");
+    let signer = signer(&fx);
+    bundle::verify(
+        &bundle::write(&ev, &signer).expect("bundle"),
+        Some(&signer.verifier()),
+    )
+    .expect("the bundle of an encrypted store verifies");
 }

@@ -146,6 +146,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         max_rows: a.max_rows,
         verify_store: !a.no_verify,
         now: MicroTime::now(),
+        budget: None,
     };
     let inputs = Inputs {
         store: &store,
@@ -251,6 +252,9 @@ fn verify(path: &Path, key: Option<&str>) -> anyhow::Result<ExitCode> {
                 v.report.title, v.report.since, v.report.until, v.rows, v.events,
                 v.report.anchor.file, v.report.anchor.size, v.checkpoints, v.report.first.size
             );
+            for n in &v.report.proof_notes {
+                println!("NOTE: {n}");
+            }
             if !v.key_trusted {
                 println!("NOTE: checked against the bundle's own key {}; pass --key with the log's key obtained independently to know who signed it", v.key);
             }
