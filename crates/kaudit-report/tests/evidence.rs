@@ -557,3 +557,88 @@ fn an_encrypted_store_is_verified_with_its_key() {
     )
     .expect("the bundle of an encrypted store verifies");
 }
+
+/// The bundle's invariant over random reports: whatever subset of sections
+/// and rows a report lists, its bundle verifies; and any single byte changed
+/// in any file of it (report, events, proofs, checkpoints, consistency
+/// proof, key, manifests) makes verification fail.
+#[test]
+fn any_subset_verifies_and_any_flipped_byte_fails() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let fx = fixture_cp(2_500, StoreOptions::default(), true);
+    let (since, until) = through_now();
+    let full = report_over(&fx, "pci-dss", since, until);
+    let signer = signer(&fx);
+    let trusted = signer.verifier();
+    let n_sections = full.report.sections.len();
+    let max_rows = full
+        .report
+        .sections
+        .iter()
+        .map(|s| s.rows.len())
+        .max()
+        .unwrap_or(0);
+    assert!(max_rows > 0, "the report lists rows");
+    let strategy = (
+        proptest::collection::vec(any::<bool>(), n_sections),
+        proptest::collection::vec(any::<bool>(), max_rows),
+        any::<prop::sample::Index>(),
+        any::<prop::sample::Index>(),
+        1u8..=255,
+    );
+    let mut runner = TestRunner::new(Config {
+        cases: 48,
+        ..Config::default()
+    });
+    runner
+        .run(
+            &strategy,
+            |(keep_sections, keep_rows, file_ix, byte_ix, xor)| {
+                let mut ev = full.clone();
+                let mut i = 0;
+                ev.report.sections.retain(|_| {
+                    i += 1;
+                    keep_sections[i - 1]
+                });
+                let mut cited = BTreeSet::new();
+                for s in &mut ev.report.sections {
+                    let before = s.rows.len();
+                    let mut j = 0;
+                    s.rows.retain(|_| {
+                        j += 1;
+                        keep_rows[j - 1]
+                    });
+                    // Rows left out are counted as omitted, never dropped silently.
+                    s.omitted += (before - s.rows.len()) as u64;
+                    cited.extend(s.rows.iter().map(|r| r.seq));
+                }
+                ev.cited.retain(|seq, _| cited.contains(seq));
+                let bytes = bundle::write(&ev, &signer).expect("bundle");
+                let v = bundle::verify(&bytes, Some(&trusted));
+                prop_assert!(v.is_ok(), "a subset did not verify: {:?}", v.err());
+                let listed: usize = ev.report.sections.iter().map(|s| s.rows.len()).sum();
+                let v = v.expect("ok");
+                prop_assert_eq!(v.rows, listed);
+                prop_assert_eq!(v.events, cited.len());
+                let files = bundle::read(&bytes).expect("read");
+                let names: Vec<&String> = files.keys().collect();
+                let name = names[file_ix.index(names.len())].clone();
+                let mut bad = files.clone();
+                let data = bad.get_mut(&name).expect("file");
+                prop_assume!(!data.is_empty());
+                let at = byte_ix.index(data.len());
+                data[at] ^= xor;
+                let res = bundle::verify(&repack(&bad), Some(&trusted));
+                prop_assert!(
+                    res.is_err(),
+                    "byte {} of {} changed (xor {:#04x}) and the bundle still verified",
+                    at,
+                    name,
+                    xor
+                );
+                Ok(())
+            },
+        )
+        .expect("property");
+}
