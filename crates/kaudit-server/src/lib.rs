@@ -30,6 +30,7 @@ pub mod guard;
 pub mod http;
 pub mod listener;
 pub mod metrics;
+pub mod reports;
 pub mod retention;
 pub mod serve;
 pub mod sinks;
