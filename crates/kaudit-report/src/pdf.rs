@@ -32,11 +32,8 @@ pub fn print(chromium: &Path, page: &str) -> Result<Vec<u8>, ReportError> {
         context: context.to_string(),
         source,
     };
-    let dir = std::env::temp_dir().join(format!(
-        "kaudit-report-{}-{}",
-        std::process::id(),
-        unique()
-    ));
+    let dir =
+        std::env::temp_dir().join(format!("kaudit-report-{}-{}", std::process::id(), unique()));
     std::fs::create_dir_all(&dir).map_err(|e| io("creating a directory to print in", e))?;
     let html = dir.join("report.html");
     let pdf = dir.join("report.pdf");

@@ -125,7 +125,6 @@ impl Template {
         }
     }
 
-
     /// A built-in template by name, or a template file when `name_or_path`
     /// names none (ends in `.yaml`/`.yml` or contains a `/`).
     pub fn load(name_or_path: &str) -> Result<Template, ReportError> {
