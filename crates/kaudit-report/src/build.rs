@@ -226,6 +226,9 @@ pub fn build(req: &ReportRequest, inp: &Inputs<'_>) -> Result<Evidence, ReportEr
     }
 
     let mut cited = BTreeMap::new();
+    // Rows whose audit path needs hashes of a pruned range: the event is
+    // still stored but can no longer be proven, so it is counted, not listed.
+    let mut unprovable = BTreeSet::new();
     for &seq in &b.cited {
         let mut got = None;
         store.read(seq..seq + 1, &mut |_, l| {
@@ -234,7 +237,16 @@ pub fn build(req: &ReportRequest, inp: &Inputs<'_>) -> Result<Evidence, ReportEr
         })?;
         let (cluster, received, event) =
             got.ok_or_else(|| ReportError::Input(format!("record {seq} is not stored")))?;
-        let proof = store.inclusion_proof(seq, anchor.size)?;
+        let proof = match store.inclusion_proof(seq, anchor.size) {
+            Ok(p) => p,
+            Err(kaudit_store::StoreError::Tree(kaudit_store::merkle::TreeError::Pruned {
+                ..
+            })) => {
+                unprovable.insert(seq);
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         cited.insert(
             seq,
             Cited {
@@ -245,6 +257,19 @@ pub fn build(req: &ReportRequest, inp: &Inputs<'_>) -> Result<Evidence, ReportEr
                 proof,
             },
         );
+    }
+    if !unprovable.is_empty() {
+        for s in &mut sections {
+            let before = s.rows.len();
+            s.rows.retain(|r| !unprovable.contains(&r.seq));
+            let dropped = (before - s.rows.len()) as u64;
+            if dropped > 0 {
+                s.unproven += dropped;
+                s.notes.push(format!(
+                    "{dropped} matching event(s) are counted but not listed: their inclusion proof needs hashes of a pruned range"
+                ));
+            }
+        }
     }
     let prune_note = kaudit_store::read_pruned(store.dir(), store.verifier())?.map(|p| p.note);
     let t = &req.template;

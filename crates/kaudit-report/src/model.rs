@@ -161,7 +161,8 @@ pub struct Section {
     /// Rows beyond the row limit, counted but not listed.
     pub omitted: u64,
     /// Matches newer than the anchor checkpoint, counted but not listed
-    /// (they cannot be proven yet).
+    /// (they cannot be proven yet), and matches whose inclusion proof
+    /// would need hashes of a pruned range (a note says how many).
     pub unproven: u64,
     /// The listed rows, oldest first.
     pub rows: Vec<Row>,
