@@ -32,14 +32,16 @@ export function freePort() {
 /**
  * Starts `kaudit serve` with a config holding `tokens` ({name, token, role}),
  * waits for /readyz, and returns {url, stop}. The server's log goes to
- * `<workdir>/serve.log`. `detect: false` turns live detection off.
+ * `<workdir>/serve.log`. `detect: false` turns live detection off; `queryTimeout`
+ * (e.g. '60s') sets query.timeout.
  */
-export async function startServer(bin, { data, tokens = [], workdir, extraEnv = {}, detect = true }) {
+export async function startServer(bin, { data, tokens = [], workdir, extraEnv = {}, detect = true, queryTimeout = null }) {
   const dir = workdir || mkdtempSync(join(tmpdir(), 'kaudit-e2e-'));
   const port = await freePort();
   const cfg = join(dir, 'kaudit.yaml');
   const lines = [`data: ${JSON.stringify(data)}`, `listen: 127.0.0.1:${port}`, 'ingest:', '  min_free_disk: 0'];
   if (!detect) lines.push('detect:', '  enabled: false');
+  if (queryTimeout) lines.push('query:', `  timeout: ${queryTimeout}`);
   if (tokens.length) {
     lines.push('auth:', '  tokens:');
     for (const t of tokens) lines.push(`    - {name: ${t.name}, token: ${JSON.stringify(t.token)}, role: ${t.role}}`);

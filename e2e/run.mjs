@@ -7,11 +7,13 @@
 //   node e2e/run.mjs [--bin target/debug/kaudit] [--events 6000]
 // Prints `e2e: N passed, M failed`; exits 1 on any failure.
 
-import { mkdtempSync, readFileSync, mkdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { kaudit, startServer, launchBrowser } from './lib.mjs';
+import { verifyConsistency, parseNote } from '../ui/sha256.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const argv = process.argv.slice(2);
@@ -116,12 +118,22 @@ async function main() {
   const incidentsFile = join(work, 'incidents.json');
   const data = join(work, 'data');
   kaudit(BIN, ['gen', '--events', String(EVENTS), '--seed', '11', '--incident-every', '500', '--incidents', incidentsFile, '-o', jsonl]);
-  kaudit(BIN, ['import', '--data', data, '--cluster', 'e2e', jsonl]);
+  // Imported in two halves: two signed checkpoints, so a report over the
+  // whole time has a real consistency proof from the first to the second.
+  const lines = readFileSync(jsonl, 'utf8').split('\n').filter(Boolean);
+  const half = Math.floor(lines.length / 2);
+  const [partA, partB] = [join(work, 'a.jsonl'), join(work, 'b.jsonl')];
+  writeFileSync(partA, `${lines.slice(0, half).join('\n')}\n`);
+  writeFileSync(partB, `${lines.slice(half).join('\n')}\n`);
+  kaudit(BIN, ['import', '--data', data, '--cluster', 'e2e', partA]);
+  kaudit(BIN, ['import', '--data', data, '--cluster', 'e2e', partB]);
   const truth = groundTruth(jsonl);
   const incidents = JSON.parse(readFileSync(incidentsFile, 'utf8'));
   const target = objectWithDiff(truth);
 
-  const server = await startServer(BIN, { data, tokens: [READER, ADMIN], workdir: work });
+  // Reports run under query.timeout; the debug build on a shared 2-core
+  // machine needs more than the 10 s default for a year-long report + PDF.
+  const server = await startServer(BIN, { data, tokens: [READER, ADMIN], workdir: work, queryTimeout: '60s' });
   const browser = await launchBrowser();
   const consoleErrors = [];
   const page = await browser.newPage();
@@ -392,6 +404,115 @@ async function main() {
       assert(caveat.includes("checked against the store's own key"), `caveat: ${caveat}`);
       assert((await page.textContent('#verify-key')).includes("the store's own key"), 'key source shown');
       await shot('integrity');
+    });
+
+    // ---- compliance reports -------------------------------------------
+    const incidentIds = new Set(incidents.flatMap((i) => i.auditIDs));
+    const truthIds = new Set(truth.events.map((e) => e.auditID));
+    const authz = { Authorization: `Bearer ${READER.token}`, 'Content-Type': 'application/json' };
+
+    await test('reports: the page previews a template with the rows and counts the API signs', async () => {
+      await go('#/reports');
+      await page.waitForSelector('#r-template option[value="pci-dss"]', { state: 'attached' });
+      await page.selectOption('#r-template', 'pci-dss');
+      await page.fill('#r-since', '');
+      await page.fill('#r-period', '2026-01');
+      await page.click('#r-preview');
+      await page.waitForSelector('#report-sections tr.report-section', { timeout: 60_000 });
+      const shown = await page.$$eval('#report-sections tr.report-section', (rows) => rows.map((r) => [r.dataset.section, Number(r.dataset.count), Number(r.dataset.listed)]));
+      const r = await fetch(`${server.url}/api/v1/reports`, { method: 'POST', headers: authz, body: JSON.stringify({ template: 'pci-dss', period: '2026-01' }) });
+      eq(r.status, 200, 'POST /api/v1/reports');
+      const rep = await r.json();
+      eq(shown, rep.sections.map((s) => [s.id, s.count, s.rows.length]), 'sections shown vs the API');
+      const listed = rep.sections.flatMap((s) => s.rows.map((x) => x.auditID));
+      assert(listed.length > 0, 'rows listed');
+      for (const id of listed) assert(truthIds.has(id), `row ${id} is not a generated event`);
+      assert(listed.some((id) => incidentIds.has(id)), 'an injected incident is listed');
+      eq(rep.anchor.size, truth.events.length, 'rows proven against the latest checkpoint');
+      // The rows link to their events.
+      const first = await page.$eval('table.report-rows tbody tr', (tr) => tr.dataset.auditId);
+      assert(truthIds.has(first), `linked row ${first}`);
+      eq(await page.$eval('#r-pdf', (b) => b.disabled), false, 'PDF offered (Chromium is installed)');
+      await shot('reports');
+    });
+
+    let reportHtml = null;
+    await test('reports: the downloaded HTML report verifies itself in the browser, consistency proof included', async () => {
+      await page.fill('#r-period', '');
+      await page.fill('#r-since', '2026-01-01');
+      const [dl] = await Promise.all([page.waitForEvent('download', { timeout: 60_000 }), page.click('#r-html')]);
+      const file = join(work, 'report.html');
+      await dl.saveAs(file);
+      reportHtml = readFileSync(file, 'utf8');
+      const files = JSON.parse(reportHtml.match(/<script type="application\/json" id="kaudit-bundle">([\s\S]*?)<\/script>/)[1]);
+      const report = JSON.parse(Buffer.from(files['report.json'], 'base64').toString('utf8'));
+      assert(report.first.size < report.anchor.size, `first ${report.first.size} < anchor ${report.anchor.size}: a real consistency proof`);
+      // The console's proof code (ui/sha256.js) accepts the proof and refuses a changed one.
+      const cons = JSON.parse(Buffer.from(files['consistency.json'], 'base64').toString('utf8'));
+      const root = (n) => parseNote(Buffer.from(files[`checkpoints/${n}.note`], 'base64').toString('utf8')).root;
+      const proof = { old_size: cons.old_size, new_size: cons.new_size, old_root: root(cons.old_size), new_root: root(cons.new_size), hashes: cons.hashes };
+      eq(verifyConsistency(proof), { ok: true, reason: '' }, 'consistency proof');
+      const h0 = Buffer.from(cons.hashes[0], 'base64');
+      h0[0] ^= 1;
+      assert(!verifyConsistency({ ...proof, hashes: [h0.toString('base64'), ...cons.hashes.slice(1)] }).ok, 'a changed consistency proof verified');
+      const view = await browser.newPage();
+      try {
+        await view.goto(pathToFileURL(file).href);
+        await view.waitForFunction(() => document.body.dataset.verified, null, { timeout: 60_000 });
+        const verdict = await view.textContent('#verdict');
+        eq(await view.evaluate(() => document.body.dataset.verified), 'yes', `verdict: ${verdict}`);
+        assert(verdict.includes(`consistency from tree size ${report.first.size} checked`), verdict);
+        assert(verdict.includes('signatures verified'), `Ed25519 checked in the browser: ${verdict}`);
+        const marks = await view.$$eval('td.proof', (tds) => tds.map((t) => t.textContent));
+        assert(marks.length > 0 && marks.every((m) => m === '✓'), `row marks: ${marks.slice(0, 5)}`);
+        await view.screenshot({ path: join(SHOTS, 'report-verified.png') });
+      } finally {
+        await view.close();
+      }
+    });
+
+    await test('reports: a report with one byte of a cited event changed shows "not verified"', async () => {
+      assert(reportHtml, 'the HTML report of the previous test');
+      const m = reportHtml.match(/(<script type="application\/json" id="kaudit-bundle">)([\s\S]*?)(<\/script>)/);
+      const files = JSON.parse(m[2]);
+      const name = Object.keys(files).find((n) => n.startsWith('events/'));
+      const ev = Buffer.from(files[name], 'base64');
+      const at = ev.indexOf('"verb":"') + 8;
+      assert(at > 8, 'a verb in the event');
+      ev[at] = ev[at] === 0x78 ? 0x79 : 0x78; // one byte, the JSON stays valid
+      files[name] = ev.toString('base64');
+      const tampered = reportHtml.replace(m[0], `${m[1]}${JSON.stringify(files).replace(/</g, '\\u003c')}${m[3]}`);
+      const file = join(work, 'report-tampered.html');
+      writeFileSync(file, tampered);
+      const view = await browser.newPage();
+      try {
+        await view.goto(pathToFileURL(file).href);
+        await view.waitForFunction(() => document.body.dataset.verified, null, { timeout: 60_000 });
+        eq(await view.evaluate(() => document.body.dataset.verified), 'no', 'tampered report verdict');
+        const verdict = await view.textContent('#verdict');
+        assert(verdict.startsWith('NOT VERIFIED') && verdict.includes(name), `verdict names ${name}: ${verdict}`);
+        const seq = name.match(/\d+/)[0];
+        const marks = await view.$$eval(`tr[data-seq="${seq}"] td.proof`, (tds) => tds.map((t) => t.textContent));
+        assert(marks.length > 0 && marks.every((x) => x === '✗'), `marks of the changed row: ${marks}`);
+      } finally {
+        await view.close();
+      }
+    });
+
+    await test('reports: the PDF and the bundle download', async () => {
+      await page.fill('#r-since', '');
+      await page.fill('#r-period', '2026-01');
+      const [pdf] = await Promise.all([page.waitForEvent('download', { timeout: 90_000 }), page.click('#r-pdf')]);
+      const pdfFile = join(work, 'report.pdf');
+      await pdf.saveAs(pdfFile);
+      eq(readFileSync(pdfFile).subarray(0, 4).toString('latin1'), '%PDF', 'PDF header');
+      const [bundle] = await Promise.all([page.waitForEvent('download', { timeout: 60_000 }), page.click('#r-bundle')]);
+      const bundleFile = join(work, 'report.tar.zst');
+      await bundle.saveAs(bundleFile);
+      const key = join(work, 'checkpoint.pub');
+      writeFileSync(key, await (await fetch(`${server.url}/api/v1/checkpoint/public-key`, { headers: authz })).text());
+      const out = kaudit(BIN, ['report', 'verify', bundleFile, '--key', key]);
+      assert(out.startsWith('OK: '), out);
     });
 
     await test('no console errors or CSP violations on any page', async () => {

@@ -23,16 +23,25 @@ let onUnauthorized = () => {};
 /** Called with the message of any 401, so the app can show its login form. */
 export function setUnauthorizedHandler(f) { onUnauthorized = f; }
 
-/** Calls the API; `params` become the query string. Throws ApiError/AuthError. */
-export async function api(path, { params, method = 'GET', raw = false, signal } = {}) {
+/**
+ * Calls the API; `params` become the query string, `body` (an object) is
+ * sent as JSON. Answers JSON, or text with `raw`, or a Blob with `blob`
+ * (downloads). Throws ApiError/AuthError.
+ */
+export async function api(path, { params, method = 'GET', raw = false, blob = false, body, signal } = {}) {
   const url = new URL(path, location.origin);
   for (const [k, v] of Object.entries(params || {})) {
     if (v !== undefined && v !== null && v !== '') url.searchParams.set(k, v);
   }
-  const headers = { Accept: raw ? '*/*' : 'application/json' };
+  const headers = { Accept: raw || blob ? '*/*' : 'application/json' };
   const t = token.get();
   if (t) headers.Authorization = `Bearer ${t}`;
-  const resp = await fetch(url, { method, headers, signal, credentials: 'omit', cache: 'no-store' });
+  const init = { method, headers, signal, credentials: 'omit', cache: 'no-store' };
+  if (body !== undefined) {
+    headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  const resp = await fetch(url, init);
   if (resp.status === 401) {
     let msg = 'sign-in required';
     try { msg = (await resp.json()).error || msg; } catch { /* not JSON */ }
@@ -44,5 +53,6 @@ export async function api(path, { params, method = 'GET', raw = false, signal } 
     try { body = await resp.json(); } catch { /* not JSON */ }
     throw new ApiError(resp.status, (body && body.error) || `${resp.status} ${resp.statusText}`, body);
   }
+  if (blob) return resp.blob();
   return raw ? resp.text() : resp.json();
 }

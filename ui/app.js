@@ -11,8 +11,9 @@ import * as user from './pages/user.js';
 import * as alerts from './pages/alerts.js';
 import * as dashboard from './pages/dashboard.js';
 import * as integrity from './pages/integrity.js';
+import * as reports from './pages/reports.js';
 
-const PAGES = { search, event, object, user, alerts, dashboard, integrity };
+const PAGES = { search, event, object, user, alerts, dashboard, integrity, reports };
 const NAV_OF = { event: 'search', object: 'search', user: 'search' };
 
 /** What every page gets: who is signed in and a way to stop its timers. */

@@ -101,6 +101,48 @@ export function verifyInclusion(p) {
   return { ok: true, reason: '' };
 }
 
+/**
+ * Checks an RFC 6962 consistency proof ({old_size, new_size, old_root,
+ * new_root, hashes}, base64): the tree of new_size leaves extends the tree of
+ * old_size leaves without changing any of them. Returns {ok, reason}; the
+ * same algorithm as kaudit-store's merkle::verify_consistency.
+ */
+export function verifyConsistency(p) {
+  const { old_size: m, new_size: n } = p;
+  if (!Number.isSafeInteger(m) || !Number.isSafeInteger(n) || m < 0 || m > n) return { ok: false, reason: 'old size beyond new size' };
+  if (m === n) {
+    return p.hashes.length === 0 && p.old_root === p.new_root ? { ok: true, reason: '' } : { ok: false, reason: 'equal sizes need equal roots and an empty proof' };
+  }
+  if (m === 0) return p.hashes.length === 0 ? { ok: true, reason: '' } : { ok: false, reason: 'a proof from the empty tree must be empty' };
+  const path = p.hashes.map(fromBase64);
+  // A power-of-two old tree is a complete subtree: its root starts the path.
+  if (Number.isInteger(Math.log2(m))) path.unshift(fromBase64(p.old_root));
+  let fn = m - 1;
+  let sn = n - 1;
+  while (fn % 2 === 1) { fn = Math.floor(fn / 2); sn = Math.floor(sn / 2); }
+  if (path.length === 0) return { ok: false, reason: 'empty consistency proof' };
+  let fr = path[0];
+  let sr = path[0];
+  for (const c of path.slice(1)) {
+    if (sn === 0) return { ok: false, reason: 'consistency proof too long' };
+    if (fn % 2 === 1 || fn === sn) {
+      fr = node(0x01, c, fr);
+      sr = node(0x01, c, sr);
+      if (fn % 2 === 0) {
+        while (fn % 2 === 0 && fn !== 0) { fn = Math.floor(fn / 2); sn = Math.floor(sn / 2); }
+      }
+    } else {
+      sr = node(0x01, sr, c);
+    }
+    fn = Math.floor(fn / 2);
+    sn = Math.floor(sn / 2);
+  }
+  if (sn !== 0) return { ok: false, reason: 'consistency proof too short' };
+  if (toBase64(fr) !== p.old_root) return { ok: false, reason: 'the proof does not lead to the old root' };
+  if (toBase64(sr) !== p.new_root) return { ok: false, reason: 'the proof does not lead to the new root: the log was rewritten between the checkpoints' };
+  return { ok: true, reason: '' };
+}
+
 /** The size and root lines of a signed checkpoint note. */
 export function parseNote(note) {
   const lines = String(note || '').split('\n');

@@ -107,9 +107,9 @@ export function codeClass(code) {
   return code ? `code-${String(code)[0]}` : '';
 }
 
-/** Starts a file download of text received through the API (no token in any URL). */
+/** Starts a file download of text (or a Blob) received through the API (no token in any URL). */
 export function download(name, text, type = 'text/plain') {
-  const url = URL.createObjectURL(new Blob([text], { type }));
+  const url = URL.createObjectURL(text instanceof Blob ? text : new Blob([text], { type }));
   const a = h('a', { href: url, download: name });
   document.body.append(a);
   a.click();

@@ -8,7 +8,7 @@ use crate::template::{SectionKind, SectionSpec, Template, DEFAULT_MAX_ROWS};
 use crate::ReportError;
 use kaudit_event::{Event, MicroTime};
 use kaudit_index::{SearchBackend, SearchRequest, StatsRequest};
-use kaudit_query::{Field, Query};
+use kaudit_query::{Budget, Field, Query};
 use kaudit_store::merkle::Hash;
 use kaudit_store::{LogReader, Store, StoredCheckpoint};
 use std::collections::{BTreeMap, BTreeSet};
@@ -40,6 +40,28 @@ pub struct ReportRequest {
     pub verify_store: bool,
     /// The time the report is made (so tests are reproducible).
     pub now: MicroTime,
+    /// The time budget of the whole report (the server's `query.timeout`):
+    /// every query of every section runs under it, and past it the report
+    /// fails with [`ReportError::TimedOut`] rather than hold a query slot
+    /// for ever. `None` (the CLI): no limit.
+    pub budget: Option<Budget>,
+}
+
+impl ReportRequest {
+    /// A request over `[since, until)` with the defaults: all clusters, the
+    /// template's row limits, full store verification, no time budget.
+    pub fn new(template: Template, since: i64, until: i64, now: MicroTime) -> ReportRequest {
+        ReportRequest {
+            template,
+            since,
+            until,
+            clusters: Vec::new(),
+            max_rows: None,
+            verify_store: true,
+            now,
+            budget: None,
+        }
+    }
 }
 
 /// Where answers come from.
@@ -84,6 +106,15 @@ pub struct Evidence {
     pub consistency: Vec<Hash>,
     /// The signed prune record, when the store was pruned.
     pub prune_note: Option<String>,
+}
+
+/// The note a report carries when the period's first checkpoint cannot be
+/// tied to the anchor because the consistency proof would need hashes of a
+/// pruned range: what the report then does NOT prove.
+pub fn consistency_fallback_note(first_size: u64, first_time: &str, anchor_size: u64) -> String {
+    format!(
+        "no consistency proof: the period's first checkpoint (tree size {first_size}, signed {first_time}) cannot be tied to the anchor (tree size {anchor_size}) because the proof reaches into a pruned range whose hashes the store no longer holds; the report proves the anchor against itself, so it does NOT prove that the log stayed append-only between that checkpoint and the anchor"
+    )
 }
 
 fn fmt_time(us: i64) -> String {
@@ -158,11 +189,20 @@ pub fn build(req: &ReportRequest, inp: &Inputs<'_>) -> Result<Evidence, ReportEr
         })
         .unwrap_or(&anchor)
         .clone();
+    let mut proof_notes = Vec::new();
     let (first, consistency) = match store.consistency_proof(first.size, anchor.size) {
         Ok(p) => (first, p),
         // The proof reaches into a pruned range the store no longer has
-        // hashes for: tie the anchor to itself rather than fail.
-        Err(_) => (anchor.clone(), Vec::new()),
+        // hashes for: tie the anchor to itself rather than fail, and say
+        // so where a reader and `report verify` see it.
+        Err(_) => {
+            proof_notes.push(consistency_fallback_note(
+                first.size,
+                &first.time,
+                anchor.size,
+            ));
+            (anchor.clone(), Vec::new())
+        }
     };
 
     let mut b = Builder {
@@ -170,9 +210,11 @@ pub fn build(req: &ReportRequest, inp: &Inputs<'_>) -> Result<Evidence, ReportEr
         inp,
         anchor_size: anchor.size,
         cited: BTreeSet::new(),
+        proof_notes: &proof_notes,
     };
     let mut sections = Vec::new();
     for spec in &req.template.sections {
+        b.check_budget()?;
         sections.push(b.section(spec, &checkpoints)?);
     }
 
@@ -184,6 +226,9 @@ pub fn build(req: &ReportRequest, inp: &Inputs<'_>) -> Result<Evidence, ReportEr
     }
 
     let mut cited = BTreeMap::new();
+    // Rows whose audit path needs hashes of a pruned range: the event is
+    // still stored but can no longer be proven, so it is counted, not listed.
+    let mut unprovable = BTreeSet::new();
     for &seq in &b.cited {
         let mut got = None;
         store.read(seq..seq + 1, &mut |_, l| {
@@ -192,7 +237,16 @@ pub fn build(req: &ReportRequest, inp: &Inputs<'_>) -> Result<Evidence, ReportEr
         })?;
         let (cluster, received, event) =
             got.ok_or_else(|| ReportError::Input(format!("record {seq} is not stored")))?;
-        let proof = store.inclusion_proof(seq, anchor.size)?;
+        let proof = match store.inclusion_proof(seq, anchor.size) {
+            Ok(p) => p,
+            Err(kaudit_store::StoreError::Tree(kaudit_store::merkle::TreeError::Pruned {
+                ..
+            })) => {
+                unprovable.insert(seq);
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         cited.insert(
             seq,
             Cited {
@@ -203,6 +257,19 @@ pub fn build(req: &ReportRequest, inp: &Inputs<'_>) -> Result<Evidence, ReportEr
                 proof,
             },
         );
+    }
+    if !unprovable.is_empty() {
+        for s in &mut sections {
+            let before = s.rows.len();
+            s.rows.retain(|r| !unprovable.contains(&r.seq));
+            let dropped = (before - s.rows.len()) as u64;
+            if dropped > 0 {
+                s.unproven += dropped;
+                s.notes.push(format!(
+                    "{dropped} matching event(s) are counted but not listed: their inclusion proof needs hashes of a pruned range"
+                ));
+            }
+        }
     }
     let prune_note = kaudit_store::read_pruned(store.dir(), store.verifier())?.map(|p| p.note);
     let t = &req.template;
@@ -220,6 +287,7 @@ pub fn build(req: &ReportRequest, inp: &Inputs<'_>) -> Result<Evidence, ReportEr
             anchor: cp_ref(&anchor),
             first: cp_ref(&first),
             proves: PROOF_STATEMENT.iter().map(|s| s.to_string()).collect(),
+            proof_notes,
             sections,
         },
         cited,
@@ -249,6 +317,7 @@ struct Builder<'a> {
     inp: &'a Inputs<'a>,
     anchor_size: u64,
     cited: BTreeSet<u64>,
+    proof_notes: &'a [String],
 }
 
 impl Builder<'_> {
@@ -302,7 +371,19 @@ impl Builder<'_> {
     }
 
     fn query(&self, q: &str) -> Result<Query, ReportError> {
-        Query::parse(q).map_err(|e| ReportError::Template(format!("query {q:?}: {e}")))
+        let query =
+            Query::parse(q).map_err(|e| ReportError::Template(format!("query {q:?}: {e}")))?;
+        Ok(match self.req.budget {
+            Some(b) => query.with_budget(b),
+            None => query,
+        })
+    }
+
+    fn check_budget(&self) -> Result<(), ReportError> {
+        match self.req.budget {
+            Some(b) if b.expired() => Err(ReportError::TimedOut(b.allowed)),
+            _ => Ok(()),
+        }
     }
 
     fn events(&mut self, s: &mut Section, q: &str, max_rows: usize) -> Result<(), ReportError> {
@@ -587,16 +668,14 @@ impl Builder<'_> {
         s.count = list.len() as u64 + omitted;
         s.omitted = omitted;
         s.facts.insert("checkpoints".into(), list.into());
-        if self.req.verify_store && self.inp.store.cipher().is_some() {
-            s.facts.insert("verified".into(), serde_json::Value::Null);
-            s.notes.push(
-                "the store is encrypted: run `kaudit verify --encryption-key` for its verification"
-                    .into(),
-            );
-        } else if self.req.verify_store {
+        s.notes.extend(self.proof_notes.iter().cloned());
+        if self.req.verify_store {
             let store = self.inp.store;
+            // An encrypted store is verified with the key it was opened
+            // with (`--encryption-key`): the segments are read decrypted.
             let opts = kaudit_store::verify::VerifyOptions {
                 own_key: Some(store.verifier().clone()),
+                cipher: store.cipher().cloned(),
                 ..Default::default()
             };
             let v = kaudit_store::verify::verify(store.dir(), &opts)?;
@@ -624,7 +703,7 @@ impl Builder<'_> {
         } else {
             s.facts.insert("verified".into(), serde_json::Value::Null);
             s.notes
-                .push("full store verification was not run for this report (--no-verify)".into());
+                .push("full store verification was not run for this report (--no-verify, or made by a server: see its Integrity page for the last verification)".into());
         }
         Ok(())
     }

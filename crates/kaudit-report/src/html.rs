@@ -141,6 +141,11 @@ pub fn render(report: &Report, files: &BTreeMap<String, Vec<u8>>) -> String {
     for s in &report.sections {
         section_html(&mut body, s);
     }
+    let proof_notes: String = report
+        .proof_notes
+        .iter()
+        .map(|n| format!("<p class=\"note\" id=\"proof-note\">⚠ {}</p>", esc(n)))
+        .collect();
     let proves: String = report
         .proves
         .iter()
@@ -167,8 +172,8 @@ footer{{position:fixed;bottom:0;left:0;right:0;font-size:10px;background:#fff;bo
 <p>{description}</p>
 <p>Period <b>{since}</b> to <b>{until}</b> · clusters: {clusters} · template <code>{template}</code> · generated {generated}</p>
 <div id="verdict">Checking the evidence in this page…</div>
-<p><button id="recheck">Verify again</button> Every row's proof is checked in this browser: SHA-256 of every embedded file against the signed manifest, the manifest's and checkpoints' Ed25519 signatures (WebCrypto, when the browser has Ed25519), and each row's inclusion proof. The consistency proof between the first and anchor checkpoints is checked by <code>kaudit report verify</code>.</p>
-<h2>What this report proves</h2><ul>{proves}</ul>
+<p><button id="recheck">Verify again</button> Every row's proof is checked in this browser: SHA-256 of every embedded file against the signed manifest, the manifest's and checkpoints' Ed25519 signatures (WebCrypto, when the browser has Ed25519), each row's inclusion proof, and the consistency proof from the period's first checkpoint to the anchor. <code>kaudit report verify</code> runs the same checks on the bundle.</p>
+{proof_notes}<h2>What this report proves</h2><ul>{proves}</ul>
 {body}
 <footer id="footer">{footer}</footer>
 <script type="application/json" id="kaudit-bundle">{bundle}</script>
@@ -217,6 +222,18 @@ async function verifyPage() {{
   }}
   const report = JSON.parse(utf8(file('report.json')));
   const root = roots.get(report.anchor.size);
+  if (root === undefined) problems.push(report.anchor.file + ': the anchor checkpoint is missing');
+  const cf = file('consistency.json');
+  if (!cf) problems.push('consistency.json: missing');
+  else {{
+    const c = JSON.parse(utf8(cf));
+    if (c.old_size !== report.first.size || c.new_size !== report.anchor.size) problems.push("consistency.json: its sizes are not the report's first and anchor checkpoints");
+    else if (!roots.has(c.old_size) || !roots.has(c.new_size)) problems.push('consistency.json: a checkpoint it ties is missing');
+    else {{
+      const r = verifyConsistency({{ old_size: c.old_size, new_size: c.new_size, old_root: roots.get(c.old_size), new_root: roots.get(c.new_size), hashes: c.hashes }});
+      if (!r.ok) problems.push('consistency.json: ' + r.reason);
+    }}
+  }}
   let rows = 0;
   for (const tr of document.querySelectorAll('tr[data-seq]')) {{
     const seq = tr.dataset.seq;
@@ -242,12 +259,21 @@ async function verifyPage() {{
     v.textContent = 'NOT VERIFIED: ' + problems.join('; ');
   }} else {{
     v.className = 'ok';
-    v.textContent = 'Verified in this browser: ' + rows + ' rows proven against checkpoint ' + report.anchor.size + (unchecked ? ' (signatures NOT checked: ' + unchecked + ')' : '; manifest and checkpoint signatures verified with key ' + key);
+    v.textContent = 'Verified in this browser: ' + rows + ' rows proven against checkpoint ' + report.anchor.size + ', consistency from tree size ' + report.first.size + ' checked' + (unchecked ? ' (signatures NOT checked: ' + unchecked + ')' : '; manifest and checkpoint signatures verified with key ' + key);
   }}
   document.body.dataset.verified = problems.length ? 'no' : 'yes';
 }}
-document.getElementById('recheck').addEventListener('click', verifyPage);
-verifyPage();
+// A file too damaged to parse is a failed check too, never a page stuck at "Checking".
+function run() {{
+  verifyPage().catch((e) => {{
+    const v = document.getElementById('verdict');
+    v.className = 'bad';
+    v.textContent = 'NOT VERIFIED: ' + (e && e.message ? e.message : e);
+    document.body.dataset.verified = 'no';
+  }});
+}}
+document.getElementById('recheck').addEventListener('click', run);
+run();
 </script>
 </body></html>
 "#,
@@ -263,6 +289,7 @@ verifyPage();
         template = esc(&report.template),
         generated = esc(&report.generated),
         proves = proves,
+        proof_notes = proof_notes,
         body = body,
         footer = esc(&footer),
         bundle = script_json(&serde_json::Value::Object(embedded)),

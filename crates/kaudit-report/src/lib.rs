@@ -22,6 +22,7 @@ pub mod build;
 pub mod bundle;
 pub mod html;
 pub mod model;
+pub mod pdf;
 pub mod tar;
 pub mod template;
 
@@ -59,6 +60,12 @@ pub enum ReportError {
     /// A bundle that is not a well-formed archive (names the entry).
     #[error("bundle: {0}")]
     Bundle(String),
+    /// Printing the PDF failed (or Chromium is not installed).
+    #[error("pdf: {0}")]
+    Pdf(String),
+    /// The report took longer than its time budget (`query.timeout`).
+    #[error("the report took longer than its time budget of {0:?} (query.timeout): report on a shorter period or fewer clusters, or use `kaudit report`")]
+    TimedOut(std::time::Duration),
     /// JSON encoding failed.
     #[error("encoding JSON: {0}")]
     Json(#[from] serde_json::Error),

@@ -161,7 +161,8 @@ pub struct Section {
     /// Rows beyond the row limit, counted but not listed.
     pub omitted: u64,
     /// Matches newer than the anchor checkpoint, counted but not listed
-    /// (they cannot be proven yet).
+    /// (they cannot be proven yet), and matches whose inclusion proof
+    /// would need hashes of a pruned range (a note says how many).
     pub unproven: u64,
     /// The listed rows, oldest first.
     pub rows: Vec<Row>,
@@ -206,6 +207,11 @@ pub struct Report {
     pub first: CheckpointRef,
     /// What the report proves and what it claims.
     pub proves: Vec<String>,
+    /// Where this report proves less than [`PROOF_STATEMENT`] says (no
+    /// consistency proof over a pruned range): shown at the top of the HTML
+    /// and printed by `kaudit report verify`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proof_notes: Vec<String>,
     /// The sections.
     pub sections: Vec<Section>,
 }

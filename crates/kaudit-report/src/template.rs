@@ -110,6 +110,21 @@ impl Template {
         Ok(t)
     }
 
+    /// A built-in template by name only, never a file: what a server takes
+    /// from a caller, who must not name paths on the server's disk.
+    pub fn builtin(name: &str) -> Result<Template, ReportError> {
+        match BUILTIN.iter().find(|(n, _)| *n == name) {
+            Some((_, text)) => Template::from_yaml(text, name),
+            None => {
+                let names: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
+                Err(ReportError::Template(format!(
+                    "no built-in template {name:?} (built-in: {})",
+                    names.join(", ")
+                )))
+            }
+        }
+    }
+
     /// A built-in template by name, or a template file when `name_or_path`
     /// names none (ends in `.yaml`/`.yml` or contains a `/`).
     pub fn load(name_or_path: &str) -> Result<Template, ReportError> {

@@ -20,6 +20,12 @@ struct Fx {
 }
 
 fn fixture(n: u64, opts: StoreOptions) -> Fx {
+    fixture_cp(n, opts, false)
+}
+
+/// `mid`: also sign a checkpoint after the first half of the events, so a
+/// report whose period starts before it has a real consistency proof.
+fn fixture_cp(n: u64, opts: StoreOptions, mid: bool) -> Fx {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path(), opts).expect("open store");
     let mut cfg = kaudit_gen::GenConfig::new(7);
@@ -43,6 +49,9 @@ fn fixture(n: u64, opts: StoreOptions) -> Fx {
             store
                 .append_batch(std::mem::take(&mut batch))
                 .expect("append");
+            if mid && i as u64 == n / 2 / 500 * 500 {
+                store.checkpoint().expect("mid checkpoint");
+            }
         }
     }
     store.append_batch(batch).expect("append");
@@ -61,6 +70,10 @@ fn fixture(n: u64, opts: StoreOptions) -> Fx {
 
 fn report(fx: &Fx, template: &str) -> Evidence {
     let (since, until) = kaudit_report::parse_month("2026-01").expect("month");
+    report_over(fx, template, since, until)
+}
+
+fn report_over(fx: &Fx, template: &str, since: i64, until: i64) -> Evidence {
     let req = ReportRequest {
         template: Template::load(template).expect("template"),
         since,
@@ -69,6 +82,7 @@ fn report(fx: &Fx, template: &str) -> Evidence {
         max_rows: Some(5000),
         verify_store: true,
         now: MicroTime::parse("2026-02-01T00:00:00Z").expect("now"),
+        budget: None,
     };
     let inputs = Inputs {
         store: &fx.store,
@@ -371,4 +385,260 @@ fn a_pruned_period_says_so_and_still_verifies() {
             );
         }
     }
+}
+
+/// From 2026-01-01 to a day from now: checkpoints are signed at the wall
+/// clock's time, so this period holds both of a `fixture_cp(.., true)`.
+fn through_now() -> (i64, i64) {
+    let since = MicroTime::parse("2026-01-01T00:00:00Z")
+        .expect("since")
+        .micros();
+    (since, MicroTime::now().micros() + 86_400_000_000)
+}
+
+#[test]
+fn the_consistency_proof_ties_the_first_checkpoint_and_a_changed_one_fails() {
+    let fx = fixture_cp(3_000, StoreOptions::default(), true);
+    assert_eq!(
+        fx.store.checkpoints().len(),
+        2,
+        "a mid and a final checkpoint"
+    );
+    let (since, until) = through_now();
+    let ev = report_over(&fx, "pci-dss", since, until);
+    assert!(
+        ev.report.first.size < ev.report.anchor.size,
+        "first {} anchor {}",
+        ev.report.first.size,
+        ev.report.anchor.size
+    );
+    assert!(!ev.consistency.is_empty(), "a real consistency proof");
+    assert!(
+        ev.report.proof_notes.is_empty(),
+        "{:?}",
+        ev.report.proof_notes
+    );
+    let signer = signer(&fx);
+    let bytes = bundle::write(&ev, &signer).expect("bundle");
+    bundle::verify(&bytes, Some(&signer.verifier())).expect("verifies");
+    // A forged proof, even re-signed by the log's key, does not verify.
+    let mut files = bundle::read(&bytes).expect("read");
+    let c = files.get_mut("consistency.json").expect("consistency.json");
+    let i = c
+        .windows(8)
+        .position(|w| w == b"\"hashes\"")
+        .expect("hashes")
+        + 14;
+    c[i] = if c[i] == b'A' { b'B' } else { b'A' };
+    bundle::sign(&mut files, &signer);
+    let errs = bundle::verify(&repack(&files), Some(&signer.verifier()))
+        .expect_err("a changed consistency proof verified");
+    assert!(
+        errs.iter().any(|e| e.file == "consistency.json"),
+        "{errs:?}"
+    );
+    // The HTML checks it in the browser with the console's own code.
+    let html = kaudit_report::html::render(
+        &ev.report,
+        &bundle::files(&ev, &signer.verifier()).expect("files"),
+    );
+    assert!(html.contains("function verifyConsistency"));
+    assert!(html.contains("verifyConsistency({"));
+}
+
+#[test]
+fn a_consistency_proof_into_a_pruned_range_is_said_and_printed() {
+    let opts = || StoreOptions {
+        segment_target_bytes: 64 << 10,
+        bundle_max_records: 256,
+        ..StoreOptions::default()
+    };
+    let fx = fixture_cp(6_000, opts(), true);
+    let mid = fx.store.checkpoints()[0].size;
+    fx.store
+        .prune(
+            &kaudit_store::retention::Retention {
+                max_age_secs: None,
+                max_size: Some(1),
+            },
+            &[],
+            MicroTime::parse("2026-12-01T00:00:00Z").expect("now"),
+            false,
+        )
+        .expect("prune");
+    assert!(
+        fx.store
+            .consistency_proof(mid, fx.store.latest_checkpoint().expect("checkpoint").size)
+            .is_err(),
+        "the prune took the hashes the proof from {mid} needs"
+    );
+    fx.backend.catch_up().expect("index");
+    let (since, until) = through_now();
+    let ev = report_over(&fx, "pci-dss", since, until);
+    assert_eq!(
+        ev.report.first.size, ev.report.anchor.size,
+        "anchor against itself"
+    );
+    assert_eq!(
+        ev.report.proof_notes.len(),
+        1,
+        "{:?}",
+        ev.report.proof_notes
+    );
+    let note = &ev.report.proof_notes[0];
+    assert!(
+        note.contains("pruned") && note.contains(&format!("tree size {mid}")),
+        "{note}"
+    );
+    let verification = ev
+        .report
+        .sections
+        .iter()
+        .find(|s| s.kind == kaudit_report::SectionKind::Verification)
+        .expect("verification section");
+    assert!(
+        verification.notes.contains(note),
+        "{:?}",
+        verification.notes
+    );
+    let signer = signer(&fx);
+    let bytes = bundle::write(&ev, &signer).expect("bundle");
+    let v = bundle::verify(&bytes, Some(&signer.verifier())).expect("still verifies");
+    assert_eq!(
+        &v.report.proof_notes, &ev.report.proof_notes,
+        "verify hands the note on"
+    );
+    let html = kaudit_report::html::render(
+        &ev.report,
+        &bundle::files(&ev, &signer.verifier()).expect("files"),
+    );
+    assert!(html.contains("id=\"proof-note\""), "the HTML shows it");
+}
+
+#[test]
+fn an_encrypted_store_is_verified_with_its_key() {
+    let keys = tempfile::tempdir().expect("tempdir");
+    let key = keys.path().join("data.key");
+    std::fs::write(
+        &key,
+        kaudit_store::crypt::Cipher::generate_hex().expect("key"),
+    )
+    .expect("write key");
+    let fx = fixture(
+        1_500,
+        StoreOptions {
+            encryption_key: Some(key),
+            ..StoreOptions::default()
+        },
+    );
+    assert!(fx.store.cipher().is_some(), "the store is encrypted");
+    let ev = report(&fx, "soc2");
+    let s = ev
+        .report
+        .sections
+        .iter()
+        .find(|s| s.kind == kaudit_report::SectionKind::Verification)
+        .expect("verification section");
+    assert_eq!(
+        s.facts.get("verified"),
+        Some(&serde_json::Value::Bool(true)),
+        "{s:?}"
+    );
+    assert_eq!(
+        s.facts.get("records_checked"),
+        Some(&serde_json::json!(1_500))
+    );
+    let listed: usize = ev.report.sections.iter().map(|s| s.rows.len()).sum();
+    assert!(listed > 0, "rows cite decrypted events");
+    let signer = signer(&fx);
+    bundle::verify(
+        &bundle::write(&ev, &signer).expect("bundle"),
+        Some(&signer.verifier()),
+    )
+    .expect("the bundle of an encrypted store verifies");
+}
+
+/// The bundle's invariant over random reports: whatever subset of sections
+/// and rows a report lists, its bundle verifies; and any single byte changed
+/// in any file of it (report, events, proofs, checkpoints, consistency
+/// proof, key, manifests) makes verification fail.
+#[test]
+fn any_subset_verifies_and_any_flipped_byte_fails() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let fx = fixture_cp(2_500, StoreOptions::default(), true);
+    let (since, until) = through_now();
+    let full = report_over(&fx, "pci-dss", since, until);
+    let signer = signer(&fx);
+    let trusted = signer.verifier();
+    let n_sections = full.report.sections.len();
+    let max_rows = full
+        .report
+        .sections
+        .iter()
+        .map(|s| s.rows.len())
+        .max()
+        .unwrap_or(0);
+    assert!(max_rows > 0, "the report lists rows");
+    let strategy = (
+        proptest::collection::vec(any::<bool>(), n_sections),
+        proptest::collection::vec(any::<bool>(), max_rows),
+        any::<prop::sample::Index>(),
+        any::<prop::sample::Index>(),
+        1u8..=255,
+    );
+    let mut runner = TestRunner::new(Config {
+        cases: 48,
+        ..Config::default()
+    });
+    runner
+        .run(
+            &strategy,
+            |(keep_sections, keep_rows, file_ix, byte_ix, xor)| {
+                let mut ev = full.clone();
+                let mut i = 0;
+                ev.report.sections.retain(|_| {
+                    i += 1;
+                    keep_sections[i - 1]
+                });
+                let mut cited = BTreeSet::new();
+                for s in &mut ev.report.sections {
+                    let before = s.rows.len();
+                    let mut j = 0;
+                    s.rows.retain(|_| {
+                        j += 1;
+                        keep_rows[j - 1]
+                    });
+                    // Rows left out are counted as omitted, never dropped silently.
+                    s.omitted += (before - s.rows.len()) as u64;
+                    cited.extend(s.rows.iter().map(|r| r.seq));
+                }
+                ev.cited.retain(|seq, _| cited.contains(seq));
+                let bytes = bundle::write(&ev, &signer).expect("bundle");
+                let v = bundle::verify(&bytes, Some(&trusted));
+                prop_assert!(v.is_ok(), "a subset did not verify: {:?}", v.err());
+                let listed: usize = ev.report.sections.iter().map(|s| s.rows.len()).sum();
+                let v = v.expect("ok");
+                prop_assert_eq!(v.rows, listed);
+                prop_assert_eq!(v.events, cited.len());
+                let files = bundle::read(&bytes).expect("read");
+                let names: Vec<&String> = files.keys().collect();
+                let name = names[file_ix.index(names.len())].clone();
+                let mut bad = files.clone();
+                let data = bad.get_mut(&name).expect("file");
+                prop_assume!(!data.is_empty());
+                let at = byte_ix.index(data.len());
+                data[at] ^= xor;
+                let res = bundle::verify(&repack(&bad), Some(&trusted));
+                prop_assert!(
+                    res.is_err(),
+                    "byte {} of {} changed (xor {:#04x}) and the bundle still verified",
+                    at,
+                    name,
+                    xor
+                );
+                Ok(())
+            },
+        )
+        .expect("property");
 }

@@ -31,6 +31,7 @@ pub mod http;
 pub mod listener;
 pub mod metrics;
 pub mod push;
+pub mod reports;
 pub mod retention;
 pub mod serve;
 pub mod sinks;

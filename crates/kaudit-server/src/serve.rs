@@ -294,6 +294,18 @@ pub fn open_store(cfg: &ServerConfig) -> Result<Opened, ServeError> {
     })
 }
 
+/// The log's signing key for report bundles, when this server has it (a
+/// store whose key is elsewhere can still serve JSON reports).
+fn report_signer(cfg: &ServerConfig) -> Option<Arc<kaudit_store::note::Signer25519>> {
+    match kaudit_store::load_signer(&cfg.data, &store_options(cfg), false) {
+        Ok(s) => s.map(Arc::new),
+        Err(e) => {
+            tracing::warn!(target: "kaudit::report", "reports cannot be signed: {e}");
+            None
+        }
+    }
+}
+
 /// Every HTTP route: the webhook, health and metrics, the query API, the
 /// console and its API, alerts and sink status.
 pub fn build_router(
@@ -348,10 +360,21 @@ pub fn build_router(
     http::router(state)
         .merge(crate::api::routes(api.clone()))
         .merge(crate::console::routes(crate::console::ConsoleContext {
-            api,
+            api: api.clone(),
             encryption_key: cfg.store.encryption.as_ref().map(|e| e.key_file.clone()),
             trusted_key: cfg.store.trusted_key.clone(),
             trusted_checkpoint_dir: cfg.store.trusted_checkpoint_dir.clone(),
+        }))
+        .merge(crate::reports::routes(crate::reports::ReportsContext {
+            api,
+            data: cfg.data.clone(),
+            signer: report_signer(cfg),
+            cipher: o.cipher.clone(),
+            chromium: kaudit_report::pdf::find_chromium(
+                std::env::var_os("KAUDIT_CHROMIUM")
+                    .map(std::path::PathBuf::from)
+                    .as_deref(),
+            ),
         }))
         .merge(crate::ui::routes())
         .merge(crate::alerts::routes_sealed(

@@ -54,6 +54,7 @@ static ASSETS: &[Asset] = &[
     asset!("pages/alerts.js", JS),
     asset!("pages/dashboard.js", JS),
     asset!("pages/integrity.js", JS),
+    asset!("pages/reports.js", JS),
 ];
 
 /// The files as served: `index.html` names every asset under

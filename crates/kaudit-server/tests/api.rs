@@ -107,6 +107,7 @@ fn app_with(
         auth: auth.clone(),
         limits,
     };
+    let ctx_reports = ctx.clone();
     routes(ctx.clone())
         .merge(kaudit_server::console::routes(
             kaudit_server::console::ConsoleContext {
@@ -116,8 +117,27 @@ fn app_with(
                 trusted_checkpoint_dir,
             },
         ))
+        .merge(reports_app(e, &ctx_reports, true))
         .merge(kaudit_server::alerts::routes(e.dir.path(), auth.clone()))
         .merge(kaudit_server::sinks::routes(Vec::new(), auth))
+}
+
+/// The report routes over `e`, with the log's signing key when `signing`.
+fn reports_app(e: &Env, api: &ApiContext, signing: bool) -> axum::Router {
+    let signer = signing.then(|| {
+        Arc::new(
+            kaudit_store::load_signer(e.dir.path(), &StoreOptions::default(), false)
+                .expect("key")
+                .expect("the store has its signing key"),
+        )
+    });
+    kaudit_server::reports::routes(kaudit_server::reports::ReportsContext {
+        api: api.clone(),
+        data: e.dir.path().to_path_buf(),
+        signer,
+        cipher: None,
+        chromium: None,
+    })
 }
 
 fn open_auth() -> Authenticator {
@@ -126,6 +146,41 @@ fn open_auth() -> Authenticator {
 
 async fn get(app: &axum::Router, uri: &str, token: Option<&str>) -> (StatusCode, String, Vec<u8>) {
     call(app, Request::get(uri), token).await
+}
+
+/// POSTs `body` as JSON; answers (status, content type, content disposition, body).
+async fn post_json(
+    app: &axum::Router,
+    uri: &str,
+    body: &Value,
+    token: Option<&str>,
+) -> (StatusCode, String, String, Vec<u8>) {
+    let mut req = Request::post(uri).header("content-type", "application/json");
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let resp = app
+        .clone()
+        .oneshot(req.body(Body::from(body.to_string())).expect("request"))
+        .await
+        .expect("response");
+    let status = resp.status();
+    let header = |h: &str| {
+        resp.headers()
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    let (ct, cd) = (header("content-type"), header("content-disposition"));
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes()
+        .to_vec();
+    (status, ct, cd, body)
 }
 
 async fn call(
@@ -1026,4 +1081,227 @@ async fn console_verify_says_which_key_and_checkpoint_it_trusted() {
             .any(|p| p.as_str().is_some_and(|p| p.contains("trusted checkpoint"))),
         "{v}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_are_built_as_documented() {
+    let e = env(3000);
+    let app = app(&e, open_auth());
+    let doc = doc();
+    let op = &doc["paths"]["/api/v1/reports"]["post"];
+    let example = op["requestBody"]["content"]["application/json"]["example"].clone();
+    assert_eq!(example["template"], "pci-dss", "documented example");
+    // The month the generated events fall in.
+    let req = serde_json::json!({"template": "pci-dss", "period": "2026-01", "format": "json"});
+    let (status, ct, _, body) = post_json(&app, "/api/v1/reports", &req, None).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert!(ct.starts_with("application/json"), "{ct}");
+    let v: Value = serde_json::from_slice(&body).expect("json");
+    let schema = &op["responses"]["200"]["content"]["application/json"]["schema"];
+    validate(&doc, schema, &v, "/api/v1/reports").unwrap_or_else(|m| panic!("{m}"));
+    // The same rows the library lists for the same request.
+    let (since, until) = kaudit_report::parse_month("2026-01").expect("month");
+    let mut lib_req = kaudit_report::ReportRequest::new(
+        kaudit_report::Template::builtin("pci-dss").expect("template"),
+        since,
+        until,
+        MicroTime::now(),
+    );
+    lib_req.verify_store = false;
+    let ev = kaudit_report::build(
+        &lib_req,
+        &kaudit_report::Inputs {
+            store: &e.store,
+            backend: e.backend.as_ref(),
+            alerts: None,
+            quarantined: Vec::new(),
+        },
+    )
+    .expect("library report");
+    let ids = |secs: &Value| -> Vec<(String, Vec<String>)> {
+        secs.as_array()
+            .expect("sections")
+            .iter()
+            .map(|s| {
+                (
+                    s["id"].as_str().unwrap_or("").to_string(),
+                    s["rows"]
+                        .as_array()
+                        .expect("rows")
+                        .iter()
+                        .map(|r| r["auditID"].as_str().unwrap_or("").to_string())
+                        .collect(),
+                )
+            })
+            .collect()
+    };
+    let lib = serde_json::to_value(&ev.report).expect("json");
+    assert_eq!(ids(&v["sections"]), ids(&lib["sections"]));
+    let listed: usize = ids(&v["sections"]).iter().map(|(_, r)| r.len()).sum();
+    assert!(listed > 0, "the generated incidents are listed");
+
+    // The bundle is an attachment that verifies offline with the log's key.
+    let req = serde_json::json!({"template": "pci-dss", "period": "2026-01", "format": "bundle"});
+    let (status, ct, cd, body) = post_json(&app, "/api/v1/reports", &req, None).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(ct, "application/zstd");
+    assert!(
+        cd.starts_with("attachment;") && cd.contains(".tar.zst"),
+        "{cd}"
+    );
+    let ok =
+        kaudit_report::bundle::verify(&body, Some(e.store.verifier())).expect("bundle verifies");
+    assert_eq!(ok.rows, listed);
+    // The HTML embeds the bundle and its checker.
+    let req = serde_json::json!({"template": "soc2", "since": "2026-01-01", "until": "2026-02-01", "format": "html"});
+    let (status, ct, cd, body) = post_json(&app, "/api/v1/reports", &req, None).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        ct.starts_with("text/html") && cd.contains(".html"),
+        "{ct} {cd}"
+    );
+    let html = String::from_utf8(body).expect("utf-8");
+    assert!(html.contains("id=\"kaudit-bundle\"") && html.contains("function verifyConsistency"));
+
+    // Bad input is named; a caller never names a file on the server.
+    for (bad, what) in [
+        (
+            serde_json::json!({"template": "/etc/passwd", "period": "2026-01"}),
+            "built-in",
+        ),
+        (
+            serde_json::json!({"template": "x.yaml", "period": "2026-01"}),
+            "built-in",
+        ),
+        (
+            serde_json::json!({"template": "pci-dss", "period": "2026-13"}),
+            "--period",
+        ),
+        (serde_json::json!({"template": "pci-dss"}), "period"),
+        (
+            serde_json::json!({"template": "pci-dss", "period": "2026-01", "cluster": ["a b"]}),
+            "cluster",
+        ),
+        (
+            serde_json::json!({"template": "pci-dss", "period": "2026-01", "format": "docx"}),
+            "docx",
+        ),
+        (
+            serde_json::json!({"template": "pci-dss", "period": "2026-01", "extra": 1}),
+            "extra",
+        ),
+    ] {
+        let (status, _, _, body) = post_json(&app, "/api/v1/reports", &bad, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        let v: Value = serde_json::from_slice(&body).expect("json error");
+        validate(
+            &doc,
+            &op["responses"]["400"]["content"]["application/json"]["schema"],
+            &v,
+            "400",
+        )
+        .expect("error shape");
+        assert!(
+            v["error"].as_str().unwrap_or("").contains(what),
+            "{bad}: {v}"
+        );
+    }
+    // No Chromium here: PDF is refused, saying why; the templates say so too.
+    let req = serde_json::json!({"template": "cis", "period": "2026-01", "format": "pdf"});
+    let (status, _, _, body) = post_json(&app, "/api/v1/reports", &req, None).await;
+    assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
+    assert!(String::from_utf8_lossy(&body).contains("Chromium"));
+    let (_, _, body) = get(&app, "/api/v1/reports/templates", None).await;
+    let t: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(t["pdf"], false);
+    assert_eq!(t["formats"], serde_json::json!(["json", "html", "bundle"]));
+    let names: Vec<&str> = t["templates"]
+        .as_array()
+        .expect("templates")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(names, ["pci-dss", "soc2", "cis"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_need_a_reader_keep_the_budget_and_need_the_key_to_sign() {
+    let e = env(1500);
+    let tok = |name: &str, token: &str, role: Role| TokenConfig {
+        name: name.into(),
+        token: Some(token.into()),
+        token_file: None,
+        cluster: None,
+        clusters: Vec::new(),
+        role,
+        strict: false,
+    };
+    let auth = Arc::new(
+        Authenticator::new(
+            &[
+                tok("kube", "ingest-token-0123456789", Role::Ingest),
+                tok("auditor", "reader-token-0123456789", Role::Reader),
+            ],
+            &[],
+            "default",
+        )
+        .expect("auth"),
+    );
+    let api = |limits| ApiContext {
+        store: e.store.clone(),
+        backend: e.backend.clone(),
+        auth: auth.clone(),
+        limits,
+    };
+    let app = reports_app(&e, &api(QueryLimits::default()), true);
+    let req = serde_json::json!({"template": "soc2", "period": "2026-01"});
+    let uri = "/api/v1/reports";
+    assert_eq!(
+        post_json(&app, uri, &req, None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        post_json(&app, uri, &req, Some("ingest-token-0123456789"))
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        post_json(&app, uri, &req, Some("reader-token-0123456789"))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get(&app, "/api/v1/reports/templates", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    // A spent budget answers 503 naming query.timeout.
+    let tight = reports_app(
+        &e,
+        &api(QueryLimits::new(std::time::Duration::from_nanos(1), 1)),
+        true,
+    );
+    let (status, _, _, body) = post_json(&tight, uri, &req, Some("reader-token-0123456789")).await;
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    assert!(String::from_utf8_lossy(&body).contains("query.timeout"));
+    // Without the log's signing key: the JSON preview only.
+    let unsigned = reports_app(&e, &api(QueryLimits::default()), false);
+    let tokn = Some("reader-token-0123456789");
+    assert_eq!(
+        post_json(&unsigned, uri, &req, tokn).await.0,
+        StatusCode::OK
+    );
+    let html = serde_json::json!({"template": "soc2", "period": "2026-01", "format": "html"});
+    let (status, _, _, body) = post_json(&unsigned, uri, &html, tokn).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(String::from_utf8_lossy(&body).contains("signing key"));
+    let (_, _, body) = get(&unsigned, "/api/v1/reports/templates", tokn).await;
+    let t: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(t["formats"], serde_json::json!(["json"]));
 }

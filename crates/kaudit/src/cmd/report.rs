@@ -146,6 +146,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         max_rows: a.max_rows,
         verify_store: !a.no_verify,
         now: MicroTime::now(),
+        budget: None,
     };
     let inputs = Inputs {
         store: &store,
@@ -190,51 +191,12 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             if a.output == Format::Html {
                 write_out(page.as_bytes(), None)?;
             } else {
-                let pdf = print_pdf(&a.chromium, &page)?;
+                let pdf = kaudit_report::pdf::print(&a.chromium, &page)?;
                 write_out(&pdf, Some("report.pdf"))?;
             }
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Prints the HTML with headless Chromium (`--print-to-pdf`).
-fn print_pdf(chromium: &Path, page: &str) -> anyhow::Result<Vec<u8>> {
-    if !chromium.exists() {
-        bail!(
-            "-o pdf prints the HTML report with headless Chromium, and {} does not exist: install it (Debian: apt-get install chromium), point --chromium at it, or use -o html and print from a browser",
-            chromium.display()
-        );
-    }
-    let dir = tempfile_dir()?;
-    let html = dir.join("report.html");
-    let pdf = dir.join("report.pdf");
-    std::fs::write(&html, page).context("writing the HTML to print")?;
-    let status = std::process::Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-pdf-header-footer",
-        ])
-        .arg(format!("--print-to-pdf={}", pdf.display()))
-        .arg(format!("file://{}", html.display()))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .with_context(|| format!("running {}", chromium.display()))?;
-    let out = std::fs::read(&pdf);
-    let _ = std::fs::remove_dir_all(&dir);
-    match out {
-        Ok(b) if status.success() && b.starts_with(b"%PDF") => Ok(b),
-        _ => bail!("{} did not print a PDF (exit {status})", chromium.display()),
-    }
-}
-
-fn tempfile_dir() -> anyhow::Result<PathBuf> {
-    let d = std::env::temp_dir().join(format!("kaudit-report-{}", std::process::id()));
-    std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
-    Ok(d)
 }
 
 fn verify(path: &Path, key: Option<&str>) -> anyhow::Result<ExitCode> {
@@ -251,6 +213,9 @@ fn verify(path: &Path, key: Option<&str>) -> anyhow::Result<ExitCode> {
                 v.report.title, v.report.since, v.report.until, v.rows, v.events,
                 v.report.anchor.file, v.report.anchor.size, v.checkpoints, v.report.first.size
             );
+            for n in &v.report.proof_notes {
+                println!("NOTE: {n}");
+            }
             if !v.key_trusted {
                 println!("NOTE: checked against the bundle's own key {}; pass --key with the log's key obtained independently to know who signed it", v.key);
             }
