@@ -471,12 +471,14 @@ fn every_documented_method_and_path_is_routed() {
         "POST /api/v1/prune",
         "POST /api/v1/verify",
         "GET /api/v1/events",
+        "GET /api/v1/reports/templates",
+        "POST /api/v1/reports",
     ] {
         assert!(checked.iter().any(|c| c == want), "{want} not documented");
     }
     assert_eq!(
         checked.len(),
-        22,
+        24,
         "documented method/path pairs: {checked:?}"
     );
     server.stop();
