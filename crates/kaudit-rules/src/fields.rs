@@ -311,7 +311,6 @@ pub struct EventCtx<'e> {
     pub(crate) event: &'e Event,
     pub(crate) cluster: Option<&'e str>,
     request: OnceCell<Option<Value>>,
-    response: OnceCell<Option<Value>>,
     whole: OnceCell<Option<Value>>,
     slots: RefCell<Vec<Slot<'e>>>,
     /// Results of the distinct comparisons: 0 not yet evaluated, 1 false, 2 true.
@@ -333,7 +332,6 @@ impl<'e> EventCtx<'e> {
             event,
             cluster,
             request: OnceCell::new(),
-            response: OnceCell::new(),
             whole: OnceCell::new(),
             slots: RefCell::new(vec![Slot::Unset; nslots]),
             verdicts: (0..ncmp).map(|_| Cell::new(0)).collect(),
@@ -396,15 +394,6 @@ impl<'e> EventCtx<'e> {
         self.request
             .get_or_init(|| {
                 let raw = self.event.doc().request_object.as_ref()?;
-                serde_json::from_str(raw.get()).ok()
-            })
-            .as_ref()
-    }
-
-    fn response_object(&self) -> Option<&Value> {
-        self.response
-            .get_or_init(|| {
-                let raw = self.event.doc().response_object.as_ref()?;
                 serde_json::from_str(raw.get()).ok()
             })
             .as_ref()
@@ -669,39 +658,26 @@ impl<'e> EventCtx<'e> {
                 _ => {}
             }
         }
-        let objects_only = path.iter().all(|p| p.parse::<usize>().is_err());
-        if objects_only && (first == "requestObject" || first == "responseObject") {
-            let raw = if first == "requestObject" {
-                doc.request_object.as_ref()?
-            } else {
-                doc.response_object.as_ref()?
-            };
-            let keys: Vec<&str> = path[1..].iter().map(String::as_str).collect();
-            if keys.is_empty() {
-                return Some(Cow::Owned(raw_string(raw)));
-            }
-            return raw_path(raw.get(), &keys).map(|v| Cow::Owned(raw_string(v)));
-        }
-        let (root, rest) = match first {
-            "requestObject" => (self.request_object()?, &path[1..]),
-            "responseObject" => (self.response_object()?, &path[1..]),
+        // Every other path is looked up in the raw JSON, skipping what is
+        // not on the way: no tree of the event (or of its bodies) is built,
+        // so a rule reading `/sourceIPs/0` costs a scan, not a parse.
+        let (raw, rest) = match first {
+            "requestObject" => (doc.request_object.as_ref()?.get(), &path[1..]),
+            "responseObject" => (doc.response_object.as_ref()?.get(), &path[1..]),
             "annotations" if path.len() == 2 => {
                 return doc
                     .annotations
                     .get(&path[1])
                     .map(|s| Cow::Borrowed(s.as_str()))
             }
-            _ => (self.whole()?, path),
+            _ => (std::str::from_utf8(self.event.bytes()).ok()?, path),
         };
-        let mut v = root;
-        for seg in rest {
-            v = match v {
-                Value::Object(m) => m.get(seg.as_str())?,
-                Value::Array(a) => a.get(seg.parse::<usize>().ok()?)?,
-                _ => return None,
-            };
+        let keys: Vec<&str> = rest.iter().map(String::as_str).collect();
+        if keys.is_empty() {
+            let v: &RawValue = serde_json::from_str(raw).ok()?;
+            return Some(Cow::Owned(raw_string(v)));
         }
-        Some(Cow::Owned(json_string(v)))
+        raw_path(raw, &keys).map(|v| Cow::Owned(raw_string(v)))
     }
 
     fn container_prop(
@@ -872,8 +848,10 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// Finds `path` (object keys only) inside raw JSON without building a tree:
-/// other members are skipped unparsed, so a lookup allocates nothing.
+/// Finds `path` inside raw JSON without building a tree: each segment is an
+/// object key, or an array index when it is a number and the value there
+/// is an array. Other members are skipped unparsed, so a lookup allocates
+/// nothing.
 pub(crate) fn raw_path<'a>(raw: &'a str, path: &[&str]) -> Option<&'a RawValue> {
     let mut cur: &'a str = raw;
     let mut found: Option<&'a RawValue> = None;
@@ -924,8 +902,21 @@ impl<'de> serde::de::Visitor<'de> for KeyLookup<'_> {
         Ok(found)
     }
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut s: A) -> Result<Self::Value, A::Error> {
-        while s.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-        Ok(None)
+        let want = self.0.parse::<usize>().ok();
+        let mut found = None;
+        let mut i = 0usize;
+        loop {
+            if Some(i) == want && found.is_none() {
+                match s.next_element::<&'de RawValue>()? {
+                    Some(v) => found = Some(v),
+                    None => break,
+                }
+            } else if s.next_element::<serde::de::IgnoredAny>()?.is_none() {
+                break;
+            }
+            i += 1;
+        }
+        Ok(found)
     }
     fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
         Ok(None)
@@ -1022,6 +1013,22 @@ mod tests {
         assert!(raw_path(raw, &["spec", "type", "z"]).is_none());
         assert!(raw_path(raw, &["missing"]).is_none());
         assert!(raw_path("not json", &["a"]).is_none());
+        // Numbers index arrays (and stay keys on objects).
+        assert_eq!(
+            raw_path(raw, &["a", "0"]).map(raw_string).as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            raw_path(raw, &["a", "1", "b"]).map(raw_string).as_deref(),
+            Some("2")
+        );
+        assert!(raw_path(raw, &["a", "2"]).is_none());
+        let numeric_key = r#"{"0":"zero","x":[]}"#;
+        assert_eq!(
+            raw_path(numeric_key, &["0"]).map(raw_string).as_deref(),
+            Some("zero")
+        );
+        assert!(raw_path(numeric_key, &["x", "0"]).is_none());
     }
 
     #[test]
