@@ -1,0 +1,1 @@
+//! Verification from ClickHouse (filled in below).
