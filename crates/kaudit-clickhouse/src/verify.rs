@@ -25,6 +25,8 @@ use std::collections::HashMap;
 
 /// Most problems listed per node (the count is always complete).
 pub const MAX_LISTED: usize = 1000;
+/// Most distinct copies of one sequence number kept apart.
+const MAX_COPIES: usize = 64;
 
 /// One thing wrong with a node's rows.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -204,7 +206,6 @@ fn verify_node(
     let mut shipped_tree = CompactRange::new();
     let mut next_cp = 0usize;
     let mut expected = 0u64;
-    let mut prev: Option<(u64, Hash)> = None;
     // Rows whose recomputed hash differs from the shipped one, since the
     // last verified checkpoint.
     let mut suspects: Vec<u64> = Vec::new();
@@ -237,6 +238,48 @@ fn verify_node(
             suspects.clear();
         }
     };
+    // Every copy of one sequence number: (recomputed, shipped, copies).
+    let mut group: Vec<(Hash, Hash, u32)> = Vec::new();
+    let mut group_seq: Option<u64> = None;
+    let mut flush = |seq: u64, group: &mut Vec<(Hash, Hash, u32)>, report: &mut NodeReport| {
+        if group.len() > 1 {
+            report.problem(Problem::Conflict { seq });
+        }
+        // The copy sent most often (a resend repeats the node's own row),
+        // then the smallest hash, stands for the sequence number.
+        group.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
+        let Some(&(h, shipped, _)) = group.first() else {
+            return;
+        };
+        group.clear();
+        report.rows += 1;
+        if broken {
+            return;
+        }
+        if seq != expected {
+            // A gap: every missing number is named; the tree cannot be
+            // folded past it.
+            for s in expected..seq.min(expected + MAX_LISTED as u64) {
+                report.problem(Problem::Missing { seq: s });
+            }
+            broken = true;
+            return;
+        }
+        // Checkpoints at this size are checked before the row is added.
+        while let Some((size, root)) = checkpoints.get(next_cp) {
+            if *size != seq {
+                break;
+            }
+            check(*size, root, &rows_tree, &shipped_tree, &mut suspects, report, &mut last_good);
+            next_cp += 1;
+        }
+        if h != shipped {
+            suspects.push(seq);
+        }
+        rows_tree.push(h);
+        shipped_tree.push(shipped);
+        expected = seq + 1;
+    };
     while !r.at_end().map_err(bad)? {
         let seq = r.u64().map_err(bad)?;
         let received = MicroTime(r.i64().map_err(bad)?);
@@ -249,43 +292,23 @@ fn verify_node(
         leaf.clear();
         kaudit_store::record::write_leaf(&cluster, &raw, received, seq, &mut leaf);
         let h = leaf_hash(&leaf);
-        if let Some((ps, ph)) = prev {
-            if ps == seq {
-                if ph != h {
-                    report.problem(Problem::Conflict { seq });
-                }
-                continue;
+        if group_seq != Some(seq) {
+            if let Some(g) = group_seq {
+                flush(g, &mut group, &mut report);
             }
+            group_seq = Some(seq);
         }
-        prev = Some((seq, h));
-        report.rows += 1;
-        if broken {
-            continue;
+        let n = group.len();
+        match group.iter_mut().find(|c| c.0 == h && c.1 == shipped) {
+            Some(c) => c.2 = c.2.saturating_add(1),
+            None if n < MAX_COPIES => group.push((h, shipped, 1)),
+            None => {}
         }
-        if seq != expected {
-            // A gap: every missing number is named; the tree cannot be
-            // folded past it.
-            for s in expected..seq.min(expected + MAX_LISTED as u64) {
-                report.problem(Problem::Missing { seq: s });
-            }
-            broken = true;
-            continue;
-        }
-        // Checkpoints at this size are checked before the row is added.
-        while let Some((size, root)) = checkpoints.get(next_cp) {
-            if *size != seq {
-                break;
-            }
-            check(*size, root, &rows_tree, &shipped_tree, &mut suspects, &mut report, &mut last_good);
-            next_cp += 1;
-        }
-        if h != shipped {
-            suspects.push(seq);
-        }
-        rows_tree.push(h);
-        shipped_tree.push(shipped);
-        expected = seq + 1;
     }
+    if let Some(g) = group_seq {
+        flush(g, &mut group, &mut report);
+    }
+    drop(flush);
     if !broken {
         while let Some((size, root)) = checkpoints.get(next_cp) {
             if *size != expected {
