@@ -67,16 +67,20 @@ impl ClickHouseBackend {
 
     /// Rows in the table, each counted once.
     pub fn count(&self) -> ChResult<u64> {
-        let t = self.client.execute(&format!(
-            "SELECT uniqExact(gseq) FROM {}",
-            self.events()
-        ))?;
+        let t = self
+            .client
+            .execute(&format!("SELECT uniqExact(gseq) FROM {}", self.events()))?;
         t.trim()
             .parse()
             .map_err(|_| answer_err("count", format!("not a number: {t:?}")))
     }
 
-    fn candidates(&self, query: &Query, since: Option<i64>, until: Option<i64>) -> CandidateLog<'_> {
+    fn candidates(
+        &self,
+        query: &Query,
+        since: Option<i64>,
+        until: Option<i64>,
+    ) -> CandidateLog<'_> {
         let c = sql::compile(query.expr());
         CandidateLog {
             backend: self,
@@ -84,22 +88,54 @@ impl ClickHouseBackend {
         }
     }
 
+    /// The statement one search batch runs: up to `batch` rows in output
+    /// order after the `(time, gseq)` position `after`, each row once.
+    pub fn search_statement(
+        &self,
+        req: &SearchRequest,
+        after: Option<(i64, u64)>,
+        batch: usize,
+    ) -> String {
+        let Compiled { sql: w, .. } = sql::compile(req.query.expr());
+        let (dir, cmp) = if req.reverse {
+            ("ASC", ">")
+        } else {
+            ("DESC", "<")
+        };
+        let range = sql::time_range(req.since, req.until);
+        let cur = after.map_or("1".to_string(), |(t, s)| {
+            format!("(time {cmp} {t} OR (time = {t} AND gseq {cmp} {s}))")
+        });
+        format!(
+            "SELECT gseq, time, received, cluster, raw FROM {} WHERE ({w}) AND ({range}) AND {cur} ORDER BY time {dir}, gseq {dir} LIMIT 1 BY gseq LIMIT {batch} FORMAT RowBinary",
+            self.events()
+        )
+    }
+
+    /// The statement reading the rows `query` may match within the time
+    /// bounds whose `gseq` lies in `range`, in `gseq` order, each once.
+    pub fn candidates_statement(
+        &self,
+        query: &Query,
+        since: Option<i64>,
+        until: Option<i64>,
+        range: Range<u64>,
+    ) -> String {
+        self.candidates(query, since, until).statement(range)
+    }
+
     fn search_sql(&self, req: &SearchRequest) -> IndexResult<Page> {
         let limit = req.limit.clamp(1, MAX_LIMIT);
-        let Compiled { sql: w, exact } = sql::compile(req.query.expr());
-        let (dir, cmp) = if req.reverse { ("ASC", ">") } else { ("DESC", "<") };
+        let exact = sql::compile(req.query.expr()).exact;
         let mut after = req.cursor.map(|c| (c.time, c.seq));
-        let mut batch = if exact { limit } else { (limit + limit / 2).max(32) };
+        let mut batch = if exact {
+            limit
+        } else {
+            (limit + limit / 2).max(32)
+        };
         let mut page = Page::default();
-        let range = sql::time_range(req.since, req.until);
         loop {
-            let cur = after.map_or("1".to_string(), |(t, s)| {
-                format!("(time {cmp} {t} OR (time = {t} AND gseq {cmp} {s}))")
-            });
-            let q = format!(
-                "SELECT gseq, time, received, cluster, raw FROM {} WHERE ({w}) AND ({range}) AND {cur} ORDER BY time {dir}, gseq {dir} LIMIT 1 BY gseq LIMIT {batch} FORMAT RowBinary",
-                self.events()
-            );
+            let q = self.search_statement(req, after, batch);
             let resp = self.client.query_reader(&q).map_err(ix_err)?;
             let mut r = Reader::new(resp);
             let mut fetched = 0usize;
@@ -143,7 +179,14 @@ impl ClickHouseBackend {
         Ok(page)
     }
 
-    fn field_values_sql(&self, field: &Field, prefix: &str, limit: usize) -> IndexResult<Vec<(String, u64)>> {
+    /// The statement listing values of `field` starting with `prefix`,
+    /// most frequent first (ties by value), each row counted once.
+    pub fn field_values_statement(
+        &self,
+        field: &Field,
+        prefix: &str,
+        limit: usize,
+    ) -> IndexResult<String> {
         let dict = &kaudit_index::index::DICT_FIELDS;
         let c = match column(field) {
             Some(c) if dict.contains(field) => c,
@@ -156,18 +199,39 @@ impl ClickHouseBackend {
             }
         };
         let (inner, expr, present) = match c.kind {
-            Kind::Single => (c.name.to_string(), c.name.to_string(), format!("{} != ''", c.name)),
+            Kind::Single => (
+                c.name.to_string(),
+                c.name.to_string(),
+                format!("{} != ''", c.name),
+            ),
             Kind::Always => (c.name.to_string(), c.name.to_string(), "1".into()),
-            Kind::Array => (c.name.to_string(), format!("arrayJoin({})", c.name), "1".into()),
-            Kind::Code => ("code, has_code".into(), "toString(code)".into(), "has_code = 1".into()),
+            Kind::Array => (
+                c.name.to_string(),
+                format!("arrayJoin({})", c.name),
+                "1".into(),
+            ),
+            Kind::Code => (
+                "code, has_code".into(),
+                "toString(code)".into(),
+                "has_code = 1".into(),
+            ),
         };
-        let q = format!(
+        Ok(format!(
             "SELECT v, count() AS n FROM (SELECT {expr} AS v FROM (SELECT gseq, {inner} FROM {} LIMIT 1 BY gseq) WHERE {present}) WHERE substring(v, 1, {}) = {} GROUP BY v ORDER BY n DESC, v ASC LIMIT {} FORMAT RowBinary",
             self.events(),
             prefix.len(),
             quote(prefix),
             limit.clamp(1, kaudit_index::backend::MAX_FIELD_VALUES)
-        );
+        ))
+    }
+
+    fn field_values_sql(
+        &self,
+        field: &Field,
+        prefix: &str,
+        limit: usize,
+    ) -> IndexResult<Vec<(String, u64)>> {
+        let q = self.field_values_statement(field, prefix, limit)?;
         let resp = self.client.query_reader(&q).map_err(ix_err)?;
         let mut r = Reader::new(resp);
         let bad = |m: String| ix_err(answer_err("field values", m));
@@ -189,6 +253,18 @@ pub struct CandidateLog<'a> {
     filter: String,
 }
 
+impl CandidateLog<'_> {
+    fn statement(&self, range: Range<u64>) -> String {
+        format!(
+            "SELECT gseq, seq, received, cluster, raw FROM {} WHERE {} AND gseq >= {} AND gseq < {} ORDER BY gseq LIMIT 1 BY gseq FORMAT RowBinary",
+            self.backend.events(),
+            self.filter,
+            range.start,
+            range.end
+        )
+    }
+}
+
 impl LogReader for CandidateLog<'_> {
     fn size(&self) -> u64 {
         u64::MAX >> 1
@@ -196,14 +272,12 @@ impl LogReader for CandidateLog<'_> {
     fn first_seq(&self) -> u64 {
         0
     }
-    fn read(&self, range: Range<u64>, f: &mut dyn FnMut(u64, LeafRef<'_>) -> bool) -> StoreResult<()> {
-        let q = format!(
-            "SELECT gseq, seq, received, cluster, raw FROM {} WHERE {} AND gseq >= {} AND gseq < {} ORDER BY gseq LIMIT 1 BY gseq FORMAT RowBinary",
-            self.backend.events(),
-            self.filter,
-            range.start,
-            range.end
-        );
+    fn read(
+        &self,
+        range: Range<u64>,
+        f: &mut dyn FnMut(u64, LeafRef<'_>) -> bool,
+    ) -> StoreResult<()> {
+        let q = self.statement(range);
         let err = |m: String| StoreError::Input(format!("clickhouse: {m}"));
         let resp = self
             .backend
@@ -279,11 +353,21 @@ impl SearchBackend for ClickHouseBackend {
         kaudit_index::stats::stats(&Index::empty_at(0), &log, req)
     }
 
-    fn field_values(&self, field: &Field, prefix: &str, limit: usize) -> IndexResult<Vec<(String, u64)>> {
+    fn field_values(
+        &self,
+        field: &Field,
+        prefix: &str,
+        limit: usize,
+    ) -> IndexResult<Vec<(String, u64)>> {
         self.field_values_sql(field, prefix, limit)
     }
 
-    fn time_span(&self, query: &Query, since: Option<i64>, until: Option<i64>) -> IndexResult<Option<(i64, i64)>> {
+    fn time_span(
+        &self,
+        query: &Query,
+        since: Option<i64>,
+        until: Option<i64>,
+    ) -> IndexResult<Option<(i64, i64)>> {
         let log = self.candidates(query, since, until);
         kaudit_index::search::time_span(&Index::empty_at(0), &log, query, since, until, None)
     }

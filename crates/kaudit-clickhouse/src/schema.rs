@@ -177,26 +177,10 @@ impl Tables {
     pub fn ddl_v1(&self) -> Vec<String> {
         let on = self.on_cluster();
         let db = &self.db;
-        let mut cols = vec![
-            "day Date".to_string(),
-            "time Int64".into(),
-            "received Int64".into(),
-            "node_id UInt16".into(),
-            "seq UInt64".into(),
-            "gseq UInt64".into(),
-            "node LowCardinality(String)".into(),
-        ];
-        for f in column_fields() {
-            if let Some(c) = column(&f) {
-                cols.push(format!("{} {}", c.name, c.ty));
-                if c.kind == Kind::Code {
-                    cols.push("has_code UInt8".into());
-                }
-            }
-        }
-        cols.push("latency Int64".into());
-        cols.push("leaf_hash FixedString(32)".into());
-        cols.push("raw String".into());
+        let cols: Vec<String> = row_columns()
+            .iter()
+            .map(|(n, t)| format!("{n} {t}"))
+            .collect();
         let mut out = vec![format!(
             "CREATE TABLE IF NOT EXISTS {db}.{}{on} ({}) ENGINE = {} PARTITION BY day ORDER BY (time, gseq) SETTINGS index_granularity = 8192",
             self.events_local,
@@ -223,35 +207,71 @@ impl Tables {
 
     /// The column list rows are inserted with, in [`encode_row`]'s order.
     pub fn insert_columns() -> String {
-        let mut cols = vec!["day", "time", "received", "node_id", "seq", "gseq", "node"];
-        for f in column_fields() {
-            if let Some(c) = column(&f) {
-                cols.push(c.name);
-                if c.kind == Kind::Code {
-                    cols.push("has_code");
-                }
+        row_columns()
+            .iter()
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The statements that create schema version 1 from nothing, each with
+    /// the database it runs in (what [`migrate`] runs; the dialect test
+    /// runs them on both server versions).
+    pub fn create_statements(&self) -> Vec<(String, String)> {
+        let on = self.on_cluster();
+        let db = &self.db;
+        let mut out = vec![
+            ("default".to_string(), format!("CREATE DATABASE IF NOT EXISTS {db}{on}")),
+            (
+                db.clone(),
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {db}.{}{on} (version UInt32, applied Int64) ENGINE = {} ORDER BY version",
+                    self.schema,
+                    self.engine(&self.schema, true)
+                ),
+            ),
+        ];
+        out.extend(self.ddl_v1().into_iter().map(|s| (db.clone(), s)));
+        out
+    }
+}
+
+/// Every column of an events row with its type, in [`encode_row`]'s order.
+pub fn row_columns() -> Vec<(&'static str, &'static str)> {
+    let mut cols = vec![
+        ("day", "Date"),
+        ("time", "Int64"),
+        ("received", "Int64"),
+        ("node_id", "UInt16"),
+        ("seq", "UInt64"),
+        ("gseq", "UInt64"),
+        ("node", "LowCardinality(String)"),
+    ];
+    for f in column_fields() {
+        if let Some(c) = column(&f) {
+            cols.push((c.name, c.ty));
+            if c.kind == Kind::Code {
+                cols.push(("has_code", "UInt8"));
             }
         }
-        cols.extend(["latency", "leaf_hash", "raw"]);
-        cols.join(", ")
     }
+    cols.extend([
+        ("latency", "Int64"),
+        ("leaf_hash", "FixedString(32)"),
+        ("raw", "String"),
+    ]);
+    cols
 }
 
 /// Creates the database and tables when missing and applies the schema
 /// versions not applied yet (every node runs it at start; all statements
 /// are idempotent). Returns the version now in force.
 pub fn migrate(client: &Client, tables: &Tables) -> ChResult<u32> {
-    let on = tables.on_cluster();
     let db = &tables.db;
-    client.ddl("default", &format!("CREATE DATABASE IF NOT EXISTS {db}{on}"))?;
-    client.ddl(
-        db,
-        &format!(
-            "CREATE TABLE IF NOT EXISTS {db}.{}{on} (version UInt32, applied Int64) ENGINE = {} ORDER BY version",
-            tables.schema,
-            tables.engine(&tables.schema, true)
-        ),
-    )?;
+    let create = tables.create_statements();
+    for (in_db, stmt) in create.iter().take(2) {
+        client.ddl(in_db, stmt)?;
+    }
     let have: u32 = client
         .execute(&format!("SELECT max(version) FROM {db}.{}", tables.schema))?
         .trim()
@@ -263,8 +283,8 @@ pub fn migrate(client: &Client, tables: &Tables) -> ChResult<u32> {
         )));
     }
     if have < 1 {
-        for stmt in tables.ddl_v1() {
-            client.ddl(db, &stmt)?;
+        for (in_db, stmt) in create.iter().skip(2) {
+            client.ddl(in_db, stmt)?;
         }
         client.execute(&format!(
             "INSERT INTO {db}.{} (version, applied) VALUES (1, {})",
@@ -352,7 +372,6 @@ pub fn encode_row(
     out.extend_from_slice(&kaudit_store::merkle::leaf_hash(leaf));
     put_str(out, raw);
 }
-
 
 #[cfg(test)]
 mod tests {

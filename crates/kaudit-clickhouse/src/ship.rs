@@ -148,10 +148,7 @@ impl Shipper {
         let r = if sync {
             // Through the Distributed table: wait for the shard to take
             // the rows, so the cursor never moves past rows only queued.
-            c.insert(
-                &format!("{sql} SETTINGS insert_distributed_sync = 1"),
-                body,
-            )
+            c.insert(&format!("{sql} SETTINGS insert_distributed_sync = 1"), body)
         } else {
             c.insert(&sql, body)
         };
@@ -256,7 +253,9 @@ impl Follower for Shipper {
         }
         self.save()?;
         self.stats.next.store(self.cursor.next, Ordering::Relaxed);
-        self.stats.shipped.store(self.cursor.shipped, Ordering::Relaxed);
+        self.stats
+            .shipped
+            .store(self.cursor.shipped, Ordering::Relaxed);
         Ok(n)
     }
 }

@@ -213,12 +213,12 @@ fn verify_node(
     let mut broken = false;
     let mut leaf = Vec::new();
     let check = |size: u64,
-                     root: &Hash,
-                     rows: &CompactRange,
-                     shipped: &CompactRange,
-                     suspects: &mut Vec<u64>,
-                     report: &mut NodeReport,
-                     last_good: &mut u64| {
+                 root: &Hash,
+                 rows: &CompactRange,
+                 shipped: &CompactRange,
+                 suspects: &mut Vec<u64>,
+                 report: &mut NodeReport,
+                 last_good: &mut u64| {
         report.checkpoints += 1;
         if rows.root() == *root {
             report.verified_size = size;
@@ -270,7 +270,15 @@ fn verify_node(
             if *size != seq {
                 break;
             }
-            check(*size, root, &rows_tree, &shipped_tree, &mut suspects, report, &mut last_good);
+            check(
+                *size,
+                root,
+                &rows_tree,
+                &shipped_tree,
+                &mut suspects,
+                report,
+                &mut last_good,
+            );
             next_cp += 1;
         }
         if h != shipped {
@@ -314,7 +322,15 @@ fn verify_node(
             if *size != expected {
                 break;
             }
-            check(*size, root, &rows_tree, &shipped_tree, &mut suspects, &mut report, &mut last_good);
+            check(
+                *size,
+                root,
+                &rows_tree,
+                &shipped_tree,
+                &mut suspects,
+                &mut report,
+                &mut last_good,
+            );
             next_cp += 1;
         }
     }

@@ -8,7 +8,9 @@ mod common;
 
 use kaudit_clickhouse::{ClickHouseBackend, Shipper};
 use kaudit_index::history::{object_history, user_sessions, HistoryRequest, Target};
-use kaudit_index::{search_pages, EmbeddedBackend, ScanField, SearchBackend, SearchRequest, StatsRequest};
+use kaudit_index::{
+    search_pages, EmbeddedBackend, ScanField, SearchBackend, SearchRequest, StatsRequest,
+};
 use kaudit_query::{Field, Query};
 use kaudit_store::{LogReader, Record, Store, StoreOptions};
 use std::sync::Arc;
@@ -106,7 +108,8 @@ fn two_nodes_one_clickhouse_answer_like_the_embedded_backend() {
         };
         let (a, b) = (all(&embedded, false), all(&chb, false));
         assert!(
-            b.windows(2).all(|w| (w[0].time, w[0].seq) > (w[1].time, w[1].seq)),
+            b.windows(2)
+                .all(|w| (w[0].time, w[0].seq) > (w[1].time, w[1].seq)),
             "{q}: clickhouse pages are not newest first"
         );
         let mut ka: Vec<_> = a.iter().map(key).collect();
@@ -131,8 +134,20 @@ fn two_nodes_one_clickhouse_answer_like_the_embedded_backend() {
             let mut req = SearchRequest::new(query.clone(), 50);
             req.since = Some(lo + (hi - lo) / 4);
             req.until = Some(mid);
-            let pa: Vec<_> = embedded.search(&req).expect("page").hits.iter().map(key).collect();
-            let pb: Vec<_> = chb.search(&req).expect("page").hits.iter().map(key).collect();
+            let pa: Vec<_> = embedded
+                .search(&req)
+                .expect("page")
+                .hits
+                .iter()
+                .map(key)
+                .collect();
+            let pb: Vec<_> = chb
+                .search(&req)
+                .expect("page")
+                .hits
+                .iter()
+                .map(key)
+                .collect();
             assert_eq!(pa.len(), pb.len(), "{q}: time-bounded page sizes differ");
         }
         // Stats: top-N, histogram, latency percentiles.
@@ -182,10 +197,20 @@ fn two_nodes_one_clickhouse_answer_like_the_embedded_backend() {
         };
         assert_eq!(scan(&embedded), scan(&chb), "{q}: scan_fields differs");
     }
-    assert!(nonempty >= 12, "too few queries matched anything: {nonempty}");
+    assert!(
+        nonempty >= 12,
+        "too few queries matched anything: {nonempty}"
+    );
     assert!(t0 < t1);
     // Autocomplete.
-    for (f, p) in [(Field::User, ""), (Field::User, "system:"), (Field::Verb, ""), (Field::Group, ""), (Field::Code, "4"), (Field::Cluster, "")] {
+    for (f, p) in [
+        (Field::User, ""),
+        (Field::User, "system:"),
+        (Field::Verb, ""),
+        (Field::Group, ""),
+        (Field::Code, "4"),
+        (Field::Cluster, ""),
+    ] {
         let a = embedded.field_values(&f, p, 20).expect("values");
         let b = chb.field_values(&f, p, 20).expect("values");
         assert!(!a.is_empty(), "{f:?} {p:?}: no values");
@@ -194,11 +219,16 @@ fn two_nodes_one_clickhouse_answer_like_the_embedded_backend() {
     // Timelines: an object's history and a user's sessions.
     let mut obj = None;
     embedded
-        .for_each_match(&Query::parse("verb=update,patch namespace=*").expect("q"), None, None, &mut |_, _, ev, _| {
-            let o = ev.doc().object_ref.as_ref();
-            obj = o.map(|o| format!("{}/{}/{}", o.resource, o.namespace, o.name));
-            obj.is_none()
-        })
+        .for_each_match(
+            &Query::parse("verb=update,patch namespace=*").expect("q"),
+            None,
+            None,
+            &mut |_, _, ev, _| {
+                let o = ev.doc().object_ref.as_ref();
+                obj = o.map(|o| format!("{}/{}/{}", o.resource, o.namespace, o.name));
+                obj.is_none()
+            },
+        )
         .expect("find object");
     let target = Target::parse(&obj.expect("an updated object")).expect("target");
     let ha = object_history(&embedded, &target, &HistoryRequest::default()).expect("history");
@@ -218,8 +248,15 @@ fn two_nodes_one_clickhouse_answer_like_the_embedded_backend() {
         v
     };
     assert_eq!(strip(&ha), strip(&hb), "object history differs");
-    let user = embedded.field_values(&Field::User, "", 1).expect("users")[0].0.clone();
-    let ua = serde_json::to_string(&user_sessions(&embedded, &user, None, None, None).expect("sessions")).expect("json");
-    let ub = serde_json::to_string(&user_sessions(&chb, &user, None, None, None).expect("sessions")).expect("json");
+    let user = embedded.field_values(&Field::User, "", 1).expect("users")[0]
+        .0
+        .clone();
+    let ua = serde_json::to_string(
+        &user_sessions(&embedded, &user, None, None, None).expect("sessions"),
+    )
+    .expect("json");
+    let ub =
+        serde_json::to_string(&user_sessions(&chb, &user, None, None, None).expect("sessions"))
+            .expect("json");
     assert_eq!(ua, ub, "user sessions differ");
 }

@@ -58,7 +58,14 @@ fn rows_verify_and_tampering_is_named() {
         assert!(r.ok(), "{r:?}");
         assert!(r.trusted_key);
     }
-    assert_eq!((reports[0].rows, reports[0].checkpoints, reports[0].verified_size), (500, 2, 500));
+    assert_eq!(
+        (
+            reports[0].rows,
+            reports[0].checkpoints,
+            reports[0].verified_size
+        ),
+        (500, 2, 500)
+    );
     assert_eq!((reports[1].rows, reports[1].verified_size), (400, 400));
 
     // A wrong trusted key fails every checkpoint of that node.
@@ -66,7 +73,11 @@ fn rows_verify_and_tampering_is_named() {
     wrong.insert(1, s2.verifier().clone());
     let r = verify(&client, &tables, &wrong).expect("verify");
     assert!(!r[0].ok());
-    assert!(matches!(r[0].problems[0], Problem::BadCheckpoint { .. }), "{:?}", r[0].problems);
+    assert!(
+        matches!(r[0].problems[0], Problem::BadCheckpoint { .. }),
+        "{:?}",
+        r[0].problems
+    );
 
     // Edit node 1's row 5, delete node 2's row 7, insert a second,
     // different row 9 for node 1.
@@ -78,7 +89,10 @@ fn rows_verify_and_tampering_is_named() {
         ))
         .expect("update");
     client
-        .execute(&format!("ALTER TABLE {db}.{} DELETE WHERE node_id = 2 AND seq = 7", tables.events))
+        .execute(&format!(
+            "ALTER TABLE {db}.{} DELETE WHERE node_id = 2 AND seq = 7",
+            tables.events
+        ))
         .expect("delete");
     wait_mutations(&client);
     let mut body = Vec::new();
@@ -86,20 +100,45 @@ fn rows_verify_and_tampering_is_named() {
     LogReader::read(&s1, 9..10, &mut |seq, l| {
         let mut ev = l.event.to_vec();
         ev.extend_from_slice(b" ");
-        encode_row(&mut body, 1, "node-1", seq, l.cluster, MicroTime(l.received.0 + 1), &ev, None, &mut leaf);
+        encode_row(
+            &mut body,
+            1,
+            "node-1",
+            seq,
+            l.cluster,
+            MicroTime(l.received.0 + 1),
+            &ev,
+            None,
+            &mut leaf,
+        );
         true
     })
     .expect("read");
     client
         .insert(
-            &format!("INSERT INTO {db}.{} ({}) FORMAT RowBinary", tables.events, Tables::insert_columns()),
+            &format!(
+                "INSERT INTO {db}.{} ({}) FORMAT RowBinary",
+                tables.events,
+                Tables::insert_columns()
+            ),
             body,
         )
         .expect("insert");
     let r = verify(&client, &tables, &trusted).expect("verify");
-    assert!(r[0].problems.contains(&Problem::Altered { seq: 5 }), "{:?}", r[0].problems);
-    assert!(r[0].problems.contains(&Problem::Conflict { seq: 9 }), "{:?}", r[0].problems);
-    assert!(!r[0].problems.iter().any(|p| matches!(p, Problem::Altered { seq } if *seq != 5)));
+    assert!(
+        r[0].problems.contains(&Problem::Altered { seq: 5 }),
+        "{:?}",
+        r[0].problems
+    );
+    assert!(
+        r[0].problems.contains(&Problem::Conflict { seq: 9 }),
+        "{:?}",
+        r[0].problems
+    );
+    assert!(!r[0]
+        .problems
+        .iter()
+        .any(|p| matches!(p, Problem::Altered { seq } if *seq != 5)));
     assert_eq!(r[1].problems, vec![Problem::Missing { seq: 7 }]);
     assert!(!r[0].ok() && !r[1].ok());
 }

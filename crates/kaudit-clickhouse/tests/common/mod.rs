@@ -59,7 +59,12 @@ impl ClickHouse {
     }
 
     /// Writes the config of a server in `dir` (no start).
-    pub fn configure(dir: PathBuf, http_port: u16, tcp_port: u16, replica: Option<Replica>) -> ClickHouse {
+    pub fn configure(
+        dir: PathBuf,
+        http_port: u16,
+        tcp_port: u16,
+        replica: Option<Replica>,
+    ) -> ClickHouse {
         assert!(
             Path::new(SERVER).exists(),
             "{SERVER} is missing: apt-get install -y clickhouse-server (scripts/test.sh installs it)"
@@ -150,10 +155,16 @@ impl ClickHouse {
             if let Some(c) = self.child.as_mut() {
                 if let Ok(Some(st)) = c.try_wait() {
                     let log = std::fs::read_to_string(self.dir.join("err.log")).unwrap_or_default();
-                    panic!("clickhouse-server exited with {st}: {}", &log[log.len().saturating_sub(3000)..]);
+                    panic!(
+                        "clickhouse-server exited with {st}: {}",
+                        &log[log.len().saturating_sub(3000)..]
+                    );
                 }
             }
-            assert!(Instant::now() < deadline, "clickhouse-server did not answer /ping within 60 s");
+            assert!(
+                Instant::now() < deadline,
+                "clickhouse-server did not answer /ping within 60 s"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
