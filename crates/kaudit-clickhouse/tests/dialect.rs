@@ -34,9 +34,11 @@ json.dump(out, open(sys.argv[3], "w"))
 "#;
 
 fn chdb_python() -> PathBuf {
-    let p = std::env::var_os("KAUDIT_CHDB_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/chdb-venv/bin/python")
-    });
+    let p = std::env::var_os("KAUDIT_CHDB_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/chdb-venv/bin/python")
+        });
     assert!(
         p.exists(),
         "{}: no Python with chdb; set KAUDIT_CHDB_PYTHON or run scripts/test.sh (python3 -m venv target/chdb-venv && target/chdb-venv/bin/pip install chdb)",
@@ -59,7 +61,17 @@ fn same_ddl_and_queries_same_answers_on_18_16_and_current_clickhouse() {
     let mut leaf = Vec::new();
     LogReader::read(&store, 0..store.len(), &mut |seq, l| {
         let ev = kaudit_event::Event::from_json(l.event).ok();
-        encode_row(&mut body, 3, "node-3", seq, l.cluster, l.received, l.event, ev.as_ref(), &mut leaf);
+        encode_row(
+            &mut body,
+            3,
+            "node-3",
+            seq,
+            l.cluster,
+            l.received,
+            l.event,
+            ev.as_ref(),
+            &mut leaf,
+        );
         true
     })
     .expect("read");
@@ -69,11 +81,21 @@ fn same_ddl_and_queries_same_answers_on_18_16_and_current_clickhouse() {
         tables.events,
         Tables::insert_columns()
     );
-    backend.client().insert(&insert, body.clone()).expect("insert 18.16");
+    backend
+        .client()
+        .insert(&insert, body.clone())
+        .expect("insert 18.16");
     let rows_file = dir.path().join("rows.bin");
     std::fs::write(&rows_file, &body).expect("rows");
-    let structure: Vec<String> = row_columns().iter().map(|(n, t)| format!("{n} {t}")).collect();
-    let mut setup: Vec<String> = tables.create_statements().into_iter().map(|(_, s)| s).collect();
+    let structure: Vec<String> = row_columns()
+        .iter()
+        .map(|(n, t)| format!("{n} {t}"))
+        .collect();
+    let mut setup: Vec<String> = tables
+        .create_statements()
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect();
     setup.push(format!(
         "INSERT INTO {}.{} ({}) SELECT * FROM file({}, 'RowBinary', {})",
         tables.db,
@@ -105,8 +127,17 @@ fn same_ddl_and_queries_same_answers_on_18_16_and_current_clickhouse() {
         queries.push(backend.search_statement(&req, Some((0, 5)), 20));
         queries.push(backend.candidates_statement(&query, None, None, 0..u64::MAX >> 1));
     }
-    for (f, p) in [(Field::User, ""), (Field::Group, "system:"), (Field::Code, "2"), (Field::Stage, "")] {
-        queries.push(backend.field_values_statement(&f, p, 20).expect("statement"));
+    for (f, p) in [
+        (Field::User, ""),
+        (Field::Group, "system:"),
+        (Field::Code, "2"),
+        (Field::Stage, ""),
+    ] {
+        queries.push(
+            backend
+                .field_values_statement(&f, p, 20)
+                .expect("statement"),
+        );
     }
     let req_file = dir.path().join("req.json");
     let out_file = dir.path().join("out.json");
@@ -131,14 +162,27 @@ fn same_ddl_and_queries_same_answers_on_18_16_and_current_clickhouse() {
     let mut nonempty = 0;
     for (q, a) in queries.iter().zip(&answers) {
         let new = match a.get("ok").and_then(|v| v.as_str()) {
-            Some(b) => base64::engine::general_purpose::STANDARD.decode(b).expect("b64"),
+            Some(b) => base64::engine::general_purpose::STANDARD
+                .decode(b)
+                .expect("b64"),
             None => panic!("current ClickHouse refused {q}: {a}"),
         };
-        let old = backend.client().query_bytes(q).unwrap_or_else(|e| panic!("18.16 refused {q}: {e}"));
+        let old = backend
+            .client()
+            .query_bytes(q)
+            .unwrap_or_else(|e| panic!("18.16 refused {q}: {e}"));
         if !old.is_empty() {
             nonempty += 1;
         }
-        assert!(old == new, "answers differ ({} vs {} bytes) for {q}", old.len(), new.len());
+        assert!(
+            old == new,
+            "answers differ ({} vs {} bytes) for {q}",
+            old.len(),
+            new.len()
+        );
     }
-    assert!(nonempty >= queries.len() / 2, "too few statements selected rows: {nonempty}");
+    assert!(
+        nonempty >= queries.len() / 2,
+        "too few statements selected rows: {nonempty}"
+    );
 }

@@ -290,9 +290,9 @@ fn verify_clickhouse(a: &VerifyArgs, target: &str) -> anyhow::Result<ExitCode> {
         let (id, key) = nk
             .split_once('=')
             .ok_or_else(|| anyhow::anyhow!("--node-key {nk:?}: expected ID=KEY"))?;
-        let id: u16 = id
-            .parse()
-            .map_err(|_| anyhow::anyhow!("--node-key {nk:?}: {id:?} is not a node id (0..65535)"))?;
+        let id: u16 = id.parse().map_err(|_| {
+            anyhow::anyhow!("--node-key {nk:?}: {id:?} is not a node id (0..65535)")
+        })?;
         trusted.insert(id, read_key_arg(key)?);
     }
     let client = kaudit_clickhouse::Client::connect(&cfg)?;
@@ -301,10 +301,19 @@ fn verify_clickhouse(a: &VerifyArgs, target: &str) -> anyhow::Result<ExitCode> {
     let mut ok = !reports.is_empty();
     for r in &reports {
         for p in &r.problems {
-            outln!("FAIL: node {} ({}): {}", r.node_id, r.node, serde_json::to_string(p)?);
+            outln!(
+                "FAIL: node {} ({}): {}",
+                r.node_id,
+                r.node,
+                serde_json::to_string(p)?
+            );
         }
         if r.problem_count > r.problems.len() as u64 {
-            outln!("FAIL: node {}: {} more problems not listed", r.node_id, r.problem_count - r.problems.len() as u64);
+            outln!(
+                "FAIL: node {}: {} more problems not listed",
+                r.node_id,
+                r.problem_count - r.problems.len() as u64
+            );
         }
         outln!(
             "{}: node {} ({}): {} rows, {} checkpoints checked, verified up to {}, {} rows past the newest checkpoint, key {}",
@@ -322,7 +331,11 @@ fn verify_clickhouse(a: &VerifyArgs, target: &str) -> anyhow::Result<ExitCode> {
     if reports.is_empty() {
         outln!("FAILED: no node has rows or checkpoints in ClickHouse");
     }
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn read_key_arg(s: &str) -> anyhow::Result<Verifier25519> {
