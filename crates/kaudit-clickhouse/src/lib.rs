@@ -21,6 +21,7 @@
 
 pub mod backend;
 pub mod client;
+pub mod retention;
 pub mod rowbin;
 pub mod schema;
 pub mod ship;

@@ -322,6 +322,8 @@ pub fn parse_day(s: &str) -> Option<u16> {
 }
 
 /// Appends the row of one record: `seq` in node `node_id`'s store.
+// The parts of one stored record, each needed, borrowed from the caller.
+#[allow(clippy::too_many_arguments)]
 pub fn encode_row(
     out: &mut Vec<u8>,
     node_id: u16,

@@ -96,6 +96,7 @@ pub struct Shipper {
     cursor: ShipCursor,
     stats: Arc<ShipStats>,
     node: String,
+    last_retention: Option<std::time::Instant>,
 }
 
 impl Shipper {
@@ -116,6 +117,7 @@ impl Shipper {
             data: data.to_path_buf(),
             cursor,
             stats,
+            last_retention: None,
         })
     }
 
@@ -188,6 +190,33 @@ impl Shipper {
         Ok(())
     }
 
+    /// Applies `max_age_days` about once an hour (failures are logged; the
+    /// next hour tries again).
+    fn retention(&mut self) {
+        let Some(age) = self.cfg.max_age_days else {
+            return;
+        };
+        if self
+            .last_retention
+            .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(3600))
+        {
+            return;
+        }
+        self.last_retention = Some(std::time::Instant::now());
+        let today = schema::day_of(kaudit_event::MicroTime::now().micros());
+        let (tables, holds) = (self.tables.clone(), self.cfg.holds.clone());
+        let r = self
+            .client()
+            .and_then(|c| crate::retention::drop_expired(c, &tables, age, &holds, today));
+        match r {
+            Ok(d) if !d.is_empty() => {
+                tracing::info!(days = ?d, "clickhouse: dropped expired day partitions")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "clickhouse: retention failed"),
+        }
+    }
+
     fn save(&self) -> Result<(), FollowError> {
         write_cursor(&self.data, &self.cursor).map_err(FollowError::failed)
     }
@@ -208,6 +237,7 @@ impl Follower for Shipper {
         let from = self.cursor.next.max(LogReader::first_seq(log.store));
         let to = end.min(from + self.cfg.batch_events as u64);
         if from >= to {
+            self.retention();
             // Caught up: ship any checkpoint made since.
             let r = self.ship_checkpoints(log);
             if let Err(e) = r {

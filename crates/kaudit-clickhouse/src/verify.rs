@@ -102,6 +102,9 @@ impl NodeReport {
     }
 }
 
+/// A node's name, its verified checkpoints (size, root) and its report.
+type NodeCheckpoints = (String, Vec<(u64, Hash)>, NodeReport);
+
 fn bad(m: String) -> ClickHouseError {
     ClickHouseError::Answer {
         what: "verify".into(),
@@ -124,7 +127,7 @@ pub fn verify(
         tables.checkpoints
     ))?;
     let mut r = Reader::new(resp);
-    let mut cps: HashMap<u16, (String, Vec<(u64, Hash)>, NodeReport)> = HashMap::new();
+    let mut cps: HashMap<u16, NodeCheckpoints> = HashMap::new();
     while !r.at_end().map_err(bad)? {
         let node_id = r.u16().map_err(bad)?;
         let node = r.string().map_err(bad)?;
@@ -316,7 +319,6 @@ fn verify_node(
     if let Some(g) = group_seq {
         flush(g, &mut group, &mut report);
     }
-    drop(flush);
     if !broken {
         while let Some((size, root)) = checkpoints.get(next_cp) {
             if *size != expected {

@@ -48,7 +48,11 @@ fn clickhouse_down_30s_ingest_continues_and_shipping_catches_up() {
     let wait_shipped = |want: u64, within: Duration| {
         let deadline = Instant::now() + within;
         while stats.next.load(Ordering::Relaxed) < want {
-            assert!(Instant::now() < deadline, "shipping stuck at {} of {want}", stats.next.load(Ordering::Relaxed));
+            assert!(
+                Instant::now() < deadline,
+                "shipping stuck at {} of {want}",
+                stats.next.load(Ordering::Relaxed)
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     };
@@ -68,10 +72,20 @@ fn clickhouse_down_30s_ingest_continues_and_shipping_catches_up() {
         }
     }
     let stored = store.len();
-    assert!(stored >= 500 + 200 * 20, "too little load while down: {stored}");
-    assert!(saw_lag > 0, "the follower status never showed the lag: {:?}", status.snapshot());
+    assert!(
+        stored >= 500 + 200 * 20,
+        "too little load while down: {stored}"
+    );
+    assert!(
+        saw_lag > 0,
+        "the follower status never showed the lag: {:?}",
+        status.snapshot()
+    );
     assert!(status.snapshot().failures > 0);
-    assert!(max_append < Duration::from_secs(5), "appends waited for ClickHouse: {max_append:?}");
+    assert!(
+        max_append < Duration::from_secs(5),
+        "appends waited for ClickHouse: {max_append:?}"
+    );
     assert!(stats.lag() > 0);
 
     ch.spawn();
@@ -81,7 +95,11 @@ fn clickhouse_down_30s_ingest_continues_and_shipping_catches_up() {
     stop.store(true, Ordering::Relaxed);
     follower.join().expect("follower thread");
     let backend = ClickHouseBackend::open(&ch.config(0)).expect("backend");
-    assert_eq!(backend.count().expect("count"), stored, "rows lost or duplicated");
+    assert_eq!(
+        backend.count().expect("count"),
+        stored,
+        "rows lost or duplicated"
+    );
     let total: u64 = backend
         .client()
         .execute("SELECT count() FROM kaudit.kaudit_events FINAL")

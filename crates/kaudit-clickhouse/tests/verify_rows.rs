@@ -142,3 +142,58 @@ fn rows_verify_and_tampering_is_named() {
     assert_eq!(r[1].problems, vec![Problem::Missing { seq: 7 }]);
     assert!(!r[0].ok() && !r[1].ok());
 }
+
+#[test]
+fn retention_drops_whole_old_days_except_holds() {
+    let ch = common::ClickHouse::start();
+    let d = tempfile::tempdir().expect("tmp");
+    let s = common::store_of(d.path(), "alpha", 200, 51);
+    let mut sh = Shipper::new(ch.config(1), d.path()).expect("shipper");
+    common::ship_all(&mut sh, &s);
+    let cfg = ch.config(0);
+    let client = Client::connect(&cfg).expect("client");
+    let tables = Tables::new(&cfg);
+    let days: Vec<u16> = client
+        .execute("SELECT DISTINCT toUInt16(day) FROM kaudit.kaudit_events ORDER BY 1 FORMAT TabSeparated")
+        .expect("days")
+        .split_whitespace()
+        .map(|d| d.parse().expect("day"))
+        .collect();
+    assert!(!days.is_empty());
+    let (first, last) = (days[0], days[days.len() - 1]);
+    // Keep nothing older than the last day, but hold the first.
+    let y = chrono_day(first);
+    assert_eq!(kaudit_clickhouse::schema::parse_day(&y), Some(first));
+    let dropped = kaudit_clickhouse::retention::drop_expired(&client, &tables, 0, &[y], last)
+        .expect("retention");
+    assert!(!dropped.contains(&first) && !dropped.contains(&last));
+    assert_eq!(dropped.len(), days.len().saturating_sub(2));
+    let left: Vec<u16> = client
+        .execute("SELECT DISTINCT toUInt16(day) FROM kaudit.kaudit_events ORDER BY 1 FORMAT TabSeparated")
+        .expect("days")
+        .split_whitespace()
+        .map(|d| d.parse().expect("day"))
+        .collect();
+    let want: Vec<u16> = if first == last {
+        vec![first]
+    } else {
+        vec![first, last]
+    };
+    assert_eq!(left, want);
+}
+
+/// `YYYY-MM-DD` of a day number.
+fn chrono_day(d: u16) -> String {
+    // Civil from days (proleptic Gregorian).
+    let z = i64::from(d) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let dd = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!("{y:04}-{m:02}-{dd:02}")
+}
