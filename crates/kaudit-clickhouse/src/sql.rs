@@ -286,7 +286,7 @@ mod tests {
     fn what_sql_cannot_say_is_a_superset_and_not_exact() {
         let x = c("user=~'a.*' verb=get");
         assert!(!x.exact);
-        assert_eq!(x.sql, "(verb != '' AND verb = 'get')");
+        assert_eq!(x.sql, "((verb != '' AND verb = 'get'))");
         // Under `not`, an inexact term must not narrow at all.
         let x = c("not user=~'a.*'");
         assert_eq!(x, Compiled::any());
