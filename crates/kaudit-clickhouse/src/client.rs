@@ -149,14 +149,17 @@ impl Client {
         self.text_in(&self.database, sql)
     }
 
-    /// Runs a DDL statement, with the settings an older server needs.
+    /// Runs a DDL statement. Before 19.x `LowCardinality` is experimental
+    /// and the setting allowing it does not travel with `ON CLUSTER` DDL to
+    /// the other replicas, so there those columns are plain `String` (same
+    /// values, same answers; only the storage differs).
     pub fn ddl(&self, database: &str, sql: &str) -> ChResult<()> {
-        let settings: &[(&str, &str)] = if self.major < 19 {
-            &[("allow_experimental_low_cardinality_type", "1")]
+        let sql = if self.major < 19 {
+            sql.replace("LowCardinality(String)", "String")
         } else {
-            &[]
+            sql.to_string()
         };
-        self.send(database, sql, settings, None)?;
+        self.send(database, &sql, &[], None)?;
         Ok(())
     }
 

@@ -243,3 +243,95 @@ pub fn ship_all(shipper: &mut Shipper, store: &Store) -> u64 {
         }
     }
 }
+
+/// A ZooKeeper (Debian's 3.8) started on loopback with its own data dir;
+/// killed on drop.
+pub struct ZooKeeper {
+    pub port: u16,
+    child: Child,
+    _tmp: tempfile::TempDir,
+}
+
+impl ZooKeeper {
+    /// Starts it and waits until it answers `ruok`.
+    pub fn start() -> ZooKeeper {
+        let jar = Path::new("/usr/share/java/zookeeper.jar");
+        assert!(
+            jar.exists(),
+            "{} is missing: apt-get install -y zookeeper (scripts/test.sh installs it)",
+            jar.display()
+        );
+        let tmp = tempfile::tempdir().expect("tmp");
+        let port = free_port();
+        let cfg = tmp.path().join("zoo.cfg");
+        std::fs::write(
+            &cfg,
+            format!(
+                "tickTime=500\ndataDir={}/data\nclientPort={port}\nclientPortAddress=127.0.0.1\nadmin.enableServer=false\n4lw.commands.whitelist=ruok\n",
+                tmp.path().display()
+            ),
+        )
+        .expect("zoo.cfg");
+        let child = Command::new("java")
+            .arg("-cp")
+            .arg("/etc/zookeeper/conf:/usr/share/java/zookeeper.jar:/usr/share/java/*")
+            .arg("-Dzookeeper.admin.enableServer=false")
+            .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start zookeeper");
+        let zk = ZooKeeper {
+            port,
+            child,
+            _tmp: tmp,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            use std::io::{Read, Write};
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                let mut out = String::new();
+                if s.write_all(b"ruok").is_ok()
+                    && s.read_to_string(&mut out).is_ok()
+                    && out == "imok"
+                {
+                    return zk;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "zookeeper did not answer within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for ZooKeeper {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Two clickhouse-server replicas of one shard of cluster `cluster`.
+pub fn replicated_pair(
+    zk: &ZooKeeper,
+    cluster: &str,
+) -> (ClickHouse, ClickHouse, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (h1, h2, t1, t2) = (free_port(), free_port(), free_port(), free_port());
+    let replica = |name: &str| Replica {
+        zk_port: zk.port,
+        cluster: cluster.to_string(),
+        tcp_ports: vec![t1, t2],
+        name: name.to_string(),
+    };
+    let mut a = ClickHouse::configure(tmp.path().join("r1"), h1, t1, Some(replica("r1")));
+    let mut b = ClickHouse::configure(tmp.path().join("r2"), h2, t2, Some(replica("r2")));
+    a.spawn();
+    b.spawn();
+    (a, b, tmp)
+}
