@@ -15,14 +15,26 @@ fi
 # --- system packages the tests use -----------------------------------------
 need=()
 for pkg_cmd in jq:jq zstd:zstd gzip:gzip rsyslog:rsyslogd nats-server:nats-server chromium:chromium nodejs:node npm:npm \
-    docker.io:dockerd busybox-static:busybox docker-registry:docker-registry; do
+    docker.io:dockerd busybox-static:busybox docker-registry:docker-registry \
+    clickhouse-server:clickhouse-server zookeeper:/usr/share/zookeeper/bin/zkServer.sh; do
   cmd=${pkg_cmd#*:}; pkg=${pkg_cmd%%:*}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done
+python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# --- chdb (current ClickHouse in-process) for the SQL dialect test -----------
+# kaudit-clickhouse's dialect test runs the same DDL and generated queries on
+# Debian's clickhouse-server 18.16 and on chdb; it fails (no skip) without it.
+export KAUDIT_CHDB_PYTHON="${KAUDIT_CHDB_PYTHON:-$PWD/target/chdb-venv/bin/python}"
+if ! "$KAUDIT_CHDB_PYTHON" -c 'import chdb' >/dev/null 2>&1; then
+  echo "installing chdb into target/chdb-venv"
+  python3 -m venv target/chdb-venv
+  target/chdb-venv/bin/pip install -q chdb
 fi
 
 # --- rust checks -------------------------------------------------------------

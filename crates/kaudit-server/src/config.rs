@@ -259,6 +259,9 @@ pub struct StoreConfig {
     /// off; followers then read everything from disk).
     #[serde(deserialize_with = "de_size")]
     pub feed_memory: u64,
+    /// Scale-out: ship every record to this ClickHouse and answer queries
+    /// from it (all nodes); the local log stays the source of proofs.
+    pub clickhouse: Option<kaudit_clickhouse::ClickHouseConfig>,
 }
 
 impl Default for StoreConfig {
@@ -272,6 +275,7 @@ impl Default for StoreConfig {
             retention: None,
             encryption: None,
             feed_memory: kaudit_store::feed::DEFAULT_FEED_BYTES as u64,
+            clickhouse: None,
         }
     }
 }
@@ -411,6 +415,11 @@ impl ServerConfig {
     /// Checks what serde cannot: listener safety, TLS files, source paths.
     pub fn check(&self) -> Vec<String> {
         let mut problems = Vec::new();
+        if let Some(ch) = &self.store.clickhouse {
+            if let Err(e) = ch.validate() {
+                problems.push(e.to_string());
+            }
+        }
         if let Some(l) = self.listen {
             if !l.ip().is_loopback() && !self.allow_insecure_http {
                 problems.push(format!(

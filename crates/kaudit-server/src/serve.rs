@@ -190,6 +190,9 @@ pub struct Opened {
     pub ingestor: Arc<Ingestor>,
     /// The search backend (and, in this process, its indexer).
     pub search: Arc<EmbeddedBackend>,
+    /// What queries ask: ClickHouse (all nodes) when `store.clickhouse` is
+    /// set and reachable at start, else the embedded index.
+    pub queries: Arc<dyn kaudit_index::SearchBackend>,
     /// Credentials.
     pub auth: Arc<Authenticator>,
     /// The store's data key when encryption at rest is on: the alerts and
@@ -283,12 +286,23 @@ pub fn open_store(cfg: &ServerConfig) -> Result<Opened, ServeError> {
         .map_err(|e| ServeError::Config(e.to_string()))?,
     );
     let search = Arc::new(EmbeddedBackend::open(&cfg.data, store.clone())?);
+    let queries: Arc<dyn kaudit_index::SearchBackend> = match &cfg.store.clickhouse {
+        Some(ch) => match kaudit_clickhouse::ClickHouseBackend::open(ch) {
+            Ok(b) => Arc::new(b),
+            Err(e) => {
+                tracing::warn!(error = %e, "clickhouse unreachable at start: this node answers queries from its own index");
+                search.clone()
+            }
+        },
+        None => search.clone(),
+    };
     Ok(Opened {
         store,
         feed,
         metrics,
         ingestor,
         search,
+        queries,
         auth,
         cipher,
     })
@@ -344,7 +358,7 @@ pub fn build_router(
     );
     let api = crate::api::ApiContext {
         store: o.store.clone(),
-        backend: o.search.clone(),
+        backend: o.queries.clone(),
         auth: o.auth.clone(),
         limits: crate::api::QueryLimits::new(cfg.query.timeout, cfg.query.max_concurrent),
     };
@@ -436,6 +450,11 @@ pub fn spawn_followers(
                 FollowOptions::default(),
             ));
         }
+    }
+    if let Some(ch) = &cfg.store.clickhouse {
+        let shipper = kaudit_clickhouse::Shipper::new(ch.clone(), &cfg.data)
+            .map_err(|e| ServeError::Config(e.to_string()))?;
+        planned.push((Box::new(shipper), FollowOptions::default()));
     }
     for s in sinks {
         let opts = s.follow_options();

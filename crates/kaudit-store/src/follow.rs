@@ -238,6 +238,11 @@ pub fn run_follower(
             }
             Err(FollowError::Stopped) => break,
             Err(e) => {
+                // The backlog keeps growing while a follower fails (its
+                // destination is down): keep the lag metric current.
+                status
+                    .backlog
+                    .store(follower.backlog(log.len()), Ordering::Relaxed);
                 status.failed(&e);
                 tracing::warn!(follower = %name, error = %e, retry_in = ?backoff, "follower step failed; retrying");
                 if stopping {

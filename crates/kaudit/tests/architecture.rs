@@ -17,6 +17,7 @@ const ORDER: &[&str] = &[
     "kaudit-policy",
     "kaudit-store",
     "kaudit-index",
+    "kaudit-clickhouse",
     "kaudit-detect",
     "kaudit-report",
     "kaudit-sinks",

@@ -1,0 +1,410 @@
+//! [`ClickHouseBackend`]: the [`SearchBackend`] over the shared table, so the
+//! API, the console and the CLI answer from ClickHouse for every node.
+//!
+//! Searches page in SQL (`ORDER BY time, gseq` with the cursor in the
+//! `WHERE`), narrowed by the compiled query ([`crate::sql`]) and, when the
+//! SQL is not exact, confirmed row by row with kaudit's matcher. Stats,
+//! timelines, field scans and time spans run kaudit-index's own algorithms
+//! over [`CandidateLog`], a [`LogReader`] whose records are the rows the SQL
+//! selects (numbered by `gseq`), so every answer is computed the way the
+//! embedded backend computes it; only the narrowing moved to ClickHouse.
+//! Rows are read `LIMIT 1 BY gseq`, so a row shipped twice counts once.
+
+use crate::client::Client;
+use crate::rowbin::Reader;
+use crate::schema::{self, column, Kind, Tables};
+use crate::sql::{self, quote, Compiled};
+use crate::{ChResult, ClickHouseConfig, ClickHouseError};
+use kaudit_event::{Event, MicroTime};
+use kaudit_index::scan::{ScanField, ScanFn};
+use kaudit_index::search::{Hit, Page, SearchRequest, MAX_LIMIT};
+use kaudit_index::stats::{StatsReport, StatsRequest};
+use kaudit_index::{Index, IndexError, IndexResult, SearchBackend};
+use kaudit_query::{Field, Query};
+use kaudit_store::merkle::Hash;
+use kaudit_store::{LeafRef, LogReader, StoreError, StoreResult, StoredCheckpoint};
+use std::ops::Range;
+
+/// The ClickHouse search backend. See the [module docs](self).
+pub struct ClickHouseBackend {
+    client: Client,
+    tables: Tables,
+}
+
+fn ix_err(e: ClickHouseError) -> IndexError {
+    IndexError::Input(format!("clickhouse: {e}"))
+}
+
+fn answer_err(what: &str, m: String) -> ClickHouseError {
+    ClickHouseError::Answer {
+        what: what.into(),
+        message: m,
+    }
+}
+
+impl ClickHouseBackend {
+    /// Connects to the tables `cfg` names (creating them when missing).
+    pub fn open(cfg: &ClickHouseConfig) -> ChResult<ClickHouseBackend> {
+        let client = Client::connect(cfg)?;
+        let tables = Tables::new(cfg);
+        schema::migrate(&client, &tables)?;
+        Ok(ClickHouseBackend { client, tables })
+    }
+
+    /// The client (for verification and retention).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The table names.
+    pub fn tables(&self) -> &Tables {
+        &self.tables
+    }
+
+    fn events(&self) -> String {
+        format!("{}.{}", self.tables.db, self.tables.events)
+    }
+
+    /// Rows in the table, each counted once.
+    pub fn count(&self) -> ChResult<u64> {
+        let t = self
+            .client
+            .execute(&format!("SELECT uniqExact(gseq) FROM {}", self.events()))?;
+        t.trim()
+            .parse()
+            .map_err(|_| answer_err("count", format!("not a number: {t:?}")))
+    }
+
+    fn candidates(
+        &self,
+        query: &Query,
+        since: Option<i64>,
+        until: Option<i64>,
+    ) -> CandidateLog<'_> {
+        let c = sql::compile(query.expr());
+        CandidateLog {
+            backend: self,
+            filter: format!("({}) AND ({})", c.sql, sql::time_range(since, until)),
+        }
+    }
+
+    /// The statement one search batch runs: up to `batch` rows in output
+    /// order after the `(time, gseq)` position `after`, each row once.
+    pub fn search_statement(
+        &self,
+        req: &SearchRequest,
+        after: Option<(i64, u64)>,
+        batch: usize,
+    ) -> String {
+        let Compiled { sql: w, .. } = sql::compile(req.query.expr());
+        let (dir, cmp) = if req.reverse {
+            ("ASC", ">")
+        } else {
+            ("DESC", "<")
+        };
+        let range = sql::time_range(req.since, req.until);
+        let cur = after.map_or("1".to_string(), |(t, s)| {
+            format!("(time {cmp} {t} OR (time = {t} AND gseq {cmp} {s}))")
+        });
+        format!(
+            "SELECT gseq, time, received, cluster, raw FROM {} WHERE ({w}) AND ({range}) AND {cur} ORDER BY time {dir}, gseq {dir} LIMIT 1 BY gseq LIMIT {batch} FORMAT RowBinary",
+            self.events()
+        )
+    }
+
+    /// The statement reading the rows `query` may match within the time
+    /// bounds whose `gseq` lies in `range`, in `gseq` order, each once.
+    pub fn candidates_statement(
+        &self,
+        query: &Query,
+        since: Option<i64>,
+        until: Option<i64>,
+        range: Range<u64>,
+    ) -> String {
+        self.candidates(query, since, until).statement(range)
+    }
+
+    fn search_sql(&self, req: &SearchRequest) -> IndexResult<Page> {
+        let limit = req.limit.clamp(1, MAX_LIMIT);
+        let exact = sql::compile(req.query.expr()).exact;
+        let mut after = req.cursor.map(|c| (c.time, c.seq));
+        let mut batch = if exact {
+            limit
+        } else {
+            (limit + limit / 2).max(32)
+        };
+        let mut page = Page::default();
+        loop {
+            let q = self.search_statement(req, after, batch);
+            let resp = self.client.query_reader(&q).map_err(ix_err)?;
+            let mut r = Reader::new(resp);
+            let mut fetched = 0usize;
+            let bad = |m: String| ix_err(answer_err("search", m));
+            while !r.at_end().map_err(bad)? {
+                let g = r.u64().map_err(bad)?;
+                let time = r.i64().map_err(bad)?;
+                let received = MicroTime(r.i64().map_err(bad)?);
+                let cluster = r.string().map_err(bad)?;
+                let raw = r.bytes().map_err(bad)?;
+                fetched += 1;
+                after = Some((time, g));
+                if page.hits.len() >= limit {
+                    continue;
+                }
+                if !exact {
+                    let ev = Event::from_json(&raw)
+                        .map_err(|source| IndexError::Record { seq: g, source })?;
+                    if !req.query.matches(&ev, &cluster) {
+                        continue;
+                    }
+                }
+                page.hits.push(Hit {
+                    seq: g,
+                    time,
+                    received,
+                    cluster,
+                    event: raw,
+                });
+            }
+            page.candidates += fetched as u64;
+            if page.hits.len() >= limit || fetched < batch {
+                break;
+            }
+            batch = batch.saturating_mul(4).min(1 << 20);
+        }
+        page.hits.truncate(limit);
+        if page.hits.len() == limit {
+            page.next = page.hits.last().map(Hit::cursor);
+        }
+        Ok(page)
+    }
+
+    /// The statement listing values of `field` starting with `prefix`,
+    /// most frequent first (ties by value), each row counted once.
+    pub fn field_values_statement(
+        &self,
+        field: &Field,
+        prefix: &str,
+        limit: usize,
+    ) -> IndexResult<String> {
+        let dict = &kaudit_index::index::DICT_FIELDS;
+        let c = match column(field) {
+            Some(c) if dict.contains(field) => c,
+            _ => {
+                return Err(IndexError::Input(format!(
+                    "field {:?} has no value list; use one of: {}",
+                    field.name(),
+                    dict.iter().map(Field::name).collect::<Vec<_>>().join(", ")
+                )))
+            }
+        };
+        let (inner, expr, present) = match c.kind {
+            Kind::Single => (
+                c.name.to_string(),
+                c.name.to_string(),
+                format!("{} != ''", c.name),
+            ),
+            Kind::Always => (c.name.to_string(), c.name.to_string(), "1".into()),
+            Kind::Array => (
+                c.name.to_string(),
+                format!("arrayJoin({})", c.name),
+                "1".into(),
+            ),
+            Kind::Code => (
+                "code, has_code".into(),
+                "toString(code)".into(),
+                "has_code = 1".into(),
+            ),
+        };
+        Ok(format!(
+            "SELECT v, count() AS n FROM (SELECT {expr} AS v FROM (SELECT gseq, {inner} FROM {} LIMIT 1 BY gseq) WHERE {present}) WHERE substring(v, 1, {}) = {} GROUP BY v ORDER BY n DESC, v ASC LIMIT {} FORMAT RowBinary",
+            self.events(),
+            prefix.len(),
+            quote(prefix),
+            limit.clamp(1, kaudit_index::backend::MAX_FIELD_VALUES)
+        ))
+    }
+
+    fn field_values_sql(
+        &self,
+        field: &Field,
+        prefix: &str,
+        limit: usize,
+    ) -> IndexResult<Vec<(String, u64)>> {
+        let q = self.field_values_statement(field, prefix, limit)?;
+        let resp = self.client.query_reader(&q).map_err(ix_err)?;
+        let mut r = Reader::new(resp);
+        let bad = |m: String| ix_err(answer_err("field values", m));
+        let mut out = Vec::new();
+        while !r.at_end().map_err(bad)? {
+            let v = r.string().map_err(bad)?;
+            let n = r.u64().map_err(bad)?;
+            out.push((v, n));
+        }
+        Ok(out)
+    }
+}
+
+/// The rows a compiled query selects, as a [`LogReader`] numbered by `gseq`:
+/// kaudit-index's algorithms read it as an unindexed store and confirm
+/// every record with the matcher.
+pub struct CandidateLog<'a> {
+    backend: &'a ClickHouseBackend,
+    filter: String,
+}
+
+impl CandidateLog<'_> {
+    fn statement(&self, range: Range<u64>) -> String {
+        format!(
+            "SELECT gseq, seq, received, cluster, raw FROM {} WHERE {} AND gseq >= {} AND gseq < {} ORDER BY gseq LIMIT 1 BY gseq FORMAT RowBinary",
+            self.backend.events(),
+            self.filter,
+            range.start,
+            range.end
+        )
+    }
+}
+
+impl LogReader for CandidateLog<'_> {
+    fn size(&self) -> u64 {
+        u64::MAX >> 1
+    }
+    fn first_seq(&self) -> u64 {
+        0
+    }
+    fn read(
+        &self,
+        range: Range<u64>,
+        f: &mut dyn FnMut(u64, LeafRef<'_>) -> bool,
+    ) -> StoreResult<()> {
+        let q = self.statement(range);
+        let err = |m: String| StoreError::Input(format!("clickhouse: {m}"));
+        let resp = self
+            .backend
+            .client
+            .query_reader(&q)
+            .map_err(|e| err(e.to_string()))?;
+        let mut r = Reader::new(resp);
+        let mut leaf = Vec::new();
+        while !r.at_end().map_err(err)? {
+            let g = r.u64().map_err(err)?;
+            let seq = r.u64().map_err(err)?;
+            let received = MicroTime(r.i64().map_err(err)?);
+            let cluster = r.string().map_err(err)?;
+            let raw = r.bytes().map_err(err)?;
+            leaf.clear();
+            kaudit_store::record::write_leaf(&cluster, &raw, received, seq, &mut leaf);
+            let go = f(
+                g,
+                LeafRef {
+                    data: &leaf,
+                    seq,
+                    received,
+                    cluster: &cluster,
+                    event: &raw,
+                },
+            );
+            if !go {
+                break;
+            }
+        }
+        Ok(())
+    }
+    fn root(&self, _size: u64) -> StoreResult<Hash> {
+        Err(StoreError::Input(
+            "proofs come from each node's own store, not from ClickHouse".into(),
+        ))
+    }
+    fn inclusion_proof(&self, _seq: u64, _size: u64) -> StoreResult<Vec<Hash>> {
+        self.root(0).map(|_| Vec::new())
+    }
+    fn consistency_proof(&self, _old: u64, _new: u64) -> StoreResult<Vec<Hash>> {
+        self.root(0).map(|_| Vec::new())
+    }
+    fn checkpoints(&self) -> Vec<StoredCheckpoint> {
+        Vec::new()
+    }
+    fn find_audit_id(&self, audit_id: &str) -> StoreResult<Option<u64>> {
+        let t = self
+            .backend
+            .client
+            .execute(&format!(
+                "SELECT min(gseq), count() FROM {} WHERE audit_id = {} FORMAT TabSeparated",
+                self.backend.events(),
+                quote(audit_id)
+            ))
+            .map_err(|e| StoreError::Input(format!("clickhouse: {e}")))?;
+        let mut it = t.split_whitespace();
+        let (g, n) = (it.next(), it.next());
+        Ok(match (g.and_then(|g| g.parse().ok()), n) {
+            (Some(g), Some(n)) if n != "0" => Some(g),
+            _ => None,
+        })
+    }
+}
+
+impl SearchBackend for ClickHouseBackend {
+    fn search(&self, req: &SearchRequest) -> IndexResult<Page> {
+        self.search_sql(req)
+    }
+
+    fn stats(&self, req: &StatsRequest) -> IndexResult<StatsReport> {
+        let log = self.candidates(&req.query, req.since, req.until);
+        kaudit_index::stats::stats(&Index::empty_at(0), &log, req)
+    }
+
+    fn field_values(
+        &self,
+        field: &Field,
+        prefix: &str,
+        limit: usize,
+    ) -> IndexResult<Vec<(String, u64)>> {
+        self.field_values_sql(field, prefix, limit)
+    }
+
+    fn time_span(
+        &self,
+        query: &Query,
+        since: Option<i64>,
+        until: Option<i64>,
+    ) -> IndexResult<Option<(i64, i64)>> {
+        let log = self.candidates(query, since, until);
+        kaudit_index::search::time_span(&Index::empty_at(0), &log, query, since, until, None)
+    }
+
+    fn for_each_match(
+        &self,
+        query: &Query,
+        since: Option<i64>,
+        until: Option<i64>,
+        f: &mut dyn FnMut(u64, i64, &Event, &str) -> bool,
+    ) -> IndexResult<()> {
+        let log = self.candidates(query, since, until);
+        kaudit_index::search::for_each_match(&Index::empty_at(0), &log, query, since, until, f)
+    }
+
+    fn scan_fields(
+        &self,
+        query: &Query,
+        since: Option<i64>,
+        until: Option<i64>,
+        fields: &[ScanField],
+        f: &mut ScanFn<'_>,
+    ) -> IndexResult<()> {
+        let log = self.candidates(query, since, until);
+        kaudit_index::scan::scan_fields(&Index::empty_at(0), &log, query, since, until, fields, f)
+    }
+
+    fn follow(
+        &self,
+        query: &Query,
+        since: Option<i64>,
+        until: Option<i64>,
+        from: u64,
+        f: &mut dyn FnMut(Hit) -> bool,
+    ) -> IndexResult<u64> {
+        let log = self.candidates(query, since, until);
+        let scan = kaudit_index::search::scan_tail(&log, from, query, since, until, f)?;
+        Ok(scan.next.max(from))
+    }
+}

@@ -1,0 +1,337 @@
+//! Test fixtures: a real clickhouse-server started unprivileged on loopback
+//! with its own config and data directory, and stores of generated events.
+#![allow(dead_code)]
+
+use kaudit_clickhouse::{ClickHouseConfig, Shipper};
+use kaudit_event::MicroTime;
+use kaudit_store::{Followed, Follower, Record, Store, StoreOptions};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+/// The server binary; the test command installs it (Debian's
+/// clickhouse-server). Missing is a failure, not a skip.
+pub const SERVER: &str = "/usr/sbin/clickhouse-server";
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Replication settings of a server that is one replica of a cluster.
+#[derive(Clone)]
+pub struct Replica {
+    /// ZooKeeper client port.
+    pub zk_port: u16,
+    /// Cluster name.
+    pub cluster: String,
+    /// HTTP... no: native TCP ports of every replica of the one shard.
+    pub tcp_ports: Vec<u16>,
+    /// This replica's name.
+    pub name: String,
+}
+
+/// One running clickhouse-server; killed (SIGKILL) and reaped on drop.
+pub struct ClickHouse {
+    pub dir: PathBuf,
+    pub http_port: u16,
+    pub tcp_port: u16,
+    pub inter_port: u16,
+    child: Option<Child>,
+    _tmp: Option<tempfile::TempDir>,
+    replica: Option<Replica>,
+}
+
+impl ClickHouse {
+    /// Starts a standalone server.
+    pub fn start() -> ClickHouse {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let mut ch = ClickHouse::configure(dir, free_port(), free_port(), None);
+        ch._tmp = Some(tmp);
+        ch.spawn();
+        ch
+    }
+
+    /// Writes the config of a server in `dir` (no start).
+    pub fn configure(
+        dir: PathBuf,
+        http_port: u16,
+        tcp_port: u16,
+        replica: Option<Replica>,
+    ) -> ClickHouse {
+        assert!(
+            Path::new(SERVER).exists(),
+            "{SERVER} is missing: apt-get install -y clickhouse-server (scripts/test.sh installs it)"
+        );
+        let inter_port = free_port();
+        std::fs::create_dir_all(dir.join("data")).expect("data dir");
+        let d = dir.display();
+        let mut extra = String::new();
+        if let Some(r) = &replica {
+            let replicas: String = r
+                .tcp_ports
+                .iter()
+                .map(|p| format!("<replica><host>127.0.0.1</host><port>{p}</port></replica>"))
+                .collect();
+            extra = format!(
+                "<zookeeper><node><host>127.0.0.1</host><port>{}</port></node><session_timeout_ms>10000</session_timeout_ms></zookeeper>\
+                 <remote_servers><{c}><shard><internal_replication>true</internal_replication>{replicas}</shard></{c}></remote_servers>\
+                 <macros><shard>01</shard><replica>{}</replica></macros>\
+                 <distributed_ddl><path>/clickhouse/task_queue/ddl</path></distributed_ddl>",
+                r.zk_port,
+                r.name,
+                c = r.cluster
+            );
+        }
+        let config = format!(
+            r#"<?xml version="1.0"?>
+<yandex>
+  <logger><level>warning</level><log>{d}/server.log</log><errorlog>{d}/err.log</errorlog><console>0</console></logger>
+  <listen_host>127.0.0.1</listen_host>
+  <http_port>{http_port}</http_port>
+  <tcp_port>{tcp_port}</tcp_port>
+  <interserver_http_port>{inter_port}</interserver_http_port>
+  <interserver_http_host>127.0.0.1</interserver_http_host>
+  <path>{d}/data/</path>
+  <tmp_path>{d}/data/tmp/</tmp_path>
+  <user_files_path>{d}/data/user_files/</user_files_path>
+  <format_schema_path>{d}/data/format_schemas/</format_schema_path>
+  <mark_cache_size>53687091</mark_cache_size>
+  <uncompressed_cache_size>0</uncompressed_cache_size>
+  <max_concurrent_queries>50</max_concurrent_queries>
+  <users_config>{d}/users.xml</users_config>
+  <default_profile>default</default_profile>
+  <default_database>default</default_database>
+  <mlock_executable>false</mlock_executable>
+  {extra}
+</yandex>
+"#
+        );
+        std::fs::write(dir.join("config.xml"), config).expect("config");
+        std::fs::write(
+            dir.join("users.xml"),
+            r#"<?xml version="1.0"?>
+<yandex>
+  <profiles><default><max_memory_usage>2000000000</max_memory_usage></default></profiles>
+  <users><default><password></password><networks><ip>127.0.0.1</ip><ip>::1</ip></networks><profile>default</profile><quota>default</quota></default></users>
+  <quotas><default></default></quotas>
+</yandex>
+"#,
+        )
+        .expect("users");
+        ClickHouse {
+            dir,
+            http_port,
+            tcp_port,
+            inter_port,
+            child: None,
+            _tmp: None,
+            replica,
+        }
+    }
+
+    /// Starts (or restarts) the server process and waits for `/ping`.
+    pub fn spawn(&mut self) {
+        let child = Command::new(SERVER)
+            .arg(format!("--config-file={}/config.xml", self.dir.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start clickhouse-server");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let url = format!("{}/ping", self.url());
+        loop {
+            if reqwest::blocking::get(&url).is_ok_and(|r| r.status().is_success()) {
+                return;
+            }
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(st)) = c.try_wait() {
+                    let log = std::fs::read_to_string(self.dir.join("err.log")).unwrap_or_default();
+                    panic!(
+                        "clickhouse-server exited with {st}: {}",
+                        &log[log.len().saturating_sub(3000)..]
+                    );
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "clickhouse-server did not answer /ping within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Kills the server with SIGKILL and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The HTTP url.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    /// A kaudit config for this server as node `node_id`.
+    pub fn config(&self, node_id: u16) -> ClickHouseConfig {
+        let mut c = ClickHouseConfig::new(&self.url());
+        c.node_id = node_id;
+        c.batch_events = 5_000;
+        c
+    }
+}
+
+impl Drop for ClickHouse {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A store of `n` generated events of one cluster.
+pub fn store_of(dir: &Path, cluster: &str, n: u64, seed: u64) -> Store {
+    let store = Store::open(dir, StoreOptions::default()).expect("open store");
+    append_generated(&store, cluster, n, seed, 0);
+    store
+}
+
+/// Appends `n` generated events of `cluster` to `store`.
+pub fn append_generated(store: &Store, cluster: &str, n: u64, seed: u64, offset: i64) {
+    let mut cfg = kaudit_gen::GenConfig::new(seed);
+    cfg.events = Some(n);
+    cfg.clusters = vec![cluster.to_string()];
+    let mut g = kaudit_gen::Generator::new(cfg).expect("generator");
+    let mut tx = store.transaction().expect("tx");
+    let mut line = Vec::new();
+    let mut i = offset;
+    while g.next_into(&mut line).is_some() {
+        tx.push(&Record {
+            cluster: cluster.to_string(),
+            received: MicroTime(1_800_000_000_000_000 + i),
+            event: line.clone(),
+        })
+        .expect("push");
+        line.clear();
+        i += 1;
+    }
+    tx.commit().expect("commit");
+}
+
+/// Steps `shipper` until it is caught up (panics after `max_failures`).
+pub fn ship_all(shipper: &mut Shipper, store: &Store) -> u64 {
+    let stop = AtomicBool::new(false);
+    let log = Followed {
+        store,
+        feed: None,
+        stop: &stop,
+    };
+    let mut total = 0;
+    loop {
+        match shipper.step(&log) {
+            Ok(0) => return total,
+            Ok(n) => total += n,
+            Err(e) => panic!("shipping failed: {e}"),
+        }
+    }
+}
+
+/// A ZooKeeper (Debian's 3.8) started on loopback with its own data dir;
+/// killed on drop.
+pub struct ZooKeeper {
+    pub port: u16,
+    child: Child,
+    _tmp: tempfile::TempDir,
+}
+
+impl ZooKeeper {
+    /// Starts it and waits until it answers `ruok`.
+    pub fn start() -> ZooKeeper {
+        let jar = Path::new("/usr/share/java/zookeeper.jar");
+        assert!(
+            jar.exists(),
+            "{} is missing: apt-get install -y zookeeper (scripts/test.sh installs it)",
+            jar.display()
+        );
+        let tmp = tempfile::tempdir().expect("tmp");
+        let port = free_port();
+        let cfg = tmp.path().join("zoo.cfg");
+        std::fs::write(
+            &cfg,
+            format!(
+                "tickTime=500\ndataDir={}/data\nclientPort={port}\nclientPortAddress=127.0.0.1\nadmin.enableServer=false\n4lw.commands.whitelist=ruok\n",
+                tmp.path().display()
+            ),
+        )
+        .expect("zoo.cfg");
+        let child = Command::new("java")
+            .arg("-cp")
+            .arg("/etc/zookeeper/conf:/usr/share/java/zookeeper.jar:/usr/share/java/*")
+            .arg("-Dzookeeper.admin.enableServer=false")
+            .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start zookeeper");
+        let zk = ZooKeeper {
+            port,
+            child,
+            _tmp: tmp,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            use std::io::{Read, Write};
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                let mut out = String::new();
+                if s.write_all(b"ruok").is_ok()
+                    && s.read_to_string(&mut out).is_ok()
+                    && out == "imok"
+                {
+                    return zk;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "zookeeper did not answer within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for ZooKeeper {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Two clickhouse-server replicas of one shard of cluster `cluster`.
+pub fn replicated_pair(
+    zk: &ZooKeeper,
+    cluster: &str,
+) -> (ClickHouse, ClickHouse, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (h1, h2, t1, t2) = (free_port(), free_port(), free_port(), free_port());
+    let replica = |name: &str| Replica {
+        zk_port: zk.port,
+        cluster: cluster.to_string(),
+        tcp_ports: vec![t1, t2],
+        name: name.to_string(),
+    };
+    let mut a = ClickHouse::configure(tmp.path().join("r1"), h1, t1, Some(replica("r1")));
+    let mut b = ClickHouse::configure(tmp.path().join("r2"), h2, t2, Some(replica("r2")));
+    a.spawn();
+    b.spawn();
+    (a, b, tmp)
+}

@@ -1,0 +1,188 @@
+//! The SQL kaudit writes works on Debian's clickhouse-server 18.16 and on
+//! current ClickHouse (chdb, in-process, from PyPI) alike: the same DDL and
+//! the same generated statements (searches with cursors, candidate reads,
+//! field values) over the same rows give byte-identical RowBinary answers.
+//!
+//! chdb runs in a Python from `KAUDIT_CHDB_PYTHON` (scripts/test.sh makes a
+//! venv with `pip install chdb` at target/chdb-venv); missing is a failure.
+
+mod common;
+
+use base64::Engine;
+use kaudit_clickhouse::schema::{encode_row, row_columns, Tables};
+use kaudit_clickhouse::sql::quote;
+use kaudit_clickhouse::ClickHouseBackend;
+use kaudit_index::SearchRequest;
+use kaudit_query::{Field, Query};
+use kaudit_store::LogReader;
+use std::path::PathBuf;
+
+const SCRIPT: &str = r#"
+import sys, json, base64
+from chdb import session
+req = json.load(open(sys.argv[1]))
+s = session.Session(sys.argv[2])
+for st in req["setup"]:
+    s.query(st)
+out = []
+for q in req["queries"]:
+    try:
+        out.append({"ok": base64.b64encode(s.query(q, "RowBinary").bytes()).decode()})
+    except Exception as e:
+        out.append({"err": str(e)})
+json.dump(out, open(sys.argv[3], "w"))
+"#;
+
+fn chdb_python() -> PathBuf {
+    let p = std::env::var_os("KAUDIT_CHDB_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/chdb-venv/bin/python")
+        });
+    assert!(
+        p.exists(),
+        "{}: no Python with chdb; set KAUDIT_CHDB_PYTHON or run scripts/test.sh (python3 -m venv target/chdb-venv && target/chdb-venv/bin/pip install chdb)",
+        p.display()
+    );
+    p
+}
+
+#[test]
+fn same_ddl_and_queries_same_answers_on_18_16_and_current_clickhouse() {
+    let python = chdb_python();
+    let ch = common::ClickHouse::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = common::store_of(dir.path(), "alpha", 1_500, 31);
+    let cfg = ch.config(3);
+    let backend = ClickHouseBackend::open(&cfg).expect("open on 18.16");
+    let tables = Tables::new(&cfg);
+    // The same rows into both.
+    let mut body = Vec::new();
+    let mut leaf = Vec::new();
+    LogReader::read(&store, 0..store.len(), &mut |seq, l| {
+        let ev = kaudit_event::Event::from_json(l.event).ok();
+        encode_row(
+            &mut body,
+            3,
+            "node-3",
+            seq,
+            l.cluster,
+            l.received,
+            l.event,
+            ev.as_ref(),
+            &mut leaf,
+        );
+        true
+    })
+    .expect("read");
+    let insert = format!(
+        "INSERT INTO {}.{} ({}) FORMAT RowBinary",
+        tables.db,
+        tables.events,
+        Tables::insert_columns()
+    );
+    backend
+        .client()
+        .insert(&insert, body.clone())
+        .expect("insert 18.16");
+    let rows_file = dir.path().join("rows.bin");
+    std::fs::write(&rows_file, &body).expect("rows");
+    let structure: Vec<String> = row_columns()
+        .iter()
+        .map(|(n, t)| format!("{n} {t}"))
+        .collect();
+    let mut setup: Vec<String> = tables
+        .create_statements()
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect();
+    setup.push(format!(
+        "INSERT INTO {}.{} ({}) SELECT * FROM file({}, 'RowBinary', {})",
+        tables.db,
+        tables.events,
+        Tables::insert_columns(),
+        quote(&rows_file.display().to_string()),
+        quote(&structure.join(", "))
+    ));
+
+    // The statements kaudit generates.
+    let mut queries = Vec::new();
+    for q in [
+        "",
+        "verb=get,list resource=pods",
+        "user=system:* not verb=watch",
+        "group=system:authenticated ip=10.0.0.0/8",
+        "code>=400 or useragent=kubectl*",
+        "\"kube-system\" not namespace=default",
+        "namespace!=kube-system name<m stage=ResponseComplete",
+        "user=~'x.*' apigroup=core",
+    ] {
+        let query = Query::parse(q).expect(q);
+        let mut req = SearchRequest::new(query.clone(), 50);
+        queries.push(backend.search_statement(&req, None, 50));
+        queries.push(backend.search_statement(&req, Some((1_800_000_000_000_000, 99)), 50));
+        req.reverse = true;
+        req.since = Some(0);
+        req.until = Some(i64::MAX);
+        queries.push(backend.search_statement(&req, Some((0, 5)), 20));
+        queries.push(backend.candidates_statement(&query, None, None, 0..u64::MAX >> 1));
+    }
+    for (f, p) in [
+        (Field::User, ""),
+        (Field::Group, "system:"),
+        (Field::Code, "2"),
+        (Field::Stage, ""),
+    ] {
+        queries.push(
+            backend
+                .field_values_statement(&f, p, 20)
+                .expect("statement"),
+        );
+    }
+    let req_file = dir.path().join("req.json");
+    let out_file = dir.path().join("out.json");
+    std::fs::write(
+        &req_file,
+        serde_json::to_vec(&serde_json::json!({"setup": setup, "queries": queries})).expect("json"),
+    )
+    .expect("req");
+    let script = dir.path().join("run.py");
+    std::fs::write(&script, SCRIPT).expect("script");
+    let st = std::process::Command::new(&python)
+        .arg(&script)
+        .arg(&req_file)
+        .arg(dir.path().join("chdb"))
+        .arg(&out_file)
+        .status()
+        .expect("run chdb");
+    assert!(st.success(), "chdb run failed: {st}");
+    let answers: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(&out_file).expect("out")).expect("answers");
+    assert_eq!(answers.len(), queries.len());
+    let mut nonempty = 0;
+    for (q, a) in queries.iter().zip(&answers) {
+        let new = match a.get("ok").and_then(|v| v.as_str()) {
+            Some(b) => base64::engine::general_purpose::STANDARD
+                .decode(b)
+                .expect("b64"),
+            None => panic!("current ClickHouse refused {q}: {a}"),
+        };
+        let old = backend
+            .client()
+            .query_bytes(q)
+            .unwrap_or_else(|e| panic!("18.16 refused {q}: {e}"));
+        if !old.is_empty() {
+            nonempty += 1;
+        }
+        assert!(
+            old == new,
+            "answers differ ({} vs {} bytes) for {q}",
+            old.len(),
+            new.len()
+        );
+    }
+    assert!(
+        nonempty >= queries.len() / 2,
+        "too few statements selected rows: {nonempty}"
+    );
+}
