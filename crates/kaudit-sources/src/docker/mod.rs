@@ -47,6 +47,7 @@ pub mod peer;
 pub mod proxy;
 pub mod spool;
 
+use crate::docker::proxy::{ProxyError, Recorder};
 use crate::pipeline::Ingestor;
 use crate::source::Source;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -78,30 +79,16 @@ impl Source for DockerProxySource {
     }
 
     fn run(self: Box<Self>, ingest: Arc<Ingestor>, stop: Arc<AtomicBool>) {
-        let (recorder, drain) = deliver::ingesting(
+        let cfg = self.cfg;
+        serve_listener(
+            &self.name,
+            &cfg.name,
+            &cfg.listen,
             ingest,
-            self.cfg.name.clone(),
-            self.name.clone(),
-            stop.clone(),
+            stop,
+            |rec| Proxy::bind(&cfg, rec),
+            Proxy::serve,
         );
-        let proxy = match Proxy::bind(&self.cfg, recorder) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(source = %self.name, error = %e, "docker proxy cannot start");
-                return;
-            }
-        };
-        let listen = self.cfg.listen.clone();
-        let watch_stop = stop.clone();
-        let watcher = std::thread::spawn(move || {
-            while !watch_stop.load(Ordering::Relaxed) {
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-            proxy::wake(&listen);
-        });
-        proxy.serve(stop);
-        let _ = watcher.join();
-        let _ = drain.join();
     }
 }
 
@@ -127,31 +114,52 @@ impl Source for AuthzSource {
     }
 
     fn run(self: Box<Self>, ingest: Arc<Ingestor>, stop: Arc<AtomicBool>) {
-        let (recorder, drain) = deliver::ingesting(
+        let cfg = self.cfg;
+        serve_listener(
+            &self.name,
+            &cfg.name,
+            &cfg.listen,
             ingest,
-            self.cfg.name.clone(),
-            self.name.clone(),
-            stop.clone(),
+            stop,
+            |rec| AuthzPlugin::bind(&cfg, rec),
+            AuthzPlugin::serve,
         );
-        let plugin = match AuthzPlugin::bind(&self.cfg, recorder) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(source = %self.name, error = %e, "docker authz plugin cannot start");
-                return;
-            }
-        };
-        let listen = self.cfg.listen.clone();
-        let watch_stop = stop.clone();
-        let watcher = std::thread::spawn(move || {
-            while !watch_stop.load(Ordering::Relaxed) {
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-            proxy::wake(&listen);
-        });
-        plugin.serve(stop);
-        let _ = watcher.join();
-        let _ = drain.join();
     }
+}
+
+/// Runs an in-process Docker listener (the proxy or the authorization
+/// plugin) until `stop`: binds it with a recorder feeding `ingest` under
+/// cluster `host`, wakes its accept loop once `stop` is set, then waits for
+/// the recorder to drain what it took.
+fn serve_listener<L>(
+    source: &str,
+    host: &str,
+    listen: &std::path::Path,
+    ingest: Arc<Ingestor>,
+    stop: Arc<AtomicBool>,
+    bind: impl FnOnce(Arc<dyn Recorder>) -> Result<L, ProxyError>,
+    serve: impl FnOnce(L, Arc<AtomicBool>),
+) {
+    let (recorder, drain) =
+        deliver::ingesting(ingest, host.to_string(), source.to_string(), stop.clone());
+    let listener = match bind(recorder) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(source = %source, error = %e, "docker listener cannot start");
+            return;
+        }
+    };
+    let wake_at = listen.to_path_buf();
+    let watch_stop = stop.clone();
+    let watcher = std::thread::spawn(move || {
+        while !watch_stop.load(Ordering::Relaxed) {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        proxy::wake(&wake_at);
+    });
+    serve(listener, stop);
+    let _ = watcher.join();
+    let _ = drain.join();
 }
 
 /// Runs the standalone proxy (`kaudit docker-proxy`): records are spooled
