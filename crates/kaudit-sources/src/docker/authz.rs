@@ -132,26 +132,7 @@ impl AuthzPlugin {
                 Some(b.build().map_err(|e| ProxyError::Config(e.to_string()))?.0)
             }
         };
-        let io = |source| ProxyError::Io {
-            path: cfg.listen.clone(),
-            source,
-        };
-        if let Ok(md) = std::fs::symlink_metadata(&cfg.listen) {
-            use std::os::unix::fs::FileTypeExt;
-            if !md.file_type().is_socket() {
-                return Err(ProxyError::Config(format!(
-                    "{} exists and is not a socket; refusing to replace it",
-                    cfg.listen.display()
-                )));
-            }
-            std::fs::remove_file(&cfg.listen).map_err(io)?;
-        }
-        if let Some(dir) = cfg.listen.parent() {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir).map_err(io)?;
-            }
-        }
-        let listener = UnixListener::bind(&cfg.listen).map_err(io)?;
+        let listener = crate::docker::proxy::bind_socket(&cfg.listen)?;
         Ok(AuthzPlugin {
             listener,
             listen: cfg.listen.clone(),

@@ -212,22 +212,7 @@ impl Proxy {
             path: cfg.listen.clone(),
             source,
         };
-        if let Ok(md) = std::fs::symlink_metadata(&cfg.listen) {
-            use std::os::unix::fs::FileTypeExt;
-            if !md.file_type().is_socket() {
-                return Err(ProxyError::Config(format!(
-                    "{} exists and is not a socket; refusing to replace it",
-                    cfg.listen.display()
-                )));
-            }
-            std::fs::remove_file(&cfg.listen).map_err(io)?;
-        }
-        if let Some(dir) = cfg.listen.parent() {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir).map_err(io)?;
-            }
-        }
-        let listener = UnixListener::bind(&cfg.listen).map_err(io)?;
+        let listener = bind_socket(&cfg.listen)?;
         let mode = cfg.mode().map_err(ProxyError::Config)?;
         std::fs::set_permissions(&cfg.listen, std::fs::Permissions::from_mode(mode)).map_err(io)?;
         Ok(Proxy {
@@ -285,6 +270,32 @@ impl Proxy {
         }
         let _ = std::fs::remove_file(&self.listen);
     }
+}
+
+/// Binds a unix socket at `path`, creating its directory. A stale socket
+/// there is replaced; anything else (a file, a directory, a symlink) is an
+/// error, never removed: the path may be a user's data.
+pub fn bind_socket(path: &Path) -> Result<UnixListener, ProxyError> {
+    let io = |source| ProxyError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Ok(md) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        if !md.file_type().is_socket() {
+            return Err(ProxyError::Config(format!(
+                "{} exists and is not a socket; refusing to replace it",
+                path.display()
+            )));
+        }
+        std::fs::remove_file(path).map_err(io)?;
+    }
+    if let Some(dir) = path.parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+    }
+    UnixListener::bind(path).map_err(io)
 }
 
 /// Makes a blocked [`Proxy::serve`] look at its stop flag.
