@@ -2,6 +2,8 @@
 //! its schedule, and an admin may prune now with `POST /api/v1/prune` (a
 //! reader may not).
 
+mod support;
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
@@ -9,13 +11,11 @@ use kaudit_event::MicroTime;
 use kaudit_server::auth::{Authenticator, Role, TokenConfig};
 use kaudit_server::config::{RetentionConfig, ServerConfig};
 use kaudit_server::retention::PruneReply;
-use kaudit_server::serve::{run, RunOptions};
 use kaudit_store::{list_segments, Record, Store, StoreOptions};
-use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::Server;
 use tower::ServiceExt;
 
 fn record(i: u64) -> Record {
@@ -163,25 +163,12 @@ fn serve_applies_retention_by_itself() {
         max_size: Some(1),
         interval: Duration::from_millis(300),
     });
-    let stop = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = mpsc::channel();
-    let tx = std::sync::Mutex::new(tx);
-    let opts = RunOptions {
-        on_ready: Some(Arc::new(move |a: &[(String, SocketAddr)]| {
-            let _ = tx.lock().unwrap().send(a.to_vec());
-        })),
-        ..Default::default()
-    };
-    let s2 = stop.clone();
-    let thread = std::thread::spawn(move || run(cfg, opts, s2));
-    rx.recv_timeout(Duration::from_secs(30))
-        .expect("server started");
+    let mut server = Server::start(cfg);
     let deadline = Instant::now() + Duration::from_secs(20);
     while list_segments(&data).unwrap().len() > 1 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
-    stop.store(true, Ordering::Relaxed);
-    thread.join().unwrap().unwrap();
+    server.stop();
     assert_eq!(
         list_segments(&data).unwrap().len(),
         1,

@@ -3,65 +3,23 @@
 //! takes it unchanged), and reports the sink in `GET /api/v1/sinks` and in
 //! the metrics.
 
+mod support;
+
 use kaudit_server::config::ServerConfig;
-use kaudit_server::serve::{run, RunOptions};
 use kaudit_store::{Store, StoreOptions};
-use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
+use support::Server;
 
-struct Server {
-    url: String,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<Result<(), kaudit_server::serve::ServeError>>>,
-}
-
-impl Server {
-    fn start(yaml: &str, dir: &Path) -> Server {
-        let conf = dir.join("kaudit.yaml");
-        std::fs::write(&conf, yaml).unwrap();
-        let mut cfg = ServerConfig::load(Some(&conf), Vec::new()).expect("config loads");
-        assert!(cfg.check().is_empty(), "{:?}", cfg.check());
-        cfg.listen = Some("127.0.0.1:0".parse().unwrap());
-        cfg.ingest.min_free_disk = 0;
-        let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = mpsc::channel();
-        let tx = std::sync::Mutex::new(tx);
-        let opts = RunOptions {
-            on_ready: Some(Arc::new(move |a: &[(String, SocketAddr)]| {
-                let _ = tx.lock().unwrap().send(a.to_vec());
-            })),
-            ..Default::default()
-        };
-        let s2 = stop.clone();
-        let thread = std::thread::spawn(move || run(cfg, opts, s2));
-        let addrs = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("server started");
-        Server {
-            url: format!("http://{}", addrs[0].1),
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn stop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap().unwrap();
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+/// A server started from `yaml` (written to `dir`), on 127.0.0.1.
+fn start(yaml: &str, dir: &Path) -> Server {
+    let conf = dir.join("kaudit.yaml");
+    std::fs::write(&conf, yaml).unwrap();
+    let mut cfg = ServerConfig::load(Some(&conf), Vec::new()).expect("config loads");
+    assert!(cfg.check().is_empty(), "{:?}", cfg.check());
+    cfg.listen = Some("127.0.0.1:0".parse().unwrap());
+    cfg.ingest.min_free_disk = 0;
+    Server::start(cfg)
 }
 
 fn stored(data: &Path) -> Vec<Vec<u8>> {
@@ -86,7 +44,7 @@ fn stored(data: &Path) -> Vec<Vec<u8>> {
 #[test]
 fn a_kaudit_sink_forwards_to_another_kaudit_and_reports_status() {
     let downstream_dir = tempfile::tempdir().unwrap();
-    let mut downstream = Server::start(
+    let mut downstream = start(
         &format!(
             "data: {}\ndetect:\n  enabled: false\n",
             downstream_dir.path().join("data").display()
@@ -95,11 +53,11 @@ fn a_kaudit_sink_forwards_to_another_kaudit_and_reports_status() {
     );
     let upstream_dir = tempfile::tempdir().unwrap();
     let up_data = upstream_dir.path().join("data");
-    let mut upstream = Server::start(
+    let mut upstream = start(
         &format!(
             "data: {}\ndetect:\n  enabled: false\nsinks:\n- name: downstream\n  type: webhook\n  url: {}/api/v1/ingest/k8s\n  filter: 'not verb=watch'\n  batch_timeout: 100ms\n",
             up_data.display(),
-            downstream.url
+            downstream.url("")
         ),
         upstream_dir.path(),
     );
@@ -115,7 +73,7 @@ fn a_kaudit_sink_forwards_to_another_kaudit_and_reports_status() {
     body.extend_from_slice(b"]}");
     let client = reqwest::blocking::Client::new();
     let r = client
-        .post(format!("{}/api/v1/ingest/k8s", upstream.url))
+        .post(format!("{}/api/v1/ingest/k8s", upstream.url("")))
         .header("content-type", "application/json")
         .body(body)
         .send()
@@ -128,7 +86,7 @@ fn a_kaudit_sink_forwards_to_another_kaudit_and_reports_status() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
         let v: serde_json::Value = client
-            .get(format!("{}/api/v1/sinks", upstream.url))
+            .get(format!("{}/api/v1/sinks", upstream.url("")))
             .send()
             .unwrap()
             .json()
@@ -149,7 +107,7 @@ fn a_kaudit_sink_forwards_to_another_kaudit_and_reports_status() {
     assert!(status["last_error"].is_null());
     std::thread::sleep(Duration::from_millis(1200));
     let metrics = client
-        .get(format!("{}/metrics", upstream.url))
+        .get(format!("{}/metrics", upstream.url("")))
         .send()
         .unwrap()
         .text()
@@ -214,7 +172,7 @@ fn bad_sink_configs_are_refused_naming_the_sink() {
 #[test]
 fn sink_status_needs_a_reader_credential() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = Server::start(
+    let mut s = start(
         &format!(
             "data: {}\ndetect:\n  enabled: false\nauth:\n  tokens:\n  - name: api\n    token: ingest-token-0123456789\n    cluster: c1\n    role: ingest\n  - name: ui\n    token: reader-token-0123456789\n    role: reader\nsinks:\n- name: nowhere\n  type: webhook\n  url: http://127.0.0.1:9/\n",
             dir.path().join("data").display()
@@ -222,7 +180,7 @@ fn sink_status_needs_a_reader_credential() {
         dir.path(),
     );
     let client = reqwest::blocking::Client::new();
-    let url = format!("{}/api/v1/sinks", s.url);
+    let url = format!("{}/api/v1/sinks", s.url(""));
     assert_eq!(client.get(&url).send().unwrap().status(), 401);
     let r = client
         .get(&url)

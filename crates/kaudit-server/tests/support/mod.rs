@@ -1,6 +1,9 @@
 //! A `kaudit serve` run in-process on 127.0.0.1 for a test, stopped (and
 //! joined) on drop.
 
+// Each test file compiles this module on its own and uses a part of it.
+#![allow(dead_code)]
+
 use kaudit_server::config::ServerConfig;
 use kaudit_server::serve::{run, RunOptions, ServeError};
 use std::net::SocketAddr;
