@@ -30,8 +30,9 @@ fi
 # --- chdb (current ClickHouse in-process) for the SQL dialect test -----------
 # kaudit-clickhouse's dialect test runs the same DDL and generated queries on
 # Debian's clickhouse-server 18.16 and on chdb; it fails (no skip) without it.
-export KAUDIT_CHDB_PYTHON="${KAUDIT_CHDB_PYTHON:-$PWD/target/chdb-venv/bin/python}"
-if ! "$KAUDIT_CHDB_PYTHON" -c 'import chdb' >/dev/null 2>&1; then
+# Not KAUDIT_*: the server reads every KAUDIT_* variable as a config override.
+export CHDB_PYTHON="${CHDB_PYTHON:-$PWD/target/chdb-venv/bin/python}"
+if ! "$CHDB_PYTHON" -c 'import chdb' >/dev/null 2>&1; then
   echo "installing chdb into target/chdb-venv"
   python3 -m venv target/chdb-venv
   target/chdb-venv/bin/pip install -q chdb

@@ -3,7 +3,7 @@
 //! the same generated statements (searches with cursors, candidate reads,
 //! field values) over the same rows give byte-identical RowBinary answers.
 //!
-//! chdb runs in a Python from `KAUDIT_CHDB_PYTHON` (scripts/test.sh makes a
+//! chdb runs in a Python from `CHDB_PYTHON` (scripts/test.sh makes a
 //! venv with `pip install chdb` at target/chdb-venv); missing is a failure.
 
 mod common;
@@ -34,14 +34,14 @@ json.dump(out, open(sys.argv[3], "w"))
 "#;
 
 fn chdb_python() -> PathBuf {
-    let p = std::env::var_os("KAUDIT_CHDB_PYTHON")
+    let p = std::env::var_os("CHDB_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/chdb-venv/bin/python")
         });
     assert!(
         p.exists(),
-        "{}: no Python with chdb; set KAUDIT_CHDB_PYTHON or run scripts/test.sh (python3 -m venv target/chdb-venv && target/chdb-venv/bin/pip install chdb)",
+        "{}: no Python with chdb; set CHDB_PYTHON or run scripts/test.sh (python3 -m venv target/chdb-venv && target/chdb-venv/bin/pip install chdb)",
         p.display()
     );
     p

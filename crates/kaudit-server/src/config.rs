@@ -360,8 +360,41 @@ pub enum ConfigError {
     },
 }
 
+/// A `KAUDIT_*` variable that is not a config override.
+enum NotConfig {
+    /// This exact name (after `KAUDIT_`).
+    Is(&'static str),
+    /// Names starting with this.
+    Prefix(&'static str),
+}
+
+impl NotConfig {
+    fn matches(&self, rest: &str) -> bool {
+        match self {
+            NotConfig::Is(n) => rest == *n,
+            NotConfig::Prefix(p) => rest.starts_with(p),
+        }
+    }
+}
+
+/// `KAUDIT_*` variables other commands and the test scripts read: a shell
+/// that exported `KAUDIT_TOKEN` for `kaudit prune` must still be able to
+/// run `kaudit serve`.
+const NOT_CONFIG: [NotConfig; 9] = [
+    NotConfig::Is("CONFIG"),
+    NotConfig::Is("TOKEN"),
+    NotConfig::Is("SERVER"),
+    NotConfig::Is("CLUSTER"),
+    NotConfig::Is("ENCRYPTION_KEY"),
+    NotConfig::Is("CONFORMANCE"),
+    NotConfig::Is("SKIP_ROOT_TESTS"),
+    NotConfig::Prefix("BENCH"),
+    NotConfig::Prefix("FUZZ_"),
+];
+
 impl ServerConfig {
-    /// Loads a file (None: defaults), then applies `KAUDIT_*` variables from `env`.
+    /// Loads a file (None: defaults), then applies `KAUDIT_*` variables from
+    /// `env` (except the other commands' own, [`NOT_CONFIG`]).
     pub fn load(
         path: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
@@ -392,7 +425,7 @@ impl ServerConfig {
             let Some(rest) = k.strip_prefix("KAUDIT_") else {
                 continue;
             };
-            if rest.is_empty() || rest == "CONFORMANCE" || rest.starts_with("BENCH") {
+            if rest.is_empty() || NOT_CONFIG.iter().any(|n| n.matches(rest)) {
                 continue;
             }
             let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
@@ -629,6 +662,13 @@ mod tests {
             ("KAUDIT_INGEST__MAX_EVENT".to_string(), "1MiB".to_string()),
             ("KAUDIT_INGEST__REDACT".to_string(), "false".to_string()),
             ("OTHER".to_string(), "x".to_string()),
+            // Other commands' variables, exported in the same shell, are
+            // not config overrides.
+            ("KAUDIT_TOKEN".to_string(), "t".to_string()),
+            ("KAUDIT_SERVER".to_string(), "http://x".to_string()),
+            ("KAUDIT_ENCRYPTION_KEY".to_string(), "/k".to_string()),
+            ("KAUDIT_SKIP_ROOT_TESTS".to_string(), "1".to_string()),
+            ("KAUDIT_FUZZ_SECONDS".to_string(), "30".to_string()),
         ];
         let c = ServerConfig::load(Some(&p), env).unwrap();
         assert_eq!(c.data, PathBuf::from("/var/lib/kaudit"));
