@@ -19,11 +19,18 @@ use kaudit_event::{Event, MicroTime};
 use kaudit_index::scan::{ScanField, ScanFn};
 use kaudit_index::search::{Hit, Page, SearchRequest, MAX_LIMIT};
 use kaudit_index::stats::{StatsReport, StatsRequest};
-use kaudit_index::{Index, IndexError, IndexResult, SearchBackend};
+use kaudit_index::{FollowPosition, Index, IndexError, IndexResult, SearchBackend};
 use kaudit_query::{Field, Query};
 use kaudit_store::merkle::Hash;
 use kaudit_store::{LeafRef, LogReader, StoreError, StoreResult, StoredCheckpoint};
 use std::ops::Range;
+
+/// Most rows one follow step reads (the position says where the next
+/// step continues).
+pub const FOLLOW_BATCH: usize = 20_000;
+
+/// Rows per page of a retro-hunt read ([`ClickHouseBackend::for_each_received`]).
+pub const RETRO_BATCH: usize = 10_000;
 
 /// The ClickHouse search backend. See the [module docs](self).
 pub struct ClickHouseBackend {
@@ -177,6 +184,193 @@ impl ClickHouseBackend {
             page.next = page.hits.last().map(Hit::cursor);
         }
         Ok(page)
+    }
+
+    /// The statement one follow step runs: every row after each node's
+    /// position (nodes the position does not name: from their first row),
+    /// in (node, seq) order, each once, with whether it may match `query`
+    /// within the time bounds (`m`) and its bytes only when it may.
+    pub fn follow_statement(
+        &self,
+        query: &Query,
+        since: Option<i64>,
+        until: Option<i64>,
+        from: &FollowPosition,
+    ) -> String {
+        let Compiled { sql: w, .. } = sql::compile(query.expr());
+        let range = sql::time_range(since, until);
+        let after: Vec<String> = from
+            .iter()
+            .map(|(n, s)| format!("(node_id = {n} AND seq >= {s})"))
+            .collect();
+        let cond = if after.is_empty() {
+            "1".to_string()
+        } else {
+            let ids: Vec<String> = from.iter().map(|(n, _)| n.to_string()).collect();
+            format!(
+                "({} OR node_id NOT IN ({}))",
+                after.join(" OR "),
+                ids.join(", ")
+            )
+        };
+        format!(
+            "SELECT node_id, seq, gseq, time, received, cluster, toUInt8(({w}) AND ({range})) AS k_m, if(k_m = 1, raw, '') FROM {} WHERE {cond} ORDER BY node_id, seq LIMIT 1 BY node_id, seq LIMIT {FOLLOW_BATCH} FORMAT RowBinary",
+            self.events()
+        )
+    }
+
+    /// [`SearchBackend::follow`]: per node, rows are read in sequence order
+    /// and the node's position moves only over rows without a gap before
+    /// them, so a row that reaches the table late (another node's, or this
+    /// node's through a lagging replica) is still seen, once. A gap below a
+    /// node's lowest row in the table (retention dropped those days) is
+    /// skipped; any other gap waits for the missing row (`verify
+    /// --clickhouse` names a row deleted from the table).
+    fn follow_nodes(
+        &self,
+        query: &Query,
+        since: Option<i64>,
+        until: Option<i64>,
+        from: &FollowPosition,
+        f: &mut dyn FnMut(Hit) -> bool,
+    ) -> IndexResult<FollowPosition> {
+        let mut pos = from.clone();
+        self.skip_dropped(&mut pos)?;
+        let exact = sql::compile(query.expr()).exact;
+        let q = self.follow_statement(query, since, until, &pos);
+        let resp = self.client.query_reader(&q).map_err(ix_err)?;
+        let mut r = Reader::new(resp);
+        let bad = |m: String| ix_err(answer_err("follow", m));
+        // The node whose rows are being read, and whether a gap stopped it.
+        let mut blocked: Option<u16> = None;
+        while !r.at_end().map_err(bad)? {
+            let node = r.u16().map_err(bad)?;
+            let seq = r.u64().map_err(bad)?;
+            let g = r.u64().map_err(bad)?;
+            let time = r.i64().map_err(bad)?;
+            let received = MicroTime(r.i64().map_err(bad)?);
+            let cluster = r.string().map_err(bad)?;
+            let m = r.u8().map_err(bad)?;
+            let raw = r.bytes().map_err(bad)?;
+            if blocked == Some(node) {
+                continue;
+            }
+            match pos.next(node) {
+                Some(next) if seq != next => {
+                    // A gap (seq > next): the rest of this node waits.
+                    blocked = Some(node);
+                    continue;
+                }
+                _ => {}
+            }
+            pos.set(node, seq + 1)?;
+            if m == 0 {
+                continue;
+            }
+            if !exact {
+                let ev = Event::from_json(&raw)
+                    .map_err(|source| IndexError::Record { seq: g, source })?;
+                if !query.matches(&ev, &cluster) {
+                    continue;
+                }
+            }
+            let go = f(Hit {
+                seq: g,
+                time,
+                received,
+                cluster,
+                event: raw,
+            });
+            if !go {
+                break;
+            }
+        }
+        Ok(pos)
+    }
+
+    /// Moves each node whose position lies below its lowest row in the
+    /// table up to that row: those rows were dropped and never come back.
+    fn skip_dropped(&self, pos: &mut FollowPosition) -> IndexResult<()> {
+        if pos.iter().next().is_none() {
+            return Ok(());
+        }
+        let t = self
+            .client
+            .execute(&format!(
+                "SELECT node_id, min(seq) FROM {} GROUP BY node_id FORMAT TabSeparated",
+                self.events()
+            ))
+            .map_err(ix_err)?;
+        for line in t.lines() {
+            let mut it = line.split('\t');
+            let (Some(n), Some(lo)) = (
+                it.next().and_then(|n| n.parse::<u16>().ok()),
+                it.next().and_then(|s| s.parse::<u64>().ok()),
+            ) else {
+                return Err(ix_err(answer_err(
+                    "follow",
+                    format!("not NODE<TAB>SEQ: {line:?}"),
+                )));
+            };
+            if pos.next(n).is_some_and(|next| next < lo) {
+                pos.set(n, lo)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The statement reading one page of [`Self::for_each_received`]: up to
+    /// `batch` rows received at or after `received_since`, after the
+    /// `(time, gseq)` position `after`, oldest first, each row once.
+    pub fn received_statement(
+        &self,
+        received_since: Option<i64>,
+        after: Option<(i64, u64)>,
+        batch: usize,
+    ) -> String {
+        let since = received_since.map_or("1".to_string(), |r| format!("received >= {r}"));
+        let cur = after.map_or("1".to_string(), |(t, g)| {
+            format!("(time > {t} OR (time = {t} AND gseq > {g}))")
+        });
+        format!(
+            "SELECT gseq, time, cluster, raw FROM {} WHERE {since} AND {cur} ORDER BY time, gseq LIMIT 1 BY gseq LIMIT {batch} FORMAT RowBinary",
+            self.events()
+        )
+    }
+
+    /// Calls `f` with every row of every node received at or after
+    /// `received_since` (microseconds), each once, oldest event first:
+    /// what a retro-hunt (`kaudit detect --since`) reads. Pages of
+    /// [`RETRO_BATCH`] rows in the table's sort order keep memory bounded
+    /// on both sides; `f` returns false to stop. Returns the rows read.
+    pub fn for_each_received(
+        &self,
+        received_since: Option<i64>,
+        f: &mut dyn FnMut(u64, &str, &[u8]) -> bool,
+    ) -> ChResult<u64> {
+        let mut after = None;
+        let mut total = 0u64;
+        loop {
+            let q = self.received_statement(received_since, after, RETRO_BATCH);
+            let mut r = Reader::new(self.client.query_reader(&q)?);
+            let bad = |m: String| answer_err("retro-hunt read", m);
+            let mut n = 0usize;
+            while !r.at_end().map_err(bad)? {
+                let g = r.u64().map_err(bad)?;
+                let time = r.i64().map_err(bad)?;
+                let cluster = r.string().map_err(bad)?;
+                let raw = r.bytes().map_err(bad)?;
+                n += 1;
+                total += 1;
+                after = Some((time, g));
+                if !f(g, &cluster, &raw) {
+                    return Ok(total);
+                }
+            }
+            if n < RETRO_BATCH {
+                return Ok(total);
+            }
+        }
     }
 
     /// The statement listing values of `field` starting with `prefix`,
@@ -400,11 +594,36 @@ impl SearchBackend for ClickHouseBackend {
         query: &Query,
         since: Option<i64>,
         until: Option<i64>,
-        from: u64,
+        from: &FollowPosition,
         f: &mut dyn FnMut(Hit) -> bool,
-    ) -> IndexResult<u64> {
-        let log = self.candidates(query, since, until);
-        let scan = kaudit_index::search::scan_tail(&log, from, query, since, until, f)?;
-        Ok(scan.next.max(from))
+    ) -> IndexResult<FollowPosition> {
+        self.follow_nodes(query, since, until, from, f)
+    }
+
+    fn follow_end(&self) -> IndexResult<FollowPosition> {
+        let t = self
+            .client
+            .execute(&format!(
+                "SELECT node_id, max(seq) + 1 FROM {} GROUP BY node_id ORDER BY node_id FORMAT TabSeparated",
+                self.events()
+            ))
+            .map_err(ix_err)?;
+        let mut p = FollowPosition::default();
+        for line in t.lines() {
+            let mut it = line.split('\t');
+            match (
+                it.next().and_then(|n| n.parse::<u16>().ok()),
+                it.next().and_then(|s| s.parse::<u64>().ok()),
+            ) {
+                (Some(n), Some(s)) => p.set(n, s)?,
+                _ => {
+                    return Err(ix_err(answer_err(
+                        "follow end",
+                        format!("not NODE<TAB>SEQ: {line:?}"),
+                    )))
+                }
+            }
+        }
+        Ok(p)
     }
 }

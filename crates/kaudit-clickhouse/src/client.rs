@@ -3,16 +3,26 @@
 //! text, settings ride in the URL, errors carry the server's message.
 
 use crate::{ChResult, ClickHouseConfig, ClickHouseError};
-use std::io::Read;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// Longest server error message kept.
 const MAX_MESSAGE: usize = 2000;
 
-/// A connection to one ClickHouse HTTP endpoint.
+/// A connection to ClickHouse's HTTP interface: one endpoint, or several
+/// replicas of one cluster tried in turn (`url` then `fallback_urls`), so a
+/// dead replica costs one refused connection, not an answer.
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::blocking::Client,
-    url: String,
+    /// Every endpoint, `url` first; all serve the same tables.
+    urls: Arc<Vec<String>>,
+    /// The endpoint in use: the last one that answered.
+    current: Arc<AtomicUsize>,
+    /// Statement timeout in seconds, also the wait bound of `ON CLUSTER`
+    /// DDL (`distributed_ddl_task_timeout`), so no statement waits on a
+    /// dead replica longer than a request may take.
+    timeout_secs: u64,
     database: String,
     user: Option<String>,
     password: Option<String>,
@@ -67,9 +77,15 @@ impl Client {
             ),
             None => None,
         };
+        let urls: Vec<String> = std::iter::once(&cfg.url)
+            .chain(cfg.fallback_urls.iter())
+            .map(|u| u.trim_end_matches('/').to_string())
+            .collect();
         let mut c = Client {
             http,
-            url: cfg.url.trim_end_matches('/').to_string(),
+            urls: Arc::new(urls),
+            current: Arc::new(AtomicUsize::new(0)),
+            timeout_secs: cfg.timeout().as_secs(),
             database: cfg.database.clone(),
             user: cfg.user.clone(),
             password,
@@ -102,9 +118,72 @@ impl Client {
         settings: &[(&str, &str)],
         body: Option<Vec<u8>>,
     ) -> ChResult<reqwest::blocking::Response> {
+        self.send_then(database, sql, settings, body, Ok)
+    }
+
+    /// Sends a statement and hands the answer to `read`. Each endpoint is
+    /// tried once, starting with the one that answered last: a transport
+    /// failure (refused, reset, timed out, also while `read` reads the
+    /// answer) moves on to the next replica; an error the server answered
+    /// with does not. Statements are safe to repeat: DDL is `IF NOT
+    /// EXISTS`, reads are reads, and a repeated INSERT is folded by block
+    /// deduplication and the (node, seq) key.
+    fn send_then<T>(
+        &self,
+        database: &str,
+        sql: &str,
+        settings: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+        read: impl Fn(reqwest::blocking::Response) -> Result<T, reqwest::Error>,
+    ) -> ChResult<T> {
+        let body = body.map(bytes::Bytes::from);
+        let n = self.urls.len();
+        let first = self.current.load(Ordering::Relaxed) % n;
+        let mut last_err = None;
+        for i in 0..n {
+            let at = (first + i) % n;
+            let r = self
+                .send_to(at, database, sql, settings, body.clone())
+                .and_then(|r| self.check(sql, r))
+                .and_then(|r| {
+                    read(r).map_err(|source| ClickHouseError::Http {
+                        url: self.urls[at].clone(),
+                        source,
+                    })
+                });
+            match r {
+                Ok(v) => {
+                    self.current.store(at, Ordering::Relaxed);
+                    return Ok(v);
+                }
+                Err(e @ ClickHouseError::Http { .. }) => {
+                    if n > 1 {
+                        tracing::warn!(url = %self.urls[at], error = %e, "clickhouse: endpoint failed, trying the next");
+                    }
+                    last_err = Some(e);
+                }
+                Err(e) => {
+                    // The server answered: this endpoint is alive.
+                    self.current.store(at, Ordering::Relaxed);
+                    return Err(e);
+                }
+            }
+        }
+        Err(last_err.unwrap_or_else(|| ClickHouseError::Config("no url".into())))
+    }
+
+    fn send_to(
+        &self,
+        at: usize,
+        database: &str,
+        sql: &str,
+        settings: &[(&str, &str)],
+        body: Option<bytes::Bytes>,
+    ) -> ChResult<reqwest::blocking::Response> {
+        let url = &self.urls[at];
         let mut params: Vec<(&str, &str)> = vec![("database", database)];
         params.extend_from_slice(settings);
-        let mut req = self.http.post(&self.url).query(&params);
+        let mut req = self.http.post(url).query(&params);
         if let Some(u) = &self.user {
             req = req.basic_auth(u, self.password.as_deref());
         }
@@ -113,10 +192,17 @@ impl Client {
             Some(b) => req.query(&[("query", sql)]).body(b),
             None => req.body(sql.to_string()),
         };
-        let resp = req.send().map_err(|source| ClickHouseError::Http {
-            url: self.url.clone(),
+        req.send().map_err(|source| ClickHouseError::Http {
+            url: url.clone(),
             source,
-        })?;
+        })
+    }
+
+    fn check(
+        &self,
+        sql: &str,
+        resp: reqwest::blocking::Response,
+    ) -> ChResult<reqwest::blocking::Response> {
         let status = resp.status();
         if !status.is_success() {
             let mut message = resp.text().unwrap_or_default();
@@ -137,11 +223,12 @@ impl Client {
     }
 
     fn text_in(&self, database: &str, sql: &str) -> ChResult<String> {
-        let resp = self.send(database, sql, &[], None)?;
-        resp.text().map_err(|source| ClickHouseError::Http {
-            url: self.url.clone(),
-            source,
-        })
+        self.send_then(database, sql, &[], None, |r| r.text())
+    }
+
+    /// The endpoint in use (the last one that answered).
+    pub fn url(&self) -> &str {
+        &self.urls[self.current.load(Ordering::Relaxed) % self.urls.len()]
     }
 
     /// Runs a statement and returns its text answer.
@@ -159,20 +246,24 @@ impl Client {
         } else {
             sql.to_string()
         };
-        self.send(database, &sql, &[], None)?;
+        // `ON CLUSTER` DDL waits for every host (180 s by default); a
+        // dead replica must cost at most one request timeout. The DDL stays
+        // queued in ZooKeeper and the replica runs it when it is back.
+        let wait = self.timeout_secs.saturating_sub(2).max(1).to_string();
+        let settings: &[(&str, &str)] = if sql.contains(" ON CLUSTER ") {
+            &[("distributed_ddl_task_timeout", wait.as_str())]
+        } else {
+            &[]
+        };
+        self.send(database, &sql, settings, None)?;
         Ok(())
     }
 
     /// Runs a query and returns its whole answer (ask for a format).
     pub fn query_bytes(&self, sql: &str) -> ChResult<Vec<u8>> {
-        let mut r = self.query_reader(sql)?;
-        let mut out = Vec::new();
-        r.read_to_end(&mut out)
-            .map_err(|e| ClickHouseError::Answer {
-                what: what(sql),
-                message: e.to_string(),
-            })?;
-        Ok(out)
+        self.send_then(&self.database, sql, &[], None, |r| {
+            r.bytes().map(|b| b.to_vec())
+        })
     }
 
     /// Runs a query and returns its answer as a stream, so large answers
@@ -183,15 +274,24 @@ impl Client {
 
     /// Inserts `body` (rows in the format the statement names).
     pub fn insert(&self, sql: &str, body: Vec<u8>) -> ChResult<()> {
-        self.send(&self.database, sql, &[], Some(body))?;
+        self.insert_with(sql, body, &[])
+    }
+
+    /// Inserts `body` with query-level `settings`. They must ride in the
+    /// URL: text after `FORMAT RowBinary` in the statement is read as the
+    /// first bytes of the data.
+    pub fn insert_with(&self, sql: &str, body: Vec<u8>, settings: &[(&str, &str)]) -> ChResult<()> {
+        self.send(&self.database, sql, settings, Some(body))?;
         Ok(())
     }
 
-    /// Answers `/ping`: whether the server is reachable at all.
+    /// Answers `/ping`: whether any endpoint is reachable at all.
     pub fn ping(&self) -> bool {
-        self.http
-            .get(format!("{}/ping", self.url))
-            .send()
-            .is_ok_and(|r| r.status().is_success())
+        self.urls.iter().any(|u| {
+            self.http
+                .get(format!("{u}/ping"))
+                .send()
+                .is_ok_and(|r| r.status().is_success())
+        })
     }
 }

@@ -57,6 +57,11 @@ pub fn split_gseq(g: u64) -> (u16, u64) {
 pub struct ClickHouseConfig {
     /// The HTTP interface, e.g. `http://clickhouse:8123` (https for TLS).
     pub url: String,
+    /// More HTTP endpoints serving the same tables (the other replicas of a
+    /// cluster), tried in order when the one in use does not answer: with
+    /// them, shipping and queries carry on while a replica is down.
+    #[serde(default)]
+    pub fallback_urls: Vec<String>,
     /// Database holding kaudit's tables (created when missing).
     #[serde(default = "default_database")]
     pub database: String,
@@ -112,6 +117,9 @@ fn default_timeout() -> u64 {
     30
 }
 
+/// Most `fallback_urls` (every one may be tried by one statement).
+const MAX_FALLBACK_URLS: usize = 16;
+
 /// Longest accepted identifier (database, prefix, cluster).
 const MAX_IDENT: usize = 64;
 
@@ -120,6 +128,7 @@ impl ClickHouseConfig {
     pub fn new(url: &str) -> ClickHouseConfig {
         ClickHouseConfig {
             url: url.to_string(),
+            fallback_urls: Vec::new(),
             database: default_database(),
             table_prefix: default_prefix(),
             cluster: None,
@@ -167,6 +176,19 @@ impl ClickHouseConfig {
                 "store.clickhouse.url {:?}: must start with http:// or https://",
                 self.url
             )));
+        }
+        if self.fallback_urls.len() > MAX_FALLBACK_URLS {
+            return Err(ClickHouseError::Config(format!(
+                "store.clickhouse.fallback_urls: {} urls, at most {MAX_FALLBACK_URLS}",
+                self.fallback_urls.len()
+            )));
+        }
+        for (i, u) in self.fallback_urls.iter().enumerate() {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(ClickHouseError::Config(format!(
+                    "store.clickhouse.fallback_urls[{i}] {u:?}: must start with http:// or https://"
+                )));
+            }
         }
         if self.batch_events == 0 || self.batch_events > 1_000_000 {
             return Err(ClickHouseError::Config(format!(

@@ -268,15 +268,26 @@ pub fn row_columns() -> Vec<(&'static str, &'static str)> {
 /// are idempotent). Returns the version now in force.
 pub fn migrate(client: &Client, tables: &Tables) -> ChResult<u32> {
     let db = &tables.db;
+    let version = || -> ChResult<u32> {
+        Ok(client
+            .execute(&format!("SELECT max(version) FROM {db}.{}", tables.schema))?
+            .trim()
+            .parse()
+            .unwrap_or(0))
+    };
+    // Already in force: no DDL at all. `ON CLUSTER` DDL waits for every
+    // replica, so a node reconnecting while one replica is down must not
+    // run it (it did, and each reconnect then waited on the dead replica).
+    if let Ok(have) = version() {
+        if have == SCHEMA_VERSION {
+            return Ok(have);
+        }
+    }
     let create = tables.create_statements();
     for (in_db, stmt) in create.iter().take(2) {
         client.ddl(in_db, stmt)?;
     }
-    let have: u32 = client
-        .execute(&format!("SELECT max(version) FROM {db}.{}", tables.schema))?
-        .trim()
-        .parse()
-        .unwrap_or(0);
+    let have = version()?;
     if have > SCHEMA_VERSION {
         return Err(crate::ClickHouseError::Config(format!(
             "the ClickHouse tables are at schema version {have}, newer than this kaudit ({SCHEMA_VERSION}); upgrade kaudit"

@@ -150,7 +150,9 @@ impl Shipper {
         let r = if sync {
             // Through the Distributed table: wait for the shard to take
             // the rows, so the cursor never moves past rows only queued.
-            c.insert(&format!("{sql} SETTINGS insert_distributed_sync = 1"), body)
+            // (The setting rides in the URL: after `FORMAT RowBinary` the
+            // statement's text would be read as row data.)
+            c.insert_with(&sql, body, &[("insert_distributed_sync", "1")])
         } else {
             c.insert(&sql, body)
         };

@@ -1,9 +1,9 @@
 //! The backend-neutral search surface and the embedded (local index) backend.
 //!
-//! [`EmbeddedBackend`] is the only implementation of [`SearchBackend`]; the
-//! trait is the seam for a planned second backend (ClickHouse), which would
-//! translate the same [`kaudit_query::Expr`] (see [`crate::plan`]) and
-//! confirm with the same matcher so both answer alike.
+//! [`EmbeddedBackend`] answers from the local store and index; the trait is
+//! the seam the ClickHouse backend (kaudit-clickhouse) plugs into, which
+//! translates the same [`kaudit_query::Expr`] and confirms with the same
+//! matcher so both answer alike.
 
 use crate::facets::Facets;
 use crate::index::{Index, IndexMode};
@@ -67,17 +67,105 @@ pub trait SearchBackend: Send + Sync {
         fields: &[ScanField],
         f: &mut ScanFn<'_>,
     ) -> IndexResult<()>;
-    /// Calls `f` with every match among the records from sequence number
-    /// `from` on, oldest first, and returns the sequence number to continue
-    /// from: what `query --follow` polls for new matches.
+    /// Calls `f` with every match among the records not yet read at
+    /// position `from`, oldest first (per origin), and returns the position
+    /// to continue from: what `query --follow` polls for new matches. A
+    /// follower that passes each returned position back sees every record
+    /// of every origin exactly once, whatever order origins' records arrive
+    /// in.
     fn follow(
         &self,
         query: &Query,
         since: Option<i64>,
         until: Option<i64>,
-        from: u64,
+        from: &FollowPosition,
         f: &mut dyn FnMut(Hit) -> bool,
-    ) -> IndexResult<u64>;
+    ) -> IndexResult<FollowPosition>;
+    /// The position after every record there is now: where a follower
+    /// interested only in new records starts.
+    fn follow_end(&self) -> IndexResult<FollowPosition>;
+}
+
+/// Most origins a [`FollowPosition`] holds (its text form is bounded too).
+pub const MAX_FOLLOW_ORIGINS: usize = 4096;
+
+/// Where a follower of the matches continues: for each origin, the next
+/// sequence number to read. The embedded backend has one origin (0, its
+/// store); a shared backend has one per node, because nodes' sequence
+/// numbers are independent and their records arrive in no common order, so
+/// no single number can say what was read. Opaque to callers, with a text
+/// form for the CLI and the API.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FollowPosition {
+    next: std::collections::BTreeMap<u16, u64>,
+}
+
+impl FollowPosition {
+    /// The position at sequence number `seq` of origin 0 (the embedded
+    /// backend's only origin).
+    pub fn at(seq: u64) -> FollowPosition {
+        let mut p = FollowPosition::default();
+        p.next.insert(0, seq);
+        p
+    }
+
+    /// The next sequence number of `origin`, None when nothing of it was
+    /// read yet.
+    pub fn next(&self, origin: u16) -> Option<u64> {
+        self.next.get(&origin).copied()
+    }
+
+    /// Sets the next sequence number of `origin`. Fails past
+    /// [`MAX_FOLLOW_ORIGINS`] origins.
+    pub fn set(&mut self, origin: u16, next: u64) -> IndexResult<()> {
+        if self.next.len() >= MAX_FOLLOW_ORIGINS && !self.next.contains_key(&origin) {
+            return Err(IndexError::Input(format!(
+                "a follow position holds at most {MAX_FOLLOW_ORIGINS} origins"
+            )));
+        }
+        self.next.insert(origin, next);
+        Ok(())
+    }
+
+    /// Every origin with its next sequence number, by origin.
+    pub fn iter(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
+        self.next.iter().map(|(o, s)| (*o, *s))
+    }
+
+    /// The text form: `<origin>:<next>` joined by commas (empty: nothing
+    /// read yet).
+    pub fn encode(&self) -> String {
+        self.iter()
+            .map(|(o, s)| format!("{o}:{s}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Parses [`FollowPosition::encode`]'s form.
+    pub fn parse(s: &str) -> IndexResult<FollowPosition> {
+        let mut p = FollowPosition::default();
+        if s.is_empty() {
+            return Ok(p);
+        }
+        for (i, part) in s.split(',').enumerate() {
+            let bad = || {
+                IndexError::Input(format!(
+                    "invalid follow position: item {} {part:?}: expected ORIGIN:SEQ",
+                    i + 1
+                ))
+            };
+            let (o, q) = part.split_once(':').ok_or_else(bad)?;
+            let o: u16 = o.parse().map_err(|_| bad())?;
+            let q: u64 = q.parse().map_err(|_| bad())?;
+            if p.next.contains_key(&o) {
+                return Err(IndexError::Input(format!(
+                    "invalid follow position: origin {o} twice"
+                )));
+            }
+            p.set(o, q)?;
+        }
+        Ok(p)
+    }
 }
 
 /// What [`search_pages`] walked.
@@ -360,11 +448,16 @@ impl SearchBackend for EmbeddedBackend {
         query: &Query,
         since: Option<i64>,
         until: Option<i64>,
-        from: u64,
+        from: &FollowPosition,
         f: &mut dyn FnMut(Hit) -> bool,
-    ) -> IndexResult<u64> {
+    ) -> IndexResult<FollowPosition> {
+        let from = from.next(0).unwrap_or(0);
         let scan = search::scan_tail(self.store.as_ref(), from, query, since, until, f)?;
-        Ok(scan.next.max(from))
+        Ok(FollowPosition::at(scan.next.max(from)))
+    }
+
+    fn follow_end(&self) -> IndexResult<FollowPosition> {
+        Ok(FollowPosition::at(self.store.size()))
     }
 
     fn search(&self, req: &SearchRequest) -> IndexResult<Page> {

@@ -37,7 +37,7 @@ pub mod stats;
 
 use std::path::{Path, PathBuf};
 
-pub use backend::{search_pages, EmbeddedBackend, Indexer, SearchBackend, Walked};
+pub use backend::{search_pages, EmbeddedBackend, FollowPosition, Indexer, SearchBackend, Walked};
 pub use index::{event_time, Index, IndexMode, INDEX_DIR};
 pub use scan::{ScanField, ScanRow};
 pub use search::{Cursor, Hit, Page, SearchRequest};

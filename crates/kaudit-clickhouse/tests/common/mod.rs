@@ -9,7 +9,71 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::AtomicBool;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// Server processes this test started and has not reaped yet, so the
+/// [`Watchdog`] can kill them before it ends a hung test.
+static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+fn register(pid: u32) {
+    if let Ok(mut c) = CHILDREN.lock() {
+        c.push(pid);
+    }
+}
+
+fn unregister(pid: u32) {
+    if let Ok(mut c) = CHILDREN.lock() {
+        c.retain(|p| *p != pid);
+    }
+}
+
+/// Ends the test process (status 1) if it is still running after a
+/// deadline: every server it started is killed first, and `what` plus the
+/// last step reached is printed, so a test can fail but never hang.
+pub struct Watchdog {
+    done: std::sync::mpsc::Sender<()>,
+    step: std::sync::Arc<Mutex<String>>,
+}
+
+impl Watchdog {
+    /// Arms a watchdog of `limit` over the test `what`.
+    pub fn arm(limit: Duration, what: &str) -> Watchdog {
+        let (done, rx) = std::sync::mpsc::channel::<()>();
+        let step = std::sync::Arc::new(Mutex::new("start".to_string()));
+        let (what, at) = (what.to_string(), step.clone());
+        std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
+                let last = at.lock().map(|s| s.clone()).unwrap_or_default();
+                eprintln!("{what}: still running after {limit:?} (last step: {last}); killing its servers and failing");
+                if let Ok(c) = CHILDREN.lock() {
+                    for pid in c.iter() {
+                        // SAFETY: kill(2) on a pid this process spawned.
+                        unsafe {
+                            libc::kill(*pid as libc::pid_t, libc::SIGKILL);
+                        }
+                    }
+                }
+                std::process::exit(1);
+            }
+        });
+        Watchdog { done, step }
+    }
+
+    /// Records the step the test reached (printed if the deadline passes).
+    pub fn step(&self, s: &str) {
+        eprintln!("step: {s}");
+        if let Ok(mut g) = self.step.lock() {
+            *g = s.to_string();
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        let _ = self.done.send(());
+    }
+}
 
 /// The server binary; the test command installs it (Debian's
 /// clickhouse-server). Missing is a failure, not a skip.
@@ -145,11 +209,16 @@ impl ClickHouse {
             .stderr(Stdio::null())
             .spawn()
             .expect("start clickhouse-server");
+        register(child.id());
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         let url = format!("{}/ping", self.url());
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .expect("http client");
         loop {
-            if reqwest::blocking::get(&url).is_ok_and(|r| r.status().is_success()) {
+            if http.get(&url).send().is_ok_and(|r| r.status().is_success()) {
                 return;
             }
             if let Some(c) = self.child.as_mut() {
@@ -174,6 +243,7 @@ impl ClickHouse {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+            unregister(c.id());
         }
     }
 
@@ -283,6 +353,7 @@ impl ZooKeeper {
             .stderr(Stdio::null())
             .spawn()
             .expect("start zookeeper");
+        register(child.id());
         let zk = ZooKeeper {
             port,
             child,
@@ -292,6 +363,8 @@ impl ZooKeeper {
         loop {
             use std::io::{Read, Write};
             if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
                 let mut out = String::new();
                 if s.write_all(b"ruok").is_ok()
                     && s.read_to_string(&mut out).is_ok()
@@ -313,6 +386,7 @@ impl Drop for ZooKeeper {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        unregister(self.child.id());
     }
 }
 

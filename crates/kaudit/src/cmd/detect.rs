@@ -38,11 +38,16 @@ pub struct Args {
     /// Run over the store in DIR instead of files (retroactive detection).
     #[arg(long, value_name = "DIR", conflicts_with = "inputs")]
     data: Option<PathBuf>,
-    /// With --data: only events received in this last span (e.g. 30d, 12h, 45m).
-    #[arg(long, value_name = "DURATION", requires = "data")]
+    /// Run over what the server with this config stores (retroactive
+    /// detection): every node's events in ClickHouse when the config sets
+    /// `store.clickhouse`, else the store in the config's `data` (or --data).
+    #[arg(long, short = 'c', value_name = "FILE", conflicts_with = "inputs")]
+    config: Option<PathBuf>,
+    /// With --data or --config: only events received in this last span (e.g. 30d, 12h, 45m).
+    #[arg(long, value_name = "DURATION")]
     since: Option<String>,
     /// With --data: key to read sealed (encrypted) segments.
-    #[arg(long, value_name = "FILE", requires = "data")]
+    #[arg(long, value_name = "FILE")]
     encryption_key: Option<PathBuf>,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Text)]
@@ -224,6 +229,45 @@ fn from_store(
     Ok((events, skipped))
 }
 
+/// Runs the rules over every node's events in ClickHouse (a retro-hunt
+/// when `store.clickhouse` is configured), each with its cluster.
+fn from_clickhouse(
+    cfg: &kaudit_clickhouse::ClickHouseConfig,
+    since_micros: Option<i64>,
+    mut f: impl FnMut(&kaudit_event::Event, &str) -> anyhow::Result<()>,
+) -> anyhow::Result<(u64, u64)> {
+    let backend = kaudit_clickhouse::ClickHouseBackend::open(cfg)
+        .with_context(|| format!("opening the ClickHouse tables at {}", cfg.url))?;
+    let cutoff = since_micros.map(|d| kaudit_event::MicroTime::now().micros().saturating_sub(d));
+    let (mut events, mut skipped) = (0u64, 0u64);
+    let mut failure: Option<anyhow::Error> = None;
+    backend
+        .for_each_received(cutoff, &mut |g, cluster, raw| {
+            match kaudit_event::Event::from_json(raw) {
+                Ok(ev) => {
+                    events += 1;
+                    if let Err(e) = f(&ev, cluster) {
+                        failure = Some(e);
+                        return false;
+                    }
+                }
+                Err(e) => {
+                    skipped += 1;
+                    let (node, seq) = kaudit_clickhouse::split_gseq(g);
+                    eprintln!(
+                        "clickhouse: node {node} record {seq}: data not recognized as a k8s audit event: {e}"
+                    );
+                }
+            }
+            true
+        })
+        .with_context(|| format!("reading events from ClickHouse at {}", cfg.url))?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    Ok((events, skipped))
+}
+
 /// Runs `kaudit detect`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let options = EngineOptions {
@@ -256,14 +300,29 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Ok(())
     };
-    let (events, skipped) = match &args.data {
-        Some(dir) => {
-            let since = args.since.as_deref().map(parse_duration).transpose()?;
-            from_store(dir, since, args.encryption_key.clone(), |ev, cluster| {
-                emit(engine.evaluate_in(ev, Some(cluster), mode))
-            })?
-        }
-        None => for_each_event(&args.inputs, |ev| emit(engine.evaluate(ev, mode)))?,
+    let server = match &args.config {
+        Some(p) => Some(kaudit_server::config::ServerConfig::load(
+            Some(p.as_path()),
+            std::env::vars(),
+        )?),
+        None => None,
+    };
+    let since = args.since.as_deref().map(parse_duration).transpose()?;
+    if since.is_some() && args.data.is_none() && server.is_none() {
+        anyhow::bail!(
+            "--since needs --data DIR or --config FILE (a retro-hunt over stored events)"
+        );
+    }
+    let clickhouse = server.as_ref().and_then(|c| c.store.clickhouse.clone());
+    let data = args.data.clone().or(server.map(|c| c.data));
+    let (events, skipped) = match (clickhouse, &data) {
+        (Some(ch), _) => from_clickhouse(&ch, since, |ev, cluster| {
+            emit(engine.evaluate_in(ev, Some(cluster), mode))
+        })?,
+        (None, Some(dir)) => from_store(dir, since, args.encryption_key.clone(), |ev, cluster| {
+            emit(engine.evaluate_in(ev, Some(cluster), mode))
+        })?,
+        (None, None) => for_each_event(&args.inputs, |ev| emit(engine.evaluate(ev, mode)))?,
     };
     out.flush()?;
     eprintln!(

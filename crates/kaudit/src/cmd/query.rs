@@ -182,14 +182,14 @@ pub fn query(a: QueryArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     drop(out);
-    let mut next = store.len();
+    let mut next = kaudit_index::FollowPosition::at(store.len());
     drop((backend, store));
     loop {
         std::thread::sleep(Duration::from_millis(500));
         // A read-only store sees new records when opened again.
         let backend = EmbeddedBackend::unindexed(std::sync::Arc::new(a.data.open()?));
         let mut hits = Vec::new();
-        next = backend.follow(&q, since, until, next, &mut |h| {
+        next = backend.follow(&q, since, until, &next, &mut |h| {
             hits.push(h);
             true
         })?;

@@ -1,0 +1,293 @@
+//! The CLI over ClickHouse, against a real clickhouse-server (Debian's
+//! 18.16, which the test command installs; missing is a failure):
+//! `kaudit verify --clickhouse` passes on untouched rows and names
+//! (node, seq) after an edit, a delete and an inserted row; `kaudit detect
+//! --config` with `store.clickhouse` runs a retro-hunt over every node's
+//! rows, with the same alerts as over each node's own store.
+
+#[path = "../../kaudit-clickhouse/tests/common/mod.rs"]
+mod common;
+
+use kaudit_clickhouse::schema::{encode_row, Tables};
+use kaudit_clickhouse::{Client, Shipper};
+use kaudit_event::MicroTime;
+use kaudit_store::{LogReader, Record, Store, StoreOptions};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn kaudit(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kaudit"))
+        .args(args)
+        .stdin(Stdio::null())
+        .env_remove("KAUDIT_CONFIG")
+        .env_remove("KAUDIT_DATA")
+        .output()
+        .expect("run kaudit")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Waits for ALTER mutations (asynchronous on 18.16), at most 60 s.
+fn wait_mutations(c: &Client) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let n = c
+            .execute("SELECT count() FROM system.mutations WHERE is_done = 0")
+            .expect("mutations");
+        if n.trim() == "0" {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mutations still running after 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Runs `kaudit verify --clickhouse` with both nodes' trusted keys.
+fn verify(url: &str, k1: &str, k2: &str) -> (bool, String) {
+    let out = kaudit(&[
+        "verify",
+        "--clickhouse",
+        url,
+        "--node-key",
+        &format!("1={k1}"),
+        "--node-key",
+        &format!("2={k2}"),
+    ]);
+    (out.status.success(), text(&out.stdout) + &text(&out.stderr))
+}
+
+#[test]
+fn verify_clickhouse_exit_status_names_node_and_seq() {
+    let _dog = common::Watchdog::arm(Duration::from_secs(170), "verify --clickhouse test");
+    let ch = common::ClickHouse::start();
+    let (d1, d2) = (
+        tempfile::tempdir().expect("tmp"),
+        tempfile::tempdir().expect("tmp"),
+    );
+    let s1 = common::store_of(d1.path(), "alpha", 300, 71);
+    s1.checkpoint().expect("checkpoint");
+    let s2 = common::store_of(d2.path(), "beta", 200, 72);
+    s2.checkpoint().expect("checkpoint");
+    common::ship_all(
+        &mut Shipper::new(ch.config(1), d1.path()).expect("shipper"),
+        &s1,
+    );
+    common::ship_all(
+        &mut Shipper::new(ch.config(2), d2.path()).expect("shipper"),
+        &s2,
+    );
+    let (k1, k2) = (s1.verifier().text(), s2.verifier().text());
+    let url = ch.url();
+
+    let (ok, out) = verify(&url, &k1, &k2);
+    assert!(ok, "untouched rows must verify: {out}");
+    assert!(out.contains("OK: node 1 (node-1): 300 rows"), "{out}");
+    assert!(out.contains("OK: node 2 (node-2): 200 rows"), "{out}");
+    assert!(!out.contains("FAIL"), "{out}");
+
+    // The same from a serve config naming the tables.
+    let cfg = d1.path().join("kaudit.yaml");
+    std::fs::write(&cfg, format!("store:\n  clickhouse:\n    url: {url}\n")).expect("config");
+    let out = kaudit(&["verify", "--clickhouse", &cfg.display().to_string()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        text(&out.stdout) + &text(&out.stderr)
+    );
+
+    // A wrong key for node 2 fails it.
+    let (ok, out) = verify(&url, &k1, &k1);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("FAIL: node 2 (node-2): {\"kind\":\"bad_checkpoint\""),
+        "{out}"
+    );
+
+    let client = Client::connect(&ch.config(0)).expect("client");
+    let tables = Tables::new(&ch.config(0));
+    let events = format!("{}.{}", tables.db, tables.events);
+
+    // Edited: node 1's row 5.
+    client
+        .execute(&format!(
+            "ALTER TABLE {events} UPDATE raw = replaceOne(raw, '\"verb\":\"', '\"verb\":\"x') WHERE node_id = 1 AND seq = 5"
+        ))
+        .expect("update");
+    wait_mutations(&client);
+    let (ok, out) = verify(&url, &k1, &k2);
+    assert!(!ok, "an edited row must fail: {out}");
+    assert!(
+        out.contains("FAIL: node 1 (node-1): {\"kind\":\"altered\",\"seq\":5}"),
+        "{out}"
+    );
+    assert!(out.contains("OK: node 2"), "{out}");
+
+    // Deleted: node 2's row 7.
+    client
+        .execute(&format!(
+            "ALTER TABLE {events} DELETE WHERE node_id = 2 AND seq = 7"
+        ))
+        .expect("delete");
+    wait_mutations(&client);
+    let (ok, out) = verify(&url, &k1, &k2);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("FAIL: node 2 (node-2): {\"kind\":\"missing\",\"seq\":7}"),
+        "{out}"
+    );
+
+    // Inserted: a second, different row 9 of node 1.
+    let mut body = Vec::new();
+    let mut leaf = Vec::new();
+    LogReader::read(&s1, 9..10, &mut |seq, l| {
+        let mut ev = l.event.to_vec();
+        ev.push(b' ');
+        encode_row(
+            &mut body, 1, "node-1", seq, l.cluster, l.received, &ev, None, &mut leaf,
+        );
+        true
+    })
+    .expect("read");
+    client
+        .insert(
+            &format!(
+                "INSERT INTO {events} ({}) FORMAT RowBinary",
+                Tables::insert_columns()
+            ),
+            body,
+        )
+        .expect("insert");
+    let (ok, out) = verify(&url, &k1, &k2);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("FAIL: node 1 (node-1): {\"kind\":\"conflict\",\"seq\":9}"),
+        "{out}"
+    );
+    assert!(
+        out.contains("FAIL: node 1 (node-1): {\"kind\":\"altered\",\"seq\":5}"),
+        "{out}"
+    );
+}
+
+/// A store of `old` events received 20 days ago and `new` received now.
+fn store_with_ages(dir: &Path, cluster: &str, old: u64, new: u64, seed: u64) -> Store {
+    let store = Store::open(dir, StoreOptions::default()).expect("store");
+    let now = MicroTime::now().micros();
+    for (n, base, seed) in [(old, now - 20 * 86_400_000_000, seed), (new, now, seed + 1)] {
+        let mut g = kaudit_gen::Generator::new({
+            let mut c = kaudit_gen::GenConfig::new(seed);
+            c.events = Some(n);
+            c.clusters = vec![cluster.to_string()];
+            c
+        })
+        .expect("generator");
+        let mut tx = store.transaction().expect("tx");
+        let mut line = Vec::new();
+        let mut i = 0;
+        while g.next_into(&mut line).is_some() {
+            tx.push(&Record {
+                cluster: cluster.to_string(),
+                received: MicroTime(base + i),
+                event: line.clone(),
+            })
+            .expect("push");
+            line.clear();
+            i += 1;
+        }
+        tx.commit().expect("commit");
+    }
+    store
+}
+
+/// Sorted JSON alert lines of `kaudit detect` with `args`.
+fn alerts(args: &[&str]) -> Vec<String> {
+    let mut all = vec!["detect", "-o", "json"];
+    all.extend_from_slice(args);
+    let out = kaudit(&all);
+    assert!(
+        out.status.success(),
+        "kaudit {all:?}: {}",
+        text(&out.stderr)
+    );
+    let mut lines: Vec<String> = text(&out.stdout).lines().map(str::to_string).collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn detect_since_reads_every_node_from_clickhouse() {
+    let _dog = common::Watchdog::arm(Duration::from_secs(170), "detect from ClickHouse test");
+    let ch = common::ClickHouse::start();
+    let (d1, d2) = (
+        tempfile::tempdir().expect("tmp"),
+        tempfile::tempdir().expect("tmp"),
+    );
+    let s1 = store_with_ages(d1.path(), "alpha", 1_500, 2_000, 81);
+    let s2 = store_with_ages(d2.path(), "beta", 1_500, 2_000, 83);
+    common::ship_all(
+        &mut Shipper::new(ch.config(1), d1.path()).expect("shipper"),
+        &s1,
+    );
+    common::ship_all(
+        &mut Shipper::new(ch.config(2), d2.path()).expect("shipper"),
+        &s2,
+    );
+    drop((s1, s2));
+    let (p1, p2) = (
+        d1.path().display().to_string(),
+        d2.path().display().to_string(),
+    );
+
+    // The reference: each node's own store, read locally.
+    let mut want = alerts(&["--data", &p1, "--since", "7d"]);
+    let w2 = alerts(&["--data", &p2, "--since", "7d"]);
+    assert!(
+        !want.is_empty() && !w2.is_empty(),
+        "the generated events raise no alert: the test cannot tell nodes apart"
+    );
+    assert!(
+        want.iter()
+            .all(|l| l.contains("\"kaudit.cluster\":\"alpha\"")),
+        "{want:?}"
+    );
+    assert!(
+        w2.iter().all(|l| l.contains("\"kaudit.cluster\":\"beta\"")),
+        "{w2:?}"
+    );
+    want.extend(w2);
+    want.sort();
+
+    let cfg = tempfile::tempdir().expect("tmp");
+    let file = cfg.path().join("kaudit.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "data: {}\nstore:\n  clickhouse:\n    url: {}\n",
+            cfg.path().join("unused").display(),
+            ch.url()
+        ),
+    )
+    .expect("config");
+    let f = file.display().to_string();
+    let got = alerts(&["--config", &f, "--since", "7d"]);
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "alerts from ClickHouse vs both stores"
+    );
+    assert_eq!(got, want);
+
+    // Without --since: the old events too, still from both nodes.
+    let older = alerts(&["--config", &f]);
+    let mut all = alerts(&["--data", &p1]);
+    all.extend(alerts(&["--data", &p2]));
+    all.sort();
+    assert!(older.len() > got.len(), "{} vs {}", older.len(), got.len());
+    assert_eq!(older, all);
+}
