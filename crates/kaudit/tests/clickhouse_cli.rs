@@ -12,7 +12,7 @@ use kaudit_clickhouse::schema::{encode_row, Tables};
 use kaudit_clickhouse::{Client, Shipper};
 use kaudit_event::MicroTime;
 use kaudit_store::{LogReader, Record, Store, StoreOptions};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -175,39 +175,67 @@ fn verify_clickhouse_exit_status_names_node_and_seq() {
     );
 }
 
-/// A store of `old` events received 20 days ago and `new` received now.
-fn store_with_ages(dir: &Path, cluster: &str, old: u64, new: u64, seed: u64) -> Store {
+/// The conformance Falco directory (missing is a failure, not a skip).
+fn falco_conformance() -> PathBuf {
+    let dir = match std::env::var_os("KAUDIT_CONFORMANCE") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance"),
+    }
+    .join("falco");
+    assert!(
+        dir.join("k8s_audit_rules.yaml").is_file(),
+        "conformance data not found at {} (set KAUDIT_CONFORMANCE)",
+        dir.display()
+    );
+    dir
+}
+
+/// Every audit event line of the conformance Falco traces.
+fn trace_events(falco: &Path) -> Vec<Vec<u8>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(falco.join("traces"))
+        .expect("traces")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let text = std::fs::read(&f).expect("trace");
+        for line in text.split(|b| *b == b'\n') {
+            if kaudit_event::Event::from_json(line).is_ok() {
+                out.push(line.to_vec());
+            }
+        }
+    }
+    out
+}
+
+/// A store holding `events`, every other one received 20 days ago (the
+/// rest now).
+fn store_with_ages(dir: &Path, cluster: &str, events: &[Vec<u8>]) -> Store {
     let store = Store::open(dir, StoreOptions::default()).expect("store");
     let now = MicroTime::now().micros();
-    for (n, base, seed) in [(old, now - 20 * 86_400_000_000, seed), (new, now, seed + 1)] {
-        let mut g = kaudit_gen::Generator::new({
-            let mut c = kaudit_gen::GenConfig::new(seed);
-            c.events = Some(n);
-            c.clusters = vec![cluster.to_string()];
-            c
+    let mut tx = store.transaction().expect("tx");
+    for (i, ev) in events.iter().enumerate() {
+        let base = if i % 2 == 0 {
+            now - 20 * 86_400_000_000
+        } else {
+            now
+        };
+        tx.push(&Record {
+            cluster: cluster.to_string(),
+            received: MicroTime(base + i as i64),
+            event: ev.clone(),
         })
-        .expect("generator");
-        let mut tx = store.transaction().expect("tx");
-        let mut line = Vec::new();
-        let mut i = 0;
-        while g.next_into(&mut line).is_some() {
-            tx.push(&Record {
-                cluster: cluster.to_string(),
-                received: MicroTime(base + i),
-                event: line.clone(),
-            })
-            .expect("push");
-            line.clear();
-            i += 1;
-        }
-        tx.commit().expect("commit");
+        .expect("push");
     }
+    tx.commit().expect("commit");
     store
 }
 
 /// Sorted JSON alert lines of `kaudit detect` with `args`.
-fn alerts(args: &[&str]) -> Vec<String> {
-    let mut all = vec!["detect", "-o", "json"];
+fn alerts(rules: &str, args: &[&str]) -> Vec<String> {
+    let mut all = vec!["detect", "-o", "json", "--rules", rules];
     all.extend_from_slice(args);
     let out = kaudit(&all);
     assert!(
@@ -215,6 +243,7 @@ fn alerts(args: &[&str]) -> Vec<String> {
         "kaudit {all:?}: {}",
         text(&out.stderr)
     );
+    eprintln!("kaudit {all:?}: {}", text(&out.stderr).trim());
     let mut lines: Vec<String> = text(&out.stdout).lines().map(str::to_string).collect();
     lines.sort();
     lines
@@ -228,8 +257,12 @@ fn detect_since_reads_every_node_from_clickhouse() {
         tempfile::tempdir().expect("tmp"),
         tempfile::tempdir().expect("tmp"),
     );
-    let s1 = store_with_ages(d1.path(), "alpha", 1_500, 2_000, 81);
-    let s2 = store_with_ages(d2.path(), "beta", 1_500, 2_000, 83);
+    let falco = falco_conformance();
+    let events = trace_events(&falco);
+    assert!(events.len() >= 40, "only {} trace events", events.len());
+    let rules = falco.join("k8s_audit_rules.yaml").display().to_string();
+    let s1 = store_with_ages(d1.path(), "alpha", &events[..events.len() / 2]);
+    let s2 = store_with_ages(d2.path(), "beta", &events[events.len() / 2..]);
     common::ship_all(
         &mut Shipper::new(ch.config(1), d1.path()).expect("shipper"),
         &s1,
@@ -245,11 +278,11 @@ fn detect_since_reads_every_node_from_clickhouse() {
     );
 
     // The reference: each node's own store, read locally.
-    let mut want = alerts(&["--data", &p1, "--since", "7d"]);
-    let w2 = alerts(&["--data", &p2, "--since", "7d"]);
+    let mut want = alerts(&rules, &["--data", &p1, "--since", "7d"]);
+    let w2 = alerts(&rules, &["--data", &p2, "--since", "7d"]);
     assert!(
         !want.is_empty() && !w2.is_empty(),
-        "the generated events raise no alert: the test cannot tell nodes apart"
+        "no alerts from one half of the traces: the test cannot tell nodes apart"
     );
     assert!(
         want.iter()
@@ -275,7 +308,7 @@ fn detect_since_reads_every_node_from_clickhouse() {
     )
     .expect("config");
     let f = file.display().to_string();
-    let got = alerts(&["--config", &f, "--since", "7d"]);
+    let got = alerts(&rules, &["--config", &f, "--since", "7d"]);
     assert_eq!(
         got.len(),
         want.len(),
@@ -284,9 +317,9 @@ fn detect_since_reads_every_node_from_clickhouse() {
     assert_eq!(got, want);
 
     // Without --since: the old events too, still from both nodes.
-    let older = alerts(&["--config", &f]);
-    let mut all = alerts(&["--data", &p1]);
-    all.extend(alerts(&["--data", &p2]));
+    let older = alerts(&rules, &["--config", &f]);
+    let mut all = alerts(&rules, &["--data", &p1]);
+    all.extend(alerts(&rules, &["--data", &p2]));
     all.sort();
     assert!(older.len() > got.len(), "{} vs {}", older.len(), got.len());
     assert_eq!(older, all);
