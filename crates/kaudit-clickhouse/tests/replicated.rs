@@ -7,14 +7,21 @@
 //! client fails over to the live replica: `fallback_urls`), and verification
 //! from ClickHouse passes.
 //!
-//! Why an earlier draft hung after the restart: every shipping failure
-//! dropped the connection, and reconnecting re-ran the schema migration,
-//! whose `ON CLUSTER` DDL waits (180 s by default, server side) for every
-//! replica, the dead one included; meanwhile the node that lost its replica
-//! had no other endpoint. Now a migration already in force runs no DDL, DDL
-//! waits at most the request timeout, each node has the other replica as a
-//! fallback, and every wait in this test has a deadline (and a watchdog ends
-//! the process, servers killed, if anything still blocks).
+//! Why an earlier draft hung after the restart. The certain cause: shipping
+//! into a cluster never worked. The shipper sent `INSERT ... FORMAT RowBinary
+//! SETTINGS insert_distributed_sync = 1` with the rows in the body, and
+//! ClickHouse reads everything after `FORMAT RowBinary` as data, so every
+//! INSERT failed ("Cannot read all data") and a wait for rows to arrive could
+//! only end by a deadline, which the draft's waits did not all have. Besides,
+//! unbounded waits that could block: the ZooKeeper readiness probe read with
+//! no timeout, and `ON CLUSTER` DDL, re-run on every reconnect, waits up to
+//! 180 s (server side) for the dead replica. Now the setting rides in the
+//! URL, a schema already in force runs no DDL, DDL waits at most the request
+//! timeout, each node has the other replica as a fallback endpoint, every
+//! wait here has a deadline, and a watchdog ends the process (servers
+//! killed) if anything still blocks. (With the insert fixed, re-running the
+//! DDL and no fallback no longer hang here: node 1 resumes after the
+//! restart, but without the fallback queries fail while r1 is down.)
 
 mod common;
 

@@ -653,3 +653,36 @@ pub fn open_for_query(
     ix.load(&needs)?;
     Ok(ix)
 }
+
+#[cfg(test)]
+mod follow_position_tests {
+    use super::*;
+
+    #[test]
+    fn follow_positions_round_trip_and_bad_text_is_named() {
+        let mut p = FollowPosition::default();
+        assert_eq!(p.encode(), "");
+        assert_eq!(FollowPosition::parse("").expect("empty"), p);
+        p.set(7, 100).expect("set");
+        p.set(2, 5).expect("set");
+        assert_eq!(p.encode(), "2:5,7:100");
+        assert_eq!(FollowPosition::parse("7:100,2:5").expect("parse"), p);
+        assert_eq!(
+            (p.next(2), p.next(7), p.next(3)),
+            (Some(5), Some(100), None)
+        );
+        assert_eq!(FollowPosition::at(9).encode(), "0:9");
+        for (bad, says) in [
+            ("1:2,x", "item 2 \"x\""),
+            ("70000:1", "item 1"),
+            ("1:-3", "item 1"),
+            ("1:2,1:3", "origin 1 twice"),
+        ] {
+            let e = FollowPosition::parse(bad).expect_err(bad).to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+        let many: Vec<String> = (0..=MAX_FOLLOW_ORIGINS).map(|i| format!("{i}:1")).collect();
+        let e = FollowPosition::parse(&many.join(",")).expect_err("too many");
+        assert!(e.to_string().contains("at most"), "{e}");
+    }
+}
