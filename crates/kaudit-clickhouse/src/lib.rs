@@ -261,3 +261,25 @@ pub enum ClickHouseError {
 
 /// Results of this crate.
 pub type ChResult<T> = Result<T, ClickHouseError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fallback_urls_are_checked_like_url() {
+        let mut c = ClickHouseConfig::new("http://a:8123");
+        c.fallback_urls = vec!["http://b:8123".into(), "https://c:8443".into()];
+        assert!(c.validate().is_ok());
+        c.fallback_urls.push("c:8123".into());
+        let e = c.validate().expect_err("no scheme").to_string();
+        assert!(e.contains("fallback_urls[2] \"c:8123\""), "{e}");
+        c.fallback_urls = vec!["http://x".into(); MAX_FALLBACK_URLS + 1];
+        let e = c.validate().expect_err("too many").to_string();
+        assert!(e.contains("at most 16"), "{e}");
+        let parsed: ClickHouseConfig =
+            serde_json::from_str(r#"{"url":"http://a","fallback_urls":["http://b"]}"#)
+                .expect("config");
+        assert_eq!(parsed.fallback_urls, vec!["http://b".to_string()]);
+    }
+}

@@ -316,6 +316,15 @@ fn detect_since_reads_every_node_from_clickhouse() {
     );
     assert_eq!(got, want);
 
+    // --since needs stored events to look back over.
+    let out = kaudit(&["detect", "--since", "7d", "-"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--since needs --data DIR or --config FILE"),
+        "{}",
+        text(&out.stderr)
+    );
+
     // Without --since: the old events too, still from both nodes.
     let older = alerts(&rules, &["--config", &f]);
     let mut all = alerts(&rules, &["--data", &p1]);
