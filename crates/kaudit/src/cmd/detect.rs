@@ -46,7 +46,7 @@ pub struct Args {
     /// With --data or --config: only events received in this last span (e.g. 30d, 12h, 45m).
     #[arg(long, value_name = "DURATION")]
     since: Option<String>,
-    /// With --data: key to read sealed (encrypted) segments.
+    /// With --data (or --config without ClickHouse): key to read sealed (encrypted) segments.
     #[arg(long, value_name = "FILE")]
     encryption_key: Option<PathBuf>,
     /// Output format.
