@@ -11,6 +11,7 @@
 #   bench/run.sh sinks   # bench/sinks.sh: webhook sink forwarding vs a naive re-encoding forwarder
 #   bench/run.sh ui      # bench/ui.sh: console pages in headless Chromium over 10M events vs API floor, 1M store
 #   bench/run.sh report  # bench/report.sh: a month compliance report vs one jq pass counting the same sections
+#   bench/run.sh clickhouse # bench/clickhouse.sh: 1/2/4 nodes shipping vs clickhouse-client JSONEachRow; queries CH vs embedded; bytes/event
 #   bench/run.sh all
 # Benchmarks are not part of CI (scripts/test.sh); they need a quiet machine.
 set -euo pipefail
@@ -37,4 +38,5 @@ run search && bash bench/search.sh "${KAUDIT_BENCH_N:-1000000}"
 run sinks && bash bench/sinks.sh "${KAUDIT_BENCH_N:-1000000}"
 run ui && bash bench/ui.sh
 run report && bash bench/report.sh "${KAUDIT_BENCH_N:-1000000}"
+run clickhouse && bash bench/clickhouse.sh "${KAUDIT_BENCH_N:-1000000}"
 exit 0

@@ -102,6 +102,13 @@ pub struct ClickHouseConfig {
     /// Days (`YYYY-MM-DD`) never dropped by retention (legal holds).
     #[serde(default)]
     pub holds: Vec<String>,
+    /// Local pruning of shipped records (`7d`; off when absent): the local
+    /// store then drops whole sealed segments whose records are all both
+    /// shipped and older than this, through the store's signed prune path
+    /// (legal holds respected), so a node's disk holds only its recent
+    /// days while ClickHouse keeps the history.
+    #[serde(default)]
+    pub prune_local_after: Option<String>,
 }
 
 fn default_database() -> String {
@@ -141,6 +148,7 @@ impl ClickHouseConfig {
             timeout_secs: default_timeout(),
             max_age_days: None,
             holds: Vec::new(),
+            prune_local_after: None,
         }
     }
 
@@ -196,6 +204,7 @@ impl ClickHouseConfig {
                 self.batch_events
             )));
         }
+        self.prune_local_after_secs()?;
         for h in &self.holds {
             if schema::parse_day(h).is_none() {
                 return Err(ClickHouseError::Config(format!(
@@ -204,6 +213,22 @@ impl ClickHouseConfig {
             }
         }
         Ok(())
+    }
+
+    /// `prune_local_after` in seconds (none: local pruning is off).
+    pub fn prune_local_after_secs(&self) -> Result<Option<u64>, ClickHouseError> {
+        let Some(s) = &self.prune_local_after else {
+            return Ok(None);
+        };
+        match kaudit_store::retention::parse_duration(s) {
+            Ok(0) => Err(ClickHouseError::Config(format!(
+                "store.clickhouse.prune_local_after {s:?}: must be longer than zero"
+            ))),
+            Ok(secs) => Ok(Some(secs)),
+            Err(e) => Err(ClickHouseError::Config(format!(
+                "store.clickhouse.prune_local_after {s:?}: {e} (e.g. 7d, 12h)"
+            ))),
+        }
     }
 
     /// The request timeout.

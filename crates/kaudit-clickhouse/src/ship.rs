@@ -19,7 +19,8 @@ use crate::client::Client;
 use crate::rowbin::put_str;
 use crate::schema::{self, encode_row, Tables};
 use crate::{ChResult, ClickHouseConfig, ClickHouseError};
-use kaudit_store::{FollowError, Followed, Follower, LogReader};
+use kaudit_store::retention::{PruneOutcome, Retention};
+use kaudit_store::{FollowError, Followed, Follower, LogReader, Store};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -87,6 +88,35 @@ fn write_cursor(data: &Path, c: &ShipCursor) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// How often a caught-up shipper applies `prune_local_after`: pruning
+/// takes the store's writer lock and signs a checkpoint, so not every step.
+pub const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// What `stopped` says of the records local pruning keeps.
+const NOT_SHIPPED: &str = "not shipped to ClickHouse yet";
+
+/// Local pruning of shipped records: deletes the sealed segments of `store`
+/// whose records are all both shipped (below the durable cursor kept in
+/// `data`, which moves only after ClickHouse accepted the rows) and older
+/// than `max_age_secs` at `now`. It goes through the store's own prune path
+/// ([`Store::prune_kept_from`]): whole segments, never the active one, never
+/// one under a legal hold, with a signed prune record, so `kaudit verify`
+/// reports the range as pruned and `kaudit verify --clickhouse` still proves
+/// the pruned records from their rows.
+pub fn prune_shipped(
+    store: &Store,
+    data: &Path,
+    max_age_secs: u64,
+    now: kaudit_event::MicroTime,
+) -> ChResult<PruneOutcome> {
+    let cursor = read_cursor(data)?;
+    let retention = Retention {
+        max_age_secs: Some(max_age_secs),
+        max_size: None,
+    };
+    Ok(store.prune_kept_from(&retention, cursor.next, NOT_SHIPPED, now, false)?)
+}
+
 /// The shipper follower. See the [module docs](self).
 pub struct Shipper {
     cfg: ClickHouseConfig,
@@ -97,6 +127,8 @@ pub struct Shipper {
     stats: Arc<ShipStats>,
     node: String,
     last_retention: Option<std::time::Instant>,
+    prune_after: Option<u64>,
+    last_prune: Option<std::time::Instant>,
 }
 
 impl Shipper {
@@ -105,6 +137,7 @@ impl Shipper {
     /// tables), so a node starts while ClickHouse is down.
     pub fn new(cfg: ClickHouseConfig, data: &Path) -> ChResult<Shipper> {
         cfg.validate()?;
+        let prune_after = cfg.prune_local_after_secs()?;
         let cursor = read_cursor(data)?;
         let stats = Arc::new(ShipStats::default());
         stats.next.store(cursor.next, Ordering::Relaxed);
@@ -118,6 +151,8 @@ impl Shipper {
             cursor,
             stats,
             last_retention: None,
+            prune_after,
+            last_prune: None,
         })
     }
 
@@ -219,6 +254,27 @@ impl Shipper {
         }
     }
 
+    /// Applies `prune_local_after` at most every [`PRUNE_EVERY`] (failures
+    /// are logged; the next turn tries again).
+    fn prune_local(&mut self, store: &Store) {
+        let Some(age) = self.prune_after else {
+            return;
+        };
+        if self.last_prune.is_some_and(|t| t.elapsed() < PRUNE_EVERY) {
+            return;
+        }
+        self.last_prune = Some(std::time::Instant::now());
+        match prune_shipped(store, &self.data, age, kaudit_event::MicroTime::now()) {
+            Ok(o) if !o.removed.is_empty() => tracing::info!(
+                segments = o.removed.len(),
+                before = o.before,
+                "clickhouse: pruned shipped segments from the local store"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "clickhouse: local pruning failed"),
+        }
+    }
+
     fn save(&self) -> Result<(), FollowError> {
         write_cursor(&self.data, &self.cursor).map_err(FollowError::failed)
     }
@@ -247,6 +303,7 @@ impl Follower for Shipper {
                 return Err(FollowError::failed(e));
             }
             self.save()?;
+            self.prune_local(log.store);
             return Ok(0);
         }
         let mut body = Vec::with_capacity(((to - from) as usize).saturating_mul(1024));

@@ -110,6 +110,36 @@ impl Store {
         now: kaudit_event::MicroTime,
         dry_run: bool,
     ) -> StoreResult<PruneOutcome> {
+        self.prune_below(retention, holds, now, dry_run, None)
+    }
+
+    /// Applies `retention` as [`Store::apply_retention`] does (with the legal
+    /// holds kept in the data directory, through the same signed prune
+    /// record), but never deletes a segment holding record `keep_from` or a
+    /// later one. A follower that copies records elsewhere (the ClickHouse
+    /// shipper's local pruning) passes its durable position, so only records
+    /// already copied can go; `why` says in [`PruneOutcome::stopped`] why the
+    /// rest stayed.
+    pub fn prune_kept_from(
+        &self,
+        retention: &Retention,
+        keep_from: u64,
+        why: &str,
+        now: kaudit_event::MicroTime,
+        dry_run: bool,
+    ) -> StoreResult<PruneOutcome> {
+        let holds = crate::retention::list_holds(&self.dir)?;
+        self.prune_below(retention, &holds, now, dry_run, Some((keep_from, why)))
+    }
+
+    fn prune_below(
+        &self,
+        retention: &Retention,
+        holds: &[Hold],
+        now: kaudit_event::MicroTime,
+        dry_run: bool,
+        keep_from: Option<(u64, &str)>,
+    ) -> StoreResult<PruneOutcome> {
         use base64::Engine;
         let mut out = PruneOutcome::default();
         let Some(signer) = &self.signer else {
@@ -150,6 +180,12 @@ impl Store {
             let mut k = 0;
             for (i, (end, bytes, lo, hi)) in stats.iter().enumerate() {
                 let name = shared.segments[i].path.display().to_string();
+                if let Some((keep, why)) = keep_from.filter(|(keep, _)| *end > *keep) {
+                    out.stopped = Some(format!(
+                        "{name} holds record {keep} or later, which stays: {why}"
+                    ));
+                    break;
+                }
                 let too_old = retention.max_age_secs.is_some_and(|a| {
                     *hi < now
                         .micros()
