@@ -95,6 +95,16 @@ pub const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(600)
 /// What `stopped` says of the records local pruning keeps.
 const NOT_SHIPPED: &str = "not shipped to ClickHouse yet";
 
+/// What `stopped` says when another follower of the node still has to read
+/// the records.
+const NOT_FOLLOWED: &str = "not yet read by every follower of this node (sinks, detection)";
+
+/// The lowest position among the node's other followers of the store (sinks,
+/// live detection, the indexer): local pruning never deletes a record one of
+/// them has yet to read, so a lagging sink is never robbed of events. The
+/// server supplies it; a node without other followers needs none.
+pub type PruneFloor = std::sync::Arc<dyn Fn() -> u64 + Send + Sync>;
+
 /// Local pruning of shipped records: deletes the sealed segments of `store`
 /// whose records are all both shipped (below the durable cursor kept in
 /// `data`, which moves only after ClickHouse accepted the rows) and older
@@ -129,6 +139,7 @@ pub struct Shipper {
     last_retention: Option<std::time::Instant>,
     prune_after: Option<u64>,
     last_prune: Option<std::time::Instant>,
+    floor: Option<PruneFloor>,
 }
 
 impl Shipper {
@@ -153,7 +164,15 @@ impl Shipper {
             last_retention: None,
             prune_after,
             last_prune: None,
+            floor: None,
         })
+    }
+
+    /// Bounds local pruning by the other followers' positions (see
+    /// [`PruneFloor`]).
+    pub fn with_prune_floor(mut self, floor: PruneFloor) -> Shipper {
+        self.floor = Some(floor);
+        self
     }
 
     /// The live counters.
@@ -264,7 +283,21 @@ impl Shipper {
             return;
         }
         self.last_prune = Some(std::time::Instant::now());
-        match prune_shipped(store, &self.data, age, kaudit_event::MicroTime::now()) {
+        let now = kaudit_event::MicroTime::now();
+        let floor = self.floor.as_ref().map(|f| f());
+        let outcome = match floor {
+            Some(floor) if floor < self.cursor.next => {
+                let retention = Retention {
+                    max_age_secs: Some(age),
+                    max_size: None,
+                };
+                store
+                    .prune_kept_from(&retention, floor, NOT_FOLLOWED, now, false)
+                    .map_err(ClickHouseError::from)
+            }
+            _ => prune_shipped(store, &self.data, age, now),
+        };
+        match outcome {
             Ok(o) if !o.removed.is_empty() => tracing::info!(
                 segments = o.removed.len(),
                 before = o.before,

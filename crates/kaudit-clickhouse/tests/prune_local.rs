@@ -214,6 +214,41 @@ fn the_shipper_prunes_on_its_own_when_configured() {
 }
 
 #[test]
+fn the_shipper_never_prunes_what_another_follower_has_yet_to_read() {
+    let ch = common::ClickHouse::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = Store::open(dir.path(), small()).expect("open");
+    append(&store, 1500, 61, 10);
+    let mut cfg = ch.config(6);
+    cfg.prune_local_after = Some("7d".into());
+    // A lagging sink that has read nothing yet: all shipped, nothing pruned.
+    let lagging = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let seen = lagging.clone();
+    let floor: kaudit_clickhouse::ship::PruneFloor =
+        std::sync::Arc::new(move || seen.load(std::sync::atomic::Ordering::Relaxed));
+    let mut shipper = Shipper::new(cfg.clone(), dir.path())
+        .expect("shipper")
+        .with_prune_floor(floor);
+    assert_eq!(common::ship_all(&mut shipper, &store), 1500);
+    assert_eq!(store.first_seq(), 0, "pruned records a sink had not read");
+    assert_eq!(rows_in_clickhouse(&cfg, 6), 1500);
+    // The sink reaches 700: a new shipper (its prune clock starts afresh)
+    // prunes whole segments below 700 only.
+    lagging.store(700, std::sync::atomic::Ordering::Relaxed);
+    let seen = lagging.clone();
+    let floor: kaudit_clickhouse::ship::PruneFloor =
+        std::sync::Arc::new(move || seen.load(std::sync::atomic::Ordering::Relaxed));
+    let mut shipper = Shipper::new(cfg, dir.path())
+        .expect("shipper")
+        .with_prune_floor(floor);
+    common::ship_all(&mut shipper, &store);
+    let first = store.first_seq();
+    assert!(first > 0, "nothing pruned below the sink's position");
+    assert!(first <= 700, "pruned past the sink's position: {first}");
+    assert_eq!(segments(dir.path())[0].0, first);
+}
+
+#[test]
 fn a_bad_prune_local_after_is_refused_by_name() {
     for bad in ["soon", "0s", "-1d"] {
         let mut cfg = ClickHouseConfig::new("http://127.0.0.1:1");

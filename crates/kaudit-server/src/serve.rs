@@ -430,9 +430,13 @@ pub fn spawn_followers(
         drain_on_stop: true,
         ..FollowOptions::default()
     };
-    let mut planned: Vec<(Box<dyn Follower>, FollowOptions)> = vec![(
+    // Each planned follower, its options, and whether it reads the store's
+    // records (so local pruning must wait for it); alert notifiers read the
+    // alert log instead, and the shipper bounds its own pruning.
+    let mut planned: Vec<(Box<dyn Follower>, FollowOptions, bool)> = vec![(
         Box::new(Indexer::new(o.search.clone(), Duration::from_secs(1))),
         drain.clone(),
+        true,
     )];
     if cfg.detect.enabled {
         let engine = kaudit_detect::build_engine(&cfg.detect)?;
@@ -443,29 +447,50 @@ pub fn spawn_followers(
             AlertLog::new(&cfg.data).sealed(o.cipher.clone()),
             o.metrics.clone(),
         )?;
-        planned.push((Box::new(detector), drain.clone()));
+        planned.push((Box::new(detector), drain.clone(), true));
         for n in AlertNotifier::open_all(&cfg.detect, &cfg.data).map_err(ServeError::Notifier)? {
             planned.push((
                 Box::new(n.sealed(o.cipher.clone())),
                 FollowOptions::default(),
+                false,
             ));
         }
     }
+    // Filled once every follower has its status: until then the shipper's
+    // floor is 0, so it prunes nothing.
+    let readers: Arc<std::sync::OnceLock<Vec<Arc<FollowerStatus>>>> = Arc::default();
     if let Some(ch) = &cfg.store.clickhouse {
+        let seen = readers.clone();
+        let floor: kaudit_clickhouse::ship::PruneFloor = Arc::new(move || {
+            seen.get()
+                .and_then(|all| all.iter().map(|s| s.snapshot().position).min())
+                .unwrap_or(0)
+        });
         let shipper = kaudit_clickhouse::Shipper::new(ch.clone(), &cfg.data)
-            .map_err(|e| ServeError::Config(e.to_string()))?;
-        planned.push((Box::new(shipper), FollowOptions::default()));
+            .map_err(|e| ServeError::Config(e.to_string()))?
+            .with_prune_floor(floor);
+        planned.push((Box::new(shipper), FollowOptions::default(), false));
     }
     for s in sinks {
         let opts = s.follow_options();
-        planned.push((Box::new(s.sealed(o.cipher.clone())), opts));
+        planned.push((Box::new(s.sealed(o.cipher.clone())), opts, true));
     }
     let mut out = Followers {
         threads: Vec::new(),
         statuses: Vec::new(),
     };
-    for (mut follower, opts) in planned {
-        let status = Arc::new(FollowerStatus::new(follower.name()));
+    let statuses: Vec<Arc<FollowerStatus>> = planned
+        .iter()
+        .map(|(f, _, _)| Arc::new(FollowerStatus::new(f.name())))
+        .collect();
+    let store_readers = planned
+        .iter()
+        .zip(&statuses)
+        .filter(|((_, _, reads), _)| *reads)
+        .map(|(_, s)| s.clone())
+        .collect();
+    let _ = readers.set(store_readers);
+    for ((mut follower, opts, _), status) in planned.into_iter().zip(statuses) {
         out.statuses.push(status.clone());
         let (store, feed, stop) = (o.store.clone(), o.feed.clone(), stop.clone());
         // Named after the follower (Linux keeps 15 bytes), so its CPU time
