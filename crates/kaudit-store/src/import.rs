@@ -7,6 +7,12 @@
 //! default the first bad line aborts the input and nothing from it is kept;
 //! with `skip_invalid` bad lines are counted and skipped. Order, errors and
 //! outcome are those of reading the input on one thread.
+//!
+//! An [`ImportObserver`] (the search index) gets the already-parsed events
+//! of the stored records on a thread of its own, so whatever it derives is
+//! built from the same parse while the writer hashes and compresses, not by
+//! a second pass over the log; it hears of every durability point, so it
+//! never makes durable what the log has not.
 
 use crate::{Store, StoreError};
 use kaudit_event::reader::{parse_line, EventReader, RawItem, ReadError};
@@ -21,6 +27,27 @@ use std::sync::{mpsc, Mutex};
 /// POLICY HOOK: `kaudit import --policy FILE` passes kaudit-policy's
 /// evaluator here; the store itself does not depend on kaudit-policy.
 pub type Transform<'a> = &'a (dyn Fn(Event) -> Option<Event> + Sync);
+
+/// Receives, in sequence order and on a thread of its own, every record an
+/// import stages, already parsed: lets a structure derived from the log
+/// (the search index) be built from the import's own parse instead of a
+/// second pass over the log once it is written.
+///
+/// The contract: records arrive as [`ImportObserver::staged`] before they
+/// are durable; [`ImportObserver::durable`] says the log is durable up to a
+/// sequence number (only then may the observer make its output durable up
+/// to there); [`ImportObserver::rolled_back`] says everything staged since
+/// the last durability point is gone from the log.
+pub trait ImportObserver: Send {
+    /// One record staged at `seq` (sequence numbers come in order, without
+    /// gaps inside one transaction), with the event exactly as stored.
+    fn staged(&mut self, seq: u64, cluster: &str, received: MicroTime, event: &Event);
+    /// Every record below `end` is durable in the log.
+    fn durable(&mut self, end: u64);
+    /// The transaction was rolled back: records staged since the last
+    /// [`ImportObserver::durable`] are not in the log.
+    fn rolled_back(&mut self);
+}
 
 /// How to import.
 #[derive(Clone, Debug)]
@@ -85,24 +112,52 @@ const IN_FLIGHT: usize = 8;
 /// Most parsing threads.
 const MAX_PARSERS: usize = 4;
 
+/// What is kept of an event to store: its bytes, or the whole parsed event
+/// when an observer wants it (the parse is not repeated).
+enum Kept {
+    Bytes(Vec<u8>),
+    Event(Event),
+}
+
+impl Kept {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Kept::Bytes(b) => b,
+            Kept::Event(e) => e.bytes(),
+        }
+    }
+}
+
 /// One input item once parsed and transformed.
 enum Parsed {
     /// An event: its bytes as read (plus the newline), and what to store
     /// (`None`: the transform dropped it).
-    Event { read: u64, keep: Option<Vec<u8>> },
+    Event { read: u64, keep: Option<Kept> },
     /// A bad line, or the read error that ended the input.
     Error(ReadError),
 }
 
-fn parse_batch(source: &str, batch: Vec<RawItem>, transform: Option<Transform<'_>>) -> Vec<Parsed> {
+fn parse_batch(
+    source: &str,
+    batch: Vec<RawItem>,
+    transform: Option<Transform<'_>>,
+    events: bool,
+) -> Vec<Parsed> {
     let mut out = Vec::with_capacity(batch.len());
+    let kept = |ev: Event| {
+        if events {
+            Kept::Event(ev)
+        } else {
+            Kept::Bytes(ev.into_bytes())
+        }
+    };
     let mut take = |r: Result<Event, ReadError>| {
         out.push(match r {
             Ok(ev) => {
                 let read = ev.bytes().len() as u64 + 1;
                 let keep = match transform {
-                    Some(t) => t(ev).map(Event::into_bytes),
-                    None => Some(ev.into_bytes()),
+                    Some(t) => t(ev).map(kept),
+                    None => Some(kept(ev)),
                 };
                 Parsed::Event { read, keep }
             }
@@ -125,11 +180,35 @@ fn parse_batch(source: &str, batch: Vec<RawItem>, transform: Option<Transform<'_
 /// Imports one input; `progress(events, bytes)` is called as batches land.
 pub fn import_input(
     store: &Store,
-    mut reader: EventReader,
+    reader: EventReader,
     opts: &ImportOptions,
     transform: Option<Transform<'_>>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<InputOutcome, ImportError> {
+    import_observed(store, reader, opts, transform, progress, None)
+}
+
+/// A batch of staged records for the observer's thread, or the outcome of
+/// the transaction.
+enum Observed {
+    Staged(Vec<(u64, Event)>),
+    Durable(u64),
+    RolledBack,
+}
+
+/// [`import_input`] that also hands every stored record, parsed, to
+/// `observer` on a thread of its own (see [`ImportObserver`]); returns once
+/// the observer has heard the outcome.
+pub fn import_observed(
+    store: &Store,
+    mut reader: EventReader,
+    opts: &ImportOptions,
+    transform: Option<Transform<'_>>,
+    progress: &mut dyn FnMut(u64, u64),
+    observer: Option<&mut dyn ImportObserver>,
+) -> Result<InputOutcome, ImportError> {
+    let events = observer.is_some();
+    let received = MicroTime::now();
     let parsers = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .clamp(1, MAX_PARSERS);
@@ -178,7 +257,7 @@ pub fn import_input(
                 };
                 let Ok((number, batch)) = next else { return };
                 if done_tx
-                    .send((number, parse_batch(source, batch, transform)))
+                    .send((number, parse_batch(source, batch, transform, events)))
                     .is_err()
                 {
                     return;
@@ -186,10 +265,44 @@ pub fn import_input(
             });
         }
         drop(done_tx);
-        let result = write(store, opts, done_rx, &token_tx, progress);
+        let observed = observer.map(|obs| {
+            let (tx, rx) = mpsc::sync_channel::<Observed>(IN_FLIGHT);
+            let cluster = opts.cluster.as_str();
+            scope.spawn(move || {
+                for msg in rx {
+                    match msg {
+                        Observed::Staged(batch) => {
+                            for (seq, ev) in &batch {
+                                obs.staged(*seq, cluster, received, ev);
+                            }
+                        }
+                        Observed::Durable(end) => obs.durable(end),
+                        Observed::RolledBack => obs.rolled_back(),
+                    }
+                }
+            });
+            tx
+        });
+        let result = write(
+            store,
+            opts,
+            received,
+            done_rx,
+            &token_tx,
+            progress,
+            observed.as_ref(),
+        );
         // Dropping these (the result channel went with `write`) stops the
         // reader and the parsers if the input was abandoned part-way.
         drop(token_tx);
+        if let Some(tx) = observed {
+            // The observer's thread outlives this only until it has heard
+            // the outcome (the scope joins it).
+            let _ = tx.send(match &result {
+                Ok(o) => Observed::Durable(o.seqs.end),
+                Err(_) => Observed::RolledBack,
+            });
+        }
         result
     })
 }
@@ -199,13 +312,14 @@ pub fn import_input(
 fn write(
     store: &Store,
     opts: &ImportOptions,
+    received: MicroTime,
     done: mpsc::Receiver<(u64, Vec<Parsed>)>,
     tokens: &mpsc::SyncSender<()>,
     progress: &mut dyn FnMut(u64, u64),
+    observed: Option<&mpsc::SyncSender<Observed>>,
 ) -> Result<InputOutcome, ImportError> {
     let mut txn = store.transaction()?;
     let mut out = InputOutcome::default();
-    let received = MicroTime::now();
     let mut early: BTreeMap<u64, Vec<Parsed>> = BTreeMap::new();
     let mut next = 0u64;
     for (number, batch) in done.iter() {
@@ -213,6 +327,7 @@ fn write(
         while let Some(batch) = early.remove(&next) {
             next += 1;
             let (mut n, mut b) = (0u64, 0u64);
+            let mut staged = Vec::new();
             for item in batch {
                 match item {
                     Parsed::Event { read, keep } => {
@@ -223,8 +338,11 @@ fn write(
                             out.filtered += 1;
                             continue;
                         };
-                        if !txn.push_parts(&opts.cluster, &bytes, received)? {
+                        let seq = txn.next_seq();
+                        if !txn.push_parts(&opts.cluster, bytes.bytes(), received)? {
                             out.duplicates += 1;
+                        } else if let Kept::Event(ev) = bytes {
+                            staged.push((seq, ev));
                         }
                     }
                     Parsed::Error(e) if e.is_recoverable() && opts.skip_invalid => {
@@ -238,6 +356,13 @@ fn write(
                 }
             }
             out.bytes += b;
+            if let Some(tx) = observed {
+                if !staged.is_empty() && tx.send(Observed::Staged(staged)).is_err() {
+                    return Err(ImportError::Store(StoreError::Poisoned(
+                        "the import's observer thread stopped".into(),
+                    )));
+                }
+            }
             progress(n, b);
             let _ = tokens.send(());
         }
