@@ -1,7 +1,8 @@
-//! Indexing while importing: `kaudit import` hands every record it stores,
-//! already parsed, to an [`ImportIndexer`], so the store is searchable when
-//! the import returns without a second pass that reads, decompresses and
-//! parses the log again.
+//! Indexing while importing: `kaudit import`'s parsing threads encode each
+//! event's index row ([`Index::encode_row`]) right after parsing it, and an
+//! [`ImportIndexer`] interns the rows of the records stored, so the store is
+//! searchable when the import returns without a second pass that reads,
+//! decompresses and parses the log again.
 //!
 //! The index is committed only at the log's durability points (after the
 //! transaction's fdatasync), so it is never ahead of the log; if the import
@@ -12,9 +13,8 @@
 
 use crate::backend::open_writable;
 use crate::{Index, IndexError, IndexResult};
-use kaudit_event::{Event, MicroTime};
 use kaudit_store::crypt::Cipher;
-use kaudit_store::import::ImportObserver;
+use kaudit_store::import::{ImportObserver, RowEncoder};
 use kaudit_store::LogReader;
 use std::path::{Path, PathBuf};
 
@@ -26,7 +26,6 @@ pub struct ImportIndexer {
     data_dir: PathBuf,
     cipher: Option<Cipher>,
     index: Option<Index>,
-    scratch: Vec<u8>,
     failure: Option<IndexError>,
     committed: u64,
 }
@@ -48,7 +47,6 @@ impl ImportIndexer {
             cipher: store.cipher().cloned(),
             committed: index.next_seq(),
             index: Some(index),
-            scratch: Vec::new(),
             failure: None,
         })
     }
@@ -83,14 +81,19 @@ impl ImportIndexer {
 }
 
 impl ImportObserver for ImportIndexer {
-    fn staged(&mut self, seq: u64, cluster: &str, received: MicroTime, event: &Event) {
+    fn encoder(&self) -> RowEncoder {
+        Index::encode_row
+    }
+
+    fn staged(&mut self, seq: u64, row: &[u8]) {
         let Some(ix) = self.index.as_mut() else {
             return;
         };
-        if !ix.push_parsed(seq, cluster, received, event, &mut self.scratch) {
+        if !ix.push_row(seq, row) {
             let want = ix.next_seq();
             self.fail(IndexError::Input(format!(
-                "import staged record {seq} where the index expected {want}; the rest is indexed by the next catch-up"
+                "import staged record {seq} ({} bytes of row) where the index expected {want}; the rest is indexed by the next catch-up",
+                row.len()
             )));
         }
     }

@@ -7,10 +7,10 @@
 use kaudit_event::reader::{EventReader, ReaderOptions};
 use kaudit_event::Event;
 use kaudit_index::search::{search, SearchRequest};
-use kaudit_index::{Index, IndexMode, ImportIndexer, INDEX_DIR};
+use kaudit_index::{ImportIndexer, Index, IndexMode, INDEX_DIR};
 use kaudit_query::Query;
 use kaudit_store::import::{import_observed, ImportObserver, ImportOptions};
-use kaudit_store::{Store, StoreOptions};
+use kaudit_store::{LogReader, Store, StoreOptions};
 use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::path::Path;
@@ -210,8 +210,11 @@ struct Snapshot<'a> {
 }
 
 impl ImportObserver for Snapshot<'_> {
-    fn staged(&mut self, seq: u64, cluster: &str, received: kaudit_event::MicroTime, ev: &Event) {
-        self.inner.staged(seq, cluster, received, ev);
+    fn encoder(&self) -> kaudit_store::import::RowEncoder {
+        self.inner.encoder()
+    }
+    fn staged(&mut self, seq: u64, row: &[u8]) {
+        self.inner.staged(seq, row);
         if seq == self.at {
             copy_dir(self.data, self.to);
         }
@@ -253,9 +256,17 @@ fn a_crash_mid_import_leaves_an_index_no_further_than_the_log() {
     assert!(std::fs::read_dir(crashed.path()).is_ok_and(|mut d| d.next().is_some()));
     // The copy: the first input durable and indexed, the second in flight.
     let store = Store::open(crashed.path(), StoreOptions::default()).expect("reopen crashed");
-    assert_eq!(store.len(), 4000, "the uncommitted input survived the crash");
+    assert_eq!(
+        store.len(),
+        4000,
+        "the uncommitted input survived the crash"
+    );
     let mut ix = Index::open(crashed.path(), IndexMode::Read).expect("index");
-    assert_eq!(ix.next_seq(), 4000, "the index is not where the log was durable");
+    assert_eq!(
+        ix.next_seq(),
+        4000,
+        "the index is not where the log was durable"
+    );
     let mut stored = Vec::new();
     store
         .read(0..store.len(), &mut |seq, leaf| {
@@ -283,7 +294,10 @@ fn a_crash_mid_import_leaves_an_index_no_further_than_the_log() {
             let page = search(&ix, &store, &SearchRequest::new(q, 10_000)).expect("search");
             let got: std::collections::BTreeSet<u64> = page.hits.iter().map(|h| h.seq).collect();
             assert_eq!(got, want, "{text} with {rows} rows indexed");
-            assert!(!want.is_empty() || text == "code>=400", "{text} matches nothing");
+            assert!(
+                !want.is_empty() || text == "code>=400",
+                "{text} matches nothing"
+            );
         }
     }
     // A later catch-up over the crashed store gives reindex's index.
@@ -293,4 +307,28 @@ fn a_crash_mid_import_leaves_an_index_no_further_than_the_log() {
     drop(crashed_ix);
     let (_copy, rebuilt) = reindexed_copy(crashed.path());
     assert_eq!(index_files(crashed.path()), rebuilt);
+}
+
+#[test]
+fn a_row_that_is_not_whole_or_not_next_adds_nothing() {
+    let all = lines(1, 9);
+    let ev = Event::from_json(&all[0]).expect("event");
+    let mut row = Vec::new();
+    Index::encode_row(&ev, "c", kaudit_event::MicroTime(1), &mut row);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut ix = Index::open(dir.path(), IndexMode::Write).expect("index");
+    for cut in [0, 3, row.len() / 2, row.len() - 1] {
+        assert!(!ix.push_row(0, &row[..cut]), "a row cut at {cut} was taken");
+    }
+    let mut long = row.clone();
+    long.push(0);
+    assert!(
+        !ix.push_row(0, &long),
+        "a row with trailing bytes was taken"
+    );
+    assert!(!ix.push_row(1, &row), "a row past the next seq was taken");
+    assert_eq!(ix.rows(), 0);
+    assert!(ix.push_row(0, &row));
+    assert!(!ix.push_row(0, &row), "the same seq was taken twice");
+    assert_eq!((ix.rows(), ix.next_seq()), (1, 1));
 }

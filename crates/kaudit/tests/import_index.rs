@@ -24,7 +24,13 @@ fn ok(out: &Output) {
 
 fn gen(n: u64, seed: u64) -> Vec<u8> {
     let out = kaudit()
-        .args(["gen", "--events", &n.to_string(), "--seed", &seed.to_string()])
+        .args([
+            "gen",
+            "--events",
+            &n.to_string(),
+            "--seed",
+            &seed.to_string(),
+        ])
         .output()
         .expect("kaudit gen");
     ok(&out);
@@ -102,7 +108,11 @@ fn import_from_stdin_indexes_as_reindex_would() {
     ok(&out);
     let files = index_files(&data);
     assert_eq!(rows(&files), 4000, "import did not index every event");
-    assert_eq!(files, reindexed(&data), "import's index differs from reindex's");
+    assert_eq!(
+        files,
+        reindexed(&data),
+        "import's index differs from reindex's"
+    );
     // The store answers from the index at once.
     let q = kaudit()
         .args(["query", "--data"])
@@ -111,12 +121,19 @@ fn import_from_stdin_indexes_as_reindex_would() {
         .output()
         .expect("query");
     ok(&q);
+    let needle: &[u8] = b"\"verb\":\"delete\"";
     let want = events
         .split(|&b| b == b'\n')
-        .filter(|l| l.windows(16).any(|w| w == b"\"verb\":\"delete\""))
+        .filter(|l| l.windows(needle.len()).any(|w| w == needle))
         .count();
     assert!(want > 0);
-    assert_eq!(q.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count(), want);
+    assert_eq!(
+        q.stdout
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count(),
+        want
+    );
 }
 
 #[test]
@@ -168,7 +185,11 @@ fn an_import_killed_mid_input_leaves_the_index_of_the_acknowledged_inputs() {
     child.wait().expect("wait");
     drop(stdin);
     let files = index_files(&data);
-    assert_eq!(rows(&files), 3000, "the index is not where the log was acknowledged");
+    assert_eq!(
+        rows(&files),
+        3000,
+        "the index is not where the log was acknowledged"
+    );
     // The killed input's records are gone from the log; the index equals
     // reindex's over what survived.
     assert_eq!(files, reindexed(&data));
