@@ -5,6 +5,7 @@
 #   bench/run.sh gen     # bench/gen.sh: kaudit gen vs cat / gzip, fast path vs EventDoc
 #   bench/run.sh policy  # GCE policy compiled vs naive evaluator (criterion)
 #   bench/run.sh store   # bench/store/run.sh: import, size vs zstd/gzip, verify vs sha256sum
+#   bench/run.sh import  # bench/import.sh: import + index vs zstd -3, vs import then reindex
 #   bench/run.sh rules   # full k8s_audit_rules.yaml vs a naive interpreter (criterion)
 #   bench/run.sh serve   # bench/serve.sh: webhook load over loopback vs import
 #   bench/run.sh search  # bench/search.sh: index vs jq, ripgrep, ClickHouse (chdb)
@@ -32,6 +33,7 @@ fi
 run gen && bash bench/gen.sh "${KAUDIT_BENCH_N:-1000000}"
 run policy && cargo bench --locked -p kaudit-policy --bench policy
 run store && bash bench/store/run.sh "${KAUDIT_BENCH_N:-1000000}"
+run import && bash bench/import.sh "${KAUDIT_BENCH_N:-1000000}"
 run rules && cargo bench --locked -p kaudit-rules --bench engine
 run serve && bash bench/serve.sh "$N"
 run search && bash bench/search.sh "${KAUDIT_BENCH_N:-1000000}"

@@ -27,6 +27,7 @@ pub mod backend;
 pub mod diff;
 pub mod facets;
 pub mod history;
+pub mod import;
 pub mod index;
 pub mod latency;
 pub mod plan;
@@ -38,6 +39,7 @@ pub mod stats;
 use std::path::{Path, PathBuf};
 
 pub use backend::{search_pages, EmbeddedBackend, FollowPosition, Indexer, SearchBackend, Walked};
+pub use import::ImportIndexer;
 pub use index::{event_time, Index, IndexMode, INDEX_DIR};
 pub use scan::{ScanField, ScanRow};
 pub use search::{Cursor, Hit, Page, SearchRequest};

@@ -7,6 +7,12 @@
 //! default the first bad line aborts the input and nothing from it is kept;
 //! with `skip_invalid` bad lines are counted and skipped. Order, errors and
 //! outcome are those of reading the input on one thread.
+//!
+//! An [`ImportObserver`] (the search index) has what it needs of each event
+//! encoded by the parsing threads, right after the parse, and takes the rows
+//! of the stored records on a thread of its own while the writer hashes and
+//! compresses: no second pass over the log. It hears of every durability
+//! point, so it never makes durable what the log has not.
 
 use crate::{Store, StoreError};
 use kaudit_event::reader::{parse_line, EventReader, RawItem, ReadError};
@@ -21,6 +27,36 @@ use std::sync::{mpsc, Mutex};
 /// POLICY HOOK: `kaudit import --policy FILE` passes kaudit-policy's
 /// evaluator here; the store itself does not depend on kaudit-policy.
 pub type Transform<'a> = &'a (dyn Fn(Event) -> Option<Event> + Sync);
+
+/// Encodes, on a parsing thread, what an [`ImportObserver`] needs of one
+/// event about to be stored (with its cluster and receive time) into `out`:
+/// the costly part of deriving from an event runs in parallel, next to the
+/// parse, and the event is freed by the thread that allocated it.
+pub type RowEncoder = fn(event: &Event, cluster: &str, received: MicroTime, out: &mut Vec<u8>);
+
+/// Receives, in sequence order and on a thread of its own, what
+/// [`ImportObserver::encoder`] made of every record an import stages: lets
+/// a structure derived from the log (the search index) be built from the
+/// import's own parse instead of a second pass over the log once written.
+///
+/// The contract: records arrive as [`ImportObserver::staged`] before they
+/// are durable; [`ImportObserver::durable`] says the log is durable up to a
+/// sequence number (only then may the observer make its output durable up
+/// to there); [`ImportObserver::rolled_back`] says everything staged since
+/// the last durability point is gone from the log.
+pub trait ImportObserver: Send {
+    /// The encoder the parsing threads run on each event that is stored.
+    fn encoder(&self) -> RowEncoder;
+    /// One record staged at `seq` (sequence numbers come in order, without
+    /// gaps inside one transaction): the encoder's bytes for its event
+    /// exactly as stored.
+    fn staged(&mut self, seq: u64, row: &[u8]);
+    /// Every record below `end` is durable in the log.
+    fn durable(&mut self, end: u64);
+    /// The transaction was rolled back: records staged since the last
+    /// [`ImportObserver::durable`] are not in the log.
+    fn rolled_back(&mut self);
+}
 
 /// How to import.
 #[derive(Clone, Debug)]
@@ -87,24 +123,56 @@ const MAX_PARSERS: usize = 4;
 
 /// One input item once parsed and transformed.
 enum Parsed {
-    /// An event: its bytes as read (plus the newline), and what to store
-    /// (`None`: the transform dropped it).
-    Event { read: u64, keep: Option<Vec<u8>> },
+    /// An event: its bytes as read (plus the newline), what to store
+    /// (`None`: the transform dropped it), and where the observer's row of
+    /// it is in the batch's row buffer (empty without an observer).
+    Event {
+        read: u64,
+        keep: Option<Vec<u8>>,
+        row: std::ops::Range<usize>,
+    },
     /// A bad line, or the read error that ended the input.
     Error(ReadError),
 }
 
-fn parse_batch(source: &str, batch: Vec<RawItem>, transform: Option<Transform<'_>>) -> Vec<Parsed> {
+/// A parsed batch: its items and the buffer their observer rows are in.
+type ParsedBatch = (Vec<Parsed>, Vec<u8>);
+
+/// What the observer's encoder needs besides the event.
+#[derive(Clone, Copy)]
+struct Encode<'a> {
+    encoder: RowEncoder,
+    cluster: &'a str,
+    received: MicroTime,
+}
+
+/// Parses (and transforms) one batch; returns its items and the buffer
+/// their observer rows are in.
+fn parse_batch(
+    source: &str,
+    batch: Vec<RawItem>,
+    transform: Option<Transform<'_>>,
+    encode: Option<Encode<'_>>,
+) -> ParsedBatch {
     let mut out = Vec::with_capacity(batch.len());
+    let mut rows = Vec::new();
     let mut take = |r: Result<Event, ReadError>| {
         out.push(match r {
             Ok(ev) => {
                 let read = ev.bytes().len() as u64 + 1;
-                let keep = match transform {
-                    Some(t) => t(ev).map(Event::into_bytes),
-                    None => Some(ev.into_bytes()),
+                let kept = match transform {
+                    Some(t) => t(ev),
+                    None => Some(ev),
                 };
-                Parsed::Event { read, keep }
+                let start = rows.len();
+                if let (Some(ev), Some(e)) = (&kept, encode) {
+                    (e.encoder)(ev, e.cluster, e.received, &mut rows);
+                }
+                Parsed::Event {
+                    read,
+                    keep: kept.map(Event::into_bytes),
+                    row: start..rows.len(),
+                }
             }
             Err(e) => Parsed::Error(e),
         })
@@ -119,24 +187,53 @@ fn parse_batch(source: &str, batch: Vec<RawItem>, transform: Option<Transform<'_
             }
         }
     }
-    out
+    (out, rows)
 }
 
 /// Imports one input; `progress(events, bytes)` is called as batches land.
 pub fn import_input(
     store: &Store,
-    mut reader: EventReader,
+    reader: EventReader,
     opts: &ImportOptions,
     transform: Option<Transform<'_>>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<InputOutcome, ImportError> {
+    import_observed(store, reader, opts, transform, progress, None)
+}
+
+/// A batch of staged records for the observer's thread (each record's
+/// sequence number and row in the buffer), or the outcome of the
+/// transaction.
+enum Observed {
+    Staged(Vec<u8>, Vec<(u64, std::ops::Range<usize>)>),
+    Durable(u64),
+    RolledBack,
+}
+
+/// [`import_input`] that also hands every stored record, parsed, to
+/// `observer` on a thread of its own (see [`ImportObserver`]); returns once
+/// the observer has heard the outcome.
+pub fn import_observed(
+    store: &Store,
+    mut reader: EventReader,
+    opts: &ImportOptions,
+    transform: Option<Transform<'_>>,
+    progress: &mut dyn FnMut(u64, u64),
+    observer: Option<&mut dyn ImportObserver>,
+) -> Result<InputOutcome, ImportError> {
+    let received = MicroTime::now();
+    let encode = observer.as_ref().map(|o| Encode {
+        encoder: o.encoder(),
+        cluster: opts.cluster.as_str(),
+        received,
+    });
     let parsers = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .clamp(1, MAX_PARSERS);
     let source = reader.name().to_string();
     let (work_tx, work_rx) = mpsc::sync_channel::<(u64, Vec<RawItem>)>(IN_FLIGHT);
     let work_rx = Mutex::new(work_rx);
-    let (done_tx, done_rx) = mpsc::sync_channel::<(u64, Vec<Parsed>)>(IN_FLIGHT);
+    let (done_tx, done_rx) = mpsc::sync_channel::<(u64, ParsedBatch)>(IN_FLIGHT);
     // One token per batch in flight: the reader takes one before handing a
     // batch over, the writer gives it back once the batch is written.
     let (token_tx, token_rx) = mpsc::sync_channel::<()>(IN_FLIGHT);
@@ -178,7 +275,7 @@ pub fn import_input(
                 };
                 let Ok((number, batch)) = next else { return };
                 if done_tx
-                    .send((number, parse_batch(source, batch, transform)))
+                    .send((number, parse_batch(source, batch, transform, encode)))
                     .is_err()
                 {
                     return;
@@ -186,10 +283,43 @@ pub fn import_input(
             });
         }
         drop(done_tx);
-        let result = write(store, opts, done_rx, &token_tx, progress);
+        let observed = observer.map(|obs| {
+            let (tx, rx) = mpsc::sync_channel::<Observed>(IN_FLIGHT);
+            scope.spawn(move || {
+                for msg in rx {
+                    match msg {
+                        Observed::Staged(rows, items) => {
+                            for (seq, at) in items {
+                                obs.staged(seq, rows.get(at).unwrap_or(&[]));
+                            }
+                        }
+                        Observed::Durable(end) => obs.durable(end),
+                        Observed::RolledBack => obs.rolled_back(),
+                    }
+                }
+            });
+            tx
+        });
+        let result = write(
+            store,
+            opts,
+            received,
+            done_rx,
+            &token_tx,
+            progress,
+            observed.as_ref(),
+        );
         // Dropping these (the result channel went with `write`) stops the
         // reader and the parsers if the input was abandoned part-way.
         drop(token_tx);
+        if let Some(tx) = observed {
+            // The observer's thread outlives this only until it has heard
+            // the outcome (the scope joins it).
+            let _ = tx.send(match &result {
+                Ok(o) => Observed::Durable(o.seqs.end),
+                Err(_) => Observed::RolledBack,
+            });
+        }
         result
     })
 }
@@ -199,23 +329,25 @@ pub fn import_input(
 fn write(
     store: &Store,
     opts: &ImportOptions,
-    done: mpsc::Receiver<(u64, Vec<Parsed>)>,
+    received: MicroTime,
+    done: mpsc::Receiver<(u64, ParsedBatch)>,
     tokens: &mpsc::SyncSender<()>,
     progress: &mut dyn FnMut(u64, u64),
+    observed: Option<&mpsc::SyncSender<Observed>>,
 ) -> Result<InputOutcome, ImportError> {
     let mut txn = store.transaction()?;
     let mut out = InputOutcome::default();
-    let received = MicroTime::now();
-    let mut early: BTreeMap<u64, Vec<Parsed>> = BTreeMap::new();
+    let mut early: BTreeMap<u64, ParsedBatch> = BTreeMap::new();
     let mut next = 0u64;
     for (number, batch) in done.iter() {
         early.insert(number, batch);
-        while let Some(batch) = early.remove(&next) {
+        while let Some((batch, rows)) = early.remove(&next) {
             next += 1;
             let (mut n, mut b) = (0u64, 0u64);
+            let mut staged = Vec::new();
             for item in batch {
                 match item {
-                    Parsed::Event { read, keep } => {
+                    Parsed::Event { read, keep, row } => {
                         out.events += 1;
                         n += 1;
                         b += read;
@@ -223,8 +355,11 @@ fn write(
                             out.filtered += 1;
                             continue;
                         };
+                        let seq = txn.next_seq();
                         if !txn.push_parts(&opts.cluster, &bytes, received)? {
                             out.duplicates += 1;
+                        } else if observed.is_some() {
+                            staged.push((seq, row));
                         }
                     }
                     Parsed::Error(e) if e.is_recoverable() && opts.skip_invalid => {
@@ -238,6 +373,13 @@ fn write(
                 }
             }
             out.bytes += b;
+            if let Some(tx) = observed {
+                if !staged.is_empty() && tx.send(Observed::Staged(rows, staged)).is_err() {
+                    return Err(ImportError::Store(StoreError::Poisoned(
+                        "the import's observer thread stopped".into(),
+                    )));
+                }
+            }
             progress(n, b);
             let _ = tokens.send(());
         }

@@ -99,6 +99,12 @@ impl Transaction<'_> {
         Ok(true)
     }
 
+    /// The sequence number the next staged record gets (lets a caller pair
+    /// what it pushes with its place in the log).
+    pub fn next_seq(&self) -> u64 {
+        self.w.next_seq
+    }
+
     /// Records staged so far (duplicates excluded).
     pub fn staged(&self) -> u64 {
         self.w.next_seq - self.start_seq

@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context};
 use kaudit_sources::managed::{self, ConvertLimits, ImportInput, ManagedFormat};
-use kaudit_store::import::{import_input, ImportError, ImportOptions};
+use kaudit_store::import::{import_observed, ImportError, ImportObserver, ImportOptions};
 use kaudit_store::note::{Signer25519, Verifier25519};
 use kaudit_store::retention::{self, StoreConfig};
 use kaudit_store::verify::{verify as verify_store, VerifyOptions};
@@ -113,6 +113,12 @@ pub struct ImportArgs {
     /// Never draw a progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Do not build the search index while importing (the first query or
+    /// `kaudit reindex` then builds it by reading the store again). By default
+    /// the index is built from the events as they are parsed and committed
+    /// after each input's log commit, so the store is searchable at once.
+    #[arg(long)]
+    no_index: bool,
     /// The inputs' format: `eks` (CloudWatch Logs export, subscription payloads,
     /// Firehose deliveries, S3 `.gz` objects), `gke` (Cloud Logging LogEntries:
     /// `gcloud logging read --format=json`, JSON lines, Pub/Sub push bodies), `aks`
@@ -165,6 +171,18 @@ pub fn import(a: ImportArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("opening ack log {}", p.display()))?,
         ),
         None => None,
+    };
+    let mut indexer = if a.no_index {
+        None
+    } else {
+        match kaudit_index::ImportIndexer::open(&a.store.data, &store) {
+            Ok(ix) => Some(ix),
+            Err(e @ kaudit_index::IndexError::Locked(_)) => {
+                eprintln!("note: not indexing while importing: {e}");
+                None
+            }
+            Err(e) => return Err(e).context("opening the search index"),
+        }
     };
     let show = !a.no_progress && std::io::stderr().is_terminal();
     let started = Instant::now();
@@ -239,7 +257,14 @@ pub fn import(a: ImportArgs) -> anyhow::Result<ExitCode> {
                 bar.set_position(seen);
             }
         };
-        let res = import_input(&store, reader, &opts, Some(&transform), &mut progress);
+        let res = import_observed(
+            &store,
+            reader,
+            &opts,
+            Some(&transform),
+            &mut progress,
+            indexer.as_mut().map(|ix| ix as &mut dyn ImportObserver),
+        );
         if let Some(bar) = &bar {
             bar.finish_and_clear();
         }
@@ -275,6 +300,10 @@ pub fn import(a: ImportArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    if let Some(e) = indexer.as_ref().and_then(|ix| ix.failure()) {
+        eprintln!("warning: search index: {e} (queries scan what it does not cover; `kaudit reindex` rebuilds it)");
+    }
+    drop(indexer);
     let cp = store.close().context("writing the final checkpoint")?;
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     let size = cp.as_ref().map(|c| c.size);
