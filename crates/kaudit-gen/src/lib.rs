@@ -48,6 +48,12 @@ pub const MAX_PENDING: usize = 200_000;
 pub const DEFAULT_START: &str = "2026-01-05T09:00:00Z";
 /// Default simulated event rate: a busy medium-sized cluster.
 pub const DEFAULT_RATE: f64 = 200.0;
+/// How many namespaces a cluster deletes per simulated day, on average
+/// (preview environments torn down). Each deletion makes the namespace
+/// controller send a burst of `deletecollection` requests, so the bursts
+/// follow simulated time, not the event count: at [`DEFAULT_RATE`] one
+/// comes every few million events, as in a real cluster's log.
+pub const NAMESPACE_DELETIONS_PER_DAY: f64 = 4.0;
 
 /// Why a configuration cannot be generated from.
 #[derive(Debug, thiserror::Error)]
@@ -225,6 +231,8 @@ pub struct Generator {
     incident_cursor: usize,
     open: Vec<OpenIncident>,
     published: Vec<Incident>,
+    /// Simulated time (micros) of each cluster's next namespace deletion.
+    next_deletion: Vec<f64>,
 }
 
 impl Generator {
@@ -256,6 +264,8 @@ impl Generator {
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
         let scratch = traffic::Scratch::new(&mut rng);
         let every = config.incident_every;
+        let start = config.start.micros() as f64;
+        let next_deletion = (0..k).map(|_| start + deletion_gap_us(&mut rng)).collect();
         Ok(Generator {
             rng,
             clusters,
@@ -271,6 +281,7 @@ impl Generator {
             incident_cursor: 0,
             open: Vec::new(),
             published: Vec::new(),
+            next_deletion,
         })
     }
 
@@ -335,6 +346,7 @@ impl Generator {
             self.rng.gen_range(0..self.clusters.len())
         };
         let due = self.sched.scheduled >= self.next_incident_at;
+        let deletion = !due && self.clock >= self.next_deletion[c];
         let cluster = &mut self.clusters[c];
         let mut parts = traffic::Parts {
             rng: &mut self.rng,
@@ -352,6 +364,9 @@ impl Generator {
                 incident,
                 remaining: requests,
             });
+        } else if deletion {
+            traffic::namespace_deletion(&mut parts, cluster, now);
+            self.next_deletion[c] = self.clock + deletion_gap_us(&mut self.rng);
         } else {
             traffic::request(&mut parts, cluster, now);
         }
@@ -359,6 +374,14 @@ impl Generator {
         let u: f64 = self.rng.gen();
         self.clock += -(1.0 - u).ln() * self.mean_gap_us * produced;
     }
+}
+
+/// The simulated time until a cluster's next namespace deletion: exponential
+/// (deletions are independent of each other) with mean one day divided by
+/// [`NAMESPACE_DELETIONS_PER_DAY`].
+fn deletion_gap_us(rng: &mut ChaCha8Rng) -> f64 {
+    let u: f64 = rng.gen();
+    -(1.0 - u).ln() * 86_400e6 / NAMESPACE_DELETIONS_PER_DAY
 }
 
 impl Iterator for Generator {

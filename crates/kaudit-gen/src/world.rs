@@ -54,6 +54,8 @@ pub(crate) struct Actor {
     pub identity: Vec<u8>,
     /// Pre-encoded JSON string for `authorization.k8s.io/reason`.
     pub reason: Vec<u8>,
+    /// The identity carries an `impersonatedUser`.
+    pub impersonated: bool,
 }
 
 /// How an identity is described in an RBAC reason.
@@ -86,6 +88,48 @@ impl Actor {
         user_agent: &str,
         reason: &str,
     ) -> Actor {
+        Actor::build(username, uid, groups, extra, None, ips, user_agent, reason)
+    }
+
+    /// Someone acting as another user (`kubectl --as=USER --as-group=GROUP`):
+    /// the event's `user` stays the real caller and `impersonatedUser` says
+    /// who the request ran as; `reason` is RBAC's answer for the impersonated
+    /// user, since authorization runs after impersonation.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn impersonating(
+        username: &str,
+        groups: &[&str],
+        as_user: &str,
+        as_groups: &[&str],
+        ips: &[&str],
+        user_agent: &str,
+        reason: &str,
+    ) -> Actor {
+        let mut actor = Actor::build(
+            username,
+            "",
+            groups,
+            &[],
+            Some((as_user, as_groups)),
+            ips,
+            user_agent,
+            reason,
+        );
+        actor.impersonated = true;
+        actor
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        username: &str,
+        uid: &str,
+        groups: &[&str],
+        extra: &[(&str, String)],
+        impersonated: Option<(&str, &[&str])>,
+        ips: &[&str],
+        user_agent: &str,
+        reason: &str,
+    ) -> Actor {
         let mut identity = Vec::with_capacity(512);
         identity.extend_from_slice(b"\"user\":");
         {
@@ -112,6 +156,17 @@ impl Actor {
                 j.c();
             }
             j.c();
+            if let Some((as_user, as_groups)) = impersonated {
+                j.ko("impersonatedUser").ks("username", as_user);
+                if !as_groups.is_empty() {
+                    j.ka("groups");
+                    for g in as_groups {
+                        j.s(g);
+                    }
+                    j.e();
+                }
+                j.c();
+            }
             if !ips.is_empty() {
                 j.ka("sourceIPs");
                 for ip in ips {
@@ -129,6 +184,7 @@ impl Actor {
             username: username.to_string(),
             identity,
             reason: r,
+            impersonated: false,
         }
     }
 }
@@ -166,6 +222,11 @@ pub(crate) struct Cluster {
     /// Controllers of kube-controller-manager (actor, controller name).
     pub controllers: Vec<(usize, &'static str)>,
     pub humans: Vec<usize>,
+    /// People acting as someone else (`kubectl --as`), to check what that
+    /// user sees.
+    pub impersonators: Vec<usize>,
+    /// The number of the next preview namespace (`preview-pr-N`) CI tears down.
+    pub preview_pr: u32,
     pub ci: Vec<usize>,
     pub operators: Vec<usize>,
     pub unauthenticated: Vec<usize>,
@@ -232,7 +293,8 @@ pub(crate) const CONTROLLERS: &[&str] = &[
     "statefulset-controller",
 ];
 
-const HUMANS: &[(&str, &str, &str)] = &[
+/// People with kubectl: (user, group, the ClusterRole the group is bound to).
+pub(crate) const HUMANS: &[(&str, &str, &str)] = &[
     ("alice@example.com", "platform-team", "cluster-admin"),
     ("bob@example.com", "dev-team", "edit"),
     ("carol@example.com", "sre", "admin"),
@@ -581,8 +643,10 @@ impl Cluster {
         }
 
         let mut humans = Vec::new();
+        let mut human_ips = Vec::new();
         for (i, (user, group, role)) in HUMANS.iter().enumerate() {
             let ip = format!("203.0.113.{}", 20 + i * 7 + rng.gen_range(0..5));
+            human_ips.push(ip.clone());
             let platform = if i % 2 == 0 {
                 "darwin/arm64"
             } else {
@@ -621,6 +685,51 @@ impl Cluster {
             ),
         ));
         humans.push(cluster_admin);
+        // alice (cluster-admin) checks what bob's team sees; carol (sre)
+        // what the CI deployer may do.
+        let mut impersonators = Vec::new();
+        for (h, as_user, as_groups, reason) in [
+            (
+                0,
+                "bob@example.com",
+                &["dev-team", "system:authenticated"][..],
+                rbac_reason("dev-team-edit", "edit", Subject::Group("dev-team")),
+            ),
+            (
+                2,
+                "system:serviceaccount:ci:deployer",
+                // The apiserver adds a service account's groups itself.
+                &[
+                    "system:serviceaccounts",
+                    "system:serviceaccounts:ci",
+                    "system:authenticated",
+                ][..],
+                rbac_reason(
+                    "ci-deployer",
+                    "edit",
+                    Subject::ServiceAccount {
+                        name: "deployer",
+                        namespace: "ci",
+                    },
+                ),
+            ),
+        ] {
+            let (user, group, _) = HUMANS[h];
+            let platform = if h % 2 == 0 {
+                "darwin/arm64"
+            } else {
+                "linux/amd64"
+            };
+            impersonators.push(add(Actor::impersonating(
+                user,
+                &[group, "system:authenticated"],
+                as_user,
+                as_groups,
+                &[&human_ips[h]],
+                &format!("kubectl/{K8S_VERSION} ({platform}) kubernetes/{K8S_COMMIT}"),
+                &reason,
+            )));
+        }
 
         let probe = add(Actor::new(
             "system:anonymous",
@@ -689,6 +798,8 @@ impl Cluster {
             actors,
             controllers,
             humans,
+            impersonators,
+            preview_pr: rng.gen_range(1200..4800),
             ci,
             operators,
             unauthenticated,

@@ -627,3 +627,161 @@ fn field_order_and_401_shape_agree_with_real_events() {
     }
     assert!(saw_401);
 }
+
+#[test]
+fn every_verb_appears_at_a_plausible_rate() {
+    // A small cluster (2 events/s): 200k events span 28 simulated hours,
+    // enough for namespace deletions, which follow the clock (a few a day).
+    let mut c = config(11, 200_000, 1);
+    c.rate = 2.0;
+    let (events, _, _) = run(c);
+    assert_eq!(events.len(), 200_000);
+    let n = events.len() as f64;
+    let mut verbs: BTreeMap<String, usize> = BTreeMap::new();
+    let mut proxied = 0usize;
+    let mut reviews: BTreeMap<String, usize> = BTreeMap::new();
+    let mut checked: BTreeSet<String> = BTreeSet::new();
+    let mut impersonated = 0usize;
+    // Namespace -> (when its delete completed, deletecollections seen,
+    // finalized). Timestamps have a fixed width, so strings order like times.
+    let mut deleted: BTreeMap<String, (String, usize, bool)> = BTreeMap::new();
+    let mut first = None;
+    let mut last = None;
+    for e in &events {
+        let v = json(e);
+        let at = v["stageTimestamp"].as_str().unwrap().to_string();
+        first.get_or_insert_with(|| at.clone());
+        last = Some(at.clone());
+        let verb = v["verb"].as_str().unwrap().to_string();
+        *verbs.entry(verb.clone()).or_default() += 1;
+        let resource = v["objectRef"]["resource"].as_str().unwrap_or("");
+        let sub = v["objectRef"]["subresource"].as_str().unwrap_or("");
+        let ns = v["objectRef"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        if verb == "proxy" || sub == "proxy" {
+            proxied += 1;
+        }
+        if v.get("impersonatedUser").is_some() {
+            impersonated += 1;
+            assert!(v["impersonatedUser"]["username"].is_string(), "{v}");
+        }
+        if resource.ends_with("accessreviews") && v["stage"] == "ResponseComplete" {
+            assert_eq!(verb, "create", "{v}");
+            assert_eq!(v["objectRef"]["apiGroup"], "authorization.k8s.io");
+            *reviews.entry(resource.to_string()).or_default() += 1;
+            let attrs = &v["requestObject"]["spec"]["resourceAttributes"];
+            if let Some(checked_verb) = attrs["verb"].as_str() {
+                checked.insert(checked_verb.to_string());
+            }
+            assert!(v["responseObject"]["status"]["allowed"].is_boolean(), "{v}");
+        }
+        if v["stage"] != "ResponseComplete" {
+            continue;
+        }
+        if verb == "delete" && resource == "namespaces" {
+            let name = v["objectRef"]["name"].as_str().unwrap().to_string();
+            assert_eq!(
+                ns, name,
+                "a namespace's objectRef names it as its namespace"
+            );
+            let prev = deleted.insert(name, (at.clone(), 0, false));
+            assert!(prev.is_none(), "a namespace deleted twice");
+        }
+        if verb == "deletecollection" {
+            assert_eq!(
+                v["user"]["username"],
+                "system:serviceaccount:kube-system:namespace-controller"
+            );
+            let (deleted_at, sweeps, finalized) = deleted.get_mut(&ns).unwrap_or_else(|| {
+                panic!("deletecollection in {ns} before the namespace was deleted: {v}")
+            });
+            assert!(
+                !*finalized,
+                "deletecollection after the finalizer went: {v}"
+            );
+            assert!(
+                v["requestReceivedTimestamp"].as_str().unwrap() >= deleted_at.as_str(),
+                "{v}"
+            );
+            *sweeps += 1;
+        }
+        if verb == "update" && resource == "namespaces" && sub == "finalize" {
+            let (_, sweeps, finalized) = deleted
+                .get_mut(&ns)
+                .expect("finalize of a deleted namespace");
+            assert!(*sweeps > 0 && !*finalized);
+            *finalized = true;
+        }
+    }
+    for want in [
+        "get",
+        "list",
+        "watch",
+        "create",
+        "update",
+        "patch",
+        "delete",
+        "deletecollection",
+        "proxy",
+    ] {
+        assert!(verbs.contains_key(want), "no {want} in {verbs:?}");
+    }
+    for want in ["escalate", "bind", "impersonate"] {
+        assert!(
+            checked.contains(want),
+            "no access review of {want}: {checked:?}"
+        );
+    }
+    for want in ["subjectaccessreviews", "selfsubjectaccessreviews"] {
+        assert!(reviews.contains_key(want), "no {want}: {reviews:?}");
+    }
+    // Reads dominate, as in every real audit log.
+    let reads = ["get", "list", "watch"]
+        .iter()
+        .map(|v| verbs[*v])
+        .sum::<usize>();
+    assert!(reads as f64 > 0.4 * n, "reads {reads} of {n}: {verbs:?}");
+    let share = |k: usize| k as f64 / n;
+    assert!(
+        (0.0005..0.01).contains(&share(proxied)),
+        "proxy requests {proxied} of {n}"
+    );
+    assert!(
+        (0.0001..0.01).contains(&share(impersonated)),
+        "impersonated {impersonated} of {n}"
+    );
+    let all_reviews: usize = reviews.values().sum();
+    assert!(
+        (0.001..0.02).contains(&share(all_reviews)),
+        "access reviews {all_reviews} of {n}"
+    );
+    // Namespace deletions: a few per simulated day, each swept fully.
+    let time = |s: Option<String>| MicroTime::parse(&s.unwrap()).unwrap().micros();
+    let days = (time(last) - time(first)) as f64 / 86_400e6;
+    eprintln!(
+        "{days:.2} days: verbs {verbs:?}, proxy {proxied}, reviews {reviews:?} of {checked:?}, \
+         impersonated {impersonated}, {} namespace deletions",
+        deleted.len()
+    );
+    assert!(days > 1.0, "the stream spans {days} days");
+    let per_day = deleted.len() as f64 / days;
+    assert!(
+        (1.0..=12.0).contains(&per_day),
+        "{} namespace deletions in {days:.2} days",
+        deleted.len()
+    );
+    let sweep = verbs["deletecollection"];
+    assert!(share(sweep) < 0.005, "deletecollection {sweep} of {n}");
+    for (ns, (_, sweeps, finalized)) in &deleted {
+        // The last deletion may still be in progress when the stream ends.
+        if *finalized {
+            assert_eq!(*sweeps, 27, "{ns}: one deletecollection per resource type");
+        }
+    }
+    assert!(
+        deleted.values().filter(|d| d.2).count() >= 1,
+        "no namespace deletion ran to its finalizer"
+    );
+}

@@ -6,13 +6,18 @@ use kaudit_gen::{GenConfig, Generator};
 use kaudit_rules::{Engine, EngineOptions, MatchMode};
 use std::collections::{BTreeMap, HashSet};
 
-fn generate(
+/// `n` events of `clusters` clusters at `rate` events per simulated
+/// second, with their incidents: a low rate stretches the stream over simulated days, which brings in what follows
+/// the clock rather than the event count (namespace deletions).
+fn generate_at(
     seed: u64,
     n: u64,
     clusters: usize,
+    rate: f64,
 ) -> (Vec<(usize, Event)>, Vec<kaudit_gen::Incident>, Vec<String>) {
     let mut config = GenConfig::new(seed);
     config.events = Some(n);
+    config.rate = rate;
     config.clusters = kaudit_gen::default_cluster_names(clusters);
     config.spread_incidents();
     let mut g = Generator::new(config).expect("generator");
@@ -30,8 +35,21 @@ fn generate(
 
 #[test]
 fn every_incident_is_caught_and_normal_traffic_is_quiet() {
-    for (seed, n, clusters) in [(1u64, 40_000u64, 1usize), (42, 60_000, 3)] {
-        let (events, incidents, _) = generate(seed, n, clusters);
+    // The last stream spans a simulated day of a quiet cluster, so that
+    // namespace deletions and the namespace controller's sweeps are in it.
+    for (seed, n, clusters, rate) in [
+        (1u64, 40_000u64, 1usize, kaudit_gen::DEFAULT_RATE),
+        (42, 60_000, 3, kaudit_gen::DEFAULT_RATE),
+        (7, 40_000, 1, 0.4),
+    ] {
+        let (events, incidents, _) = generate_at(seed, n, clusters, rate);
+        if rate < 1.0 {
+            let sweeps = events
+                .iter()
+                .filter(|(_, e)| e.verb() == "deletecollection")
+                .count();
+            assert!(sweeps > 0, "seed {seed}: no namespace deletion in a day");
+        }
         assert!(
             incidents.len() >= 8,
             "seed {seed}: only {} incidents",

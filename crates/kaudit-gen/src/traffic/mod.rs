@@ -11,6 +11,7 @@ mod controllers;
 mod failures;
 mod kubelet;
 mod people;
+mod rare;
 mod req;
 mod services;
 
@@ -35,6 +36,8 @@ pub(crate) struct Scratch {
     /// Offset in `text` where each line starts (plus the end).
     pub text_lines: Vec<usize>,
     pub discovery_reason: Vec<u8>,
+    /// The reason RBAC gives for self subject access reviews.
+    pub basic_user_reason: Vec<u8>,
 }
 
 impl Scratch {
@@ -74,6 +77,15 @@ impl Scratch {
                 crate::world::Subject::Group("system:authenticated"),
             ),
         );
+        let mut basic_user_reason = Vec::new();
+        write_str(
+            &mut basic_user_reason,
+            &crate::world::rbac_reason(
+                "system:basic-user",
+                "system:basic-user",
+                crate::world::Subject::Group("system:authenticated"),
+            ),
+        );
         Scratch {
             uri: Vec::with_capacity(512),
             body: Vec::with_capacity(16 * 1024),
@@ -83,6 +95,7 @@ impl Scratch {
             text,
             text_lines,
             discovery_reason,
+            basic_user_reason,
         }
     }
 }
@@ -249,7 +262,14 @@ const MIX: &[(u32, Kind)] = &[
     (8, failures::unauthenticated),
     (14, failures::forbidden),
     (8, failures::not_found_or_conflict),
+    // The rarer verbs and shapes: a fraction of a percent each.
+    (3, rare::proxy),
+    (5, rare::access_review),
+    (1, rare::can_i),
+    (2, rare::impersonated),
 ];
+
+pub(crate) use rare::namespace_deletion;
 
 /// Simulates one ordinary request received at `now`.
 pub(crate) fn request(p: &mut Parts<'_>, c: &mut Cluster, now: i64) {

@@ -207,6 +207,9 @@ pub(super) enum Auth {
     /// Allowed by `system:discovery` (discovery endpoints are open to every
     /// authenticated user, whatever their own bindings).
     Discovery,
+    /// Allowed by `system:basic-user` (every authenticated user may ask
+    /// what it may do: self subject access and rules reviews).
+    BasicUser,
     /// Denied by RBAC.
     Forbid,
     /// Not authorized at all (authentication failed first).
@@ -410,6 +413,17 @@ impl Parts<'_> {
         self.finish(row, at, who, id, now, latency);
     }
 
+    /// Sends a request that is not a watch, like [`Parts::send`], and returns
+    /// when its response completed: for actors that wait for one request
+    /// before sending the next (the namespace controller's sweep).
+    pub(super) fn send_then(&mut self, row: &Req, at: &Place<'_>, who: &Actor, now: i64) -> i64 {
+        debug_assert!(!row.is_watch(), "send_then is for requests that complete");
+        let latency = latency_ms(self.rng, row.ms.0, row.ms.1);
+        let id = uuid4(self.rng);
+        self.finish(row, at, who, id, now, latency);
+        now + latency
+    }
+
     /// Sends `row` with an audit ID drawn earlier; draws its latency. A
     /// watch draws its own ID after its duration, as [`Parts::send`] does,
     /// and leaves `id` unused.
@@ -485,8 +499,10 @@ impl Parts<'_> {
         if let Reply::Written = row.reply {
             call.status = Status::Raw(&s.status);
         }
-        if let Auth::Discovery = row.auth {
-            call.authz = Authz::Allow(&s.discovery_reason);
+        match row.auth {
+            Auth::Discovery => call.authz = Authz::Allow(&s.discovery_reason),
+            Auth::BasicUser => call.authz = Authz::Allow(&s.basic_user_reason),
+            _ => {}
         }
         if !matches!(row.body, Body::None) {
             call.req = Some(&s.body);
@@ -529,7 +545,7 @@ fn call<'a>(
         authz: match row.auth {
             Auth::Forbid => Authz::Forbid,
             Auth::Absent => Authz::Absent,
-            Auth::Actor | Auth::Discovery => Authz::Allow(&who.reason),
+            Auth::Actor | Auth::Discovery | Auth::BasicUser => Authz::Allow(&who.reason),
         },
         psa: row.psa,
         shape,
