@@ -571,6 +571,20 @@ fn private_files() {
     }
 }
 
+/// Turns transparent huge pages off for this process. Ingest grows and
+/// frees many short-lived buffers; with huge pages the kernel zeroes a whole
+/// 2 MiB page on each first touch, which was a fifth of the server's CPU
+/// per event in `perf` (BENCHMARKS.md, "Server alone, pinned"). A failure
+/// (an old kernel) only costs that speed, so it is logged, not fatal.
+fn no_huge_pages() {
+    // SAFETY: PR_SET_THP_DISABLE only sets a flag on this process's memory
+    // map; the call reads and writes no memory of ours.
+    let r = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    if r != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "could not turn huge pages off");
+    }
+}
+
 /// Runs the server until SIGTERM/SIGINT (or `stop` turns true).
 pub fn run(cfg: ServerConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(), ServeError> {
     let problems = cfg.check();
@@ -578,6 +592,7 @@ pub fn run(cfg: ServerConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result
         return Err(ServeError::Config(problems.join("; ")));
     }
     private_files();
+    no_huge_pages();
     let opened = open_store(&cfg)?;
     let sinks = crate::sinks::open(&cfg.sinks, &cfg.data)?;
     let sink_stats: Vec<Arc<SinkStats>> = sinks.iter().map(Sink::stats).collect();
