@@ -388,6 +388,9 @@ impl Builder<'_> {
 
     fn events(&mut self, s: &mut Section, q: &str, max_rows: usize) -> Result<(), ReportError> {
         let query = self.query(q)?;
+        if !self.inp.backend.decides_exactly(&query)? {
+            return self.events_one_pass(s, query, max_rows);
+        }
         let stats = self.inp.backend.stats(&StatsRequest {
             query: query.clone(),
             since: Some(self.req.since),
@@ -427,6 +430,57 @@ impl Builder<'_> {
         }
         s.unproven = unproven;
         s.omitted = s.count.saturating_sub(rows.len() as u64 + unproven);
+        s.rows = rows;
+        Ok(())
+    }
+
+    /// [`Builder::events`] for a query the index cannot decide (it reads
+    /// request bodies or free text): counting it reads every candidate
+    /// event, so the rows are picked in the same pass (the oldest
+    /// `max_rows` provable matches, as the search would list them) rather
+    /// than read again by a search.
+    fn events_one_pass(
+        &mut self,
+        s: &mut Section,
+        query: Query,
+        max_rows: usize,
+    ) -> Result<(), ReportError> {
+        let mut count = 0u64;
+        let mut unproven = 0u64;
+        // (event time, seq) -> row, at most `max_rows`, oldest kept.
+        let mut kept: BTreeMap<(i64, u64), Row> = BTreeMap::new();
+        let anchor = self.anchor_size;
+        self.inp.backend.for_each_match(
+            &query,
+            Some(self.req.since),
+            Some(self.req.until),
+            &mut |seq, time, ev, cluster| {
+                count += 1;
+                if seq >= anchor {
+                    unproven += 1;
+                    return true;
+                }
+                let key = (time, seq);
+                let better = kept.len() < max_rows
+                    || kept.last_key_value().is_some_and(|(last, _)| key < *last);
+                if better {
+                    // The event time is the time the row shows, so it
+                    // stands in for the receive time it is derived from.
+                    kept.insert(key, Row::of_event(seq, cluster, MicroTime(time), ev));
+                    if kept.len() > max_rows {
+                        kept.pop_last();
+                    }
+                }
+                true
+            },
+        )?;
+        let rows: Vec<Row> = kept.into_values().collect();
+        for r in &rows {
+            self.cited.insert(r.seq);
+        }
+        s.count = count;
+        s.unproven = unproven;
+        s.omitted = count.saturating_sub(rows.len() as u64 + unproven);
         s.rows = rows;
         Ok(())
     }
