@@ -756,7 +756,7 @@ fn a_section_the_index_cannot_decide_is_counted_and_listed_in_one_pass_like_two(
     // The matcher over every stored event of the month.
     let query = q(undecided);
     let mut want = 0u64;
-    kaudit_store::LogReader::read(&*fx.store, 0..fx.store.size(), &mut |_, leaf| {
+    kaudit_store::LogReader::read(&*fx.store, 0..fx.store.len(), &mut |_, leaf| {
         let ev = kaudit_event::Event::from_json(leaf.event).expect("event");
         let t = kaudit_index::event_time(&ev, leaf.received);
         want += u64::from(t >= since && t < until && query.matches(&ev, leaf.cluster));
