@@ -72,4 +72,4 @@ else
   b=0; [ "$BRUNS" -gt 0 ] && b=$(t "$OUT/baseline.sh")
   echo "report --no-verify: ${r}s; with verification: ${v}s; gen | jq baseline: ${b}s; ratio $(echo "$b / $r" | bc -l | cut -c1-5)x"
 fi
-"$BIN" report verify "$OUT/evidence.tar.zst" | head -1
+"$BIN" report verify "$OUT/evidence.tar.zst" | sed -n 1p
