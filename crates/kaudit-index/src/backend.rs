@@ -67,6 +67,16 @@ pub trait SearchBackend: Send + Sync {
         fields: &[ScanField],
         f: &mut ScanFn<'_>,
     ) -> IndexResult<()>;
+    /// Whether the index decides `query` exactly, so that counting its
+    /// matches reads no event: a caller that needs both the count and the
+    /// rows of a query the index cannot decide (a compliance report's
+    /// section) then makes one pass over the matches instead of a count
+    /// and a search that each read every candidate. Backends that cannot
+    /// tell say true, which keeps the count and the search apart.
+    fn decides_exactly(&self, query: &Query) -> IndexResult<bool> {
+        let _ = query;
+        Ok(true)
+    }
     /// Calls `f` with every match among the records not yet read at
     /// position `from`, oldest first (per origin), and returns the position
     /// to continue from: what `query --follow` polls for new matches. A
@@ -462,6 +472,10 @@ impl SearchBackend for EmbeddedBackend {
 
     fn search(&self, req: &SearchRequest) -> IndexResult<Page> {
         search::search(&*self.read()?, self.store.as_ref(), req)
+    }
+
+    fn decides_exactly(&self, query: &Query) -> IndexResult<bool> {
+        Ok(plan::bounds_within(&*self.read()?, query.expr(), query.budget())?.exact)
     }
 
     fn stats(&self, req: &StatsRequest) -> IndexResult<StatsReport> {

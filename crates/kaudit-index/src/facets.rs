@@ -96,6 +96,8 @@ struct MinuteFacet {
     minutes: usize,
     width: usize,
     cells: Vec<u64>,
+    /// The newest minute holding a row (cells past it are spare room).
+    newest: i64,
     /// Spans more than [`MAX_MINUTE_CELLS`]: nothing kept.
     over: bool,
 }
@@ -107,16 +109,24 @@ pub const MAX_MINUTE_CELLS: usize = 1 << 21;
 
 impl MinuteFacet {
     /// Makes room for `minute` and `id`; false when that passes the limit.
+    ///
+    /// Rows come in about time order, so the span mostly grows by one
+    /// minute at its end: growing the cells to exactly that copied every
+    /// cell kept so far once per new minute (quadratic, most of a month
+    /// report's time). The cells grow to twice the minutes instead (within
+    /// the limit); minutes past `newest` hold zeros, which is their count.
+    /// The limit applies to the minutes that hold rows, as before.
     fn fit(&mut self, minute: i64, id: usize) -> bool {
-        let first = if self.minutes == 0 {
+        let empty = self.minutes == 0;
+        let first = if empty {
             minute
         } else {
             self.first.min(minute)
         };
-        let last = if self.minutes == 0 {
+        let last = if empty {
             minute
         } else {
-            (self.first + self.minutes as i64 - 1).max(minute)
+            self.newest.max(minute)
         };
         let width = if id < self.width {
             self.width
@@ -124,21 +134,33 @@ impl MinuteFacet {
             (id + 1).next_power_of_two()
         };
         if first == self.first && width == self.width && last < self.first + self.minutes as i64 {
+            self.newest = last;
             return true;
         }
-        let Ok(minutes) = usize::try_from(last - first + 1) else {
+        let Ok(needed) = usize::try_from(last - first + 1) else {
             return false;
         };
-        if minutes.saturating_mul(width) > MAX_MINUTE_CELLS {
+        if needed.saturating_mul(width) > MAX_MINUTE_CELLS {
             return false;
         }
+        let minutes = needed
+            .max(self.minutes.saturating_mul(2))
+            .min(MAX_MINUTE_CELLS / width)
+            .max(needed);
         let mut cells = vec![0u64; minutes * width];
-        for m in 0..self.minutes {
+        // Only minutes up to the newest row hold counts.
+        let held = if empty {
+            0
+        } else {
+            usize::try_from(self.newest - self.first + 1).unwrap_or(0)
+        };
+        for m in 0..held.min(self.minutes) {
             let to = (self.first - first) as usize + m;
             cells[to * width..to * width + self.width]
                 .copy_from_slice(&self.cells[m * self.width..(m + 1) * self.width]);
         }
         (self.first, self.minutes, self.width, self.cells) = (first, minutes, width, cells);
+        self.newest = last;
         true
     }
 }
@@ -311,6 +333,7 @@ impl Facets {
                 minutes: 0,
                 width: 1,
                 cells: Vec::new(),
+                newest: 0,
                 over: false,
             },
         );
@@ -436,5 +459,69 @@ impl Facets {
             f.covered.rows = end;
         }
         Some(f)
+    }
+}
+
+#[cfg(test)]
+mod minute_tests {
+    use super::{Covered, MinuteFacet, MAX_MINUTE_CELLS};
+    use proptest::prelude::*;
+
+    fn empty() -> MinuteFacet {
+        MinuteFacet {
+            covered: Covered {
+                generation: 0,
+                base: 0,
+                rows: 0,
+            },
+            first: 0,
+            minutes: 0,
+            width: 1,
+            cells: Vec::new(),
+            newest: 0,
+            over: false,
+        }
+    }
+
+    proptest! {
+        /// Whatever order minutes and ids come in (mostly ascending, with
+        /// steps back and new ids), the grown cells hold exactly each
+        /// (minute, id)'s count and zeros elsewhere.
+        #[test]
+        fn grown_cells_hold_exactly_the_counts(
+            start in -50i64..50,
+            steps in prop::collection::vec((-3i64..6, 0usize..9), 1..300),
+        ) {
+            let mut f = empty();
+            let mut want = std::collections::BTreeMap::new();
+            let mut minute = start;
+            for (step, id) in steps {
+                minute += step;
+                prop_assert!(f.fit(minute, id));
+                let at = (minute - f.first) as usize * f.width + id;
+                f.cells[at] += 1;
+                *want.entry((minute, id)).or_insert(0u64) += 1;
+            }
+            prop_assert!(f.cells.len() == f.minutes * f.width);
+            for m in 0..f.minutes {
+                for id in 0..f.width {
+                    let got = f.cells[m * f.width + id];
+                    let w = want.get(&(f.first + m as i64, id)).copied().unwrap_or(0);
+                    prop_assert_eq!(got, w, "minute {} id {}", f.first + m as i64, id);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_span_past_the_limit_is_refused_but_spare_room_never_is() {
+        let mut f = empty();
+        let limit = (MAX_MINUTE_CELLS / 2) as i64;
+        // Width 2: `limit` minutes fit exactly, the spare room included.
+        for m in 0..limit {
+            assert!(f.fit(m, 1), "minute {m}");
+        }
+        assert!(f.minutes * f.width <= MAX_MINUTE_CELLS);
+        assert!(!f.fit(limit, 1), "one more minute passes the limit");
     }
 }

@@ -52,9 +52,79 @@ pub const DICT_FIELDS: [Field; 18] = [
 /// RBAC from usage need it and it is no query-language field. Empty for
 /// resource requests, so it stays low-cardinality.
 pub const NONRESOURCE_PATH_SLOT: usize = DICT_FIELDS.len();
+/// Predicates the compliance templates ask of every event of a period, kept
+/// as dictionary columns too so the planner answers them exactly from the
+/// index instead of reading every candidate's body: `(file stem, field as
+/// the query language writes it)`. A query names one of these fields by its
+/// exact text (`.requestObject.roleRef.name`). Request-body paths must start
+/// with `requestObject.` and their next key must be one of
+/// [`REQUEST_OBJECT_KEYS`] (the index parses only request bodies that can
+/// hold them). Adding one needs a [`VERSION`] bump.
+pub const EXTRA_COLUMNS: [(&str, &str); 8] = [
+    ("x.truncated", "annotation.audit.k8s.io/truncated"),
+    (
+        "x.privileged",
+        ".requestObject.spec.containers[*].securityContext.privileged",
+    ),
+    (
+        "x.init_privileged",
+        ".requestObject.spec.initContainers[*].securityContext.privileged",
+    ),
+    (
+        "x.host_path",
+        ".requestObject.spec.volumes[*].hostPath.path",
+    ),
+    ("x.host_network", ".requestObject.spec.hostNetwork"),
+    ("x.host_pid", ".requestObject.spec.hostPID"),
+    ("x.host_ipc", ".requestObject.spec.hostIPC"),
+    ("x.role_ref", ".requestObject.roleRef.name"),
+];
+/// The keys right under `requestObject` that [`EXTRA_COLUMNS`] paths go
+/// through, as they appear quoted in JSON: a request body that contains
+/// none of them (and no escape, which could spell one) yields no value for
+/// any of those paths, so it is not parsed.
+pub const REQUEST_OBJECT_KEYS: [&str; 2] = ["\"spec\"", "\"roleRef\""];
+/// Slot of the first [`EXTRA_COLUMNS`] column.
+pub const EXTRA_SLOT: usize = DICT_FIELDS.len() + 1;
 /// Dictionary columns: one per [`DICT_FIELDS`] entry, then the non-resource
-/// path.
-pub const DICT_COLUMNS: usize = DICT_FIELDS.len() + 1;
+/// path, then one per [`EXTRA_COLUMNS`] entry.
+pub const DICT_COLUMNS: usize = EXTRA_SLOT + EXTRA_COLUMNS.len();
+
+/// The fields of [`EXTRA_COLUMNS`], parsed once (None for a text that does
+/// not parse, which a test rules out; such a column stays all "unknown").
+pub fn extra_fields() -> &'static [Option<Field>] {
+    static FIELDS: std::sync::OnceLock<Vec<Option<Field>>> = std::sync::OnceLock::new();
+    FIELDS.get_or_init(|| EXTRA_COLUMNS.iter().map(|(_, t)| Field::parse(t)).collect())
+}
+
+/// An event's request body as the extra columns see it: parsed (wrapped as
+/// `{"requestObject": body}` so a path walks it from the event's root), or
+/// known to hold none of their values, or unparseable (values unknown).
+enum RequestBody {
+    Absent,
+    Parsed(serde_json::Value),
+    Unknown,
+}
+
+impl RequestBody {
+    fn of(ev: &Event) -> RequestBody {
+        let Some(raw) = ev.doc().request_object.as_ref() else {
+            return RequestBody::Absent;
+        };
+        let text = raw.get();
+        if !text.contains('\\') && !REQUEST_OBJECT_KEYS.iter().any(|k| text.contains(k)) {
+            return RequestBody::Absent;
+        }
+        match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(v) => {
+                let mut m = serde_json::Map::new();
+                m.insert("requestObject".to_string(), v);
+                RequestBody::Parsed(serde_json::Value::Object(m))
+            }
+            Err(_) => RequestBody::Unknown,
+        }
+    }
+}
 /// High-cardinality fields kept as 32-bit hashes (candidates, confirmed
 /// later). Only auditID: it is the needle people paste; objectRef.uid would
 /// cost 4 more bytes per event for a rare question, answered by scanning.
@@ -73,8 +143,9 @@ pub const MAX_DICT_ENTRIES: usize = 50_000_000;
 pub const NO_LATENCY: u32 = u32::MAX;
 const META: &str = "meta.json";
 /// Layout version; an index of another version is dropped and rebuilt
-/// (version 2 added the non-resource path column).
-const VERSION: u32 = 2;
+/// (version 2 added the non-resource path column, version 3 the
+/// [`EXTRA_COLUMNS`]).
+pub const VERSION: u32 = 3;
 
 /// Whether the index is opened to be written (all columns in memory, lock
 /// held) or read (columns loaded on demand).
@@ -440,6 +511,11 @@ fn push_value(out: &mut Vec<u8>, v: &str) {
     push_value_bytes(out, v.as_bytes());
 }
 
+/// The length an encoded row gives a column whose values are unknown (a
+/// request body that does not parse): the column gets id 0, so the record is
+/// always a candidate and the matcher decides.
+const UNKNOWN_LIST: u32 = u32::MAX;
+
 fn push_value_bytes(out: &mut Vec<u8>, v: &[u8]) {
     out.extend_from_slice(&(v.len() as u32).to_le_bytes());
     out.extend_from_slice(v);
@@ -482,9 +558,16 @@ pub fn nonresource_path(ev: &Event) -> Option<&str> {
 
 /// File stem of dictionary column `slot` (`<stem>.col`, `<stem>.dict`).
 fn column_name(slot: usize) -> String {
-    DICT_FIELDS
-        .get(slot)
-        .map_or_else(|| "nonresource_path".to_string(), Field::name)
+    if let Some(f) = DICT_FIELDS.get(slot) {
+        return f.name();
+    }
+    match slot
+        .checked_sub(EXTRA_SLOT)
+        .and_then(|i| EXTRA_COLUMNS.get(i))
+    {
+        Some((stem, _)) => (*stem).to_string(),
+        None => "nonresource_path".to_string(),
+    }
 }
 
 /// The time an event is ordered and bucketed by: its stage timestamp, else
@@ -845,9 +928,15 @@ impl Index {
         self.hashes.get(slot)?.as_deref()
     }
 
-    /// The dictionary slot of a field, if it has one.
+    /// The dictionary slot of a field, if it has one: a [`DICT_FIELDS`]
+    /// position, or an [`EXTRA_COLUMNS`] slot.
     pub fn dict_slot(field: &Field) -> Option<usize> {
-        DICT_FIELDS.iter().position(|f| f == field)
+        DICT_FIELDS.iter().position(|f| f == field).or_else(|| {
+            extra_fields()
+                .iter()
+                .position(|f| f.as_ref() == Some(field))
+                .map(|i| EXTRA_SLOT + i)
+        })
     }
 
     /// The hash slot of a field, if it has one.
@@ -905,19 +994,42 @@ impl Index {
     pub fn encode_row(event: &Event, cluster: &str, received: MicroTime, out: &mut Vec<u8>) {
         let mut json = LazyJson::default();
         let mut list = Vec::new();
+        let mut body: Option<RequestBody> = None;
         for slot in 0..DICT_COLUMNS {
             list.clear();
+            let mut known = true;
             match DICT_FIELDS.get(slot) {
                 Some(field) => {
                     field.values(event, cluster, &mut json, &mut |v| push_value(&mut list, v))
                 }
-                None => {
+                None if slot == NONRESOURCE_PATH_SLOT => {
                     if let Some(p) = nonresource_path(event) {
                         push_value(&mut list, p)
                     }
                 }
+                None => match extra_fields().get(slot - EXTRA_SLOT) {
+                    // A request-body path: walked in the body parsed once
+                    // per event, never in the whole event.
+                    Some(Some(Field::Path(p))) => {
+                        match body.get_or_insert_with(|| RequestBody::of(event)) {
+                            RequestBody::Absent => {}
+                            RequestBody::Parsed(root) => {
+                                p.values_in(root, &mut |v| push_value(&mut list, v))
+                            }
+                            RequestBody::Unknown => known = false,
+                        }
+                    }
+                    Some(Some(field)) => {
+                        field.values(event, cluster, &mut json, &mut |v| push_value(&mut list, v))
+                    }
+                    _ => known = false,
+                },
             }
-            push_value_bytes(out, &list);
+            if known {
+                push_value_bytes(out, &list);
+            } else {
+                out.extend_from_slice(&UNKNOWN_LIST.to_le_bytes());
+            }
         }
         for field in HASH_FIELDS.iter() {
             let mut h = 0u32;
@@ -944,17 +1056,22 @@ impl Index {
 
     fn push_encoded(&mut self, row: &[u8]) -> bool {
         // Decoded whole before anything is pushed: a short row adds nothing.
-        let mut lists: [&[u8]; DICT_COLUMNS] = [&[]; DICT_COLUMNS];
+        let mut lists: [Option<&[u8]>; DICT_COLUMNS] = [None; DICT_COLUMNS];
         let mut rest = row;
         for list in lists.iter_mut() {
             let Some((len, tail)) = rest.split_first_chunk::<4>() else {
                 return false;
             };
-            let len = u32::from_le_bytes(*len) as usize;
+            let len = u32::from_le_bytes(*len);
+            if len == UNKNOWN_LIST {
+                rest = tail;
+                continue;
+            }
+            let len = len as usize;
             let Some((l, tail)) = (len <= tail.len()).then(|| tail.split_at(len)) else {
                 return false;
             };
-            *list = l;
+            *list = Some(l);
             rest = tail;
         }
         let mut hashes = [0u32; HASH_FIELDS.len()];
@@ -975,9 +1092,9 @@ impl Index {
             return false;
         }
         for (slot, list) in lists.iter().enumerate() {
-            let id = match &mut self.dicts[slot] {
-                Some(d) => d.intern(list),
-                None => 0,
+            let id = match (&mut self.dicts[slot], list) {
+                (Some(d), Some(list)) => d.intern(list),
+                _ => 0,
             };
             if let Some(c) = &mut self.cols[slot] {
                 c.push(id);

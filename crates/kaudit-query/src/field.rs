@@ -299,6 +299,14 @@ impl JsonPath {
         })
     }
 
+    /// Calls `f` with each value the path selects in `root`, rendered as
+    /// [`Field::values`] renders them for an event whose JSON is `root`: lets
+    /// the search index derive a path's values from a part of the event it
+    /// parsed itself (wrapped under its key) without parsing the whole event.
+    pub fn values_in(&self, root: &serde_json::Value, f: &mut dyn FnMut(&str)) {
+        self.walk(root, 0, f)
+    }
+
     fn walk(&self, v: &serde_json::Value, i: usize, f: &mut dyn FnMut(&str)) {
         use serde_json::Value;
         let Some(step) = self.steps.get(i) else {

@@ -20,6 +20,11 @@ pub const MAX_GROUPS: usize = 100;
 /// Longest period a report covers (hours), which bounds completeness tables.
 pub const MAX_PERIOD_HOURS: i64 = 24 * 400;
 const HOUR: i64 = 3_600_000_000;
+/// The query the completeness section counts truncated events with (per
+/// cluster): what a caller opening the index for a report must load.
+pub const TRUNCATED_QUERY: &str = "annotation.audit.k8s.io/truncated=true";
+/// Cited records closer than this are read in one store read.
+const READ_GAP: u64 = 2048;
 
 /// What to report on.
 #[derive(Clone, Debug)]
@@ -210,6 +215,7 @@ pub fn build(req: &ReportRequest, inp: &Inputs<'_>) -> Result<Evidence, ReportEr
         inp,
         anchor_size: anchor.size,
         cited: BTreeSet::new(),
+        fetched: BTreeMap::new(),
         proof_notes: &proof_notes,
     };
     let mut sections = Vec::new();
@@ -229,14 +235,35 @@ pub fn build(req: &ReportRequest, inp: &Inputs<'_>) -> Result<Evidence, ReportEr
     // Rows whose audit path needs hashes of a pruned range: the event is
     // still stored but can no longer be proven, so it is counted, not listed.
     let mut unprovable = BTreeSet::new();
-    for &seq in &b.cited {
-        let mut got = None;
-        store.read(seq..seq + 1, &mut |_, l| {
-            got = Some((l.cluster.to_string(), l.received, l.event.to_vec()));
-            false
+    // Rows a search listed came with their stored bytes; the others are
+    // read here, neighbours in one read (a read decompresses whole bundles).
+    let missing: Vec<u64> = b
+        .cited
+        .iter()
+        .copied()
+        .filter(|s| !b.fetched.contains_key(s))
+        .collect();
+    let mut i = 0;
+    while i < missing.len() {
+        let mut j = i;
+        while j + 1 < missing.len() && missing[j + 1] - missing[j] < READ_GAP {
+            j += 1;
+        }
+        let wanted = &missing[i..=j];
+        store.read(wanted[0]..wanted[wanted.len() - 1] + 1, &mut |seq, l| {
+            if wanted.binary_search(&seq).is_ok() {
+                b.fetched
+                    .insert(seq, (l.cluster.to_string(), l.received, l.event.to_vec()));
+            }
+            true
         })?;
-        let (cluster, received, event) =
-            got.ok_or_else(|| ReportError::Input(format!("record {seq} is not stored")))?;
+        i = j + 1;
+    }
+    for &seq in &b.cited {
+        let (cluster, received, event) = b
+            .fetched
+            .remove(&seq)
+            .ok_or_else(|| ReportError::Input(format!("record {seq} is not stored")))?;
         let proof = match store.inclusion_proof(seq, anchor.size) {
             Ok(p) => p,
             Err(kaudit_store::StoreError::Tree(kaudit_store::merkle::TreeError::Pruned {
@@ -317,6 +344,9 @@ struct Builder<'a> {
     inp: &'a Inputs<'a>,
     anchor_size: u64,
     cited: BTreeSet<u64>,
+    /// Stored (cluster, receive time, bytes) of cited rows a search already
+    /// read, so they are not read again.
+    fetched: BTreeMap<u64, (String, MicroTime, Vec<u8>)>,
     proof_notes: &'a [String],
 }
 
@@ -388,6 +418,9 @@ impl Builder<'_> {
 
     fn events(&mut self, s: &mut Section, q: &str, max_rows: usize) -> Result<(), ReportError> {
         let query = self.query(q)?;
+        if !self.inp.backend.decides_exactly(&query)? {
+            return self.events_one_pass(s, query, max_rows);
+        }
         let stats = self.inp.backend.stats(&StatsRequest {
             query: query.clone(),
             since: Some(self.req.since),
@@ -414,6 +447,8 @@ impl Builder<'_> {
                     if rows.len() < max_rows {
                         if let Ok(ev) = Event::from_json(&h.event) {
                             rows.push(Row::of_event(h.seq, &h.cluster, h.received, &ev));
+                            self.fetched
+                                .insert(h.seq, (h.cluster.clone(), h.received, h.event.clone()));
                         }
                     }
                 }
@@ -427,6 +462,57 @@ impl Builder<'_> {
         }
         s.unproven = unproven;
         s.omitted = s.count.saturating_sub(rows.len() as u64 + unproven);
+        s.rows = rows;
+        Ok(())
+    }
+
+    /// [`Builder::events`] for a query the index cannot decide (it reads
+    /// request bodies or free text): counting it reads every candidate
+    /// event, so the rows are picked in the same pass (the oldest
+    /// `max_rows` provable matches, as the search would list them) rather
+    /// than read again by a search.
+    fn events_one_pass(
+        &mut self,
+        s: &mut Section,
+        query: Query,
+        max_rows: usize,
+    ) -> Result<(), ReportError> {
+        let mut count = 0u64;
+        let mut unproven = 0u64;
+        // (event time, seq) -> row, at most `max_rows`, oldest kept.
+        let mut kept: BTreeMap<(i64, u64), Row> = BTreeMap::new();
+        let anchor = self.anchor_size;
+        self.inp.backend.for_each_match(
+            &query,
+            Some(self.req.since),
+            Some(self.req.until),
+            &mut |seq, time, ev, cluster| {
+                count += 1;
+                if seq >= anchor {
+                    unproven += 1;
+                    return true;
+                }
+                let key = (time, seq);
+                let better = kept.len() < max_rows
+                    || kept.last_key_value().is_some_and(|(last, _)| key < *last);
+                if better {
+                    // The event time is the time the row shows, so it
+                    // stands in for the receive time it is derived from.
+                    kept.insert(key, Row::of_event(seq, cluster, MicroTime(time), ev));
+                    if kept.len() > max_rows {
+                        kept.pop_last();
+                    }
+                }
+                true
+            },
+        )?;
+        let rows: Vec<Row> = kept.into_values().collect();
+        for r in &rows {
+            self.cited.insert(r.seq);
+        }
+        s.count = count;
+        s.unproven = unproven;
+        s.omitted = count.saturating_sub(rows.len() as u64 + unproven);
         s.rows = rows;
         Ok(())
     }
@@ -479,10 +565,8 @@ impl Builder<'_> {
                 *slot += r.count;
             }
         }
-        let truncated = self.groups_by(
-            &scoped("annotation.audit.k8s.io/truncated=true", &self.req.clusters),
-            Field::Cluster,
-        )?;
+        let truncated =
+            self.groups_by(&scoped(TRUNCATED_QUERY, &self.req.clusters), Field::Cluster)?;
         // Hours after `now` have not happened yet: they are no gap.
         let done = u64::try_from(self.req.now.micros() - self.req.since).unwrap_or(0);
         let elapsed = usize::try_from(done.div_ceil(HOUR as u64))

@@ -642,3 +642,147 @@ fn any_subset_verifies_and_any_flipped_byte_fails() {
         )
         .expect("property");
 }
+
+/// The embedded backend, except that it claims to decide every query
+/// exactly: the report then counts with `stats` and lists with a search,
+/// the two-pass way, which the one pass must agree with.
+struct TwoPass<'a>(&'a EmbeddedBackend);
+
+impl kaudit_index::SearchBackend for TwoPass<'_> {
+    fn search(
+        &self,
+        req: &kaudit_index::SearchRequest,
+    ) -> kaudit_index::IndexResult<kaudit_index::Page> {
+        self.0.search(req)
+    }
+    fn stats(
+        &self,
+        req: &kaudit_index::StatsRequest,
+    ) -> kaudit_index::IndexResult<kaudit_index::StatsReport> {
+        self.0.stats(req)
+    }
+    fn field_values(
+        &self,
+        field: &kaudit_query::Field,
+        prefix: &str,
+        limit: usize,
+    ) -> kaudit_index::IndexResult<Vec<(String, u64)>> {
+        self.0.field_values(field, prefix, limit)
+    }
+    fn time_span(
+        &self,
+        query: &kaudit_query::Query,
+        since: Option<i64>,
+        until: Option<i64>,
+    ) -> kaudit_index::IndexResult<Option<(i64, i64)>> {
+        self.0.time_span(query, since, until)
+    }
+    fn for_each_match(
+        &self,
+        query: &kaudit_query::Query,
+        since: Option<i64>,
+        until: Option<i64>,
+        f: &mut dyn FnMut(u64, i64, &kaudit_event::Event, &str) -> bool,
+    ) -> kaudit_index::IndexResult<()> {
+        self.0.for_each_match(query, since, until, f)
+    }
+    fn scan_fields(
+        &self,
+        query: &kaudit_query::Query,
+        since: Option<i64>,
+        until: Option<i64>,
+        fields: &[kaudit_index::ScanField],
+        f: &mut kaudit_index::scan::ScanFn<'_>,
+    ) -> kaudit_index::IndexResult<()> {
+        self.0.scan_fields(query, since, until, fields, f)
+    }
+    fn follow(
+        &self,
+        query: &kaudit_query::Query,
+        since: Option<i64>,
+        until: Option<i64>,
+        from: u64,
+        f: &mut dyn FnMut(kaudit_index::Hit) -> bool,
+    ) -> kaudit_index::IndexResult<u64> {
+        self.0.follow(query, since, until, from, f)
+    }
+    fn decides_exactly(&self, _query: &kaudit_query::Query) -> kaudit_index::IndexResult<bool> {
+        Ok(true)
+    }
+}
+
+#[test]
+fn a_section_the_index_cannot_decide_is_counted_and_listed_in_one_pass_like_two() {
+    use kaudit_index::SearchBackend;
+    let fx = fixture(12_000, StoreOptions::default());
+    // Container images are no index column: the matcher reads each body.
+    let undecided = ".requestObject.spec.containers[*].image=*";
+    let decided =
+        "resource=pods verb=create,update,patch .requestObject.spec.volumes[*].hostPath.path=*";
+    let q = |t: &str| kaudit_query::Query::parse(t).expect("query");
+    assert!(!fx.backend.decides_exactly(&q(undecided)).expect("plan"));
+    assert!(fx.backend.decides_exactly(&q(decided)).expect("plan"));
+    let yaml = format!(
+        "name: t\ntitle: t\nsections:\n  - {{id: images, title: images, max_rows: 7, query: '{undecided}'}}\n  - {{id: all_images, title: all, max_rows: 10000, query: '{undecided}'}}\n  - {{id: mounts, title: mounts, max_rows: 3, query: '{decided}'}}\n"
+    );
+    let path = fx.dir.path().join("t.yaml");
+    std::fs::write(&path, yaml).expect("write template");
+    let (since, until) = kaudit_report::parse_month("2026-01").expect("month");
+    let req = ReportRequest {
+        template: Template::load(path.to_str().expect("utf-8 path")).expect("template"),
+        since,
+        until,
+        clusters: Vec::new(),
+        max_rows: None,
+        verify_store: false,
+        now: MicroTime::parse("2026-02-01T00:00:00Z").expect("now"),
+        budget: None,
+    };
+    let two = TwoPass(&fx.backend);
+    let run = |backend: &dyn kaudit_index::SearchBackend| {
+        build(
+            &req,
+            &Inputs {
+                store: &fx.store,
+                backend,
+                alerts: None,
+                quarantined: Vec::new(),
+            },
+        )
+        .expect("report")
+    };
+    let one_pass = run(&fx.backend);
+    let two_pass = run(&two);
+    // The matcher over every stored event of the month.
+    let query = q(undecided);
+    let mut want = 0u64;
+    kaudit_store::LogReader::read(&*fx.store, 0..fx.store.len(), &mut |_, leaf| {
+        let ev = kaudit_event::Event::from_json(leaf.event).expect("event");
+        let t = kaudit_index::event_time(&ev, leaf.received);
+        want += u64::from(t >= since && t < until && query.matches(&ev, leaf.cluster));
+        true
+    })
+    .expect("read");
+    for id in ["images", "all_images", "mounts"] {
+        let find = |ev: &Evidence| {
+            ev.report
+                .sections
+                .iter()
+                .find(|s| s.id == id)
+                .cloned()
+                .expect("section")
+        };
+        let (a, b) = (find(&one_pass), find(&two_pass));
+        assert_eq!(a, b, "section {id}: one pass vs count + search");
+        assert_eq!(a.count, a.rows.len() as u64 + a.omitted, "{id}");
+    }
+    let images = &one_pass.report.sections[0];
+    assert_eq!(images.count, want);
+    assert!(want > 7, "{want} matches: the row limit is exercised");
+    assert_eq!(images.rows.len(), 7);
+    // The listed rows are the oldest matches, as the full list shows.
+    let all = &one_pass.report.sections[1];
+    assert_eq!(all.rows.len() as u64, want);
+    assert_eq!(images.rows[..], all.rows[..7]);
+    assert_eq!(one_pass.cited, two_pass.cited);
+}

@@ -97,6 +97,39 @@ fn time_bound(s: &str, what: &str) -> anyhow::Result<i64> {
         .map_err(|e| anyhow::anyhow!("{what} {s:?}: {e}"))
 }
 
+/// The index columns a report with `template` reads: those of its queries,
+/// and the cluster, user and truncated columns its counts group by.
+fn template_needs(template: &Template) -> kaudit_index::index::Needs {
+    use kaudit_index::index::{Index, Needs};
+    use kaudit_query::{Field, Query};
+    let mut needs = Needs::default();
+    let mut queries: Vec<&str> = template
+        .sections
+        .iter()
+        .filter_map(|s| s.query.as_deref())
+        .collect();
+    queries.push(kaudit_report::build::TRUNCATED_QUERY);
+    for q in queries {
+        // A query that does not parse fails the report with its section
+        // named; here it just adds no column.
+        if let Ok(q) = Query::parse(q) {
+            let n = kaudit_index::plan::needs(q.expr());
+            needs.dict.extend(n.dict);
+            needs.hash.extend(n.hash);
+        }
+    }
+    needs.dict.extend(
+        [Field::Cluster, Field::User]
+            .iter()
+            .filter_map(Index::dict_slot),
+    );
+    needs.dict.sort_unstable();
+    needs.dict.dedup();
+    needs.hash.sort_unstable();
+    needs.hash.dedup();
+    needs
+}
+
 /// Runs `kaudit report`.
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     if let Some(ReportCommand::Verify { bundle: path, key }) = a.command {
@@ -118,13 +151,19 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let store = Arc::new(a.store.open_any()?);
     // Sign a checkpoint over everything durable when the store is ours.
     let _ = store.checkpoint();
-    let backend = match EmbeddedBackend::open(&a.store.data, store.clone()) {
-        Ok(b) => {
-            b.catch_up()
-                .context("bringing the search index up to date")?;
-            b
-        }
-        // A server holds the index: answer from the store alone.
+    // The index is caught up when far behind (a short tail is scanned) and
+    // read with only the columns the template's queries and groupings
+    // read: opening it for writing would load every column and rebuild
+    // every dictionary's lookup table, most of a month report's time.
+    let needs = template_needs(&template);
+    let backend = match EmbeddedBackend::for_query(
+        &a.store.data,
+        store.clone(),
+        &kaudit_query::Query::parse("").context("the query of every event")?,
+        &needs,
+    ) {
+        Ok(b) => b,
+        // The index cannot be read: answer from the store alone.
         Err(_) => EmbeddedBackend::unindexed(store.clone()),
     };
     let alerts = kaudit_detect::AlertLog::new(&a.store.data);
