@@ -1,13 +1,22 @@
 //! [`ClickHouseBackend`]: the [`SearchBackend`] over the shared table, so the
 //! API, the console and the CLI answer from ClickHouse for every node.
 //!
-//! Searches page in SQL (`ORDER BY time, gseq` with the cursor in the
-//! `WHERE`), narrowed by the compiled query ([`crate::sql`]) and, when the
-//! SQL is not exact, confirmed row by row with kaudit's matcher. Stats,
-//! timelines, field scans and time spans run kaudit-index's own algorithms
-//! over [`CandidateLog`], a [`LogReader`] whose records are the rows the SQL
-//! selects (numbered by `gseq`), so every answer is computed the way the
-//! embedded backend computes it; only the narrowing moved to ClickHouse.
+//! When the query compiles exactly to SQL ([`crate::sql`]), ClickHouse
+//! answers: stats group, bucket and rank in SQL over a subquery that reads
+//! only the typed columns the answer needs, deduplicated by `gseq` (a row
+//! shipped twice counts once; `LIMIT 1 BY gseq` works on 18.16 and on
+//! current servers); time spans are `min`/`max`; field values are `GROUP
+//! BY`; a search page (and so a needle or an object's history) first orders
+//! and limits the `(gseq, time)` keys on the typed columns, then reads the
+//! event bytes of those rows only. The event bytes are never read for rows
+//! that are not returned.
+//!
+//! When a term needs kaudit's matcher to confirm it, searches page in SQL
+//! (`ORDER BY time, gseq` with the cursor in the `WHERE`) narrowed by the
+//! superset SQL, and stats, timelines, field scans and time spans run
+//! kaudit-index's own algorithms over [`CandidateLog`], a [`LogReader`]
+//! whose records are the rows the SQL selects (numbered by `gseq`), so
+//! every answer is computed the way the embedded backend computes it.
 //! Rows are read `LIMIT 1 BY gseq`, so a row shipped twice counts once.
 
 use crate::client::Client;
@@ -28,6 +37,10 @@ use std::ops::Range;
 /// Most rows one follow step reads (the position says where the next
 /// step continues).
 pub const FOLLOW_BATCH: usize = 20_000;
+
+/// Rows whose bytes one statement of a two-step search reads (keeps the
+/// `gseq IN (…)` list well under the server's `max_query_size`).
+pub const ROWS_PER_READ: usize = 2_000;
 
 /// Rows per page of a retro-hunt read ([`ClickHouseBackend::for_each_received`]).
 pub const RETRO_BATCH: usize = 10_000;
@@ -131,9 +144,96 @@ impl ClickHouseBackend {
         self.candidates(query, since, until).statement(range)
     }
 
+    /// The first step of an exactly compiled search: the `(gseq, time)` of
+    /// up to `limit` rows in output order after the cursor, from the typed
+    /// columns alone, each row once.
+    pub fn search_keys_statement(&self, req: &SearchRequest, limit: usize) -> String {
+        let Compiled { sql: w, .. } = sql::compile(req.query.expr());
+        let (dir, cmp) = if req.reverse {
+            ("ASC", ">")
+        } else {
+            ("DESC", "<")
+        };
+        let range = sql::time_range(req.since, req.until);
+        let cur = req.cursor.map_or("1".to_string(), |c| {
+            let (t, s) = (c.time, c.seq);
+            format!("(time {cmp} {t} OR (time = {t} AND gseq {cmp} {s}))")
+        });
+        format!(
+            "SELECT gseq, time FROM {} WHERE ({w}) AND ({range}) AND {cur} ORDER BY time {dir}, gseq {dir} LIMIT 1 BY gseq LIMIT {limit} FORMAT RowBinary",
+            self.events()
+        )
+    }
+
+    /// The second step: the stored bytes of the rows `keys` names (time,
+    /// gseq), each once; the time bounds let the table's sort key skip
+    /// everything else.
+    pub fn rows_statement(&self, keys: &[(i64, u64)]) -> String {
+        let lo = keys.iter().map(|k| k.0).min().unwrap_or(0);
+        let hi = keys.iter().map(|k| k.0).max().unwrap_or(-1);
+        let ids: Vec<String> = keys.iter().map(|k| k.1.to_string()).collect();
+        format!(
+            "SELECT gseq, received, cluster, raw FROM {} WHERE time >= {lo} AND time <= {hi} AND gseq IN ({}) ORDER BY gseq LIMIT 1 BY gseq FORMAT RowBinary",
+            self.events(),
+            if ids.is_empty() { "0".to_string() } else { ids.join(", ") }
+        )
+    }
+
+    /// An exactly compiled search in two steps: the page's keys, ordered
+    /// and limited on the typed columns, then the bytes of those rows only.
+    fn search_exact(&self, req: &SearchRequest, limit: usize) -> IndexResult<Page> {
+        let bad = |m: String| ix_err(answer_err("search", m));
+        let q = self.search_keys_statement(req, limit);
+        let mut r = Reader::new(self.client.query_reader(&q).map_err(ix_err)?);
+        let mut keys = Vec::new();
+        while !r.at_end().map_err(bad)? {
+            let g = r.u64().map_err(bad)?;
+            let t = r.i64().map_err(bad)?;
+            keys.push((t, g));
+        }
+        let mut page = Page {
+            candidates: keys.len() as u64,
+            ..Page::default()
+        };
+        if keys.is_empty() {
+            return Ok(page);
+        }
+        let mut rows = std::collections::HashMap::with_capacity(keys.len());
+        for chunk in keys.chunks(ROWS_PER_READ) {
+            let q = self.rows_statement(chunk);
+            let mut r = Reader::new(self.client.query_reader(&q).map_err(ix_err)?);
+            while !r.at_end().map_err(bad)? {
+                let g = r.u64().map_err(bad)?;
+                let received = MicroTime(r.i64().map_err(bad)?);
+                let cluster = r.string().map_err(bad)?;
+                let raw = r.bytes().map_err(bad)?;
+                rows.insert(g, (received, cluster, raw));
+            }
+        }
+        for (time, g) in keys {
+            let Some((received, cluster, event)) = rows.remove(&g) else {
+                return Err(bad(format!("row gseq {g} vanished between the two reads")));
+            };
+            page.hits.push(Hit {
+                seq: g,
+                time,
+                received,
+                cluster,
+                event,
+            });
+        }
+        if page.hits.len() == limit {
+            page.next = page.hits.last().map(Hit::cursor);
+        }
+        Ok(page)
+    }
+
     fn search_sql(&self, req: &SearchRequest) -> IndexResult<Page> {
         let limit = req.limit.clamp(1, MAX_LIMIT);
         let exact = sql::compile(req.query.expr()).exact;
+        if exact {
+            return self.search_exact(req, limit);
+        }
         let mut after = req.cursor.map(|c| (c.time, c.seq));
         let mut batch = if exact {
             limit
@@ -439,6 +539,224 @@ impl ClickHouseBackend {
     }
 }
 
+/// Widest histogram bucket the SQL path computes (wider ones run through
+/// kaudit): keeps `(time % every) + every` far from overflowing Int64.
+const MAX_SQL_EVERY: i64 = 1 << 60;
+
+/// Most latency samples one group may carry back from ClickHouse (a bound
+/// on the answer's size; the table holds far fewer rows per group).
+const MAX_GROUP_SAMPLES: u64 = 1 << 32;
+
+/// One key column of a pushed-down stats query: the SQL giving the value
+/// (one row per value of a list, `''` when the event has none, exactly as
+/// kaudit's grouping does) and the columns it reads.
+fn key_expr(field: &Field) -> Option<(String, &'static str)> {
+    let c = column(field)?;
+    Some(match c.kind {
+        Kind::Single | Kind::Always => (c.name.to_string(), c.name),
+        Kind::Array => (
+            format!("arrayJoin(if(empty({0}), [''], {0}))", c.name),
+            c.name,
+        ),
+        Kind::Code => (
+            "if(has_code = 1, toString(code), '')".to_string(),
+            "code, has_code",
+        ),
+    })
+}
+
+/// A stats request ClickHouse answers by aggregating typed columns.
+pub struct StatsStatements {
+    /// Counts matching events (each `gseq` once).
+    pub total: String,
+    /// The groups: `[bucket Int64,] key Strings…, count UInt64[, latencies
+    /// Array(UInt32)]`, largest first (ties by key), at most `top` when
+    /// there is no histogram.
+    pub groups: String,
+}
+
+impl ClickHouseBackend {
+    /// The statements answering `req` in ClickHouse, when they can give
+    /// exactly kaudit's answer: the query compiles exactly to SQL and every
+    /// `--by` field has a column. Rows are deduplicated by `gseq` in a
+    /// subquery reading only the typed columns the answer needs (never the
+    /// event bytes), so a resent row counts once; the grouping, the bucket
+    /// arithmetic and the ranking run in ClickHouse. None: kaudit must
+    /// confirm rows itself (the candidate path).
+    pub fn stats_statements(&self, req: &StatsRequest) -> Option<StatsStatements> {
+        let c = sql::compile(req.query.expr());
+        if !c.exact || req.every.is_some_and(|e| e <= 0 || e > MAX_SQL_EVERY) {
+            return None;
+        }
+        let keys: Vec<(String, &'static str)> =
+            req.by.iter().map(key_expr).collect::<Option<_>>()?;
+        let mut cols = vec!["gseq", "time"];
+        for (_, c) in &keys {
+            if !cols.contains(c) {
+                cols.push(c);
+            }
+        }
+        if req.latency {
+            cols.push("latency");
+        }
+        let inner = format!(
+            "SELECT {} FROM {} WHERE ({}) AND ({}) LIMIT 1 BY gseq",
+            cols.join(", "),
+            self.events(),
+            c.sql,
+            sql::time_range(req.since, req.until)
+        );
+        let mut select = Vec::new();
+        let mut group = Vec::new();
+        if let Some(e) = req.every {
+            select.push(format!(
+                "toInt64(time - (((time % {e}) + {e}) % {e})) AS k_b"
+            ));
+            group.push("k_b".to_string());
+        }
+        let mut order = vec!["k_n DESC".to_string()];
+        for (i, (x, _)) in keys.iter().enumerate() {
+            select.push(format!("{x} AS k_{i}"));
+            group.push(format!("k_{i}"));
+            order.push(format!("k_{i} ASC"));
+        }
+        if req.every.is_some() {
+            order.push("k_b ASC".into());
+        }
+        select.push("count() AS k_n".into());
+        if req.latency {
+            select.push("arraySort(groupArrayIf(toUInt32(latency), latency >= 0)) AS k_l".into());
+        }
+        let group_by = if group.is_empty() {
+            String::new()
+        } else {
+            format!(" GROUP BY {}", group.join(", "))
+        };
+        let limit = if req.every.is_none() && req.top > 0 {
+            req.top.min(kaudit_index::stats::MAX_GROUPS)
+        } else {
+            kaudit_index::stats::MAX_GROUPS + 1
+        };
+        Some(StatsStatements {
+            total: format!("SELECT count() FROM ({inner}) FORMAT RowBinary"),
+            groups: format!(
+                "SELECT {} FROM ({inner}){group_by} ORDER BY {} LIMIT {limit} FORMAT RowBinary",
+                select.join(", "),
+                order.join(", ")
+            ),
+        })
+    }
+
+    fn stats_sql(&self, req: &StatsRequest, st: &StatsStatements) -> IndexResult<StatsReport> {
+        use kaudit_index::stats::{StatsRow, MAX_GROUPS};
+        let bad = |m: String| ix_err(answer_err("stats", m));
+        let total = Reader::new(self.client.query_reader(&st.total).map_err(ix_err)?)
+            .u64()
+            .map_err(bad)?;
+        let resp = self.client.query_reader(&st.groups).map_err(ix_err)?;
+        let mut r = Reader::new(resp);
+        // Rows come largest first (ties by key): the ranking of the groups
+        // without a histogram, and of (bucket, key) with one.
+        let mut rows: Vec<StatsRow> = Vec::new();
+        while !r.at_end().map_err(bad)? {
+            if rows.len() >= MAX_GROUPS {
+                return Err(IndexError::Input(format!(
+                    "more than {MAX_GROUPS} groups: narrow the query or use fewer --by fields"
+                )));
+            }
+            let bucket = match req.every {
+                Some(_) => Some(r.i64().map_err(bad)?),
+                None => None,
+            };
+            let mut key = Vec::with_capacity(req.by.len());
+            for _ in &req.by {
+                key.push(r.string().map_err(bad)?);
+            }
+            let count = r.u64().map_err(bad)?;
+            let latency = if req.latency {
+                let n = r.varint().map_err(bad)?;
+                if n > MAX_GROUP_SAMPLES.min(count) {
+                    return Err(bad(format!("{n} latencies in a group of {count}")));
+                }
+                let mut v = Vec::with_capacity(n as usize);
+                for _ in 0..n {
+                    v.push(r.u32().map_err(bad)?);
+                }
+                kaudit_index::latency::percentiles(v)
+            } else {
+                None
+            };
+            if count > 0 {
+                rows.push(StatsRow {
+                    bucket,
+                    key,
+                    count,
+                    latency,
+                });
+            }
+        }
+        if req.every.is_some() {
+            // Rank keys by their count over all buckets, keep the top ones,
+            // then order by bucket and rank (as kaudit's own stats do).
+            let mut totals: std::collections::HashMap<&[String], u64> =
+                std::collections::HashMap::new();
+            for row in &rows {
+                *totals.entry(&row.key).or_default() += row.count;
+            }
+            let mut ranked: Vec<(&[String], u64)> = totals.into_iter().collect();
+            ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+            if req.top > 0 {
+                ranked.truncate(req.top);
+            }
+            let rank: std::collections::HashMap<Vec<String>, usize> = ranked
+                .iter()
+                .enumerate()
+                .map(|(i, (k, _))| (k.to_vec(), i))
+                .collect();
+            let mut kept: Vec<(usize, StatsRow)> = rows
+                .into_iter()
+                .filter_map(|row| Some((*rank.get(&row.key)?, row)))
+                .collect();
+            kept.sort_by(|a, b| a.1.bucket.cmp(&b.1.bucket).then(a.0.cmp(&b.0)));
+            rows = kept.into_iter().map(|(_, row)| row).collect();
+        }
+        Ok(StatsReport {
+            by: req.by.iter().map(Field::name).collect(),
+            total,
+            rows,
+            from_index: true,
+        })
+    }
+
+    /// The statement giving the number, earliest and latest time of the
+    /// rows an exactly compiled query selects (None when it is not exact).
+    pub fn time_span_statement(
+        &self,
+        query: &Query,
+        since: Option<i64>,
+        until: Option<i64>,
+    ) -> Option<String> {
+        let c = sql::compile(query.expr());
+        c.exact.then(|| {
+            format!(
+                "SELECT count(), min(time), max(time) FROM {} WHERE ({}) AND ({}) FORMAT RowBinary",
+                self.events(),
+                c.sql,
+                sql::time_range(since, until)
+            )
+        })
+    }
+
+    fn time_span_sql(&self, q: &str) -> IndexResult<Option<(i64, i64)>> {
+        let bad = |m: String| ix_err(answer_err("time span", m));
+        let mut r = Reader::new(self.client.query_reader(q).map_err(ix_err)?);
+        let n = r.u64().map_err(bad)?;
+        let lo = r.i64().map_err(bad)?;
+        let hi = r.i64().map_err(bad)?;
+        Ok((n > 0).then_some((lo, hi)))
+    }
+}
+
 /// The rows a compiled query selects, as a [`LogReader`] numbered by `gseq`:
 /// kaudit-index's algorithms read it as an unindexed store and confirm
 /// every record with the matcher.
@@ -543,6 +861,12 @@ impl SearchBackend for ClickHouseBackend {
     }
 
     fn stats(&self, req: &StatsRequest) -> IndexResult<StatsReport> {
+        // The request's own checks (field count, bucket width and range)
+        // come from kaudit's stats over no rows, so both paths refuse alike.
+        kaudit_index::stats::stats(&Index::empty_at(0), &NoRows, req)?;
+        if let Some(st) = self.stats_statements(req) {
+            return self.stats_sql(req, &st);
+        }
         let log = self.candidates(&req.query, req.since, req.until);
         kaudit_index::stats::stats(&Index::empty_at(0), &log, req)
     }
@@ -562,6 +886,9 @@ impl SearchBackend for ClickHouseBackend {
         since: Option<i64>,
         until: Option<i64>,
     ) -> IndexResult<Option<(i64, i64)>> {
+        if let Some(q) = self.time_span_statement(query, since, until) {
+            return self.time_span_sql(&q);
+        }
         let log = self.candidates(query, since, until);
         kaudit_index::search::time_span(&Index::empty_at(0), &log, query, since, until, None)
     }
@@ -625,5 +952,40 @@ impl SearchBackend for ClickHouseBackend {
             }
         }
         Ok(p)
+    }
+}
+
+/// A log without records: kaudit's stats run over it only to check a
+/// request the way the embedded backend does before SQL answers it.
+struct NoRows;
+
+impl LogReader for NoRows {
+    fn size(&self) -> u64 {
+        0
+    }
+    fn first_seq(&self) -> u64 {
+        0
+    }
+    fn read(
+        &self,
+        _range: Range<u64>,
+        _f: &mut dyn FnMut(u64, LeafRef<'_>) -> bool,
+    ) -> StoreResult<()> {
+        Ok(())
+    }
+    fn root(&self, _size: u64) -> StoreResult<Hash> {
+        Err(StoreError::Input("no records".into()))
+    }
+    fn inclusion_proof(&self, _seq: u64, _size: u64) -> StoreResult<Vec<Hash>> {
+        Err(StoreError::Input("no records".into()))
+    }
+    fn consistency_proof(&self, _old: u64, _new: u64) -> StoreResult<Vec<Hash>> {
+        Err(StoreError::Input("no records".into()))
+    }
+    fn checkpoints(&self) -> Vec<StoredCheckpoint> {
+        Vec::new()
+    }
+    fn find_audit_id(&self, _audit_id: &str) -> StoreResult<Option<u64>> {
+        Ok(None)
     }
 }

@@ -1,7 +1,9 @@
 //! The SQL kaudit writes works on Debian's clickhouse-server 18.16 and on
 //! current ClickHouse (chdb, in-process, from PyPI) alike: the same DDL and
-//! the same generated statements (searches with cursors, candidate reads,
-//! field values) over the same rows give byte-identical RowBinary answers.
+//! the same generated statements (searches with cursors, both steps of an
+//! exact search, candidate reads, field values, stats and time spans
+//! aggregated in SQL) over the same rows give byte-identical RowBinary
+//! answers.
 //!
 //! chdb runs in a Python from `CHDB_PYTHON` (scripts/test.sh makes a
 //! venv with `pip install chdb` at target/chdb-venv); missing is a failure.
@@ -126,7 +128,54 @@ fn same_ddl_and_queries_same_answers_on_18_16_and_current_clickhouse() {
         req.until = Some(i64::MAX);
         queries.push(backend.search_statement(&req, Some((0, 5)), 20));
         queries.push(backend.candidates_statement(&query, None, None, 0..u64::MAX >> 1));
+        queries.push(backend.search_keys_statement(&req, 20));
+        req.reverse = false;
+        req.since = None;
+        req.until = None;
+        queries.push(backend.search_keys_statement(&req, 50));
+        if let Some(s) = backend.time_span_statement(&query, None, Some(i64::MAX)) {
+            queries.push(s);
+        }
+        for (by, every, latency, top) in [
+            (vec![Field::User], None, false, 10),
+            (vec![Field::Group, Field::Code], None, true, 0),
+            (vec![Field::Resource], Some(60_000_000), true, 5),
+            (vec![], Some(3_600_000_000), false, 0),
+        ] {
+            let req = kaudit_index::StatsRequest {
+                query: query.clone(),
+                since: None,
+                until: None,
+                by,
+                top,
+                every,
+                latency,
+            };
+            if let Some(st) = backend.stats_statements(&req) {
+                queries.push(st.total);
+                queries.push(st.groups);
+            }
+        }
     }
+    // The second step of a search: the bytes of rows named by their keys
+    // (read here from 18.16's answer to a first step).
+    let first = backend
+        .client()
+        .query_bytes(&backend.search_keys_statement(
+            &SearchRequest::new(Query::parse("verb=get").expect("q"), 30),
+            30,
+        ))
+        .expect("keys");
+    let keys: Vec<(i64, u64)> = first
+        .chunks_exact(16)
+        .map(|c| {
+            let g = u64::from_le_bytes(c[..8].try_into().expect("8"));
+            let t = i64::from_le_bytes(c[8..].try_into().expect("8"));
+            (t, g)
+        })
+        .collect();
+    assert!(keys.len() == 30, "first step found {} rows", keys.len());
+    queries.push(backend.rows_statement(&keys));
     for (f, p) in [
         (Field::User, ""),
         (Field::Group, "system:"),

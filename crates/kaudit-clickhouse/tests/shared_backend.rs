@@ -2,7 +2,10 @@
 //! stores, each its own cluster, origin and key) shipping into it; every
 //! search, stats, field-values, time-span, timeline and scan answer from
 //! ClickHouse equals the embedded backend's over a store holding the same
-//! events.
+//! events. Node 2 ships its rows twice with merges stopped, so the
+//! duplicates are in the table while every answer is read; stats of
+//! exactly compiled queries (top-N, histograms, percentiles, bounded and
+//! not) are aggregated in ClickHouse and must still equal kaudit's.
 
 mod common;
 
@@ -64,9 +67,25 @@ fn two_nodes_one_clickhouse_answer_like_the_embedded_backend() {
     assert_eq!(common::ship_all(&mut sh2, &s2), N2);
     // Shipping again from scratch (a lost cursor): rows arrive twice, are
     // counted once.
+    // Merges stopped, so node 2's resend stays in the table as duplicate
+    // rows: every answer below must count each row once regardless.
+    let admin = ClickHouseBackend::open(&ch.config(9)).expect("admin");
+    let events = format!("{}.{}", admin.tables().db, admin.tables().events);
+    admin
+        .client()
+        .execute(&format!("SYSTEM STOP MERGES {events}"))
+        .expect("stop merges");
     std::fs::remove_file(kaudit_clickhouse::ship::cursor_path(d2.path())).expect("rm cursor");
     let mut again = Shipper::new(ch.config(2), d2.path()).expect("shipper 2 again");
     assert_eq!(common::ship_all(&mut again, &s2), N2);
+    let rows: u64 = admin
+        .client()
+        .execute(&format!("SELECT count() FROM {events}"))
+        .expect("raw count")
+        .trim()
+        .parse()
+        .expect("a number");
+    assert_eq!(rows, N1 + 2 * N2, "the resend did not leave duplicate rows");
 
     // The reference: one store with the same events, its embedded index.
     let dr = tempfile::tempdir().expect("tmp");
@@ -92,6 +111,7 @@ fn two_nodes_one_clickhouse_answer_like_the_embedded_backend() {
 
     let (mut t0, mut t1) = (i64::MAX, i64::MIN);
     let mut nonempty = 0;
+    let (mut pushed, mut pushed_nonempty) = (0, 0);
     for q in QUERIES {
         let query = Query::parse(q).unwrap_or_else(|e| panic!("{q}: {e}"));
         // Every hit, paged with cursors of 97 (so pages cut across ties).
@@ -151,25 +171,57 @@ fn two_nodes_one_clickhouse_answer_like_the_embedded_backend() {
             assert_eq!(pa.len(), pb.len(), "{q}: time-bounded page sizes differ");
         }
         // Stats: top-N, histogram, latency percentiles.
-        for (by, every, latency) in [
-            (vec![Field::Verb], None, false),
-            (vec![Field::User, Field::Cluster], None, true),
-            (vec![Field::Group], Some(3_600_000_000), false),
-            (vec![], Some(600_000_000), true),
+        let exact = kaudit_clickhouse::sql::compile(query.expr()).exact;
+        let span = sa.map(|(lo, hi)| (lo + (hi - lo) / 3, hi - (hi - lo) / 5));
+        for (by, every, latency, top, bounded) in [
+            (vec![Field::Verb], None, false, 10, false),
+            (vec![Field::User, Field::Cluster], None, true, 10, false),
+            (vec![Field::Group], Some(3_600_000_000), false, 10, false),
+            (vec![], Some(600_000_000), true, 10, false),
+            (vec![Field::User], None, false, 0, true),
+            (vec![Field::Code, Field::Ip], None, true, 7, true),
+            (vec![Field::Resource], Some(60_000_000), true, 3, true),
+            (
+                vec![Field::Namespace, Field::Verb],
+                Some(900_000_000),
+                false,
+                0,
+                false,
+            ),
         ] {
             let req = StatsRequest {
                 query: query.clone(),
-                since: None,
-                until: None,
+                since: span.filter(|_| bounded).map(|s| s.0),
+                until: span.filter(|_| bounded).map(|s| s.1),
                 by,
-                top: 10,
+                top,
                 every,
                 latency,
             };
+            // Exactly compiled queries aggregate in ClickHouse; the others
+            // confirm rows in kaudit.
+            assert_eq!(
+                chb.stats_statements(&req).is_some(),
+                exact,
+                "{q}: wrong stats path"
+            );
             let ra = embedded.stats(&req).expect("stats");
             let rb = chb.stats(&req).expect("stats");
-            assert_eq!(ra.total, rb.total, "{q}: stats totals differ");
+            assert_eq!(ra.total, rb.total, "{q}: stats totals differ ({req:?})");
             assert_eq!(ra.rows, rb.rows, "{q}: stats rows differ ({req:?})");
+            if exact {
+                pushed += 1;
+                if ra.total > 0 {
+                    pushed_nonempty += 1;
+                }
+            }
+            if let Some((lo, hi)) = span {
+                let a = embedded
+                    .time_span(&query, Some(lo), Some(hi))
+                    .expect("span");
+                let b = chb.time_span(&query, Some(lo), Some(hi)).expect("span");
+                assert_eq!(a, b, "{q}: bounded time spans differ");
+            }
         }
         // for_each_match: the same events.
         let each = |b: &dyn SearchBackend| {
@@ -200,6 +252,10 @@ fn two_nodes_one_clickhouse_answer_like_the_embedded_backend() {
     assert!(
         nonempty >= 12,
         "too few queries matched anything: {nonempty}"
+    );
+    assert!(
+        pushed_nonempty >= 80,
+        "too few stats answered in SQL with rows: {pushed_nonempty} of {pushed}"
     );
     assert!(t0 < t1);
     // Autocomplete.
