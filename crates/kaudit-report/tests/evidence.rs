@@ -701,10 +701,13 @@ impl kaudit_index::SearchBackend for TwoPass<'_> {
         query: &kaudit_query::Query,
         since: Option<i64>,
         until: Option<i64>,
-        from: u64,
+        from: &kaudit_index::FollowPosition,
         f: &mut dyn FnMut(kaudit_index::Hit) -> bool,
-    ) -> kaudit_index::IndexResult<u64> {
+    ) -> kaudit_index::IndexResult<kaudit_index::FollowPosition> {
         self.0.follow(query, since, until, from, f)
+    }
+    fn follow_end(&self) -> kaudit_index::IndexResult<kaudit_index::FollowPosition> {
+        self.0.follow_end()
     }
     fn decides_exactly(&self, _query: &kaudit_query::Query) -> kaudit_index::IndexResult<bool> {
         Ok(true)
