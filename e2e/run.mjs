@@ -85,19 +85,30 @@ function groundTruth(jsonl) {
   return { events, byObject, byUser, idsByUser };
 }
 
-/** An object written at least twice with differing bodies, with under 100 events in all. */
+/**
+ * An object written at least twice with differing versions, with under 100 events in all. A
+ * version is what the history page diffs: the response body when it is the object, else the
+ * request body of a create or update (a patch body is a patch, not the object).
+ */
 function objectWithDiff(truth) {
   const strip = (b) => {
     const c = JSON.parse(JSON.stringify(b));
     if (c.metadata) { delete c.metadata.resourceVersion; delete c.metadata.managedFields; delete c.metadata.generation; }
     return JSON.stringify(c);
   };
+  const isObject = (b) => b && typeof b === 'object' && b.metadata && b.kind !== 'Status';
+  const version = (e) => {
+    if (isObject(e.responseObject)) return e.responseObject;
+    return e.verb !== 'patch' && isObject(e.requestObject) ? e.requestObject : null;
+  };
   for (const [k, evs] of truth.byObject) {
     if (evs.length >= 100) continue;
     const bodies = evs
       .filter((e) => e.stage === 'ResponseComplete' && ['create', 'update', 'patch'].includes(e.verb))
-      .map((e) => e.responseObject || e.requestObject)
-      .filter((b) => b && typeof b === 'object' && b.kind !== 'Status')
+      .filter((e) => ['', 'status'].includes(e.objectRef.subresource || ''))
+      .filter((e) => !(e.responseStatus && e.responseStatus.code >= 400))
+      .map(version)
+      .filter(Boolean)
       .map(strip);
     for (let i = 1; i < bodies.length; i++) {
       if (bodies[i] !== bodies[i - 1]) {
