@@ -67,6 +67,13 @@ pub struct ImportOptions {
     pub skip_invalid: bool,
     /// Stop after this many invalid lines even with `skip_invalid`.
     pub max_invalid: u64,
+    /// Commit (durably) every this many new records instead of once per
+    /// input, so that a stream of any length is imported in flat memory
+    /// (the transaction's hashes and the observer's rows are per chunk).
+    /// A failure then keeps the chunks committed before it (the error says
+    /// which records); re-running the input drops them as duplicates.
+    /// `None`: the whole input is one all-or-nothing transaction.
+    pub chunk_records: Option<u64>,
 }
 
 impl Default for ImportOptions {
@@ -75,6 +82,7 @@ impl Default for ImportOptions {
             cluster: "default".into(),
             skip_invalid: false,
             max_invalid: 1_000_000,
+            chunk_records: None,
         }
     }
 }
@@ -111,6 +119,32 @@ pub enum ImportError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Failed after earlier chunks of the input were committed (only with
+    /// [`ImportOptions::chunk_records`]): those stay.
+    #[error("{cause}; the {} new records of this input committed in earlier chunks (sequence numbers {}..{}) stay: re-running the import drops them as duplicates", kept.end - kept.start, kept.start, kept.end)]
+    Partial {
+        /// Sequence numbers of the records committed and kept.
+        kept: std::ops::Range<u64>,
+        /// What went wrong.
+        cause: String,
+    },
+}
+
+impl ImportError {
+    /// The error once earlier chunks of `kept` were committed.
+    fn after_chunks(self, kept: std::ops::Range<u64>) -> ImportError {
+        if kept.is_empty() {
+            return self;
+        }
+        let cause = match &self {
+            ImportError::Invalid(e) => format!("{e} (use --skip-invalid to skip bad lines)"),
+            ImportError::Read(e) => e.to_string(),
+            ImportError::TooManyInvalid(n) => format!("more than {n} invalid lines"),
+            ImportError::Store(e) => e.to_string(),
+            ImportError::Partial { .. } => return self,
+        };
+        ImportError::Partial { kept, cause }
+    }
 }
 
 /// Lines per batch handed to a parsing thread.
@@ -325,7 +359,8 @@ pub fn import_observed(
 }
 
 /// Takes the parsed batches back in input order and stages them in one
-/// transaction, committed at the end.
+/// transaction, committed at the end (or in several, one per chunk of
+/// [`ImportOptions::chunk_records`]).
 fn write(
     store: &Store,
     opts: &ImportOptions,
@@ -335,6 +370,29 @@ fn write(
     progress: &mut dyn FnMut(u64, u64),
     observed: Option<&mpsc::SyncSender<Observed>>,
 ) -> Result<InputOutcome, ImportError> {
+    let mut kept: Option<std::ops::Range<u64>> = None;
+    let res = write_chunks(
+        store, opts, received, done, tokens, progress, observed, &mut kept,
+    );
+    match (res, kept) {
+        (Err(e), Some(k)) => Err(e.after_chunks(k)),
+        (res, _) => res,
+    }
+}
+
+/// [`write`]'s body; `kept` tracks the records of chunks already committed.
+#[allow(clippy::too_many_arguments)]
+fn write_chunks(
+    store: &Store,
+    opts: &ImportOptions,
+    received: MicroTime,
+    done: mpsc::Receiver<(u64, ParsedBatch)>,
+    tokens: &mpsc::SyncSender<()>,
+    progress: &mut dyn FnMut(u64, u64),
+    observed: Option<&mpsc::SyncSender<Observed>>,
+    kept: &mut Option<std::ops::Range<u64>>,
+) -> Result<InputOutcome, ImportError> {
+    let chunk = opts.chunk_records.filter(|&n| n > 0);
     let mut txn = store.transaction()?;
     let mut out = InputOutcome::default();
     let mut early: BTreeMap<u64, ParsedBatch> = BTreeMap::new();
@@ -382,9 +440,25 @@ fn write(
             }
             progress(n, b);
             let _ = tokens.send(());
+            if chunk.is_some_and(|c| txn.staged() >= c) {
+                // A chunk boundary: durable, then the observer may follow.
+                let appended = txn.commit()?;
+                // Signed as it goes (at most once per checkpoint interval),
+                // so an interrupted import leaves little unsigned.
+                store.maybe_checkpoint()?;
+                txn = store.transaction()?;
+                let r = kept.get_or_insert(appended.seqs.clone());
+                r.end = appended.seqs.end;
+                if let Some(tx) = observed {
+                    let _ = tx.send(Observed::Durable(appended.seqs.end));
+                }
+            }
         }
     }
     let appended = txn.commit()?;
-    out.seqs = appended.seqs;
+    out.seqs = match kept.take() {
+        Some(k) => k.start..appended.seqs.end,
+        None => appended.seqs,
+    };
     Ok(out)
 }

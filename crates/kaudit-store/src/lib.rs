@@ -63,8 +63,8 @@ pub use follow::{
 pub use record::{LeafRef, Record, RecordRef};
 pub use store::{
     list_segments, load_signer, load_verifier, paths, read_checkpoints, read_pruned, Appended,
-    BundleMeta, DamageReport, OpenReport, PruneRecord, Shared, Stat, Store, StoreOptions,
-    StoredCheckpoint, Transaction,
+    BundleMeta, DamageReport, DedupeStats, OpenReport, PruneRecord, Shared, Stat, Store,
+    StoreOptions, StoredCheckpoint, Transaction,
 };
 
 use merkle::Hash;

@@ -24,6 +24,7 @@
 
 mod bundle;
 mod checkpoint;
+mod dedupe;
 mod files;
 mod keys;
 mod lock;
@@ -38,6 +39,7 @@ mod transaction;
 
 pub use bundle::BundleMeta;
 pub use checkpoint::{read_checkpoints, StoredCheckpoint};
+pub use dedupe::DedupeStats;
 pub use keys::{load_signer, load_verifier};
 pub use open::{list_segments, DamageReport, OpenReport};
 pub use options::StoreOptions;
@@ -116,7 +118,8 @@ struct Writer {
     active: Option<Active>,
     next_seq: u64,
     marker_seq: u64,
-    dedupe: HashSet<[u8; 16]>,
+    /// Bounded in RAM: recent keys in a set, older ones in sorted runs on disk.
+    dedupe: dedupe::Dedupe,
     dedupe_file: Option<File>,
     dedupe_len: u64,
     compressor: zstd::bulk::Compressor<'static>,
@@ -356,7 +359,7 @@ impl Store {
             // Nothing of this batch is acknowledged: its keys must not make
             // a resend look like a duplicate once the writer recovers.
             for k in &inserted {
-                w.dedupe.remove(k);
+                w.dedupe.remove_recent(k);
             }
             w.dedupe_len = dedupe_len;
         }
@@ -369,6 +372,7 @@ impl Store {
         records: &[RecordRef<'_>],
         inserted: &mut Vec<[u8; 16]>,
     ) -> StoreResult<(Range<u64>, u64)> {
+        self.seal_durable_keys(w)?;
         let start = w.next_seq;
         let mut dups = 0u64;
         let mut builder = std::mem::take(&mut w.builder);
@@ -386,7 +390,7 @@ impl Store {
                 builder.max_time,
             );
             let key = builder.add_parts(r.cluster, r.event, r.received, seq, &mut leaves);
-            if !w.dedupe.insert(key) {
+            if !w.dedupe.insert(key)? {
                 builder.undo(mark);
                 leaves.pop();
                 dups += 1;
@@ -414,6 +418,29 @@ impl Store {
             shared.tree.push(h).map_err(io_err("tree"))?;
         }
         Ok((start..w.next_seq, dups))
+    }
+
+    /// Moves the keys of durable records out of RAM into a sorted run once
+    /// the recent set is full (see [`dedupe`]).
+    fn seal_durable_keys(&self, w: &mut Writer) -> StoreResult<()> {
+        let durable = self.sync.lock().map_err(lock_poison)?.durable;
+        let first_seq = self.shared()?.first_seq;
+        let Writer {
+            dedupe,
+            dedupe_file,
+            dedupe_len,
+            ..
+        } = w;
+        if let Some(f) = dedupe_file {
+            dedupe.maybe_seal(f, first_seq, durable.min(first_seq + *dedupe_len))?;
+        }
+        Ok(())
+    }
+
+    /// What the writer's duplicate filter holds (all zero for a read-only
+    /// open, which never builds it).
+    pub fn dedupe_stats(&self) -> StoreResult<DedupeStats> {
+        Ok(self.writer.lock().map_err(lock_poison)?.dedupe.stats())
     }
 
     fn flush_bundle(&self, w: &mut Writer, b: &mut BundleBuilder) -> StoreResult<BundleMeta> {

@@ -10,7 +10,7 @@ use super::keys::{load_signer, load_verifier};
 use super::lock::take_lock;
 use super::prune::{read_edge, read_pruned};
 use super::{
-    paths, Active, BundleMeta, HashSet, SegmentInfo, Shared, Store, StoreOptions, SyncState, Writer,
+    paths, Active, BundleMeta, SegmentInfo, Shared, Store, StoreOptions, SyncState, Writer,
 };
 use crate::crypt::Cipher;
 use crate::merkle::Hash;
@@ -504,7 +504,14 @@ impl Store {
                 }
             }
         }
-        let (dedupe_file, mut keys) = if writable {
+        // The positional file is trusted up to the newest checkpoint, and up to
+        // the newest sorted run (a run is written only after it is fsynced).
+        let runs_upto = if writable {
+            super::dedupe::Dedupe::covered_upto(dir, first_seq).min(size)
+        } else {
+            first_seq
+        };
+        let (dedupe_file, mut have) = if writable {
             let f = OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -513,26 +520,20 @@ impl Store {
                 .truncate(false)
                 .open(&dpath)
                 .map_err(io_err(dpath.display()))?;
-            let have = f.metadata().map_err(io_err(dpath.display()))?.len() / 16;
-            let keep = have.min(trusted.saturating_sub(first_seq));
+            let len = f.metadata().map_err(io_err(dpath.display()))?.len() / 16;
+            let keep = len.min(trusted.max(runs_upto).saturating_sub(first_seq));
             f.set_len(keep * 16).map_err(io_err(dpath.display()))?;
-            let mut buf = vec![0u8; (keep * 16) as usize];
-            f.read_exact_at(&mut buf, 0)
-                .map_err(io_err(dpath.display()))?;
-            (Some(f), buf)
+            (Some(f), keep)
         } else {
-            (None, Vec::new())
+            (None, 0)
         };
         // Read-only openers never append, so they need no dedupe keys: replaying
         // every record to rebuild them made each `query`/`stat` open cost a full read.
-        let keys_from = if writable {
-            first_seq + keys.len() as u64 / 16
-        } else {
-            size
-        };
+        let keys_from = if writable { first_seq + have } else { size };
 
         // Replay what derived files lack: leaves after the restored tree,
-        // dedupe keys after the trusted ones.
+        // dedupe keys after the trusted ones (written out a chunk at a time,
+        // so a lost keys file costs a read of the store, not its keys in RAM).
         let tree_size = shared.tree.size();
         if tree_size < size || keys_from < size {
             let mut pending_tree: Vec<Hash> = Vec::new();
@@ -548,24 +549,32 @@ impl Store {
                 }
             }
             let start = tree_size.min(keys_from).max(first_seq);
+            let flush = |new_keys: &mut Vec<u8>, have: &mut u64| -> StoreResult<()> {
+                if let Some(f) = &dedupe_file {
+                    f.write_all_at(new_keys, *have * 16)
+                        .map_err(io_err(dpath.display()))?;
+                }
+                *have += new_keys.len() as u64 / 16;
+                new_keys.clear();
+                Ok(())
+            };
             Self::for_each_leaf(&shared, cipher.as_ref(), start..size, &mut |seq, leaf| {
                 if seq >= tree_size {
                     pending_tree.push(leaf.hash());
                 }
                 if seq >= keys_from {
                     new_keys.extend_from_slice(&dedupe_key(leaf.cluster, leaf.event));
+                    if new_keys.len() >= 16 << 20 {
+                        flush(&mut new_keys, &mut have)?;
+                    }
                 }
                 Ok(true)
             })?;
+            flush(&mut new_keys, &mut have)?;
             report.replayed = pending_tree.len() as u64;
             for h in pending_tree {
                 shared.tree.push(h).map_err(io_err("tree"))?;
             }
-            if let Some(f) = &dedupe_file {
-                f.write_all_at(&new_keys, keys.len() as u64)
-                    .map_err(io_err(dpath.display()))?;
-            }
-            keys.extend_from_slice(&new_keys);
         }
         if shared.tree.size() != size {
             return Err(StoreError::Corrupt(format!(
@@ -573,13 +582,13 @@ impl Store {
                 shared.tree.size()
             )));
         }
-        let mut dedupe = HashSet::with_capacity_and_hasher(keys.len() / 16, Default::default());
-        for k in keys.chunks_exact(16) {
-            let mut a = [0u8; 16];
-            a.copy_from_slice(k);
-            dedupe.insert(a);
-        }
-        let dedupe_len = keys.len() as u64 / 16;
+        let dedupe = match &dedupe_file {
+            Some(f) => {
+                super::dedupe::Dedupe::load(dir, f, first_seq, have, opts.dedupe_recent_keys)?
+            }
+            None => super::dedupe::Dedupe::empty(dir),
+        };
+        let dedupe_len = have;
         let active = if writable {
             shared.segments.last().map(|s| Active {
                 file: s.file.clone(),

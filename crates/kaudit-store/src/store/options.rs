@@ -26,6 +26,11 @@ pub struct StoreOptions {
     pub zstd_level: i32,
     /// Least time between two checkpoints while data arrives.
     pub checkpoint_interval: Duration,
+    /// Most duplicate-detection keys of recent records the writer keeps in a
+    /// RAM set (~20-35 B each) before moving them into a sorted run on disk,
+    /// whose filter costs ~1.3 B per key: bounds the writer's RAM whatever the
+    /// store's size.
+    pub dedupe_recent_keys: usize,
 }
 
 impl Default for StoreOptions {
@@ -41,6 +46,7 @@ impl Default for StoreOptions {
             segment_target_bytes: 64 << 20,
             zstd_level: 1,
             checkpoint_interval: Duration::from_secs(1),
+            dedupe_recent_keys: 2 << 20,
         }
     }
 }

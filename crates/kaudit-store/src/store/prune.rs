@@ -258,7 +258,7 @@ impl Store {
             for key in keys[..cut].chunks_exact(16) {
                 let mut a = [0u8; 16];
                 a.copy_from_slice(key);
-                w.dedupe.remove(&a);
+                w.dedupe.remove_recent(&a);
             }
             write_atomic(&new_path, &keys[cut..], 0o644)?;
             let nf = OpenOptions::new()
@@ -267,6 +267,15 @@ impl Store {
                 .open(&new_path)
                 .map_err(io_err(new_path.display()))?;
             w.dedupe_len -= cut as u64 / 16;
+            // Runs holding keys of pruned records go; the kept keys are
+            // loaded (and sealed) again from the new positional file.
+            w.dedupe = super::dedupe::Dedupe::load(
+                &self.dir,
+                &nf,
+                before,
+                w.dedupe_len,
+                self.opts.dedupe_recent_keys,
+            )?;
             w.dedupe_file = Some(nf);
             let _ = std::fs::remove_file(paths::dedupe(&self.dir, old_first));
         }

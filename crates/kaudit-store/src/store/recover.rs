@@ -198,7 +198,7 @@ impl Store {
                 for k in buf.chunks_exact(16) {
                     let mut a = [0u8; 16];
                     a.copy_from_slice(k);
-                    w.dedupe.remove(&a);
+                    w.dedupe.remove_recent(&a);
                 }
             } else if w.dedupe_len < keep {
                 let mut keys = Vec::new();
@@ -210,10 +210,23 @@ impl Store {
                 let flat: Vec<u8> = keys.iter().flatten().copied().collect();
                 f.write_all_at(&flat, w.dedupe_len * 16)
                     .map_err(io_err("dedupe index"))?;
-                w.dedupe.extend(keys);
+                for k in keys {
+                    w.dedupe.insert_new(k);
+                }
             }
             f.set_len(keep * 16).map_err(io_err("dedupe index"))?;
             w.dedupe_len = keep;
+            if w.dedupe.sealed_upto() > m {
+                // Runs only ever hold durable records, which recovery keeps;
+                // should one reach past `m` anyway, rebuild from the file.
+                w.dedupe = super::dedupe::Dedupe::load(
+                    &self.dir,
+                    f,
+                    shared.first_seq,
+                    keep,
+                    self.opts.dedupe_recent_keys,
+                )?;
+            }
         }
         shared.durable = shared.durable.max(m);
         drop(shared);

@@ -84,7 +84,7 @@ impl Transaction<'_> {
         let key = self
             .builder
             .add_parts(cluster, event, received, seq, &mut self.leaves);
-        if self.w.dedupe.contains(&key) || !self.keys.insert(key) {
+        if self.w.dedupe.contains(&key)? || !self.keys.insert(key) {
             self.builder.undo(mark);
             self.leaves.pop();
             self.duplicates += 1;
@@ -150,7 +150,9 @@ impl Transaction<'_> {
         }
         self.w.dedupe_len += self.key_list.len() as u64 / 16;
         let keys = std::mem::take(&mut self.keys);
-        self.w.dedupe.extend(keys);
+        for k in keys {
+            self.w.dedupe.insert_new(k);
+        }
         {
             let mut shared = self.store.shared.write().map_err(lock_poison)?;
             shared.bundles.append(&mut self.metas);
@@ -163,6 +165,8 @@ impl Transaction<'_> {
             let mut s = self.store.sync.lock().map_err(lock_poison)?;
             s.durable = s.durable.max(end);
         }
+        // Everything up to `end` is durable now: old keys may leave RAM.
+        self.store.seal_durable_keys(&mut self.w)?;
         Ok(Appended {
             seqs: self.start_seq..end,
             duplicates: self.duplicates,

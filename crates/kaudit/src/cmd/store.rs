@@ -119,6 +119,13 @@ pub struct ImportArgs {
     /// after each input's log commit, so the store is searchable at once.
     #[arg(long)]
     no_index: bool,
+    /// Commit (fsync) every N new events instead of once per input, so a
+    /// stream of any length imports in flat memory; a failure keeps the
+    /// chunks committed before it (re-running the input drops them as
+    /// duplicates). 0: each input is one all-or-nothing transaction.
+    /// Default: 1000000 for stdin (`-`), 0 for files.
+    #[arg(long, value_name = "N")]
+    chunk_events: Option<u64>,
     /// The inputs' format: `eks` (CloudWatch Logs export, subscription payloads,
     /// Firehose deliveries, S3 `.gz` objects), `gke` (Cloud Logging LogEntries:
     /// `gcloud logging read --format=json`, JSON lines, Pub/Sub push bodies), `aks`
@@ -136,6 +143,10 @@ pub struct ImportArgs {
 fn parse_format(s: &str) -> Result<ManagedFormat, String> {
     s.parse()
 }
+
+/// Events per committed chunk of an import from stdin: a stream has no end
+/// to wait for, and one transaction would hold every hash and index row of it.
+const STDIN_CHUNK_EVENTS: u64 = 1_000_000;
 
 /// Runs `kaudit import`.
 pub fn import(a: ImportArgs) -> anyhow::Result<ExitCode> {
@@ -257,6 +268,15 @@ pub fn import(a: ImportArgs) -> anyhow::Result<ExitCode> {
                 bar.set_position(seen);
             }
         };
+        let stdin = input.as_os_str() == "-";
+        let opts = ImportOptions {
+            chunk_records: Some(a.chunk_events.unwrap_or(if stdin {
+                STDIN_CHUNK_EVENTS
+            } else {
+                0
+            })),
+            ..opts.clone()
+        };
         let res = import_observed(
             &store,
             reader,
@@ -293,6 +313,13 @@ pub fn import(a: ImportArgs) -> anyhow::Result<ExitCode> {
             }
             Err(ImportError::Store(e)) => {
                 return Err(e).context(format!("importing {}", input.display()))
+            }
+            Err(e @ ImportError::Partial { .. }) => {
+                if let ImportError::Partial { kept, .. } = &e {
+                    stored += kept.end - kept.start;
+                }
+                failed = Some(format!("{}: {e}", input.display()));
+                break;
             }
             Err(e) => {
                 failed = Some(e.to_string());
