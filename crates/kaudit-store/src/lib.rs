@@ -16,7 +16,10 @@
 //! * `checkpoints.jsonl`: every signed checkpoint; `checkpoint.key` (0600) /
 //!   `checkpoint.pub`: the Ed25519 signed-note keys ([`note`]).
 //! * `index/dedupe-<first kept seq>.keys`: 16-byte duplicate-detection keys,
-//!   one per stored record.
+//!   one per stored record; `index/keyrun-<first>-<end>.keys` / `.filter`:
+//!   the same keys of older records sorted into runs, with a Bloom filter and
+//!   sparse index each, so the writer keeps only recent keys in RAM
+//!   (see `store/dedupe.rs`).
 //! * `pruned.json` (the signed prune record), `tree/pruned-edge.hash`, and
 //!   `holds.json`: retention state ([`retention`]).
 //! * `LOCK`: held (`flock`) by the one writable opener.
@@ -62,9 +65,9 @@ pub use follow::{
 };
 pub use record::{LeafRef, Record, RecordRef};
 pub use store::{
-    list_segments, load_signer, load_verifier, paths, read_checkpoints, read_pruned, Appended,
-    BundleMeta, DamageReport, DedupeStats, OpenReport, PruneRecord, Shared, Stat, Store,
-    StoreOptions, StoredCheckpoint, Transaction,
+    check_key_filter, list_segments, load_signer, load_verifier, paths, read_checkpoints,
+    read_pruned, Appended, BundleMeta, DamageReport, DedupeStats, OpenReport, PruneRecord, Shared,
+    Stat, Store, StoreOptions, StoredCheckpoint, Transaction,
 };
 
 use merkle::Hash;

@@ -89,13 +89,19 @@ struct Bloom {
     words: Vec<u64>,
 }
 
+/// Words of the filter of a run of `n` keys (`None` past what a file can hold).
+fn bloom_words(n: u64) -> Option<usize> {
+    let blocks = n
+        .checked_mul(BLOOM_BITS_PER_KEY)?
+        .div_ceil(64 * BLOCK_WORDS as u64)
+        .max(1);
+    usize::try_from(blocks).ok()?.checked_mul(BLOCK_WORDS)
+}
+
 impl Bloom {
     fn with_keys(n: u64) -> Bloom {
-        let blocks = (n * BLOOM_BITS_PER_KEY)
-            .div_ceil(64 * BLOCK_WORDS as u64)
-            .max(1);
         Bloom {
-            words: vec![0; (blocks as usize) * BLOCK_WORDS],
+            words: vec![0; bloom_words(n).unwrap_or(BLOCK_WORDS)],
         }
     }
 
@@ -175,11 +181,15 @@ fn decode_filter(bytes: &[u8], n: u64) -> Option<(Vec<Key>, Bloom)> {
     }
     let have = u64::from_le_bytes(bytes[8..16].try_into().ok()?);
     let words = u64::from_le_bytes(bytes[16..24].try_into().ok()?) as usize;
-    let fences = (n as usize).div_ceil(FENCE_EVERY);
-    if have != n || words != Bloom::with_keys(n).words.len() {
+    let fences = usize::try_from(n).ok()?.div_ceil(FENCE_EVERY);
+    if have != n || Some(words) != bloom_words(n) {
         return None;
     }
-    if bytes.len() != 24 + fences * 16 + words * 8 {
+    let want = fences
+        .checked_mul(16)?
+        .checked_add(words.checked_mul(8)?)?
+        .checked_add(24)?;
+    if bytes.len() != want {
         return None;
     }
     let fence_bytes = &bytes[24..24 + fences * 16];
@@ -189,6 +199,20 @@ fn decode_filter(bytes: &[u8], n: u64) -> Option<(Vec<Key>, Bloom)> {
         .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
         .collect();
     Some((fence, Bloom { words }))
+}
+
+/// Whether `bytes` is a well-formed filter side file for a run of `n` keys,
+/// and the name a run file's `(first, end)` records: what a writable open
+/// decides from files on disk before trusting them (a side file that does
+/// not fit is rebuilt from its run). Public for the fuzz target.
+pub fn check_key_filter(bytes: &[u8], n: u64, run_file_name: &str) -> (bool, Option<(u64, u64)>) {
+    let fits = decode_filter(bytes, n).is_some_and(|(fence, bloom)| {
+        // What decodes answers lookups without going out of bounds.
+        let k = [0x5au8; 16];
+        let _ = bloom.may_contain(&k);
+        fence.len() == usize::try_from(n).unwrap_or(0).div_ceil(FENCE_EVERY)
+    });
+    (fits, parse_run_name(run_file_name))
 }
 
 /// One sorted run of keys on disk.
@@ -771,6 +795,23 @@ mod tests {
         for i in 10_000..20_000 {
             assert!(m.add(key(i)), "new key {i} taken for a duplicate");
         }
+    }
+
+    #[test]
+    fn a_side_file_is_checked_against_its_run() {
+        let mut rb = RunBuilder::new(1000);
+        let mut keys: Vec<Key> = (0..1000).map(key).collect();
+        keys.sort_unstable();
+        for k in &keys {
+            rb.push(k);
+        }
+        let bytes = rb.filter_bytes();
+        let name = run_name(5, 1005);
+        assert_eq!(check_key_filter(&bytes, 1000, &name), (true, Some((5, 1005))));
+        assert!(!check_key_filter(&bytes, 999, &name).0);
+        assert!(!check_key_filter(&bytes[..bytes.len() - 1], 1000, &name).0);
+        assert!(!check_key_filter(&bytes, u64::MAX, "keyrun-x.keys").0);
+        assert_eq!(check_key_filter(&[], 0, "keyrun-1-2.keys").1, None);
     }
 
     #[test]

@@ -39,7 +39,7 @@ mod transaction;
 
 pub use bundle::BundleMeta;
 pub use checkpoint::{read_checkpoints, StoredCheckpoint};
-pub use dedupe::DedupeStats;
+pub use dedupe::{check_key_filter, DedupeStats};
 pub use keys::{load_signer, load_verifier};
 pub use open::{list_segments, DamageReport, OpenReport};
 pub use options::StoreOptions;
