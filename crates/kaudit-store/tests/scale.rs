@@ -36,6 +36,8 @@ fn reader(bytes: Vec<u8>) -> EventReader {
     EventReader::new(Cursor::new(bytes), "input.jsonl", ReaderOptions::default()).expect("reader")
 }
 
+/// Imports `bytes` as one input (the error is the library's own type).
+#[allow(clippy::result_large_err)]
 fn import(store: &Store, bytes: Vec<u8>, chunk: Option<u64>) -> Result<InputOutcome, ImportError> {
     let opts = ImportOptions {
         cluster: "c".into(),

@@ -152,7 +152,7 @@ impl RunBuilder {
     }
 
     fn push(&mut self, k: &Key) {
-        if self.n as usize % FENCE_EVERY == 0 {
+        if (self.n as usize).is_multiple_of(FENCE_EVERY) {
             self.fence.push(*k);
         }
         self.bloom.insert(k);
@@ -404,9 +404,9 @@ impl Dedupe {
                 let is_run = parse_run_name(&name).is_some();
                 let is_filter = name.ends_with(".filter")
                     && parse_run_name(&name.replace(".filter", ".keys")).is_some();
-                if !is_run && !is_filter {
-                    let _ = std::fs::remove_file(&p);
-                } else if is_filter && !p.with_extension("keys").exists() {
+                // Neither a run nor the side file of one that exists.
+                let kept = is_run || (is_filter && p.with_extension("keys").exists());
+                if !kept {
                     let _ = std::fs::remove_file(&p);
                 }
             }
@@ -807,7 +807,10 @@ mod tests {
         }
         let bytes = rb.filter_bytes();
         let name = run_name(5, 1005);
-        assert_eq!(check_key_filter(&bytes, 1000, &name), (true, Some((5, 1005))));
+        assert_eq!(
+            check_key_filter(&bytes, 1000, &name),
+            (true, Some((5, 1005)))
+        );
         assert!(!check_key_filter(&bytes, 999, &name).0);
         assert!(!check_key_filter(&bytes[..bytes.len() - 1], 1000, &name).0);
         assert!(!check_key_filter(&bytes, u64::MAX, "keyrun-x.keys").0);
