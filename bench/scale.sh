@@ -79,8 +79,8 @@ for _ in $(seq 6000); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && 
 curl -sf "http://127.0.0.1:$port/readyz" >/dev/null || { echo "serve did not come up:" >&2; tail "$W/serve.log" >&2; exit 1; }
 say "serve ready after $(python3 -c "print(f'{$(date +%s.%N)-$s0:.1f}')") s; RSS $(( $(ps -o rss= -p "$spid") / 1024 )) MiB"
 python3 bench/scale_api.py "http://127.0.0.1:$port" "$RUNS" | tee -a "$W/results.txt"
-rss=$(sed -n 's/VmRSS: *\([0-9]*\).*/\1/p' "/proc/$spid/status")
-hwm=$(sed -n 's/VmHWM: *\([0-9]*\).*/\1/p' "/proc/$spid/status")
+rss=$(sed -n 's/VmRSS:[[:space:]]*\([0-9]*\).*/\1/p' "/proc/$spid/status")
+hwm=$(sed -n 's/VmHWM:[[:space:]]*\([0-9]*\).*/\1/p' "/proc/$spid/status")
 say "serve RSS after the questions $((rss / 1024)) MiB, peak $((hwm / 1024)) MiB (target <= 2048 MiB)"
 kill -TERM "$spid"; wait "$spid" || true
 pids=()

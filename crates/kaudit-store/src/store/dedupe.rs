@@ -576,10 +576,11 @@ impl Dedupe {
             if self.runs[n - 2].len() > 2 * self.runs[n - 1].len() {
                 break;
             }
+            // Merged first: a failure leaves both runs in place and in use.
+            let merged = self.merge(&self.runs[n - 2], &self.runs[n - 1])?;
             let (Some(b), Some(a)) = (self.runs.pop(), self.runs.pop()) else {
                 break;
             };
-            let merged = self.merge(&a, &b)?;
             self.runs.push(merged);
             a.remove();
             b.remove();

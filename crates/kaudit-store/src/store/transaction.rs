@@ -165,8 +165,9 @@ impl Transaction<'_> {
             let mut s = self.store.sync.lock().map_err(lock_poison)?;
             s.durable = s.durable.max(end);
         }
-        // Everything up to `end` is durable now: old keys may leave RAM.
-        self.store.seal_durable_keys(&mut self.w)?;
+        // Everything up to `end` is durable now: old keys may leave RAM (a
+        // failure to write them out keeps them in RAM; the commit stands).
+        let _ = self.store.seal_durable_keys(&mut self.w);
         Ok(Appended {
             seqs: self.start_seq..end,
             duplicates: self.duplicates,
