@@ -318,7 +318,8 @@ pub fn import(a: ImportArgs) -> anyhow::Result<ExitCode> {
                 if let ImportError::Partial { kept, .. } = &e {
                     stored += kept.end - kept.start;
                 }
-                failed = Some(format!("{}: {e}", input.display()));
+                // The cause names the input and line already.
+                failed = Some(e.to_string());
                 break;
             }
             Err(e) => {
