@@ -13,6 +13,7 @@
 #   bench/run.sh ui      # bench/ui.sh: console pages in headless Chromium over 10M events vs API floor, 1M store
 #   bench/run.sh report  # bench/report.sh: a month compliance report vs one jq pass counting the same sections
 #   bench/run.sh clickhouse # bench/clickhouse.sh: 1/2/4 nodes shipping vs clickhouse-client JSONEachRow; queries CH vs embedded; bytes/event
+#   bench/run.sh api_chdb # bench/api_chdb.sh: the nine questions of #21 goal 3 through the HTTP API vs chdb, bytes on disk
 #   bench/run.sh all
 # Benchmarks are not part of CI (scripts/test.sh); they need a quiet machine.
 set -euo pipefail
@@ -41,4 +42,5 @@ run sinks && bash bench/sinks.sh "${KAUDIT_BENCH_N:-1000000}"
 run ui && bash bench/ui.sh
 run report && bash bench/report.sh "${KAUDIT_BENCH_N:-1000000}"
 run clickhouse && bash bench/clickhouse.sh "${KAUDIT_BENCH_N:-1000000}"
+run api_chdb && bash bench/api_chdb.sh "${KAUDIT_BENCH_N:-1000000}"
 exit 0

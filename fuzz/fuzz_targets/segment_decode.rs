@@ -1,6 +1,7 @@
 //! Any bytes as a segment file: the header, every frame as open and verify
 //! walk them (with and without checksums), each bundle's payload
-//! (decompression bounded) and the records in it. No panic, no unbounded
+//! (decompression bounded; framed payloads' `KBF1` frame tables included:
+//! `open_payload` parses and bounds them) and the records in it. No panic, no unbounded
 //! allocation, and the walk always moves forward.
 #![no_main]
 

@@ -12,13 +12,14 @@ use crate::{check_budget, IndexError, IndexResult};
 use kaudit_event::{Event, MicroTime};
 use kaudit_query::Query;
 use kaudit_store::LogReader;
-use std::collections::{BinaryHeap, HashSet};
+use std::collections::BinaryHeap;
 
 /// Most hits one page returns.
 pub const MAX_LIMIT: usize = 100_000;
 /// Records closer than this are read in one range (one bundle decompression
 /// serves them all).
-const READ_GAP: u64 = 2048;
+/// Hits fetched between two budget checks.
+const FETCH_BATCH: usize = 256;
 /// Records read between two looks at the query's time budget.
 const BUDGET_EVERY: u64 = 1024;
 
@@ -445,45 +446,29 @@ pub(crate) fn fetch(
     let mut sorted = seqs.to_vec();
     sorted.sort_unstable();
     sorted.dedup();
-    let wanted: HashSet<u64> = sorted.iter().copied().collect();
-    // Nearby records share a read (one bundle decompression).
-    let mut ranges = Vec::new();
-    let mut i = 0;
-    while i < sorted.len() {
-        let mut j = i;
-        while j + 1 < sorted.len() && sorted[j + 1] - sorted[j] < READ_GAP {
-            j += 1;
-        }
-        ranges.push(sorted[i]..sorted[j] + 1);
-        i = j + 1;
-    }
-    let read = |ranges: &[std::ops::Range<u64>]| -> IndexResult<Vec<Hit>> {
+    // The store reads only the frames that hold them, a budget check per batch.
+    let read = |seqs: &[u64]| -> IndexResult<Vec<Hit>> {
         let mut out = Vec::new();
-        for r in ranges {
+        for batch in seqs.chunks(FETCH_BATCH) {
             check_budget(budget)?;
             let mut err = None;
-            store.read(r.clone(), &mut |seq, leaf| {
-                if !wanted.contains(&seq) {
-                    return true;
+            store.read_seqs(batch, &mut |seq, leaf| match Event::from_json(leaf.event) {
+                Ok(ev) => {
+                    let t = event_time(&ev, leaf.received);
+                    if keep(seq, t, &ev, (seq, leaf.cluster)) {
+                        out.push(Hit {
+                            seq,
+                            time: t,
+                            received: leaf.received,
+                            cluster: leaf.cluster.to_string(),
+                            event: leaf.event.to_vec(),
+                        });
+                    }
+                    true
                 }
-                match Event::from_json(leaf.event) {
-                    Ok(ev) => {
-                        let t = event_time(&ev, leaf.received);
-                        if keep(seq, t, &ev, (seq, leaf.cluster)) {
-                            out.push(Hit {
-                                seq,
-                                time: t,
-                                received: leaf.received,
-                                cluster: leaf.cluster.to_string(),
-                                event: leaf.event.to_vec(),
-                            });
-                        }
-                        true
-                    }
-                    Err(e) => {
-                        err = Some(IndexError::Record { seq, source: e });
-                        false
-                    }
+                Err(e) => {
+                    err = Some(IndexError::Record { seq, source: e });
+                    false
                 }
             })?;
             if let Some(e) = err {
@@ -492,11 +477,11 @@ pub(crate) fn fetch(
         }
         Ok(out)
     };
-    if ranges.len() < 4 {
-        return read(&ranges);
+    if sorted.len() < 16 {
+        return read(&sorted);
     }
     // Many scattered reads: decompress on two threads.
-    let (a, b) = ranges.split_at(ranges.len() / 2);
+    let (a, b) = sorted.split_at(sorted.len() / 2);
     let (ra, rb) = std::thread::scope(|s| {
         let h = s.spawn(|| read(a));
         let rb = read(b);
@@ -539,43 +524,31 @@ pub fn for_each_match(
     let mut stopped = false;
     for chunk in rows.chunks(4096) {
         let mut err = None;
-        let mut i = 0;
-        while i < chunk.len() && !stopped {
-            let mut j = i;
-            while j + 1 < chunk.len() && chunk[j + 1] - chunk[j] < READ_GAP {
-                j += 1;
-            }
-            let wanted = &chunk[i..=j];
+        for batch in chunk.chunks(FETCH_BATCH) {
             check_budget(budget)?;
-            store.read(chunk[i]..chunk[j] + 1, &mut |seq, leaf| {
-                if wanted.binary_search(&seq).is_err() {
-                    return true;
+            store.read_seqs(batch, &mut |seq, leaf| match Event::from_json(leaf.event) {
+                Ok(ev) => {
+                    let t = event_time(&ev, leaf.received);
+                    if req.in_range(t)
+                        && query.matches(&ev, leaf.cluster)
+                        && !f(seq, t, &ev, leaf.cluster)
+                    {
+                        stopped = true;
+                        return false;
+                    }
+                    true
                 }
-                match Event::from_json(leaf.event) {
-                    Ok(ev) => {
-                        let t = event_time(&ev, leaf.received);
-                        if req.in_range(t)
-                            && query.matches(&ev, leaf.cluster)
-                            && !f(seq, t, &ev, leaf.cluster)
-                        {
-                            stopped = true;
-                            return false;
-                        }
-                        true
-                    }
-                    Err(e) => {
-                        err = Some(IndexError::Record { seq, source: e });
-                        false
-                    }
+                Err(e) => {
+                    err = Some(IndexError::Record { seq, source: e });
+                    false
                 }
             })?;
             if let Some(e) = err.take() {
                 return Err(e);
             }
-            i = j + 1;
-        }
-        if stopped {
-            return Ok(());
+            if stopped {
+                return Ok(());
+            }
         }
     }
     let start = ix.next_seq().max(store.first_seq());

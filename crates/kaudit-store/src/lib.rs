@@ -185,6 +185,36 @@ pub trait LogReader {
         range: Range<u64>,
         f: &mut dyn FnMut(u64, LeafRef<'_>) -> bool,
     ) -> StoreResult<()>;
+    /// Calls `f(seq, record)` for each of `seqs` (ascending) that is stored,
+    /// in order; `f` returns false to stop. How search hits are fetched: a
+    /// store reads only the parts of its bundles that hold them. The default
+    /// reads runs of nearby sequence numbers (gaps under 2048) as one range
+    /// each, so a reader with a cost per call (a remote query) makes few.
+    fn read_seqs(
+        &self,
+        seqs: &[u64],
+        f: &mut dyn FnMut(u64, LeafRef<'_>) -> bool,
+    ) -> StoreResult<()> {
+        const GAP: u64 = 2048;
+        let mut i = 0;
+        let mut go = true;
+        while i < seqs.len() && go {
+            let mut j = i;
+            while j + 1 < seqs.len() && seqs[j + 1].saturating_sub(seqs[j]) < GAP {
+                j += 1;
+            }
+            let run = &seqs[i..=j];
+            self.read(seqs[i]..seqs[j].saturating_add(1), &mut |s, l| {
+                if run.binary_search(&s).is_err() {
+                    return true;
+                }
+                go = f(s, l);
+                go
+            })?;
+            i = j + 1;
+        }
+        Ok(())
+    }
     /// The tree root at `size`.
     fn root(&self, size: u64) -> StoreResult<Hash>;
     /// Audit path of `seq` in the tree of `size`.
@@ -216,6 +246,13 @@ impl LogReader for Store {
         f: &mut dyn FnMut(u64, LeafRef<'_>) -> bool,
     ) -> StoreResult<()> {
         Store::read(self, range, f)
+    }
+    fn read_seqs(
+        &self,
+        seqs: &[u64],
+        f: &mut dyn FnMut(u64, LeafRef<'_>) -> bool,
+    ) -> StoreResult<()> {
+        Store::read_seqs(self, seqs, f)
     }
     fn root(&self, size: u64) -> StoreResult<Hash> {
         self.root_at(size)

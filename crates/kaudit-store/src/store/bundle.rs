@@ -29,6 +29,55 @@ pub struct BundleMeta {
     pub max_time: i64,
 }
 
+/// The header a bundle was written with, rebuilt from its metadata.
+fn header_of<'a>(
+    shared: &'a Shared,
+    b: &BundleMeta,
+) -> StoreResult<(&'a super::SegmentInfo, segment::BundleHeader)> {
+    let seg = shared
+        .segments
+        .get(b.segment)
+        .ok_or_else(|| StoreError::Corrupt("bundle names a missing segment".into()))?;
+    let stored_len = b
+        .stored_len
+        .checked_sub(segment::BUNDLE_HEADER as u32)
+        .ok_or_else(|| StoreError::Corrupt("bundle shorter than its header".into()))?;
+    Ok((
+        seg,
+        segment::BundleHeader {
+            first_seq: b.first_seq,
+            count: b.count,
+            raw_len: b.raw_len,
+            stored_len,
+            min_time: b.min_time,
+            max_time: b.max_time,
+            flags: u32::from(seg.key_id.is_some()),
+        },
+    ))
+}
+
+/// Reads and opens only the parts of one bundle holding records that
+/// `want(first, records)` (indexes within the bundle) asks for: (index of the
+/// part's first record, its raw records) per part. A framed bundle costs one
+/// small frame per part; an old single-frame bundle comes back whole.
+pub(super) fn read_bundle_part(
+    shared: &Shared,
+    b: &BundleMeta,
+    cipher: Option<&Cipher>,
+    want: &mut dyn FnMut(u32, u32) -> bool,
+) -> StoreResult<Vec<(u32, Vec<u8>)>> {
+    let (seg, h) = header_of(shared, b)?;
+    if let (Some(kid), Some(c)) = (&seg.key_id, cipher) {
+        c.check_id(kid)?;
+    }
+    segment::read_records(&seg.file, b.offset, &h, cipher, want).map_err(|e| match e {
+        segment::PartError::Io(e) => io_err(seg.path.display())(e),
+        segment::PartError::Payload(e) => {
+            undecodable(format_args!("{}:{}", seg.path.display(), b.offset), e)
+        }
+    })
+}
+
 /// Reads and opens one bundle's records.
 pub(super) fn read_bundle(
     shared: &Shared,

@@ -56,7 +56,7 @@ use crate::record::{iter_leaves, validate_parts, LeafRef, Record, RecordRef};
 use crate::segment::{self, SegmentHeader};
 use crate::tree::Tree;
 use crate::{StoreError, StoreResult};
-use bundle::{read_bundle, BundleBuilder};
+use bundle::{read_bundle, read_bundle_part, BundleBuilder};
 use std::collections::HashSet as StdHashSet;
 use std::fs::{File, OpenOptions};
 use std::ops::Range;
@@ -200,6 +200,7 @@ impl Store {
     }
 
     /// Calls `f(seq, leaf)` for each record in `range` (stops when `f` returns false).
+    /// Only the frames of a bundle that overlap the range are decompressed.
     pub(crate) fn for_each_leaf(
         shared: &Shared,
         cipher: Option<&Cipher>,
@@ -216,21 +217,46 @@ impl Store {
             if b.first_seq >= range.end {
                 break;
             }
-            let raw = read_bundle(shared, b, cipher)?;
+            let lo = range.start.saturating_sub(b.first_seq);
+            let hi = range.end - b.first_seq;
+            let mut want =
+                |first: u32, n: u32| u64::from(first) < hi && u64::from(first) + u64::from(n) > lo;
+            let mut keep = |seq: u64| seq >= range.start && seq < range.end;
+            if !Self::visit_bundle(shared, cipher, b, &mut want, &mut keep, f)? {
+                return Ok(());
+            }
+            if b.first_seq + u64::from(b.count) >= range.end {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the frames of bundle `b` that `want` asks for and calls `f` on
+    /// each record in them that `keep` accepts; false when `f` asked to stop.
+    fn visit_bundle(
+        shared: &Shared,
+        cipher: Option<&Cipher>,
+        b: &BundleMeta,
+        want: &mut dyn FnMut(u32, u32) -> bool,
+        keep: &mut dyn FnMut(u64) -> bool,
+        f: &mut dyn FnMut(u64, LeafRef<'_>) -> StoreResult<bool>,
+    ) -> StoreResult<bool> {
+        let seg = shared
+            .segments
+            .get(b.segment)
+            .ok_or_else(|| StoreError::Corrupt("bundle names a missing segment".into()))?;
+        for (first, raw) in read_bundle_part(shared, b, cipher, want)? {
             for (i, leaf) in iter_leaves(&raw).enumerate() {
-                let seq = b.first_seq + i as u64;
-                let seg = &shared.segments[b.segment];
+                let seq = b.first_seq + u64::from(first) + i as u64;
                 let leaf = leaf.map_err(|e| {
                     undecodable(
                         format_args!("{}:{}: record {seq}", seg.path.display(), b.offset),
                         e,
                     )
                 })?;
-                if seq < range.start {
+                if !keep(seq) {
                     continue;
-                }
-                if seq >= range.end {
-                    return Ok(());
                 }
                 if leaf.seq != seq {
                     return Err(StoreError::Corrupt(format!(
@@ -241,8 +267,58 @@ impl Store {
                     )));
                 }
                 if !f(seq, leaf)? {
-                    return Ok(());
+                    return Ok(false);
                 }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Calls `f(seq, leaf)` for each of `seqs` (ascending; those not stored
+    /// and durable are skipped), decompressing only the frames that hold them:
+    /// how search hits are fetched. Stops when `f` returns false.
+    pub fn read_seqs(
+        &self,
+        seqs: &[u64],
+        f: &mut dyn FnMut(u64, LeafRef<'_>) -> bool,
+    ) -> StoreResult<()> {
+        let shared = self.shared()?;
+        let (first, durable) = (shared.first_seq, shared.durable);
+        let lo = seqs.partition_point(|&s| s < first);
+        let hi = seqs.partition_point(|&s| s < durable);
+        let mut seqs = seqs.get(lo..hi).unwrap_or_default();
+        while let Some(&s) = seqs.first() {
+            let idx = shared
+                .bundles
+                .partition_point(|b| b.first_seq + u64::from(b.count) <= s);
+            let Some(b) = shared.bundles.get(idx) else {
+                break;
+            };
+            let end = b.first_seq + u64::from(b.count);
+            let n = seqs.partition_point(|&x| x < end);
+            let (mine, rest) = seqs.split_at(n);
+            seqs = rest;
+            let mine: Vec<u64> = mine.iter().copied().filter(|&x| x >= b.first_seq).collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let base = b.first_seq;
+            let mut want = |first: u32, n: u32| {
+                let a = base + u64::from(first);
+                let i = mine.partition_point(|&x| x < a);
+                mine.get(i).is_some_and(|&x| x < a + u64::from(n))
+            };
+            let mut keep = |seq: u64| mine.binary_search(&seq).is_ok();
+            let go = Self::visit_bundle(
+                &shared,
+                self.cipher.as_ref(),
+                b,
+                &mut want,
+                &mut keep,
+                &mut |s, l| Ok(f(s, l)),
+            )?;
+            if !go {
+                break;
             }
         }
         Ok(())
@@ -446,12 +522,13 @@ impl Store {
     }
 
     fn flush_bundle(&self, w: &mut Writer, b: &mut BundleBuilder) -> StoreResult<BundleMeta> {
-        let frame = segment::encode_bundle(
+        let frame = segment::encode_bundle_framed(
             b.first_seq,
             b.count,
             &b.raw,
             b.min_time,
             b.max_time,
+            self.opts.bundle_frame_bytes,
             &mut w.compressor,
             self.cipher.as_ref(),
         )

@@ -20,6 +20,11 @@ pub struct StoreOptions {
     pub bundle_max_records: usize,
     /// Most raw bytes per bundle.
     pub bundle_max_bytes: usize,
+    /// Raw bytes per zstd frame inside a bundle (whole records; 0: one frame
+    /// per bundle, the format before framing). Small frames let a search hit
+    /// decompress a few KiB instead of the whole bundle, at some cost in
+    /// compression ratio.
+    pub bundle_frame_bytes: usize,
     /// A new segment is started once the current one is this large.
     pub segment_target_bytes: u64,
     /// zstd level.
@@ -43,6 +48,7 @@ impl Default for StoreOptions {
             publish_checkpoint: None,
             bundle_max_records: 4096,
             bundle_max_bytes: 1 << 20,
+            bundle_frame_bytes: 64 << 10,
             segment_target_bytes: 64 << 20,
             zstd_level: 1,
             checkpoint_interval: Duration::from_secs(1),
