@@ -21,8 +21,11 @@ fn hits(h: &[kaudit_index::Hit]) -> Rows {
     h.iter().map(|h| (h.seq, h.time, h.event.clone())).collect()
 }
 
+/// One read, giving its rows.
+type Read = Box<dyn Fn(&ClickHouseBackend) -> Rows>;
+
 /// Each read kaudit streams, by name.
-fn reads() -> Vec<(&'static str, Box<dyn Fn(&ClickHouseBackend) -> Rows>)> {
+fn reads() -> Vec<(&'static str, Read)> {
     vec![
         (
             "exact search, 1000 rows in one page",
