@@ -276,22 +276,36 @@ pub fn store_of(dir: &Path, cluster: &str, n: u64, seed: u64) -> Store {
 
 /// Appends `n` generated events of `cluster` to `store`.
 pub fn append_generated(store: &Store, cluster: &str, n: u64, seed: u64, offset: i64) {
+    append_records(store, &generated(cluster, n, seed, offset));
+}
+
+/// `n` generated events of `cluster`, received from `offset` µs after a
+/// fixed time.
+pub fn generated(cluster: &str, n: u64, seed: u64, offset: i64) -> Vec<Record> {
     let mut cfg = kaudit_gen::GenConfig::new(seed);
     cfg.events = Some(n);
     cfg.clusters = vec![cluster.to_string()];
     let mut g = kaudit_gen::Generator::new(cfg).expect("generator");
-    let mut tx = store.transaction().expect("tx");
+    let mut out = Vec::new();
     let mut line = Vec::new();
     let mut i = offset;
     while g.next_into(&mut line).is_some() {
-        tx.push(&Record {
+        out.push(Record {
             cluster: cluster.to_string(),
             received: MicroTime(1_800_000_000_000_000 + i),
-            event: line.clone(),
-        })
-        .expect("push");
-        line.clear();
+            event: std::mem::take(&mut line),
+        });
         i += 1;
+    }
+    out
+}
+
+/// Appends `records` to `store` in one transaction (what ingest
+/// acknowledges after).
+pub fn append_records(store: &Store, records: &[Record]) {
+    let mut tx = store.transaction().expect("tx");
+    for r in records {
+        tx.push(r).expect("push");
     }
     tx.commit().expect("commit");
 }

@@ -144,14 +144,14 @@ pub(crate) fn clickhouse_config(
 /// Where `kaudit query` reads: the local store (with its index) or the
 /// shared ClickHouse tables.
 enum Source {
-    Local(std::sync::Arc<Store>, EmbeddedBackend),
+    Local(std::sync::Arc<Store>, Box<EmbeddedBackend>),
     ClickHouse(kaudit_clickhouse::ClickHouseBackend),
 }
 
 impl Source {
     fn backend(&self) -> &dyn SearchBackend {
         match self {
-            Source::Local(_, b) => b,
+            Source::Local(_, b) => b.as_ref(),
             Source::ClickHouse(b) => b,
         }
     }
@@ -178,7 +178,7 @@ pub fn query(a: QueryArgs) -> anyhow::Result<ExitCode> {
             if std::env::var_os("KAUDIT_TIMING").is_some() {
                 eprintln!("open store {t1:?}, index {:?}", t0.elapsed() - t1);
             }
-            Source::Local(store, backend)
+            Source::Local(store, Box::new(backend))
         }
     };
     let backend = source.backend();
