@@ -145,14 +145,14 @@ pub(crate) fn clickhouse_config(
 /// shared ClickHouse tables.
 enum Source {
     Local(std::sync::Arc<Store>, Box<EmbeddedBackend>),
-    ClickHouse(kaudit_clickhouse::ClickHouseBackend),
+    ClickHouse(Box<kaudit_clickhouse::ClickHouseBackend>),
 }
 
 impl Source {
     fn backend(&self) -> &dyn SearchBackend {
         match self {
             Source::Local(_, b) => b.as_ref(),
-            Source::ClickHouse(b) => b,
+            Source::ClickHouse(b) => b.as_ref(),
         }
     }
 }
@@ -164,10 +164,10 @@ pub fn query(a: QueryArgs) -> anyhow::Result<ExitCode> {
     let source = match &a.clickhouse {
         Some(target) => {
             let cfg = clickhouse_config(target)?;
-            Source::ClickHouse(
+            Source::ClickHouse(Box::new(
                 kaudit_clickhouse::ClickHouseBackend::open(&cfg)
                     .with_context(|| format!("--clickhouse {target}"))?,
-            )
+            ))
         }
         None => {
             let t0 = Instant::now();
