@@ -3,9 +3,10 @@
 //!
 //! When the query compiles exactly to SQL ([`crate::sql`]), ClickHouse
 //! answers: stats group, bucket and rank in SQL over a subquery that reads
-//! only the typed columns the answer needs, deduplicated by `gseq` (a row
-//! shipped twice counts once; `LIMIT 1 BY gseq` works on 18.16 and on
-//! current servers); time spans are `min`/`max`; field values are `GROUP
+//! only the typed columns the answer needs, deduplicated by `gseq` inside
+//! the ranges shippers recorded as possibly sent twice and a plain scan
+//! elsewhere ([`crate::resent`]: a row shipped twice counts once, and an
+//! aggregate costs a plain scan when nothing was resent); time spans are `min`/`max`; field values are `GROUP
 //! BY`; a search page (and so a needle or an object's history) first orders
 //! and limits the `(gseq, time)` keys on the typed columns, then reads the
 //! event bytes of those rows only. The event bytes are never read for rows
@@ -20,6 +21,7 @@
 //! Rows are read `LIMIT 1 BY gseq`, so a row shipped twice counts once.
 
 use crate::client::Client;
+use crate::resent::{dedup_source, Resent};
 use crate::rowbin::Reader;
 use crate::schema::{self, column, Kind, Tables};
 use crate::sql::{self, quote, Compiled};
@@ -62,7 +64,57 @@ fn answer_err(what: &str, m: String) -> ClickHouseError {
     }
 }
 
+/// Why reading a streamed answer stopped before its end.
+enum Stop<E> {
+    /// The answer could not be read ([`Reader::broken`] tells whether the
+    /// stream broke or held something unreadable).
+    Read(String),
+    /// The consumer failed.
+    Other(E),
+}
+
+impl<E> From<String> for Stop<E> {
+    fn from(m: String) -> Self {
+        Stop::Read(m)
+    }
+}
+
+type Resp = reqwest::blocking::Response;
+
 impl ClickHouseBackend {
+    /// Reads a streamed answer so that a broken connection costs nothing:
+    /// `stmt` builds the statement from the progress `st` made so far and
+    /// `read` consumes rows into `st` (a row counts once read whole). When
+    /// the stream breaks mid-way (a replica killed, a proxy cut), the rest
+    /// is read from the next endpoint (`fallback_urls`) with a statement
+    /// starting after the last row consumed, so no row is lost or repeated.
+    /// At most one resume per endpoint; an answer that is unreadable in
+    /// itself is an error at once.
+    fn stream<S, E>(
+        &self,
+        what: &str,
+        st: &mut S,
+        stmt: impl Fn(&S) -> String,
+        mut read: impl FnMut(&mut S, &mut Reader<Resp>) -> Result<(), Stop<E>>,
+        err: impl Fn(ClickHouseError) -> E,
+    ) -> Result<(), E> {
+        let mut resumes = 0;
+        loop {
+            let (at, resp) = self.client.query_stream(&stmt(st)).map_err(&err)?;
+            let mut r = Reader::new(resp);
+            match read(st, &mut r) {
+                Ok(()) => return Ok(()),
+                Err(Stop::Other(e)) => return Err(e),
+                Err(Stop::Read(m)) if r.broken() && resumes < self.client.endpoints() => {
+                    resumes += 1;
+                    tracing::warn!(what, error = %m, "clickhouse: answer broke mid-way, reading the rest from the next endpoint");
+                    self.client.skip(at);
+                }
+                Err(Stop::Read(m)) => return Err(err(answer_err(what, m))),
+            }
+        }
+    }
+
     /// Connects to the tables `cfg` names (creating them when missing).
     pub fn open(cfg: &ClickHouseConfig) -> ChResult<ClickHouseBackend> {
         let client = Client::connect(cfg)?;
@@ -85,11 +137,18 @@ impl ClickHouseBackend {
         format!("{}.{}", self.tables.db, self.tables.events)
     }
 
+    /// The ranges of rows that may be in the table twice (read per
+    /// aggregate: a shipper may record one at any time).
+    pub fn resent(&self) -> ChResult<Resent> {
+        Resent::read(&self.client, &self.tables)
+    }
+
     /// Rows in the table, each counted once.
     pub fn count(&self) -> ChResult<u64> {
+        let src = dedup_source(&self.events(), "gseq", "1", &self.resent()?);
         let t = self
             .client
-            .execute(&format!("SELECT uniqExact(gseq) FROM {}", self.events()))?;
+            .execute(&format!("SELECT count() FROM ({src})"))?;
         t.trim()
             .parse()
             .map_err(|_| answer_err("count", format!("not a number: {t:?}")))
@@ -183,14 +242,28 @@ impl ClickHouseBackend {
     /// and limited on the typed columns, then the bytes of those rows only.
     fn search_exact(&self, req: &SearchRequest, limit: usize) -> IndexResult<Page> {
         let bad = |m: String| ix_err(answer_err("search", m));
-        let q = self.search_keys_statement(req, limit);
-        let mut r = Reader::new(self.client.query_reader(&q).map_err(ix_err)?);
-        let mut keys = Vec::new();
-        while !r.at_end().map_err(bad)? {
-            let g = r.u64().map_err(bad)?;
-            let t = r.i64().map_err(bad)?;
-            keys.push((t, g));
-        }
+        let mut keys: Vec<(i64, u64)> = Vec::new();
+        self.stream(
+            "search",
+            &mut keys,
+            |keys| match keys.last() {
+                Some(&(time, seq)) => {
+                    let mut rest = req.clone();
+                    rest.cursor = Some(kaudit_index::search::Cursor { time, seq });
+                    self.search_keys_statement(&rest, limit - keys.len())
+                }
+                None => self.search_keys_statement(req, limit),
+            },
+            |keys, r| {
+                while !r.at_end()? {
+                    let g = r.u64()?;
+                    let t = r.i64()?;
+                    keys.push((t, g));
+                }
+                Ok::<(), Stop<IndexError>>(())
+            },
+            ix_err,
+        )?;
         let mut page = Page {
             candidates: keys.len() as u64,
             ..Page::default()
@@ -200,15 +273,29 @@ impl ClickHouseBackend {
         }
         let mut rows = std::collections::HashMap::with_capacity(keys.len());
         for chunk in keys.chunks(ROWS_PER_READ) {
-            let q = self.rows_statement(chunk);
-            let mut r = Reader::new(self.client.query_reader(&q).map_err(ix_err)?);
-            while !r.at_end().map_err(bad)? {
-                let g = r.u64().map_err(bad)?;
-                let received = MicroTime(r.i64().map_err(bad)?);
-                let cluster = r.string().map_err(bad)?;
-                let raw = r.bytes().map_err(bad)?;
-                rows.insert(g, (received, cluster, raw));
-            }
+            self.stream(
+                "search",
+                &mut rows,
+                |rows| {
+                    let rest: Vec<(i64, u64)> = chunk
+                        .iter()
+                        .filter(|k| !rows.contains_key(&k.1))
+                        .copied()
+                        .collect();
+                    self.rows_statement(&rest)
+                },
+                |rows, r| {
+                    while !r.at_end()? {
+                        let g = r.u64()?;
+                        let received = MicroTime(r.i64()?);
+                        let cluster = r.string()?;
+                        let raw = r.bytes()?;
+                        rows.insert(g, (received, cluster, raw));
+                    }
+                    Ok::<(), Stop<IndexError>>(())
+                },
+                ix_err,
+            )?;
         }
         for (time, g) in keys {
             let Some((received, cluster, event)) = rows.remove(&g) else {
@@ -242,37 +329,46 @@ impl ClickHouseBackend {
         };
         let mut page = Page::default();
         loop {
-            let q = self.search_statement(req, after, batch);
-            let resp = self.client.query_reader(&q).map_err(ix_err)?;
-            let mut r = Reader::new(resp);
-            let mut fetched = 0usize;
-            let bad = |m: String| ix_err(answer_err("search", m));
-            while !r.at_end().map_err(bad)? {
-                let g = r.u64().map_err(bad)?;
-                let time = r.i64().map_err(bad)?;
-                let received = MicroTime(r.i64().map_err(bad)?);
-                let cluster = r.string().map_err(bad)?;
-                let raw = r.bytes().map_err(bad)?;
-                fetched += 1;
-                after = Some((time, g));
-                if page.hits.len() >= limit {
-                    continue;
-                }
-                if !exact {
-                    let ev = Event::from_json(&raw)
-                        .map_err(|source| IndexError::Record { seq: g, source })?;
-                    if !req.query.matches(&ev, &cluster) {
-                        continue;
+            // (position, rows of this batch read so far)
+            let mut st = (after, 0usize);
+            self.stream(
+                "search",
+                &mut st,
+                |(after, fetched)| self.search_statement(req, *after, batch - fetched),
+                |(after, fetched), r| {
+                    while !r.at_end()? {
+                        let g = r.u64()?;
+                        let time = r.i64()?;
+                        let received = MicroTime(r.i64()?);
+                        let cluster = r.string()?;
+                        let raw = r.bytes()?;
+                        *fetched += 1;
+                        *after = Some((time, g));
+                        if page.hits.len() >= limit {
+                            continue;
+                        }
+                        if !exact {
+                            let ev = Event::from_json(&raw).map_err(|source| {
+                                Stop::Other(IndexError::Record { seq: g, source })
+                            })?;
+                            if !req.query.matches(&ev, &cluster) {
+                                continue;
+                            }
+                        }
+                        page.hits.push(Hit {
+                            seq: g,
+                            time,
+                            received,
+                            cluster,
+                            event: raw,
+                        });
                     }
-                }
-                page.hits.push(Hit {
-                    seq: g,
-                    time,
-                    received,
-                    cluster,
-                    event: raw,
-                });
-            }
+                    Ok(())
+                },
+                ix_err,
+            )?;
+            let fetched = st.1;
+            after = st.0;
             page.candidates += fetched as u64;
             if page.hits.len() >= limit || fetched < batch {
                 break;
@@ -337,54 +433,62 @@ impl ClickHouseBackend {
         let mut pos = from.clone();
         self.skip_dropped(&mut pos)?;
         let exact = sql::compile(query.expr()).exact;
-        let q = self.follow_statement(query, since, until, &pos);
-        let resp = self.client.query_reader(&q).map_err(ix_err)?;
-        let mut r = Reader::new(resp);
-        let bad = |m: String| ix_err(answer_err("follow", m));
-        // The node whose rows are being read, and whether a gap stopped it.
-        let mut blocked: Option<u16> = None;
-        while !r.at_end().map_err(bad)? {
-            let node = r.u16().map_err(bad)?;
-            let seq = r.u64().map_err(bad)?;
-            let g = r.u64().map_err(bad)?;
-            let time = r.i64().map_err(bad)?;
-            let received = MicroTime(r.i64().map_err(bad)?);
-            let cluster = r.string().map_err(bad)?;
-            let m = r.u8().map_err(bad)?;
-            let raw = r.bytes().map_err(bad)?;
-            if blocked == Some(node) {
-                continue;
-            }
-            match pos.next(node) {
-                Some(next) if seq != next => {
-                    // A gap (seq > next): the rest of this node waits.
-                    blocked = Some(node);
-                    continue;
+        // A resumed read starts again from the position: a node blocked by
+        // a gap is found blocked again.
+        self.stream(
+            "follow",
+            &mut pos,
+            |pos| self.follow_statement(query, since, until, pos),
+            |pos, r| {
+                // The node whose rows are being read, and whether a gap
+                // stopped it.
+                let mut blocked: Option<u16> = None;
+                while !r.at_end()? {
+                    let node = r.u16()?;
+                    let seq = r.u64()?;
+                    let g = r.u64()?;
+                    let time = r.i64()?;
+                    let received = MicroTime(r.i64()?);
+                    let cluster = r.string()?;
+                    let m = r.u8()?;
+                    let raw = r.bytes()?;
+                    if blocked == Some(node) {
+                        continue;
+                    }
+                    match pos.next(node) {
+                        Some(next) if seq != next => {
+                            // A gap (seq > next): the rest of this node waits.
+                            blocked = Some(node);
+                            continue;
+                        }
+                        _ => {}
+                    }
+                    pos.set(node, seq + 1).map_err(Stop::Other)?;
+                    if m == 0 {
+                        continue;
+                    }
+                    if !exact {
+                        let ev = Event::from_json(&raw)
+                            .map_err(|source| Stop::Other(IndexError::Record { seq: g, source }))?;
+                        if !query.matches(&ev, &cluster) {
+                            continue;
+                        }
+                    }
+                    let go = f(Hit {
+                        seq: g,
+                        time,
+                        received,
+                        cluster,
+                        event: raw,
+                    });
+                    if !go {
+                        break;
+                    }
                 }
-                _ => {}
-            }
-            pos.set(node, seq + 1)?;
-            if m == 0 {
-                continue;
-            }
-            if !exact {
-                let ev = Event::from_json(&raw)
-                    .map_err(|source| IndexError::Record { seq: g, source })?;
-                if !query.matches(&ev, &cluster) {
-                    continue;
-                }
-            }
-            let go = f(Hit {
-                seq: g,
-                time,
-                received,
-                cluster,
-                event: raw,
-            });
-            if !go {
-                break;
-            }
-        }
+                Ok(())
+            },
+            ix_err,
+        )?;
         Ok(pos)
     }
 
@@ -451,25 +555,34 @@ impl ClickHouseBackend {
         let mut after = None;
         let mut total = 0u64;
         loop {
-            let q = self.received_statement(received_since, after, RETRO_BATCH);
-            let mut r = Reader::new(self.client.query_reader(&q)?);
-            let bad = |m: String| answer_err("retro-hunt read", m);
-            let mut n = 0usize;
-            while !r.at_end().map_err(bad)? {
-                let g = r.u64().map_err(bad)?;
-                let time = r.i64().map_err(bad)?;
-                let cluster = r.string().map_err(bad)?;
-                let raw = r.bytes().map_err(bad)?;
-                n += 1;
-                total += 1;
-                after = Some((time, g));
-                if !f(g, &cluster, &raw) {
-                    return Ok(total);
-                }
-            }
-            if n < RETRO_BATCH {
+            // (position, rows of this page, whether `f` stopped)
+            let mut st = (after, 0usize, false);
+            self.stream(
+                "retro-hunt read",
+                &mut st,
+                |(after, n, _)| self.received_statement(received_since, *after, RETRO_BATCH - n),
+                |(after, n, stopped), r| {
+                    while !r.at_end()? {
+                        let g = r.u64()?;
+                        let time = r.i64()?;
+                        let cluster = r.string()?;
+                        let raw = r.bytes()?;
+                        *n += 1;
+                        total += 1;
+                        *after = Some((time, g));
+                        if !f(g, &cluster, &raw) {
+                            *stopped = true;
+                            break;
+                        }
+                    }
+                    Ok::<(), Stop<ClickHouseError>>(())
+                },
+                |e| e,
+            )?;
+            if st.2 || st.1 < RETRO_BATCH {
                 return Ok(total);
             }
+            after = st.0;
         }
     }
 
@@ -480,6 +593,7 @@ impl ClickHouseBackend {
         field: &Field,
         prefix: &str,
         limit: usize,
+        resent: &Resent,
     ) -> IndexResult<String> {
         let dict = &kaudit_index::index::DICT_FIELDS;
         let c = match column(field) {
@@ -510,9 +624,9 @@ impl ClickHouseBackend {
                 "has_code = 1".into(),
             ),
         };
+        let src = dedup_source(&self.events(), &format!("gseq, {inner}"), "1", resent);
         Ok(format!(
-            "SELECT v, count() AS n FROM (SELECT {expr} AS v FROM (SELECT gseq, {inner} FROM {} LIMIT 1 BY gseq) WHERE {present}) WHERE substring(v, 1, {}) = {} GROUP BY v ORDER BY n DESC, v ASC LIMIT {} FORMAT RowBinary",
-            self.events(),
+            "SELECT v, count() AS n FROM (SELECT {expr} AS v FROM ({src}) WHERE {present}) WHERE substring(v, 1, {}) = {} GROUP BY v ORDER BY n DESC, v ASC LIMIT {} FORMAT RowBinary",
             prefix.len(),
             quote(prefix),
             limit.clamp(1, kaudit_index::backend::MAX_FIELD_VALUES)
@@ -525,16 +639,25 @@ impl ClickHouseBackend {
         prefix: &str,
         limit: usize,
     ) -> IndexResult<Vec<(String, u64)>> {
-        let q = self.field_values_statement(field, prefix, limit)?;
-        let resp = self.client.query_reader(&q).map_err(ix_err)?;
-        let mut r = Reader::new(resp);
-        let bad = |m: String| ix_err(answer_err("field values", m));
+        let resent = self.resent().map_err(ix_err)?;
+        let q = self.field_values_statement(field, prefix, limit, &resent)?;
         let mut out = Vec::new();
-        while !r.at_end().map_err(bad)? {
-            let v = r.string().map_err(bad)?;
-            let n = r.u64().map_err(bad)?;
-            out.push((v, n));
-        }
+        self.stream(
+            "field values",
+            &mut out,
+            |_| q.clone(),
+            |out, r| {
+                // A resumed read starts over.
+                out.clear();
+                while !r.at_end()? {
+                    let v = r.string()?;
+                    let n = r.u64()?;
+                    out.push((v, n));
+                }
+                Ok::<(), Stop<IndexError>>(())
+            },
+            ix_err,
+        )?;
         Ok(out)
     }
 }
@@ -578,12 +701,13 @@ pub struct StatsStatements {
 impl ClickHouseBackend {
     /// The statements answering `req` in ClickHouse, when they can give
     /// exactly kaudit's answer: the query compiles exactly to SQL and every
-    /// `--by` field has a column. Rows are deduplicated by `gseq` in a
-    /// subquery reading only the typed columns the answer needs (never the
-    /// event bytes), so a resent row counts once; the grouping, the bucket
-    /// arithmetic and the ranking run in ClickHouse. None: kaudit must
-    /// confirm rows itself (the candidate path).
-    pub fn stats_statements(&self, req: &StatsRequest) -> Option<StatsStatements> {
+    /// `--by` field has a column. The subquery reads only the typed columns
+    /// the answer needs (never the event bytes) and deduplicates by `gseq`
+    /// only the rows inside the `resent` ranges ([`crate::resent`]), so a
+    /// resent row counts once and the rest is a plain scan; the grouping,
+    /// the bucket arithmetic and the ranking run in ClickHouse. None: kaudit
+    /// must confirm rows itself (the candidate path).
+    pub fn stats_statements(&self, req: &StatsRequest, resent: &Resent) -> Option<StatsStatements> {
         let c = sql::compile(req.query.expr());
         if !c.exact || req.every.is_some_and(|e| e <= 0 || e > MAX_SQL_EVERY) {
             return None;
@@ -599,12 +723,15 @@ impl ClickHouseBackend {
         if req.latency {
             cols.push("latency");
         }
-        let inner = format!(
-            "SELECT {} FROM {} WHERE ({}) AND ({}) LIMIT 1 BY gseq",
-            cols.join(", "),
-            self.events(),
-            c.sql,
-            sql::time_range(req.since, req.until)
+        let inner = dedup_source(
+            &self.events(),
+            &cols.join(", "),
+            &format!(
+                "({}) AND ({})",
+                c.sql,
+                sql::time_range(req.since, req.until)
+            ),
+            resent,
         );
         let mut select = Vec::new();
         let mut group = Vec::new();
@@ -649,52 +776,68 @@ impl ClickHouseBackend {
 
     fn stats_sql(&self, req: &StatsRequest, st: &StatsStatements) -> IndexResult<StatsReport> {
         use kaudit_index::stats::{StatsRow, MAX_GROUPS};
-        let bad = |m: String| ix_err(answer_err("stats", m));
-        let total = Reader::new(self.client.query_reader(&st.total).map_err(ix_err)?)
-            .u64()
-            .map_err(bad)?;
-        let resp = self.client.query_reader(&st.groups).map_err(ix_err)?;
-        let mut r = Reader::new(resp);
+        let mut total = 0u64;
+        self.stream(
+            "stats",
+            &mut total,
+            |_| st.total.clone(),
+            |total, r| {
+                *total = r.u64()?;
+                Ok::<(), Stop<IndexError>>(())
+            },
+            ix_err,
+        )?;
         // Rows come largest first (ties by key): the ranking of the groups
         // without a histogram, and of (bucket, key) with one.
         let mut rows: Vec<StatsRow> = Vec::new();
-        while !r.at_end().map_err(bad)? {
-            if rows.len() >= MAX_GROUPS {
-                return Err(IndexError::Input(format!(
-                    "more than {MAX_GROUPS} groups: narrow the query or use fewer --by fields"
-                )));
-            }
-            let bucket = match req.every {
-                Some(_) => Some(r.i64().map_err(bad)?),
-                None => None,
-            };
-            let mut key = Vec::with_capacity(req.by.len());
-            for _ in &req.by {
-                key.push(r.string().map_err(bad)?);
-            }
-            let count = r.u64().map_err(bad)?;
-            let latency = if req.latency {
-                let n = r.varint().map_err(bad)?;
-                if n > MAX_GROUP_SAMPLES.min(count) {
-                    return Err(bad(format!("{n} latencies in a group of {count}")));
+        self.stream(
+            "stats",
+            &mut rows,
+            |_| st.groups.clone(),
+            |rows, r| {
+                // A resumed read starts over.
+                rows.clear();
+                while !r.at_end()? {
+                    if rows.len() >= MAX_GROUPS {
+                        return Err(Stop::Other(IndexError::Input(format!(
+                            "more than {MAX_GROUPS} groups: narrow the query or use fewer --by fields"
+                        ))));
+                    }
+                    let bucket = match req.every {
+                        Some(_) => Some(r.i64()?),
+                        None => None,
+                    };
+                    let mut key = Vec::with_capacity(req.by.len());
+                    for _ in &req.by {
+                        key.push(r.string()?);
+                    }
+                    let count = r.u64()?;
+                    let latency = if req.latency {
+                        let n = r.varint()?;
+                        if n > MAX_GROUP_SAMPLES.min(count) {
+                            return Err(Stop::Read(format!("{n} latencies in a group of {count}")));
+                        }
+                        let mut v = Vec::with_capacity(n as usize);
+                        for _ in 0..n {
+                            v.push(r.u32()?);
+                        }
+                        kaudit_index::latency::percentiles(v)
+                    } else {
+                        None
+                    };
+                    if count > 0 {
+                        rows.push(StatsRow {
+                            bucket,
+                            key,
+                            count,
+                            latency,
+                        });
+                    }
                 }
-                let mut v = Vec::with_capacity(n as usize);
-                for _ in 0..n {
-                    v.push(r.u32().map_err(bad)?);
-                }
-                kaudit_index::latency::percentiles(v)
-            } else {
-                None
-            };
-            if count > 0 {
-                rows.push(StatsRow {
-                    bucket,
-                    key,
-                    count,
-                    latency,
-                });
-            }
-        }
+                Ok(())
+            },
+            ix_err,
+        )?;
         if req.every.is_some() {
             // Rank keys by their count over all buckets, keep the top ones,
             // then order by bucket and rank (as kaudit's own stats do).
@@ -748,11 +891,18 @@ impl ClickHouseBackend {
     }
 
     fn time_span_sql(&self, q: &str) -> IndexResult<Option<(i64, i64)>> {
-        let bad = |m: String| ix_err(answer_err("time span", m));
-        let mut r = Reader::new(self.client.query_reader(q).map_err(ix_err)?);
-        let n = r.u64().map_err(bad)?;
-        let lo = r.i64().map_err(bad)?;
-        let hi = r.i64().map_err(bad)?;
+        let mut span = (0u64, 0i64, 0i64);
+        self.stream(
+            "time span",
+            &mut span,
+            |_| q.to_string(),
+            |span, r| {
+                *span = (r.u64()?, r.i64()?, r.i64()?);
+                Ok::<(), Stop<IndexError>>(())
+            },
+            ix_err,
+        )?;
+        let (n, lo, hi) = span;
         Ok((n > 0).then_some((lo, hi)))
     }
 }
@@ -789,38 +939,43 @@ impl LogReader for CandidateLog<'_> {
         range: Range<u64>,
         f: &mut dyn FnMut(u64, LeafRef<'_>) -> bool,
     ) -> StoreResult<()> {
-        let q = self.statement(range);
-        let err = |m: String| StoreError::Input(format!("clickhouse: {m}"));
-        let resp = self
-            .backend
-            .client
-            .query_reader(&q)
-            .map_err(|e| err(e.to_string()))?;
-        let mut r = Reader::new(resp);
+        let end = range.end;
         let mut leaf = Vec::new();
-        while !r.at_end().map_err(err)? {
-            let g = r.u64().map_err(err)?;
-            let seq = r.u64().map_err(err)?;
-            let received = MicroTime(r.i64().map_err(err)?);
-            let cluster = r.string().map_err(err)?;
-            let raw = r.bytes().map_err(err)?;
-            leaf.clear();
-            kaudit_store::record::write_leaf(&cluster, &raw, received, seq, &mut leaf);
-            let go = f(
-                g,
-                LeafRef {
-                    data: &leaf,
-                    seq,
-                    received,
-                    cluster: &cluster,
-                    event: &raw,
-                },
-            );
-            if !go {
-                break;
-            }
-        }
-        Ok(())
+        // (next gseq to read, whether `f` stopped)
+        let mut st = (range.start, false);
+        self.backend.stream(
+            "candidates",
+            &mut st,
+            |(start, _)| self.statement(*start..end),
+            |(start, stopped), r| {
+                while !r.at_end()? {
+                    let g = r.u64()?;
+                    let seq = r.u64()?;
+                    let received = MicroTime(r.i64()?);
+                    let cluster = r.string()?;
+                    let raw = r.bytes()?;
+                    leaf.clear();
+                    kaudit_store::record::write_leaf(&cluster, &raw, received, seq, &mut leaf);
+                    *start = g + 1;
+                    let go = f(
+                        g,
+                        LeafRef {
+                            data: &leaf,
+                            seq,
+                            received,
+                            cluster: &cluster,
+                            event: &raw,
+                        },
+                    );
+                    if !go {
+                        *stopped = true;
+                        break;
+                    }
+                }
+                Ok::<(), Stop<StoreError>>(())
+            },
+            |e| StoreError::Input(format!("clickhouse: {e}")),
+        )
     }
     fn root(&self, _size: u64) -> StoreResult<Hash> {
         Err(StoreError::Input(
@@ -864,8 +1019,11 @@ impl SearchBackend for ClickHouseBackend {
         // The request's own checks (field count, bucket width and range)
         // come from kaudit's stats over no rows, so both paths refuse alike.
         kaudit_index::stats::stats(&Index::empty_at(0), &NoRows, req)?;
-        if let Some(st) = self.stats_statements(req) {
-            return self.stats_sql(req, &st);
+        if sql::compile(req.query.expr()).exact {
+            let resent = self.resent().map_err(ix_err)?;
+            if let Some(st) = self.stats_statements(req, &resent) {
+                return self.stats_sql(req, &st);
+            }
         }
         let log = self.candidates(&req.query, req.since, req.until);
         kaudit_index::stats::stats(&Index::empty_at(0), &log, req)

@@ -28,6 +28,9 @@ pub struct Client {
     password: Option<String>,
     /// Server major version (LowCardinality needs a setting before 19).
     major: u32,
+    /// Streamed answers that broke mid-way and were read on (see
+    /// [`Client::skip`]).
+    resumes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 fn what(sql: &str) -> String {
@@ -90,6 +93,7 @@ impl Client {
             user: cfg.user.clone(),
             password,
             major: 0,
+            resumes: Arc::default(),
         };
         let v = c.text_in("default", "SELECT version()")?;
         c.major = v
@@ -270,6 +274,38 @@ impl Client {
     /// are never held whole.
     pub fn query_reader(&self, sql: &str) -> ChResult<reqwest::blocking::Response> {
         self.send(&self.database, sql, &[], None)
+    }
+
+    /// Runs a query whose answer is streamed, and says which endpoint
+    /// answers (for [`Client::skip`] when the stream breaks).
+    pub fn query_stream(&self, sql: &str) -> ChResult<(usize, reqwest::blocking::Response)> {
+        let r = self.send(&self.database, sql, &[], None)?;
+        Ok((self.current.load(Ordering::Relaxed) % self.urls.len(), r))
+    }
+
+    /// Moves off endpoint `at` after its answer broke mid-stream: the next
+    /// statement starts with the next endpoint (the caller reads the rest
+    /// of the answer there).
+    pub fn skip(&self, at: usize) {
+        let n = self.urls.len();
+        let _ = self.current.compare_exchange(
+            at % n,
+            (at + 1) % n,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        self.resumes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many endpoints there are (`url` and `fallback_urls`).
+    pub fn endpoints(&self) -> usize {
+        self.urls.len()
+    }
+
+    /// Streamed answers that broke mid-way and were read on from where
+    /// they broke.
+    pub fn resumes(&self) -> u64 {
+        self.resumes.load(Ordering::Relaxed)
     }
 
     /// Inserts `body` (rows in the format the statement names).

@@ -14,13 +14,16 @@
 //!
 //! Rows are keyed by `(node_id, seq)`; the table is a `ReplacingMergeTree`
 //! on that key, so a batch sent again after a crash never counts twice:
-//! every query reads `LIMIT 1 BY gseq` (no `FINAL`), where `gseq` is
-//! `node_id << 48 | seq`, the row's number across all nodes.
+//! row reads are `LIMIT 1 BY gseq` (no `FINAL`), where `gseq` is
+//! `node_id << 48 | seq`, the row's number across all nodes, and
+//! aggregates deduplicate only inside the ranges a shipper recorded before
+//! it resent them ([`resent`]).
 
 #![warn(missing_docs)]
 
 pub mod backend;
 pub mod client;
+pub mod resent;
 pub mod retention;
 pub mod rowbin;
 pub mod schema;

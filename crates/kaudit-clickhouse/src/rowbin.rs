@@ -42,6 +42,7 @@ pub const MAX_ITEMS: u64 = 1 << 20;
 /// only between rows.
 pub struct Reader<R: Read> {
     r: std::io::BufReader<R>,
+    broken: bool,
 }
 
 /// Why an answer could not be read.
@@ -52,20 +53,35 @@ impl<R: Read> Reader<R> {
     pub fn new(r: R) -> Self {
         Reader {
             r: std::io::BufReader::with_capacity(1 << 16, r),
+            broken: false,
         }
+    }
+
+    /// Whether reading failed in the stream itself (the connection broke or
+    /// ended inside a row), not because of what it held: the caller may
+    /// read the rest again elsewhere.
+    pub fn broken(&self) -> bool {
+        self.broken
     }
 
     /// Whether the stream ended (checked before a row).
     pub fn at_end(&mut self) -> Result<bool, ReadError> {
         use std::io::BufRead;
-        Ok(self.r.fill_buf().map_err(|e| e.to_string())?.is_empty())
+        match self.r.fill_buf() {
+            Ok(b) => Ok(b.is_empty()),
+            Err(e) => {
+                self.broken = true;
+                Err(e.to_string())
+            }
+        }
     }
 
     fn exact<const N: usize>(&mut self) -> Result<[u8; N], ReadError> {
         let mut b = [0u8; N];
-        self.r
-            .read_exact(&mut b)
-            .map_err(|e| format!("truncated row: {e}"))?;
+        if let Err(e) = self.r.read_exact(&mut b) {
+            self.broken = true;
+            return Err(format!("truncated row: {e}"));
+        }
         Ok(b)
     }
 
@@ -114,9 +130,10 @@ impl<R: Read> Reader<R> {
             return Err(format!("string of {n} bytes exceeds {MAX_STRING}"));
         }
         let mut b = vec![0u8; n as usize];
-        self.r
-            .read_exact(&mut b)
-            .map_err(|e| format!("truncated string: {e}"))?;
+        if let Err(e) = self.r.read_exact(&mut b) {
+            self.broken = true;
+            return Err(format!("truncated string: {e}"));
+        }
         Ok(b)
     }
 
@@ -164,6 +181,13 @@ mod tests {
         let mut b = Vec::new();
         put_varint(&mut b, 10);
         b.extend_from_slice(b"abc");
-        assert!(Reader::new(&b[..]).bytes().is_err());
+        let mut r = Reader::new(&b[..]);
+        assert!(r.bytes().is_err());
+        assert!(r.broken(), "a stream ending inside a row is broken");
+        let mut b = Vec::new();
+        put_varint(&mut b, MAX_STRING + 1);
+        let mut r = Reader::new(&b[..]);
+        assert!(r.bytes().is_err());
+        assert!(!r.broken(), "a bad length is the data's fault");
     }
 }

@@ -14,7 +14,9 @@
 //! microseconds and the table is compressed with the server's default.
 //!
 //! `<prefix>checkpoints` holds every node's signed checkpoints and its
-//! public key; `<prefix>schema` the versions applied.
+//! public key; `<prefix>resent` (version 2) the `(node, seq)` ranges a
+//! shipper may have sent twice ([`crate::resent`]); `<prefix>schema` the
+//! versions applied.
 
 use crate::client::Client;
 use crate::rowbin::{put_str, put_strs};
@@ -23,7 +25,7 @@ use kaudit_event::{Event, MicroTime};
 use kaudit_query::{Field, LazyJson};
 
 /// The schema version this build creates and reads.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// How a field's values are held.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,6 +131,11 @@ pub struct Tables {
     pub checkpoints: String,
     /// The replicated local checkpoints table on a cluster.
     pub checkpoints_local: String,
+    /// Ranges of rows that may be in the table twice (Distributed on a
+    /// cluster).
+    pub resent: String,
+    /// The replicated local resent table on a cluster.
+    pub resent_local: String,
     /// Applied schema versions.
     pub schema: String,
     /// The cluster, if any.
@@ -146,6 +153,8 @@ impl Tables {
             events_local: format!("{p}events{local}"),
             checkpoints: format!("{p}checkpoints"),
             checkpoints_local: format!("{p}checkpoints{local}"),
+            resent: format!("{p}resent"),
+            resent_local: format!("{p}resent{local}"),
             schema: format!("{p}schema"),
             cluster: cfg.cluster.clone(),
         }
@@ -205,6 +214,24 @@ impl Tables {
         out
     }
 
+    /// The DDL of schema version 2: the resent ranges ([`crate::resent`]).
+    pub fn ddl_v2(&self) -> Vec<String> {
+        let on = self.on_cluster();
+        let db = &self.db;
+        let mut out = vec![format!(
+            "CREATE TABLE IF NOT EXISTS {db}.{}{on} (node_id UInt16, lo UInt64, hi UInt64, recorded Int64) ENGINE = {} ORDER BY (node_id, lo, hi)",
+            self.resent_local,
+            self.engine(&self.resent_local, false)
+        )];
+        if let Some(c) = &self.cluster {
+            out.push(format!(
+                "CREATE TABLE IF NOT EXISTS {db}.{}{on} AS {db}.{} ENGINE = Distributed({c}, {db}, {}, rand())",
+                self.resent, self.resent_local, self.resent_local
+            ));
+        }
+        out
+    }
+
     /// The column list rows are inserted with, in [`encode_row`]'s order.
     pub fn insert_columns() -> String {
         row_columns()
@@ -232,6 +259,7 @@ impl Tables {
             ),
         ];
         out.extend(self.ddl_v1().into_iter().map(|s| (db.clone(), s)));
+        out.extend(self.ddl_v2().into_iter().map(|s| (db.clone(), s)));
         out
     }
 }
@@ -293,12 +321,37 @@ pub fn migrate(client: &Client, tables: &Tables) -> ChResult<u32> {
             "the ClickHouse tables are at schema version {have}, newer than this kaudit ({SCHEMA_VERSION}); upgrade kaudit"
         )));
     }
+    let v1 = 2 + tables.ddl_v1().len();
     if have < 1 {
-        for (in_db, stmt) in create.iter().skip(2) {
+        for (in_db, stmt) in create.iter().take(v1).skip(2) {
             client.ddl(in_db, stmt)?;
         }
         client.execute(&format!(
             "INSERT INTO {db}.{} (version, applied) VALUES (1, {})",
+            tables.schema,
+            MicroTime::now().micros()
+        ))?;
+    }
+    if have < 2 {
+        for (in_db, stmt) in create.iter().skip(v1) {
+            client.ddl(in_db, stmt)?;
+        }
+        if have == 1 {
+            // Rows shipped before version 2 have no recorded ranges: every
+            // node's rows so far may hold duplicates.
+            client.insert_with(
+                &format!(
+                    "INSERT INTO {db}.{} (node_id, lo, hi, recorded) SELECT node_id, min(seq), max(seq) + 1, {} FROM {db}.{} GROUP BY node_id",
+                    tables.resent,
+                    MicroTime::now().micros(),
+                    tables.events
+                ),
+                Vec::new(),
+                &[("insert_distributed_sync", "1")],
+            )?;
+        }
+        client.execute(&format!(
+            "INSERT INTO {db}.{} (version, applied) VALUES (2, {})",
             tables.schema,
             MicroTime::now().micros()
         ))?;

@@ -34,6 +34,11 @@ pub struct ShipCursor {
     pub checkpoint: u64,
     /// Records shipped since the cursor was created.
     pub shipped: u64,
+    /// Every record at or after this one was never handed to an INSERT
+    /// (written durably before each INSERT). None: unknown (a cursor from
+    /// before this field, or none at all while the node has rows).
+    #[serde(default)]
+    pub sent: Option<u64>,
 }
 
 /// Live counters of the shipper, for metrics and status pages.
@@ -140,6 +145,11 @@ pub struct Shipper {
     prune_after: Option<u64>,
     last_prune: Option<std::time::Instant>,
     floor: Option<PruneFloor>,
+    /// Whether the cursor file existed at start (a missing one on a node
+    /// with rows in the table is a lost cursor).
+    had_cursor: bool,
+    /// The resent range recorded last by this process (seq, half-open).
+    recorded: Option<(u64, u64)>,
 }
 
 impl Shipper {
@@ -150,6 +160,7 @@ impl Shipper {
         cfg.validate()?;
         let prune_after = cfg.prune_local_after_secs()?;
         let cursor = read_cursor(data)?;
+        let had_cursor = cursor_path(data).exists();
         let stats = Arc::new(ShipStats::default());
         stats.next.store(cursor.next, Ordering::Relaxed);
         stats.shipped.store(cursor.shipped, Ordering::Relaxed);
@@ -165,6 +176,8 @@ impl Shipper {
             prune_after,
             last_prune: None,
             floor: None,
+            had_cursor,
+            recorded: None,
         })
     }
 
@@ -308,6 +321,46 @@ impl Shipper {
         }
     }
 
+    /// The end of the rows at or after `from` that an earlier attempt may
+    /// have sent (`from` or less: none), `end` being the store's length.
+    fn maybe_sent(&mut self, from: u64, end: u64) -> ChResult<u64> {
+        if let Some(s) = self.cursor.sent {
+            return Ok(s);
+        }
+        if !self.had_cursor {
+            // No cursor: a new node, or a lost cursor. The table tells.
+            let q = format!(
+                "SELECT count() FROM {}.{} WHERE node_id = {}",
+                self.tables.db, self.tables.events, self.cfg.node_id
+            );
+            let n = self.client()?.execute(&q)?;
+            if n.trim() == "0" {
+                return Ok(from);
+            }
+        }
+        // Unknown: anything stored so far may have been sent (nothing
+        // stored later was).
+        Ok(end)
+    }
+
+    /// Records `[lo, hi)` as possibly sent twice (before it is resent).
+    fn record_resent(&mut self, lo: u64, hi: u64) -> ChResult<()> {
+        let mut body = Vec::with_capacity(34);
+        body.extend_from_slice(&self.cfg.node_id.to_le_bytes());
+        body.extend_from_slice(&lo.to_le_bytes());
+        body.extend_from_slice(&hi.to_le_bytes());
+        body.extend_from_slice(&kaudit_event::MicroTime::now().micros().to_le_bytes());
+        let sql = self.insert_sql(&self.tables.resent.clone(), "node_id, lo, hi, recorded");
+        self.send(sql, body)?;
+        tracing::info!(
+            node = self.cfg.node_id,
+            lo,
+            hi,
+            "clickhouse: resending records that may be in the table already"
+        );
+        Ok(())
+    }
+
     fn save(&self) -> Result<(), FollowError> {
         write_cursor(&self.data, &self.cursor).map_err(FollowError::failed)
     }
@@ -362,12 +415,34 @@ impl Follower for Shipper {
         if n == 0 {
             return Ok(0);
         }
+        let to = from + n;
+        // Rows an earlier attempt may have sent are recorded as such
+        // before they go again, and `sent` moves before the INSERT: at
+        // every moment each duplicate row lies in a recorded range.
+        let fail = |s: &Self, e: ClickHouseError| {
+            s.stats.failures.fetch_add(1, Ordering::Relaxed);
+            FollowError::failed(e)
+        };
+        let hi = match self.maybe_sent(from, end) {
+            Ok(hi) => hi,
+            Err(e) => return Err(fail(self, e)),
+        };
+        if from < hi && !self.recorded.is_some_and(|(a, b)| a <= from && hi <= b) {
+            if let Err(e) = self.record_resent(from, hi) {
+                return Err(fail(self, e));
+            }
+            self.recorded = Some((from, hi));
+        }
+        if self.cursor.sent != Some(hi.max(to)) {
+            self.cursor.sent = Some(hi.max(to));
+            self.save()?;
+        }
         let sql = self.insert_sql(&self.tables.events.clone(), &Tables::insert_columns());
         if let Err(e) = self.send(sql, body) {
             self.stats.failures.fetch_add(1, Ordering::Relaxed);
             return Err(FollowError::failed(e));
         }
-        self.cursor.next = from + n;
+        self.cursor.next = to;
         self.cursor.shipped += n;
         if let Err(e) = self.ship_checkpoints(log) {
             // Rows are in; the checkpoints go with the next step.

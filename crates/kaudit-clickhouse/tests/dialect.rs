@@ -3,7 +3,8 @@
 //! the same generated statements (searches with cursors, both steps of an
 //! exact search, candidate reads, field values, stats and time spans
 //! aggregated in SQL) over the same rows give byte-identical RowBinary
-//! answers.
+//! answers. Rows 100..400 are in the table twice, inside a recorded resent
+//! range, so the aggregates' two-branch deduplication runs on both.
 //!
 //! chdb runs in a Python from `CHDB_PYTHON` (scripts/test.sh makes a
 //! venv with `pip install chdb` at target/chdb-venv); missing is a failure.
@@ -11,6 +12,7 @@
 mod common;
 
 use base64::Engine;
+use kaudit_clickhouse::resent::Resent;
 use kaudit_clickhouse::schema::{encode_row, row_columns, Tables};
 use kaudit_clickhouse::sql::quote;
 use kaudit_clickhouse::ClickHouseBackend;
@@ -49,6 +51,10 @@ fn chdb_python() -> PathBuf {
     p
 }
 
+/// The rows (sequence numbers) inserted twice.
+const DUP_LO: u64 = 100;
+const DUP_HI: u64 = 400;
+
 #[test]
 fn same_ddl_and_queries_same_answers_on_18_16_and_current_clickhouse() {
     let python = chdb_python();
@@ -60,9 +66,23 @@ fn same_ddl_and_queries_same_answers_on_18_16_and_current_clickhouse() {
     let tables = Tables::new(&cfg);
     // The same rows into both.
     let mut body = Vec::new();
+    let mut dup = Vec::new();
     let mut leaf = Vec::new();
     LogReader::read(&store, 0..store.len(), &mut |seq, l| {
         let ev = kaudit_event::Event::from_json(l.event).ok();
+        if (DUP_LO..DUP_HI).contains(&seq) {
+            encode_row(
+                &mut dup,
+                3,
+                "node-3",
+                seq,
+                l.cluster,
+                l.received,
+                l.event,
+                ev.as_ref(),
+                &mut leaf,
+            );
+        }
         encode_row(
             &mut body,
             3,
@@ -87,8 +107,25 @@ fn same_ddl_and_queries_same_answers_on_18_16_and_current_clickhouse() {
         .client()
         .insert(&insert, body.clone())
         .expect("insert 18.16");
+    backend
+        .client()
+        .insert(&insert, dup.clone())
+        .expect("insert duplicates 18.16");
+    let record = format!(
+        "INSERT INTO {}.{} (node_id, lo, hi, recorded) VALUES (3, {DUP_LO}, {DUP_HI}, 0)",
+        tables.db, tables.resent
+    );
+    backend
+        .client()
+        .execute(&record)
+        .expect("record range 18.16");
+    let resent = backend.resent().expect("resent");
+    assert_eq!(resent, Resent::from_ranges([(3, DUP_LO, DUP_HI)]));
+    assert_eq!(backend.count().expect("count"), 1_500, "duplicates counted");
     let rows_file = dir.path().join("rows.bin");
     std::fs::write(&rows_file, &body).expect("rows");
+    let dup_file = dir.path().join("dup.bin");
+    std::fs::write(&dup_file, &dup).expect("dup rows");
     let structure: Vec<String> = row_columns()
         .iter()
         .map(|(n, t)| format!("{n} {t}"))
@@ -106,6 +143,15 @@ fn same_ddl_and_queries_same_answers_on_18_16_and_current_clickhouse() {
         quote(&rows_file.display().to_string()),
         quote(&structure.join(", "))
     ));
+    setup.push(format!(
+        "INSERT INTO {}.{} ({}) SELECT * FROM file({}, 'RowBinary', {})",
+        tables.db,
+        tables.events,
+        Tables::insert_columns(),
+        quote(&dup_file.display().to_string()),
+        quote(&structure.join(", "))
+    ));
+    setup.push(record.clone());
 
     // The statements kaudit generates.
     let mut queries = Vec::new();
@@ -151,7 +197,7 @@ fn same_ddl_and_queries_same_answers_on_18_16_and_current_clickhouse() {
                 every,
                 latency,
             };
-            if let Some(st) = backend.stats_statements(&req) {
+            if let Some(st) = backend.stats_statements(&req, &resent) {
                 queries.push(st.total);
                 queries.push(st.groups);
             }
@@ -184,7 +230,7 @@ fn same_ddl_and_queries_same_answers_on_18_16_and_current_clickhouse() {
     ] {
         queries.push(
             backend
-                .field_values_statement(&f, p, 20)
+                .field_values_statement(&f, p, 20, &resent)
                 .expect("statement"),
         );
     }

@@ -30,7 +30,7 @@ use kaudit_clickhouse::verify::verify;
 use kaudit_clickhouse::{ClickHouseBackend, ClickHouseConfig, Client, ShipStats, Shipper};
 use kaudit_index::{SearchBackend, SearchRequest};
 use kaudit_query::Query;
-use kaudit_store::{run_follower, FollowOptions, Followed, FollowerStatus, Store, StoreOptions};
+use kaudit_store::{FollowerStatus, Store, StoreOptions};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -56,9 +56,8 @@ struct Node {
     stats: Arc<ShipStats>,
     status: Arc<FollowerStatus>,
     stop_load: Arc<AtomicBool>,
-    stop_ship: Arc<AtomicBool>,
     load: Option<JoinHandle<()>>,
-    ship: Option<JoinHandle<Shipper>>,
+    ship: common::ShipperThread,
     _dir: tempfile::TempDir,
 }
 
@@ -68,28 +67,9 @@ impl Node {
         let store = Arc::new(Store::open(dir.path(), StoreOptions::default()).expect("store"));
         let shipper = Shipper::new(cfg, dir.path()).expect("shipper");
         let stats = shipper.stats();
-        let (stop_load, stop_ship) = (
-            Arc::new(AtomicBool::new(false)),
-            Arc::new(AtomicBool::new(false)),
-        );
-        let status = Arc::new(FollowerStatus::new("clickhouse"));
-        let ship = {
-            let (store, stop, status) = (store.clone(), stop_ship.clone(), status.clone());
-            std::thread::spawn(move || {
-                let mut shipper = shipper;
-                let log = Followed {
-                    store: &store,
-                    feed: None,
-                    stop: &stop,
-                };
-                let opts = FollowOptions {
-                    backoff_max: Duration::from_millis(500),
-                    ..FollowOptions::default()
-                };
-                run_follower(&mut shipper, &log, &opts, &status);
-                shipper
-            })
-        };
+        let stop_load = Arc::new(AtomicBool::new(false));
+        let ship = common::ShipperThread::start(shipper, store.clone(), Duration::from_millis(500));
+        let status = ship.status.clone();
         let load = {
             let (store, stop) = (store.clone(), stop_load.clone());
             std::thread::spawn(move || {
@@ -112,9 +92,8 @@ impl Node {
             stats,
             status,
             stop_load,
-            stop_ship,
             load: Some(load),
-            ship: Some(ship),
+            ship,
             _dir: dir,
         }
     }
@@ -142,13 +121,7 @@ impl Node {
                 .then_some(())
                 .ok_or_else(|| format!("shipped {} of {acked} ({})", self.shipped(), self.why()))
         });
-        self.stop_ship.store(true, Ordering::Relaxed);
-        let mut shipper = self
-            .ship
-            .take()
-            .expect("shipper thread")
-            .join()
-            .expect("shipper thread");
+        let mut shipper = self.ship.stop();
         self.store.checkpoint().expect("checkpoint");
         dog.step(&format!("{name}: shipping its checkpoint"));
         common::ship_all(&mut shipper, &self.store);

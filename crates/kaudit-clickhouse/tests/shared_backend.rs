@@ -2,10 +2,13 @@
 //! stores, each its own cluster, origin and key) shipping into it; every
 //! search, stats, field-values, time-span, timeline and scan answer from
 //! ClickHouse equals the embedded backend's over a store holding the same
-//! events. Node 2 ships its rows twice with merges stopped, so the
-//! duplicates are in the table while every answer is read; stats of
+//! events. Node 2 ships its rows twice (a lost cursor) and node 1 its last
+//! 1,000 again (a crash between the INSERT and the cursor's save) with
+//! merges stopped, so the duplicates are in the table while every answer is
+//! read; each shipper recorded exactly the range it resent, and stats of
 //! exactly compiled queries (top-N, histograms, percentiles, bounded and
-//! not) are aggregated in ClickHouse and must still equal kaudit's.
+//! not) are aggregated in ClickHouse, deduplicating only inside those
+//! ranges, and must still equal kaudit's.
 
 mod common;
 
@@ -78,6 +81,34 @@ fn two_nodes_one_clickhouse_answer_like_the_embedded_backend() {
     std::fs::remove_file(kaudit_clickhouse::ship::cursor_path(d2.path())).expect("rm cursor");
     let mut again = Shipper::new(ch.config(2), d2.path()).expect("shipper 2 again");
     assert_eq!(common::ship_all(&mut again, &s2), N2);
+    // A crash after node 1's last INSERT went in, before its cursor moved:
+    // the cursor says next = N1 - 1000 and that rows up to N1 were sent.
+    let c1 = kaudit_clickhouse::ship::read_cursor(d1.path()).expect("cursor 1");
+    assert_eq!(c1.sent, Some(N1), "the cursor does not say what was sent");
+    let crashed = kaudit_clickhouse::ship::ShipCursor {
+        next: N1 - 1_000,
+        ..c1
+    };
+    std::fs::write(
+        kaudit_clickhouse::ship::cursor_path(d1.path()),
+        serde_json::to_vec(&crashed).expect("json"),
+    )
+    .expect("write cursor");
+    let mut restarted = Shipper::new(ch.config(1), d1.path()).expect("shipper 1 again");
+    assert_eq!(common::ship_all(&mut restarted, &s1), 1_000);
+    // Exactly the resent ranges were recorded: nothing for the first
+    // shipments (a new node's backlog is not a resend), all of node 2, the
+    // last 1,000 of node 1.
+    let resent = admin.resent().expect("resent ranges");
+    use kaudit_clickhouse::gseq;
+    assert_eq!(
+        resent.ranges(),
+        &[
+            (gseq(1, N1 - 1_000), gseq(1, N1)),
+            (gseq(2, 0), gseq(2, N2))
+        ],
+        "recorded ranges"
+    );
     let rows: u64 = admin
         .client()
         .execute(&format!("SELECT count() FROM {events}"))
@@ -85,7 +116,11 @@ fn two_nodes_one_clickhouse_answer_like_the_embedded_backend() {
         .trim()
         .parse()
         .expect("a number");
-    assert_eq!(rows, N1 + 2 * N2, "the resend did not leave duplicate rows");
+    assert_eq!(
+        rows,
+        N1 + 1_000 + 2 * N2,
+        "the resends did not leave duplicate rows"
+    );
 
     // The reference: one store with the same events, its embedded index.
     let dr = tempfile::tempdir().expect("tmp");
@@ -201,7 +236,7 @@ fn two_nodes_one_clickhouse_answer_like_the_embedded_backend() {
             // Exactly compiled queries aggregate in ClickHouse; the others
             // confirm rows in kaudit.
             assert_eq!(
-                chb.stats_statements(&req).is_some(),
+                chb.stats_statements(&req, &resent).is_some(),
                 exact,
                 "{q}: wrong stats path"
             );

@@ -276,22 +276,36 @@ pub fn store_of(dir: &Path, cluster: &str, n: u64, seed: u64) -> Store {
 
 /// Appends `n` generated events of `cluster` to `store`.
 pub fn append_generated(store: &Store, cluster: &str, n: u64, seed: u64, offset: i64) {
+    append_records(store, &generated(cluster, n, seed, offset));
+}
+
+/// `n` generated events of `cluster`, received from `offset` µs after a
+/// fixed time.
+pub fn generated(cluster: &str, n: u64, seed: u64, offset: i64) -> Vec<Record> {
     let mut cfg = kaudit_gen::GenConfig::new(seed);
     cfg.events = Some(n);
     cfg.clusters = vec![cluster.to_string()];
     let mut g = kaudit_gen::Generator::new(cfg).expect("generator");
-    let mut tx = store.transaction().expect("tx");
+    let mut out = Vec::new();
     let mut line = Vec::new();
     let mut i = offset;
     while g.next_into(&mut line).is_some() {
-        tx.push(&Record {
+        out.push(Record {
             cluster: cluster.to_string(),
             received: MicroTime(1_800_000_000_000_000 + i),
-            event: line.clone(),
-        })
-        .expect("push");
-        line.clear();
+            event: std::mem::take(&mut line),
+        });
         i += 1;
+    }
+    out
+}
+
+/// Appends `records` to `store` in one transaction (what ingest
+/// acknowledges after).
+pub fn append_records(store: &Store, records: &[Record]) {
+    let mut tx = store.transaction().expect("tx");
+    for r in records {
+        tx.push(r).expect("push");
     }
     tx.commit().expect("commit");
 }
@@ -408,4 +422,122 @@ pub fn replicated_pair(
     a.spawn();
     b.spawn();
     (a, b, tmp)
+}
+
+/// A shipper running as a follower of `store` on its own thread (as `kaudit
+/// serve` runs it), with the follower status the server reports.
+pub struct ShipperThread {
+    /// The follower's status (up, backlog, failures, last error).
+    pub status: std::sync::Arc<kaudit_store::FollowerStatus>,
+    stop: std::sync::Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<Shipper>>,
+}
+
+impl ShipperThread {
+    /// Starts `shipper` over `store`, backing off at most `backoff_max`
+    /// between failed steps.
+    pub fn start(
+        shipper: Shipper,
+        store: std::sync::Arc<Store>,
+        backoff_max: Duration,
+    ) -> ShipperThread {
+        let status = std::sync::Arc::new(kaudit_store::FollowerStatus::new("clickhouse"));
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let handle = {
+            let (status, stop) = (status.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut shipper = shipper;
+                let log = Followed {
+                    store: &store,
+                    feed: None,
+                    stop: &stop,
+                };
+                let opts = kaudit_store::FollowOptions {
+                    backoff_max,
+                    ..kaudit_store::FollowOptions::default()
+                };
+                kaudit_store::run_follower(&mut shipper, &log, &opts, &status);
+                shipper
+            })
+        };
+        ShipperThread {
+            status,
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// Stops the follower and hands the shipper back.
+    pub fn stop(&mut self) -> Shipper {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle
+            .take()
+            .expect("shipper thread already stopped")
+            .join()
+            .expect("shipper thread")
+    }
+}
+
+/// A TCP proxy in front of a server that cuts every connection once it has
+/// passed `cut` bytes of answers: a stream breaking mid-way, as when a
+/// replica dies while it answers. Counts the cuts.
+pub struct CuttingProxy {
+    /// The proxy's HTTP url.
+    pub url: String,
+    /// Connections cut so far.
+    pub cuts: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl CuttingProxy {
+    /// Starts a proxy to `127.0.0.1:upstream` (runs until the test ends).
+    pub fn start(upstream: u16, cut: usize) -> CuttingProxy {
+        use std::io::{Read, Write};
+        use std::net::{Shutdown, TcpStream};
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let port = l.local_addr().expect("addr").port();
+        let cuts = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = cuts.clone();
+        std::thread::spawn(move || {
+            for client in l.incoming() {
+                let Ok(mut client) = client else { continue };
+                let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let cuts = counted.clone();
+                let (Ok(mut c2), Ok(mut s2)) = (client.try_clone(), server.try_clone()) else {
+                    continue;
+                };
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c2, &mut s2);
+                    let _ = s2.shutdown(Shutdown::Write);
+                });
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16 << 10];
+                    let mut passed = 0usize;
+                    loop {
+                        let n = match server.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if passed + n >= cut {
+                            let _ = client.write_all(&buf[..cut - passed]);
+                            let _ = client.flush();
+                            cuts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            break;
+                        }
+                        passed += n;
+                        if client.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = client.shutdown(Shutdown::Both);
+                    let _ = server.shutdown(Shutdown::Both);
+                });
+            }
+        });
+        CuttingProxy {
+            url: format!("http://127.0.0.1:{port}"),
+            cuts,
+        }
+    }
 }

@@ -119,19 +119,69 @@ pub struct QueryArgs {
     /// Output format; jsonl when stdout is not a terminal.
     #[arg(long, short = 'o', value_enum)]
     pub output: Option<Format>,
+    /// Answer from ClickHouse (every node's events) instead of the local
+    /// store: a `http(s)://` url (default database and prefix) or a serve
+    /// config file whose `store.clickhouse` names the tables. With
+    /// --follow, new events of every node are printed as they are shipped.
+    #[arg(long, value_name = "URL|CONFIG")]
+    pub clickhouse: Option<String>,
+}
+
+/// The ClickHouse tables `target` names: a `http(s)://` url (defaults for
+/// the rest) or a serve config file with `store.clickhouse`.
+pub(crate) fn clickhouse_config(
+    target: &str,
+) -> anyhow::Result<kaudit_clickhouse::ClickHouseConfig> {
+    if target.starts_with("http://") || target.starts_with("https://") {
+        return Ok(kaudit_clickhouse::ClickHouseConfig::new(target));
+    }
+    kaudit_server::config::ServerConfig::load(Some(std::path::Path::new(target)), std::env::vars())?
+        .store
+        .clickhouse
+        .ok_or_else(|| anyhow::anyhow!("{target}: no store.clickhouse in this config"))
+}
+
+/// Where `kaudit query` reads: the local store (with its index) or the
+/// shared ClickHouse tables.
+enum Source {
+    Local(std::sync::Arc<Store>, Box<EmbeddedBackend>),
+    ClickHouse(Box<kaudit_clickhouse::ClickHouseBackend>),
+}
+
+impl Source {
+    fn backend(&self) -> &dyn SearchBackend {
+        match self {
+            Source::Local(_, b) => b.as_ref(),
+            Source::ClickHouse(b) => b.as_ref(),
+        }
+    }
 }
 
 /// `kaudit query`.
 pub fn query(a: QueryArgs) -> anyhow::Result<ExitCode> {
     let q = compile(&a.query)?;
     let (since, until) = a.time.bounds()?;
-    let t0 = Instant::now();
-    let store = std::sync::Arc::new(a.data.open()?);
-    let t1 = t0.elapsed();
-    let backend = EmbeddedBackend::for_query(&a.data.data, store.clone(), &q, &Needs::default())?;
-    if std::env::var_os("KAUDIT_TIMING").is_some() {
-        eprintln!("open store {t1:?}, index {:?}", t0.elapsed() - t1);
-    }
+    let source = match &a.clickhouse {
+        Some(target) => {
+            let cfg = clickhouse_config(target)?;
+            Source::ClickHouse(Box::new(
+                kaudit_clickhouse::ClickHouseBackend::open(&cfg)
+                    .with_context(|| format!("--clickhouse {target}"))?,
+            ))
+        }
+        None => {
+            let t0 = Instant::now();
+            let store = std::sync::Arc::new(a.data.open()?);
+            let t1 = t0.elapsed();
+            let backend =
+                EmbeddedBackend::for_query(&a.data.data, store.clone(), &q, &Needs::default())?;
+            if std::env::var_os("KAUDIT_TIMING").is_some() {
+                eprintln!("open store {t1:?}, index {:?}", t0.elapsed() - t1);
+            }
+            Source::Local(store, Box::new(backend))
+        }
+    };
+    let backend = source.backend();
     let format = a.output.unwrap_or(if std::io::stdout().is_terminal() {
         Format::Table
     } else {
@@ -154,7 +204,7 @@ pub fn query(a: QueryArgs) -> anyhow::Result<ExitCode> {
     if format == Format::Json {
         out.write_all(b"[")?;
     }
-    let walked = search_pages(&backend, &req, a.limit as u64, a.page_size, &mut |hits| {
+    let walked = search_pages(backend, &req, a.limit as u64, a.page_size, &mut |hits| {
         let printed = print_hits(&mut out, format, &hits, first, !first)
             .and_then(|()| out.flush().map_err(anyhow::Error::from));
         first = false;
@@ -182,17 +232,31 @@ pub fn query(a: QueryArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     drop(out);
-    let mut next = kaudit_index::FollowPosition::at(store.len());
-    drop((backend, store));
+    let mut next = match &source {
+        Source::Local(store, _) => kaudit_index::FollowPosition::at(store.len()),
+        // Per node: each node's rows ship on their own schedule.
+        Source::ClickHouse(b) => b.follow_end()?,
+    };
+    let ch = match source {
+        Source::ClickHouse(b) => Some(b),
+        Source::Local(..) => None,
+    };
+    eprintln!("following new events (Ctrl-C to stop)");
     loop {
         std::thread::sleep(Duration::from_millis(500));
-        // A read-only store sees new records when opened again.
-        let backend = EmbeddedBackend::unindexed(std::sync::Arc::new(a.data.open()?));
         let mut hits = Vec::new();
-        next = backend.follow(&q, since, until, &next, &mut |h| {
+        let mut take = |h| {
             hits.push(h);
             true
-        })?;
+        };
+        next = match &ch {
+            Some(b) => b.follow(&q, since, until, &next, &mut take)?,
+            None => {
+                // A read-only store sees new records when opened again.
+                let backend = EmbeddedBackend::unindexed(std::sync::Arc::new(a.data.open()?));
+                backend.follow(&q, since, until, &next, &mut take)?
+            }
+        };
         let stdout = std::io::stdout();
         let mut out = stdout.lock();
         if format == Format::Json {

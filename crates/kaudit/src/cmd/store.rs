@@ -380,14 +380,7 @@ pub struct VerifyArgs {
 
 /// `kaudit verify --clickhouse`.
 fn verify_clickhouse(a: &VerifyArgs, target: &str) -> anyhow::Result<ExitCode> {
-    let cfg = if target.starts_with("http://") || target.starts_with("https://") {
-        kaudit_clickhouse::ClickHouseConfig::new(target)
-    } else {
-        kaudit_server::config::ServerConfig::load(Some(Path::new(target)), std::env::vars())?
-            .store
-            .clickhouse
-            .ok_or_else(|| anyhow::anyhow!("{target}: no store.clickhouse in this config"))?
-    };
+    let cfg = super::query::clickhouse_config(target)?;
     let mut trusted = std::collections::HashMap::new();
     for nk in &a.node_keys {
         let (id, key) = nk
