@@ -403,8 +403,14 @@ impl Store {
                 builder.max_time,
             );
             let prefix = prefixes.get(i).copied().flatten();
-            let key =
-                builder.add_parts_prefixed(r.cluster, r.event, r.received, seq, &mut leaves, prefix);
+            let key = builder.add_parts_prefixed(
+                r.cluster,
+                r.event,
+                r.received,
+                seq,
+                &mut leaves,
+                prefix,
+            );
             if !w.dedupe.insert(key) {
                 builder.undo(mark);
                 leaves.pop();
