@@ -7,11 +7,15 @@
 # (search indexer, live detection) catch up. Then, on a fresh server, `perf record -g` of the
 # same load and the top symbols by self time.
 # Other processes on the machine still run on both cores: say "loaded" with the figures.
-# Usage: bench/serve_cpu.sh [EVENTS] (default 200000); KAUDIT_BENCH_NO_PROFILE=1 skips perf record.
+# Usage: bench/serve_cpu.sh [EVENTS] (default 200000); KAUDIT_BENCH_NO_PROFILE=1 skips perf record;
+# KAUDIT_BENCH_BIN=<path> runs another build of kaudit as the server (an A/B against a kept copy
+# of the old binary; the load generator and `gen` stay the same); KAUDIT_BENCH_SERVER_ENV="K=V ..."
+# adds environment to the server only (e.g. LD_PRELOAD of a shim).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-200000}"
 K=./target/release/kaudit
+SERVER="${KAUDIT_BENCH_BIN:-$K}"
 LOADGEN=./target/release/examples/loadgen
 [ -x "$K" ] && [ -x "$LOADGEN" ] || {
   echo "build first: cargo build --release -p kaudit && cargo build --release -p kaudit-server --example loadgen" >&2
@@ -26,14 +30,14 @@ trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$work"' EXIT
 
 start_server() {
   port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-  KAUDIT_INGEST__MIN_FREE_DISK=0 taskset -c 0 $K serve --data "$work/$1" --listen 127.0.0.1:$port 2>"$work/$1.log" &
+  env KAUDIT_INGEST__MIN_FREE_DISK=0 ${KAUDIT_BENCH_SERVER_ENV:-} taskset -c 0 "$SERVER" serve --data "$work/$1" --listen 127.0.0.1:$port 2>"$work/$1.log" &
   pid=$!
   for _ in $(seq 100); do curl -sf http://127.0.0.1:$port/readyz >/dev/null && break; sleep 0.1; done
 }
 
 task_ms() { awk '/task-clock/ {gsub(",", "", $1); print $1}' "$1"; }
 
-echo "== server on core 0, load generator on core 1: $N events, 8 senders x 400"
+echo "== server $SERVER ${KAUDIT_BENCH_SERVER_ENV:-} on core 0, load generator on core 1: $N events, 8 senders x 400"
 start_server stat
 perf stat -e task-clock,context-switches,page-faults -p $pid -o "$work/run.txt" &
 perf_pid=$!

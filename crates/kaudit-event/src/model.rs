@@ -496,8 +496,10 @@ where
 // Decoding
 // ---------------------------------------------------------------------------
 
-/// What one JSON object turned out to be.
-pub(crate) enum Decoded {
+/// What one JSON object turned out to be; an EventList's items borrow the
+/// text it was decoded from (no copy of a batch's bytes before its items are
+/// decoded).
+pub(crate) enum Decoded<'a> {
     /// An Event (possibly of an older version, already converted to v1).
     Event {
         doc: Box<EventDoc>,
@@ -506,7 +508,7 @@ pub(crate) enum Decoded {
     },
     /// An EventList: its items, still raw.
     List {
-        items: Vec<Box<RawValue>>,
+        items: Vec<&'a RawValue>,
         /// The list's `apiVersion`, which its items (carrying none) share.
         version: Option<ApiVersion>,
     },
@@ -593,7 +595,7 @@ impl<'de> Deserialize<'de> for Key {
 /// The raw top-level value of an object before it is known to be an Event
 /// or an EventList; built in one pass over the map.
 #[derive(Default)]
-struct Wire {
+struct Wire<'de> {
     kind: Option<Result<String, String>>,
     api_version: Option<String>,
     doc: EventDoc,
@@ -603,7 +605,7 @@ struct Wire {
     timestamp: Option<String>,
     request_received: Option<Option<String>>,
     stage_ts: Option<Option<String>>,
-    items: Option<Vec<Box<RawValue>>>,
+    items: Option<Vec<&'de RawValue>>,
 }
 
 #[derive(Deserialize)]
@@ -626,11 +628,11 @@ struct ItemsSeed<'a> {
 }
 
 impl<'de> DeserializeSeed<'de> for ItemsSeed<'_> {
-    type Value = Option<Vec<Box<RawValue>>>;
+    type Value = Option<Vec<&'de RawValue>>;
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         struct V<'a>(ItemsSeed<'a>);
         impl<'de> serde::de::Visitor<'de> for V<'_> {
-            type Value = Option<Vec<Box<RawValue>>>;
+            type Value = Option<Vec<&'de RawValue>>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a list of items")
             }
@@ -651,7 +653,7 @@ impl<'de> DeserializeSeed<'de> for ItemsSeed<'_> {
                 mut seq: A,
             ) -> Result<Self::Value, A::Error> {
                 let mut items = Vec::new();
-                while let Some(item) = seq.next_element::<Box<RawValue>>()? {
+                while let Some(item) = seq.next_element::<&'de RawValue>()? {
                     if items.len() == self.0.max_items {
                         self.0.exceeded.set(true);
                         return Err(serde::de::Error::custom(format_args!(
@@ -670,7 +672,7 @@ impl<'de> DeserializeSeed<'de> for ItemsSeed<'_> {
 
 /// A JSON array of raw values, at most `max_items` long (a webhook body
 /// that is an array of Events or EventLists).
-pub(crate) fn raw_array(text: &str, max_items: usize) -> Result<Vec<Box<RawValue>>, EventError> {
+pub(crate) fn raw_array(text: &str, max_items: usize) -> Result<Vec<&RawValue>, EventError> {
     let exceeded = Cell::new(false);
     let seed = ItemsSeed {
         max_items,
@@ -686,18 +688,21 @@ pub(crate) fn raw_array(text: &str, max_items: usize) -> Result<Vec<Box<RawValue
 }
 
 impl<'de> DeserializeSeed<'de> for WireSeed<'_> {
-    type Value = Wire;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Wire, D::Error> {
+    type Value = Wire<'de>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Wire<'de>, D::Error> {
         struct V<'a> {
             max_items: usize,
             exceeded: &'a Cell<bool>,
         }
         impl<'de> serde::de::Visitor<'de> for V<'_> {
-            type Value = Wire;
+            type Value = Wire<'de>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a JSON object (an audit Event or EventList)")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Wire, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Wire<'de>, A::Error> {
                 use serde::de::Error;
                 let mut w = Wire::default();
                 macro_rules! val {
@@ -860,7 +865,7 @@ pub enum EventError {
     },
 }
 
-pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded, EventError> {
+pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded<'_>, EventError> {
     // One UTF-8 check of the whole document (a fast pass over mostly ASCII)
     // instead of one per string, which `from_slice` would make.
     let text = std::str::from_utf8(bytes).map_err(|e| {
@@ -874,7 +879,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded, EventError> {
 
 /// Decodes one JSON object already known to be UTF-8; an EventList with more
 /// than `max_items` items is refused while it is read.
-pub(crate) fn decode_str(text: &str, max_items: usize) -> Result<Decoded, EventError> {
+pub(crate) fn decode_str(text: &str, max_items: usize) -> Result<Decoded<'_>, EventError> {
     let exceeded = Cell::new(false);
     let seed = WireSeed {
         max_items,
@@ -899,8 +904,8 @@ pub(crate) fn decode_str(text: &str, max_items: usize) -> Result<Decoded, EventE
     wire.finish()
 }
 
-impl Wire {
-    fn finish(mut self) -> Result<Decoded, EventError> {
+impl<'de> Wire<'de> {
+    fn finish(mut self) -> Result<Decoded<'de>, EventError> {
         let kind_present = self.kind.is_some();
         match self.kind.take() {
             Some(Ok(k)) if k == "EventList" => {

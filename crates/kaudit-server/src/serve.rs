@@ -114,10 +114,17 @@ impl EventLog for StoreLog {
                 event: r.event.bytes(),
             })
             .collect();
+        // The ingest pipeline hashed each event once for its dedupe key;
+        // the store finishes the leaf hashes from those states.
+        let prefixes: Vec<Option<&sha2::Sha256>> = records
+            .iter()
+            .map(|r| r.leaf_prefix.as_ref().map(|p| p.state()))
+            .collect();
         let appended = self
             .store
-            .append_refs(&refs)
+            .append_prehashed(&refs, &prefixes)
             .map_err(|e| LogError::Failed(e.to_string()))?;
+        drop(prefixes);
         drop(refs);
         // With duplicates dropped, which record got which number is the
         // store's business: followers read that batch from the store.
@@ -711,4 +718,36 @@ async fn listen(
 /// Where sources keep their positions inside a data directory.
 pub fn source_state_dir(data: &Path) -> PathBuf {
     kaudit_sources::source::state_dir(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use kaudit_event::MicroTime;
+    use kaudit_sources::dedupe;
+    use kaudit_store::record::{finish_leaf_and_key, hash_leaf_and_key, write_leaf, LEAF_TRAILER};
+
+    /// The ingest pipeline hashes each event once and the store finishes
+    /// the leaf hash from that state: both must give exactly what the store
+    /// computes from the whole leaf_data, and the window's key must be the
+    /// store's dedupe key, for any cluster and event length (block edges).
+    #[test]
+    fn one_hash_pass_gives_the_stores_leaf_hash_and_key() {
+        let long_event = "y".repeat(10_000);
+        let clusters = ["", "c", "prod-eu-1", "ü-cluster", &"z".repeat(253)];
+        for (n, cluster) in clusters.iter().enumerate() {
+            for len in [1usize, 2, 50, 55, 56, 63, 64, 65, 119, 128, 1000, 10_000] {
+                let event = &long_event.as_bytes()[..len];
+                let received = MicroTime(1_700_000_000_000_000 + len as i64);
+                let seq = (n * 1000 + len) as u64;
+                let mut leaf = Vec::new();
+                write_leaf(cluster, event, received, seq, &mut leaf);
+                let (key, prefix) = dedupe::key_and_prefix(cluster, event);
+                let prefix = prefix.expect("clusters of at most 253 bytes get a prefix");
+                let got = finish_leaf_and_key(prefix.state(), &leaf[leaf.len() - LEAF_TRAILER..]);
+                let want = hash_leaf_and_key(&leaf);
+                assert_eq!(got, want, "cluster {cluster:?}, event of {len} bytes");
+                assert_eq!(key, want.1, "window key is the store's dedupe key");
+            }
+        }
+    }
 }

@@ -7,6 +7,15 @@
 //! kube-apiserver, clients may set the header themselves, and test data
 //! reuses one auditID, so distinct events sharing an auditID and stage must
 //! all be kept. Only an identical resend is dropped.
+//!
+//! The key is computed the way the store computes its own dedupe key and
+//! starts its Merkle leaf hash (`kaudit_store::record`, leaf_data layout 1):
+//! SHA-256 over `0x00 || 0x01 || cluster length (u16 BE) || cluster || event`.
+//! So one SHA-256 pass over an event's bytes serves both: the window takes
+//! the first 16 bytes of that prefix's digest, and the hash state after the
+//! prefix ([`LeafPrefix`]) travels with the record to the store, which only
+//! adds the sequence number and receive time to finish the leaf hash instead
+//! of hashing the event again. The store's stored values are unchanged.
 
 use sha2::{Digest, Sha256};
 use std::collections::{HashSet, VecDeque};
@@ -38,17 +47,61 @@ struct Inner {
 /// (the caller then answers 503 and the apiserver retries).
 const CLAIM_WAIT: Duration = Duration::from_secs(30);
 
+/// RFC 6962's leaf prefix byte, then the store's leaf_data layout version.
+const LEAF_START: [u8; 2] = [0x00, 0x01];
+/// Longest cluster name the store's leaf_data holds (its `MAX_CLUSTER`).
+const MAX_LEAF_CLUSTER: usize = 253;
+
+/// SHA-256 state after `0x00 || leaf_data` up to the end of the event (the
+/// store's leaf_data layout 1): what the store needs to finish a record's
+/// leaf hash without hashing its event again. Only [`key_and_prefix`] makes
+/// one, from the very cluster and bytes the record carries.
+#[derive(Clone)]
+pub struct LeafPrefix(Sha256);
+
+impl LeafPrefix {
+    /// The hash state, for the store to clone and finish.
+    pub fn state(&self) -> &Sha256 {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for LeafPrefix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LeafPrefix(..)")
+    }
+}
+
 /// The key for one event: its cluster and its exact bytes (as stored).
 pub fn key(cluster: &str, event_bytes: &[u8]) -> KeyHash {
+    key_and_prefix(cluster, event_bytes).0
+}
+
+/// The key for one event and, when the store can use it (a cluster name of
+/// at most 253 bytes, as the store accepts), the hash state its leaf hash
+/// continues from: one SHA-256 pass over the event's bytes for both.
+pub fn key_and_prefix(cluster: &str, event_bytes: &[u8]) -> (KeyHash, Option<LeafPrefix>) {
+    let c = cluster.as_bytes();
     let mut h = Sha256::new();
-    for part in [cluster.as_bytes(), event_bytes] {
-        h.update((part.len() as u64).to_be_bytes());
-        h.update(part);
-    }
+    let prefix = if c.len() <= MAX_LEAF_CLUSTER {
+        h.update(LEAF_START);
+        h.update((c.len() as u16).to_be_bytes());
+        h.update(c);
+        h.update(event_bytes);
+        Some(LeafPrefix(h.clone()))
+    } else {
+        // The store refuses such a record; still key it unambiguously (a
+        // length-prefixed encoding that starts differently from the above).
+        for part in [c, event_bytes] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part);
+        }
+        None
+    };
     let full = h.finalize();
     let mut out = [0u8; 16];
     out.copy_from_slice(&full[..16]);
-    out
+    (out, prefix)
 }
 
 /// A racing request held the same keys for too long.
@@ -208,5 +261,21 @@ mod tests {
     #[test]
     fn key_parts_cannot_be_confused() {
         assert_ne!(key("ab", b"c"), key("a", b"bc"));
+        let long = "x".repeat(300);
+        assert_ne!(key(&long, b"e"), key(&long[..299], b"xe"));
+        assert!(key_and_prefix(&long, b"e").1.is_none());
+    }
+
+    #[test]
+    fn key_is_the_leaf_prefix_digest() {
+        // The layout the store hashes: 0x00, version 1, u16 cluster length,
+        // cluster, event. Written out here by hand, independently.
+        let (k, prefix) = key_and_prefix("prod", b"{\"kind\":\"Event\"}");
+        let mut manual = vec![0u8, 1, 0, 4];
+        manual.extend_from_slice(b"prod{\"kind\":\"Event\"}");
+        let want = Sha256::digest(&manual);
+        assert_eq!(k[..], want[..16]);
+        let prefix = prefix.expect("short cluster names get a prefix");
+        assert_eq!(prefix.state().clone().finalize(), want);
     }
 }

@@ -72,6 +72,11 @@ pub struct IngestRecord {
     pub received: MicroTime,
     /// The event (its bytes are what is stored).
     pub event: Event,
+    /// The SHA-256 state over the store's leaf prefix of exactly this
+    /// cluster and these bytes, computed once for the dedupe key; the store
+    /// finishes the leaf hash from it instead of hashing the event again.
+    /// `None` when there is none (the store then hashes the record itself).
+    pub leaf_prefix: Option<dedupe::LeafPrefix>,
 }
 
 /// Where ingested events go: the store. `append` returns only once every
@@ -371,6 +376,7 @@ impl Ingestor {
                 cluster: cluster.to_string(),
                 received,
                 event: ev,
+                leaf_prefix: None,
             });
         }
         // Quarantine first: once the batch is acknowledged, every item of it
@@ -424,8 +430,12 @@ impl Ingestor {
             );
         }
         let keys: Vec<_> = records
-            .iter()
-            .map(|r| dedupe::key(&r.cluster, r.event.bytes()))
+            .iter_mut()
+            .map(|r| {
+                let (key, prefix) = dedupe::key_and_prefix(&r.cluster, r.event.bytes());
+                r.leaf_prefix = prefix;
+                key
+            })
             .collect();
         let fresh = self
             .dedupe

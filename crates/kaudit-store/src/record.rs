@@ -122,6 +122,21 @@ pub fn hash_leaf_and_key(leaf_data: &[u8]) -> (Hash, [u8; 16]) {
     (h.finalize().into(), key)
 }
 
+/// [`hash_leaf_and_key`] for a record whose prefix (`0x00 || leaf_data` up
+/// to the end of its event) a caller has already hashed into `prefix` (the
+/// ingest path hashes it once for its dedupe window): only the trailer (the
+/// last [`LEAF_TRAILER`] bytes, sequence number and receive time) is hashed
+/// here. Same values as [`hash_leaf_and_key`] when `prefix` covers the same
+/// bytes.
+pub fn finish_leaf_and_key(prefix: &sha2::Sha256, trailer: &[u8]) -> (Hash, [u8; 16]) {
+    use sha2::Digest;
+    let mut h = prefix.clone();
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&prefix.clone().finalize()[..16]);
+    h.update(trailer);
+    (h.finalize().into(), key)
+}
+
 /// A record read back, borrowing its leaf_data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LeafRef<'a> {

@@ -126,6 +126,21 @@ impl BundleBuilder {
         seq: u64,
         leaves: &mut Vec<Hash>,
     ) -> [u8; 16] {
+        self.add_parts_prefixed(cluster, event, received, seq, leaves, None)
+    }
+
+    /// [`Self::add_parts`] finishing the leaf hash from `prefix`, the hash
+    /// state a caller computed over this very record's prefix
+    /// ([`crate::record::finish_leaf_and_key`]); `None` hashes it all here.
+    pub(super) fn add_parts_prefixed(
+        &mut self,
+        cluster: &str,
+        event: &[u8],
+        received: kaudit_event::MicroTime,
+        seq: u64,
+        leaves: &mut Vec<Hash>,
+        prefix: Option<&sha2::Sha256>,
+    ) -> [u8; 16] {
         let t = received.micros();
         if self.count == 0 {
             self.first_seq = seq;
@@ -137,7 +152,20 @@ impl BundleBuilder {
         crate::record::write_leaf(cluster, event, received, seq, &mut self.raw);
         let n = (self.raw.len() - len_at - 4) as u32;
         self.raw[len_at..len_at + 4].copy_from_slice(&n.to_le_bytes());
-        let (leaf, key) = crate::record::hash_leaf_and_key(&self.raw[len_at + 4..]);
+        let leaf_data = &self.raw[len_at + 4..];
+        let (leaf, key) = match prefix {
+            Some(p) => {
+                let trailer = &leaf_data[leaf_data.len() - crate::record::LEAF_TRAILER..];
+                let r = crate::record::finish_leaf_and_key(p, trailer);
+                debug_assert_eq!(
+                    r,
+                    crate::record::hash_leaf_and_key(leaf_data),
+                    "a leaf prefix hash that does not cover its record"
+                );
+                r
+            }
+            None => crate::record::hash_leaf_and_key(leaf_data),
+        };
         leaves.push(leaf);
         self.count += 1;
         self.min_time = self.min_time.min(t);

@@ -348,13 +348,28 @@ impl Store {
     /// ingest path keeps its parsed events for the live feed and lends their
     /// bytes here, so nothing is copied twice).
     pub fn append_refs(&self, records: &[RecordRef<'_>]) -> StoreResult<Appended> {
+        self.append_prehashed(records, &[])
+    }
+
+    /// [`Store::append_refs`] with, for record `i`, `prefixes[i]`: the
+    /// SHA-256 state after `0x00 || leaf_data` up to the end of its event
+    /// (layout in [`crate::record`]), which a caller that already hashed the
+    /// event (the ingest dedupe key) hands in so the event is not hashed a
+    /// second time. A `None` or missing entry is hashed here. The state must
+    /// cover exactly that record's cluster and event, or its leaf hash is
+    /// wrong: debug builds check every one against a full hash.
+    pub fn append_prehashed(
+        &self,
+        records: &[RecordRef<'_>],
+        prefixes: &[Option<&sha2::Sha256>],
+    ) -> StoreResult<Appended> {
         for r in records {
             validate_parts(r.cluster, r.event)?;
         }
         let (range, dups, epoch) = {
             let mut w = self.writer.lock().map_err(lock_poison)?;
             self.recover_if_poisoned(&mut w)?;
-            let res = self.write_records(&mut w, records);
+            let res = self.write_records(&mut w, records, prefixes);
             if let Err(e) = &res {
                 w.poisoned = Some(e.to_string());
             }
@@ -427,10 +442,11 @@ impl Store {
         &self,
         w: &mut Writer,
         records: &[RecordRef<'_>],
+        prefixes: &[Option<&sha2::Sha256>],
     ) -> StoreResult<(Range<u64>, u64)> {
         let mut inserted: Vec<[u8; 16]> = Vec::new();
         let dedupe_len = w.dedupe_len;
-        let res = self.write_records_inner(w, records, &mut inserted);
+        let res = self.write_records_inner(w, records, prefixes, &mut inserted);
         if res.is_err() {
             // Nothing of this batch is acknowledged: its keys must not make
             // a resend look like a duplicate once the writer recovers.
@@ -446,6 +462,7 @@ impl Store {
         &self,
         w: &mut Writer,
         records: &[RecordRef<'_>],
+        prefixes: &[Option<&sha2::Sha256>],
         inserted: &mut Vec<[u8; 16]>,
     ) -> StoreResult<(Range<u64>, u64)> {
         // Failing to move old keys to disk (a full disk) costs RAM, not
@@ -459,7 +476,7 @@ impl Store {
         let mut metas = Vec::new();
         let mut leaves = Vec::new();
         self.ensure_segment(w)?;
-        for r in records {
+        for (i, r) in records.iter().enumerate() {
             let seq = w.next_seq;
             let mark = (
                 builder.raw.len(),
@@ -467,7 +484,15 @@ impl Store {
                 builder.min_time,
                 builder.max_time,
             );
-            let key = builder.add_parts(r.cluster, r.event, r.received, seq, &mut leaves);
+            let prefix = prefixes.get(i).copied().flatten();
+            let key = builder.add_parts_prefixed(
+                r.cluster,
+                r.event,
+                r.received,
+                seq,
+                &mut leaves,
+                prefix,
+            );
             if !w.dedupe.insert(key)? {
                 builder.undo(mark);
                 leaves.pop();
