@@ -181,7 +181,11 @@ impl<T: Plain> Rows<T> {
         if to <= from {
             return;
         }
-        debug_assert!(from % page() == 0 && to % page() == 0 && to <= Self::bytes_for(self.cap));
+        debug_assert!(
+            from.is_multiple_of(page())
+                && to.is_multiple_of(page())
+                && to <= Self::bytes_for(self.cap)
+        );
         let Ok(offset) = libc::off_t::try_from(from) else {
             out_of_memory(to - from)
         };

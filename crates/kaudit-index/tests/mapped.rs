@@ -10,7 +10,7 @@ use kaudit_event::Event;
 use kaudit_index::index::{Needs, DICT_COLUMNS, HASH_FIELDS};
 use kaudit_index::{EmbeddedBackend, Index, IndexMode, SearchRequest};
 use kaudit_query::Query;
-use kaudit_store::{LogReader, Store, StoreOptions};
+use kaudit_store::{Store, StoreOptions};
 use std::sync::Arc;
 
 /// Every row of every column as plain values: ids resolved to their value
