@@ -62,7 +62,7 @@ def run(binary, rnd):
         users = [r["key"][0] for r in get(base, "/api/v1/stats", by="user", top=60)[0]["rows"]]
         resources = [r["key"][0] for r in get(base, "/api/v1/stats", by="resource", top=40)[0]["rows"]]
         page = get(base, "/api/v1/events", q="verb=update", limit=400)[0]["events"]
-        ids = [e["auditID"] for e in page]
+        ids = [e["event"]["auditID"] for e in page]
         fields = ["user", "resource", "namespace", "verb", "code", "useragent", "sourceip", "name"]
         qs = {
             "needle user+verb": lambda i: ("/api/v1/events", {"q": f'user="{users[(i + rnd) % len(users)]}" verb=delete', "limit": 100}),
