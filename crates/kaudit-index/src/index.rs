@@ -1321,7 +1321,10 @@ impl Index {
             counts.push(dict.keys.len() as u64);
             buf.clear();
             let path = self.dir.join(format!("{name}.col"));
-            if col.width() != self.persisted_widths[slot] {
+            // A fresh index (rebuilt after damage: `from` is 0 while old
+            // files may remain) writes new files and renames them, never
+            // rewriting bytes a reader in another process has mapped.
+            if col.width() != self.persisted_widths[slot] || from == 0 {
                 col.bytes(0, &mut buf);
                 replace(&path, &buf)?;
                 self.persisted_widths[slot] = col.width();
@@ -1427,8 +1430,15 @@ fn persist_fixed<T: Plain + LeBytes>(
     rows[from.min(rows.len())..]
         .iter()
         .for_each(|x| x.put_le(buf));
-    let f = append_at(path, buf, from * std::mem::size_of::<T>())?;
-    rows.remap(f, count, false);
+    if from == 0 {
+        // A fresh index: a new file renamed over any old one (see commit).
+        replace(path, buf)?;
+        let f = File::open(path).map_err(io_err(path))?;
+        rows.remap(f, count, true);
+    } else {
+        let f = append_at(path, buf, from * std::mem::size_of::<T>())?;
+        rows.remap(f, count, false);
+    }
     Ok(())
 }
 

@@ -194,7 +194,11 @@ fn a_truncated_column_file_is_detected_and_rebuilt() {
             .expect_err(file);
         let msg = err.to_string();
         assert!(msg.contains(file) && msg.contains("committed"), "{msg}");
-        // The backend drops and rebuilds it, and answers as before.
+        // The backend drops and rebuilds it, and answers as before. The
+        // rebuilt files are new files renamed into place, never the old
+        // ones rewritten, which a reader elsewhere may still have mapped.
+        use std::os::unix::fs::MetadataExt;
+        let old_ino = std::fs::metadata(&path).expect(file).ino();
         let store = Store::open(
             dir,
             StoreOptions {
@@ -206,6 +210,11 @@ fn a_truncated_column_file_is_detected_and_rebuilt() {
         let b = EmbeddedBackend::open(dir, Arc::new(store)).expect("backend");
         b.catch_up().expect("rebuild");
         drop(b);
+        assert_ne!(
+            std::fs::metadata(&path).expect(file).ino(),
+            old_ino,
+            "{file}"
+        );
         let mut r = Index::open(dir, IndexMode::Read).expect("reader");
         r.load(&all_needs()).expect("load rebuilt");
         assert_eq!(snapshot(&r, N as usize), want, "{file}");
