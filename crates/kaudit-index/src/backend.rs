@@ -249,6 +249,14 @@ impl EmbeddedBackend {
             }
             Err(e) => return Err(e),
         };
+        let m = index.memory();
+        tracing::info!(
+            rows = index.rows(),
+            anon_bytes = m.anon_bytes,
+            mapped_bytes = m.mapped_bytes,
+            dict_bytes = m.dict_bytes,
+            "search index opened (committed columns memory-mapped)"
+        );
         Ok(EmbeddedBackend {
             index: RwLock::new(index),
             store,

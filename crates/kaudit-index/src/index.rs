@@ -12,6 +12,7 @@
 //! fsyncs, then replaces `meta.json`; bytes past the committed rows are
 //! ignored on open, so a crash loses at most the uncommitted rows.
 
+use crate::mapped::{Plain, Rows};
 use crate::{io_err, Damage, IndexError, IndexResult};
 use kaudit_event::{Event, MicroTime};
 use kaudit_query::{Field, LazyJson};
@@ -157,15 +158,17 @@ pub enum IndexMode {
     Write,
 }
 
-/// A column of ids whose width grows with the largest id.
+/// A column of ids whose width grows with the largest id. The committed
+/// rows are mapped from the column file ([`Rows`]), so an index over a
+/// large store costs page cache rather than anonymous memory.
 #[derive(Clone, Debug)]
 pub enum Column {
     /// Up to 255 ids.
-    U8(Vec<u8>),
+    U8(Rows<u8>),
     /// Up to 65535 ids.
-    U16(Vec<u16>),
+    U16(Rows<u16>),
     /// Anything larger.
-    U32(Vec<u32>),
+    U32(Rows<u32>),
 }
 
 /// The (hit, unknown) bit words of up to 64 rows: the verdicts are looked
@@ -199,7 +202,7 @@ fn classify_word<T: Copy + Into<u32>>(chunk: &[T], state: &[u8]) -> (u64, u64) {
 
 impl Column {
     fn new() -> Column {
-        Column::U8(Vec::new())
+        Column::U8(Rows::new())
     }
 
     /// Bytes per row.
@@ -344,15 +347,22 @@ impl Column {
     }
 
     fn push(&mut self, id: u32) {
+        // Widening copies the column into anonymous memory; the next commit
+        // rewrites its file (renamed over the old one) and maps it again.
+        fn widen<A: Plain + Into<B>, B: Plain>(v: &[A]) -> Rows<B> {
+            let mut r = Rows::new();
+            v.iter().for_each(|&x| r.push(x.into()));
+            r
+        }
         if id > 0xFFFF {
             if let Column::U8(v) = self {
-                *self = Column::U32(v.iter().map(|&x| u32::from(x)).collect());
+                *self = Column::U32(widen(v));
             } else if let Column::U16(v) = self {
-                *self = Column::U32(v.iter().map(|&x| u32::from(x)).collect());
+                *self = Column::U32(widen(v));
             }
         } else if id > 0xFF {
             if let Column::U8(v) = self {
-                *self = Column::U16(v.iter().map(|&x| u16::from(x)).collect());
+                *self = Column::U16(widen(v));
             }
         }
         match self {
@@ -382,21 +392,34 @@ impl Column {
         }
     }
 
-    fn from_bytes(width: u8, b: &[u8]) -> Option<Column> {
+    /// The first `rows` ids of a column file of `width` bytes per id (the
+    /// caller checked the file holds them), mapped; None for a bad width.
+    fn map(width: u8, file: File, rows: usize, spare: usize) -> Option<std::io::Result<Column>> {
         Some(match width {
-            1 => Column::U8(b.to_vec()),
-            2 => Column::U16(
-                b.chunks_exact(2)
-                    .map(|c| u16::from_le_bytes([c[0], c[1]]))
-                    .collect(),
-            ),
-            4 => Column::U32(
-                b.chunks_exact(4)
-                    .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-            ),
+            1 => Rows::map(file, rows, spare).map(Column::U8),
+            2 => Rows::map(file, rows, spare).map(Column::U16),
+            4 => Rows::map(file, rows, spare).map(Column::U32),
             _ => return None,
         })
+    }
+
+    /// See [`Rows::remap`].
+    fn remap(&mut self, file: File, rows: usize, replaced: bool) {
+        match self {
+            Column::U8(v) => v.remap(file, rows, replaced),
+            Column::U16(v) => v.remap(file, rows, replaced),
+            Column::U32(v) => v.remap(file, rows, replaced),
+        }
+    }
+
+    /// Bytes of the column held in anonymous memory and mapped from its
+    /// file.
+    pub fn memory(&self) -> (usize, usize) {
+        match self {
+            Column::U8(v) => (v.anon_bytes(), v.mapped_bytes()),
+            Column::U16(v) => (v.anon_bytes(), v.mapped_bytes()),
+            Column::U32(v) => (v.anon_bytes(), v.mapped_bytes()),
+        }
     }
 }
 
@@ -432,6 +455,20 @@ impl Dict {
             .iter()
             .enumerate()
             .filter_map(|(i, k)| decode_list(k).map(|v| (i as u32 + 1, v)))
+    }
+
+    /// Heap bytes the entries take (keys, their boxes, and the lookup map
+    /// when writing), estimated from the lengths.
+    fn heap_bytes(&self) -> usize {
+        let keys: usize = self.keys.iter().map(|k| k.len()).sum();
+        let per = std::mem::size_of::<Box<[u8]>>();
+        let mut b = keys + self.keys.capacity() * per;
+        if let Some(m) = &self.map {
+            // Each entry: a second copy of the key, its box and id, plus a
+            // control byte.
+            b += keys + m.capacity() * (per + 4 + 1);
+        }
+        b
     }
 
     fn intern(&mut self, key: &[u8]) -> u32 {
@@ -609,11 +646,11 @@ pub struct Index {
     base: u64,
     rows: usize,
     persisted_rows: usize,
-    time: Option<Vec<i64>>,
-    lat: Option<Vec<u32>>,
+    time: Option<Rows<i64>>,
+    lat: Option<Rows<u32>>,
     cols: Vec<Option<Column>>,
     dicts: Vec<Option<Dict>>,
-    hashes: Vec<Option<Vec<u32>>>,
+    hashes: Vec<Option<Rows<u32>>>,
     persisted_widths: Vec<u8>,
     meta_widths: Vec<u8>,
     meta_dict_counts: Vec<u64>,
@@ -628,6 +665,18 @@ pub struct Index {
     /// they are sealed whenever the segments are.
     cipher: Option<Cipher>,
     _lock: Option<File>,
+}
+
+/// Memory the loaded index holds, by kind (see [`Index::memory`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IndexMemory {
+    /// Column rows in anonymous memory.
+    pub anon_bytes: usize,
+    /// Column rows mapped from their files.
+    pub mapped_bytes: usize,
+    /// Dictionaries' keys (and, when writing, their lookup maps), an
+    /// estimate from their lengths.
+    pub dict_bytes: usize,
 }
 
 /// Which parts of the index a request reads (readers load only those).
@@ -723,7 +772,7 @@ impl Index {
             cipher: cipher.cloned(),
             _lock: lock,
         };
-        ix.time = Some(ix.load_fixed::<8, i64>("time.i64", i64::from_le_bytes)?);
+        ix.time = Some(ix.load_fixed::<i64>("time.i64")?);
         if mode == IndexMode::Write {
             let all = Needs {
                 dict: (0..n).collect(),
@@ -745,7 +794,7 @@ impl Index {
             base: seq,
             rows: 0,
             persisted_rows: 0,
-            time: Some(Vec::new()),
+            time: Some(Rows::new()),
             lat: None,
             cols: vec![None; n],
             dicts: vec![None; n],
@@ -771,10 +820,15 @@ impl Index {
             let name = column_name(slot);
             let width = self.meta_widths.get(slot).copied().unwrap_or(1);
             let path = self.dir.join(format!("{name}.col"));
-            let bytes = self.read_prefix(&path, self.rows * usize::from(width))?;
-            let col = Column::from_bytes(width, &bytes).ok_or_else(|| {
+            let file = self.open_prefix(&path, self.rows * usize::from(width))?;
+            let col = match file {
+                None => Some(Ok(Column::new())),
+                Some(f) => Column::map(width, f, self.rows, self.spare_rows()),
+            }
+            .ok_or_else(|| {
                 IndexError::Corrupt(path.display().to_string(), "bad column width".into())
-            })?;
+            })?
+            .map_err(io_err(&path))?;
             let dpath = self.dir.join(format!("{name}.dict"));
             let count = self.meta_dict_counts.get(slot).copied().unwrap_or(0) as usize;
             let dbytes = match fs::read(&dpath) {
@@ -799,10 +853,10 @@ impl Index {
                 continue;
             }
             let file = format!("h.{}.u32", HASH_FIELDS[slot].name());
-            self.hashes[slot] = Some(self.load_fixed::<4, u32>(&file, u32::from_le_bytes)?);
+            self.hashes[slot] = Some(self.load_fixed::<u32>(&file)?);
         }
         if needs.latency && self.lat.is_none() {
-            self.lat = Some(self.load_fixed::<4, u32>("lat.u32", u32::from_le_bytes)?);
+            self.lat = Some(self.load_fixed::<u32>("lat.u32")?);
         }
         Ok(())
     }
@@ -820,12 +874,25 @@ impl Index {
             && (!needs.latency || self.lat.is_some())
     }
 
-    fn read_prefix(&self, path: &Path, len: usize) -> IndexResult<Vec<u8>> {
-        if len == 0 {
-            return Ok(Vec::new());
+    /// Rows a column loaded for writing has room for before it re-reserves
+    /// (address space only).
+    fn spare_rows(&self) -> usize {
+        if self.mode == IndexMode::Write {
+            self.rows.max(1 << 20)
+        } else {
+            0
         }
-        let mut b = match fs::read(path) {
-            Ok(b) => b,
+    }
+
+    /// The file at `path`, checked to hold at least the `len` committed
+    /// bytes (only those are ever mapped, so a short file is an error here
+    /// and never a `SIGBUS` later); None when nothing is committed.
+    fn open_prefix(&self, path: &Path, len: usize) -> IndexResult<Option<File>> {
+        if len == 0 {
+            return Ok(None);
+        }
+        let f = match File::open(path) {
+            Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(IndexError::Corrupt(
                     path.display().to_string(),
@@ -834,29 +901,51 @@ impl Index {
             }
             Err(e) => return Err(io_err(path)(e)),
         };
-        if b.len() < len {
+        let have = f.metadata().map_err(io_err(path))?.len();
+        if have < len as u64 {
             return Err(IndexError::Corrupt(
                 path.display().to_string(),
-                format!("{} bytes where {len} are committed", b.len()).into(),
+                format!("{have} bytes where {len} are committed").into(),
             ));
         }
-        b.truncate(len);
-        Ok(b)
+        Ok(Some(f))
     }
 
-    fn load_fixed<const W: usize, T>(
-        &self,
-        file: &str,
-        conv: fn([u8; W]) -> T,
-    ) -> IndexResult<Vec<T>> {
-        let b = self.read_prefix(&self.dir.join(file), self.rows * W)?;
-        Ok(b.chunks_exact(W)
-            .map(|c| {
-                let mut a = [0u8; W];
-                a.copy_from_slice(c);
-                conv(a)
-            })
-            .collect())
+    fn load_fixed<T: Plain>(&self, file: &str) -> IndexResult<Rows<T>> {
+        let path = self.dir.join(file);
+        match self.open_prefix(&path, self.rows * std::mem::size_of::<T>())? {
+            None => Ok(Rows::new()),
+            Some(f) => Rows::map(f, self.rows, self.spare_rows()).map_err(io_err(&path)),
+        }
+    }
+
+    /// Where the loaded rows live: bytes in anonymous memory (rows not
+    /// committed yet, the part of each column's last page past its whole
+    /// pages, and dictionaries) and bytes mapped from the column files
+    /// (page cache, which the kernel can evict). What `kaudit serve`'s
+    /// resident memory is made of, and what the tests check stays mapped.
+    pub fn memory(&self) -> IndexMemory {
+        let mut m = IndexMemory::default();
+        let mut add = |(anon, mapped): (usize, usize)| {
+            m.anon_bytes += anon;
+            m.mapped_bytes += mapped;
+        };
+        for c in self.cols.iter().flatten() {
+            add(c.memory());
+        }
+        for h in self.hashes.iter().flatten() {
+            add((h.anon_bytes(), h.mapped_bytes()));
+        }
+        if let Some(t) = &self.time {
+            add((t.anon_bytes(), t.mapped_bytes()));
+        }
+        if let Some(l) = &self.lat {
+            add((l.anon_bytes(), l.mapped_bytes()));
+        }
+        for d in self.dicts.iter().flatten() {
+            m.dict_bytes += d.heap_bytes();
+        }
+        m
     }
 
     /// Sequence number of row 0.
@@ -1162,8 +1251,8 @@ impl Index {
         self.rows = 0;
         self.persisted_rows = 0;
         self.base = 0;
-        self.time = Some(Vec::new());
-        self.lat = Some(Vec::new());
+        self.time = Some(Rows::new());
+        self.lat = Some(Rows::new());
         self.cols = (0..n).map(|_| Some(Column::new())).collect();
         self.dicts = (0..n)
             .map(|_| {
@@ -1173,7 +1262,7 @@ impl Index {
                 })
             })
             .collect();
-        self.hashes = (0..HASH_FIELDS.len()).map(|_| Some(Vec::new())).collect();
+        self.hashes = (0..HASH_FIELDS.len()).map(|_| Some(Rows::new())).collect();
         self.persisted_widths = vec![0; n];
         let meta = self.dir.join(META);
         match fs::remove_file(&meta) {
@@ -1203,7 +1292,7 @@ impl Index {
         let mut counts = Vec::new();
         for slot in 0..DICT_COLUMNS {
             let name = column_name(slot);
-            let (Some(col), Some(dict)) = (&self.cols[slot], &mut self.dicts[slot]) else {
+            let (Some(col), Some(dict)) = (&mut self.cols[slot], &mut self.dicts[slot]) else {
                 return Err(IndexError::Input("index columns not loaded".into()));
             };
             buf.clear();
@@ -1232,38 +1321,35 @@ impl Index {
             counts.push(dict.keys.len() as u64);
             buf.clear();
             let path = self.dir.join(format!("{name}.col"));
-            if col.width() != self.persisted_widths[slot] {
+            // A fresh index (rebuilt after damage: `from` is 0 while old
+            // files may remain) writes new files and renames them, never
+            // rewriting bytes a reader in another process has mapped.
+            if col.width() != self.persisted_widths[slot] || from == 0 {
                 col.bytes(0, &mut buf);
                 replace(&path, &buf)?;
                 self.persisted_widths[slot] = col.width();
+                let f = File::open(&path).map_err(io_err(&path))?;
+                col.remap(f, self.rows, true);
             } else {
                 col.bytes(from, &mut buf);
-                append_at(&path, &buf, from * usize::from(col.width()))?;
+                let f = append_at(&path, &buf, from * usize::from(col.width()))?;
+                col.remap(f, self.rows, false);
             }
             widths.push(col.width());
         }
+        let rows = self.rows;
         for (slot, field) in HASH_FIELDS.iter().enumerate() {
-            let h = self.hashes[slot].as_deref().unwrap_or(&[]);
-            buf.clear();
-            h[from.min(h.len())..]
-                .iter()
-                .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
-            append_at(
-                &self.dir.join(format!("h.{}.u32", field.name())),
-                &buf,
-                from * 4,
-            )?;
+            let path = self.dir.join(format!("h.{}.u32", field.name()));
+            if let Some(h) = &mut self.hashes[slot] {
+                persist_fixed(h, &path, from, rows, &mut buf)?;
+            }
         }
-        buf.clear();
-        self.times()[from.min(self.rows)..]
-            .iter()
-            .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
-        append_at(&self.dir.join("time.i64"), &buf, from * 8)?;
-        buf.clear();
-        self.lat.as_deref().unwrap_or(&[])[from.min(self.rows)..]
-            .iter()
-            .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
-        append_at(&self.dir.join("lat.u32"), &buf, from * 4)?;
+        if let Some(t) = &mut self.time {
+            persist_fixed(t, &self.dir.join("time.i64"), from, rows, &mut buf)?;
+        }
+        if let Some(l) = &mut self.lat {
+            persist_fixed(l, &self.dir.join("lat.u32"), from, rows, &mut buf)?;
+        }
         let meta = Meta {
             version: VERSION,
             base: self.base,
@@ -1331,19 +1417,73 @@ fn take_lock(dir: &Path) -> IndexResult<File> {
     Ok(f)
 }
 
-/// Writes `bytes` at `offset`, cutting anything after it (uncommitted bytes
-/// a crash left behind).
-fn append_at(path: &Path, bytes: &[u8], offset: usize) -> IndexResult<()> {
+/// Appends the rows of a fixed-width column from row `from` to its file
+/// and maps them (see [`Rows::remap`]).
+fn persist_fixed<T: Plain + LeBytes>(
+    rows: &mut Rows<T>,
+    path: &Path,
+    from: usize,
+    count: usize,
+    buf: &mut Vec<u8>,
+) -> IndexResult<()> {
+    buf.clear();
+    rows[from.min(rows.len())..]
+        .iter()
+        .for_each(|x| x.put_le(buf));
+    if from == 0 {
+        // A fresh index: a new file renamed over any old one (see commit).
+        replace(path, buf)?;
+        let f = File::open(path).map_err(io_err(path))?;
+        rows.remap(f, count, true);
+    } else {
+        let f = append_at(path, buf, from * std::mem::size_of::<T>())?;
+        rows.remap(f, count, false);
+    }
+    Ok(())
+}
+
+/// Little-endian encoding of a fixed-width column's values.
+trait LeBytes {
+    fn put_le(&self, out: &mut Vec<u8>);
+}
+impl LeBytes for i64 {
+    fn put_le(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes())
+    }
+}
+impl LeBytes for u32 {
+    fn put_le(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes())
+    }
+}
+
+/// Writes `bytes` at `offset` and syncs; returns the file (to map what was
+/// written). Bytes already past `offset` (uncommitted rows a crash left
+/// behind) are overwritten, never cut off first: a file is never shortened
+/// in place, because another reader may have mapped it and reading a page
+/// past a file's end raises `SIGBUS`. Such stale bytes past the committed
+/// rows are ignored on open.
+fn append_at(path: &Path, bytes: &[u8], offset: usize) -> IndexResult<File> {
     use std::os::unix::fs::FileExt;
     let f = OpenOptions::new()
         .create(true)
         .truncate(false)
+        .read(true)
         .write(true)
         .open(path)
         .map_err(io_err(path))?;
-    f.set_len(offset as u64).map_err(io_err(path))?;
+    let len = f.metadata().map_err(io_err(path))?.len();
+    if len < offset as u64 {
+        // Shorter than the rows committed to it: damaged under us. Refused
+        // (the index is derived; it is rebuilt on the next open).
+        return Err(IndexError::Corrupt(
+            path.display().to_string(),
+            format!("{len} bytes where {offset} are committed").into(),
+        ));
+    }
     f.write_all_at(bytes, offset as u64).map_err(io_err(path))?;
-    f.sync_data().map_err(io_err(path))
+    f.sync_data().map_err(io_err(path))?;
+    Ok(f)
 }
 
 fn replace(path: &Path, bytes: &[u8]) -> IndexResult<()> {

@@ -30,6 +30,7 @@ pub mod history;
 pub mod import;
 pub mod index;
 pub mod latency;
+pub mod mapped;
 pub mod plan;
 pub mod rbac;
 pub mod scan;
@@ -40,7 +41,7 @@ use std::path::{Path, PathBuf};
 
 pub use backend::{search_pages, EmbeddedBackend, FollowPosition, Indexer, SearchBackend, Walked};
 pub use import::ImportIndexer;
-pub use index::{event_time, Index, IndexMode, INDEX_DIR};
+pub use index::{event_time, Index, IndexMemory, IndexMode, INDEX_DIR};
 pub use scan::{ScanField, ScanRow};
 pub use search::{Cursor, Hit, Page, SearchRequest};
 pub use stats::{StatsReport, StatsRequest};
