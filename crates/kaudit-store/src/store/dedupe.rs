@@ -301,16 +301,23 @@ impl Run {
     }
 }
 
-/// Writes a new file durably under a temporary name and renames it into place.
-fn write_durable(path: &Path, bytes: &[u8]) -> StoreResult<()> {
+/// Creates (or empties) the private temporary file that becomes `path` once
+/// it is complete and renamed into place.
+fn create_tmp(path: &Path) -> StoreResult<(PathBuf, File)> {
     let tmp = tmp_of(path);
-    let mut f = OpenOptions::new()
+    let f = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
         .open(&tmp)
         .map_err(io_err(tmp.display()))?;
+    Ok((tmp, f))
+}
+
+/// Writes a new file durably under a temporary name and renames it into place.
+fn write_durable(path: &Path, bytes: &[u8]) -> StoreResult<()> {
+    let (tmp, mut f) = create_tmp(path)?;
     f.write_all(bytes).map_err(io_err(tmp.display()))?;
     f.sync_all().map_err(io_err(tmp.display()))?;
     std::fs::rename(&tmp, path).map_err(io_err(path.display()))
@@ -592,14 +599,7 @@ impl Dedupe {
     fn merge(&self, a: &Run, b: &Run) -> StoreResult<Run> {
         let (lo, hi) = (a.lo, b.hi);
         let path = self.dir.join(run_name(lo, hi));
-        let tmp = tmp_of(&path);
-        let out = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io_err(tmp.display()))?;
+        let (tmp, out) = create_tmp(&path)?;
         let mut w = BufWriter::with_capacity(1 << 20, &out);
         let mut ra = KeyStream::new(a)?;
         let mut rb = KeyStream::new(b)?;
