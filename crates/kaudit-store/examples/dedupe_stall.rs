@@ -75,7 +75,9 @@ fn main() {
         q(0.999),
         worst.0,
         worst.1,
-        lat.iter().filter(|d| **d > Duration::from_millis(100)).count()
+        lat.iter()
+            .filter(|d| **d > Duration::from_millis(100))
+            .count()
     );
     println!("{stats:?}");
 }

@@ -22,6 +22,12 @@
 //! stays logarithmic in the store's size. A crash at any point leaves either
 //! the inputs of a merge or its output plus inputs; open keeps the longest
 //! runs that tile the kept records from the first one and deletes the rest.
+//!
+//! Seals and merges run on a background thread (one job at a time), so the
+//! writer never waits for a multi-gigabyte merge: a seal freezes the recent
+//! keys it moves (still consulted) and a merge reads its inputs while they
+//! keep answering lookups; the writer installs the output at its next
+//! append once it is durable, and only then drops the inputs.
 
 use super::files::io_err;
 use super::HashSet;
@@ -30,6 +36,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::Arc;
 
 /// One record's duplicate-detection key.
 pub(crate) type Key = [u8; 16];
@@ -294,11 +302,6 @@ impl Run {
             bloom,
         }))
     }
-
-    fn remove(self) {
-        let _ = std::fs::remove_file(filter_path(&self.path));
-        let _ = std::fs::remove_file(&self.path);
-    }
 }
 
 /// Creates (or empties) the private temporary file that becomes `path` once
@@ -332,7 +335,9 @@ fn sync_dir(dir: &Path) -> StoreResult<()> {
 /// What the duplicate filter holds (for tests, `stat` and the benchmarks).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DedupeStats {
-    /// Keys in the in-RAM set of recent records.
+    /// Keys in the in-RAM set of recent records (including those a
+    /// background seal is writing out, which stay in RAM until their run is
+    /// in place).
     pub recent_keys: u64,
     /// Sorted runs on disk.
     pub runs: u64,
@@ -340,16 +345,64 @@ pub struct DedupeStats {
     pub run_keys: u64,
     /// Bytes of RAM the runs' filters and sparse indexes take.
     pub filter_bytes: u64,
+    /// Background seals and merges in flight (at most one of each): the writer never
+    /// waits for one, so tests and benchmarks can tell whether lookups were
+    /// answered while one ran.
+    pub jobs: u64,
+}
+
+/// What a background job is building.
+enum JobKind {
+    /// A run of the keys of records `lo..hi`, read from the positional file.
+    Seal,
+    /// The merge of the adjacent runs `lo..mid` and `mid..hi`.
+    Merge { mid: u64 },
+}
+
+/// A seal or merge running on its own thread. Until it is installed the
+/// inputs (the frozen keys, or the two runs) keep answering lookups, so a
+/// key being moved is always found.
+struct Job {
+    kind: JobKind,
+    lo: u64,
+    hi: u64,
+    handle: std::thread::JoinHandle<StoreResult<Run>>,
 }
 
 /// The writer's duplicate filter; see the module docs.
 pub(crate) struct Dedupe {
     dir: PathBuf,
     recent: HashSet<Key>,
-    runs: Vec<Run>,
+    /// Keys a background seal is writing into a run (durable records
+    /// `sealed_upto..job.hi`): consulted until the run is installed.
+    frozen: HashSet<Key>,
+    runs: Vec<Arc<Run>>,
     /// Records below this (and from the first kept one) are in `runs`.
     sealed_upto: u64,
     seal_keys: usize,
+    /// The seal in flight: at most one, so the keys in RAM are at most the
+    /// recent set plus one frozen set.
+    seal_job: Option<Job>,
+    /// The merge in flight: at most one, independent of seals (a merge of
+    /// gigabytes must not keep recent keys from moving to disk).
+    merge_job: Option<Job>,
+    /// Tests hold seals (`.0`) or merges (`.1`) back before they put their
+    /// output in place, to look things up while they are in flight (never
+    /// set outside tests).
+    hold: (Option<Arc<AtomicBool>>, Option<Arc<AtomicBool>>),
+}
+
+impl Drop for Dedupe {
+    fn drop(&mut self) {
+        // A job left running could rename its output into a directory a
+        // later load already cleaned; its result is simply not used.
+        for job in [self.seal_job.take(), self.merge_job.take()]
+            .into_iter()
+            .flatten()
+        {
+            let _ = job.handle.join();
+        }
+    }
 }
 
 impl Dedupe {
@@ -358,9 +411,13 @@ impl Dedupe {
         Dedupe {
             dir: runs_dir(data),
             recent: HashSet::default(),
+            frozen: HashSet::default(),
             runs: Vec::new(),
             sealed_upto: 0,
             seal_keys: usize::MAX,
+            seal_job: None,
+            merge_job: None,
+            hold: (None, None),
         }
     }
 
@@ -389,7 +446,8 @@ impl Dedupe {
     /// Loads the filter of a writable store whose positional keys file
     /// `keys` holds `have` keys from record `first_seq`: the runs that tile
     /// them from the start (others are deleted), and the keys after the
-    /// last run, sealing them into new runs when there are many.
+    /// last run, sealing them into new runs when there are many (on this
+    /// thread: an open may take its time, an append may not).
     pub(crate) fn load(
         data: &Path,
         keys: &File,
@@ -420,7 +478,7 @@ impl Dedupe {
         }
         all.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
         let end = first_seq + have;
-        let mut runs: Vec<Run> = Vec::new();
+        let mut runs: Vec<Arc<Run>> = Vec::new();
         let mut cur = first_seq;
         let mut unused = Vec::new();
         for (lo, hi, path) in all {
@@ -428,7 +486,7 @@ impl Dedupe {
                 match Run::open(path.clone(), lo, hi)? {
                     Some(r) => {
                         cur = hi;
-                        runs.push(r);
+                        runs.push(Arc::new(r));
                     }
                     None => unused.push(path),
                 }
@@ -437,19 +495,29 @@ impl Dedupe {
             }
         }
         for p in unused {
-            let _ = std::fs::remove_file(filter_path(&p));
-            let _ = std::fs::remove_file(&p);
+            remove_run_files(&p);
         }
         let mut d = Dedupe {
             dir,
             recent: HashSet::default(),
+            frozen: HashSet::default(),
             runs,
             sealed_upto: cur,
             seal_keys: seal_keys.max(1),
+            seal_job: None,
+            merge_job: None,
+            hold: (None, None),
         };
         while end - d.sealed_upto > d.seal_keys as u64 {
-            let to = d.sealed_upto + d.seal_keys as u64;
-            d.seal(keys, first_seq, to)?;
+            let lo = d.sealed_upto;
+            let to = lo + d.seal_keys as u64;
+            let run = build_seal_run(&d.dir, keys, first_seq, lo, to, None)?;
+            d.runs.push(Arc::new(run));
+            d.sealed_upto = to;
+            while let Some(i) = d.merge_candidate() {
+                let merged = merge_runs(&d.dir, &d.runs[i], &d.runs[i + 1], None)?;
+                d.install_merge(i, merged)?;
+            }
         }
         let mut buf = vec![0u8; IO_KEYS * 16];
         let mut at = d.sealed_upto;
@@ -467,7 +535,7 @@ impl Dedupe {
 
     /// Whether `k` was stored (exact: a filter's false positive is checked on disk).
     pub(crate) fn contains(&self, k: &Key) -> StoreResult<bool> {
-        if self.recent.contains(k) {
+        if self.recent.contains(k) || self.frozen.contains(k) {
             return Ok(true);
         }
         for r in self.runs.iter().rev() {
@@ -492,152 +560,354 @@ impl Dedupe {
         self.recent.insert(k);
     }
 
-    /// Takes back a key of a record that was not kept (only recent keys can be).
+    /// Takes back a key of a record that was not kept (only recent keys
+    /// can be: frozen ones belong to durable records).
     pub(crate) fn remove_recent(&mut self, k: &Key) {
         self.recent.remove(k);
     }
 
-    /// Records below this are in runs (not only in RAM).
-    pub(crate) fn sealed_upto(&self) -> u64 {
+    /// Records below this are in runs (not only in RAM). Waits for a job in
+    /// flight first, so that the answer does not change under the caller
+    /// (a failed job changes nothing, so its error does not matter here).
+    pub(crate) fn sealed_upto(&mut self) -> u64 {
+        let _ = self.wait();
         self.sealed_upto
     }
 
     /// What it holds.
     pub(crate) fn stats(&self) -> DedupeStats {
         DedupeStats {
-            recent_keys: self.recent.len() as u64,
+            recent_keys: (self.recent.len() + self.frozen.len()) as u64,
             runs: self.runs.len() as u64,
-            run_keys: self.runs.iter().map(Run::len).sum(),
+            run_keys: self.runs.iter().map(|r| r.len()).sum(),
             filter_bytes: self
                 .runs
                 .iter()
                 .map(|r| (r.fence.len() * 16 + r.bloom.words.len() * 8) as u64)
                 .sum(),
+            jobs: u64::from(self.seal_job.is_some()) + u64::from(self.merge_job.is_some()),
         }
     }
 
-    /// Moves the keys of records `sealed_upto..durable_end` into a run once
-    /// the recent set is full. `durable_end` must not exceed the records that
-    /// are durable and whose keys are in `keys`.
+    /// Installs finished background jobs, then starts the next ones: a
+    /// seal of records `sealed_upto..durable_end` once the recent set is
+    /// full, and a merge the runs need. Waits for a seal only when the keys
+    /// in RAM (recent and frozen) have grown to twice the recent set's
+    /// bound meanwhile (so RAM stays bounded by that plus one batch); never
+    /// for a merge. `durable_end` must not exceed the
+    /// records that are durable and whose keys are in `keys`;
+    /// `appended_end` is the end of the keys written to `keys` (durable or
+    /// not).
     pub(crate) fn maybe_seal(
         &mut self,
         keys: &File,
         first_seq: u64,
         durable_end: u64,
+        appended_end: u64,
     ) -> StoreResult<()> {
-        if self.recent.len() >= self.seal_keys && durable_end > self.sealed_upto {
-            self.seal(keys, first_seq, durable_end)?;
+        let mut res = Ok(());
+        let in_ram = self.recent.len() + self.frozen.len();
+        let seal_done = self
+            .seal_job
+            .as_ref()
+            .is_some_and(|j| j.handle.is_finished());
+        if seal_done || in_ram >= 2 * self.seal_keys {
+            res = self.wait_seal();
         }
-        Ok(())
+        if self
+            .merge_job
+            .as_ref()
+            .is_some_and(|j| j.handle.is_finished())
+        {
+            res = res.and(self.wait_merge());
+        }
+        if self.seal_job.is_none()
+            && self.recent.len() >= self.seal_keys
+            && durable_end > self.sealed_upto
+        {
+            res = res.and(self.start_seal(keys, first_seq, durable_end, appended_end));
+        }
+        if self.merge_job.is_none() {
+            self.start_merge();
+        }
+        res
     }
 
-    fn seal(&mut self, keys: &File, first_seq: u64, hi: u64) -> StoreResult<()> {
+    /// Waits for the jobs in flight, if any, and installs their output. On
+    /// an error the inputs stay in use (nothing is lost, only not moved).
+    pub(crate) fn wait(&mut self) -> StoreResult<()> {
+        let a = self.wait_seal();
+        let b = self.wait_merge();
+        a.and(b)
+    }
+
+    fn wait_seal(&mut self) -> StoreResult<()> {
+        let Some(job) = self.seal_job.take() else {
+            return Ok(());
+        };
+        match join(job.handle) {
+            Ok(run) => {
+                self.runs.push(Arc::new(run));
+                self.sealed_upto = job.hi;
+                self.frozen = HashSet::default();
+                if self.recent.capacity() > 2 * self.seal_keys.max(self.recent.len()) {
+                    self.recent.shrink_to_fit();
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // The keys go back to the recent set; a later seal retries.
+                let frozen = std::mem::take(&mut self.frozen);
+                self.recent.extend(frozen);
+                Err(e)
+            }
+        }
+    }
+
+    fn wait_merge(&mut self) -> StoreResult<()> {
+        let Some(job) = self.merge_job.take() else {
+            return Ok(());
+        };
+        let run = join(job.handle)?;
+        let JobKind::Merge { mid } = job.kind else {
+            return Ok(());
+        };
+        let Some(i) = self
+            .runs
+            .iter()
+            .position(|r| r.lo == job.lo && r.hi == mid)
+            .filter(|&i| self.runs.get(i + 1).is_some_and(|r| r.hi == job.hi))
+        else {
+            // The inputs are gone (cannot happen: seals only add runs at
+            // the end); keep what is in use.
+            remove_run_files(&run.path);
+            return Ok(());
+        };
+        self.install_merge(i, run)
+    }
+
+    /// Freezes the recent keys of records `sealed_upto..hi` and writes their
+    /// run on a background thread.
+    fn start_seal(
+        &mut self,
+        keys: &File,
+        first_seq: u64,
+        hi: u64,
+        appended_end: u64,
+    ) -> StoreResult<()> {
         let lo = self.sealed_upto.max(first_seq);
         if hi <= lo {
             return Ok(());
         }
-        // The positional file is trusted up to the newest run: make it so.
-        keys.sync_data().map_err(io_err("dedupe index"))?;
-        let n = (hi - lo) as usize;
-        let mut raw = vec![0u8; n * 16];
-        keys.read_exact_at(&mut raw, (lo - first_seq) * 16)
-            .map_err(io_err("dedupe index"))?;
-        let mut sorted: Vec<Key> = (0..n).map(|i| key_at(&raw, i)).collect();
-        drop(raw);
-        sorted.sort_unstable();
-        let mut rb = RunBuilder::new(n as u64);
-        let mut bytes = Vec::with_capacity(n * 16);
-        for k in &sorted {
-            rb.push(k);
-            bytes.extend_from_slice(k);
+        let file = keys.try_clone().map_err(io_err("dedupe index"))?;
+        // Keys of records after `hi` (appended, maybe not durable yet) stay
+        // in the recent set; all the others are exactly `lo..hi`'s.
+        let mut tail = Vec::new();
+        let mut at = hi;
+        let mut buf = vec![0u8; IO_KEYS * 16];
+        while at < appended_end {
+            let n = ((appended_end - at) as usize).min(IO_KEYS);
+            keys.read_exact_at(&mut buf[..n * 16], (at - first_seq) * 16)
+                .map_err(io_err("dedupe index"))?;
+            tail.extend((0..n).map(|i| key_at(&buf, i)));
+            at += n as u64;
         }
-        let path = self.dir.join(run_name(lo, hi));
-        write_durable(&filter_path(&path), &rb.filter_bytes())?;
-        write_durable(&path, &bytes)?;
-        sync_dir(&self.dir)?;
-        drop(bytes);
-        for k in &sorted {
-            self.recent.remove(k);
+        let mut frozen = std::mem::take(&mut self.recent);
+        for k in tail {
+            frozen.remove(&k);
+            self.recent.insert(k);
         }
-        if self.recent.capacity() > 2 * self.seal_keys.max(self.recent.len()) {
-            self.recent.shrink_to_fit();
-        }
-        let file = File::open(&path).map_err(io_err(path.display()))?;
-        self.runs.push(Run {
-            lo,
-            hi,
-            path,
-            file,
-            fence: rb.fence,
-            bloom: rb.bloom,
-        });
-        self.sealed_upto = hi;
-        self.merge_tail()
-    }
-
-    /// Merges the newest run into its older neighbour while that one is at
-    /// most twice its size (keeps the number of runs logarithmic).
-    fn merge_tail(&mut self) -> StoreResult<()> {
-        while self.runs.len() >= 2 {
-            let n = self.runs.len();
-            if self.runs[n - 2].len() > 2 * self.runs[n - 1].len() {
-                break;
+        self.frozen = frozen;
+        let dir = self.dir.clone();
+        let hold = self.hold.0.clone();
+        let handle = std::thread::Builder::new()
+            .name("kaudit-keyseal".into())
+            .spawn(move || build_seal_run(&dir, &file, first_seq, lo, hi, hold));
+        match handle {
+            Ok(handle) => {
+                self.seal_job = Some(Job {
+                    kind: JobKind::Seal,
+                    lo,
+                    hi,
+                    handle,
+                });
+                Ok(())
             }
-            // Merged first: a failure leaves both runs in place and in use.
-            let merged = self.merge(&self.runs[n - 2], &self.runs[n - 1])?;
-            let (Some(b), Some(a)) = (self.runs.pop(), self.runs.pop()) else {
-                break;
-            };
-            self.runs.push(merged);
-            a.remove();
-            b.remove();
-            sync_dir(&self.dir)?;
+            Err(e) => {
+                let frozen = std::mem::take(&mut self.frozen);
+                self.recent.extend(frozen);
+                Err(io_err("dedupe seal thread")(e))
+            }
         }
-        Ok(())
     }
 
-    fn merge(&self, a: &Run, b: &Run) -> StoreResult<Run> {
-        let (lo, hi) = (a.lo, b.hi);
-        let path = self.dir.join(run_name(lo, hi));
-        let (tmp, out) = create_tmp(&path)?;
-        let mut w = BufWriter::with_capacity(1 << 20, &out);
-        let mut ra = KeyStream::new(a)?;
-        let mut rb = KeyStream::new(b)?;
-        let mut builder = RunBuilder::new(a.len() + b.len());
-        loop {
-            let next = match (ra.peek(), rb.peek()) {
-                (Some(x), Some(y)) if x <= y => ra.take()?,
-                (Some(_), Some(_)) => rb.take()?,
-                (Some(_), None) => ra.take()?,
-                (None, Some(_)) => rb.take()?,
-                (None, None) => break,
-            };
-            builder.push(&next);
-            w.write_all(&next).map_err(io_err(tmp.display()))?;
+    /// The newest adjacent pair of runs whose older one is at most twice
+    /// the newer's size (merging those keeps the number of runs
+    /// logarithmic in the store's size).
+    fn merge_candidate(&self) -> Option<usize> {
+        (0..self.runs.len().saturating_sub(1))
+            .rev()
+            .find(|&i| self.runs[i].len() <= 2 * self.runs[i + 1].len())
+    }
+
+    /// Starts merging the pair [`Dedupe::merge_candidate`] picks, if any.
+    fn start_merge(&mut self) {
+        let Some(i) = self.merge_candidate() else {
+            return;
+        };
+        let (a, b) = (self.runs[i].clone(), self.runs[i + 1].clone());
+        let (lo, mid, hi) = (a.lo, a.hi, b.hi);
+        let dir = self.dir.clone();
+        let hold = self.hold.1.clone();
+        let spawned = std::thread::Builder::new()
+            .name("kaudit-keymerge".into())
+            .spawn(move || merge_runs(&dir, &a, &b, hold));
+        // Failing to start a thread leaves more runs than needed, nothing worse.
+        if let Ok(handle) = spawned {
+            self.merge_job = Some(Job {
+                kind: JobKind::Merge { mid },
+                lo,
+                hi,
+                handle,
+            });
         }
-        w.flush().map_err(io_err(tmp.display()))?;
-        drop(w);
-        out.sync_all().map_err(io_err(tmp.display()))?;
-        write_durable(&filter_path(&path), &builder.filter_bytes())?;
-        std::fs::rename(&tmp, &path).map_err(io_err(path.display()))?;
-        sync_dir(&self.dir)?;
-        let file = File::open(&path).map_err(io_err(path.display()))?;
-        Ok(Run {
-            lo,
-            hi,
-            path,
-            file,
-            fence: builder.fence,
-            bloom: builder.bloom,
-        })
+    }
+
+    /// Swaps the merged run in for its two inputs at `i`, `i + 1`, whose
+    /// files go only now (they answered lookups until this point).
+    fn install_merge(&mut self, i: usize, merged: Run) -> StoreResult<()> {
+        let old: Vec<Arc<Run>> = self.runs.splice(i..i + 2, [Arc::new(merged)]).collect();
+        for r in old {
+            remove_run_files(&r.path);
+        }
+        sync_dir(&self.dir)
+    }
+
+    /// Tests: holds seals (`merges == false`) or merges back before they
+    /// put their output in place, until the returned flag is cleared.
+    #[cfg(test)]
+    fn hold_jobs(&mut self, merges: bool) -> Arc<AtomicBool> {
+        let h = Arc::new(AtomicBool::new(true));
+        if merges {
+            self.hold.1 = Some(h.clone());
+        } else {
+            self.hold.0 = Some(h.clone());
+        }
+        h
     }
 }
 
-/// Reads a run's keys in order, a buffer at a time.
+/// A job's output (a panicked job is an error, never the writer's panic).
+fn join(handle: std::thread::JoinHandle<StoreResult<Run>>) -> StoreResult<Run> {
+    handle
+        .join()
+        .unwrap_or_else(|_| Err(StoreError::Corrupt("the dedupe key job panicked".into())))
+}
+
+/// Waits while a test holds jobs back.
+fn held(hold: &Option<Arc<AtomicBool>>) {
+    while hold
+        .as_ref()
+        .is_some_and(|h| h.load(AtomicOrdering::SeqCst))
+    {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// Deletes a run and its side file (an open file stays readable until closed).
+fn remove_run_files(run: &Path) {
+    let _ = std::fs::remove_file(filter_path(run));
+    let _ = std::fs::remove_file(run);
+}
+
+/// Writes the run of the keys of records `lo..hi` from the positional file
+/// `keys` (which holds keys from record `first_seq`), durably.
+fn build_seal_run(
+    dir: &Path,
+    keys: &File,
+    first_seq: u64,
+    lo: u64,
+    hi: u64,
+    hold: Option<Arc<AtomicBool>>,
+) -> StoreResult<Run> {
+    // The positional file is trusted up to the newest run: make it so.
+    keys.sync_data().map_err(io_err("dedupe index"))?;
+    let n = (hi - lo) as usize;
+    let mut raw = vec![0u8; n * 16];
+    keys.read_exact_at(&mut raw, (lo - first_seq) * 16)
+        .map_err(io_err("dedupe index"))?;
+    let mut sorted: Vec<Key> = (0..n).map(|i| key_at(&raw, i)).collect();
+    drop(raw);
+    sorted.sort_unstable();
+    let mut rb = RunBuilder::new(n as u64);
+    let mut bytes = Vec::with_capacity(n * 16);
+    for k in &sorted {
+        rb.push(k);
+        bytes.extend_from_slice(k);
+    }
+    drop(sorted);
+    let path = dir.join(run_name(lo, hi));
+    write_durable(&filter_path(&path), &rb.filter_bytes())?;
+    held(&hold);
+    write_durable(&path, &bytes)?;
+    sync_dir(dir)?;
+    let file = File::open(&path).map_err(io_err(path.display()))?;
+    Ok(Run {
+        lo,
+        hi,
+        path,
+        file,
+        fence: rb.fence,
+        bloom: rb.bloom,
+    })
+}
+
+/// Merges two adjacent runs into a new durable one; the inputs stay.
+fn merge_runs(dir: &Path, a: &Run, b: &Run, hold: Option<Arc<AtomicBool>>) -> StoreResult<Run> {
+    let (lo, hi) = (a.lo, b.hi);
+    let path = dir.join(run_name(lo, hi));
+    let (tmp, out) = create_tmp(&path)?;
+    let mut w = BufWriter::with_capacity(1 << 20, &out);
+    let mut ra = KeyStream::new(a)?;
+    let mut rb = KeyStream::new(b)?;
+    let mut builder = RunBuilder::new(a.len() + b.len());
+    loop {
+        let next = match (ra.peek(), rb.peek()) {
+            (Some(x), Some(y)) if x <= y => ra.take()?,
+            (Some(_), Some(_)) => rb.take()?,
+            (Some(_), None) => ra.take()?,
+            (None, Some(_)) => rb.take()?,
+            (None, None) => break,
+        };
+        builder.push(&next);
+        w.write_all(&next).map_err(io_err(tmp.display()))?;
+    }
+    w.flush().map_err(io_err(tmp.display()))?;
+    drop(w);
+    out.sync_all().map_err(io_err(tmp.display()))?;
+    write_durable(&filter_path(&path), &builder.filter_bytes())?;
+    held(&hold);
+    std::fs::rename(&tmp, &path).map_err(io_err(path.display()))?;
+    sync_dir(dir)?;
+    let file = File::open(&path).map_err(io_err(path.display()))?;
+    Ok(Run {
+        lo,
+        hi,
+        path,
+        file,
+        fence: builder.fence,
+        bloom: builder.bloom,
+    })
+}
+
+/// Reads a run's keys in order, a buffer at a time (positioned reads: the
+/// writer looks keys up in the same file meanwhile).
 struct KeyStream<'a> {
     run: &'a Run,
-    reader: BufReader<&'a File>,
-    left: u64,
+    buf: Vec<u8>,
+    at: usize,
+    /// Keys of the run not read into `buf` yet.
+    next: u64,
     head: Option<Key>,
 }
 
@@ -645,8 +915,9 @@ impl<'a> KeyStream<'a> {
     fn new(run: &'a Run) -> StoreResult<KeyStream<'a>> {
         let mut s = KeyStream {
             run,
-            reader: BufReader::with_capacity(IO_KEYS * 16, &run.file),
-            left: run.len(),
+            buf: Vec::new(),
+            at: 0,
+            next: 0,
             head: None,
         };
         s.advance()?;
@@ -655,14 +926,22 @@ impl<'a> KeyStream<'a> {
 
     fn advance(&mut self) -> StoreResult<()> {
         self.head = None;
-        if self.left > 0 {
-            let mut k = [0u8; 16];
-            self.reader
-                .read_exact(&mut k)
+        if self.at >= self.buf.len() {
+            let left = self.run.len() - self.next;
+            if left == 0 {
+                return Ok(());
+            }
+            let n = (left as usize).min(IO_KEYS);
+            self.buf.resize(n * 16, 0);
+            self.run
+                .file
+                .read_exact_at(&mut self.buf, self.next * 16)
                 .map_err(io_err(self.run.path.display()))?;
-            self.left -= 1;
-            self.head = Some(k);
+            self.next += n as u64;
+            self.at = 0;
         }
+        self.head = Some(key_at(&self.buf, self.at / 16));
+        self.at += 16;
         Ok(())
     }
 
@@ -743,11 +1022,27 @@ mod tests {
             }
             self.keys.write_all_at(&k, self.have * 16).unwrap();
             self.have += 1;
-            self.d.maybe_seal(&self.keys, 0, self.have).unwrap();
+            self.d
+                .maybe_seal(&self.keys, 0, self.have, self.have)
+                .unwrap();
             true
         }
 
+        /// Runs jobs to completion until there is nothing left to seal or merge.
+        fn settle(&mut self) {
+            loop {
+                self.d.wait().unwrap();
+                self.d
+                    .maybe_seal(&self.keys, 0, self.have, self.have)
+                    .unwrap();
+                if self.d.seal_job.is_none() && self.d.merge_job.is_none() {
+                    break;
+                }
+            }
+        }
+
         fn reopen(&mut self, seal: usize) {
+            self.d.wait().unwrap();
             self.d = Dedupe::load(&self.data, &self.keys, 0, self.have, seal).unwrap();
         }
     }
@@ -783,7 +1078,12 @@ mod tests {
         let mut m = Model::new(100);
         for i in 0..10_000 {
             assert!(m.add(key(i)));
+            // Never more than the recent set's bound twice over in RAM,
+            // whatever the jobs' progress.
+            let st = m.d.stats();
+            assert!(st.recent_keys <= 2 * 100, "{st:?}");
         }
+        m.settle();
         let st = m.d.stats();
         assert!(st.recent_keys <= 100, "{st:?}");
         assert_eq!(st.recent_keys + st.run_keys, 10_000);
@@ -824,6 +1124,7 @@ mod tests {
         for i in 0..35 {
             m.add(key(i));
         }
+        m.settle();
         // A merged run written but its inputs not yet deleted, plus a stray
         // temporary file: open keeps the longest tiling and cleans up.
         let runs = list_runs(&runs_dir(&m.data));
@@ -855,6 +1156,7 @@ mod tests {
         for i in 0..30 {
             m.add(key(i));
         }
+        m.settle();
         let dir = runs_dir(&m.data);
         let runs = list_runs(&dir);
         assert!(!runs.is_empty());
@@ -871,5 +1173,123 @@ mod tests {
         for i in 0..30 {
             assert!(!m.add(key(i)), "key {i}");
         }
+    }
+
+    /// Every key, stored or not, answers as the set of `0..stored` does.
+    fn check_exact(m: &Model, stored: u64, upto: u64) {
+        for i in 0..upto {
+            assert_eq!(m.d.contains(&key(i)).unwrap(), i < stored, "key {i}");
+        }
+    }
+
+    #[test]
+    fn lookups_are_exact_while_a_seal_runs() {
+        let mut m = Model::new(100);
+        let hold = m.d.hold_jobs(false);
+        for i in 0..150 {
+            assert!(m.add(key(i)));
+        }
+        // The seal of the first 100 keys is in flight: appends went on
+        // without it and its keys are still found.
+        assert_eq!(m.d.stats().jobs, 1);
+        assert!(m.d.seal_job.is_some());
+        assert_eq!(m.d.stats().runs, 0);
+        check_exact(&m, 150, 300);
+        for i in 0..150 {
+            assert!(!m.add(key(i)), "key {i} taken again mid-seal");
+        }
+        hold.store(false, AtomicOrdering::SeqCst);
+        m.settle();
+        assert_eq!(m.d.stats().run_keys, 100);
+        assert_eq!(m.d.stats().recent_keys, 50);
+        check_exact(&m, 150, 300);
+    }
+
+    #[test]
+    fn lookups_are_exact_while_a_merge_runs_and_appends_go_on() {
+        let mut m = Model::new(100);
+        let hold = m.d.hold_jobs(true);
+        let mut stored = 0;
+        // Seal until two runs wait for their (held) merge.
+        while m.d.runs.len() < 2 {
+            assert!(m.add(key(stored)));
+            stored += 1;
+            m.d.wait_seal().unwrap();
+        }
+        m.d.maybe_seal(&m.keys, 0, m.have, m.have).unwrap();
+        assert!(m.d.merge_job.is_some(), "{:?}", m.d.stats());
+        // Appends, seals and lookups go on; the merge's inputs answer.
+        for _ in 0..350 {
+            assert!(m.add(key(stored)));
+            stored += 1;
+            m.d.wait_seal().unwrap();
+        }
+        assert!(m.d.merge_job.is_some());
+        check_exact(&m, stored, stored + 500);
+        for i in 0..stored {
+            assert!(!m.add(key(i)), "key {i} taken again mid-merge");
+        }
+        let before = m.d.stats().runs;
+        hold.store(false, AtomicOrdering::SeqCst);
+        m.settle();
+        let st = m.d.stats();
+        assert!(st.runs < before, "{st:?}");
+        assert_eq!(st.recent_keys + st.run_keys, stored);
+        check_exact(&m, stored, stored + 500);
+        // On disk only the runs in use (the merged inputs were deleted).
+        assert_eq!(list_runs(&runs_dir(&m.data)).len() as u64, st.runs);
+    }
+
+    #[test]
+    fn a_crash_while_a_merge_is_in_flight_leaves_the_old_runs_valid() {
+        let mut m = Model::new(50);
+        let hold = m.d.hold_jobs(true);
+        let mut stored = 0;
+        while m.d.runs.len() < 2 {
+            assert!(m.add(key(stored)));
+            stored += 1;
+            m.d.wait_seal().unwrap();
+        }
+        m.d.maybe_seal(&m.keys, 0, m.have, m.have).unwrap();
+        assert!(m.d.merge_job.is_some());
+        let dir = runs_dir(&m.data);
+        // The merge wrote its output under a temporary name (and its
+        // filter) but did not rename it: what a crash now leaves on disk.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with(".keys.tmp"))
+        {
+            assert!(std::time::Instant::now() < deadline, "merge never wrote");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        // A new process opens the same files while the old one is "dead".
+        let crashed = std::mem::replace(
+            &mut m.d,
+            Dedupe::load(&m.data, &m.keys, 0, m.have, 50).unwrap(),
+        );
+        assert_eq!(m.d.stats().runs, 2);
+        assert_eq!(list_runs(&dir).len(), 2);
+        let leftovers: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .filter(|n| {
+                n.ends_with(".tmp")
+                    || (n.ends_with(".filter") && !dir.join(n.replace(".filter", ".keys")).exists())
+            })
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        check_exact(&m, stored, stored + 200);
+        for i in 0..stored {
+            assert!(!m.add(key(i)));
+        }
+        // The dead process's merge finding its temporary file gone fails
+        // without harming what the new one uses.
+        hold.store(false, AtomicOrdering::SeqCst);
+        drop(crashed);
+        m.settle();
+        check_exact(&m, stored, stored + 200);
     }
 }

@@ -535,7 +535,8 @@ impl Store {
             ..
         } = w;
         if let Some(f) = dedupe_file {
-            dedupe.maybe_seal(f, first_seq, durable.min(first_seq + *dedupe_len))?;
+            let appended = first_seq + *dedupe_len;
+            dedupe.maybe_seal(f, first_seq, durable.min(appended), appended)?;
         }
         Ok(())
     }

@@ -10,7 +10,7 @@ use crate::retention::{Hold, PruneOutcome, Retention};
 use crate::tree::GROUP;
 use crate::{StoreError, StoreResult};
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
 /// The signed prune record: everything below `before` was deleted on purpose.
@@ -82,6 +82,46 @@ pub fn read_edge(dir: &Path, rec: &PruneRecord) -> StoreResult<(u64, Vec<Hash>)>
         )));
     }
     Ok((first, hashes))
+}
+
+/// Keys copied per read and write when pruning the positional keys file.
+const COPY_KEYS: u64 = 1 << 16;
+
+/// Writes keys `from..from + n` of the positional keys file `src` durably to
+/// a new file `dst` (through a temporary name), a chunk at a time, and
+/// opens it for the writer: prune's memory is one chunk whatever the
+/// store's size.
+fn copy_keys(src: &File, from: u64, n: u64, dst: &Path) -> StoreResult<File> {
+    let mut name = dst.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    let tmp = dst.with_file_name(name);
+    let out = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io_err(tmp.display()))?;
+    let mut buf = vec![0u8; (COPY_KEYS * 16) as usize];
+    let mut done = 0u64;
+    while done < n {
+        let k = (n - done).min(COPY_KEYS);
+        let chunk = &mut buf[..(k * 16) as usize];
+        src.read_exact_at(chunk, (from + done) * 16)
+            .map_err(io_err("dedupe index"))?;
+        out.write_all_at(chunk, done * 16)
+            .map_err(io_err(tmp.display()))?;
+        done += k;
+    }
+    out.sync_all().map_err(io_err(tmp.display()))?;
+    std::fs::rename(&tmp, dst).map_err(io_err(dst.display()))?;
+    if let Some(d) = dst.parent() {
+        File::open(d)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(d.display()))?;
+    }
+    Ok(out)
 }
 
 fn sha2_digest(data: &[u8]) -> Hash {
@@ -247,28 +287,18 @@ impl Store {
         };
         let data = serde_json::to_vec_pretty(&rec).map_err(StoreError::Encode)?;
         write_atomic(&paths::pruned(&self.dir), &data, 0o644)?;
-        // Dedupe keys of pruned records go.
-        let drop_n = before - old_first;
+        // Dedupe keys of pruned records go: the kept ones are copied into
+        // the new positional file a chunk at a time (never the whole file in
+        // RAM), and the filter is loaded again from it (runs holding keys of
+        // pruned records go; the kept keys are sealed into runs again).
         let new_path = paths::dedupe(&self.dir, before);
         if let Some(f) = w.dedupe_file.take() {
-            let mut keys = vec![0u8; (w.dedupe_len * 16) as usize];
-            f.read_exact_at(&mut keys, 0)
-                .map_err(io_err("dedupe index"))?;
-            let cut = ((drop_n.min(w.dedupe_len)) * 16) as usize;
-            for key in keys[..cut].chunks_exact(16) {
-                let mut a = [0u8; 16];
-                a.copy_from_slice(key);
-                w.dedupe.remove_recent(&a);
-            }
-            write_atomic(&new_path, &keys[cut..], 0o644)?;
-            let nf = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&new_path)
-                .map_err(io_err(new_path.display()))?;
-            w.dedupe_len -= cut as u64 / 16;
-            // Runs holding keys of pruned records go; the kept keys are
-            // loaded (and sealed) again from the new positional file.
+            // A seal or merge in flight reads the old files: let it finish.
+            let _ = w.dedupe.sealed_upto();
+            let cut = (before - old_first).min(w.dedupe_len);
+            let kept = w.dedupe_len - cut;
+            let nf = copy_keys(&f, cut, kept, &new_path)?;
+            w.dedupe_len = kept;
             w.dedupe = super::dedupe::Dedupe::load(
                 &self.dir,
                 &nf,
