@@ -14,8 +14,11 @@ use std::sync::Mutex;
 
 /// Rows counted per read of a column chunk.
 const CHUNK_ROWS: usize = 1 << 16;
-/// Most latencies kept sorted per column (4 bytes each); a column with more
-/// is answered by a pass over its rows instead.
+/// Most latencies kept sorted, over all columns together, by default (4
+/// bytes each: 128 MiB). Asking for a column that does not fit drops the
+/// least recently asked other columns first; a column that alone has more
+/// is answered by a pass over its rows instead. Either way the percentiles
+/// are exact: the budget only decides what is kept between requests.
 pub const MAX_KEPT_LATENCIES: usize = 1 << 25;
 /// Rows whose latencies are sorted into the runs at a time.
 const LATENCY_BATCH_ROWS: usize = 1 << 22;
@@ -70,10 +73,11 @@ fn kept_for<'a, K: std::hash::Hash + Eq, F>(
 }
 
 /// Row counts per dictionary id, per column slot, kept for one index.
-#[derive(Default)]
 pub struct Facets {
     slots: Mutex<HashMap<usize, Facet>>,
-    latency: Mutex<HashMap<usize, LatencyFacet>>,
+    latency: Mutex<LatencyCache>,
+    /// Most latencies kept over all columns (see [`MAX_KEPT_LATENCIES`]).
+    latency_budget: usize,
     minutes: Mutex<HashMap<Option<usize>, MinuteFacet>>,
     times: Mutex<Option<Span>>,
 }
@@ -83,9 +87,48 @@ struct LatencyFacet {
     covered: Covered,
     kept: usize,
     by_id: Vec<SortedRuns>,
-    /// More than [`MAX_KEPT_LATENCIES`]: nothing kept (until the index is
-    /// replaced).
+    /// More than the whole budget on its own: nothing kept (until the
+    /// index is replaced).
     over: bool,
+    /// When it was last asked for ([`LatencyCache::tick`]), for eviction.
+    last_used: u64,
+}
+
+/// The kept latencies of every column asked for, within one budget.
+#[derive(Default)]
+struct LatencyCache {
+    by_slot: HashMap<usize, LatencyFacet>,
+    /// Counts requests, to find the least recently asked column.
+    tick: u64,
+}
+
+impl LatencyCache {
+    /// Latencies kept by columns other than `slot`.
+    fn others(&self, slot: usize) -> usize {
+        self.by_slot
+            .iter()
+            .filter(|(s, _)| **s != slot)
+            .map(|(_, f)| f.kept)
+            .sum()
+    }
+
+    /// Drops the least recently asked column other than `slot`; false when
+    /// there is none left.
+    fn evict_other(&mut self, slot: usize) -> bool {
+        let victim = self
+            .by_slot
+            .iter()
+            .filter(|(s, f)| **s != slot && f.kept > 0)
+            .min_by_key(|(_, f)| f.last_used)
+            .map(|(s, _)| *s);
+        victim.is_some_and(|v| self.by_slot.remove(&v).is_some())
+    }
+}
+
+impl Default for Facets {
+    fn default() -> Facets {
+        Facets::with_latency_budget(MAX_KEPT_LATENCIES)
+    }
 }
 
 /// Rows per minute (and per id of one column) over the first `rows` rows:
@@ -179,6 +222,28 @@ impl Facets {
         Facets::default()
     }
 
+    /// An empty cache that keeps at most `budget` latencies (4 bytes each)
+    /// over all columns together, instead of [`MAX_KEPT_LATENCIES`]: what a
+    /// memory-tight deployment (or a test) sets.
+    pub fn with_latency_budget(budget: usize) -> Facets {
+        Facets {
+            slots: Mutex::default(),
+            latency: Mutex::default(),
+            latency_budget: budget,
+            minutes: Mutex::default(),
+            times: Mutex::default(),
+        }
+    }
+
+    /// Latencies kept now over all columns (at most the budget, plus one
+    /// batch of rows while a column is being extended).
+    pub fn kept_latencies(&self) -> usize {
+        self.latency
+            .lock()
+            .map(|c| c.by_slot.values().map(|f| f.kept).sum())
+            .unwrap_or(0)
+    }
+
     /// How many of `ix`'s rows hold each id of column `slot` (index = id;
     /// id 0 = value unknown to the index). Only rows added since the last
     /// call are counted; None when the column is not loaded or does not
@@ -191,26 +256,36 @@ impl Facets {
     /// The latencies (sorted runs) per id of column `slot` (index = id)
     /// over all of `ix`'s rows, extended like the counts and kept from the
     /// first call on. None when the column or the latencies are not loaded
-    /// or do not cover every row, or there are more than
-    /// [`MAX_KEPT_LATENCIES`].
+    /// or do not cover every row, or the column alone has more than the
+    /// budget ([`MAX_KEPT_LATENCIES`] unless set): then the caller makes a
+    /// pass over the rows, so the answer is exact either way. Keeping this
+    /// column may drop the least recently asked others (the budget is for
+    /// all columns together).
     pub fn latency(&self, ix: &Index, slot: usize) -> Option<Vec<SortedRuns>> {
-        let mut facets = self.latency.lock().ok()?;
-        Self::extend_latency(&mut facets, ix, slot).map(|f| f.by_id.clone())
+        let mut cache = self.latency.lock().ok()?;
+        cache.tick += 1;
+        let tick = cache.tick;
+        Self::extend_latency(&mut cache, ix, slot, self.latency_budget, Some(tick))
     }
 
-    fn extend_latency<'a>(
-        facets: &'a mut HashMap<usize, LatencyFacet>,
+    /// Extends the kept latencies of `slot` to `ix`'s rows within `budget`
+    /// (dropping other columns, least recently asked first, to make room);
+    /// `asked` marks it used now.
+    fn extend_latency(
+        cache: &mut LatencyCache,
         ix: &Index,
         slot: usize,
-    ) -> Option<&'a LatencyFacet> {
+        budget: usize,
+        asked: Option<u64>,
+    ) -> Option<Vec<SortedRuns>> {
         let (col, _) = ix.column(slot)?;
         let lat = ix.latencies()?;
         if col.len() != ix.rows() || lat.len() != ix.rows() {
-            facets.remove(&slot);
+            cache.by_slot.remove(&slot);
             return None;
         }
         let f = kept_for(
-            facets,
+            &mut cache.by_slot,
             slot,
             ix,
             col.len(),
@@ -220,8 +295,15 @@ impl Facets {
                 kept: 0,
                 by_id: Vec::new(),
                 over: false,
+                last_used: 0,
             },
         );
+        if let Some(t) = asked {
+            f.last_used = t;
+        }
+        // Worked on outside the map, so other columns can be dropped meanwhile.
+        let mut f = cache.by_slot.remove(&slot)?;
+        let mut others = cache.others(slot);
         let mut ids = Vec::with_capacity(CHUNK_ROWS);
         while f.covered.rows < col.len() && !f.over {
             // A batch of rows gathered per id, then sorted into the runs.
@@ -250,12 +332,19 @@ impl Facets {
                 runs.add(b);
             }
             f.covered.rows = end;
-            if f.kept > MAX_KEPT_LATENCIES {
-                f.over = true;
-                f.by_id = Vec::new();
+            while others + f.kept > budget {
+                if !cache.evict_other(slot) {
+                    f.over = true;
+                    f.by_id = Vec::new();
+                    f.kept = 0;
+                    break;
+                }
+                others = cache.others(slot);
             }
         }
-        (!f.over).then_some(&*f)
+        let out = (!f.over).then(|| f.by_id.clone());
+        cache.by_slot.insert(slot, f);
+        out
     }
 
     /// Rows of `ix` per histogram bucket (and id of column `slot`), laid out
@@ -410,10 +499,13 @@ impl Facets {
                 Self::extend(&mut slots, ix, slot);
             }
         }
-        if let Ok(mut facets) = self.latency.lock() {
-            let kept: Vec<usize> = facets.keys().copied().collect();
+        if let Ok(mut cache) = self.latency.lock() {
+            let kept: Vec<usize> = cache.by_slot.keys().copied().collect();
             for slot in kept {
-                Self::extend_latency(&mut facets, ix, slot);
+                // One dropped to make room for another stays dropped.
+                if cache.by_slot.contains_key(&slot) {
+                    Self::extend_latency(&mut cache, ix, slot, self.latency_budget, None);
+                }
             }
         }
         if let Ok(mut facets) = self.minutes.lock() {

@@ -289,3 +289,70 @@ fn minute_counts_give_the_histograms_of_a_full_pass() {
         );
     }
 }
+
+/// Kept latencies are bounded over all columns together: asking for a
+/// column that does not fit drops the least recently asked other ones; one
+/// that alone passes the budget is not kept (the stats pass answers it).
+/// Whatever is kept equals what an unbounded cache keeps.
+#[test]
+fn kept_latencies_stay_within_one_budget_over_all_columns() {
+    let fx = common::store_with(3000, 14);
+    let dir = fx.dir.path().to_path_buf();
+    let store = Arc::new(fx.store);
+    let b = EmbeddedBackend::open(&dir, store.clone()).expect("backend");
+    b.catch_up().expect("catch up");
+    let mut ix = Index::open(&dir, IndexMode::Read).expect("index");
+    ix.load(&kaudit_index::index::Needs {
+        dict: (0..kaudit_index::index::DICT_FIELDS.len()).collect(),
+        hash: Vec::new(),
+        latency: true,
+    })
+    .expect("load");
+    let slot = |f: Field| {
+        kaudit_index::index::DICT_FIELDS
+            .iter()
+            .position(|d| *d == f)
+            .expect("dictionary field")
+    };
+    let (verb, resource, code) = (slot(Field::Verb), slot(Field::Resource), slot(Field::Code));
+    let flat = |runs: &[kaudit_index::latency::SortedRuns]| -> Vec<Vec<u32>> {
+        runs.iter()
+            .map(|r| {
+                let mut v: Vec<u32> = r.runs().iter().flat_map(|x| x.iter().copied()).collect();
+                v.sort_unstable();
+                v
+            })
+            .collect()
+    };
+    let unbounded = kaudit_index::facets::Facets::new();
+    let all_verb = flat(&unbounded.latency(&ix, verb).expect("verb"));
+    let all_resource = flat(&unbounded.latency(&ix, resource).expect("resource"));
+    let samples: usize = all_verb.iter().map(Vec::len).sum();
+    assert!(samples > 1000, "{samples} latencies");
+    assert_eq!(samples, all_resource.iter().map(Vec::len).sum::<usize>());
+    assert_eq!(unbounded.kept_latencies(), 2 * samples);
+
+    // Room for one column's latencies, not two.
+    let f = kaudit_index::facets::Facets::with_latency_budget(samples + samples / 2);
+    assert_eq!(flat(&f.latency(&ix, verb).expect("verb fits")), all_verb);
+    assert_eq!(f.kept_latencies(), samples);
+    assert_eq!(
+        flat(&f.latency(&ix, resource).expect("resource fits")),
+        all_resource
+    );
+    assert_eq!(f.kept_latencies(), samples, "verb was dropped for resource");
+    // Asked again, verb comes back (recomputed, equal) and resource goes.
+    assert_eq!(flat(&f.latency(&ix, verb).expect("verb again")), all_verb);
+    assert_eq!(f.kept_latencies(), samples);
+    f.refresh(&ix);
+    assert_eq!(
+        f.kept_latencies(),
+        samples,
+        "refresh brings no dropped column back"
+    );
+
+    // Less than one column: nothing kept, the caller makes its pass.
+    let tiny = kaudit_index::facets::Facets::with_latency_budget(samples / 2);
+    assert!(tiny.latency(&ix, code).is_none());
+    assert_eq!(tiny.kept_latencies(), 0);
+}
