@@ -1,6 +1,6 @@
 //! Any bytes as a dedupe run's filter side file (the first 8 bytes pick the
 //! run's key count) and as a run file name: what a writable open reads from
-//! `index/keyrun-*` before trusting it. No panic, no allocation beyond what
+//! `index/keyseq-*` before trusting it. No panic, no allocation beyond what
 //! the input's own size allows, and a well-formed file re-checks the same.
 #![no_main]
 

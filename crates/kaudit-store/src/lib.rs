@@ -16,10 +16,11 @@
 //! * `checkpoints.jsonl`: every signed checkpoint; `checkpoint.key` (0600) /
 //!   `checkpoint.pub`: the Ed25519 signed-note keys ([`note`]).
 //! * `index/dedupe-<first kept seq>.keys`: 16-byte duplicate-detection keys,
-//!   one per stored record; `index/keyrun-<first>-<end>.keys` / `.filter`:
-//!   the same keys of older records sorted into runs, with a Bloom filter and
-//!   sparse index each, so the writer keeps only recent keys in RAM
-//!   (see `store/dedupe.rs`).
+//!   one per stored record (by position; the part older records' runs hold
+//!   is a hole); `index/keyseq-<first>-<end>.keys` / `.filter`: the keys of
+//!   older records sorted into runs with their sequence offsets, with a
+//!   Bloom filter and sparse index each, so the writer keeps only recent
+//!   keys in RAM and the keys are on disk once (see `store/dedupe.rs`).
 //! * `pruned.json` (the signed prune record), `tree/pruned-edge.hash`, and
 //!   `holds.json`: retention state ([`retention`]).
 //! * `LOCK`: held (`flock`) by the one writable opener.

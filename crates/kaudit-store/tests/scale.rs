@@ -287,3 +287,126 @@ fn a_killed_chunked_import_keeps_its_chunks_and_a_rerun_completes_it() {
     let strip = |v: Vec<(String, Vec<u8>)>| v.into_iter().map(|(_, e)| e).collect::<Vec<_>>();
     assert_eq!(strip(contents(&store)), strip(contents(&one)));
 }
+
+/// Keys of `index/`: (run files, allocated bytes, apparent bytes) of the
+/// positional keys file.
+fn positional_file(dir: &Path) -> (usize, u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let mut runs = 0;
+    let (mut alloc, mut len) = (0, 0);
+    for e in std::fs::read_dir(dir.join("index")).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.starts_with("keyseq-") && name.ends_with(".keys") {
+            runs += 1;
+        }
+        if name.starts_with("dedupe-") {
+            let m = e.metadata().unwrap();
+            (alloc, len) = (m.blocks() * 512, m.len());
+        }
+    }
+    (runs, alloc, len)
+}
+
+/// Prune with the keys moved into runs: the pruned records' keys go from
+/// the runs (a straddling run is cut by its sequence offsets, no record
+/// read again), the kept ones stay exact, across a reopen; and the keys
+/// sit on disk once: the positional file's part the runs hold is freed.
+#[test]
+fn prune_drops_exactly_the_pruned_keys_from_the_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 3000u64;
+    let opts = || tiny(100);
+    let store = Store::open(dir.path(), opts()).unwrap();
+    for b in (0..n).step_by(100) {
+        let got = store
+            .append_batch((b..b + 100).map(record).collect())
+            .unwrap();
+        assert_eq!(got.duplicates, 0);
+        store.maybe_checkpoint().unwrap();
+    }
+    let st = store.dedupe_stats().unwrap();
+    assert!(st.run_keys >= 2000, "{st:?}");
+    let (runs, alloc, len) = positional_file(dir.path());
+    assert!(runs >= 1);
+    assert_eq!(len, n * 16);
+    // The file system here punches holes (tmpfs, ext4, xfs all do): the
+    // runs' part of the positional file takes no blocks.
+    assert!(
+        alloc < len / 2,
+        "positional keys file keeps {alloc} of {len} bytes on disk"
+    );
+    let ranges: Vec<(u64, u64)> = std::fs::read_dir(dir.path().join("index"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            let (lo, hi) = name
+                .strip_prefix("keyseq-")?
+                .strip_suffix(".keys")?
+                .split_once('-')?;
+            Some((lo.parse().ok()?, hi.parse().ok()?))
+        })
+        .collect();
+    let ret = kaudit_store::retention::Retention {
+        max_age_secs: None,
+        max_size: Some(60 << 10),
+    };
+    let out = store
+        .prune(&ret, &[], kaudit_event::MicroTime::now(), false)
+        .unwrap();
+    let before = out.before;
+    assert!(before > 0 && before < n, "{out:?}");
+    assert!(
+        ranges.iter().any(|&(lo, hi)| lo < before && before < hi),
+        "no run straddles {before}: {ranges:?}"
+    );
+    let check = |store: &Store| {
+        let st = store.dedupe_stats().unwrap();
+        assert_eq!(st.recent_keys + st.run_keys, n - before, "{st:?}");
+        // Kept records are duplicates; a pruned one is new again.
+        let got = store
+            .append_batch((before..n).step_by(7).map(record).collect())
+            .unwrap();
+        assert!(got.seqs.is_empty());
+    };
+    check(&store);
+    drop(store);
+    let store = Store::open(dir.path(), opts()).unwrap();
+    check(&store);
+    let got = store
+        .append_batch((0..before).step_by(5).map(record).collect())
+        .unwrap();
+    assert_eq!(got.duplicates, 0, "a pruned record's key was kept");
+    assert_eq!(got.seqs.end - got.seqs.start, before.div_ceil(5));
+    assert_eq!(
+        contents(&store).len() as u64,
+        n - before + before.div_ceil(5)
+    );
+}
+
+/// A store written before runs carried sequence offsets (`keyrun-` files
+/// of bare sorted keys, the positional file whole) opens: the old runs are
+/// dropped, the keys sealed again from the positional file, and dedupe
+/// stays exact.
+#[test]
+fn a_store_with_old_key_runs_opens_and_stays_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 1000, 100, tiny(1 << 20));
+    let index = dir.path().join("index");
+    let positional = std::fs::read(index.join(format!("dedupe-{:020}.keys", 0))).unwrap();
+    assert_eq!(positional.len(), 1000 * 16);
+    let mut keys: Vec<&[u8]> = positional[..600 * 16].chunks_exact(16).collect();
+    keys.sort_unstable();
+    let old = index.join(format!("keyrun-{:020}-{:020}.keys", 0, 600));
+    std::fs::write(&old, keys.concat()).unwrap();
+    let store = Store::open(dir.path(), tiny(100)).unwrap();
+    assert!(!old.exists(), "the old-format run was kept");
+    let st = store.dedupe_stats().unwrap();
+    assert_eq!(st.recent_keys + st.run_keys, 1000, "{st:?}");
+    assert!(st.run_keys >= 800, "not sealed again: {st:?}");
+    let got = store
+        .append_batch((0..1100).step_by(3).map(record).collect())
+        .unwrap();
+    assert_eq!(got.duplicates, 1000u64.div_ceil(3));
+    assert_eq!(got.seqs.end - got.seqs.start, 100 / 3);
+}

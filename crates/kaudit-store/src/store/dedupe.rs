@@ -6,7 +6,8 @@
 //! * keys of the newest records (at most about `dedupe_recent_keys` of them)
 //!   are in an in-RAM hash set;
 //! * older keys are in immutable sorted *runs* under `<data>/index/`
-//!   (`keyrun-<lo>-<hi>.keys`: the keys of records `lo..hi`, sorted), each with
+//!   (`keyseq-<lo>-<hi>.keys`: the keys of records `lo..hi`, sorted, each
+//!   with its record's sequence number less `lo` as a `u32`), each with
 //!   a side file (`.filter`) holding a blocked Bloom filter (10 bits per key)
 //!   and a sparse index (every 256th key). Only the filter and the sparse
 //!   index are in RAM: ~1.3 B per key, i.e. ~131 MB per 100M records;
@@ -15,15 +16,19 @@
 //!   record: the answer is exact.
 //!
 //! The positional keys file (`index/dedupe-<first>.keys`, one key per record
-//! in sequence order) stays the source of truth: runs are made from it, only
-//! over records already durable, after it is fsynced up to the run's end, so
-//! an open may trust it up to the newest run. Runs are merged (a smaller one
+//! in sequence order) is the source of truth for the records past the runs:
+//! runs are made from it, only over records already durable, after it is
+//! fsynced up to the run's end, so an open may trust it up to the newest
+//! run. Once a run is durable, its part of the positional file is freed
+//! (a hole punched), so the keys are on disk once, not twice: the run's
+//! sequence offsets let prune drop the keys of pruned records without the
+//! positional file (nor a read of the records). Runs are merged (a smaller one
 //! into its older neighbour of at most twice its size) so that their number
 //! stays logarithmic in the store's size. A crash at any point leaves either
 //! the inputs of a merge or its output plus inputs; open keeps the longest
 //! runs that tile the kept records from the first one and deletes the rest.
 //!
-//! Seals and merges run on a background thread (one job at a time), so the
+//! Seals and merges run on background threads (at most one of each), so the
 //! writer never waits for a multi-gigabyte merge: a seal freezes the recent
 //! keys it moves (still consulted) and a merge reads its inputs while they
 //! keep answering lookups; the writer installs the output at its next
@@ -60,8 +65,58 @@ pub(crate) fn runs_dir(data: &Path) -> PathBuf {
     data.join("index")
 }
 
+/// Bytes of one run entry: the key, then its record's sequence number less
+/// the run's first (`u32`, little-endian), so the run alone says which
+/// record a key belongs to and the positional file's sealed part can go.
+const ENTRY: usize = 20;
+/// Prefix of run files. Runs of earlier versions (`keyrun-`, keys only)
+/// are deleted on load and made again from the positional file, which those
+/// versions kept whole.
+const RUN_PREFIX: &str = "keyseq-";
+const OLD_RUN_PREFIX: &str = "keyrun-";
+
 fn run_name(lo: u64, hi: u64) -> String {
-    format!("keyrun-{lo:020}-{hi:020}.keys")
+    format!("{RUN_PREFIX}{lo:020}-{hi:020}.keys")
+}
+
+/// Bytes of a run of `n` keys.
+fn run_bytes(n: u64) -> u64 {
+    n * ENTRY as u64
+}
+
+/// The key and the sequence offset of entry `i` of a run's bytes.
+fn entry_at(buf: &[u8], i: usize) -> (Key, u32) {
+    let e = &buf[i * ENTRY..(i + 1) * ENTRY];
+    let mut k = [0u8; 16];
+    k.copy_from_slice(&e[..16]);
+    (k, u32::from_le_bytes([e[16], e[17], e[18], e[19]]))
+}
+
+/// Frees the disk blocks of keys `lo..hi` of the positional file (which
+/// holds keys from record `first_seq`) once a durable run holds them: reads
+/// of that part give zeros from then on, and nothing reads it (an open
+/// trusts the positional file only past the runs). Where the file system
+/// cannot punch holes the bytes simply stay.
+fn punch_keys(keys: &File, first_seq: u64, lo: u64, hi: u64) {
+    use std::os::fd::AsRawFd;
+    // From the file's start (runs tile from `first_seq`), so that blocks
+    // only partly covered by one run's keys are freed once the next covers
+    // the rest; punching a hole again costs nothing.
+    let _ = lo;
+    let off: libc::off_t = 0;
+    let Ok(len) = libc::off_t::try_from((hi - first_seq) * 16) else {
+        return;
+    };
+    // SAFETY: fallocate only reads its integer arguments; the descriptor is
+    // owned by `keys`, open for writing, for the whole call.
+    let _ = unsafe {
+        libc::fallocate(
+            keys.as_raw_fd(),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            off,
+            len,
+        )
+    };
 }
 
 /// The temporary name a file is written under before it is renamed into place.
@@ -76,7 +131,7 @@ fn filter_path(run: &Path) -> PathBuf {
 }
 
 fn parse_run_name(name: &str) -> Option<(u64, u64)> {
-    let rest = name.strip_prefix("keyrun-")?.strip_suffix(".keys")?;
+    let rest = name.strip_prefix(RUN_PREFIX)?.strip_suffix(".keys")?;
     let (lo, hi) = rest.split_once('-')?;
     if lo.len() != 20 || hi.len() != 20 {
         return None;
@@ -248,14 +303,14 @@ impl Run {
         }
         let from = (i - 1) * FENCE_EVERY;
         let to = (from + FENCE_EVERY).min(self.len() as usize);
-        let mut buf = vec![0u8; (to - from) * 16];
+        let mut buf = vec![0u8; (to - from) * ENTRY];
         self.file
-            .read_exact_at(&mut buf, from as u64 * 16)
+            .read_exact_at(&mut buf, run_bytes(from as u64))
             .map_err(io_err(self.path.display()))?;
         let (mut a, mut b) = (0usize, to - from);
         while a < b {
             let m = (a + b) / 2;
-            match key_at(&buf, m).cmp(k) {
+            match entry_at(&buf, m).0.cmp(k) {
                 std::cmp::Ordering::Less => a = m + 1,
                 std::cmp::Ordering::Greater => b = m,
                 std::cmp::Ordering::Equal => return Ok(true),
@@ -268,7 +323,7 @@ impl Run {
     fn open(path: PathBuf, lo: u64, hi: u64) -> StoreResult<Option<Run>> {
         let file = File::open(&path).map_err(io_err(path.display()))?;
         let n = hi - lo;
-        if file.metadata().map_err(io_err(path.display()))?.len() != n * 16 {
+        if file.metadata().map_err(io_err(path.display()))?.len() != run_bytes(n) {
             return Ok(None);
         }
         let fpath = filter_path(&path);
@@ -278,12 +333,13 @@ impl Run {
             None => {
                 let mut rb = RunBuilder::new(n);
                 let mut r = BufReader::with_capacity(1 << 20, &file);
-                let mut k = [0u8; 16];
+                let mut e = [0u8; ENTRY];
                 let mut prev: Option<Key> = None;
                 for _ in 0..n {
-                    r.read_exact(&mut k).map_err(io_err(path.display()))?;
-                    if prev.is_some_and(|p| p > k) {
-                        // Not sorted: not a run this code wrote.
+                    r.read_exact(&mut e).map_err(io_err(path.display()))?;
+                    let (k, off) = entry_at(&e, 0);
+                    if prev.is_some_and(|p| p > k) || u64::from(off) >= n {
+                        // Not sorted, or a record outside it: not a run this code wrote.
                         return Ok(None);
                     }
                     prev = Some(k);
@@ -421,10 +477,12 @@ impl Dedupe {
         }
     }
 
-    /// The end of the chain of runs that tiles records from `first_seq`
-    /// (only names and sizes are looked at): the positional keys file is
-    /// trustworthy up to there, because a run is only written after it is
-    /// fsynced that far.
+    /// The end of the chain of usable runs that tiles records from
+    /// `first_seq`: the positional keys file is needed (and trustworthy)
+    /// only past there, because a run is only written after it is fsynced
+    /// that far, and its part of the file is freed once the run is durable.
+    /// Each run is checked as [`Dedupe::load`] will (so a run load drops is
+    /// never counted: its keys come back from the segments).
     pub(crate) fn covered_upto(data: &Path, first_seq: u64) -> u64 {
         let mut cur = first_seq;
         let runs = list_runs(&runs_dir(data));
@@ -432,7 +490,9 @@ impl Dedupe {
             let next = runs
                 .iter()
                 .filter(|(lo, hi, p)| {
-                    *lo == cur && std::fs::metadata(p).is_ok_and(|m| m.len() == (hi - lo) * 16)
+                    *lo == cur
+                        && std::fs::metadata(p).is_ok_and(|m| m.len() == run_bytes(hi - lo))
+                        && matches!(Run::open(p.clone(), *lo, *hi), Ok(Some(_)))
                 })
                 .map(|r| r.1)
                 .max();
@@ -463,7 +523,11 @@ impl Dedupe {
             for e in rd.flatten() {
                 let p = e.path();
                 let name = e.file_name().to_string_lossy().to_string();
-                if !name.starts_with("keyrun-") {
+                if name.starts_with(OLD_RUN_PREFIX) {
+                    let _ = std::fs::remove_file(&p);
+                    continue;
+                }
+                if !name.starts_with(RUN_PREFIX) {
                     continue;
                 }
                 let is_run = parse_run_name(&name).is_some();
@@ -745,9 +809,10 @@ impl Dedupe {
     /// the newer's size (merging those keeps the number of runs
     /// logarithmic in the store's size).
     fn merge_candidate(&self) -> Option<usize> {
-        (0..self.runs.len().saturating_sub(1))
-            .rev()
-            .find(|&i| self.runs[i].len() <= 2 * self.runs[i + 1].len())
+        (0..self.runs.len().saturating_sub(1)).rev().find(|&i| {
+            let (a, b) = (self.runs[i].len(), self.runs[i + 1].len());
+            a <= 2 * b && a + b <= u64::from(u32::MAX)
+        })
     }
 
     /// Starts merging the pair [`Dedupe::merge_candidate`] picks, if any.
@@ -781,6 +846,60 @@ impl Dedupe {
             remove_run_files(&r.path);
         }
         sync_dir(&self.dir)
+    }
+
+    /// Prune: drops the keys of records below `before` from the runs. Runs
+    /// wholly below go; the run straddling `before` is rewritten (streamed,
+    /// one buffer of entries at a time) with only its entries of records
+    /// `before..`, which its sequence offsets tell apart, so no record is
+    /// read again. Returns where the runs end (the positional file is
+    /// needed from there on). Call [`Dedupe::load`] afterwards for the new
+    /// first record; until then this filter must not be used.
+    pub(crate) fn drop_below(&mut self, before: u64) -> StoreResult<u64> {
+        let _ = self.wait();
+        for r in &self.runs {
+            if r.lo < before && before < r.hi {
+                let path = self.dir.join(run_name(before, r.hi));
+                let (tmp, out) = create_tmp(&path)?;
+                let mut w = BufWriter::with_capacity(1 << 20, &out);
+                let mut builder = RunBuilder::new(r.hi - before);
+                let mut stream = KeyStream::new(r)?;
+                let mut n = 0u64;
+                while stream.peek().is_some() {
+                    let (key, seq) = stream.take()?;
+                    if seq < before {
+                        continue;
+                    }
+                    builder.push(&key);
+                    n += 1;
+                    w.write_all(&key).map_err(io_err(tmp.display()))?;
+                    w.write_all(&((seq - before) as u32).to_le_bytes())
+                        .map_err(io_err(tmp.display()))?;
+                }
+                w.flush().map_err(io_err(tmp.display()))?;
+                drop(w);
+                if n != r.hi - before {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(StoreError::Corrupt(format!(
+                        "{}: holds {n} keys of records {before}..{}, want {}",
+                        r.path.display(),
+                        r.hi,
+                        r.hi - before
+                    )));
+                }
+                out.sync_all().map_err(io_err(tmp.display()))?;
+                write_durable(&filter_path(&path), &builder.filter_bytes())?;
+                std::fs::rename(&tmp, &path).map_err(io_err(path.display()))?;
+            }
+        }
+        sync_dir(&self.dir)?;
+        for r in std::mem::take(&mut self.runs) {
+            if r.lo < before {
+                remove_run_files(&r.path);
+            }
+        }
+        sync_dir(&self.dir)?;
+        Ok(self.sealed_upto.max(before))
     }
 
     /// Tests: holds seals (`merges == false`) or merges back before they
@@ -833,17 +952,24 @@ fn build_seal_run(
     // The positional file is trusted up to the newest run: make it so.
     keys.sync_data().map_err(io_err("dedupe index"))?;
     let n = (hi - lo) as usize;
+    if u32::try_from(n).is_err() {
+        return Err(StoreError::Input(format!(
+            "dedupe: a run of {n} keys is past its {} limit",
+            u32::MAX
+        )));
+    }
     let mut raw = vec![0u8; n * 16];
     keys.read_exact_at(&mut raw, (lo - first_seq) * 16)
         .map_err(io_err("dedupe index"))?;
-    let mut sorted: Vec<Key> = (0..n).map(|i| key_at(&raw, i)).collect();
+    let mut sorted: Vec<(Key, u32)> = (0..n).map(|i| (key_at(&raw, i), i as u32)).collect();
     drop(raw);
     sorted.sort_unstable();
     let mut rb = RunBuilder::new(n as u64);
-    let mut bytes = Vec::with_capacity(n * 16);
-    for k in &sorted {
+    let mut bytes = Vec::with_capacity(n * ENTRY);
+    for (k, off) in &sorted {
         rb.push(k);
         bytes.extend_from_slice(k);
+        bytes.extend_from_slice(&off.to_le_bytes());
     }
     drop(sorted);
     let path = dir.join(run_name(lo, hi));
@@ -851,6 +977,7 @@ fn build_seal_run(
     held(&hold);
     write_durable(&path, &bytes)?;
     sync_dir(dir)?;
+    punch_keys(keys, first_seq, lo, hi);
     let file = File::open(&path).map_err(io_err(path.display()))?;
     Ok(Run {
         lo,
@@ -872,15 +999,19 @@ fn merge_runs(dir: &Path, a: &Run, b: &Run, hold: Option<Arc<AtomicBool>>) -> St
     let mut rb = KeyStream::new(b)?;
     let mut builder = RunBuilder::new(a.len() + b.len());
     loop {
-        let next = match (ra.peek(), rb.peek()) {
+        let (key, seq) = match (ra.peek(), rb.peek()) {
             (Some(x), Some(y)) if x <= y => ra.take()?,
             (Some(_), Some(_)) => rb.take()?,
             (Some(_), None) => ra.take()?,
             (None, Some(_)) => rb.take()?,
             (None, None) => break,
         };
-        builder.push(&next);
-        w.write_all(&next).map_err(io_err(tmp.display()))?;
+        builder.push(&key);
+        let off = u32::try_from(seq - lo)
+            .map_err(|_| StoreError::Corrupt(format!("{}: merged run too long", path.display())))?;
+        w.write_all(&key).map_err(io_err(tmp.display()))?;
+        w.write_all(&off.to_le_bytes())
+            .map_err(io_err(tmp.display()))?;
     }
     w.flush().map_err(io_err(tmp.display()))?;
     drop(w);
@@ -900,15 +1031,16 @@ fn merge_runs(dir: &Path, a: &Run, b: &Run, hold: Option<Arc<AtomicBool>>) -> St
     })
 }
 
-/// Reads a run's keys in order, a buffer at a time (positioned reads: the
-/// writer looks keys up in the same file meanwhile).
+/// Reads a run's keys (with their records' sequence numbers) in order, a
+/// buffer at a time (positioned reads: the writer looks keys up in the
+/// same file meanwhile).
 struct KeyStream<'a> {
     run: &'a Run,
     buf: Vec<u8>,
     at: usize,
     /// Keys of the run not read into `buf` yet.
     next: u64,
-    head: Option<Key>,
+    head: Option<(Key, u64)>,
 }
 
 impl<'a> KeyStream<'a> {
@@ -932,24 +1064,25 @@ impl<'a> KeyStream<'a> {
                 return Ok(());
             }
             let n = (left as usize).min(IO_KEYS);
-            self.buf.resize(n * 16, 0);
+            self.buf.resize(n * ENTRY, 0);
             self.run
                 .file
-                .read_exact_at(&mut self.buf, self.next * 16)
+                .read_exact_at(&mut self.buf, run_bytes(self.next))
                 .map_err(io_err(self.run.path.display()))?;
             self.next += n as u64;
             self.at = 0;
         }
-        self.head = Some(key_at(&self.buf, self.at / 16));
-        self.at += 16;
+        let (k, off) = entry_at(&self.buf, self.at / ENTRY);
+        self.head = Some((k, self.run.lo + u64::from(off)));
+        self.at += ENTRY;
         Ok(())
     }
 
     fn peek(&self) -> Option<&Key> {
-        self.head.as_ref()
+        self.head.as_ref().map(|h| &h.0)
     }
 
-    fn take(&mut self) -> StoreResult<Key> {
+    fn take(&mut self) -> StoreResult<(Key, u64)> {
         let k = self.head.ok_or_else(|| {
             StoreError::Corrupt(format!("{}: ended early", self.run.path.display()))
         })?;
@@ -991,6 +1124,10 @@ mod tests {
         data: PathBuf,
         keys: File,
         have: u64,
+        /// Every key stored, in order: the records the store's segments
+        /// hold, from which an open rewrites the positional keys past the
+        /// usable runs (their part of the file is freed).
+        all: Vec<Key>,
         d: Dedupe,
     }
 
@@ -1012,6 +1149,7 @@ mod tests {
                 data,
                 keys,
                 have: 0,
+                all: Vec::new(),
                 d,
             }
         }
@@ -1022,6 +1160,7 @@ mod tests {
             }
             self.keys.write_all_at(&k, self.have * 16).unwrap();
             self.have += 1;
+            self.all.push(k);
             self.d
                 .maybe_seal(&self.keys, 0, self.have, self.have)
                 .unwrap();
@@ -1043,6 +1182,12 @@ mod tests {
 
         fn reopen(&mut self, seal: usize) {
             self.d.wait().unwrap();
+            // As the store's open does: keys past the usable runs come back
+            // from the records.
+            let cov = Dedupe::covered_upto(&self.data, 0) as usize;
+            self.keys
+                .write_all_at(&self.all[cov..].concat(), cov as u64 * 16)
+                .unwrap();
             self.d = Dedupe::load(&self.data, &self.keys, 0, self.have, seal).unwrap();
         }
     }
@@ -1114,8 +1259,8 @@ mod tests {
         );
         assert!(!check_key_filter(&bytes, 999, &name).0);
         assert!(!check_key_filter(&bytes[..bytes.len() - 1], 1000, &name).0);
-        assert!(!check_key_filter(&bytes, u64::MAX, "keyrun-x.keys").0);
-        assert_eq!(check_key_filter(&[], 0, "keyrun-1-2.keys").1, None);
+        assert!(!check_key_filter(&bytes, u64::MAX, "keyseq-x.keys").0);
+        assert_eq!(check_key_filter(&[], 0, "keyseq-1-2.keys").1, None);
     }
 
     #[test]
@@ -1130,20 +1275,21 @@ mod tests {
         let runs = list_runs(&runs_dir(&m.data));
         let lo = runs.iter().map(|r| r.0).min().unwrap();
         let hi = runs.iter().map(|r| r.1).max().unwrap();
-        let mut all: Vec<Key> = Vec::new();
-        let mut raw = vec![0u8; (hi - lo) as usize * 16];
-        m.keys.read_exact_at(&mut raw, lo * 16).unwrap();
-        for i in 0..(hi - lo) as usize {
-            all.push(key_at(&raw, i));
-        }
+        let mut all: Vec<(Key, u32)> = (lo..hi)
+            .map(|s| (m.all[s as usize], (s - lo) as u32))
+            .collect();
         all.sort_unstable();
+        let bytes: Vec<u8> = all
+            .iter()
+            .flat_map(|(k, o)| k.iter().copied().chain(o.to_le_bytes()))
+            .collect();
         let dir = runs_dir(&m.data);
-        std::fs::write(dir.join(run_name(lo, hi)), all.concat()).unwrap();
-        std::fs::write(dir.join("keyrun-x.keys.tmp"), b"junk").unwrap();
+        std::fs::write(dir.join(run_name(lo, hi)), bytes).unwrap();
+        std::fs::write(dir.join("keyseq-x.keys.tmp"), b"junk").unwrap();
         m.reopen(10);
         assert_eq!(m.d.stats().runs, 1);
         assert_eq!(list_runs(&dir).len(), 1);
-        assert!(!dir.join("keyrun-x.keys.tmp").exists());
+        assert!(!dir.join("keyseq-x.keys.tmp").exists());
         for i in 0..35 {
             assert!(!m.add(key(i)));
         }

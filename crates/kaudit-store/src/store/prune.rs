@@ -87,11 +87,18 @@ pub fn read_edge(dir: &Path, rec: &PruneRecord) -> StoreResult<(u64, Vec<Hash>)>
 /// Keys copied per read and write when pruning the positional keys file.
 const COPY_KEYS: u64 = 1 << 16;
 
-/// Writes keys `from..from + n` of the positional keys file `src` durably to
-/// a new file `dst` (through a temporary name), a chunk at a time, and
-/// opens it for the writer: prune's memory is one chunk whatever the
-/// store's size.
-fn copy_keys(src: &File, from: u64, n: u64, dst: &Path) -> StoreResult<File> {
+/// Writes the `n` keys from key `from` of the positional keys file `src`
+/// durably to a new file `dst` (through a temporary name) at key `at`, in a
+/// file of `len` keys (what is before `at` is a hole: the runs hold those
+/// keys), a chunk at a time, and opens it for the writer: prune's memory is
+/// one chunk whatever the store's size.
+fn copy_keys(
+    src: &File,
+    (from, n): (u64, u64),
+    at: u64,
+    len: u64,
+    dst: &Path,
+) -> StoreResult<File> {
     let mut name = dst.file_name().unwrap_or_default().to_os_string();
     name.push(".tmp");
     let tmp = dst.with_file_name(name);
@@ -103,6 +110,7 @@ fn copy_keys(src: &File, from: u64, n: u64, dst: &Path) -> StoreResult<File> {
         .mode(0o600)
         .open(&tmp)
         .map_err(io_err(tmp.display()))?;
+    out.set_len(len * 16).map_err(io_err(tmp.display()))?;
     let mut buf = vec![0u8; (COPY_KEYS * 16) as usize];
     let mut done = 0u64;
     while done < n {
@@ -110,7 +118,7 @@ fn copy_keys(src: &File, from: u64, n: u64, dst: &Path) -> StoreResult<File> {
         let chunk = &mut buf[..(k * 16) as usize];
         src.read_exact_at(chunk, (from + done) * 16)
             .map_err(io_err("dedupe index"))?;
-        out.write_all_at(chunk, done * 16)
+        out.write_all_at(chunk, (at + done) * 16)
             .map_err(io_err(tmp.display()))?;
         done += k;
     }
@@ -287,17 +295,23 @@ impl Store {
         };
         let data = serde_json::to_vec_pretty(&rec).map_err(StoreError::Encode)?;
         write_atomic(&paths::pruned(&self.dir), &data, 0o644)?;
-        // Dedupe keys of pruned records go: the kept ones are copied into
-        // the new positional file a chunk at a time (never the whole file in
-        // RAM), and the filter is loaded again from it (runs holding keys of
-        // pruned records go; the kept keys are sealed into runs again).
+        // Dedupe keys of pruned records go: the runs drop them (streamed),
+        // the positional file keeps only the part past the runs (copied a
+        // chunk at a time; the part the runs hold is a hole), and the filter
+        // is loaded again for the new first record.
         let new_path = paths::dedupe(&self.dir, before);
         if let Some(f) = w.dedupe_file.take() {
-            // A seal or merge in flight reads the old files: let it finish.
-            let _ = w.dedupe.sealed_upto();
-            let cut = (before - old_first).min(w.dedupe_len);
-            let kept = w.dedupe_len - cut;
-            let nf = copy_keys(&f, cut, kept, &new_path)?;
+            let runs_end = w.dedupe.drop_below(before)?;
+            let end = old_first + w.dedupe_len;
+            let kept = end.saturating_sub(before);
+            let from = runs_end.clamp(before, end.max(before));
+            let nf = copy_keys(
+                &f,
+                (from - old_first, end - from),
+                from - before,
+                kept,
+                &new_path,
+            )?;
             w.dedupe_len = kept;
             w.dedupe = super::dedupe::Dedupe::load(
                 &self.dir,
