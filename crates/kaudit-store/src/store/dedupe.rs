@@ -451,13 +451,9 @@ pub(crate) struct Dedupe {
 impl Drop for Dedupe {
     fn drop(&mut self) {
         // A job left running could rename its output into a directory a
-        // later load already cleaned; its result is simply not used.
-        for job in [self.seal_job.take(), self.merge_job.take()]
-            .into_iter()
-            .flatten()
-        {
-            let _ = job.handle.join();
-        }
+        // later load already cleaned: wait for it, and install it so that a
+        // finished merge's inputs do not stay on disk until the next open.
+        let _ = self.wait();
     }
 }
 
