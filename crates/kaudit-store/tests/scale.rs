@@ -410,3 +410,31 @@ fn a_store_with_old_key_runs_opens_and_stays_exact() {
     assert_eq!(got.duplicates, 1000u64.div_ceil(3));
     assert_eq!(got.seqs.end - got.seqs.start, 100 / 3);
 }
+
+/// A run whose keys were already freed from the positional file is lost
+/// (deleted, as a disk error or an operator might): the reopen must not
+/// take the freed part of the positional file (zeros) for keys, so every
+/// stored event is still a duplicate.
+#[test]
+fn a_lost_run_after_its_keys_were_freed_keeps_dedupe_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 3000, 100, tiny(200));
+    let index = dir.path().join("index");
+    let runs: Vec<_> = std::fs::read_dir(&index)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().to_string();
+            n.starts_with("keyseq-") && n.ends_with(".keys")
+        })
+        .collect();
+    assert!(!runs.is_empty(), "no key runs were written");
+    for r in &runs {
+        std::fs::remove_file(r).unwrap();
+    }
+    let store = Store::open(dir.path(), tiny(200)).unwrap();
+    let got = store.append_batch((0..3100).map(record).collect()).unwrap();
+    assert_eq!(got.duplicates, 3000, "stored events were taken as new");
+    assert_eq!(got.seqs, 3000..3100);
+}

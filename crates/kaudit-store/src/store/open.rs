@@ -522,6 +522,12 @@ impl Store {
                 .map_err(io_err(dpath.display()))?;
             let len = f.metadata().map_err(io_err(dpath.display()))?.len() / 16;
             let keep = len.min(trusted.max(runs_upto).saturating_sub(first_seq));
+            // Keys a durable run held were freed from the positional file
+            // (read back as zeros); past the runs that still tile, the file
+            // is trusted only up to its first freed key, and the rest is
+            // replayed from the segments.
+            let keep = first_unfreed_gap(&f, runs_upto.saturating_sub(first_seq), keep)
+                .map_err(io_err(dpath.display()))?;
             f.set_len(keep * 16).map_err(io_err(dpath.display()))?;
             (Some(f), keep)
         } else {
@@ -636,4 +642,26 @@ impl Store {
     pub fn open_report(&self) -> &OpenReport {
         &self.report
     }
+}
+
+/// The position of the first all-zero key (a freed one: a real key is a
+/// SHA-256 prefix, zero with probability 2^-128) among keys `from..to` of
+/// the positional file, or `to` when there is none.
+fn first_unfreed_gap(f: &File, from: u64, to: u64) -> std::io::Result<u64> {
+    const CHUNK: u64 = 1 << 16;
+    let mut buf = vec![0u8; (CHUNK * 16) as usize];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(CHUNK);
+        let part = &mut buf[..(n * 16) as usize];
+        f.read_exact_at(part, at * 16)?;
+        if let Some(i) = part
+            .chunks_exact(16)
+            .position(|k| k.iter().all(|&b| b == 0))
+        {
+            return Ok(at + i as u64);
+        }
+        at += n;
+    }
+    Ok(to)
 }
