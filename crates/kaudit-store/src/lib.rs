@@ -47,6 +47,7 @@
 //! the stored bytes without writing.
 
 pub mod crypt;
+pub mod dict;
 pub mod feed;
 pub mod follow;
 pub mod import;
