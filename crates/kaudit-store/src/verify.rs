@@ -4,7 +4,8 @@
 //! every bundle (in parallel), checks that record `i` sits at position `i`,
 //! re-hashes every leaf, rebuilds the tree in one pass and compares it with
 //! every kept checkpoint (whose signatures it checks) and with checkpoints
-//! saved elsewhere. It never writes. The first problem names the record, the
+//! saved elsewhere. Every zstd dictionary file must load and hash to its id
+//! ([`crate::dict`]), and a bundle naming a missing one is a problem. It never writes. The first problem names the record, the
 //! segment and the offset.
 
 use crate::crypt::Cipher;
