@@ -10,6 +10,9 @@
 //!   once a commit marker follows it; a torn tail is cut back to the last
 //!   marker on open (and reported in [`OpenReport`]). With an encryption key
 //!   each bundle payload is sealed with ChaCha20-Poly1305 ([`crypt`]).
+//! * `dict/<id>.kdict`: zstd dictionaries trained on the store's first
+//!   records, content-addressed, sealed when encrypted ([`dict`]); bundles
+//!   written after training name the one they need.
 //! * `tree/level-NN.hash`: the RFC 6962 tree's complete subtree hashes from
 //!   level 8 up ([`tree`]); hashes below level 8 are recomputed from the
 //!   records when a proof needs them.
@@ -48,6 +51,7 @@
 //! the stored bytes without writing.
 
 pub mod crypt;
+pub mod dict;
 pub mod feed;
 pub mod follow;
 pub mod import;

@@ -4,10 +4,12 @@
 //! every bundle (in parallel), checks that record `i` sits at position `i`,
 //! re-hashes every leaf, rebuilds the tree in one pass and compares it with
 //! every kept checkpoint (whose signatures it checks) and with checkpoints
-//! saved elsewhere. It never writes. The first problem names the record, the
+//! saved elsewhere. Every zstd dictionary file must load and hash to its id
+//! ([`crate::dict`]), and a bundle naming a missing one is a problem. It never writes. The first problem names the record, the
 //! segment and the offset.
 
 use crate::crypt::Cipher;
+use crate::dict::Dicts;
 use crate::merkle::{CompactRange, Hash, NodeSource, TreeError};
 use crate::note::{Checkpoint, Verifier25519};
 use crate::record::iter_leaves;
@@ -163,11 +165,12 @@ fn open_bundle(
     off: u64,
     h: &segment::BundleHeader,
     cipher: Option<&Cipher>,
+    dicts: &Dicts,
 ) -> BundleOutcome {
     let start = off as usize + segment::BUNDLE_HEADER;
     let payload = &buf[start..start + h.stored_len as usize];
-    let raw =
-        segment::open_payload(h, payload, cipher).map_err(|e| (h.first_seq, e.to_string()))?;
+    let raw = segment::open_payload_with(h, payload, cipher, dicts)
+        .map_err(|e| (h.first_seq, e.to_string()))?;
     let mut hashes = Vec::with_capacity(h.count as usize);
     let mut bytes = 0u64;
     for (i, leaf) in iter_leaves(&raw).enumerate() {
@@ -266,6 +269,18 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> StoreResult<VerifyReport> {
                 what: "moved to damaged/ by an open that found it damaged; its records are missing from the log until an operator restores it".into(),
             });
         }
+    }
+    // Dictionaries: every file must load and hash to its id, referenced or
+    // not (a replaced one is tampering even before a bundle needs it); a
+    // bundle naming one that is missing fails where it is opened.
+    let dicts = Dicts::load(dir, opts.cipher.as_ref())?;
+    for (p, why) in dicts.problems() {
+        rep.problems.push(Finding {
+            seq: None,
+            segment: None,
+            offset: None,
+            what: format!("dictionary file {}: {why}", p.display()),
+        });
     }
     let threads = if opts.threads == 0 {
         std::thread::available_parallelism().map_or(2, |n| n.get())
@@ -501,9 +516,14 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> StoreResult<VerifyReport> {
                 Ok(Frame::Bundle { header: h, .. }) => {
                     if h.first_seq != pending_end {
                         // A bundle before this one may hold the precise cause.
-                        if let Some(f) =
-                            first_bad_bundle(&buf, &pending, opts.cipher.as_ref(), threads, path)
-                        {
+                        if let Some(f) = first_bad_bundle(
+                            &buf,
+                            &pending,
+                            opts.cipher.as_ref(),
+                            &dicts,
+                            threads,
+                            path,
+                        ) {
                             rep.problems.push(f);
                             broken = true;
                             break 'segments;
@@ -523,9 +543,14 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> StoreResult<VerifyReport> {
                 }
                 Ok(Frame::Commit { end_seq, .. }) => {
                     if end_seq != pending_end {
-                        if let Some(f) =
-                            first_bad_bundle(&buf, &pending, opts.cipher.as_ref(), threads, path)
-                        {
+                        if let Some(f) = first_bad_bundle(
+                            &buf,
+                            &pending,
+                            opts.cipher.as_ref(),
+                            &dicts,
+                            threads,
+                            path,
+                        ) {
                             rep.problems.push(f);
                             broken = true;
                             break 'segments;
@@ -539,7 +564,8 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> StoreResult<VerifyReport> {
                         break 'segments;
                     }
                     // Open the committed bundles in parallel.
-                    let results = open_parallel(&buf, &pending, opts.cipher.as_ref(), threads);
+                    let results =
+                        open_parallel(&buf, &pending, opts.cipher.as_ref(), &dicts, threads);
                     for ((boff, h), res) in pending.iter().zip(results) {
                         located.push((h.first_seq, si, *boff));
                         match res {
@@ -720,12 +746,13 @@ fn open_parallel(
     buf: &[u8],
     bundles: &[(u64, segment::BundleHeader)],
     cipher: Option<&Cipher>,
+    dicts: &Dicts,
     threads: usize,
 ) -> Vec<BundleOutcome> {
     if threads <= 1 || bundles.len() <= 1 {
         return bundles
             .iter()
-            .map(|(o, h)| open_bundle(buf, *o, h, cipher))
+            .map(|(o, h)| open_bundle(buf, *o, h, cipher, dicts))
             .collect();
     }
     let chunk = bundles.len().div_ceil(threads);
@@ -735,7 +762,7 @@ fn open_parallel(
             .map(|part| {
                 s.spawn(move || {
                     part.iter()
-                        .map(|(o, h)| open_bundle(buf, *o, h, cipher))
+                        .map(|(o, h)| open_bundle(buf, *o, h, cipher, dicts))
                         .collect::<Vec<_>>()
                 })
             })
@@ -755,10 +782,11 @@ fn first_bad_bundle(
     buf: &[u8],
     pending: &[(u64, segment::BundleHeader)],
     cipher: Option<&Cipher>,
+    dicts: &Dicts,
     threads: usize,
     path: &Path,
 ) -> Option<Finding> {
-    let results = open_parallel(buf, pending, cipher, threads);
+    let results = open_parallel(buf, pending, cipher, dicts, threads);
     pending.iter().zip(results).find_map(|((off, _), r)| {
         r.err().map(|(seq, what)| Finding {
             seq: Some(seq),

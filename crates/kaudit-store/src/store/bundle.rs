@@ -70,7 +70,8 @@ pub(super) fn read_bundle_part(
     if let (Some(kid), Some(c)) = (&seg.key_id, cipher) {
         c.check_id(kid)?;
     }
-    segment::read_records(&seg.file, b.offset, &h, cipher, want).map_err(|e| match e {
+    segment::read_records(&seg.file, b.offset, &h, cipher, &shared.dicts, want).map_err(|e| match e
+    {
         segment::PartError::Io(e) => io_err(seg.path.display())(e),
         segment::PartError::Payload(e) => {
             undecodable(format_args!("{}:{}", seg.path.display(), b.offset), e)
@@ -102,7 +103,7 @@ pub(super) fn read_bundle(
     if let (Some(kid), Some(c)) = (&seg.key_id, cipher) {
         c.check_id(kid)?;
     }
-    segment::open_payload(&h, &payload, cipher)
+    segment::open_payload_with(&h, &payload, cipher, &shared.dicts)
         .map_err(|e| undecodable(format_args!("{}:{}", seg.path.display(), b.offset), e))
 }
 

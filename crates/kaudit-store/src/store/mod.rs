@@ -47,9 +47,10 @@ pub use prune::{read_edge, read_pruned, PruneRecord};
 pub use stat::Stat;
 pub use transaction::Transaction;
 
-pub(crate) use files::{io_err, read_small, undecodable, write_atomic};
+pub(crate) use files::{io_err, private_dir, read_small, undecodable, write_atomic};
 
 use crate::crypt::Cipher;
+use crate::dict::{DictId, Dicts};
 use crate::merkle::Hash;
 use crate::note::{Signer25519, Verifier25519};
 use crate::record::{iter_leaves, validate_parts, LeafRef, Record, RecordRef};
@@ -112,6 +113,9 @@ pub struct Shared {
     pub first_seq: u64,
     /// Kept checkpoints, oldest first.
     pub checkpoints: Vec<StoredCheckpoint>,
+    /// The store's zstd dictionaries (a bundle is published only after the
+    /// dictionary it names is here).
+    pub dicts: Dicts,
 }
 
 struct Writer {
@@ -123,6 +127,16 @@ struct Writer {
     dedupe_file: Option<File>,
     dedupe_len: u64,
     compressor: zstd::bulk::Compressor<'static>,
+    /// The dictionary `compressor` is loaded with.
+    dict: Option<DictId>,
+    /// Raw records kept to train the first dictionary on.
+    samples: Vec<u8>,
+    /// A dictionary being trained off the append path (the thread also
+    /// writes and fsyncs its file before it returns).
+    training: Option<std::thread::JoinHandle<Result<TrainedDict, String>>>,
+    /// Why training failed, if it did (the store then keeps writing bundles
+    /// without a dictionary until reopened).
+    dict_error: Option<String>,
     last_checkpoint: Instant,
     poisoned: Option<String>,
     /// When recovery from `poisoned` was last tried (attempts are spaced).
@@ -131,6 +145,9 @@ struct Writer {
     /// in) a fresh megabyte-sized buffer.
     builder: BundleBuilder,
 }
+
+/// A dictionary trained and durable: (id, bytes, trained-at sequence).
+type TrainedDict = (DictId, std::sync::Arc<[u8]>, u64);
 
 struct Active {
     file: Arc<File>,
@@ -547,14 +564,86 @@ impl Store {
         Ok(self.writer.lock().map_err(lock_poison)?.dedupe.stats())
     }
 
+    /// Starts training the store's first dictionary once enough records
+    /// were sampled, and switches the compressor to a trained dictionary
+    /// once its file is durable (so no bundle names a dictionary a crash
+    /// could lose). Training runs on its own thread: it takes ~0.1-1 s,
+    /// which appends must not wait for.
+    fn dictionary_step(&self, w: &mut Writer, raw: &[u8]) -> StoreResult<()> {
+        if w.training.as_ref().is_some_and(|t| t.is_finished()) {
+            let res = match w.training.take().map(std::thread::JoinHandle::join) {
+                Some(Ok(r)) => r,
+                Some(Err(_)) => Err("the training thread panicked".into()),
+                None => return Ok(()),
+            };
+            match res {
+                Ok((id, bytes, at)) => {
+                    let c = zstd::bulk::Compressor::with_dictionary(self.opts.zstd_level, &bytes)
+                        .map_err(io_err("zstd dictionary"))?;
+                    self.shared
+                        .write()
+                        .map_err(lock_poison)?
+                        .dicts
+                        .insert(id, bytes, at);
+                    w.compressor = c;
+                    w.dict = Some(id);
+                }
+                Err(e) => w.dict_error = Some(e),
+            }
+        }
+        let want = self.opts.dictionary_sample_bytes;
+        if w.dict.is_some() || w.training.is_some() || w.dict_error.is_some() || want == 0 {
+            return Ok(());
+        }
+        if w.samples.len() < want {
+            w.samples.extend_from_slice(raw);
+        }
+        if w.samples.len() >= want {
+            let samples = std::mem::take(&mut w.samples);
+            let (dir, cipher, at) = (self.dir.clone(), self.cipher.clone(), w.next_seq);
+            let t = std::thread::Builder::new()
+                .name("kaudit-dict-train".into())
+                .spawn(move || {
+                    let dict = crate::dict::train(&samples).map_err(|e| e.to_string())?;
+                    let (id, _) = crate::dict::write_file(&dir, &dict, at, cipher.as_ref())
+                        .map_err(|e| e.to_string())?;
+                    Ok((id, dict.into(), at))
+                })
+                .map_err(io_err("dictionary training thread"))?;
+            w.training = Some(t);
+        }
+        Ok(())
+    }
+
+    /// Waits for a dictionary being trained and switches to it (tests and
+    /// benchmarks that want every following bundle to use it; appends never
+    /// wait). Returns the id in use, if any.
+    pub fn settle_dictionary(&self) -> StoreResult<Option<DictId>> {
+        let mut w = self.writer.lock().map_err(lock_poison)?;
+        if let Some(t) = &w.training {
+            while !t.is_finished() {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+        self.dictionary_step(&mut w, &[])?;
+        if let Some(e) = &w.dict_error {
+            return Err(StoreError::Corrupt(format!(
+                "dictionary training failed: {e}"
+            )));
+        }
+        Ok(w.dict)
+    }
+
     fn flush_bundle(&self, w: &mut Writer, b: &mut BundleBuilder) -> StoreResult<BundleMeta> {
-        let frame = segment::encode_bundle_framed(
+        self.dictionary_step(w, &b.raw)?;
+        let frame = segment::encode_bundle_dict(
             b.first_seq,
             b.count,
             &b.raw,
             b.min_time,
             b.max_time,
             self.opts.bundle_frame_bytes,
+            w.dict.as_ref(),
             &mut w.compressor,
             self.cipher.as_ref(),
         )
@@ -698,6 +787,13 @@ impl Drop for Store {
     fn drop(&mut self) {
         if !self.opts.read_only {
             let _ = self.checkpoint();
+        }
+        // A training thread writes into the data dir: finish it while this
+        // handle still holds the writer lock.
+        if let Ok(mut w) = self.writer.lock() {
+            if let Some(t) = w.training.take() {
+                let _ = t.join();
+            }
         }
     }
 }

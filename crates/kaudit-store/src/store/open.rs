@@ -483,6 +483,18 @@ impl Store {
             let (first, hashes) = read_edge(dir, rec)?;
             tree.set_edge(first, hashes);
         }
+        // Dictionaries: loaded before any bundle is read. A leftover temp
+        // file is a dictionary write a crash interrupted: no bundle names it.
+        if writable {
+            if let Ok(rd) = std::fs::read_dir(paths::dicts(dir)) {
+                for e in rd.flatten() {
+                    if e.file_name().to_string_lossy().ends_with(".tmp") {
+                        let _ = std::fs::remove_file(e.path());
+                    }
+                }
+            }
+        }
+        let dicts = crate::dict::Dicts::load(dir, cipher.as_ref())?;
         let mut shared = Shared {
             segments,
             bundles,
@@ -490,6 +502,7 @@ impl Store {
             durable: size,
             first_seq,
             checkpoints,
+            dicts,
         };
 
         // Dedupe keys.
@@ -604,7 +617,17 @@ impl Store {
         } else {
             None
         };
-        let compressor = zstd::bulk::Compressor::new(opts.zstd_level).map_err(io_err("zstd"))?;
+        // A reopened writer keeps compressing with the newest dictionary.
+        let newest = if writable {
+            shared.dicts.newest()
+        } else {
+            None
+        };
+        let compressor = match &newest {
+            Some((_, d)) => zstd::bulk::Compressor::with_dictionary(opts.zstd_level, d),
+            None => zstd::bulk::Compressor::new(opts.zstd_level),
+        }
+        .map_err(io_err("zstd"))?;
         Ok(Store {
             dir: dir.to_path_buf(),
             signer,
@@ -618,6 +641,10 @@ impl Store {
                 dedupe_file,
                 dedupe_len,
                 compressor,
+                dict: newest.map(|(id, _)| id),
+                samples: Vec::new(),
+                training: None,
+                dict_error: None,
                 last_checkpoint: Instant::now(),
                 poisoned: None,
                 last_recovery: None,

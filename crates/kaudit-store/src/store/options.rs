@@ -25,6 +25,9 @@ pub struct StoreOptions {
     /// decompress a few KiB instead of the whole bundle, at some cost in
     /// compression ratio.
     pub bundle_frame_bytes: usize,
+    /// Raw record bytes sampled before the store trains its zstd dictionary
+    /// (0: never train; bundles are then written without one).
+    pub dictionary_sample_bytes: usize,
     /// A new segment is started once the current one is this large.
     pub segment_target_bytes: u64,
     /// zstd level.
@@ -49,6 +52,7 @@ impl Default for StoreOptions {
             bundle_max_records: 4096,
             bundle_max_bytes: 1 << 20,
             bundle_frame_bytes: 64 << 10,
+            dictionary_sample_bytes: crate::dict::SAMPLE_BYTES,
             segment_target_bytes: 64 << 20,
             zstd_level: 1,
             checkpoint_interval: Duration::from_secs(1),

@@ -6,6 +6,10 @@ use std::path::{Path, PathBuf};
 pub fn segments(d: &Path) -> PathBuf {
     d.join("segments")
 }
+/// Trained zstd dictionaries ([`crate::dict`]).
+pub fn dicts(d: &Path) -> PathBuf {
+    d.join("dict")
+}
 /// Tree level files.
 pub fn tree(d: &Path) -> PathBuf {
     d.join("tree")

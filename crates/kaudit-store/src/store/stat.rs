@@ -41,6 +41,7 @@ impl Store {
             tree_bytes: dir_size(&paths::tree(&self.dir)),
             checkpoint_bytes: size_of(&paths::checkpoints(&self.dir)),
             index_bytes: dir_size(&self.dir.join("index")),
+            dict_bytes: dir_size(&paths::dicts(&self.dir)),
             first_time: (first != i64::MAX).then_some(kaudit_event::MicroTime(first)),
             last_time: (last != i64::MIN).then_some(kaudit_event::MicroTime(last)),
             checkpoints: shared.checkpoints.len(),
@@ -73,6 +74,8 @@ pub struct Stat {
     pub checkpoint_bytes: u64,
     /// Dedupe index.
     pub index_bytes: u64,
+    /// zstd dictionary files (part of the data: bundles need them).
+    pub dict_bytes: u64,
     /// Earliest receive time.
     pub first_time: Option<kaudit_event::MicroTime>,
     /// Latest receive time.

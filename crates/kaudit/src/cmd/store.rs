@@ -871,7 +871,7 @@ pub struct StatArgs {
 pub fn stat(a: StatArgs) -> anyhow::Result<ExitCode> {
     let s = a.store.open_any()?;
     let st = s.stat()?;
-    let total = st.data_bytes + st.tree_bytes + st.checkpoint_bytes;
+    let total = st.data_bytes + st.dict_bytes + st.tree_bytes + st.checkpoint_bytes;
     outln!(
         "records:      {} (tree size {}, first stored {})",
         st.records,
@@ -884,7 +884,11 @@ pub fn stat(a: StatArgs) -> anyhow::Result<ExitCode> {
         st.bundles,
         if st.encrypted { ", encrypted" } else { "" }
     );
-    outln!("data:         {} bytes", st.data_bytes);
+    outln!(
+        "data:         {} bytes (+ {} bytes of zstd dictionaries)",
+        st.data_bytes,
+        st.dict_bytes
+    );
     outln!("tree:         {} bytes", st.tree_bytes);
     outln!(
         "checkpoints:  {} bytes ({} kept)",
