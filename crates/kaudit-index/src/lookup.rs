@@ -236,7 +236,8 @@ mod tests {
             }
             // A range reaching past u32::MAX (the "ids past the dictionary"
             // of a dictionary comparison).
-            let tail = [u64::from(space / 2)..u64::from(u32::MAX) + 1];
+            let past = u64::from(space / 2)..u64::from(u32::MAX) + 1;
+            let tail = [past];
             prop_assert_eq!(found(&lk, &keys, &tail).0, scan(&keys, 2 * LOOKUP_BLOCK, &tail));
             // Reloaded from its bytes with one offset of block 1 damaged
             // (nothing checked yet): still exact, and the damage is seen.
