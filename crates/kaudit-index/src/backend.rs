@@ -241,7 +241,14 @@ impl EmbeddedBackend {
     pub fn open(data_dir: &Path, store: Arc<dyn LogReader + Send + Sync>) -> IndexResult<Self> {
         let cipher = store.cipher();
         let (index, writable) = match open_writable(data_dir, cipher) {
-            Ok(ix) => (ix, true),
+            Ok(mut ix) => {
+                // Lookups the committed rows complete but the files lack
+                // (a store indexed before they existed): built once here.
+                if ix.lookups_behind() {
+                    ix.build_lookups()?;
+                }
+                (ix, true)
+            }
             Err(IndexError::Locked(_)) => {
                 let mut ix = Index::open_sealed(data_dir, IndexMode::Read, cipher)?;
                 ix.load(&all_needs())?;

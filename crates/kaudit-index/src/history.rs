@@ -516,12 +516,19 @@ fn session(evs: &[SessionEvent], names: &Interner, ips: &IpLists) -> Session {
         HashSet::new(),
         HashSet::new(),
     );
+    // A busy user's events mostly repeat the previous one's cluster, source
+    // IPs and user agent: those sets are only touched on a change.
+    let mut prev: Option<(u32, u32, u32)> = None;
     for (e, counted) in evs.iter().zip(counted) {
-        clusters.insert(e.cluster);
-        if let Some(&(from, to)) = ips.lists.get(e.ip_list as usize) {
-            addrs.extend(ips.values.get(from as usize..to as usize).unwrap_or(&[]));
+        let here = (e.cluster, e.ip_list, e.user_agent);
+        if prev != Some(here) {
+            prev = Some(here);
+            clusters.insert(e.cluster);
+            if let Some(&(from, to)) = ips.lists.get(e.ip_list as usize) {
+                addrs.extend(ips.values.get(from as usize..to as usize).unwrap_or(&[]));
+            }
+            agents.insert(e.user_agent);
         }
-        agents.insert(e.user_agent);
         if !counted {
             continue;
         }

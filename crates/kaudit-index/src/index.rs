@@ -12,6 +12,7 @@
 //! fsyncs, then replaces `meta.json`; bytes past the committed rows are
 //! ignored on open, so a crash loses at most the uncommitted rows.
 
+use crate::lookup::{Lookup, LOOKUP_BLOCK};
 use crate::mapped::{Plain, Rows};
 use crate::{io_err, Damage, IndexError, IndexResult};
 use kaudit_event::{Event, MicroTime};
@@ -130,6 +131,38 @@ impl RequestBody {
 /// later). Only auditID: it is the needle people paste; objectRef.uid would
 /// cost 4 more bytes per event for a rare question, answered by scanning.
 pub const HASH_FIELDS: [Field; 1] = [Field::AuditId];
+
+/// The column a sorted lookup ([`crate::lookup`]) is keyed by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LookupSource {
+    /// A [`HASH_FIELDS`] slot: the key is the row's 32-bit hash.
+    Hash(usize),
+    /// A dictionary column slot: the key is the row's id.
+    Dict(usize),
+}
+
+/// Columns with a sorted lookup, so that an equality on them costs the
+/// hits rather than the store's size: the auditID hash (the needle people
+/// paste) and the object's `name` (object history; the most selective of
+/// resource, namespace and name). 2 bytes per event each on disk.
+pub const LOOKUPS: [LookupSource; 2] = [LookupSource::Hash(0), LookupSource::Dict(7)];
+
+/// A lookup's key column, borrowed: the row's hash or dictionary id.
+#[derive(Clone, Copy)]
+enum KeyColumn<'a> {
+    Hash(&'a [u32]),
+    Dict(&'a Column),
+}
+
+impl KeyColumn<'_> {
+    #[inline]
+    fn get(&self, row: usize) -> u32 {
+        match self {
+            KeyColumn::Hash(h) => h.get(row).copied().unwrap_or(0),
+            KeyColumn::Dict(c) => c.get(row),
+        }
+    }
+}
 /// (generation, base, rows covered, (oldest, newest) per block): the
 /// cache behind [`Index::time_blocks`].
 type TimeBlocks = (u64, u64, usize, Vec<(i64, i64)>);
@@ -242,6 +275,26 @@ impl Column {
             Column::U8(v) => run(v, state, hit, unknown),
             Column::U16(v) => run(v, state, hit, unknown),
             Column::U32(v) => run(v, state, hit, unknown),
+        }
+    }
+
+    /// [`Column::classify`] of the rows from `from` (a multiple of 64) on:
+    /// words before it are left as they are. What a sorted lookup leaves
+    /// to scan (the rows past its last whole block).
+    pub fn classify_from(&self, from: usize, state: &[u8], hit: &mut [u64], unknown: &mut [u64]) {
+        let w = from / 64;
+        let (Some(hit), Some(unknown)) = (hit.get_mut(w..), unknown.get_mut(w..)) else {
+            return;
+        };
+        fn run<T: Copy + Into<u32>>(v: &[T], state: &[u8], hit: &mut [u64], unknown: &mut [u64]) {
+            for ((chunk, h), u) in v.chunks(64).zip(hit.iter_mut()).zip(unknown.iter_mut()) {
+                (*h, *u) = classify_word(chunk, state);
+            }
+        }
+        match self {
+            Column::U8(v) => run(v.get(w * 64..).unwrap_or(&[]), state, hit, unknown),
+            Column::U16(v) => run(v.get(w * 64..).unwrap_or(&[]), state, hit, unknown),
+            Column::U32(v) => run(v.get(w * 64..).unwrap_or(&[]), state, hit, unknown),
         }
     }
 
@@ -651,6 +704,8 @@ pub struct Index {
     cols: Vec<Option<Column>>,
     dicts: Vec<Option<Dict>>,
     hashes: Vec<Option<Rows<u32>>>,
+    /// One per [`LOOKUPS`] entry, loaded with its key column.
+    lookups: Vec<Option<Lookup>>,
     persisted_widths: Vec<u8>,
     meta_widths: Vec<u8>,
     meta_dict_counts: Vec<u64>,
@@ -759,6 +814,7 @@ impl Index {
             cols: vec![None; n],
             dicts: vec![None; n],
             hashes: vec![None; HASH_FIELDS.len()],
+            lookups: vec![None; LOOKUPS.len()],
             persisted_widths: if meta.widths.len() == n {
                 meta.widths.clone()
             } else {
@@ -799,6 +855,7 @@ impl Index {
             cols: vec![None; n],
             dicts: vec![None; n],
             hashes: vec![None; HASH_FIELDS.len()],
+            lookups: vec![None; LOOKUPS.len()],
             persisted_widths: vec![0; n],
             meta_widths: Vec::new(),
             meta_dict_counts: Vec::new(),
@@ -858,6 +915,141 @@ impl Index {
         if needs.latency && self.lat.is_none() {
             self.lat = Some(self.load_fixed::<u32>("lat.u32")?);
         }
+        for (i, src) in LOOKUPS.iter().enumerate() {
+            if self.lookups[i].is_none() && self.key_column(*src).is_some() {
+                self.lookups[i] = Some(self.load_lookup(i)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// File of lookup `i` ([`LOOKUPS`]).
+    fn lookup_path(&self, i: usize) -> PathBuf {
+        let stem = match LOOKUPS[i] {
+            LookupSource::Hash(s) => format!("h.{}", HASH_FIELDS[s].name()),
+            LookupSource::Dict(s) => column_name(s),
+        };
+        self.dir.join(format!("{stem}.perm"))
+    }
+
+    /// Maps lookup `i`'s whole blocks within the committed rows; a missing
+    /// or short file maps what it has (the rest is scanned, and a writer
+    /// builds it at the next commit). Never fails on the file's content:
+    /// blocks are checked on use ([`crate::lookup`]).
+    fn load_lookup(&self, i: usize) -> IndexResult<Lookup> {
+        let path = self.lookup_path(i);
+        let f = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Lookup::default()),
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        let have = f.metadata().map_err(io_err(&path))?.len();
+        let in_file = usize::try_from(have / (2 * LOOKUP_BLOCK as u64)).unwrap_or(usize::MAX);
+        let blocks = in_file.min(self.persisted_rows / LOOKUP_BLOCK);
+        let rows = Rows::map(f, blocks * LOOKUP_BLOCK, self.spare_rows()).map_err(io_err(&path))?;
+        Ok(Lookup::from_rows(rows))
+    }
+
+    /// The key column of a lookup source, if loaded.
+    fn key_column(&self, src: LookupSource) -> Option<KeyColumn<'_>> {
+        match src {
+            LookupSource::Hash(s) => self.hash_column(s).map(KeyColumn::Hash),
+            LookupSource::Dict(s) => self.cols.get(s)?.as_ref().map(KeyColumn::Dict),
+        }
+    }
+
+    /// Calls `f(row)` for each row, among those lookup `src` covers, whose
+    /// key lies in one of `ranges`; returns the rows covered (the caller
+    /// scans the rest). None when `src` has no lookup loaded.
+    pub fn lookup(
+        &self,
+        src: LookupSource,
+        ranges: &[std::ops::Range<u64>],
+        f: impl FnMut(usize),
+    ) -> Option<usize> {
+        let i = LOOKUPS.iter().position(|l| *l == src)?;
+        let lk = self.lookups.get(i)?.as_ref()?;
+        let col = self.key_column(src)?;
+        // Never past the rows the key column holds.
+        if lk.covered() > col_len(col) {
+            return None;
+        }
+        Some(lk.find(&|r| col.get(r), ranges, f))
+    }
+
+    /// Whether a loaded lookup lacks blocks the committed rows complete, or
+    /// has a damaged block: a writer's [`Index::commit`] builds them.
+    pub fn lookups_behind(&self) -> bool {
+        self.lookups
+            .iter()
+            .flatten()
+            .any(|lk| lk.damaged() || lk.covered() + LOOKUP_BLOCK <= self.persisted_rows)
+    }
+
+    /// Builds the lookup blocks the committed rows complete but the files
+    /// lack (an index committed by a version without lookups, a cut or
+    /// damaged file), without committing rows: what a writer does on open.
+    pub fn build_lookups(&mut self) -> IndexResult<()> {
+        if self.mode != IndexMode::Write {
+            return Err(IndexError::Input("index opened read-only".into()));
+        }
+        self.persist_lookups()
+    }
+
+    /// Appends the lookup blocks the committed rows complete (rebuilding a
+    /// lookup with a damaged block into a new file renamed over the old).
+    fn persist_lookups(&mut self) -> IndexResult<()> {
+        for i in 0..LOOKUPS.len() {
+            let Some(mut lk) = self.lookups[i].take() else {
+                continue;
+            };
+            let r = self.extend_lookup(i, &mut lk);
+            self.lookups[i] = Some(lk);
+            r?;
+        }
+        Ok(())
+    }
+
+    fn extend_lookup(&self, i: usize, lk: &mut Lookup) -> IndexResult<()> {
+        let Some(col) = self.key_column(LOOKUPS[i]) else {
+            return Ok(());
+        };
+        let rows = self.persisted_rows.min(col_len(col));
+        let fresh = lk.damaged() || lk.covered() > rows;
+        if fresh {
+            *lk = Lookup::default();
+        }
+        let old = lk.perm.len();
+        while lk.covered() + LOOKUP_BLOCK <= rows {
+            lk.push_block(&|r| col.get(r));
+        }
+        if lk.perm.len() == old && !fresh {
+            return Ok(());
+        }
+        let path = self.lookup_path(i);
+        let mut buf = Vec::with_capacity((lk.perm.len() - old) * 2);
+        lk.perm[old..]
+            .iter()
+            .for_each(|o| buf.extend_from_slice(&o.to_le_bytes()));
+        let len = lk.perm.len();
+        if old > 0 {
+            match append_at(&path, &buf, old * 2) {
+                Ok(f) => {
+                    lk.perm.remap(f, len, false);
+                    return Ok(());
+                }
+                // Cut under us (it is derived): written anew below.
+                Err(IndexError::Corrupt(..)) => {}
+                Err(e) => return Err(e),
+            }
+            buf.clear();
+            lk.perm
+                .iter()
+                .for_each(|o| buf.extend_from_slice(&o.to_le_bytes()));
+        }
+        replace(&path, &buf)?;
+        let f = File::open(&path).map_err(io_err(&path))?;
+        lk.perm.remap(f, len, true);
         Ok(())
     }
 
@@ -935,6 +1127,9 @@ impl Index {
         }
         for h in self.hashes.iter().flatten() {
             add((h.anon_bytes(), h.mapped_bytes()));
+        }
+        for lk in self.lookups.iter().flatten() {
+            add(lk.memory());
         }
         if let Some(t) = &self.time {
             add((t.anon_bytes(), t.mapped_bytes()));
@@ -1263,6 +1458,9 @@ impl Index {
             })
             .collect();
         self.hashes = (0..HASH_FIELDS.len()).map(|_| Some(Rows::new())).collect();
+        self.lookups = (0..LOOKUPS.len())
+            .map(|_| Some(Lookup::default()))
+            .collect();
         self.persisted_widths = vec![0; n];
         let meta = self.dir.join(META);
         match fs::remove_file(&meta) {
@@ -1363,7 +1561,9 @@ impl Index {
         self.meta_widths = widths;
         self.meta_dict_counts = counts;
         self.persisted_rows = self.rows;
-        Ok(())
+        // Derived from the committed rows, after them: a crash before this
+        // leaves fewer blocks, built by the next commit.
+        self.persist_lookups()
     }
 
     /// Bytes the committed index occupies on disk.
@@ -1389,6 +1589,9 @@ impl Index {
         for h in self.hashes.iter_mut().flatten() {
             h.truncate(rows);
         }
+        for lk in self.lookups.iter_mut().flatten() {
+            lk.truncate_rows(rows);
+        }
         if let Some(t) = &mut self.time {
             t.truncate(rows);
         }
@@ -1397,6 +1600,13 @@ impl Index {
         }
         self.rows = rows;
         self.persisted_rows = self.persisted_rows.min(rows);
+    }
+}
+
+fn col_len(c: KeyColumn<'_>) -> usize {
+    match c {
+        KeyColumn::Hash(h) => h.len(),
+        KeyColumn::Dict(c) => c.len(),
     }
 }
 

@@ -30,6 +30,7 @@ pub mod history;
 pub mod import;
 pub mod index;
 pub mod latency;
+pub mod lookup;
 pub mod mapped;
 pub mod plan;
 pub mod rbac;

@@ -9,7 +9,8 @@
 //! text, JSON paths and other fields give "anything" and are left to the
 //! confirming matcher. `not` swaps the bounds.
 
-use crate::index::{value_hash, Index, Needs};
+use crate::index::{value_hash, Index, LookupSource, Needs};
+use crate::lookup::MAX_LOOKUP_KEYS;
 use crate::{IndexError, IndexResult};
 use kaudit_query::{Budget, CompareTest, Expr, Field, Op};
 
@@ -453,7 +454,15 @@ fn dict_bounds(ix: &Index, field: &Field, table: &[u8], scope: Option<&Bits>) ->
     let mut unknown_rows = Bits::empty(n);
     match scope {
         Some(s) => col.classify_in(table, &s.words, &mut lower.words, &mut unknown_rows.words),
-        None => col.classify(table, &mut lower.words, &mut unknown_rows.words),
+        None => match Index::dict_slot(field)
+            .and_then(|s| dict_lookup(ix, s, table, &mut lower, &mut unknown_rows))
+        {
+            // The lookup answered its whole blocks; the rest is scanned.
+            Some(covered) => {
+                col.classify_from(covered, table, &mut lower.words, &mut unknown_rows.words)
+            }
+            None => col.classify(table, &mut lower.words, &mut unknown_rows.words),
+        },
     }
     lower.trim();
     unknown_rows.trim();
@@ -470,6 +479,42 @@ fn dict_bounds(ix: &Index, field: &Field, table: &[u8], scope: Option<&Bits>) ->
         upper,
         exact,
     }
+}
+
+/// The rows a dictionary comparison's `table` accepts (into `lower`) and
+/// cannot decide (into `unknown`), among those the column's sorted lookup
+/// covers; returns the rows covered. None when the column has no lookup or
+/// the table accepts too many ids for one to pay.
+fn dict_lookup(
+    ix: &Index,
+    slot: usize,
+    table: &[u8],
+    lower: &mut Bits,
+    unknown: &mut Bits,
+) -> Option<usize> {
+    let ids = |verdict: u8| -> Vec<std::ops::Range<u64>> {
+        let mut out: Vec<std::ops::Range<u64>> = Vec::new();
+        for (id, _) in table.iter().enumerate().filter(|(_, &v)| v == verdict) {
+            let id = id as u64;
+            match out.last_mut() {
+                Some(r) if r.end == id => r.end = id + 1,
+                _ => out.push(id..id + 1),
+            }
+        }
+        out
+    };
+    let hit = ids(1);
+    // Unknown: id 0, ids the dictionary could not decode, and ids past it
+    // (which `classify` treats as unknown too).
+    let mut unsure = ids(2);
+    unsure.push(table.len() as u64..u64::from(u32::MAX) + 1);
+    if hit.len() + unsure.len() > MAX_LOOKUP_KEYS {
+        return None;
+    }
+    let src = LookupSource::Dict(slot);
+    let covered = ix.lookup(src, &hit, |r| lower.set(r))?;
+    ix.lookup(src, &unsure, |r| unknown.set(r))?;
+    Some(covered)
 }
 
 fn unknown(n: usize) -> Bounds {
@@ -498,9 +543,22 @@ fn compare(
         let plain = values.iter().all(|v| !v.contains('*'));
         if let (Some(col), true, Op::Eq | Op::Ne) = (ix.hash_column(slot), plain, op) {
             let wanted: Vec<u32> = values.iter().map(|v| value_hash(v)).collect();
-            // Candidates for `=`: rows whose hash is one of the wanted ones.
+            // Candidates for `=`: rows whose hash is one of the wanted ones,
+            // from the sorted lookup where it covers the rows, else scanned.
             let mut cand = Bits::empty(n);
-            for (chunk, w) in col.chunks(64).zip(cand.words.iter_mut()) {
+            let ranges: Vec<std::ops::Range<u64>> = wanted
+                .iter()
+                .map(|&h| u64::from(h)..u64::from(h) + 1)
+                .collect();
+            let covered = if ranges.len() <= MAX_LOOKUP_KEYS {
+                ix.lookup(LookupSource::Hash(slot), &ranges, |r| cand.set(r))
+                    .unwrap_or(0)
+            } else {
+                0
+            };
+            let from = (covered / 64).min(cand.words.len());
+            let rest = col.get(from * 64..).unwrap_or(&[]);
+            for (chunk, w) in rest.chunks(64).zip(cand.words[from..].iter_mut()) {
                 let mut word = 0u64;
                 for (i, h) in chunk.iter().enumerate() {
                     word |= u64::from(wanted.contains(h)) << i;
