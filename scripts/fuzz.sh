@@ -43,7 +43,7 @@ cargo fuzz build --fuzz-dir fuzz
 # Seed folders for a target: conformance data where it is that target's input.
 seeds_for() {
   case "$1" in
-    event_reader|record*|segment*) echo "$conf/k8s/examples $conf/falco/traces" ;;
+    event_reader|batch_paths|record*|segment*) echo "$conf/k8s/examples $conf/falco/traces" ;;
     policy*) echo "$conf/k8s/policies $conf/falco/k8saudit_audit-policy.yaml" ;;
     falco*) echo "$conf/falco/k8s_audit_rules.yaml $conf/falco/k8s_audit_rules_gke.yaml $conf/falco/traces/rules" ;;
     sigma*) echo "$conf/sigma" ;;

@@ -62,17 +62,59 @@ impl Event {
         }
     }
 
+    /// [`Event::from_json`] of bytes the caller owns: when they are kept as
+    /// they are (a v1 line), they become the event's bytes without a copy.
+    /// On error the bytes come back with it (to quarantine or report them).
+    pub fn from_json_vec(bytes: Vec<u8>) -> Result<Event, (EventError, Vec<u8>)> {
+        let t = trim_json(&bytes);
+        let start = t.as_ptr() as usize - bytes.as_ptr() as usize;
+        let end = start + t.len();
+        let decoded = match decode(t) {
+            Ok(Decoded::Event {
+                doc,
+                version,
+                kind_present,
+            }) => Ok((doc, version, kind_present)),
+            Ok(Decoded::List { .. }) => Err(EventError::NotAnEvent(
+                "this is an EventList, not a single Event (use parse_batch)".into(),
+            )),
+            Err(e) => Err(e),
+        };
+        match decoded {
+            Ok((doc, version, kind_present)) => {
+                if Self::keeps(&bytes[start..end], version, kind_present) {
+                    let mut bytes = bytes;
+                    bytes.truncate(end);
+                    bytes.drain(..start);
+                    Ok(Event { bytes, doc: *doc })
+                } else {
+                    Ok(Event::from_doc(*doc))
+                }
+            }
+            Err(e) => Err((e, bytes)),
+        }
+    }
+
+    /// Whether `bytes` (trimmed) are kept byte for byte: a v1 event on one
+    /// line that starts with `kind` and `apiVersion` as kube-apiserver writes.
+    fn keeps(bytes: &[u8], version: Option<ApiVersion>, kind_present: bool) -> bool {
+        kind_present
+            && version == Some(ApiVersion::V1)
+            && bytes.starts_with(V1_LINE_PREFIX)
+            && memchr::memchr2(b'\n', b'\r', bytes).is_none()
+    }
+
     fn assemble(
         bytes: &[u8],
         doc: EventDoc,
         version: Option<ApiVersion>,
         kind_present: bool,
     ) -> Event {
-        let keep = kind_present
-            && version == Some(ApiVersion::V1)
-            && bytes.starts_with(V1_LINE_PREFIX)
-            && memchr::memchr2(b'\n', b'\r', bytes).is_none();
-        let bytes = if keep { bytes.to_vec() } else { doc.encode() };
+        let bytes = if Self::keeps(bytes, version, kind_present) {
+            bytes.to_vec()
+        } else {
+            doc.encode()
+        };
         Event { bytes, doc }
     }
 
@@ -227,10 +269,34 @@ pub fn parse_batch_limited(
     body: &[u8],
     max_items: usize,
 ) -> Result<Vec<Result<Event, ItemError>>, EventError> {
+    parse_batch_with(body, max_items, true)
+}
+
+/// [`parse_batch_limited`] without the one-pass path for kube-apiserver's
+/// EventLists: every body through the general path (list scanned into raw
+/// items, then each item decoded). Only for tests and fuzzing, which check
+/// that both paths give the same results for any body.
+#[doc(hidden)]
+pub fn parse_batch_reference(
+    body: &[u8],
+    max_items: usize,
+) -> Result<Vec<Result<Event, ItemError>>, EventError> {
+    parse_batch_with(body, max_items, false)
+}
+
+fn parse_batch_with(
+    body: &[u8],
+    max_items: usize,
+    fast: bool,
+) -> Result<Vec<Result<Event, ItemError>>, EventError> {
     let body = trim_json(body);
     let mut out = Vec::new();
     match std::str::from_utf8(body) {
-        Ok(text) => parse_document(text, max_items, &mut out)?,
+        Ok(text) => {
+            if !(fast && fast_list(text, max_items, &mut out)) {
+                parse_document(text, max_items, &mut out)?
+            }
+        }
         Err(e) => {
             let whole = EventError::Json(format!(
                 "invalid UTF-8 at byte {} of the document",
@@ -290,6 +356,91 @@ fn parse_document(
         ))),
     }
     Ok(())
+}
+
+/// How kube-apiserver's webhook backend starts every EventList it sends.
+const V1_LIST_PREFIX: &str =
+    "{\"kind\":\"EventList\",\"apiVersion\":\"audit.k8s.io/v1\",\"metadata\":{},\"items\":[";
+
+/// The webhook's common case in one pass: an EventList exactly as
+/// kube-apiserver writes it (`kind`, `apiVersion`, empty `metadata`, then
+/// `items` and nothing after) whose every item is a valid event. Each item
+/// is decoded where it stands and its span taken from the decoder's offset,
+/// instead of first scanning the list into raw items and then decoding each
+/// one again. Returns `false`, with `out` as it was, for anything else
+/// (another shape, a bad item, more than `max_items` items): the caller then
+/// takes the general path, which gives every error and quarantine its usual
+/// form. So the worst case costs one extra partial pass, bounded by the
+/// body's size and `max_items + 1` items.
+fn fast_list(text: &str, max_items: usize, out: &mut Vec<Result<Event, ItemError>>) -> bool {
+    if !text.starts_with(V1_LIST_PREFIX) {
+        return false;
+    }
+    let start = out.len();
+    // Room for the usual item size (over a kilobyte) up front, so the list
+    // does not grow through many fresh allocations one push at a time.
+    out.reserve((text.len() / 1024 + 1).min(max_items));
+    let b = text.as_bytes();
+    let ok = (|| {
+        let mut pos = skip_ws(b, V1_LIST_PREFIX.len());
+        if b.get(pos) == Some(&b']') {
+            pos += 1;
+        } else {
+            loop {
+                if out.len() - start >= max_items {
+                    return false;
+                }
+                let Some(item_text) = text.get(pos..) else {
+                    return false;
+                };
+                let mut stream =
+                    serde_json::Deserializer::from_str(item_text).into_iter::<model::ItemWire>();
+                let Some(Ok(wire)) = stream.next() else {
+                    return false;
+                };
+                let end = pos + stream.byte_offset();
+                let Some(item) = text.get(pos..end) else {
+                    return false;
+                };
+                match wire.finish() {
+                    Ok(Decoded::Event {
+                        doc,
+                        version,
+                        kind_present,
+                    }) => out.push(Ok(Event::assemble_item(
+                        item.as_bytes(),
+                        *doc,
+                        version.or(Some(ApiVersion::V1)),
+                        kind_present,
+                    ))),
+                    _ => return false,
+                }
+                pos = skip_ws(b, end);
+                match b.get(pos) {
+                    Some(b',') => pos = skip_ws(b, pos + 1),
+                    Some(b']') => {
+                        pos += 1;
+                        break;
+                    }
+                    _ => return false,
+                }
+            }
+        }
+        pos = skip_ws(b, pos);
+        b.get(pos) == Some(&b'}') && skip_ws(b, pos + 1) == b.len()
+    })();
+    if !ok {
+        out.truncate(start);
+    }
+    ok
+}
+
+/// The first position at or after `pos` that is not JSON whitespace.
+fn skip_ws(b: &[u8], mut pos: usize) -> usize {
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = b.get(pos) {
+        pos += 1;
+    }
+    pos
 }
 
 /// One element of a top-level array: an Event or an EventList.
@@ -486,4 +637,107 @@ pub fn encode_event_list<'a>(events: impl IntoIterator<Item = &'a EventDoc>) -> 
     }
     out.extend_from_slice(b"]}");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ITEM: &str = r#"{"level":"Metadata","auditID":"a1","stage":"ResponseComplete","requestURI":"/api","verb":"get","user":{"username":"u"},"requestReceivedTimestamp":"2026-01-01T00:00:00.000000Z","stageTimestamp":"2026-01-01T00:00:00.000001Z"}"#;
+
+    fn list(items: &str) -> String {
+        format!("{V1_LIST_PREFIX}{items}]}}")
+    }
+
+    fn fast(body: &str, max: usize) -> Option<Vec<Result<Event, ItemError>>> {
+        let mut out = Vec::new();
+        fast_list(body, max, &mut out).then_some(out)
+    }
+
+    #[test]
+    fn fast_path_takes_apiserver_lists_and_keeps_item_spans() {
+        let body = list(&format!("{ITEM}, \n{ITEM}"));
+        let got = fast(&body, 10).expect("an apiserver EventList takes the fast path");
+        assert_eq!(got.len(), 2);
+        let want = format!(
+            "{{\"kind\":\"Event\",\"apiVersion\":\"audit.k8s.io/v1\",{}",
+            &ITEM[1..]
+        );
+        for ev in &got {
+            assert_eq!(ev.as_ref().map(|e| e.bytes()), Ok(want.as_bytes()));
+        }
+        assert_eq!(Some(got), parse_batch_reference(body.as_bytes(), 10).ok());
+        assert_eq!(fast(&list(""), 10).map(|v| v.len()), Some(0));
+        assert_eq!(
+            fast(&format!("{} ", list(&format!(" {ITEM} "))), 10).map(|v| v.len()),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn fast_path_declines_what_the_general_path_must_report() {
+        for body in [
+            // a bad item, not JSON, a trailing comma, a nested list
+            list(&format!(r#"{ITEM},{{"nope":1}}"#)),
+            list(&format!("{ITEM},{{")),
+            list(&format!("{ITEM},")),
+            list(r#"{"kind":"EventList","items":[]}"#),
+            // more keys after the items, another shape, trailing bytes
+            format!(r#"{V1_LIST_PREFIX}{ITEM}],"x":1}}"#),
+            format!("[{ITEM}]"),
+            format!("{}x", list(ITEM)),
+        ] {
+            let mut out = vec![Err(ItemError {
+                index: 0,
+                path: String::new(),
+                error: EventError::Json(String::new()),
+                raw: Vec::new(),
+            })];
+            assert!(!fast_list(&body, 10, &mut out), "{body}");
+            assert_eq!(out.len(), 1, "declining leaves the output as it was");
+        }
+        // One item past the limit: declined, and the general path refuses it.
+        let body = list(&format!("{ITEM},{ITEM},{ITEM}"));
+        assert!(fast(&body, 2).is_none());
+        assert_eq!(fast(&body, 3).map(|v| v.len()), Some(3));
+        assert!(matches!(
+            parse_batch_limited(body.as_bytes(), 2),
+            Err(EventError::TooManyItems { limit: 2 })
+        ));
+        // A bad item still costs nothing else, through either path.
+        let body = list(&format!(r#"{ITEM},{{"nope":1}},{ITEM}"#));
+        let got = parse_batch_limited(body.as_bytes(), 10).expect("a batch");
+        assert_eq!(
+            got,
+            parse_batch_reference(body.as_bytes(), 10).expect("a batch")
+        );
+        assert!(got[0].is_ok() && got[1].is_err() && got[2].is_ok());
+    }
+
+    #[test]
+    fn from_json_vec_equals_from_json() {
+        let line = format!(
+            "{{\"kind\":\"Event\",\"apiVersion\":\"audit.k8s.io/v1\",{}",
+            &ITEM[1..]
+        );
+        for input in [
+            line.clone(),
+            format!("  {line}\r\n"),
+            ITEM.to_string(),
+            "{\"nope\":1}".to_string(),
+            "not json".to_string(),
+            list(ITEM),
+        ] {
+            let want = Event::from_json(input.as_bytes());
+            let got = Event::from_json_vec(input.clone().into_bytes());
+            match (want, got) {
+                (Ok(w), Ok(g)) => assert_eq!(w, g),
+                (Err(w), Err((g, raw))) => {
+                    assert_eq!(w, g);
+                    assert_eq!(raw, input.as_bytes(), "the bytes come back whole");
+                }
+                (w, g) => panic!("{input}: {w:?} vs {g:?}"),
+            }
+        }
+    }
 }

@@ -592,19 +592,119 @@ impl<'de> Deserialize<'de> for Key {
     }
 }
 
+/// A string value that is only looked at (kind, versions, level, stage,
+/// timestamps): borrowed from the input when it holds no escapes, so reading
+/// it allocates nothing; owned otherwise.
+enum Str<'de> {
+    Borrowed(&'de str),
+    Owned(String),
+}
+
+impl std::ops::Deref for Str<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match self {
+            Str::Borrowed(s) => s,
+            Str::Owned(s) => s,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Str<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Str<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, s: &'de str) -> Result<Str<'de>, E> {
+                Ok(Str::Borrowed(s))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Str<'de>, E> {
+                Ok(Str::Owned(s.to_string()))
+            }
+            fn visit_string<E: serde::de::Error>(self, s: String) -> Result<Str<'de>, E> {
+                Ok(Str::Owned(s))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// A `kind` value: a string (borrowed when it can be), or any other JSON
+/// value as its compact text, for the error that names it.
+struct Kind<'de>(Result<Str<'de>, String>);
+
+impl<'de> Deserialize<'de> for Kind<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+        use serde_json::Value;
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Kind<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, s: &'de str) -> Result<Kind<'de>, E> {
+                Ok(Kind(Ok(Str::Borrowed(s))))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Kind<'de>, E> {
+                Ok(Kind(Ok(Str::Owned(s.to_string()))))
+            }
+            fn visit_string<E: serde::de::Error>(self, s: String) -> Result<Kind<'de>, E> {
+                Ok(Kind(Ok(Str::Owned(s))))
+            }
+            fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<Kind<'de>, E> {
+                Ok(Kind(Err(Value::Bool(b).to_string())))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Kind<'de>, E> {
+                Ok(Kind(Err(Value::from(n).to_string())))
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Kind<'de>, E> {
+                Ok(Kind(Err(Value::from(n).to_string())))
+            }
+            fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<Kind<'de>, E> {
+                Ok(Kind(Err(Value::from(n).to_string())))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Kind<'de>, E> {
+                Ok(Kind(Err(Value::Null.to_string())))
+            }
+            fn visit_none<E: serde::de::Error>(self) -> Result<Kind<'de>, E> {
+                self.visit_unit()
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<Kind<'de>, A::Error> {
+                let v = Value::deserialize(SeqAccessDeserializer::new(seq))?;
+                Ok(Kind(Err(v.to_string())))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Kind<'de>, A::Error> {
+                let v = Value::deserialize(MapAccessDeserializer::new(map))?;
+                Ok(Kind(Err(v.to_string())))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// The raw top-level value of an object before it is known to be an Event
 /// or an EventList; built in one pass over the map.
 #[derive(Default)]
 struct Wire<'de> {
-    kind: Option<Result<String, String>>,
-    api_version: Option<String>,
+    kind: Option<Result<Str<'de>, String>>,
+    api_version: Option<Str<'de>>,
     doc: EventDoc,
-    stage: Option<String>,
-    level: Option<String>,
+    stage: Option<Str<'de>>,
+    level: Option<Str<'de>>,
     object_ref: Option<ObjectRefWire>,
-    timestamp: Option<String>,
-    request_received: Option<Option<String>>,
-    stage_ts: Option<Option<String>>,
+    timestamp: Option<Str<'de>>,
+    request_received: Option<Option<Str<'de>>>,
+    stage_ts: Option<Option<Str<'de>>>,
     items: Option<Vec<&'de RawValue>>,
 }
 
@@ -722,14 +822,11 @@ impl<'de> DeserializeSeed<'de> for WireSeed<'_> {
                     };
                     match f {
                         Field::Kind => {
-                            let v: serde_json::Value = val!("kind");
-                            w.kind = Some(match v {
-                                serde_json::Value::String(s) => Ok(s),
-                                other => Err(other.to_string()),
-                            });
+                            let v: Kind<'de> = val!("kind");
+                            w.kind = Some(v.0);
                         }
                         Field::ApiVersion => {
-                            let v: Option<String> = val!("apiVersion");
+                            let v: Option<Str<'de>> = val!("apiVersion");
                             w.api_version = v;
                         }
                         Field::Level => w.level = val!("level"),
@@ -820,7 +917,7 @@ impl<'de> DeserializeSeed<'de> for WireSeed<'_> {
                             w.doc.unknown.push(("metadata".to_string(), v));
                         }
                         Field::Timestamp => {
-                            let v: Option<String> = val!("timestamp");
+                            let v: Option<Str<'de>> = val!("timestamp");
                             w.timestamp = v;
                         }
                     }
@@ -832,6 +929,31 @@ impl<'de> DeserializeSeed<'de> for WireSeed<'_> {
             max_items: self.max_items,
             exceeded: self.exceeded,
         })
+    }
+}
+
+/// One EventList item decoded in the same pass that finds its end: an
+/// object read as a [`Wire`] that may hold no `items` (an item is one Event).
+/// The batch fast path reads items with it from a `StreamDeserializer`,
+/// whose byte offset then gives the item's span without a second scan.
+pub(crate) struct ItemWire<'de>(Wire<'de>);
+
+impl<'de> Deserialize<'de> for ItemWire<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let exceeded = Cell::new(false);
+        WireSeed {
+            max_items: 0,
+            exceeded: &exceeded,
+        }
+        .deserialize(d)
+        .map(ItemWire)
+    }
+}
+
+impl<'de> ItemWire<'de> {
+    /// The checks and conversion [`decode_str`] applies after reading.
+    pub(crate) fn finish(self) -> Result<Decoded<'de>, EventError> {
+        self.0.finish()
     }
 }
 
@@ -908,7 +1030,7 @@ impl<'de> Wire<'de> {
     fn finish(mut self) -> Result<Decoded<'de>, EventError> {
         let kind_present = self.kind.is_some();
         match self.kind.take() {
-            Some(Ok(k)) if k == "EventList" => {
+            Some(Ok(k)) if &*k == "EventList" => {
                 if let Some(v) = self.api_version.as_deref() {
                     if ApiVersion::parse(v).is_none() {
                         return Err(EventError::NotAnEvent(format!(
@@ -920,11 +1042,12 @@ impl<'de> Wire<'de> {
                 let version = self.api_version.as_deref().and_then(ApiVersion::parse);
                 return Ok(Decoded::List { items, version });
             }
-            Some(Ok(k)) if k == "Event" => {}
+            Some(Ok(k)) if &*k == "Event" => {}
             Some(Ok(k)) => {
+                let k: &str = &k;
                 return Err(EventError::NotAnEvent(format!(
                     "kind is {k:?}, want \"Event\" or \"EventList\""
-                )))
+                )));
             }
             Some(Err(v)) => {
                 return Err(EventError::NotAnEvent(format!(
@@ -986,7 +1109,7 @@ impl<'de> Wire<'de> {
             }
         }
         let parse_ts = |field: &'static str,
-                        v: Option<Option<String>>|
+                        v: Option<Option<Str<'de>>>|
          -> Result<Option<MicroTime>, EventError> {
             match v.flatten() {
                 None => Ok(None),

@@ -401,6 +401,23 @@ pub fn parse_line(source: &str, line: u64, bytes: &[u8]) -> Vec<Result<Event, Re
     }
 }
 
+/// [`parse_line`] of a line the caller owns (a [`RawItem::Line`]'s bytes):
+/// a v1 event line becomes the event's bytes without a copy. Same results,
+/// errors and locations as [`parse_line`].
+pub fn parse_line_vec(source: &str, line: u64, bytes: Vec<u8>) -> Vec<Result<Event, ReadError>> {
+    match Event::from_json_vec(bytes) {
+        Ok(ev) => vec![Ok(ev)],
+        Err((EventError::NotAnEvent(m), bytes)) if m.starts_with("this is an EventList") => {
+            batch_line(source, line, &bytes)
+        }
+        Err((error, raw)) => vec![Err(ReadError::Event {
+            location: located(source, line, None),
+            error,
+            raw,
+        })],
+    }
+}
+
 fn located(source: &str, line: u64, path: Option<String>) -> Location {
     Location {
         source: source.to_string(),

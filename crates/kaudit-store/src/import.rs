@@ -15,7 +15,7 @@
 //! point, so it never makes durable what the log has not.
 
 use crate::{Store, StoreError};
-use kaudit_event::reader::{parse_line, EventReader, RawItem, ReadError};
+use kaudit_event::reader::{parse_line_vec, EventReader, RawItem, ReadError};
 use kaudit_event::{Event, MicroTime};
 use std::collections::BTreeMap;
 use std::sync::{mpsc, Mutex};
@@ -215,7 +215,7 @@ fn parse_batch(
         match item {
             RawItem::Ready(r) => take(*r),
             RawItem::Line { line, bytes } => {
-                for r in parse_line(source, line, &bytes) {
+                for r in parse_line_vec(source, line, bytes) {
                     take(r);
                 }
             }
