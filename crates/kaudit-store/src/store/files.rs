@@ -10,8 +10,12 @@ use std::path::Path;
 /// Turns an io error into [`StoreError::Io`] naming `what` (a path or a part
 /// of the store), for `map_err`.
 pub(crate) fn io_err(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> StoreError {
-    let context = what.to_string();
-    move |source| StoreError::Io { context, source }
+    // Formatted only on failure: hot loops (a merge writes two fields per
+    // key) pass `path.display()` on every call.
+    move |source| StoreError::Io {
+        context: what.to_string(),
+        source,
+    }
 }
 
 /// [`StoreError::Undecodable`]: `source` did not decode at `context` (file,
