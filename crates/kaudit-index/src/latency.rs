@@ -253,30 +253,31 @@ impl SlotHist {
 /// The (slot, bucket) pairs whose samples pass 2 gathers.
 #[derive(Debug)]
 pub struct Wanted {
-    bits: Vec<u64>,
+    /// One flag per (slot, bucket), at most [`MAX_HIST_CELLS`] bytes: a
+    /// byte load per sample measured twice as fast as a bit test here.
+    marks: Vec<bool>,
 }
 
 impl Wanted {
     fn new(slots: usize) -> Wanted {
         Wanted {
-            bits: vec![0; (slots * BUCKETS).div_ceil(64)],
+            marks: vec![false; slots * BUCKETS],
         }
     }
 
     fn set(&mut self, slot: usize, b: usize) {
-        let i = slot * BUCKETS + b;
-        if let Some(w) = self.bits.get_mut(i / 64) {
-            *w |= 1 << (i % 64);
+        if let Some(m) = self.marks.get_mut(slot * BUCKETS + b) {
+            *m = true;
         }
     }
 
     /// Whether pass 2 keeps sample `v` of `slot`.
     #[inline]
     pub fn wants(&self, slot: usize, v: u32) -> bool {
-        let i = slot * BUCKETS + bucket(v);
-        self.bits
-            .get(i / 64)
-            .is_some_and(|w| w >> (i % 64) & 1 == 1)
+        self.marks
+            .get(slot * BUCKETS + bucket(v))
+            .copied()
+            .unwrap_or(false)
     }
 }
 
