@@ -8,7 +8,10 @@
 //! extended as rows are indexed, see
 //! [`crate::facets::Facets::latency`]); a percentile over sorted runs is a
 //! binary search, and samples read from the store since are just one more
-//! run. Both ways give the sample of the same nearest rank.
+//! run. Without kept runs, [`SlotHist`] and [`resolve`] find the same
+//! percentiles in two passes (bucket counts, then only the samples in each
+//! rank's bucket) instead of gathering every sample. All ways give the
+//! sample of the same nearest rank.
 
 use crate::stats::Latency;
 use std::sync::Arc;
