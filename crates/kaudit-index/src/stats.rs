@@ -9,7 +9,7 @@
 use crate::facets::Facets;
 use crate::index::Column;
 use crate::index::{Index, NO_LATENCY};
-use crate::latency::GroupLatency;
+use crate::latency::{GroupLatency, SlotHist, Wanted};
 use crate::plan::{bounds_within, Bits};
 use crate::search::{fetch, for_each_match};
 use crate::{IndexError, IndexResult};
@@ -164,7 +164,7 @@ pub fn stats_using(
     }
     let bucket = |t: i64| req.every.map(|e| bucket_start(t, e));
     let budget = req.query.budget();
-    let b = bounds_within(ix, req.query.expr(), budget)?;
+    let mut b = bounds_within(ix, req.query.expr(), budget)?;
     let slots: Option<Vec<usize>> = req
         .by
         .iter()
@@ -174,6 +174,9 @@ pub fn stats_using(
     let fast = b.exact && slots.is_some() && (!req.latency || lat_col.is_some());
     let mut groups: Groups = HashMap::new();
     let mut total = 0u64;
+    // Latencies only counted by bucket on the flat path, and the layout to
+    // read them again with (pass 2 of `crate::latency::resolve`).
+    let mut counted_lat: Option<(SlotHist, FlatLayout)> = None;
     if let (true, Some(slots)) = (fast, &slots) {
         let times = ix.times();
         let in_range = |t: i64| req.since.is_none_or(|s| t >= s) && req.until.is_none_or(|u| t < u);
@@ -268,6 +271,7 @@ pub fn stats_using(
                             lat: GroupLatency {
                                 samples: Vec::new(),
                                 runs: kept.get(id).map(|k| k.runs().to_vec()).unwrap_or_default(),
+                                ..GroupLatency::default()
                             },
                         },
                     );
@@ -301,6 +305,7 @@ pub fn stats_using(
                     total: counts.iter().sum(),
                     counts,
                     samples: Vec::new(),
+                    hist: None,
                     unknown: Vec::new(),
                 },
                 None => count_flat(
@@ -315,10 +320,18 @@ pub fn stats_using(
             total += counted.total;
             unknown.extend(counted.unknown.iter().map(|&r| ix.base() + r as u64));
             let mut samples = counted.samples.into_iter();
+            let by_hist = counted.hist.is_some();
+            counted_lat = counted.hist.map(|h| (h, layout));
             for (slot, n) in counted.counts.into_iter().enumerate() {
                 let lat = GroupLatency {
                     samples: samples.next().unwrap_or_default(),
-                    runs: Vec::new(),
+                    slots: if by_hist {
+                        // Below `MAX_HIST_CELLS`, so within u32.
+                        vec![slot as u32]
+                    } else {
+                        Vec::new()
+                    },
+                    ..GroupLatency::default()
                 };
                 if n > 0 {
                     let mut key = [0u32; MAX_BY];
@@ -335,7 +348,7 @@ pub fn stats_using(
         let general = if flat.is_some() {
             Bits::empty(0)
         } else {
-            b.lower
+            std::mem::replace(&mut b.lower, Bits::empty(0))
         };
         let mut timed_out = None;
         general.for_each_block(STATS_BLOCK_ROWS / 64, |start, words| {
@@ -491,6 +504,19 @@ pub fn stats_using(
             }
         }
         tail(ix, store, req, &mut groups, &mut total, true)?;
+        if let Some((hist, layout)) = counted_lat {
+            crate::latency::resolve(&hist, groups.values_mut().map(|a| &mut a.lat), |want| {
+                gather_wanted(
+                    &b.lower,
+                    times,
+                    cols.first().map(|(c, _)| *c),
+                    (req.since, req.until),
+                    &layout,
+                    lat_col.unwrap_or(&[]),
+                    (want, hist.slots()),
+                )
+            });
+        }
     } else {
         tail(ix, store, req, &mut groups, &mut total, false)?;
     }
@@ -522,8 +548,11 @@ struct FlatLayout {
 
 struct FlatCounts {
     counts: Vec<u64>,
-    /// Known latencies per slot, when asked for.
+    /// Known latencies per slot, when asked for and too many slots to
+    /// count them by bucket.
     samples: Vec<Vec<u32>>,
+    /// Known latencies per slot counted by bucket, when asked for.
+    hist: Option<SlotHist>,
     /// Rows (not seqs) whose id is 0: the index does not hold the value.
     unknown: Vec<usize>,
     total: u64,
@@ -659,6 +688,35 @@ fn count_flat_typed<T: Copy + Into<u32>>(
         // (all-time percentiles by one field come from the sorted runs
         // `crate::facets::Facets::latency` keeps instead).
         let mut counts = vec![0u64; slots];
+        if let Some(mut hist) = SlotHist::new(slots, lat.len()) {
+            // Pass 1 of exact percentiles: samples counted per bucket, the
+            // few needed gathered later (`gather_wanted`).
+            for_each_slot(
+                rows,
+                times,
+                ids,
+                range,
+                layout,
+                |row, slot| match counts.get_mut(slot) {
+                    Some(n) if slot < hist.slots() => {
+                        *n += 1;
+                        if let Some(&l) = lat.get(row).filter(|&&l| l != NO_LATENCY) {
+                            hist.add(slot, l);
+                        }
+                    }
+                    _ => misplaced.push(row),
+                },
+                |row| unknown.push(row),
+            );
+            unknown.extend(misplaced);
+            return FlatCounts {
+                total: counts.iter().sum(),
+                counts,
+                samples: Vec::new(),
+                hist: Some(hist),
+                unknown,
+            };
+        }
         let mut samples: Vec<Vec<u32>> = vec![Vec::new(); slots];
         for_each_slot(
             rows,
@@ -684,6 +742,7 @@ fn count_flat_typed<T: Copy + Into<u32>>(
             total: counts.iter().sum(),
             counts,
             samples,
+            hist: None,
             unknown,
         };
     }
@@ -710,8 +769,56 @@ fn count_flat_typed<T: Copy + Into<u32>>(
         total: counts.iter().sum(),
         counts,
         samples,
+        hist: None,
         unknown,
     }
+}
+
+/// Pass 2 of exact percentiles on the flat path: the same rows as
+/// [`count_flat`] counted, keeping per slot only the latencies `want`s.
+fn gather_wanted(
+    rows: &Bits,
+    times: &[i64],
+    col: Option<&Column>,
+    range: (Option<i64>, Option<i64>),
+    layout: &FlatLayout,
+    lat: &[u32],
+    want: (&Wanted, usize),
+) -> Vec<Vec<u32>> {
+    match col {
+        None => gather_wanted_typed::<u8>(rows, times, None, range, layout, lat, want),
+        Some(Column::U8(v)) => gather_wanted_typed(rows, times, Some(v), range, layout, lat, want),
+        Some(Column::U16(v)) => gather_wanted_typed(rows, times, Some(v), range, layout, lat, want),
+        Some(Column::U32(v)) => gather_wanted_typed(rows, times, Some(v), range, layout, lat, want),
+    }
+}
+
+fn gather_wanted_typed<T: Copy + Into<u32>>(
+    rows: &Bits,
+    times: &[i64],
+    ids: Option<&[T]>,
+    range: (Option<i64>, Option<i64>),
+    layout: &FlatLayout,
+    lat: &[u32],
+    (want, slots): (&Wanted, usize),
+) -> Vec<Vec<u32>> {
+    let mut out: Vec<Vec<u32>> = vec![Vec::new(); slots];
+    for_each_slot(
+        rows,
+        times,
+        ids,
+        range,
+        layout,
+        |row, slot| {
+            if let (Some(&l), Some(v)) = (lat.get(row), out.get_mut(slot)) {
+                if l != NO_LATENCY && want.wants(slot, l) {
+                    v.push(l);
+                }
+            }
+        },
+        |_| {},
+    );
+    out
 }
 
 /// Adds store-read events to `groups`: only the unindexed tail when
