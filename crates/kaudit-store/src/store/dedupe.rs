@@ -362,9 +362,10 @@ impl Run {
 
 /// Creates (or empties) the private temporary file that becomes `path` once
 /// it is complete and renamed into place.
-fn create_tmp(path: &Path) -> StoreResult<(PathBuf, File)> {
+pub(super) fn create_tmp(path: &Path) -> StoreResult<(PathBuf, File)> {
     let tmp = tmp_of(path);
     let f = OpenOptions::new()
+        .read(true)
         .write(true)
         .create(true)
         .truncate(true)

@@ -9,8 +9,8 @@ use crate::note::Verifier25519;
 use crate::retention::{Hold, PruneOutcome, Retention};
 use crate::tree::GROUP;
 use crate::{StoreError, StoreResult};
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 /// The signed prune record: everything below `before` was deleted on purpose.
@@ -99,17 +99,7 @@ fn copy_keys(
     len: u64,
     dst: &Path,
 ) -> StoreResult<File> {
-    let mut name = dst.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    let tmp = dst.with_file_name(name);
-    let out = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io_err(tmp.display()))?;
+    let (tmp, out) = super::dedupe::create_tmp(dst)?;
     out.set_len(len * 16).map_err(io_err(tmp.display()))?;
     let mut buf = vec![0u8; (COPY_KEYS * 16) as usize];
     let mut done = 0u64;
